@@ -1,0 +1,169 @@
+"""The ``fupan`` command: review, run, validate, demo-data, rerun.
+
+Exit codes: 0 success; 1 failure (bad input, a failed notebook, an interrupt);
+2 wrong command-line usage; 3 success with an alert (monthly runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_ALERT = 0, 1, 2, 3
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _load_params(args: argparse.Namespace) -> Any:
+    from fupan import params as fparams
+
+    overrides = {"data.source": getattr(args, "data", None), "as_of": getattr(args, "as_of", None),
+                 "lang": getattr(args, "lang", None), "seed": getattr(args, "seed", None)}
+    return fparams.load(args.params, **overrides)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from fupan import data as fdata
+
+    params = _load_params(args)
+    ds = fdata.load(params, strict=False)
+    ds.close()
+    print(ds.report.format())
+    if not ds.report.ok:
+        return EXIT_FAIL
+    print(f"ok: {', '.join(ds.report.present)} present; missing optional: {', '.join(ds.report.missing_optional) or 'none'}")
+    return EXIT_OK
+
+
+def cmd_review(args: argparse.Namespace, notebooks: list[str] | None = None) -> int:
+    from fupan import runner
+
+    params = _load_params(args)
+    if notebooks:
+        params.notebooks = notebooks
+    log = (lambda _m: None) if args.quiet else print
+    res = runner.run(params, args.params, reports_dir=args.out, log=log, name=getattr(args, "name", None))
+    print(res.deck)
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return cmd_review(args, notebooks=args.notebooks)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from fupan import demo
+
+    truth = demo.generate(args.out, customers=args.customers, seed=args.seed, business_model=args.business_model,
+                          as_of=args.as_of, fmt=args.format)
+    cal = truth.get("calibration", {})
+    print(f"wrote {args.customers:,} customers to {args.out} "
+          f"(core churn {cal.get('core_annual_churn', float('nan')):.1%}, seed {args.seed})")
+    return EXIT_OK
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    import yaml
+
+    from fupan import data as fdata
+    from fupan import params as fparams
+    from fupan import runner
+
+    manifest = json.loads(Path(args.manifest).read_text(encoding="utf-8"))
+    stored = dict(manifest["params"])
+    stored["benchmarks_file"] = None
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False, encoding="utf-8") as fh:
+        yaml.safe_dump(stored, fh, allow_unicode=True)
+        path = fh.name
+    params = fparams.load(path)
+    files = fdata.find_source_files(params) if Path(params.resolve(params.data.source)).is_dir() else {}
+    now = {p.name: fdata.sha256_file(p) for p in files.values() if p.exists()}
+    changed = sorted(k for k in set(manifest.get("inputs", {})) | set(now) if manifest["inputs"].get(k) != now.get(k))
+    if changed and files:
+        _err(f"warning: input fingerprints no longer match the manifest for: {', '.join(changed)}")
+        if args.strict:
+            return EXIT_FAIL
+    res = runner.run(params, path, reports_dir=args.out, name=args.name or f"{manifest['run']}-rerun",
+                     log=(lambda _m: None) if args.quiet else print)
+    print(res.deck)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fupan", description="复盘 fupan: the customer-relationship review workbook")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser, default_params: str = "params/annual_review.yaml") -> None:
+        sp.add_argument("--params", default=default_params, help="YAML run definition (default: %(default)s)")
+        sp.add_argument("--data", help="override data.source (folder, .duckdb file or URL)")
+        sp.add_argument("--as-of", dest="as_of", help="override as_of (YYYY-MM-DD)")
+        sp.add_argument("--lang", choices=["zh", "en"], help="deck language")
+        sp.add_argument("--seed", type=int, help="override the seed")
+
+    sp = sub.add_parser("review", help="validate, run every notebook, write reports/<run>/deck.html")
+    common(sp)
+    sp.add_argument("--out", help="reports folder (default: reports/)")
+    sp.add_argument("--name", help="run folder name (default: <kind>-<as_of>)")
+    sp.add_argument("--quiet", "-q", action="store_true")
+    sp.set_defaults(func=cmd_review)
+
+    sp = sub.add_parser("run", help="run selected notebooks only")
+    sp.add_argument("notebooks", nargs="+", help="notebook names, e.g. 00_data_check")
+    common(sp)
+    sp.add_argument("--out")
+    sp.add_argument("--name")
+    sp.add_argument("--quiet", "-q", action="store_true")
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("validate", help="check a data source against the contract")
+    common(sp)
+    sp.set_defaults(func=cmd_validate)
+
+    sp = sub.add_parser("demo-data", help="generate the demo dataset (with truth.json)")
+    sp.add_argument("--out", default="data/demo")
+    sp.add_argument("--customers", type=int, default=5000)
+    sp.add_argument("--seed", type=int, default=42)
+    sp.add_argument("--business-model", dest="business_model", choices=["contractual", "non_contractual"],
+                    default="non_contractual")
+    sp.add_argument("--as-of", dest="as_of", default="2026-10-31")
+    sp.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    sp.set_defaults(func=cmd_demo)
+
+    sp = sub.add_parser("rerun", help="reproduce a run from its manifest.json")
+    sp.add_argument("manifest")
+    sp.add_argument("--out")
+    sp.add_argument("--name")
+    sp.add_argument("--strict", action="store_true", help="fail when input fingerprints changed")
+    sp.add_argument("--quiet", "-q", action="store_true")
+    sp.set_defaults(func=cmd_rerun)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from fupan.params import ParamsError
+    from fupan.runner import RunError
+    from fupan.validation import DataValidationError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ParamsError as exc:
+        _err(f"fupan: bad params\n{exc}")
+    except DataValidationError as exc:
+        _err(f"fupan: the data failed its checks; nothing was written\n{exc}")
+    except RunError as exc:
+        where = f"\n  partial run kept in {exc.failed_dir}" if exc.failed_dir else ""
+        _err(f"fupan: {exc}{where}\n  the previous good report is unchanged")
+    except KeyboardInterrupt:
+        _err("fupan: interrupted")
+    return EXIT_FAIL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,660 @@
+"""Load a data source into the embedded engine, check it against the contract, stage it.
+
+Every table arrives as text in a DuckDB staging database (through Ibis), is cast to the
+contract's types there with ``TRY_CAST`` so bad values are counted and shown rather than
+crashing, and is cleaned by the rules in params (orphans, rows after ``as_of``). pandas never
+sees the raw event tables: notebooks query the staged tables through Ibis and pull one row
+per customer.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+
+from fupan.params import Params
+from fupan.schema import TABLES, Column, Table
+from fupan.validation import DataValidationError, ValidationReport
+
+warnings.filterwarnings("ignore", message=".*infer_string.*")
+
+FILE_SUFFIXES = (".csv", ".parquet", ".pq", ".xlsx", ".xlsm", ".txt")
+STAGED_NAME = "staged.duckdb"
+REPORT_NAME = "validation.json"
+_TRUE = ("true", "t", "1", "yes", "y", "是", "对", "true.")
+_FALSE = ("false", "f", "0", "no", "n", "否", "错")
+# Header cells like "客户编号 " or "\ufeffcustomer_id" are normal in CRM exports.
+_HEADER_JUNK = re.compile(r"^[\s\ufeff\"']+|[\s\"']+$")
+
+
+@dataclass
+class Dataset:
+    """The validated, typed tables of one data source, as Ibis expressions.
+
+    Attributes
+    ----------
+    con : the Ibis backend (DuckDB by default) that holds the staged tables.
+    params : the run's params.
+    report : every validation finding, and a per-table profile.
+    fingerprints : sha256 of every input file, for the manifest.
+    """
+
+    con: Any
+    params: Params
+    report: ValidationReport
+    fingerprints: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def as_of(self) -> pd.Timestamp:
+        return pd.Timestamp(self.params.as_of)
+
+    @property
+    def present(self) -> list[str]:
+        return list(self.report.present)
+
+    def has(self, table: str) -> bool:
+        return table in self.report.present
+
+    def __getitem__(self, table: str) -> ir.Table:
+        return self.table(table)
+
+    def table(self, table: str) -> ir.Table:
+        if table not in TABLES:
+            raise KeyError(f"'{table}' is not a contract table; known: {list(TABLES)}")
+        if not self.has(table):
+            raise MissingTableError(table)
+        return self.con.table(table)
+
+    def close(self) -> None:
+        try:
+            self.con.disconnect()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
+
+
+class MissingTableError(LookupError):
+    """An optional table a section needs is not in the data source."""
+
+    def __init__(self, table: str):
+        self.table = table
+        super().__init__(f"optional table '{table}' is not in the data source")
+
+
+# --------------------------------------------------------------------------------------
+# Reading sources
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def detect_encoding(path: str | Path, declared: str = "auto") -> str:
+    """The codec a CSV file really uses: UTF-8 (with or without BOM) or GB18030.
+
+    A file declared UTF-8 that does not decode as UTF-8 is treated as GB18030 (the safe
+    superset of GBK) when it decodes as that; the caller reports the mismatch.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if declared not in ("auto", "utf-8", "utf8"):
+        return declared
+    if _decodes(path, "utf-8"):
+        return "utf-8"
+    if _decodes(path, "gb18030"):
+        return "gb18030"
+    return "utf-8"  # let the reader report the bad bytes
+
+
+def _decodes(path: str | Path, codec: str) -> bool:
+    dec = codecs.getincrementaldecoder(codec)()
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 22):
+                dec.decode(block)
+            dec.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _transcode_to_utf8(path: Path, codec: str, out: Path) -> Path:
+    # DuckDB decodes only UTF-8 offline: convert in streaming fashion, bounded memory.
+    with open(path, encoding=codec, newline="") as src, open(out, "w", encoding="utf-8", newline="") as dst:
+        shutil.copyfileobj(src, dst, 1 << 22)
+    return out
+
+
+def find_source_files(params: Params) -> dict[str, Path]:
+    """Map each contract table to its file in a source folder (absent tables are left out)."""
+    folder = Path(params.resolve(params.data.source))
+    found: dict[str, Path] = {}
+    for table in TABLES:
+        if table in params.data.files:
+            found[table] = folder / params.data.files[table]
+            continue
+        for suffix in FILE_SUFFIXES:
+            candidate = folder / f"{table}{suffix}"
+            if candidate.exists():
+                found[table] = candidate
+                break
+    return found
+
+
+def _normalise_header(name: Any) -> str:
+    return _HEADER_JUNK.sub("", str(name))
+
+
+def _expected_headers(table: Table, params: Params) -> set[str]:
+    mapped = params.data.columns.get(table.name, {})
+    names = {c.lower() for c in table.column_names}
+    names |= {src.lower() for src in mapped}
+    return names
+
+
+def _detect_header_row(rows: list[list[Any]], expected: set[str]) -> int:
+    """First row of a sheet that looks like the header (title rows above it are skipped)."""
+    best, best_hits = 0, 0
+    for i, row in enumerate(rows[:15]):
+        hits = sum(1 for v in row if v is not None and _normalise_header(v).lower() in expected)
+        if hits > best_hits:
+            best, best_hits = i, hits
+    return best
+
+
+def _read_excel_text(path: Path, table: Table, params: Params) -> tuple[pd.DataFrame, int]:
+    sheet = params.data.sheet if params.data.sheet is not None else 0
+    header_row = params.data.header_row
+    if header_row is None:
+        head = pd.read_excel(path, sheet_name=sheet, header=None, nrows=15, dtype=str)
+        rows = [[None if pd.isna(v) else v for v in r] for r in head.values.tolist()]
+        header_row = _detect_header_row(rows, _expected_headers(table, params))
+    frame = pd.read_excel(path, sheet_name=sheet, header=header_row, dtype=str)
+    return frame, header_row
+
+
+def _csv_header_row(path: Path, codec: str, table: Table, params: Params) -> int:
+    if params.data.header_row is not None:
+        return params.data.header_row
+    import csv
+
+    with open(path, encoding=codec, newline="", errors="replace") as fh:
+        rows = [row for _, row in zip(range(15), csv.reader(fh), strict=False)]
+    return _detect_header_row(rows, _expected_headers(table, params))
+
+
+@dataclass
+class _RawTable:
+    table: str
+    path: str
+    header_offset: int  # 1-based file line of the first data row, minus one
+    note: str = ""
+
+
+def _stage_raw_file(con: Any, table: Table, path: Path, params: Params, tmp: Path, report: ValidationReport) -> _RawTable | None:
+    """Read one file into ``raw_<table>`` with every column as text and a source row number."""
+    raw_name = f"raw_{table.name}"
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".xlsm"):
+        frame, header_row = _read_excel_text(path, table, params)
+        frame.columns = [_normalise_header(c) for c in frame.columns]
+        header_line = header_row + 1
+        frame.insert(0, "_row", range(header_line + 1, header_line + 1 + len(frame)))
+        frame = frame.dropna(how="all", subset=[c for c in frame.columns if c != "_row"])
+        con.create_table(raw_name, ibis.memtable(frame), overwrite=True)
+        return _RawTable(table.name, str(path), header_line)
+    if suffix in (".parquet", ".pq"):
+        src = con.read_parquet(str(path), table_name=f"src_{table.name}")
+        cols = {_normalise_header(c): src[c].cast("string") for c in src.columns}
+        expr = src.select(**cols).mutate(_row=ibis.row_number() + 1)
+        con.create_table(raw_name, expr, overwrite=True)
+        return _RawTable(table.name, str(path), 0)
+    # CSV / TXT
+    codec = detect_encoding(path, params.data.encoding)
+    declared = params.data.encoding.lower()
+    if declared in ("utf-8", "utf8") and codec == "gb18030":
+        report.add(
+            "warning", table.name, None, "encoding", 0,
+            f"{path.name} is declared UTF-8 but is GBK/GB18030; it was decoded as GB18030",
+            fix="set data.encoding: gb18030 (or auto), or re-export the file as UTF-8",
+        )
+    if codec not in ("utf-8", "utf-8-sig"):
+        path = _transcode_to_utf8(path, codec, tmp / f"{table.name}.utf8.csv")
+        codec = "utf-8"
+    skip = _csv_header_row(path, codec, table, params)
+    try:
+        src = con.read_csv(str(path), table_name=f"src_{table.name}", all_varchar=True, header=True, skip=skip)
+    except Exception as exc:  # noqa: BLE001 - DuckDB raises many kinds; report them all the same way
+        text = str(exc).splitlines()[0]
+        report.add("error", table.name, None, "unreadable", 0, f"{path.name} could not be read as CSV: {text}",
+                   fix="check the delimiter, quoting and encoding of the export")
+        return None
+    cols = {_normalise_header(c): src[c] for c in src.columns}
+    expr = src.select(**cols).mutate(_row=ibis.row_number() + 2 + skip)
+    con.create_table(raw_name, expr, overwrite=True)
+    return _RawTable(table.name, str(path), 1 + skip)
+
+
+def _stage_raw_from_backend(con: Any, other: Any, table: Table, name: str) -> None:
+    """Copy a table from another Ibis backend (DuckDB file, database URL) as text."""
+    src = other.table(name)
+    cols = {_normalise_header(c): src[c].cast("string") for c in src.columns}
+    expr = src.select(**cols)
+    con.create_table(f"src_{table.name}", expr.to_pyarrow(), overwrite=True)
+    staged = con.table(f"src_{table.name}").mutate(_row=ibis.row_number() + 1)
+    con.create_table(f"raw_{table.name}", staged, overwrite=True)
+
+
+# --------------------------------------------------------------------------------------
+# Typing and checking
+
+
+def _examples(t: ir.Table, pred: ir.BooleanValue, cols: list[str], n: int = 5) -> list[dict[str, Any]]:
+    keep = [c for c in ["_row", *cols] if c in t.columns]
+    rows = t.filter(pred).select(keep).order_by("_row").limit(n).to_pyarrow().to_pylist()
+    return [{("row" if k == "_row" else k.removeprefix("_raw_")): v for k, v in r.items()} for r in rows]
+
+
+def _count(t: ir.Table, pred: ir.BooleanValue) -> int:
+    return int(t.filter(pred).count().to_pyarrow().as_py())
+
+
+def _blank(v: ir.StringValue) -> ir.BooleanValue:
+    return v.isnull() | (v.strip() == "")
+
+
+def _typed(raw: ir.StringValue, col: Column) -> ir.Value:
+    s = ibis.ifelse(_blank(raw), ibis.null().cast("string"), raw.strip())
+    if col.dtype == "str":
+        return s
+    if col.dtype in ("date", "datetime"):
+        # Accept 2026-01-05, 2026/1/5, 2026.01.05 and an optional time; other orders are
+        # ambiguous (05/01/2026) and are reported instead of guessed.
+        norm = s.re_replace(r"^(\d{4})[/.年](\d{1,2})[/.月](\d{1,2})日?", r"\1-\2-\3")
+        return norm.try_cast("date" if col.dtype == "date" else "timestamp")
+    if col.dtype == "float":
+        return s.re_replace(r"[,，¥$\s]", "").try_cast("float64")
+    if col.dtype == "int":
+        f = s.re_replace(r"[,，\s]", "").try_cast("float64")
+        return ibis.ifelse(f == f.round(), f.cast("int64"), ibis.null().cast("int64"))
+    if col.dtype == "bool":
+        low = s.lower()
+        return ibis.ifelse(low.isin(_TRUE), True, ibis.ifelse(low.isin(_FALSE), False, ibis.null().cast("boolean")))
+    raise ValueError(col.dtype)
+
+
+def _fix_for_type(col: Column) -> str:
+    return {
+        "date": "use ISO dates (YYYY-MM-DD); day-first or month-first dates are ambiguous",
+        "datetime": "use ISO timestamps (YYYY-MM-DD HH:MM:SS)",
+        "float": "use plain numbers (a decimal point, no currency text)",
+        "int": "use whole numbers",
+        "bool": "use true/false (or 1/0, yes/no, 是/否)",
+    }.get(col.dtype, "")
+
+
+def _map_columns(raw_cols: list[str], table: Table, params: Params, report: ValidationReport) -> dict[str, str] | None:
+    """contract column -> raw column name; reports missing required columns."""
+    mapping = {src: dst for src, dst in params.data.columns.get(table.name, {}).items()}
+    bad_targets = [dst for dst in mapping.values() if dst not in table.column_names]
+    for dst in bad_targets:
+        report.add("error", table.name, dst, "mapping", 0,
+                   f"data.columns maps a source column onto '{dst}', which is not a contract column",
+                   fix=f"map onto one of: {', '.join(table.column_names)}")
+    lower = {c.lower(): c for c in raw_cols}
+    out: dict[str, str] = {}
+    for src, dst in mapping.items():
+        if src in raw_cols:
+            out[dst] = src
+        elif src.lower() in lower:
+            out[dst] = lower[src.lower()]
+    for name in table.column_names:
+        if name not in out and name.lower() in lower:
+            out[name] = lower[name.lower()]
+    missing = [c for c in table.required_columns if c not in out]
+    if missing:
+        import difflib
+
+        available = [c for c in raw_cols if c != "_row"]
+        for m in missing:
+            near = difflib.get_close_matches(m, available, n=1, cutoff=0.6)
+            hint = f"rename '{near[0]}' to '{m}'" if near else "add the column"
+            report.add("error", table.name, m, "missing_column", 0,
+                       f"required column '{m}' is missing (columns found: {', '.join(available)})",
+                       fix=f"{hint}, or map the source's own name in params: data.columns.{table.name}: {{<source name>: {m}}}")
+        return None
+    return out
+
+
+def _check_and_type(con: Any, table: Table, params: Params, report: ValidationReport) -> bool:
+    raw = con.table(f"raw_{table.name}")
+    mapping = _map_columns(raw.columns, table, params, report)
+    if mapping is None:
+        return False
+    value_maps = params.data.values.get(table.name, {})
+    typed_cols: dict[str, ir.Value] = {"_row": raw["_row"]}
+    raw_cols: dict[str, ir.Value] = {}
+    for col in table.columns:
+        if col.name not in mapping:
+            continue
+        src = raw[mapping[col.name]]
+        if col.name in value_maps:
+            src = src.substitute(value_maps[col.name])
+        raw_cols[f"_raw_{col.name}"] = src
+        typed_cols[col.name] = _typed(src, col)
+    for extra in raw.columns:
+        if any(extra.startswith(p) for p in table.extra_prefixes):
+            typed_cols[extra] = _typed(raw[extra], Column(extra, "float", nullable=True))
+    t = raw.select(**raw_cols, **typed_cols)
+    con.create_table(f"typed_{table.name}", t, overwrite=True)
+    t = con.table(f"typed_{table.name}")
+    n_rows = int(t.count().to_pyarrow().as_py())
+    ok = True
+    for col in table.columns:
+        if col.name not in mapping:
+            continue
+        r, v = t[f"_raw_{col.name}"], t[col.name]
+        bad = ~_blank(r) & v.isnull()
+        n_bad = _count(t, bad)
+        if n_bad:
+            ok = False
+            report.add("error", table.name, col.name, "type", n_bad,
+                       f"{n_bad:,} value(s) are not a valid {col.dtype}",
+                       fix=_fix_for_type(col), examples=_examples(t, bad, [f"_raw_{col.name}"]))
+        if not col.nullable:
+            nulls = _blank(r)
+            n_null = _count(t, nulls)
+            if n_null:
+                ok = False
+                report.add("error", table.name, col.name, "nulls", n_null,
+                           f"{n_null:,} empty value(s) in a column that must be filled",
+                           fix="fill the column in the export or drop those rows",
+                           examples=_examples(t, nulls, table.column_names[:3]))
+        if col.allowed:
+            bad = v.notnull() & ~v.isin(list(col.allowed))
+            n_bad = _count(t, bad)
+            if n_bad:
+                ok = False
+                report.add("error", table.name, col.name, "vocabulary", n_bad,
+                           f"{n_bad:,} value(s) outside the vocabulary {list(col.allowed)}",
+                           fix=f"map source values in params: data.values.{table.name}.{col.name}",
+                           examples=_examples(t, bad, [col.name]))
+        if col.min is not None or col.max is not None:
+            cond = ibis.literal(False)
+            if col.min is not None:
+                cond = cond | (v < col.min)
+            if col.max is not None:
+                cond = cond | (v > col.max)
+            bad = v.notnull() & cond
+            n_bad = _count(t, bad)
+            if n_bad:
+                ok = False
+                report.add("error", table.name, col.name, "range", n_bad,
+                           f"{n_bad:,} value(s) outside [{col.min}, {col.max}]",
+                           fix="correct the values or the column mapping (e.g. a 5-point scale mapped onto nps)",
+                           examples=_examples(t, bad, [table.key or "customer_id", col.name]))
+    if table.key and table.key in mapping:
+        dup = t.group_by(table.key).aggregate(n=t.count()).filter(lambda g: g.n > 1)
+        n_dup = int(dup.count().to_pyarrow().as_py())
+        if n_dup:
+            ok = False
+            keys = dup.order_by(table.key).limit(5)[table.key].to_pyarrow().to_pylist()
+            report.add("error", table.name, table.key, "duplicate_key", n_dup,
+                       f"{n_dup:,} {table.key} value(s) appear more than once",
+                       fix=f"deduplicate the export so each {table.key} is unique",
+                       examples=_examples(t, t[table.key].isin(keys), [table.key]))
+    report.profile[table.name] = {"rows": n_rows, "columns": sorted(mapping)}
+    return ok
+
+
+def _clean_tables(con: Any, params: Params, report: ValidationReport) -> None:
+    """Create the final tables: orphans and rows after as_of handled by policy."""
+    as_of = pd.Timestamp(params.as_of)
+    customers = con.table("typed_customers")
+    ids = customers.select("customer_id")
+    for name in report.present:
+        table = TABLES[name]
+        t = con.table(f"typed_{name}")
+        if table.references_customers and name != "customers":
+            orphan = ~t.customer_id.isin(ids.customer_id)
+            n = _count(t, orphan)
+            if n:
+                sev = "error" if params.data.orphans == "fail" else "warning"
+                action = "the run stops" if sev == "error" else "they were dropped"
+                report.add(sev, name, "customer_id", "orphans", n,
+                           f"{n:,} row(s) reference customers that are not in customers; {action}",
+                           fix="export customers and events from the same snapshot, or set data.orphans: drop",
+                           examples=_examples(t, orphan, [table.key or "customer_id", "customer_id"]))
+                t = t.filter(~orphan)
+        for col in table.columns:
+            if col.not_after_as_of and col.name in t.columns:
+                dtype = "timestamp" if col.dtype == "datetime" else "date"
+                limit = ibis.literal(as_of + pd.Timedelta(days=1) if dtype == "timestamp" else as_of.date())
+                late = t[col.name].notnull() & (
+                    (t[col.name] >= limit) if dtype == "timestamp" else (t[col.name] > limit)
+                )
+                n = _count(t, late)
+                if n:
+                    report.add("warning", name, col.name, "after_as_of", n,
+                               f"{n:,} row(s) dated after as_of {params.as_of}; excluded from this run",
+                               fix="expected when re-running an earlier month; otherwise check the dates",
+                               examples=_examples(t, late, [table.key or "customer_id", col.name]))
+                    if col.nullable and name == "tickets" and col.name != "opened_at":
+                        # A response after as_of was not yet known on as_of: the ticket was open.
+                        t = t.mutate(**{col.name: ibis.ifelse(late, ibis.null().cast("timestamp"), t[col.name])})
+                    else:
+                        t = t.filter(~late)
+        if name == "orders":
+            neg = t.amount < 0
+            zero = t.amount == 0
+            for pred, check, msg in ((neg, "refunds", "negative amounts (refunds)"), (zero, "zero_amount", "zero amounts")):
+                n = _count(t, pred)
+                if n:
+                    report.add("warning", name, "amount", check, n, f"{n:,} order(s) with {msg}; kept and netted",
+                               examples=_examples(t, pred, ["order_id", "amount"]))
+        if name == "contracts":
+            bad = t.end_date < t.start_date
+            n = _count(t, bad)
+            if n:
+                report.add("error", name, "end_date", "order", n, f"{n:,} contract(s) end before they start",
+                           fix="swap or correct start_date / end_date", examples=_examples(t, bad, ["contract_id", "start_date", "end_date"]))
+        if name == "tickets":
+            bad = t.first_response_at.notnull() & (t.first_response_at < t.opened_at)
+            n = _count(t, bad)
+            if n:
+                report.add("error", name, "first_response_at", "order", n,
+                           f"{n:,} ticket(s) answered before they were opened",
+                           fix="check the time zone and column mapping of the ticket export",
+                           examples=_examples(t, bad, ["ticket_id", "opened_at", "first_response_at"]))
+        keep = [c for c in t.columns if not c.startswith("_raw_") and c != "_row"]
+        con.create_table(name, t.select(keep), overwrite=True)
+        if int(con.table(name).count().to_pyarrow().as_py()) == 0 and not TABLES[name].required:
+            report.add("warning", name, None, "empty", 0, "the table has no rows; sections that need it are skipped")
+
+
+def _profile(con: Any, params: Params, report: ValidationReport) -> None:
+    as_of = pd.Timestamp(params.as_of)
+    for name in report.present:
+        table = TABLES[name]
+        t = con.table(name)
+        aggs: dict[str, ir.Value] = {"rows": t.count()}
+        for col in table.columns:
+            if col.name in t.columns:
+                aggs[f"null__{col.name}"] = t[col.name].isnull().mean()
+                if col.dtype in ("date", "datetime"):
+                    aggs[f"min__{col.name}"] = t[col.name].min().cast("string")
+                    aggs[f"max__{col.name}"] = t[col.name].max().cast("string")
+        row = t.aggregate(**aggs).to_pyarrow().to_pylist()[0]
+        prof = report.profile.setdefault(name, {})
+        prof["clean_rows"] = int(row["rows"])
+        prof["null_share"] = {k[6:]: (float(v) if v is not None else None) for k, v in row.items() if k.startswith("null__")}
+        prof["date_range"] = {
+            k[5:]: [row[f"min__{k[5:]}"], v] for k, v in row.items() if k.startswith("max__")
+        }
+        main_date = next((c.name for c in table.columns if c.not_after_as_of), None)
+        if main_date and row.get(f"max__{main_date}"):
+            latest = pd.Timestamp(row[f"max__{main_date}"])
+            lag = int((as_of.normalize() - latest.normalize()).days)
+            prof["latest"] = str(latest.date())
+            prof["lag_days"] = lag
+            if name in ("orders", "touches", "tickets", "activity") and lag > 31:
+                report.add("warning", name, main_date, "timeliness", 0,
+                           f"the latest {main_date} is {latest.date()}, {lag} days before as_of: data may be stale",
+                           fix="check that the export covers the period up to as_of")
+
+
+def load(params: Params, work_dir: str | Path | None = None, strict: bool = True) -> Dataset:
+    """Read, check, type and clean every table of the data source.
+
+    Parameters
+    ----------
+    params : run params (source, column mapping, orphan policy, as_of).
+    work_dir : folder for the staging database; in memory when None.
+    strict : raise :class:`DataValidationError` when any error is found.
+
+    Returns
+    -------
+    Dataset with the staged tables and the validation report.
+    """
+    report = ValidationReport()
+    source = params.resolve(params.data.source)
+    work = Path(work_dir) if work_dir else None
+    if work:
+        work.mkdir(parents=True, exist_ok=True)
+        db = work / STAGED_NAME
+        if db.exists():
+            db.unlink()
+        con = ibis.duckdb.connect(str(db))
+    else:
+        con = ibis.duckdb.connect()
+    fingerprints: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="fupan-load-") as tmpdir:
+        tmp = Path(tmpdir)
+        staged: list[str] = []
+        if "://" in source and not source.startswith("duckdb://"):
+            other = ibis.connect(source)
+            names = set(other.list_tables())
+            for name, table in TABLES.items():
+                if name in names:
+                    _stage_raw_from_backend(con, other, table, name)
+                    staged.append(name)
+            fingerprints["url"] = hashlib.sha256(source.encode()).hexdigest()
+        elif source.endswith((".duckdb", ".ddb", ".db")) or source.startswith("duckdb://"):
+            path = source.removeprefix("duckdb://")
+            if not Path(path).exists():
+                raise DataValidationError(_missing_source(report, path))
+            other = ibis.duckdb.connect(path, read_only=True)
+            names = set(other.list_tables())
+            for name, table in TABLES.items():
+                if name in names:
+                    _stage_raw_from_backend(con, other, table, name)
+                    staged.append(name)
+            other.disconnect()
+            fingerprints[Path(path).name] = sha256_file(path)
+        else:
+            if not Path(source).is_dir():
+                raise DataValidationError(_missing_source(report, source))
+            files = find_source_files(params)
+            for name, path in files.items():
+                if not path.exists():
+                    report.add("error", name, None, "missing_file", 0, f"file {path} (from data.files) does not exist",
+                               fix="correct data.files or add the file")
+                    continue
+                fingerprints[path.name] = sha256_file(path)
+                if _stage_raw_file(con, TABLES[name], path, params, tmp, report):
+                    staged.append(name)
+        for name in TABLES:
+            if name not in staged and not any(p.table == name for p in report.errors):
+                if TABLES[name].required:
+                    report.add("error", name, None, "missing_file", 0,
+                               f"required table '{name}' is missing from {source}",
+                               fix=f"add {name}.csv (or .parquet/.xlsx), or name the file in params: data.files.{name}")
+                else:
+                    report.missing_optional.append(name)
+        for name in list(staged):
+            n = int(con.table(f"raw_{name}").count().to_pyarrow().as_py())
+            if n == 0:
+                sev = "error" if TABLES[name].required else "warning"
+                report.add(sev, name, None, "empty", 0, f"'{name}' has a header but no rows",
+                           fix="export the table again with its rows" if sev == "error" else "")
+                staged.remove(name)
+                if sev == "warning":
+                    report.missing_optional.append(name)
+                continue
+            if _check_and_type(con, TABLES[name], params, report):
+                report.present.append(name)
+        if "customers" in report.present:
+            _clean_tables(con, params, report)
+            _profile(con, params, report)
+        _drop_intermediate(con)
+    report.present = [n for n in TABLES if n in report.present]
+    ds = Dataset(con=con, params=params, report=report, fingerprints=fingerprints)
+    if work:
+        (work / REPORT_NAME).write_text(json.dumps({"report": report.to_dict(), "fingerprints": fingerprints},
+                                                   ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+    if strict and not report.ok:
+        ds.close()
+        raise DataValidationError(report)
+    return ds
+
+
+def _drop_intermediate(con: Any) -> None:
+    # Typed tables come first: they were materialised from the raw tables and source views.
+    existing = set(con.list_tables())
+    for prefix, kind in (("typed_", "table"), ("raw_", "table"), ("src_", "view")):
+        for name in TABLES:
+            obj = f"{prefix}{name}"
+            if obj in existing:
+                (con.drop_view if kind == "view" else con.drop_table)(obj, force=True)
+
+
+def _missing_source(report: ValidationReport, path: str) -> ValidationReport:
+    report.add("error", "(source)", None, "missing_source", 0, f"data source not found: {path}",
+               fix="set data.source in the params (a folder, a .duckdb file or a database URL)")
+    return report
+
+
+def open_staged(params: Params, work_dir: str | Path) -> Dataset:
+    """Open the tables a run already staged (read-only; notebooks share one load)."""
+    work = Path(work_dir)
+    meta = json.loads((work / REPORT_NAME).read_text(encoding="utf-8"))
+    con = ibis.duckdb.connect(str(work / STAGED_NAME), read_only=True)
+    return Dataset(con=con, params=params, report=ValidationReport.from_dict(meta["report"]),
+                   fingerprints=meta.get("fingerprints", {}))
+
+
+def connect(params: Params, run_dir: str | Path | None = None) -> Dataset:
+    """The dataset for a notebook: the run's staged tables, or a fresh load when run alone."""
+    if run_dir:
+        work = Path(run_dir) / "work"
+        if (work / STAGED_NAME).exists() and (work / REPORT_NAME).exists():
+            return open_staged(params, work)
+    return load(params)
+
+
+@contextmanager
+def loaded(params: Params, work_dir: str | Path | None = None, strict: bool = True) -> Iterator[Dataset]:
+    ds = load(params, work_dir, strict)
+    try:
+        yield ds
+    finally:
+        ds.close()

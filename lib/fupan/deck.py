@@ -1,0 +1,113 @@
+"""Build the self-contained HTML deck from executed notebooks.
+
+The deck shows what the notebooks displayed through :mod:`fupan.show` and nothing else:
+no code, no parameters cells, no logs or warnings. Charts are inlined as PNG data URIs and
+the page's CSS and JavaScript are inlined from the package, so the file opens from an email
+attachment and makes no network request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import nbformat
+from nbconvert.preprocessors import TagRemovePreprocessor
+
+from fupan.show import SLIDE_MIME_META
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+# A deck must never make a request: anything that looks like an external reference is refused.
+_EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["'](?:https?:)?//""", re.IGNORECASE)
+
+
+@dataclass
+class Slide:
+    head: str
+    body: list[str] = field(default_factory=list)
+    kind: str = "content"
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    question: str
+    slides: list[Slide] = field(default_factory=list)
+
+
+def _output_html(out: Any) -> str | None:
+    data = out.get("data", {})
+    if "image/png" in data:
+        alt = html.escape(str(data.get("text/plain", "chart")))
+        return f'<img class="chart" alt="{alt}" src="data:image/png;base64,{data["image/png"]}">'
+    if "image/svg+xml" in data:
+        return f'<div class="chart">{data["image/svg+xml"]}</div>'
+    if "text/html" in data:
+        return str(data["text/html"])
+    if "text/markdown" in data:
+        from nbconvert.filters import markdown2html
+
+        return markdown2html(str(data["text/markdown"]))
+    return None  # plain reprs (return values, objects) are notebook noise, not deck content
+
+
+def slides_from_notebook(path: str | Path, key: str, title: str, question: str) -> Section:
+    """Collect the slides a notebook displayed, in order."""
+    nb = nbformat.read(str(path), as_version=4)
+    nb, _ = TagRemovePreprocessor(remove_cell_tags={"parameters", "injected-parameters"}, enabled=True).preprocess(nb, {})
+    section = Section(key=key, title=title, question=question)
+    current: Slide | None = None
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") not in ("display_data", "execute_result"):
+                continue  # streams (logs, warnings) and errors stay in the notebook
+            kind = out.get("metadata", {}).get(SLIDE_MIME_META)
+            if kind is None:
+                continue  # only what fupan.show displayed is deck content
+            content = _output_html(out)
+            if content is None:
+                continue
+            if kind == "slide":
+                current = Slide(head=content)
+                section.slides.append(current)
+            elif current is not None:
+                current.body.append(content)
+    return section
+
+
+def render(
+    sections: list[Section],
+    meta: dict[str, Any],
+    labels: dict[str, str],
+    lang: str,
+    out_path: str | Path,
+    template: str = "deck.html.j2",
+) -> Path:
+    """Write the deck. ``meta`` feeds the title slide; ``labels`` the deck's own words."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+    )
+    tpl = env.get_template(template)
+    css = (TEMPLATE_DIR / "deck.css").read_text(encoding="utf-8")
+    js = (TEMPLATE_DIR / "deck.js").read_text(encoding="utf-8")
+    page = tpl.render(sections=sections, meta=meta, labels=labels, lang=lang, css=css, js=js,
+                      generated_at=meta.get("generated_at") or dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
+    bad = _EXTERNAL.search(page)
+    if bad:
+        raise ValueError(f"deck would reference an external resource: {bad.group(0)!r}")
+    out_path = Path(out_path)
+    out_path.write_text(page, encoding="utf-8")
+    return out_path
+
+
+def count_slides(page: str) -> int:
+    return len(re.findall(r'<section class="slide', page))

@@ -1,0 +1,229 @@
+"""From an order log to the per-customer summary the LTV models need, and a holdout check.
+
+The aggregation runs in the query engine through Ibis: pandas only receives one row per
+customer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+
+from ._core import UNIT_DAYS, normalize_unit
+
+
+def _as_date(value: Any, name: str) -> dt.date:
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={value!r} is not a date") from None
+    if pd.isna(ts):
+        raise ValueError(f"{name} is required")
+    if ts != ts.normalize():
+        raise ValueError(f"{name}={value!r} must be a date (midnight), not a time of day")
+    return ts.date()
+
+
+def summary_from_orders(
+    orders: ir.Table | pd.DataFrame,
+    as_of: Any,
+    freq: str = "W",
+    customer_col: str = "customer_id",
+    date_col: str = "order_date",
+    amount_col: str | None = "amount",
+    calibration_end: Any = None,
+) -> pd.DataFrame:
+    """Per-customer frequency / recency / T / monetary summary of an order log.
+
+    Parameters
+    ----------
+    orders : ibis.Table or pandas.DataFrame
+        One row per order (or order line). A DataFrame is wrapped with ``ibis.memtable``
+        and aggregated by the default backend (DuckDB).
+    as_of : date
+        Snapshot date, **exclusive**: only orders dated strictly before ``as_of`` are used
+        (the project's as-of rule). The last observed day is ``as_of - 1 day``.
+    freq : {"D", "W", "M", "Y"}
+        Unit of ``recency``, ``T`` and ``duration_holdout`` (months are 365.25/12 days).
+        Durations are whole days converted to this unit, so they may be fractional.
+    customer_col, date_col, amount_col : str
+        Column names. ``amount_col=None`` skips ``monetary``.
+    calibration_end : date, optional
+        Exclusive end of the calibration window; orders from ``calibration_end`` up to
+        ``as_of`` form the holdout. Customers whose first purchase is on or after
+        ``calibration_end`` are not in the summary.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by customer, sorted, with columns
+
+        - ``frequency``: repeat purchase days, i.e. distinct purchase days minus one
+          (several orders on one day are one purchase);
+        - ``recency``: last purchase day minus first purchase day;
+        - ``T``: last observed day (end of calibration minus one day) minus first purchase
+          day;
+        - ``monetary``: net value of all orders dated after the first purchase day divided
+          by ``frequency`` (0 when ``frequency`` is 0);
+        - with ``calibration_end``: ``frequency_holdout`` (purchase days in the holdout)
+          and ``duration_holdout`` (its length).
+
+        ``attrs`` records ``time_unit``, ``as_of`` and ``calibration_end``.
+
+    Notes
+    -----
+    Refunds are rows with a negative amount. A day counts as a purchase only if it has at
+    least one row with amount >= 0; a day of refunds alone is not a purchase. Refund
+    amounts still count in ``monetary`` when dated after the first purchase day, so a
+    customer whose refunds outweigh her repeat purchases gets ``monetary <= 0``; the
+    Gamma-Gamma model rejects such rows and callers decide what to do with them.
+    """
+    unit = normalize_unit(freq, "freq")
+    end_all = _as_date(as_of, "as_of")
+    cal_end = end_all if calibration_end is None else _as_date(calibration_end, "calibration_end")
+    if cal_end > end_all:
+        raise ValueError(f"calibration_end {cal_end} is after as_of {end_all}")
+    if calibration_end is not None and cal_end == end_all:
+        raise ValueError("calibration_end equals as_of: the holdout period would be empty")
+
+    table = ibis.memtable(orders) if isinstance(orders, pd.DataFrame) else orders
+    if not isinstance(table, ir.Table):
+        raise TypeError("orders must be an Ibis table expression or a pandas DataFrame")
+    wanted = [customer_col, date_col] + ([amount_col] if amount_col else [])
+    missing = [c for c in wanted if c not in table.columns]
+    if missing:
+        raise ValueError(f"orders lacks column(s) {missing}; it has {list(table.columns)}")
+
+    amount = table[amount_col].cast("float64") if amount_col else ibis.literal(0.0)
+    rows = table.select(cid=table[customer_col], day=table[date_col].cast("date"), amount=amount)
+    nulls = rows.aggregate(
+        n_cid=rows.cid.isnull().sum(), n_day=rows.day.isnull().sum(), n_amt=rows.amount.isnull().sum()
+    ).to_pandas()
+    for col, label in (("n_cid", customer_col), ("n_day", date_col), ("n_amt", amount_col)):
+        count = int(nulls[col].iloc[0] or 0)
+        if count:
+            raise ValueError(f"orders.{label} has {count} empty values; fix or drop those rows")
+
+    rows = rows.filter(rows.day < ibis.literal(end_all))
+    days = rows.group_by(["cid", "day"]).aggregate(
+        value=rows.amount.sum(), n_buy=(rows.amount >= 0).cast("int64").sum()
+    )
+    cal = rows.filter(rows.day < ibis.literal(cal_end))
+    buys = days.filter((days.n_buy > 0) & (days.day < ibis.literal(cal_end)))
+    first = buys.group_by("cid").aggregate(first_day=buys.day.min(), last_day=buys.day.max(),
+                                           n_days=buys.count())
+    after = cal.join(first, "cid")
+    repeat_value = after.group_by("cid").aggregate(
+        repeat_value=ibis.cases((after.day > after.first_day, after.amount), else_=0.0).sum()
+    )
+    per = first.join(repeat_value, "cid")
+    last_day = ibis.literal(cal_end) - ibis.interval(days=1)
+    per = per.select(
+        cid=per.cid,
+        frequency=per.n_days - 1,
+        recency_days=per.last_day.delta(per.first_day, unit="day"),
+        T_days=last_day.delta(per.first_day, unit="day"),
+        repeat_value=per.repeat_value,
+    )
+    if calibration_end is not None:
+        hold = days.filter((days.n_buy > 0) & (days.day >= ibis.literal(cal_end)))
+        hold = hold.group_by("cid").aggregate(frequency_holdout=hold.count())
+        per = per.left_join(hold, "cid").select(
+            *[per[c] for c in per.columns],
+            frequency_holdout=hold.frequency_holdout.fill_null(0),
+        )
+    df = per.to_pandas()
+
+    scale = UNIT_DAYS[unit]
+    out = pd.DataFrame(
+        {
+            "frequency": df["frequency"].astype("int64").to_numpy(),
+            "recency": df["recency_days"].to_numpy(dtype=float) / scale,
+            "T": df["T_days"].to_numpy(dtype=float) / scale,
+        },
+        index=pd.Index(df["cid"].to_numpy(), name=customer_col),
+    )
+    if amount_col:
+        freq_ = out["frequency"].to_numpy()
+        value = df["repeat_value"].to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["monetary"] = np.where(freq_ > 0, value / np.maximum(freq_, 1), 0.0)
+    if calibration_end is not None:
+        out["frequency_holdout"] = df["frequency_holdout"].astype("int64").to_numpy()
+        out["duration_holdout"] = (end_all - cal_end).days / scale
+    out = out.sort_index()
+    out.attrs.update(
+        time_unit=unit,
+        as_of=end_all.isoformat(),
+        calibration_end=None if calibration_end is None else cal_end.isoformat(),
+    )
+    return out
+
+
+def holdout_by_frequency(model: Any, summary: pd.DataFrame, max_freq: int = 7) -> pd.DataFrame:
+    """Actual vs predicted mean holdout purchases by calibration frequency.
+
+    Parameters
+    ----------
+    model : BetaGeo or ParetoNBD
+        Fitted on the calibration columns of ``summary``.
+    summary : pandas.DataFrame
+        Output of :func:`summary_from_orders` with ``calibration_end`` (or any frame with
+        ``frequency, recency, T, frequency_holdout, duration_holdout``).
+    max_freq : int
+        Frequencies ``>= max_freq`` are pooled into one row labelled ``max_freq``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per frequency: ``frequency, n_customers, actual, predicted, error``.
+        ``attrs`` holds the error metrics: ``mae`` (mean absolute error over the rows),
+        ``weighted_mae`` (weighted by customers), ``correlation`` (Pearson, across the
+        rows), ``customer_mae`` and ``customer_correlation`` (per customer), and
+        ``total_actual`` / ``total_predicted`` purchases in the holdout.
+    """
+    need = ["frequency", "recency", "T", "frequency_holdout", "duration_holdout"]
+    missing = [c for c in need if c not in summary.columns]
+    if missing:
+        raise ValueError(f"summary lacks {missing}: build it with calibration_end set")
+    unit = summary.attrs.get("time_unit")
+    if unit is not None and normalize_unit(unit) != getattr(model, "time_unit_", unit):
+        raise ValueError(
+            f"summary is in {unit!r} but the model was fitted on {model.time_unit_!r} data"
+        )
+    pred = np.asarray(
+        model.expected_purchases(
+            summary["duration_holdout"].to_numpy(dtype=float),
+            summary["frequency"].to_numpy(dtype=float),
+            summary["recency"].to_numpy(dtype=float),
+            summary["T"].to_numpy(dtype=float),
+        ),
+        dtype=float,
+    )
+    actual = summary["frequency_holdout"].to_numpy(dtype=float)
+    bucket = np.minimum(summary["frequency"].to_numpy(dtype=int), max_freq)
+    frame = pd.DataFrame({"frequency": bucket, "actual": actual, "predicted": pred})
+    table = frame.groupby("frequency").agg(
+        n_customers=("actual", "size"), actual=("actual", "mean"), predicted=("predicted", "mean")
+    )
+    table = table.reset_index()
+    table["error"] = table["predicted"] - table["actual"]
+    n = table["n_customers"].to_numpy(dtype=float)
+    err = np.abs(table["error"].to_numpy())
+    table.attrs.update(
+        mae=float(err.mean()),
+        weighted_mae=float(err @ n / n.sum()),
+        correlation=float(np.corrcoef(table["actual"], table["predicted"])[0, 1])
+        if len(table) > 1
+        else float("nan"),
+        customer_mae=float(np.mean(np.abs(pred - actual))),
+        customer_correlation=float(np.corrcoef(actual, pred)[0, 1]),
+        total_actual=float(actual.sum()),
+        total_predicted=float(pred.sum()),
+    )
+    return table

@@ -1,0 +1,320 @@
+"""Run definitions: YAML files in ``params/`` validated by pydantic models.
+
+A params file is a contract. Unknown keys are rejected with the nearest valid name, types
+are checked, dates parsed, and every problem is reported in one message. Relative paths in
+a params file are resolved against the folder that holds the file, so a run does not depend
+on the directory it was started from.
+
+Chapter sections (``diagnosis``, ``churn``, ``ltv``, ``simulation``, ``kpi``) each own one
+model class below.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NOTEBOOKS = (
+    "00_data_check",
+    "01_diagnosis",
+    "02_churn_root_cause",
+    "03_ltv_loss",
+    "04_strategy_simulation",
+    "05_kpi_tracking",
+)
+
+
+class ParamsError(ValueError):
+    """A params file that does not meet its contract; the message lists every problem."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataSource(_Model):
+    """Where the data comes from and how its columns map onto the contract."""
+
+    source: str = Field(description="folder of CSV/Parquet/xlsx files, a .duckdb file, or a database URL")
+    files: dict[str, str] = Field(
+        default_factory=dict, description="table -> file name, when files are not named by table"
+    )
+    columns: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="table -> {source column: contract column}"
+    )
+    values: dict[str, dict[str, dict[str, str]]] = Field(
+        default_factory=dict,
+        description="table -> column -> {source value: contract value}, e.g. Chinese channel names",
+    )
+    encoding: str = Field("auto", description="CSV encoding: auto (UTF-8, UTF-8-SIG, GB18030) or a codec")
+    sheet: str | int | None = Field(None, description="Excel sheet name or index (default: first)")
+    header_row: int | None = Field(
+        None, description="0-based header row in Excel/CSV files; default: detected (title rows skipped)"
+    )
+    orphans: Literal["fail", "drop"] = Field(
+        "drop", description="rows whose customer_id is not in customers: stop, or drop and report"
+    )
+
+
+class Tiers(_Model):
+    """The tier vocabulary the business assigns, best first."""
+
+    order: list[str] = ["platinum", "gold", "silver", "attention"]
+    core: list[str] = ["platinum", "gold"]
+    labels: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {
+            "platinum": {"zh": "白金", "en": "Platinum"},
+            "gold": {"zh": "黄金", "en": "Gold"},
+            "silver": {"zh": "银牌", "en": "Silver"},
+            "attention": {"zh": "需关注", "en": "Needs attention"},
+        }
+    )
+    # Annual-spend floors per tier (same order as ``order``; the last tier has floor 0).
+    spend_floors: list[float] = [200_000, 50_000, 10_000, 0]
+    dormant_days: int = Field(365, description="no order for this long: dormant, whatever the spend")
+
+    @model_validator(mode="after")
+    def _check(self) -> Tiers:
+        missing = [t for t in self.core if t not in self.order]
+        if missing:
+            raise ValueError(f"core tiers {missing} are not in tiers.order {self.order}")
+        if len(self.spend_floors) != len(self.order):
+            raise ValueError("tiers.spend_floors needs one floor per tier in tiers.order")
+        if any(a < b for a, b in zip(self.spend_floors, self.spend_floors[1:], strict=False)):
+            raise ValueError("tiers.spend_floors must decrease from the best tier to the worst")
+        return self
+
+
+class ChurnDefinition(_Model):
+    """How churn is defined for this business."""
+
+    dormancy_days: int = Field(365, gt=0, description="non-contractual: no order for this long = churned")
+    grace_days: int = Field(60, ge=0, description="contractual: days after end_date to renew")
+    reasons: list[str] = ["service", "price", "competitor", "no_contact", "product_fit", "relocation", "other"]
+
+
+class Format(_Model):
+    currency: str = "CNY"
+    currency_symbol: str = "¥"
+    thousands: str = ","
+    decimals: int = 1
+
+
+class Benchmarks(_Model):
+    """Industry benchmarks and targets (``params/benchmarks.yaml``)."""
+
+    churn_rate: float = 0.12
+    core_churn_rate: float = 0.12
+    top_n_renewal_target: float = 0.75
+    renewal_rate: float = 0.80
+    first_response_days: float = 3.5
+    resolution_days: float = 7.0
+    sla_first_response_days: dict[str, float] = Field(
+        default_factory=lambda: {"platinum": 1.0, "gold": 2.0, "silver": 3.5, "attention": 5.0}
+    )
+    nps_alert_below: float = 40.0
+    nps_target: float = 45.0
+    lost_ltv_rate: float = 0.10
+    net_revenue_retention: float = 1.0
+    touch_policy_per_quarter: dict[str, float] = Field(
+        default_factory=lambda: {"platinum": 6, "gold": 4, "silver": 2, "attention": 1}
+    )
+    kpi_targets: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="kpi -> {target, alert}; read by fupan.kpi"
+    )
+
+
+class DiagnosisParams(_Model):
+    top_n: int = Field(100, gt=0, description="top-N customers by value for the renewal headline")
+    segment_k_range: list[int] = [3, 8]
+    misclassification_growth: float = Field(
+        3.0, description="spend growth above which an under-tiered customer is listed (3.0 = +300%)"
+    )
+
+
+class ChurnParams(_Model):
+    horizon_days: int = Field(90, gt=0, description="label: churned within H days after a snapshot")
+    snapshot_months: int = Field(24, gt=0, description="monthly snapshots across the review window")
+    alert_volume: float = Field(0.10, gt=0, lt=1, description="share of customers flagged red")
+
+
+class LtvParams(_Model):
+    margin: float = Field(0.30, gt=0, le=1)
+    discount_rate_annual: float = Field(0.10, ge=0)
+    horizon_years: float = Field(3.0, gt=0)
+    time_unit: Literal["D", "W", "M"] = "W"
+
+
+class SimulationParams(_Model):
+    bootstrap: int = Field(200, ge=10)
+    scenarios_file: str | None = None
+
+
+class KpiParams(_Model):
+    trend_months: int = 24
+
+
+class Params(_Model):
+    """A whole run definition."""
+
+    name: str = "fupan review"
+    kind: Literal["annual_review", "monthly"] = "annual_review"
+    lang: Literal["zh", "en"] = "zh"
+    as_of: dt.date
+    period_start: dt.date | None = Field(None, description="start of the review period (default: one year before as_of)")
+    seed: int = 42
+    business_model: Literal["contractual", "non_contractual"] = "non_contractual"
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    data: DataSource
+    notebooks: list[str] = list(NOTEBOOKS)
+    cell_timeout_seconds: int = Field(900, gt=0)
+    benchmarks_file: str | None = "benchmarks.yaml"
+    benchmarks: Benchmarks = Field(default_factory=Benchmarks)
+    tiers: Tiers = Field(default_factory=Tiers)
+    churn_definition: ChurnDefinition = Field(default_factory=ChurnDefinition)
+    format: Format = Field(default_factory=Format)
+    diagnosis: DiagnosisParams = Field(default_factory=DiagnosisParams)
+    churn: ChurnParams = Field(default_factory=ChurnParams)
+    ltv: LtvParams = Field(default_factory=LtvParams)
+    simulation: SimulationParams = Field(default_factory=SimulationParams)
+    kpi: KpiParams = Field(default_factory=KpiParams)
+    # Set by load(): the folder relative paths are resolved against.
+    base_dir: str = Field("", exclude=True)
+
+    @field_validator("notebooks")
+    @classmethod
+    def _known_notebooks(cls, v: list[str]) -> list[str]:
+        bad = [n for n in v if n not in NOTEBOOKS]
+        if bad:
+            raise ValueError(f"unknown notebooks {bad}; known: {list(NOTEBOOKS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _derive(self) -> Params:
+        if self.period_start is None:
+            object.__setattr__(self, "period_start", _years_before(self.as_of, 1) + dt.timedelta(days=1))
+        if self.period_start >= self.as_of:
+            raise ValueError(f"period_start {self.period_start} must be before as_of {self.as_of}")
+        return self
+
+    def resolve(self, path: str) -> str:
+        """A path from the params file, absolute, relative to the file's folder (URLs unchanged)."""
+        if "://" in path or Path(path).is_absolute() or not self.base_dir:
+            return path
+        return str((Path(self.base_dir) / path).resolve())
+
+    def tier_label(self, tier: str) -> str:
+        return self.tiers.labels.get(tier, {}).get(self.lang, tier)
+
+
+def _years_before(d: dt.date, years: int) -> dt.date:
+    try:
+        return d.replace(year=d.year - years)
+    except ValueError:  # 29 February
+        return d.replace(year=d.year - years, day=28)
+
+
+def _nearest(name: str, options: list[str]) -> str:
+    near = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
+    return f" — did you mean '{near[0]}'?" if near else f" — valid keys: {', '.join(sorted(options))}"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that owns the field at ``loc`` (for 'did you mean')."""
+    model: type[BaseModel] = Params
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            return None
+    return model
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: {err.error_count()} problem(s) in the params"]
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            model = _model_at(loc)
+            hint = _nearest(str(loc[-1]), list(model.model_fields)) if model else ""
+            lines.append(f"  - unknown key '{where}'{hint}")
+        else:
+            got = e.get("input")
+            got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"  - {where}: {e['msg']}{got_s}")
+    return "\n".join(lines)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ParamsError(f"params file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of keys at the top level")
+    return raw
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load(path: str | Path, **overrides: Any) -> Params:
+    """Read, merge and validate a params file.
+
+    Parameters
+    ----------
+    path : the YAML run definition.
+    **overrides : top-level or dotted keys (``data.source``) that replace the file's values;
+        ``None`` and empty strings are ignored so notebook defaults can pass through.
+
+    Raises
+    ------
+    ParamsError
+        listing every problem at once, with the nearest valid key for unknown ones.
+    """
+    path = Path(path).resolve()
+    raw = _read_yaml(path)
+    for key, value in overrides.items():
+        if value is None or value == "":
+            continue
+        node = raw
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    bench_file = raw.get("benchmarks_file", "benchmarks.yaml")
+    if bench_file:
+        bench_path = path.parent / bench_file
+        if bench_path.exists():
+            raw["benchmarks"] = _merge(_read_yaml(bench_path), raw.get("benchmarks") or {})
+        elif "benchmarks_file" in raw:
+            raise ParamsError(f"{path}: benchmarks_file '{bench_file}' not found beside it")
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(format_validation_error(err, str(path))) from None
+    object.__setattr__(params, "base_dir", str(path.parent))
+    return params
+
+
+def dump(params: Params) -> dict[str, Any]:
+    """The params as plain JSON-able values (for manifests and re-runs)."""
+    out = params.model_dump(mode="json")
+    out["data"]["source"] = params.resolve(params.data.source)
+    return out

@@ -1,0 +1,113 @@
+"""Headline figures of a run, recorded once and quoted everywhere.
+
+Each notebook records its figures with :meth:`Recorder.record`; the deck's sentences quote
+the value that ``record`` returned, and tests read ``results.json``. One home per number.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+RESULTS_NAME = "results.json"
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON values: numpy scalars unwrapped, NaN/inf to None, dates to ISO strings."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, pd.DataFrame):
+        return to_jsonable(value.to_dict(orient="records"))
+    if isinstance(value, pd.Series):
+        return to_jsonable(value.to_dict())
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        f = float(value)
+        return None if math.isnan(f) or math.isinf(f) else f
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, (pd.Timestamp, dt.date, dt.datetime)):
+        return value.isoformat()
+    if value is pd.NaT or value is None:
+        return None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write JSON so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, ensure_ascii=False, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+class Recorder:
+    """Records a run's headline figures into ``<run_dir>/results.json``.
+
+    Parameters
+    ----------
+    run_dir : the run folder; when empty (a notebook opened on its own) figures go to
+        ``reports/scratch`` under the working directory's project.
+    """
+
+    def __init__(self, run_dir: str | Path | None = None):
+        if not run_dir:
+            run_dir = Path(tempfile.gettempdir()) / "fupan-scratch"
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / RESULTS_NAME
+
+    def _load(self) -> dict[str, Any]:
+        if self.path.exists():
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        return {}
+
+    def record(self, key: str, value: Any) -> Any:
+        """Store ``value`` under a dotted key (``diagnosis.churn_rate``) and return it."""
+        data = self._load()
+        node = data
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"results key '{key}' crosses a recorded value at '{p}'")
+        node[parts[-1]] = to_jsonable(value)
+        write_json_atomic(self.path, data)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        node: Any = self._load()
+        for p in key.split("."):
+            if not isinstance(node, dict) or p not in node:
+                return default
+            node = node[p]
+        return node
+
+    def __getitem__(self, key: str) -> Any:
+        sentinel = object()
+        value = self.get(key, sentinel)
+        if value is sentinel:
+            raise KeyError(key)
+        return value
+
+    def all(self) -> dict[str, Any]:
+        return self._load()

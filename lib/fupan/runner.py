@@ -1,0 +1,276 @@
+"""Run a review: validate, execute the notebooks with papermill, build the deck, atomically.
+
+A run is built in a temporary folder beside its final place and moved there only when
+every notebook succeeded and the deck is written. A failed run leaves the previous good
+report untouched and keeps its partial notebooks in ``reports/<run>.failed/``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from fupan import data as fdata
+from fupan import deck, i18n
+from fupan.params import Params, dump
+from fupan.results import RESULTS_NAME, Recorder, write_json_atomic
+from fupan.validation import DataValidationError
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_ROOT.parent.parent
+NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+# The parameters every notebook declares; the runner passes exactly these.
+NOTEBOOK_PARAMETERS: dict[str, type] = {
+    "params_file": str,
+    "run_dir": str,
+    "data": str,
+    "as_of": str,
+    "lang": str,
+    "seed": int,
+}
+KEY_PACKAGES = (
+    "fupan", "ibis-framework", "duckdb", "sqlglot", "pandas", "numpy", "scipy", "statsmodels",
+    "scikit-learn", "matplotlib", "seaborn", "papermill", "nbconvert", "pyarrow", "pydantic",
+)
+
+
+class RunError(RuntimeError):
+    """A run that did not produce a deck; the message names the notebook, cell and error."""
+
+    def __init__(self, message: str, failed_dir: Path | None = None):
+        self.failed_dir = failed_dir
+        super().__init__(message)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    deck: Path
+    results: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def notebook_parameters(params: Params, params_file: str | Path, run_dir: str | Path) -> dict[str, Any]:
+    """The values papermill injects into every notebook of a run."""
+    return {
+        "params_file": str(Path(params_file).resolve()),
+        "run_dir": str(run_dir),
+        "data": params.resolve(params.data.source),
+        "as_of": params.as_of.isoformat(),
+        "lang": params.lang,
+        "seed": int(params.seed),
+    }
+
+
+def check_notebook_parameters(nb_path: Path, passed: dict[str, Any]) -> None:
+    """Fail on parameters a notebook does not declare (papermill would only warn)."""
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(nb_path))
+    unknown = sorted(set(passed) - set(declared))
+    if unknown:
+        raise RunError(f"{nb_path.name}: parameters {unknown} are not declared in its parameters cell "
+                       f"(declared: {sorted(declared)})")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in KEY_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run_name(params: Params) -> str:
+    return f"{params.kind}-{params.as_of.isoformat()}"
+
+
+def _chapter_labels(nb: str, lang: str) -> tuple[str, str]:
+    return i18n.t(f"chapter.{nb}.title", lang), i18n.t(f"chapter.{nb}.question", lang)
+
+
+def deck_labels(lang: str) -> dict[str, str]:
+    keys = ("nav", "prev", "next", "toggle", "scroll_view", "period", "as_of", "generated_at", "agenda", "data")
+    return {k: i18n.t(f"deck.{k}", lang) for k in keys}
+
+
+class _Terminated(BaseException):
+    pass
+
+
+def _on_term(signum: int, frame: Any) -> None:  # noqa: ARG001
+    raise _Terminated(f"signal {signum}")
+
+
+def _install_handlers() -> dict[int, Any]:
+    old: dict[int, Any] = {}
+    for sig in (signal.SIGTERM,):
+        try:
+            old[sig] = signal.signal(sig, _on_term)
+        except ValueError:  # not the main thread
+            pass
+    return old
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move ``src`` into place at ``dst``; the old ``dst`` survives until the move is done."""
+    old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+    if dst.exists():
+        os.replace(dst, old)
+    try:
+        os.replace(src, dst)
+    except OSError:
+        if old.exists():
+            os.replace(old, dst)
+        raise
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def run(
+    params: Params,
+    params_file: str | Path,
+    reports_dir: str | Path | None = None,
+    notebook_dir: str | Path | None = None,
+    name: str | None = None,
+    log: Callable[[str], None] = print,
+    extra_meta: dict[str, Any] | None = None,
+) -> RunResult:
+    """Validate the data, execute the run's notebooks in order and write the report.
+
+    Raises
+    ------
+    DataValidationError
+        when the input fails its contract (nothing is written but ``<run>.failed/``).
+    RunError
+        when a notebook fails; names the notebook, the cell and the error.
+    """
+    import papermill as pm
+
+    reports = Path(reports_dir) if reports_dir else PROJECT_ROOT / "reports"
+    nb_dir = Path(notebook_dir) if notebook_dir else NOTEBOOK_DIR
+    reports.mkdir(parents=True, exist_ok=True)
+    name = name or run_name(params)
+    final = reports / name
+    failed = reports / f"{name}.failed"
+    tmp = reports / f".{name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "notebooks").mkdir(parents=True)
+    (tmp / "exports").mkdir()
+    old_handlers = _install_handlers()
+    timings: dict[str, float] = {}
+    started = time.time()
+    current = "validation"
+    try:
+        t0 = time.perf_counter()
+        log(f"[fupan] {params.name}: validating {params.resolve(params.data.source)}")
+        ds = fdata.load(params, work_dir=tmp / "work", strict=True)
+        fingerprints = dict(ds.fingerprints)
+        n_warn = len(ds.report.warnings)
+        ds.close()
+        timings["load_validate"] = round(time.perf_counter() - t0, 3)
+        log(f"[fupan] data ok ({', '.join(ds.report.present)}; {n_warn} warning(s)) in {timings['load_validate']:.1f}s")
+        Recorder(tmp).record("run", {"name": params.name, "kind": params.kind, "as_of": params.as_of,
+                                     "period_start": params.period_start, "lang": params.lang})
+        passed = notebook_parameters(params, params_file, tmp)
+        sections: list[deck.Section] = []
+        for i, nb in enumerate(params.notebooks, 1):
+            current = nb
+            src = nb_dir / f"{nb}.ipynb"
+            if not src.exists():
+                raise RunError(f"notebook {src} not found")
+            check_notebook_parameters(src, passed)
+            out = tmp / "notebooks" / f"{nb}.ipynb"
+            log(f"[fupan] [{i}/{len(params.notebooks)}] {nb} …")
+            t0 = time.perf_counter()
+            try:
+                pm.execute_notebook(
+                    str(src), str(out), parameters=passed, kernel_name="python3", progress_bar=False,
+                    execution_timeout=params.cell_timeout_seconds, cwd=str(nb_dir), log_output=False,
+                )
+            except pm.PapermillExecutionError as exc:
+                raise RunError(
+                    f"notebook {nb} failed in cell {exc.exec_count or exc.cell_index}: {exc.ename}: {exc.evalue}"
+                ) from None
+            timings[nb] = round(time.perf_counter() - t0, 3)
+            log(f"[fupan] [{i}/{len(params.notebooks)}] {nb} done in {timings[nb]:.1f}s")
+            title, question = _chapter_labels(nb, params.lang)
+            sections.append(deck.slides_from_notebook(out, nb, title, question))
+        current = "deck"
+        meta = {
+            "name": params.name, "as_of": params.as_of.isoformat(),
+            "period_start": params.period_start.isoformat() if params.period_start else "",
+            "generated_at": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+            **(extra_meta or {}),
+        }
+        deck_path = deck.render(sections, meta, deck_labels(params.lang), params.lang, tmp / "deck.html")
+        manifest = {
+            "run": name,
+            "fupan_version": metadata.version("fupan"),
+            "started_at": dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
+            "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
+            "params_file": str(Path(params_file).resolve()),
+            "params": dump(params),
+            "inputs": fingerprints,
+            "packages": package_versions(),
+            "git_commit": git_commit(),
+            "seeds": {"seed": params.seed},
+            "timings_seconds": timings,
+            "notebooks": list(params.notebooks),
+        }
+        write_json_atomic(tmp / "manifest.json", manifest)
+        shutil.rmtree(tmp / "work", ignore_errors=True)
+        _replace_dir(tmp, final)
+        if failed.exists():
+            shutil.rmtree(failed, ignore_errors=True)
+        results = json.loads((final / RESULTS_NAME).read_text(encoding="utf-8"))
+        log(f"[fupan] deck: {final / 'deck.html'}")
+        return RunResult(final, final / "deck.html", results, timings)
+    except (DataValidationError, RunError, _Terminated, KeyboardInterrupt, Exception) as exc:
+        shutil.rmtree(tmp / "work", ignore_errors=True)
+        if failed.exists():
+            shutil.rmtree(failed, ignore_errors=True)
+        if tmp.exists():
+            os.replace(tmp, failed)
+            (failed / "ERROR.txt").write_text(f"{current}: {exc}\n", encoding="utf-8")
+        if isinstance(exc, DataValidationError):
+            raise
+        if isinstance(exc, RunError):
+            exc.failed_dir = failed
+            raise
+        if isinstance(exc, (_Terminated, KeyboardInterrupt)):
+            raise RunError(f"run interrupted ({exc or 'SIGINT'}) during {current}", failed) from None
+        raise RunError(f"{current} failed: {type(exc).__name__}: {exc}", failed) from exc
+    finally:
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+
+
+def python_executable() -> str:
+    return sys.executable
