@@ -122,7 +122,9 @@ def check_weights(weights: Any, n: int) -> np.ndarray:
     if w.size != n:
         raise ValueError(f"weights has {w.size} values but the data has {n} rows")
     if (w < 0).any():
-        raise ValueError(f"weights must be >= 0; {int((w < 0).sum())} are negative ({where(w < 0)})")
+        raise ValueError(
+            f"weights must be >= 0; {int((w < 0).sum())} are negative ({where(w < 0)})"
+        )
     if w.sum() <= 0:
         raise ValueError("weights sum to zero: nothing to fit")
     return w
@@ -268,9 +270,7 @@ def maximize_loglik(
             method="Nelder-Mead",
             options={"maxiter": max_iter * 5, "xatol": 1e-10, "fatol": 1e-14, "adaptive": True},
         )
-        res2 = optimize.minimize(
-            fg, nm.x, jac=True, method="L-BFGS-B", bounds=bounds, options=opts
-        )
+        res2 = optimize.minimize(fg, nm.x, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
         res = min((res, nm, res2), key=lambda r: r.fun)
     return res
 

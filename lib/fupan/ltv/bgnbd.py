@@ -26,9 +26,7 @@ from ._core import (
 )
 
 
-def bgnbd_loglik(
-    params: dict[str, float], frequency: Any, recency: Any, T: Any
-) -> np.ndarray:
+def bgnbd_loglik(params: dict[str, float], frequency: Any, recency: Any, T: Any) -> np.ndarray:
     """Per-customer BG/NBD log-likelihood (FHL 2005, eq. 6), computed in log space."""
     x, tx, T_, _ = check_rfm(frequency, recency, T)
     r, alpha, a, b = (params[k] for k in ("r", "alpha", "a", "b"))

@@ -102,7 +102,9 @@ def summary_from_orders(
     amount = table[amount_col].cast("float64") if amount_col else ibis.literal(0.0)
     rows = table.select(cid=table[customer_col], day=table[date_col].cast("date"), amount=amount)
     nulls = rows.aggregate(
-        n_cid=rows.cid.isnull().sum(), n_day=rows.day.isnull().sum(), n_amt=rows.amount.isnull().sum()
+        n_cid=rows.cid.isnull().sum(),
+        n_day=rows.day.isnull().sum(),
+        n_amt=rows.amount.isnull().sum(),
     ).to_pandas()
     for col, label in (("n_cid", customer_col), ("n_day", date_col), ("n_amt", amount_col)):
         count = int(nulls[col].iloc[0] or 0)
@@ -115,8 +117,9 @@ def summary_from_orders(
     )
     cal = rows.filter(rows.day < ibis.literal(cal_end))
     buys = days.filter((days.n_buy > 0) & (days.day < ibis.literal(cal_end)))
-    first = buys.group_by("cid").aggregate(first_day=buys.day.min(), last_day=buys.day.max(),
-                                           n_days=buys.count())
+    first = buys.group_by("cid").aggregate(
+        first_day=buys.day.min(), last_day=buys.day.max(), n_days=buys.count()
+    )
     after = cal.join(first, "cid")
     repeat_value = after.group_by("cid").aggregate(
         repeat_value=ibis.cases((after.day > after.first_day, after.amount), else_=0.0).sum()

@@ -110,7 +110,9 @@ class ShiftedBetaGeometric(ParametricLTVModel):
             log_s = betaln(a, b + t) - base
             return -float(churn @ log_p + censored @ log_s)
 
-        self._fit_params(negll, self._start({"alpha": 1.0, "beta": 1.0}), sum(n for n, _ in cohorts))
+        self._fit_params(
+            negll, self._start({"alpha": 1.0, "beta": 1.0}), sum(n for n, _ in cohorts)
+        )
         return self
 
     @staticmethod

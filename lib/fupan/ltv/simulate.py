@@ -55,7 +55,8 @@ def simulate_bgnbd(
     Returns
     -------
     pandas.DataFrame
-        ``frequency, recency, T`` (plus ``frequency_holdout, duration_holdout``).
+        ``frequency, recency, T``, ``alive`` (the latent state at ``T``, for checking
+        ``probability_alive``), plus ``frequency_holdout, duration_holdout`` if asked.
     """
     rng = _rng(random_state)
     T_ = _ages(n, T)
@@ -66,6 +67,7 @@ def simulate_bgnbd(
     k_cal = rng.poisson(lam * T_).astype(float)
     x = np.minimum(k_cal, n_life)
     out = pd.DataFrame({"frequency": x, "recency": _last_of(rng, x, k_cal, T_), "T": T_})
+    out["alive"] = n_life > k_cal
     if holdout is not None:
         k_hold = rng.poisson(lam * holdout).astype(float)
         out["frequency_holdout"] = np.minimum(k_cal + k_hold, n_life) - x
@@ -92,6 +94,7 @@ def simulate_pareto_nbd(
     active = np.minimum(life, T_)
     x = rng.poisson(lam * active).astype(float)
     out = pd.DataFrame({"frequency": x, "recency": _last_of(rng, x, x, active), "T": T_})
+    out["alive"] = life > T_
     if holdout is not None:
         span = np.clip(life - T_, 0.0, holdout)
         out["frequency_holdout"] = rng.poisson(lam * span).astype(float)
