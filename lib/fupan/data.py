@@ -242,15 +242,19 @@ def _stage_raw_file(con: Any, table: Table, path: Path, params: Params, tmp: Pat
         codec = "utf-8"
     skip = _csv_header_row(path, codec, table, params)
     try:
-        src = con.read_csv(str(path), table_name=f"src_{table.name}", all_varchar=True, header=True, skip=skip)
+        # The sniffer reads a sample only: a quoted field after it would break the whole load,
+        # so quoting is fixed to the CSV standard rather than guessed.
+        src = con.read_csv(str(path), table_name=f"src_{table.name}", all_varchar=True, header=True,
+                           skip=skip, quote='"', escape='"')
+        cols = {_normalise_header(c): src[c] for c in src.columns}
+        expr = src.select(**cols).mutate(_row=ibis.row_number() + 2 + skip)
+        con.create_table(raw_name, expr, overwrite=True)
     except Exception as exc:  # noqa: BLE001 - DuckDB raises many kinds; report them all the same way
-        text = str(exc).splitlines()[0]
-        report.add("error", table.name, None, "unreadable", 0, f"{path.name} could not be read as CSV: {text}",
-                   fix="check the delimiter, quoting and encoding of the export")
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = "; ".join(ln for ln in lines[:3])
+        report.add("error", table.name, None, "unreadable", 0, f"{path.name} could not be read as CSV: {detail}",
+                   fix="check the delimiter, quoting and number of columns on the line named")
         return None
-    cols = {_normalise_header(c): src[c] for c in src.columns}
-    expr = src.select(**cols).mutate(_row=ibis.row_number() + 2 + skip)
-    con.create_table(raw_name, expr, overwrite=True)
     return _RawTable(table.name, str(path), 1 + skip)
 
 
@@ -618,13 +622,16 @@ def load(params: Params, work_dir: str | Path | None = None, strict: bool = True
 
 
 def _drop_intermediate(con: Any) -> None:
-    # Typed tables come first: they were materialised from the raw tables and source views.
+    # Source objects are views for files and tables for copies from another backend.
     existing = set(con.list_tables())
-    for prefix, kind in (("typed_", "table"), ("raw_", "table"), ("src_", "view")):
+    for prefix in ("typed_", "raw_", "src_"):
         for name in TABLES:
             obj = f"{prefix}{name}"
             if obj in existing:
-                (con.drop_view if kind == "view" else con.drop_table)(obj, force=True)
+                try:
+                    con.drop_table(obj, force=True)
+                except Exception:  # noqa: BLE001 - DuckDB says "is of type View"
+                    con.drop_view(obj, force=True)
 
 
 def _missing_source(report: ValidationReport, path: str) -> ValidationReport:

@@ -1,0 +1,49 @@
+"""Shared fixtures: the tiny hand-made dataset, a small generated demo, one end-to-end run."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+sys.path.insert(0, str(TESTS))
+warnings.filterwarnings("ignore", message=".*infer_string.*")
+
+import tiny  # noqa: E402
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    return tiny.write(tmp_path / "data")
+
+
+@pytest.fixture
+def tiny_params(tmp_path: Path, tiny_data: Path) -> Path:
+    return tiny.params_file(tmp_path, tiny_data)
+
+
+@pytest.fixture(scope="session")
+def demo_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1,500 generated customers (all eight tables, truth.json), made once per session."""
+    demo = pytest.importorskip("fupan.demo")
+    out = tmp_path_factory.mktemp("demo") / "data"
+    demo.generate(out, customers=1500, seed=7)
+    return out
+
+
+@pytest.fixture(scope="session")
+def review_run(tmp_path_factory: pytest.TempPathFactory, demo_small: Path):
+    """One full `fupan review` over every notebook the annual params list, on the small demo."""
+    from fupan import params as fparams
+    from fupan import runner
+
+    work = tmp_path_factory.mktemp("review")
+    src = (ROOT / "params" / "annual_review.yaml").read_text(encoding="utf-8")
+    (work / "benchmarks.yaml").write_text((ROOT / "params" / "benchmarks.yaml").read_text(encoding="utf-8"))
+    (work / "annual_review.yaml").write_text(src, encoding="utf-8")
+    params = fparams.load(work / "annual_review.yaml", **{"data.source": str(demo_small)})
+    return runner.run(params, work / "annual_review.yaml", reports_dir=work / "reports", log=lambda m: None)

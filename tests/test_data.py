@@ -1,0 +1,218 @@
+"""Loading every source kind, and validation that names table, column, rows and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ibis
+import pandas as pd
+import pytest
+import tiny
+
+from fupan import data as fdata
+from fupan import params as fparams
+from fupan.validation import DataValidationError
+
+
+def _params(tmp_path: Path, data_dir: Path, extra: str = "") -> fparams.Params:
+    return fparams.load(tiny.params_file(tmp_path, data_dir, extra))
+
+
+def _problem(report, check, table=None):
+    hits = [p for p in report.problems if p.check == check and (table is None or p.table == table)]
+    assert hits, f"no '{check}' problem in:\n{report.format()}"
+    return hits[0]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "xlsx"])
+def test_every_file_format_loads_the_same_tables(tmp_path, fmt):
+    data = tiny.write(tmp_path / fmt, fmt=fmt)
+    with fdata.loaded(_params(tmp_path, data)) as ds:
+        assert ds.present == list(fdata.TABLES)
+        orders = ds["orders"].to_pandas()
+        assert len(orders) == 10
+        assert orders.amount.sum() == pytest.approx(tiny.frames()["orders"].amount.sum())
+        assert str(ds["orders"].schema()["order_date"]).startswith("date")
+        touches = ds["touches"].to_pandas().set_index("touch_id")
+        assert touches.loc["T1", "responded"] == True  # noqa: E712
+        assert pd.isna(touches.loc["T4", "responded"])
+        tickets = ds["tickets"].to_pandas().set_index("ticket_id")
+        assert pd.isna(tickets.loc["S3", "first_response_at"])
+        assert "dim_need_fit" in ds["surveys"].columns
+
+
+def test_duckdb_file_source(tmp_path):
+    db = tmp_path / "crm.duckdb"
+    con = ibis.duckdb.connect(str(db))
+    for name, df in tiny.frames().items():
+        con.create_table(name, df)
+    con.disconnect()
+    with fdata.loaded(_params(tmp_path, db)) as ds:
+        assert ds.present == list(fdata.TABLES)
+        assert ds["customers"].count().to_pyarrow().as_py() == 5
+
+
+def test_gbk_csv_with_chinese_headers_mapped_by_params(tmp_path):
+    data = tiny.write(tmp_path / "d")
+    cust = tiny.frames()["customers"].rename(columns={"customer_id": "客户编号", "tier": "客户等级", "region": "区域"})
+    cust.to_csv(data / "customers.csv", index=False, encoding="gbk")
+    extra = "  columns:\n    customers: {客户编号: customer_id, 客户等级: tier, 区域: region}\n"
+    p = fparams.load(tiny.params_file(tmp_path, data).with_name("params.yaml"))
+    text = (tmp_path / "params.yaml").read_text(encoding="utf-8").replace("notebooks:", extra + "notebooks:")
+    (tmp_path / "params.yaml").write_text(text, encoding="utf-8")
+    p = fparams.load(tmp_path / "params.yaml")
+    with fdata.loaded(p) as ds:
+        c = ds["customers"].to_pandas().set_index("customer_id")
+        assert c.loc["C1", "region"] == "华东"
+        assert c.loc["C3", "customer_name"] == "丙公司"
+
+
+def test_gbk_declared_as_utf8_is_decoded_and_reported(tmp_path):
+    data = tiny.write(tmp_path / "d")
+    tiny.frames()["customers"].to_csv(data / "customers.csv", index=False, encoding="gb18030")
+    path = tiny.params_file(tmp_path, data)
+    path.write_text(path.read_text().replace("  source:", "  encoding: utf-8\n  source:"), encoding="utf-8")
+    with fdata.loaded(fparams.load(path)) as ds:
+        assert _problem(ds.report, "encoding").severity == "warning"
+        assert ds["customers"].filter(ds["customers"].customer_id == "C2").to_pandas().customer_name[0] == "乙公司"
+
+
+def test_utf8_bom_headers(tmp_path):
+    data = tiny.write(tmp_path / "d")
+    tiny.frames()["orders"].to_csv(data / "orders.csv", index=False, encoding="utf-8-sig")
+    with fdata.loaded(_params(tmp_path, data)) as ds:
+        assert "order_id" in ds["orders"].columns
+
+
+def test_excel_title_row_above_header_is_skipped(tmp_path):
+    data = tiny.write(tmp_path / "d")
+    (data / "customers.csv").unlink()
+    cust = tiny.frames()["customers"]
+    with pd.ExcelWriter(data / "customers.xlsx") as xw:
+        pd.DataFrame([["2026 客户名单（导出）"]]).to_excel(xw, index=False, header=False, startrow=0)
+        cust.to_excel(xw, index=False, startrow=2)
+    with fdata.loaded(_params(tmp_path, data)) as ds:
+        assert ds["customers"].count().to_pyarrow().as_py() == 5
+
+
+def test_missing_required_column_names_it_and_the_fix(tmp_path):
+    data = tiny.write(tmp_path / "d", customers=tiny.frames()["customers"].rename(columns={"tier": "tire"}))
+    with pytest.raises(DataValidationError) as exc:
+        fdata.load(_params(tmp_path, data))
+    p = _problem(exc.value.report, "missing_column", "customers")
+    assert p.column == "tier" and "rename 'tire' to 'tier'" in p.fix
+    assert "customers.tier" in str(exc.value)
+
+
+def test_every_problem_reported_at_once_with_rows(tmp_path):
+    o = tiny.frames()["orders"].astype(object)
+    o.loc[3, "order_date"] = "05/01/2026"  # ambiguous day/month order
+    o.loc[4, "amount"] = "abc"
+    o.loc[5, "order_id"] = "O1"
+    s = tiny.frames()["surveys"].astype(object)
+    s.loc[0, "nps"] = 11
+    data = tiny.write(tmp_path / "d", orders=o, surveys=s)
+    report = fdata.load(_params(tmp_path, data), strict=False).report
+    checks = {(p.table, p.column, p.check) for p in report.errors}
+    assert ("orders", "order_date", "type") in checks
+    assert ("orders", "amount", "type") in checks
+    assert ("orders", "order_id", "duplicate_key") in checks
+    assert ("surveys", "nps", "range") in checks
+    bad_date = _problem(report, "type", "orders")
+    assert bad_date.examples[0]["row"] == 5 and bad_date.examples[0]["order_date"] == "05/01/2026"
+
+
+def test_mixed_but_unambiguous_date_formats_are_accepted(tmp_path):
+    o = tiny.frames()["orders"].astype(object)
+    o.loc[0, "order_date"] = "2023/1/10"
+    o.loc[1, "order_date"] = "2024.06.01"
+    o.loc[2, "order_date"] = "2026年9月15日"
+    data = tiny.write(tmp_path / "d", orders=o)
+    with fdata.loaded(_params(tmp_path, data)) as ds:
+        dates = ds["orders"].order_by("order_id").order_date.to_pandas()
+        assert str(dates.iloc[0])[:10] == "2023-01-10"
+
+
+def test_orphans_dropped_or_fatal_by_policy(tmp_path):
+    o = tiny.frames()["orders"].copy()
+    o.loc[6, "customer_id"] = "C99"
+    data = tiny.write(tmp_path / "d", orders=o)
+    with fdata.loaded(_params(tmp_path, data)) as ds:
+        assert _problem(ds.report, "orphans").severity == "warning"
+        assert ds["orders"].count().to_pyarrow().as_py() == 9
+    path = tiny.params_file(tmp_path, data)
+    path.write_text(path.read_text().replace("  source:", "  orphans: fail\n  source:"), encoding="utf-8")
+    with pytest.raises(DataValidationError, match="C99|orphan"):
+        fdata.load(fparams.load(path))
+
+
+def test_rows_after_as_of_are_excluded_and_reported(tmp_path):
+    o = tiny.frames()["orders"].copy()
+    o.loc[0, "order_date"] = "2027-01-01"
+    data = tiny.write(tmp_path / "d", orders=o)
+    with fdata.loaded(_params(tmp_path, data)) as ds:
+        assert _problem(ds.report, "after_as_of").count == 1
+        assert ds["orders"].count().to_pyarrow().as_py() == 9
+
+
+def test_missing_optional_table_is_absent_not_an_error(tmp_path):
+    data = tiny.write(tmp_path / "d", drop=("touches", "surveys"))
+    with fdata.loaded(_params(tmp_path, data)) as ds:
+        assert not ds.has("touches") and ds.report.missing_optional == ["touches", "surveys"]
+        with pytest.raises(fdata.MissingTableError):
+            ds["touches"]
+
+
+def test_missing_required_file_and_header_only_file(tmp_path):
+    data = tiny.write(tmp_path / "d", drop=("orders",))
+    tiny.frames()["tickets"].head(0).to_csv(data / "tickets.csv", index=False)
+    report = fdata.load(_params(tmp_path, data), strict=False).report
+    assert _problem(report, "missing_file", "orders").severity == "error"
+    assert _problem(report, "empty", "tickets").severity == "warning"
+
+
+def test_empty_required_table_is_an_error(tmp_path):
+    data = tiny.write(tmp_path / "d", customers=tiny.frames()["customers"].head(0))
+    with pytest.raises(DataValidationError, match="header but no rows"):
+        fdata.load(_params(tmp_path, data))
+
+
+def test_value_mapping_for_channel_vocabulary(tmp_path):
+    t = tiny.frames()["touches"].copy()
+    t.loc[0, "channel"] = "拜访"
+    data = tiny.write(tmp_path / "d", touches=t)
+    report = fdata.load(_params(tmp_path, data), strict=False).report
+    assert _problem(report, "vocabulary", "touches").examples[0]["channel"] == "拜访"
+    path = tiny.params_file(tmp_path, data)
+    path.write_text(path.read_text().replace("  source:", "  values: {touches: {channel: {拜访: visit}}}\n  source:"))
+    with fdata.loaded(fparams.load(path)) as ds:
+        assert ds.report.ok
+
+
+def test_refunds_kept_and_flagged(tmp_path, tiny_params):
+    with fdata.loaded(fparams.load(tiny_params)) as ds:
+        assert _problem(ds.report, "refunds").count == 1
+        assert ds["orders"].filter(ds["orders"].amount < 0).count().to_pyarrow().as_py() == 1
+
+
+def test_last_bad_row_of_a_large_csv_is_found(tmp_path):
+    n = 200_000
+    data = tiny.write(tmp_path / "d")
+    big = pd.DataFrame({
+        "order_id": [f"X{i}" for i in range(n)], "customer_id": "C1", "order_date": "2025-01-01",
+        "amount": "10.5", "category": "x",
+    })
+    big.loc[n - 1, "amount"] = "12,3O"  # letter O, not zero
+    big.to_csv(data / "orders.csv", index=False)
+    report = fdata.load(_params(tmp_path, data), strict=False).report
+    p = _problem(report, "type", "orders")
+    assert p.count == 1 and p.examples[0]["row"] == n + 1
+
+
+def test_staged_dataset_reopens_read_only(tmp_path, tiny_params):
+    params = fparams.load(tiny_params)
+    fdata.load(params, work_dir=tmp_path / "work").close()
+    ds = fdata.connect(params, tmp_path)
+    assert ds["orders"].count().to_pyarrow().as_py() == 10
+    assert ds.report.present == list(fdata.TABLES)
+    ds.close()
