@@ -44,11 +44,22 @@ def table_overview(report: ValidationReport) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# Empty by design: a contract that renews nothing, a ticket not yet answered or resolved.
+MEANINGFUL_NULLS = {("contracts", "renewal_of"), ("tickets", "first_response_at"), ("tickets", "resolved_at")}
+
+
 def completeness(report: ValidationReport) -> pd.DataFrame:
-    """Share of filled values per table and column (long format)."""
+    """Share of filled values of the columns that may be empty (long format).
+
+    Columns that must be filled are enforced by validation (a run with gaps there stops), and
+    columns whose emptiness carries meaning (:data:`MEANINGFUL_NULLS`) are not gaps.
+    """
     rows = []
     for name in report.present:
+        table = TABLES[name]
         for col, null_share in report.profile.get(name, {}).get("null_share", {}).items():
+            if (name, col) in MEANINGFUL_NULLS or not table.column(col).nullable:
+                continue
             if null_share is not None:
                 rows.append({"table": name, "column": col, "filled": 1.0 - null_share})
     return pd.DataFrame(rows, columns=["table", "column", "filled"])

@@ -1,0 +1,131 @@
+"""`fupan review` end to end: deck, results.json, manifest, atomic failure handling, CLI exits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+import tiny
+from conftest import ROOT
+
+from fupan import deck
+from fupan import params as fparams
+from fupan import runner
+from fupan.validation import DataValidationError
+
+pytestmark = pytest.mark.slow
+FUPAN = str(Path(ROOT / ".venv" / "bin" / "fupan")) if (ROOT / ".venv" / "bin" / "fupan").exists() else "fupan"
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def tiny_run(tmp_path, tiny_params):
+    params = fparams.load(tiny_params)
+    res = runner.run(params, tiny_params, reports_dir=tmp_path / "reports", log=lambda m: None)
+    return params, res
+
+
+def test_tiny_review_writes_deck_results_manifest(tiny_run, tiny_data):
+    params, res = tiny_run
+    assert res.deck.exists() and res.run_dir.name == "annual_review-2026-10-31"
+    assert res.results["data_check"]["customers"] == 5
+    assert res.results["data_check"]["orders"] == 10
+    manifest = json.loads((res.run_dir / "manifest.json").read_text())
+    assert manifest["inputs"]["orders.csv"] == _sha(tiny_data / "orders.csv")
+    assert set(manifest["inputs"]) == {f"{t}.csv" for t in tiny.frames()}
+    assert manifest["params"]["as_of"] == "2026-10-31"
+    assert {"pandas", "ibis-framework", "duckdb", "papermill"} <= set(manifest["packages"])
+    assert "00_data_check" in manifest["timings_seconds"]
+    assert manifest["seeds"]["seed"] == params.seed
+    assert (res.run_dir / "notebooks" / "00_data_check.ipynb").exists()
+    assert not (res.run_dir / "work").exists(), "the staging database must not stay in the report"
+
+
+def test_deck_is_self_contained_and_holds_no_code(tiny_run):
+    _, res = tiny_run
+    page = res.deck.read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)\s*=\s*["'](https?:)?//""", page)
+    assert "<script src" not in page and "<link" not in page
+    for code_marker in ("params_file", "from fupan", "nb.record(", "injected-parameters", "Traceback"):
+        assert code_marker not in page, code_marker
+    assert "数据检查" in page and "tiny review" in page
+    assert deck.count_slides(page) >= 2 + 1 + 5  # title, agenda, chapter divider, data-check slides
+    assert page.count("data:image/png;base64,") >= 2
+
+
+def test_english_deck(tmp_path, tiny_params):
+    params = fparams.load(tiny_params, lang="en")
+    res = runner.run(params, tiny_params, reports_dir=tmp_path / "r", log=lambda m: None)
+    page = res.deck.read_text(encoding="utf-8")
+    assert "Data check" in page and "数据检查" not in page
+
+
+def test_failed_notebook_keeps_previous_report(tmp_path, tiny_run, tiny_params):
+    params, res = tiny_run
+    before = _sha(res.deck)
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    nb = nbformat.read(str(ROOT / "notebooks" / "00_data_check.ipynb"), as_version=4)
+    nb.cells.insert(3, nbformat.v4.new_code_cell("raise RuntimeError('planted failure')"))
+    nbformat.write(nb, str(nb_dir / "00_data_check.ipynb"))
+    with pytest.raises(runner.RunError) as exc:
+        runner.run(params, tiny_params, reports_dir=res.run_dir.parent, notebook_dir=nb_dir, log=lambda m: None)
+    msg = str(exc.value)
+    assert "00_data_check" in msg and "planted failure" in msg and "cell" in msg
+    assert _sha(res.deck) == before, "the previous good deck must stay untouched"
+    failed = res.run_dir.parent / "annual_review-2026-10-31.failed"
+    assert (failed / "notebooks" / "00_data_check.ipynb").exists()
+    assert "planted failure" in (failed / "ERROR.txt").read_text()
+    assert not list(res.run_dir.parent.glob(".*tmp-*")), "temporary folders must be cleaned up"
+
+
+def test_bad_input_writes_nothing_new(tmp_path, tiny_run):
+    params, res = tiny_run
+    before = _sha(res.deck)
+    bad = tiny.write(tmp_path / "bad", customers=tiny.frames()["customers"].drop(columns=["tier"]))
+    p2 = fparams.load(tiny.params_file(tmp_path / "bad", bad))
+    with pytest.raises(DataValidationError, match="tier"):
+        runner.run(p2, tmp_path / "bad" / "params.yaml", reports_dir=res.run_dir.parent, log=lambda m: None)
+    assert _sha(res.deck) == before
+
+
+def test_cli_validate_exit_codes(tmp_path, tiny_params):
+    ok = subprocess.run([FUPAN, "validate", "--params", str(tiny_params)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    bad = tiny.write(tmp_path / "bad", customers=tiny.frames()["customers"].drop(columns=["acquired_at"]))
+    p = tiny.params_file(tmp_path / "bad", bad)
+    out = subprocess.run([FUPAN, "validate", "--params", str(p)], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "customers.acquired_at" in out.stdout and "missing" in out.stdout
+
+
+def test_cli_bad_params_exit_1_with_message(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text("as_of: 2026-10-31\nbenchmarks_file: null\ndata: {source: x}\nlangauge: en\n")
+    out = subprocess.run([FUPAN, "review", "--params", str(p)], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "did you mean 'lang'" in out.stderr
+
+
+def test_rerun_reproduces_and_flags_changed_inputs(tmp_path, tiny_run, tiny_data):
+    _, res = tiny_run
+    out = subprocess.run([FUPAN, "rerun", str(res.run_dir / "manifest.json"), "--out", str(tmp_path / "rr"), "-q"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    again = json.loads((tmp_path / "rr" / "annual_review-2026-10-31-rerun" / "results.json").read_text())
+    assert again["data_check"] == res.results["data_check"]
+    shutil.copy(tiny_data / "orders.csv", tmp_path / "orders.bak")
+    with open(tiny_data / "orders.csv", "a") as fh:
+        fh.write("O99,C1,2026-10-02,100.0,hardware\n")
+    out = subprocess.run([FUPAN, "rerun", str(res.run_dir / "manifest.json"), "--out", str(tmp_path / "rr2"),
+                          "--strict", "-q"], capture_output=True, text=True)
+    assert out.returncode == 1 and "orders.csv" in out.stderr
