@@ -93,3 +93,9 @@ def problems(report: ValidationReport) -> pd.DataFrame:
 def skipped_sections(report: ValidationReport) -> dict[str, list[str]]:
     """Missing optional table -> the later sections that will say they are skipped."""
     return {t: SECTION_NEEDS.get(t, []) for t in TABLES if not TABLES[t].required and t not in report.present}
+
+
+def section_needs(report: ValidationReport) -> pd.DataFrame:
+    """Each optional table, whether it is present, and the sections (label keys) that need it."""
+    rows = [{"table": t, "present": t in report.present, "sections": list(secs)} for t, secs in SECTION_NEEDS.items()]
+    return pd.DataFrame(rows, columns=["table", "present", "sections"])
