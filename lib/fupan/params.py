@@ -135,6 +135,23 @@ class DiagnosisParams(_Model):
     misclassification_growth: float = Field(
         3.0, description="spend growth above which an under-tiered customer is listed (3.0 = +300%)"
     )
+    rfm_bins: int = Field(5, ge=2, le=10, description="RFM quantile scores run 1..rfm_bins (best)")
+    value_quantile: float = Field(
+        0.5, gt=0, lt=1, description="value x potential: high value at or above this quantile of 12-month spend"
+    )
+    potential_cut: float = Field(
+        0.0, ge=-1, le=1, description="high potential: spend trend (H2-H1)/(|H1|+|H2|) above this"
+    )
+    coverage_days: int = Field(90, gt=0, description="touch coverage: touched within this many days")
+    min_exposure_days: int = Field(90, ge=1, description="touch policy judged on customers exposed this long")
+    stage_at_risk_days: int = Field(180, gt=0, description="funnel: no order for this long = at risk")
+    stage_trend_days: int = Field(180, gt=0, description="funnel: declining compares two windows this long")
+    stage_declining_ratio: float = Field(
+        0.5, gt=0, lt=1, description="funnel: declining when the last window's spend < ratio x the one before"
+    )
+    stage_active_orders: int = Field(2, ge=1, description="funnel: active with this many orders in the last year")
+    funnel_months: int = Field(24, ge=2, description="monthly stage snapshots for time spent per stage")
+    retention_quarters: int = Field(8, ge=1, description="retention curves: quarters after acquisition")
 
 
 class ChurnParams(_Model):

@@ -1,0 +1,260 @@
+"""Chapter 1 headlines: churn and renewal against benchmarks, and the failure points ranked.
+
+* :func:`review_window` - the review period as the half-open window churn rates use.
+* :func:`headline_churn` - churn overall, for core customers, by tier, industry and region,
+  each with a Wilson interval, the benchmark and the gap in points.
+* :func:`top_n_renewal` - renewal of the top-N customers (by revenue in the year before the
+  review period) against the target.
+* :func:`rank_failure_points` - the failure points of tiering, touches, service, lifecycle,
+  churn and renewal, ranked by the revenue at stake.
+
+Revenue at stake is defined per failure point and published on the findings slide:
+for churn and renewal it is last year's revenue of the customers lost beyond the
+benchmark or target (the excess share of the lost revenue); for tiering, touches, service
+and the lifecycle it is the trailing-year revenue of the customers the failure touches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import ibis
+import numpy as np
+import pandas as pd
+
+from fupan.data import Dataset
+from fupan.outcomes import churn_rate, rate_with_ci
+from fupan.params import Params
+from fupan.segments import trailing_start
+
+
+def review_window(params: Params) -> tuple[dt.date, dt.date]:
+    """(start, end) for :func:`fupan.outcomes.churn_rate`: churn in [period_start, as_of].
+
+    ``churn_rate`` counts churn in ``(start, end]`` among customers at risk at ``start``, so
+    the start is the day before the period begins.
+    """
+    return params.period_start - dt.timedelta(days=1), params.as_of
+
+
+def headline_churn(status: pd.DataFrame, dims: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """Churn over the review period: overall, core, and by tier, industry and region.
+
+    Parameters
+    ----------
+    status : :func:`fupan.outcomes.churn_status` at ``as_of``.
+    dims : one row per customer with ``customer_id`` and any of ``industry, region``.
+    params : benchmarks (``churn_rate``, ``core_churn_rate``), core tiers, review period.
+
+    Returns
+    -------
+    DataFrame with ``dimension`` (overall, core, tier, industry, region), ``group``,
+    ``at_risk, churned, rate, ci_low, ci_high, benchmark, gap, gap_ci_low, gap_ci_high``
+    (gap = rate - benchmark; its interval is the rate's, shifted: the benchmark is fixed).
+    Core tiers are judged against the core benchmark, every other group against the overall.
+    """
+    start, end = review_window(params)
+    keep = [c for c in ("industry", "region") if c in dims.columns]
+    st = status.merge(dims[["customer_id", *keep]], on="customer_id", how="left")
+    st["core"] = st.tier.isin(params.tiers.core)
+    b_all, b_core = params.benchmarks.churn_rate, params.benchmarks.core_churn_rate
+    parts = []
+    overall = churn_rate(st, start, end).assign(dimension="overall", group="all", benchmark=b_all)
+    parts.append(overall)
+    core = churn_rate(st[st.core], start, end).assign(
+        dimension="core", group="core", benchmark=b_core
+    )
+    parts.append(core)
+    by_tier = churn_rate(st, start, end, by="tier").assign(dimension="tier")
+    order = {t: i for i, t in enumerate(params.tiers.order)}
+    by_tier = (
+        by_tier.assign(_o=by_tier.group.map(order).fillna(len(order)))
+        .sort_values("_o")
+        .drop(columns="_o")
+    )
+    by_tier["benchmark"] = np.where(by_tier.group.isin(params.tiers.core), b_core, b_all)
+    parts.append(by_tier)
+    for col in keep:
+        g = churn_rate(st.dropna(subset=[col]), start, end, by=col).assign(
+            dimension=col, benchmark=b_all
+        )
+        parts.append(g.sort_values("rate", ascending=False))
+    out = pd.concat(parts, ignore_index=True)
+    out["gap"] = out.rate - out.benchmark
+    out["gap_ci_low"] = out.ci_low - out.benchmark
+    out["gap_ci_high"] = out.ci_high - out.benchmark
+    cols = [
+        "dimension",
+        "group",
+        "at_risk",
+        "churned",
+        "rate",
+        "ci_low",
+        "ci_high",
+        "benchmark",
+        "gap",
+        "gap_ci_low",
+        "gap_ci_high",
+    ]
+    return out[cols]
+
+
+def prior_year_revenue(ds: Dataset, cut: dt.date) -> pd.DataFrame:
+    """Revenue per customer in the year ending on ``cut`` (one row per customer with orders)."""
+    start = trailing_start(cut)
+    o = ds["orders"]
+    o = o.filter((o.order_date >= ibis.literal(start)) & (o.order_date <= ibis.literal(cut)))
+    return (
+        o.group_by("customer_id")
+        .aggregate(revenue=o.amount.sum())
+        .order_by("customer_id")
+        .to_pandas()
+    )
+
+
+def top_n_customers(ds: Dataset, status: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The top-N customers at the start of the review period.
+
+    Customers acquired and not churned by the day before ``period_start``, ranked by revenue
+    in the year up to that day (ties by customer id).
+    """
+    cut, _ = review_window(ds.params)
+    rev = prior_year_revenue(ds, cut)
+    alive = status[
+        (status.acquired_at <= pd.Timestamp(cut)) & ~(status.churned_at <= pd.Timestamp(cut))
+    ]
+    top = alive[["customer_id", "tier"]].merge(rev, on="customer_id")
+    top = (
+        top[top.revenue > 0]
+        .sort_values(["revenue", "customer_id"], ascending=[False, True])
+        .head(n)
+    )
+    return top.reset_index(drop=True).assign(rank=lambda d: np.arange(1, len(d) + 1))
+
+
+def top_n_renewal(
+    ds: Dataset, status: pd.DataFrame, n: int | None = None
+) -> tuple[dict, pd.DataFrame]:
+    """Renewal rate of the top-N customers against ``benchmarks.top_n_renewal_target``.
+
+    With ``contracts``: a top-N customer is due when a contract of theirs ended in the
+    review period; it renewed when a contract names it in ``renewal_of`` or a new contract
+    of the customer started after it and no later than ``grace_days`` after its end. A
+    contract still inside its grace period at ``as_of`` and not yet renewed is pending and
+    left out. The customer's latest due contract decides.
+
+    Without ``contracts`` (non-contractual data): renewal is a repeat purchase - the
+    customer ordered during the review period.
+
+    Returns
+    -------
+    (summary with ``basis, n, due, renewed, rate, ci_low, ci_high, target, gap``,
+    one row per top-N customer with ``rank, revenue, due, renewed``)
+    """
+    params = ds.params
+    n = n or params.diagnosis.top_n
+    top = top_n_customers(ds, status, n)
+    start, end = params.period_start, params.as_of
+    grace = dt.timedelta(days=params.churn_definition.grace_days)
+    if ds.has("contracts"):
+        basis = "contract"
+        k = ds["contracts"]
+        cols = ["contract_id", "customer_id", "start_date", "end_date"]
+        has_link = "renewal_of" in k.columns
+        if has_link:
+            cols.append("renewal_of")
+        k = k.filter(k.customer_id.isin(list(top.customer_id))).select(cols).to_pandas()
+        if not has_link:
+            k["renewal_of"] = None
+        for col in ("start_date", "end_date"):
+            k[col] = pd.to_datetime(k[col])
+        linked = set(k.renewal_of.dropna())
+        due = k[(k.end_date >= pd.Timestamp(start)) & (k.end_date <= pd.Timestamp(end))].copy()
+
+        def renewed(row: pd.Series) -> bool:
+            if row.contract_id in linked:
+                return True
+            own = k[(k.customer_id == row.customer_id) & (k.contract_id != row.contract_id)]
+            return bool(
+                ((own.start_date > row.start_date) & (own.start_date <= row.end_date + grace)).any()
+            )
+
+        due["renewed"] = due.apply(renewed, axis=1) if len(due) else pd.Series(dtype=bool)
+        due["decided"] = due.renewed | (due.end_date + grace <= pd.Timestamp(end))
+        due = (
+            due[due.decided].sort_values(["customer_id", "end_date"]).groupby("customer_id").tail(1)
+        )
+        per = top.merge(due[["customer_id", "renewed"]], on="customer_id", how="left")
+        per["due"] = per.renewed.notna()
+        per["renewed"] = per.renewed.fillna(False).astype(bool)
+    else:
+        basis = "repurchase"
+        o = ds["orders"]
+        o = o.filter((o.order_date >= ibis.literal(start)) & (o.order_date <= ibis.literal(end)))
+        bought = set(o.select("customer_id").distinct().to_pandas().customer_id)
+        per = top.assign(due=True, renewed=top.customer_id.isin(bought))
+    n_due, n_ren = int(per.due.sum()), int((per.due & per.renewed).sum())
+    rate, lo, hi = rate_with_ci(n_ren, n_due)
+    target = params.benchmarks.top_n_renewal_target
+    summary = {
+        "basis": basis,
+        "n": len(per),
+        "due": n_due,
+        "renewed": n_ren,
+        "rate": rate,
+        "ci_low": lo,
+        "ci_high": hi,
+        "target": target,
+        "gap": rate - target if n_due else np.nan,
+    }
+    return summary, per
+
+
+def lost_revenue(
+    status: pd.DataFrame, revenue_before: pd.DataFrame, params: Params
+) -> tuple[int, float]:
+    """Customers churned in the review period and their revenue in the year before it."""
+    start, end = review_window(params)
+    s, e = pd.Timestamp(start), pd.Timestamp(end)
+    lost = status[(status.churned_at > s) & (status.churned_at <= e) & (status.acquired_at <= s)]
+    rev = (
+        revenue_before.set_index("customer_id")
+        .revenue.reindex(lost.customer_id)
+        .fillna(0)
+        .clip(lower=0)
+    )
+    return len(lost), float(rev.sum())
+
+
+def excess_share(rate: float, benchmark: float) -> float:
+    """The part of a loss rate above its benchmark, as a share of the rate (0 when at or below)."""
+    if rate is None or not rate > 0 or np.isnan(rate):
+        return 0.0
+    return max(0.0, (rate - benchmark) / rate)
+
+
+def rank_failure_points(candidates: list[dict], top: int = 3) -> pd.DataFrame:
+    """Order failure-point candidates by revenue at stake and keep the ``top`` ones.
+
+    Each candidate is a dict with ``key, metric, value, revenue_at_stake`` and optional
+    extra fields (``customers``, ``benchmark``...). Candidates with no revenue at stake
+    (NaN or <= 0) are dropped: they are not failures on this data.
+    """
+    df = pd.DataFrame(candidates)
+    if df.empty:
+        return pd.DataFrame(columns=["rank", "key", "metric", "value", "revenue_at_stake"])
+    df = df[df.revenue_at_stake.fillna(0) > 0]
+    df = (
+        df.sort_values(["revenue_at_stake", "key"], ascending=[False, True])
+        .head(top)
+        .reset_index(drop=True)
+    )
+    df.insert(0, "rank", np.arange(1, len(df) + 1))
+    return df
+
+
+def segment_revenue(customer_ids: pd.Series | set | list, revenue: pd.DataFrame) -> float:
+    """Sum of non-negative revenue of the given customers (``revenue``: customer_id, revenue)."""
+    ids = set(customer_ids)
+    r = revenue[revenue.customer_id.isin(ids)].revenue
+    return float(r.clip(lower=0).sum())

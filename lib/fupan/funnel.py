@@ -1,0 +1,343 @@
+"""The customer lifecycle: stage funnel, stage conversion and dwell time, cohort retention.
+
+Lifecycle stages, in lifecycle order: first deal -> repeat -> active -> declining -> at risk
+-> churned. Each customer is in exactly one stage at a date, by these rules (params
+``diagnosis.stage_*``), each excluding the ones above it:
+
+1. churned: lost by that date under the review's churn definition (:mod:`fupan.outcomes`);
+2. at risk: no order for ``stage_at_risk_days`` (counted from acquisition without orders);
+3. first deal: at most one order so far;
+4. declining: spend in the last ``stage_trend_days`` below ``stage_declining_ratio`` x the
+   spend in the ``stage_trend_days`` before, which was positive;
+5. active: at least ``stage_active_orders`` orders in the last year;
+6. repeat: everyone else (ordered more than once, recently, not yet a regular).
+
+Conversion over the review period follows the customers in each stage at its start: the
+share who made a repeat order (first deal) or became active at some month end (repeat),
+and the share who by ``as_of`` stand at declining or worse, at risk or churned, or churned
+(the later stages). Time spent per stage is the mean dwell implied by the month-to-month chance of
+staying: 1 / (1 - p_stay) months.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import ibis
+import numpy as np
+import pandas as pd
+
+from fupan.data import Dataset
+from fupan.outcomes import churn_status
+from fupan.params import Params
+from fupan.segments import SegmentRule, as_date, assign_rules, trailing_start
+
+STAGES = ("first_deal", "repeat", "active", "declining", "at_risk", "churned")
+# What counts as moving on from each stage (the next step of the lifecycle or beyond it).
+NEXT: dict[str, tuple[str, ...]] = {
+    "first_deal": ("repeat_order",),
+    "repeat": ("active",),
+    "active": ("declining", "at_risk", "churned"),
+    "declining": ("at_risk", "churned"),
+    "at_risk": ("churned",),
+}
+# Moving on is progress for the first two steps and a loss for the others.
+FORWARD = ("first_deal", "repeat")
+MONTH_DAYS = 365.25 / 12
+
+
+def stage_rules(params: Params) -> list[SegmentRule]:
+    """The six stage rules as mutually exclusive predicates on a snapshot frame."""
+    d = params.diagnosis
+
+    def churned(x: pd.DataFrame) -> pd.Series:
+        return x.churned
+
+    def at_risk(x: pd.DataFrame) -> pd.Series:
+        return ~x.churned & (x.days_since_order >= d.stage_at_risk_days)
+
+    def first_deal(x: pd.DataFrame) -> pd.Series:
+        return ~x.churned & ~at_risk(x) & (x.orders_total <= 1)
+
+    def declining(x: pd.DataFrame) -> pd.Series:
+        drop = (x.spend_before > 0) & (x.spend_recent < d.stage_declining_ratio * x.spend_before)
+        return ~x.churned & ~at_risk(x) & ~first_deal(x) & drop
+
+    def active(x: pd.DataFrame) -> pd.Series:
+        return (
+            ~x.churned
+            & ~at_risk(x)
+            & ~first_deal(x)
+            & ~declining(x)
+            & (x.orders_year >= d.stage_active_orders)
+        )
+
+    def repeat(x: pd.DataFrame) -> pd.Series:
+        return ~x.churned & ~at_risk(x) & ~first_deal(x) & ~declining(x) & ~active(x)
+
+    funcs = {
+        "churned": churned,
+        "at_risk": at_risk,
+        "first_deal": first_deal,
+        "declining": declining,
+        "active": active,
+        "repeat": repeat,
+    }
+    return [SegmentRule(s, funcs[s]) for s in STAGES]
+
+
+def snapshot_dates(as_of: dt.date, months: int) -> list[dt.date]:
+    """``as_of`` and the ``months`` month ends before it, oldest first."""
+    ts = pd.Timestamp(as_of)
+    ends = {(ts - pd.offsets.MonthEnd(i)).date() for i in range(1, months + 1)}
+    return sorted(ends | {as_of})
+
+
+def stage_snapshots(ds: Dataset, cuts: list[dt.date]) -> pd.DataFrame:
+    """Each customer's stage at each date in ``cuts`` (one row per customer and date).
+
+    Order aggregates for all dates are computed in one engine query; churn at each date is
+    :func:`fupan.outcomes.churn_status` at that date, so a snapshot uses only data up to it.
+    """
+    params = ds.params
+    d = params.diagnosis
+    cuts = sorted({as_date(c) for c in cuts})
+    cal = ibis.memtable(
+        {
+            "cut": cuts,
+            "year_from": [trailing_start(c) for c in cuts],
+            "recent_from": [c - dt.timedelta(days=d.stage_trend_days - 1) for c in cuts],
+            "before_from": [c - dt.timedelta(days=2 * d.stage_trend_days - 1) for c in cuts],
+        }
+    )
+    o = ds["orders"].select("customer_id", "order_date", "amount")
+    j = o.cross_join(cal).filter(lambda t: t.order_date <= t.cut)
+    agg = j.group_by(["customer_id", "cut"]).aggregate(
+        orders_total=j.count(),
+        last_order=j.order_date.max(),
+        orders_year=(j.order_date >= j.year_from).sum(),
+        spend_recent=ibis.ifelse(j.order_date >= j.recent_from, j.amount, 0.0).sum(),
+        spend_before=ibis.ifelse(
+            (j.order_date >= j.before_from) & (j.order_date < j.recent_from), j.amount, 0.0
+        ).sum(),
+    )
+    c = ds["customers"].select("customer_id", "acquired_at")
+    base = c.cross_join(cal.select("cut")).filter(lambda t: t.acquired_at <= t.cut)
+    snap = (
+        base.left_join(agg, ["customer_id", "cut"])
+        .select(
+            "customer_id",
+            "cut",
+            "acquired_at",
+            "orders_total",
+            "last_order",
+            "orders_year",
+            "spend_recent",
+            "spend_before",
+        )
+        .order_by(["cut", "customer_id"])
+        .to_pandas()
+    )
+    snap["cut"] = pd.to_datetime(snap.cut)
+    for col in ("orders_total", "orders_year"):
+        snap[col] = snap[col].fillna(0).astype(int)
+    for col in ("spend_recent", "spend_before"):
+        snap[col] = snap[col].fillna(0.0).astype(float)
+    last = pd.to_datetime(snap.last_order).fillna(pd.to_datetime(snap.acquired_at))
+    snap["days_since_order"] = (snap.cut - last).dt.days
+    parts = []
+    for cut in cuts:
+        st = churn_status(ds, cut)[["customer_id", "churned"]]
+        parts.append(st.assign(cut=pd.Timestamp(cut)))
+    churn = pd.concat(parts, ignore_index=True)
+    snap = snap.merge(churn, on=["customer_id", "cut"], how="left")
+    snap["churned"] = snap.churned.fillna(False).astype(bool)
+    snap["stage"] = assign_rules(snap, stage_rules(params))
+    return snap.reset_index(drop=True)
+
+
+def funnel_counts(stages: pd.Series) -> pd.DataFrame:
+    """Customers per stage, in lifecycle order, with shares (they add up to the total)."""
+    counts = stages.value_counts().reindex(list(STAGES), fill_value=0)
+    out = counts.rename_axis("stage").reset_index(name="customers")
+    out["share"] = out.customers / max(int(out.customers.sum()), 1)
+    return out
+
+
+def conversion(snapshots: pd.DataFrame, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """Stage-to-stage movement of the customers in each stage at ``start`` by ``end``.
+
+    Progress counts once reached: a first-deal customer moved on if they ordered again by
+    ``end``; a repeat customer if they were active at any month end up to ``end``. Decline
+    counts where customers stand at ``end`` (a dip they recovered from is not a loss): an
+    active customer slid on if declining, at risk or churned at ``end``, and so on.
+
+    Returns
+    -------
+    DataFrame with ``stage, next, cohort, moved, rate, forward, lost`` where ``lost`` is the
+    customers who failed to move on (forward steps) or slid on (later steps).
+    """
+    s, e = pd.Timestamp(start), pd.Timestamp(end)
+    first = snapshots[snapshots.cut == s].set_index("customer_id")
+    later = snapshots[(snapshots.cut > s) & (snapshots.cut <= e)]
+    final = (
+        snapshots[snapshots.cut == later.cut.max()].set_index("customer_id")
+        if len(later)
+        else first
+    )
+    rows = []
+    for i, stage in enumerate(STAGES[:-1]):
+        ids = first.index[first.stage == stage]
+        if stage == "first_deal":
+            moved = int((final.reindex(ids).orders_total.fillna(0) >= 2).sum())
+        elif stage in FORWARD:
+            seen = later[later.customer_id.isin(ids) & later.stage.isin(NEXT[stage])]
+            moved = int(seen.customer_id.nunique())
+        else:
+            moved = int(final.reindex(ids).stage.isin(NEXT[stage]).sum())
+        n = len(ids)
+        rate = moved / n if n else np.nan
+        forward = stage in FORWARD
+        rows.append(
+            {
+                "stage": stage,
+                "next": STAGES[i + 1],
+                "cohort": n,
+                "moved": moved,
+                "rate": rate,
+                "forward": forward,
+                "lost": (n - moved) if forward else moved,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def biggest_break(conv: pd.DataFrame) -> pd.Series:
+    """The step that loses the most customers (see :func:`conversion`)."""
+    return conv.loc[conv.lost.idxmax()]
+
+
+def dwell_time(snapshots: pd.DataFrame) -> pd.DataFrame:
+    """Mean time in each stage from month-to-month transitions: 1 / (1 - p_stay) months.
+
+    Consecutive snapshots must be about a month apart; the as_of snapshot (a partial month)
+    is left out. Churned is absorbing and gets no dwell time.
+    """
+    snap = snapshots[snapshots.cut.dt.is_month_end]
+    cuts = sorted(snap.cut.unique())
+    nxt = dict(zip(cuts[:-1], cuts[1:], strict=False))
+    a = snap[snap.cut.isin(nxt)][["customer_id", "cut", "stage"]]
+    b = snap[["customer_id", "cut", "stage"]].rename(
+        columns={"cut": "next_cut", "stage": "next_stage"}
+    )
+    pairs = a.assign(next_cut=a.cut.map(nxt)).merge(b, on=["customer_id", "next_cut"])
+    rows = []
+    for stage in STAGES:
+        g = pairs[pairs.stage == stage]
+        stay = (g.next_stage == stage).mean() if len(g) else np.nan
+        months = 1.0 / (1.0 - stay) if stage != "churned" and len(g) and stay < 1 else np.nan
+        rows.append(
+            {
+                "stage": stage,
+                "transitions": len(g),
+                "p_stay": stay,
+                "months": months,
+                "days": months * MONTH_DAYS if months == months else np.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def stage_table(counts: pd.DataFrame, conv: pd.DataFrame, dwell: pd.DataFrame) -> pd.DataFrame:
+    """Counts, conversion and dwell per stage in one frame."""
+    out = counts.merge(
+        conv[["stage", "cohort", "moved", "rate", "forward", "lost"]], on="stage", how="left"
+    )
+    return out.merge(dwell[["stage", "days"]], on="stage", how="left")
+
+
+# --------------------------------------------------------------------------------------
+# Cohort retention
+
+
+def retention_curves(ds: Dataset, quarters: int = 8, cohorts: int | None = None) -> pd.DataFrame:
+    """Share of each acquisition-quarter cohort that ordered in quarter k after acquisition.
+
+    Quarter 0 is the acquisition quarter. Only quarters that ended by ``as_of`` are shown.
+
+    Returns
+    -------
+    long DataFrame ``cohort`` (quarter start), ``k``, ``customers``, ``ordering``, ``retention``.
+    """
+    as_of = as_date(ds.params.as_of)
+    c = ds["customers"].filter(lambda t: t.acquired_at <= ibis.literal(as_of))
+    c = c.mutate(cohort=c.acquired_at.truncate("Q"))
+    sizes = c.group_by("cohort").aggregate(customers=c.count()).to_pandas()
+    o = (
+        ds["orders"]
+        .select("customer_id", "order_date")
+        .inner_join(c.select("customer_id", "cohort"), "customer_id")
+    )
+    o = o.mutate(
+        k=(o.order_date.year() - o.cohort.year()) * 4
+        + (o.order_date.quarter() - o.cohort.quarter())
+    )
+    o = o.filter((o.k >= 0) & (o.k <= quarters))
+    act = o.group_by(["cohort", "k"]).aggregate(ordering=o.customer_id.nunique()).to_pandas()
+    sizes["cohort"] = pd.to_datetime(sizes.cohort)
+    act["cohort"] = pd.to_datetime(act.cohort)
+    grid = sizes.merge(pd.DataFrame({"k": range(quarters + 1)}), how="cross")
+    out = grid.merge(act, on=["cohort", "k"], how="left")
+    out["ordering"] = out.ordering.fillna(0).astype(int)
+    # the quarter k ends the day before the cohort's quarter k + 1 starts
+    months = out.cohort.dt.year * 12 + out.cohort.dt.month - 1 + 3 * (out.k + 1)
+    q_next = pd.to_datetime({"year": months // 12, "month": months % 12 + 1, "day": 1})
+    out = out[q_next <= pd.Timestamp(as_of) + pd.Timedelta(days=1)].copy()
+    out["retention"] = out.ordering / out.customers
+    out = out.sort_values(["cohort", "k"]).reset_index(drop=True)
+    if cohorts:
+        keep = sorted(out.cohort.unique())[-cohorts:]
+        out = out[out.cohort.isin(keep)].reset_index(drop=True)
+    return out
+
+
+def cohort_label(ts: pd.Timestamp) -> str:
+    return f"{ts.year}Q{(ts.month - 1) // 3 + 1}"
+
+
+def revenue_retention(features: pd.DataFrame, as_of: str | dt.date) -> pd.DataFrame:
+    """Gross and net revenue retention by acquisition year, trailing year vs the year before.
+
+    Only customers acquired before the prior year began count, so every base year is
+    complete; those with no base revenue are left out (their revenue is new, not retained).
+    Net: revenue now / revenue then. Gross: sum of min(now, then) / revenue then, so growth
+    is not counted and losses are. Negative net revenue (refunds) counts as 0.
+
+    Parameters
+    ----------
+    features : :func:`fupan.segments.customer_features` at ``as_of`` (``spend_12m``,
+        ``spend_prior_12m``).
+    as_of : the snapshot date of ``features``.
+    """
+    prior_start = trailing_start(trailing_start(as_date(as_of)) - dt.timedelta(days=1))
+    df = features[features.acquired_at < pd.Timestamp(prior_start)]
+    now = df.spend_12m.clip(lower=0)
+    then = df.spend_prior_12m.clip(lower=0)
+    df = pd.DataFrame({"cohort": df.acquired_at.dt.year, "now": now, "then": then})
+    df = df[df.then > 0].assign(kept=lambda x: np.minimum(x.now, x.then))
+    rows = []
+    for key, g in [("all", df), *df.groupby("cohort")]:
+        base = g.then.sum()
+        rows.append(
+            {
+                "cohort": key,
+                "customers": len(g),
+                "base_revenue": base,
+                "revenue": g.now.sum(),
+                "grr": g.kept.sum() / base if base > 0 else np.nan,
+                "nrr": g.now.sum() / base if base > 0 else np.nan,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["cohort", "customers", "base_revenue", "revenue", "grr", "nrr"]
+    )
