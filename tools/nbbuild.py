@@ -14,7 +14,7 @@ import nbformat
 
 
 def build(src: Path, dst: Path) -> None:
-    text = src.read_text(encoding="utf-8")
+    text = "\n" + src.read_text(encoding="utf-8")
     chunks = text.split("\n# %%")
     cells = []
     for i, chunk in enumerate(chunks):

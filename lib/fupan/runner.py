@@ -218,6 +218,17 @@ def run(
                 raise RunError(
                     f"notebook {nb} failed in cell {exc.exec_count or exc.cell_index}: {exc.ename}: {exc.evalue}"
                 ) from None
+            except (_Terminated, KeyboardInterrupt) as exc:
+                raise RunError(f"run interrupted ({exc or 'SIGINT'}) in notebook {nb}, {_running_cell(out)}") from None
+            except Exception as exc:  # noqa: BLE001 - a dead kernel, a cell past its timeout, ...
+                kind = type(exc).__name__
+                if "Timeout" in kind:
+                    what = f"exceeded the {params.cell_timeout_seconds}s cell timeout"
+                elif "DeadKernel" in kind:
+                    what = "lost its kernel (it died or was killed)"
+                else:
+                    what = f"failed: {kind}: {exc}"
+                raise RunError(f"notebook {nb} {what} in {_running_cell(out)}") from None
             timings[nb] = round(time.perf_counter() - t0, 3)
             log(f"[fupan] [{i}/{len(params.notebooks)}] {nb} done in {timings[nb]:.1f}s")
             title, question = _chapter_labels(nb, params.lang)
@@ -270,6 +281,24 @@ def run(
     finally:
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
+
+
+def _running_cell(path: Path) -> str:
+    """Name the cell papermill was executing, from the partial output notebook."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except Exception:  # noqa: BLE001 - the output may not have been written yet
+        return "its first cell"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    # Papermill stamps start_time on each cell it begins; the last stamped cell is the culprit.
+    started = [i for i, c in enumerate(code) if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    if started:
+        cell = code[started[-1]]
+        first = (cell.source.strip().splitlines() or [""])[0][:60]
+        return f"code cell {started[-1] + 1} ({first!r})"
+    return "an unknown cell"
 
 
 def python_executable() -> str:

@@ -1,0 +1,90 @@
+"""Faults mid-run: a dying kernel, a cell past its timeout, SIGINT/SIGTERM.
+
+Each must end with a non-zero exit naming the notebook and cell, no temporary files, and
+the previous good report untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import ROOT
+
+from fupan import params as fparams
+from fupan import runner
+
+pytestmark = pytest.mark.slow
+
+
+def _notebook_with(tmp_path: Path, code: str) -> Path:
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir(exist_ok=True)
+    nb = nbformat.read(str(ROOT / "notebooks" / "00_data_check.ipynb"), as_version=4)
+    nb.cells.insert(4, nbformat.v4.new_code_cell(code))
+    nbformat.write(nb, str(nb_dir / "00_data_check.ipynb"))
+    return nb_dir
+
+
+@pytest.fixture
+def good_run(tmp_path, tiny_params):
+    params = fparams.load(tiny_params)
+    res = runner.run(params, tiny_params, reports_dir=tmp_path / "reports", log=lambda m: None)
+    return params, res, hashlib.sha256(res.deck.read_bytes()).hexdigest()
+
+
+def _assert_clean(res, digest):
+    assert hashlib.sha256(res.deck.read_bytes()).hexdigest() == digest
+    assert not list(res.run_dir.parent.glob(".*tmp-*")), "temporary folder left behind"
+    assert not (res.run_dir.parent / "annual_review-2026-10-31.failed" / "work").exists()
+
+
+def test_kernel_death_names_notebook_and_cell(tmp_path, tiny_params, good_run):
+    params, res, digest = good_run
+    nb_dir = _notebook_with(tmp_path, "import os\nos._exit(1)")
+    with pytest.raises(runner.RunError) as exc:
+        runner.run(params, tiny_params, reports_dir=res.run_dir.parent, notebook_dir=nb_dir, log=lambda m: None)
+    msg = str(exc.value)
+    assert "00_data_check" in msg and "kernel" in msg and "import os" in msg
+    _assert_clean(res, digest)
+
+
+def test_cell_timeout_names_notebook_and_cell(tmp_path, tiny_params, good_run):
+    params, res, digest = good_run
+    params.cell_timeout_seconds = 20
+    nb_dir = _notebook_with(tmp_path, "import time\ntime.sleep(60)")
+    with pytest.raises(runner.RunError) as exc:
+        runner.run(params, tiny_params, reports_dir=res.run_dir.parent, notebook_dir=nb_dir, log=lambda m: None)
+    msg = str(exc.value)
+    assert "timeout" in msg and "import time" in msg
+    _assert_clean(res, digest)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_interrupt_mid_run(tmp_path, tiny_params, good_run, sig):
+    params, res, digest = good_run
+    nb_dir = _notebook_with(tmp_path, "import time\ntime.sleep(120)")
+    script = (
+        "import sys\nfrom fupan import cli, runner\n"
+        f"runner.NOTEBOOK_DIR = __import__('pathlib').Path({str(nb_dir)!r})\n"
+        f"sys.exit(cli.main(['review', '--params', {str(tiny_params)!r}, '--out', {str(res.run_dir.parent)!r}]))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    started = False
+    while time.time() < deadline and not started:
+        started = any(p.exists() for p in res.run_dir.parent.glob(".*tmp-*/notebooks/00_data_check.ipynb"))
+        time.sleep(0.5)
+    assert started, "the run never reached the notebook"
+    time.sleep(4)  # let papermill reach the sleeping cell
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 1, (out, err)
+    assert "interrupted" in err and "00_data_check" in err
+    _assert_clean(res, digest)
