@@ -154,10 +154,94 @@ class DiagnosisParams(_Model):
     retention_quarters: int = Field(8, ge=1, description="retention curves: quarters after acquisition")
 
 
+class WarningRule(_Model):
+    """A churn warning rule: fires when ``feature op threshold`` at a snapshot."""
+
+    feature: str = Field(description="a feature catalogue name (fupan.features.CATALOGUE)")
+    op: Literal[">=", ">", "<=", "<", "=="] = ">="
+    threshold: float
+
+
+class HandDimension(_Model):
+    """One dimension of the hand-weighted health score."""
+
+    weight: float = Field(gt=0)
+    metrics: dict[str, Literal[1, -1]] = Field(
+        description="feature -> +1 (higher is healthier) or -1 (higher is worse)"
+    )
+
+
+def _default_rules() -> dict[str, WarningRule]:
+    return {
+        "spend_down": WarningRule(feature="spend_change_qoq", op="<=", threshold=-0.40),
+        "service_requests_down": WarningRule(feature="tickets_change_qoq", op="<=", threshold=-0.50),
+        "no_login_weeks": WarningRule(feature="weeks_without_login", op=">=", threshold=3),
+        "detractor": WarningRule(feature="detractor", op=">=", threshold=1),
+        "sla_breach": WarningRule(feature="sla_breaches_90d", op=">=", threshold=1),
+        "no_touch_after_repeat": WarningRule(feature="no_touch_after_first_repeat", op=">=", threshold=1),
+    }
+
+
+def _default_hand() -> dict[str, HandDimension]:
+    return {
+        "need_fit": HandDimension(weight=0.3, metrics={"dim_need_fit": 1, "spend_change_qoq": 1, "orders_90d": 1}),
+        "resolution_efficiency": HandDimension(
+            weight=0.3, metrics={"median_first_response_days": -1, "open_tickets": -1, "dim_resolution": 1}
+        ),
+        "relationship_intimacy": HandDimension(
+            weight=0.2, metrics={"dim_intimacy": 1, "touches_90d": 1, "days_since_touch": -1}
+        ),
+        "engagement": HandDimension(weight=0.2, metrics={"logins_28d": 1, "nps_latest": 1}),
+    }
+
+
+def _default_reason_features() -> dict[str, list[str]]:
+    return {
+        "service": ["median_first_response_days", "open_tickets", "sla_breaches_90d", "tickets_90d",
+                    "tickets_change_qoq", "csat_latest", "dim_resolution"],
+        "price": ["spend_change_qoq", "spend_90d", "spend_365d", "orders_90d", "orders_365d"],
+        "no_contact": ["no_touch_after_first_repeat", "days_since_touch", "touches_30d", "touches_90d",
+                       "dim_intimacy"],
+        "product_fit": ["weeks_without_login", "logins_28d", "dim_need_fit", "nps_latest", "nps_change",
+                        "detractor"],
+    }
+
+
 class ChurnParams(_Model):
+    """Chapter 2: snapshots, warning rules, health score, drivers, lost reasons, at-risk list."""
+
     horizon_days: int = Field(90, gt=0, description="label: churned within H days after a snapshot")
-    snapshot_months: int = Field(24, gt=0, description="monthly snapshots across the review window")
+    snapshot_months: int = Field(24, gt=1, description="monthly snapshots across the review window")
+    test_months: int = Field(6, gt=0, description="the latest snapshots are held out: models are judged on them")
     alert_volume: float = Field(0.10, gt=0, lt=1, description="share of customers flagged red")
+    amber_volume: float = Field(0.20, ge=0, lt=1, description="share flagged amber, beyond the red share")
+    target_precision: float | None = Field(
+        None, gt=0, lt=1,
+        description="if set, red = the largest alert volume whose training precision reaches this (overrides alert_volume)",
+    )
+    lead_window_days: int = Field(180, gt=0, description="lead time: a flag counts this many days before churn")
+    first_repeat_touch_days: int = Field(7, ge=0, description="no_touch_after_first_repeat: the N-day window")
+    login_gap_cap_weeks: int = Field(12, gt=0, description="weeks_without_login is capped here")
+    group_correlation: float = Field(
+        0.7, gt=0, le=1, description="metrics with |Spearman rho| above this are grouped (health weights, drivers)"
+    )
+    max_model_customers: int = Field(
+        20_000, gt=0, description="models fit on snapshots of at most this many customers (a seeded sample)"
+    )
+    permutation_rows: int = Field(20_000, gt=0, description="rows used for permutation importance")
+    bootstrap: int = Field(200, ge=20, description="cluster-bootstrap replicates for AUC and precision intervals")
+    exclude_features: list[str] = Field(default_factory=list, description="features never used by the models")
+    definitional_features: list[str] | None = Field(
+        None,
+        description="features that are part of the churn definition: adjusted for, never ranked as drivers "
+        "(default: recency_days, order_gap_ratio when non_contractual; days_to_renewal when contractual)",
+    )
+    rules: dict[str, WarningRule] = Field(default_factory=_default_rules)
+    hand_weights: dict[str, HandDimension] = Field(default_factory=_default_hand)
+    reason_features: dict[str, list[str]] = Field(
+        default_factory=_default_reason_features,
+        description="churn reason -> the features that speak to it (stated vs model reasons)",
+    )
 
 
 class LtvParams(_Model):
@@ -173,7 +257,38 @@ class SimulationParams(_Model):
 
 
 class KpiParams(_Model):
-    trend_months: int = 24
+    """Chapter 5 and the monthly report: KPI windows, data-completeness and at-risk rules.
+
+    Targets and alert thresholds live in ``benchmarks.kpi_targets`` (read by ``fupan.kpi``).
+    """
+
+    trend_months: int = Field(24, ge=2, le=120, description="months shown in the trend charts")
+    survey_window_months: int = Field(3, ge=1, le=24, description="NPS and CSAT: responses in the trailing N months")
+    touch_window_months: int = Field(3, ge=1, le=24, description="touch coverage: touched in the trailing N months")
+    complete_lag_days: int = Field(
+        7, ge=0, description="a table whose latest row is more than this many days before month end may be incomplete"
+    )
+    complete_silence_p: float = Field(
+        0.001, gt=0, lt=1, description="...and is, when so long a silence had less than this chance at its usual daily rate"
+    )
+    complete_min_share: float = Field(
+        0.4, ge=0, le=1, description="rows in the month's last 14 days below this share of the usual volume: incomplete"
+    )
+    complete_min_expected: float = Field(
+        30, ge=0, description="the volume rule applies only when at least this many rows were expected"
+    )
+    at_risk_cadence_multiple: float = Field(
+        2.0, gt=1, description="at risk: no order for this many times the customer's usual interval"
+    )
+    at_risk_min_days: int = Field(60, ge=1, description="at risk: ...and for at least this many days")
+    at_risk_spend_drop: float = Field(
+        0.4, gt=0, lt=1, description="at risk: the last 90 days' spend fell by this share vs the 90 days before"
+    )
+    alert_on: list[Literal["kpi", "new_red", "incomplete"]] = Field(
+        default_factory=lambda: ["kpi", "new_red", "incomplete"],
+        description="alert kinds that make `fupan monthly` exit with the alert code",
+    )
+    history_file: str = Field("kpi_history.parquet", description="KPI history, relative to the reports folder")
 
 
 class Params(_Model):

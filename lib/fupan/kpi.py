@@ -1,0 +1,1852 @@
+"""KPI catalogue, formulas, red/amber/green status and the monthly KPI history (chapter 5).
+
+Every KPI has a definition, a formula, a unit, the direction that is good, and a target and
+alert threshold from params (``benchmarks.kpi_targets``, defaults below). A month's value
+uses only data on or before that month's end (the as-of rule), so a month computed today
+from the full data equals what a run at that month end would have said: every query
+filters events, customers (acquired by then) and ticket responses (known by then) to the
+month end. Per-event work runs in the query engine over a grid of months (one row per
+month, or per customer and month); pandas sees at most one row per customer and month.
+
+Status
+    ``green`` at or better than target, ``amber`` between target and alert threshold,
+    ``red`` across the alert threshold (an alert), ``grey`` when there is no value (an
+    optional table or a chapter model is missing, too little history) or the month's data
+    is incomplete.
+History
+    ``<reports>/kpi_history.parquet``: one row per (month, kpi) with the value, status and
+    the fingerprint of the inputs that produced it, replaced month by month atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import difflib
+import fcntl
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+
+from fupan import outcomes
+from fupan.data import Dataset
+from fupan.params import Benchmarks, Params
+
+Unit = Literal["pct", "nps", "score", "days", "money"]
+Direction = Literal["higher", "lower"]
+STATUSES = ("green", "amber", "red", "grey")
+# Event tables whose arrival is checked month by month, with their main date column.
+EVENT_DATES = {
+    "orders": "order_date",
+    "contracts": "start_date",
+    "touches": "touched_at",
+    "tickets": "opened_at",
+    "surveys": "surveyed_at",
+    "activity": "period_start",
+}
+RECENT_DAYS = 14  # the volume check compares a month's last two weeks ...
+BASELINE_DAYS = 84  # ... with the twelve weeks before them
+QUARTER_DAYS = 90
+
+
+@dataclass(frozen=True)
+class Kpi:
+    """One KPI of the catalogue.
+
+    Attributes
+    ----------
+    key : identifier (results.json, history, label keys ``kpi.name.<key>``, ``kpi.def.<key>``,
+        ``kpi.formula.<key>``).
+    group : which trend chart it belongs to.
+    unit : ``pct`` (a share 0-1), ``nps`` (-100..100), ``score`` (1-5), ``days``, ``money``.
+    direction : ``higher`` or ``lower`` is good.
+    sources : tables whose completeness in the month the value depends on.
+    needs : optional tables without which it cannot be computed.
+    model : the chapter model it needs (``ltv`` or ``health``), if any.
+    """
+
+    key: str
+    group: str
+    unit: Unit
+    direction: Direction
+    sources: tuple[str, ...]
+    needs: tuple[str, ...] = ()
+    model: str | None = None
+
+
+CATALOGUE: dict[str, Kpi] = {
+    k.key: k
+    for k in (
+        Kpi("churn_rate_monthly", "retention", "pct", "lower", ("orders",)),
+        Kpi("churn_rate_t12", "retention", "pct", "lower", ("orders",)),
+        Kpi(
+            "renewal_rate_top_n", "retention", "pct", "higher", ("contracts",), needs=("contracts",)
+        ),
+        Kpi("renewal_rate", "retention", "pct", "higher", ("contracts",), needs=("contracts",)),
+        Kpi("grr", "revenue", "pct", "higher", ("orders",)),
+        Kpi("nrr", "revenue", "pct", "higher", ("orders",)),
+        Kpi("repurchase_rate", "revenue", "pct", "higher", ("orders",)),
+        Kpi("winback_rate", "revenue", "pct", "higher", ("orders",)),
+        Kpi("nps", "experience", "nps", "higher", ("surveys",), needs=("surveys",)),
+        Kpi("csat", "experience", "score", "higher", ("surveys",), needs=("surveys",)),
+        Kpi(
+            "first_response_median", "experience", "days", "lower", ("tickets",), needs=("tickets",)
+        ),
+        Kpi("sla_compliance", "experience", "pct", "higher", ("tickets",), needs=("tickets",)),
+        Kpi(
+            "touch_coverage",
+            "experience",
+            "pct",
+            "higher",
+            ("touches", "orders"),
+            needs=("touches",),
+        ),
+        Kpi("avg_clv", "value", "money", "higher", ("orders",), model="ltv"),
+        Kpi("red_band_share", "value", "pct", "lower", ("orders",), model="health"),
+        Kpi("ltv_at_risk", "value", "money", "lower", ("orders",), model="ltv"),
+    )
+}
+GROUPS = ("retention", "revenue", "experience", "value")
+TARGET_FIELDS = ("target", "alert", "target_yoy", "alert_yoy")
+
+
+# --------------------------------------------------------------------------------------
+# Months
+
+
+def parse_month(value: str | dt.date | pd.Timestamp) -> str:
+    """``YYYY-MM`` for a month given as ``2026-10``, ``2026-10-31`` or a date.
+
+    Raises
+    ------
+    ValueError
+        for anything that is not a month.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if len(text) == 7:
+                return pd.Period(text, freq="M").strftime("%Y-%m")
+            return pd.Timestamp(text).strftime("%Y-%m")
+        except (ValueError, TypeError):
+            raise ValueError(f"'{value}' is not a month; use YYYY-MM, e.g. 2026-10") from None
+    return pd.Timestamp(value).strftime("%Y-%m")
+
+
+def month_end(month: str) -> dt.date:
+    """The last day of a ``YYYY-MM`` month."""
+    return pd.Period(parse_month(month), freq="M").end_time.date()
+
+
+def month_range(first: str, last: str) -> list[str]:
+    """Every month from ``first`` to ``last``, inclusive."""
+    a, b = pd.Period(parse_month(first), freq="M"), pd.Period(parse_month(last), freq="M")
+    if b < a:
+        raise ValueError(f"month range is empty: {first} is after {last}")
+    return [p.strftime("%Y-%m") for p in pd.period_range(a, b, freq="M")]
+
+
+def shift_month(month: str, k: int) -> str:
+    return (pd.Period(parse_month(month), freq="M") + k).strftime("%Y-%m")
+
+
+def _minus_months(end: dt.date, k: int) -> dt.date:
+    """``end`` moved back ``k`` months; a month end maps to a month end (Feb 28/29 safe)."""
+    ts = pd.Timestamp(end)
+    if ts.is_month_end:
+        return (pd.Period(ts, freq="M") - k).end_time.date()
+    return (ts - pd.DateOffset(months=k)).date()
+
+
+@dataclass(frozen=True)
+class Window:
+    """The dates one month's KPIs are computed over (all bounds: ``(lo, hi]``)."""
+
+    month: str
+    end: dt.date  # the month end, or as_of when the month is not over
+    prev_end: dt.date  # the previous month's end
+    y1: dt.date  # twelve months before end
+    y2: dt.date  # twenty-four months before end
+    survey_lo: dt.date
+    touch_lo: dt.date
+    partial: bool  # the month was not over at as_of
+
+    @classmethod
+    def of(cls, month: str, params: Params) -> Window:
+        month = parse_month(month)
+        full_end = month_end(month)
+        end = min(full_end, params.as_of)
+        first = pd.Period(month, freq="M").start_time.date()
+        if end < first:
+            raise ValueError(f"month {month} starts after as_of {params.as_of}")
+        return cls(
+            month=month,
+            end=end,
+            prev_end=first - dt.timedelta(days=1),
+            y1=_minus_months(end, 12),
+            y2=_minus_months(end, 24),
+            survey_lo=_minus_months(end, params.kpi.survey_window_months),
+            touch_lo=_minus_months(end, params.kpi.touch_window_months),
+            partial=end < full_end,
+        )
+
+
+def report_month(params: Params) -> str:
+    """The month a run reports on: the month of ``as_of``."""
+    return parse_month(params.as_of)
+
+
+def _grid(windows: list[Window]) -> ir.Table:
+    rows = []
+    for w in windows:
+        rows.append(
+            {
+                "m_month": w.month,
+                "m_end": w.end,
+                "m_prev": w.prev_end,
+                "m_y1": w.y1,
+                "m_y2": w.y2,
+                "m_survey": w.survey_lo,
+                "m_touch": w.touch_lo,
+                # epoch seconds of the month's first instant and of the instant after it ends
+                "m_lo_s": _epoch(w.prev_end + dt.timedelta(days=1)),
+                "m_hi_s": _epoch(w.end + dt.timedelta(days=1)),
+            }
+        )
+    frame = pd.DataFrame(rows)
+    for col in ("m_end", "m_prev", "m_y1", "m_y2", "m_survey", "m_touch"):
+        frame[col] = pd.to_datetime(frame[col]).dt.date
+    schema = {
+        "m_month": "string",
+        "m_end": "date",
+        "m_prev": "date",
+        "m_y1": "date",
+        "m_y2": "date",
+        "m_survey": "date",
+        "m_touch": "date",
+        "m_lo_s": "int64",
+        "m_hi_s": "int64",
+    }
+    return ibis.memtable(frame, schema=schema)
+
+
+def _epoch(day: dt.date) -> int:
+    return int((pd.Timestamp(day) - pd.Timestamp("1970-01-01")).total_seconds())
+
+
+# --------------------------------------------------------------------------------------
+# Targets and status
+
+
+def default_targets(b: Benchmarks) -> dict[str, dict[str, float]]:
+    """Targets when ``benchmarks.kpi_targets`` does not set them, derived from the benchmarks.
+
+    Money KPIs have no absolute default (it depends on the business): their default is
+    relative to the same month a year earlier (``target_yoy`` / ``alert_yoy``).
+    """
+    monthly = lambda annual: round(1 - (1 - annual) ** (1 / 12), 4)  # noqa: E731
+    return {
+        "churn_rate_monthly": {
+            "target": monthly(b.churn_rate),
+            "alert": monthly(1.5 * b.churn_rate),
+        },
+        "churn_rate_t12": {"target": b.churn_rate, "alert": round(1.5 * b.churn_rate, 4)},
+        "renewal_rate_top_n": {
+            "target": b.top_n_renewal_target,
+            "alert": round(b.top_n_renewal_target - 0.10, 4),
+        },
+        "renewal_rate": {"target": b.renewal_rate, "alert": round(b.renewal_rate - 0.10, 4)},
+        "grr": {"target": 0.90, "alert": 0.80},
+        "nrr": {
+            "target": b.net_revenue_retention,
+            "alert": round(b.net_revenue_retention - 0.10, 4),
+        },
+        "repurchase_rate": {"target": 0.32, "alert": 0.15},
+        "winback_rate": {"target": 0.12, "alert": 0.05},
+        "nps": {"target": b.nps_target, "alert": b.nps_alert_below},
+        "csat": {"target": 4.2, "alert": 3.8},
+        "first_response_median": {
+            "target": b.first_response_days,
+            "alert": round(1.5 * b.first_response_days, 2),
+        },
+        "sla_compliance": {"target": 0.90, "alert": 0.80},
+        "touch_coverage": {"target": 0.80, "alert": 0.60},
+        "avg_clv": {"target_yoy": 0.0, "alert_yoy": -0.10},
+        "red_band_share": {"target": 0.10, "alert": 0.15},
+        "ltv_at_risk": {"target_yoy": 0.0, "alert_yoy": 0.20},
+    }
+
+
+def targets(params: Params) -> dict[str, dict[str, float | None]]:
+    """Target and alert threshold of every KPI: defaults overlaid with ``benchmarks.kpi_targets``.
+
+    Each KPI gets ``target``, ``alert`` (absolute) and ``target_yoy``, ``alert_yoy`` (change
+    vs the same month a year earlier); a KPI uses the absolute pair when it has one.
+
+    Raises
+    ------
+    ValueError
+        for an unknown KPI or field in ``kpi_targets``, or thresholds in the wrong order.
+    """
+    out: dict[str, dict[str, float | None]] = {}
+    defaults = default_targets(params.benchmarks)
+    given = params.benchmarks.kpi_targets
+    problems = []
+    for key, spec in given.items():
+        if key not in CATALOGUE:
+            near = difflib.get_close_matches(key, list(CATALOGUE), n=1)
+            hint = f" - did you mean '{near[0]}'?" if near else f"; known: {', '.join(CATALOGUE)}"
+            problems.append(f"benchmarks.kpi_targets: unknown KPI '{key}'{hint}")
+        for f in spec:
+            if f not in TARGET_FIELDS:
+                problems.append(
+                    f"benchmarks.kpi_targets.{key}: unknown field '{f}' (use {', '.join(TARGET_FIELDS)})"
+                )
+    for key, kpi in CATALOGUE.items():
+        spec = dict(given.get(key) or defaults[key])
+        row = {f: (float(spec[f]) if spec.get(f) is not None else None) for f in TARGET_FIELDS}
+        for t, a in ((row["target"], row["alert"]), (row["target_yoy"], row["alert_yoy"])):
+            if t is not None and a is not None and not _better_or_equal(t, a, kpi.direction):
+                word = "above" if kpi.direction == "higher" else "below"
+                problems.append(
+                    f"benchmarks.kpi_targets.{key}: the alert threshold {a} must be {word} "
+                    f"the target {t} ({kpi.direction} is better)"
+                )
+        out[key] = row
+    if problems:
+        raise ValueError("\n".join(problems))
+    return out
+
+
+def _better_or_equal(a: float, b: float, direction: str) -> bool:
+    return a >= b if direction == "higher" else a <= b
+
+
+def status_of(
+    value: float | None, target: float | None, alert: float | None, direction: str
+) -> str:
+    """``green`` at or better than target, ``amber`` up to the alert threshold, ``red`` past it.
+
+    ``grey`` when the value or the target is missing. The threshold itself counts as amber
+    (NPS exactly 40 with "alert below 40" is not an alert).
+    """
+    if value is None or target is None or (isinstance(value, float) and math.isnan(value)):
+        return "grey"
+    if _better_or_equal(value, target, direction):
+        return "green"
+    if alert is None or _better_or_equal(value, alert, direction):
+        return "amber"
+    return "red"
+
+
+# --------------------------------------------------------------------------------------
+# Computation context
+
+
+class _Ctx:
+    """One dataset, with per-date caches (churn status, CLV, at-risk lists)."""
+
+    def __init__(self, ds: Dataset, model_months: set[str] | None = None):
+        self.ds = ds
+        self.params = ds.params
+        self.model_months = model_months
+        self._status: dict[dt.date, pd.DataFrame] = {}
+        self._clv: dict[dt.date, tuple[pd.Series | None, str | None]] = {}
+        self._risk: dict[dt.date, pd.DataFrame] = {}
+        self._health: dict[dt.date, tuple[pd.DataFrame | None, str | None]] = {}
+
+    def status(self, day: dt.date) -> pd.DataFrame:
+        if day not in self._status:
+            self._status[day] = outcomes.churn_status(self.ds, day)
+        return self._status[day]
+
+    def active(self, day: dt.date) -> pd.DataFrame:
+        """Customers acquired by ``day`` and not churned by then."""
+        s = self.status(day)
+        return s[~s.churned]
+
+    def customers(self) -> ir.Table:
+        return self.ds["customers"].select(cid="customer_id", acq="acquired_at", ctier="tier")
+
+    def events(self, table: str) -> ir.Table:
+        """An event table with its customer's acquisition date and tier joined on."""
+        t = self.ds[table]
+        c = self.customers()
+        return t.join(c, t.customer_id == c.cid)
+
+    def sla_days(self, tier: ir.StringValue) -> ir.FloatingValue:
+        b = self.params.benchmarks
+        cases = [(tier == k, float(v)) for k, v in b.sla_first_response_days.items()]
+        fallback = float(b.first_response_days)
+        return ibis.cases(*cases, else_=fallback) if cases else ibis.literal(fallback)
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["month", "kpi", "value", "n", "reason"])
+
+
+def _na(windows: list[Window], key: str, reason: str) -> list[dict[str, Any]]:
+    return [
+        {"month": w.month, "kpi": key, "value": None, "n": None, "reason": reason} for w in windows
+    ]
+
+
+def _val(
+    month: str, key: str, value: float | None, n: float | None, reason: str | None = None
+) -> dict[str, Any]:
+    bad = value is None or (isinstance(value, float) and not math.isfinite(value))
+    return {
+        "month": month,
+        "kpi": key,
+        "value": None if bad else float(value),
+        "n": None if n is None else float(n),
+        "reason": (reason or "no_data") if bad else None,
+    }
+
+
+def _by_month(expr: ir.Table) -> dict[str, dict[str, Any]]:
+    df = expr.to_pandas()
+    return {r["m_month"]: r for r in df.to_dict(orient="records")}
+
+
+# --------------------------------------------------------------------------------------
+# KPI formulas. Each takes the context and the month windows and returns rows
+# (month, kpi, value, n, reason); ``n`` is the denominator the value rests on.
+
+
+def churn_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
+    """Monthly and trailing-12-month churn (the shared definition of :mod:`fupan.outcomes`).
+
+    monthly: customers active at the previous month end who churned in the month / those
+    customers. trailing-12: the same over the twelve months up to the month end.
+    """
+    rows = []
+    for w in windows:
+        status = ctx.status(w.end)
+        m = outcomes.churn_rate(status, w.prev_end, w.end).iloc[0]
+        y = outcomes.churn_rate(status, w.y1, w.end).iloc[0]
+        rows.append(_val(w.month, "churn_rate_monthly", m.rate, m.at_risk))
+        rows.append(_val(w.month, "churn_rate_t12", y.rate, y.at_risk))
+    return rows
+
+
+def winback_kpi(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
+    """Customers lost as of twelve months before the month end who ordered again since / the lost."""
+    rows = []
+    for w in windows:
+        before = ctx.status(w.y1)
+        lost = before.loc[before.churned, "customer_id"]
+        now = ctx.status(w.end).set_index("customer_id")
+        last = now.reindex(lost).last_order
+        back = int((last > pd.Timestamp(w.y1)).sum())
+        rows.append(
+            _val(w.month, "winback_rate", back / len(lost) if len(lost) else None, len(lost))
+        )
+    return rows
+
+
+def _customer_revenue(ctx: _Ctx, grid: ir.Table) -> ir.Table:
+    """Per (month, customer): purchase days and net revenue in the trailing and prior 12 months."""
+    o = ctx.events("orders")
+    j = o.join(grid, [o.order_date > grid.m_y2, o.order_date <= grid.m_end, o.acq <= grid.m_end])
+    cur = j.order_date > j.m_y1
+    day = ibis.ifelse(cur & (j.amount >= 0), j.order_date, ibis.null().cast("date"))
+    return j.group_by(["m_month", "customer_id"]).aggregate(
+        days_cur=day.nunique(),
+        rev_cur=ibis.ifelse(cur, j.amount, 0.0).sum(),
+        rev_prev=ibis.ifelse(cur, 0.0, j.amount).sum(),
+    )
+
+
+def revenue_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
+    """Gross and net revenue retention, repurchase rate, from net order revenue.
+
+    GRR = sum(min(max(R12, 0), P12)) / sum(P12) and NRR = sum(max(R12, 0)) / sum(P12), over
+    customers with prior-year revenue P12 > 0 (R12: the trailing 12 months). Repurchase rate
+    = customers with two or more purchase days in the trailing 12 months / customers with one
+    or more (a purchase day has an order with amount >= 0).
+    """
+    grid = _grid(windows)
+    per = _customer_revenue(ctx, grid)
+    base = per.rev_prev > 0
+    cur_pos = ibis.greatest(per.rev_cur, 0.0)
+    agg = per.group_by("m_month").aggregate(
+        buyers=(per.days_cur >= 1).cast("int64").sum(),
+        repeaters=(per.days_cur >= 2).cast("int64").sum(),
+        cohort=base.cast("int64").sum(),
+        prev=ibis.ifelse(base, per.rev_prev, 0.0).sum(),
+        kept=ibis.ifelse(base, ibis.least(cur_pos, per.rev_prev), 0.0).sum(),
+        net=ibis.ifelse(base, cur_pos, 0.0).sum(),
+    )
+    got = _by_month(agg)
+    first = ctx.ds["orders"].order_date.min().to_pyarrow().as_py()
+    rows = []
+    for w in windows:
+        r = got.get(w.month, {})
+        buyers = r.get("buyers") or 0
+        rows.append(
+            _val(
+                w.month,
+                "repurchase_rate",
+                (r.get("repeaters") or 0) / buyers if buyers else None,
+                buyers,
+            )
+        )
+        # Without the whole prior year in the data, the base year's revenue is understated.
+        covered = first is not None and first <= w.y2 + dt.timedelta(days=31)
+        prev = r.get("prev") or 0.0
+        if not covered:
+            rows += [_val(w.month, k, None, None, "history") for k in ("grr", "nrr")]
+        else:
+            n = r.get("cohort") or 0
+            rows.append(_val(w.month, "grr", r["kept"] / prev if prev > 0 else None, n))
+            rows.append(_val(w.month, "nrr", r["net"] / prev if prev > 0 else None, n))
+    return rows
+
+
+def _renewed_contracts(ctx: _Ctx) -> ir.Table:
+    """Each contract with its decision date (end + grace) and whether it was renewed in time.
+
+    Renewed: another contract of the same customer started after it started and no later
+    than its end date plus ``grace_days``, unless that contract says it renews a different
+    one (``renewal_of``). The decision is known on end + grace, so it never looks past the
+    month it is counted in.
+    """
+    grace = ctx.params.churn_definition.grace_days
+    c = ctx.events("contracts")
+    c = c.mutate(decided=(c.end_date + ibis.interval(days=grace)).cast("date"))
+    r = ctx.ds["contracts"]
+    cols = ["contract_id", "customer_id", "start_date"] + (
+        ["renewal_of"] if "renewal_of" in r.columns else []
+    )
+    r = r.select(*cols).rename(r_id="contract_id", r_cid="customer_id", r_start="start_date")
+    preds = [
+        c.customer_id == r.r_cid,
+        c.contract_id != r.r_id,
+        r.r_start > c.start_date,
+        r.r_start <= c.decided,
+    ]
+    if "renewal_of" in r.columns:
+        preds.append(r.renewal_of.isnull() | (r.renewal_of == c.contract_id))
+    hits = c.join(r, preds).select("contract_id").distinct().mutate(renewed=ibis.literal(True))
+    out = c.left_join(hits, c.contract_id == hits.contract_id)
+    return out.select(
+        "contract_id", "customer_id", "acq", "decided", renewed=out.renewed.fill_null(False)
+    )
+
+
+def renewal_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
+    """Renewal rate: contracts decided (end + grace) in the trailing 12 months that were renewed.
+
+    Top-N: the same for the top ``diagnosis.top_n`` customers by net revenue in the 12 months
+    *before* that window, so customers who left are not dropped from the top list.
+    """
+    if not ctx.ds.has("contracts"):
+        return _na(windows, "renewal_rate", "missing:contracts") + _na(
+            windows, "renewal_rate_top_n", "missing:contracts"
+        )
+    grid = _grid(windows)
+    c = _renewed_contracts(ctx)
+    j = c.join(grid, [c.decided > grid.m_y1, c.decided <= grid.m_end, c.acq <= grid.m_end])
+    # top-N by revenue in (y2, y1]: per month, rank customers
+    o = ctx.events("orders")
+    oj = o.join(grid, [o.order_date > grid.m_y2, o.order_date <= grid.m_y1, o.acq <= grid.m_end])
+    rev = oj.group_by(["m_month", "customer_id"]).aggregate(rev=oj.amount.sum())
+    rev = rev.filter(rev.rev > 0)
+    rank = ibis.row_number().over(
+        group_by=rev.m_month, order_by=[ibis.desc(rev.rev), rev.customer_id]
+    )
+    top = rev.mutate(rk=rank).filter(lambda t: t.rk < ctx.params.diagnosis.top_n)
+    top = top.select(t_month="m_month", t_cid="customer_id", is_top=ibis.literal(True))
+    jt = j.left_join(top, [j.m_month == top.t_month, j.customer_id == top.t_cid])
+    jt = jt.mutate(is_top=jt.is_top.fill_null(False))
+    agg = jt.group_by("m_month").aggregate(
+        due=jt.count(),
+        renewed=jt.renewed.cast("int64").sum(),
+        due_top=jt.is_top.cast("int64").sum(),
+        renewed_top=(jt.renewed & jt.is_top).cast("int64").sum(),
+    )
+    got = _by_month(agg)
+    rows = []
+    for w in windows:
+        r = got.get(w.month, {})
+        due, due_top = r.get("due") or 0, r.get("due_top") or 0
+        rows.append(_val(w.month, "renewal_rate", r.get("renewed", 0) / due if due else None, due))
+        rows.append(
+            _val(
+                w.month,
+                "renewal_rate_top_n",
+                r.get("renewed_top", 0) / due_top if due_top else None,
+                due_top,
+            )
+        )
+    return rows
+
+
+def survey_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
+    """NPS and CSAT over responses in the trailing ``kpi.survey_window_months``.
+
+    NPS = 100 x (promoters 9-10 - detractors 0-6) / responses; CSAT = mean score (1-5) of
+    the responses that gave one.
+    """
+    if not ctx.ds.has("surveys"):
+        return _na(windows, "nps", "missing:surveys") + _na(windows, "csat", "missing:surveys")
+    grid = _grid(windows)
+    s = ctx.events("surveys")
+    j = s.join(
+        grid, [s.surveyed_at > grid.m_survey, s.surveyed_at <= grid.m_end, s.acq <= grid.m_end]
+    )
+    has_csat = "csat" in j.columns
+    aggs = {
+        "n": j.count(),
+        "prom": (j.nps >= 9).cast("int64").sum(),
+        "det": (j.nps <= 6).cast("int64").sum(),
+    }
+    if has_csat:
+        aggs["n_csat"] = j.csat.count()
+        aggs["csat"] = j.csat.cast("float64").mean()
+    got = _by_month(j.group_by("m_month").aggregate(**aggs))
+    rows = []
+    for w in windows:
+        r = got.get(w.month, {})
+        n = r.get("n") or 0
+        rows.append(_val(w.month, "nps", 100.0 * (r["prom"] - r["det"]) / n if n else None, n))
+        if has_csat:
+            rows.append(
+                _val(
+                    w.month,
+                    "csat",
+                    r.get("csat") if r.get("n_csat") else None,
+                    r.get("n_csat") or 0,
+                )
+            )
+        else:
+            rows.append(_val(w.month, "csat", None, None, "missing:csat"))
+    return rows
+
+
+def ticket_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
+    """Median first response and SLA compliance.
+
+    Median first response: days from opening to first response, over tickets first answered
+    in the month (known at the month end; never-answered tickets count against SLA
+    compliance instead). SLA compliance: tickets whose deadline (opened + the SLA days of the
+    customer's tier, ``benchmarks.sla_first_response_days``) fell in the month, answered by
+    the deadline / those tickets.
+    """
+    if not ctx.ds.has("tickets"):
+        return _na(windows, "first_response_median", "missing:tickets") + _na(
+            windows, "sla_compliance", "missing:tickets"
+        )
+    grid = _grid(windows)
+    t = ctx.events("tickets")
+    opened = t.opened_at.epoch_seconds()
+    answered = t.first_response_at.epoch_seconds()
+    t = t.mutate(o_s=opened, a_s=answered, d_s=opened + ctx.sla_days(t.ctier) * 86400.0)
+    resp = t.join(grid, [t.a_s >= grid.m_lo_s, t.a_s < grid.m_hi_s, t.acq <= grid.m_end])
+    resp = resp.group_by("m_month").aggregate(
+        n_resp=resp.count(), median=((resp.a_s - resp.o_s) / 86400.0).median()
+    )
+    due = t.join(grid, [t.d_s >= grid.m_lo_s, t.d_s < grid.m_hi_s, t.acq <= grid.m_end])
+    ok = due.a_s.notnull() & (due.a_s <= due.d_s)
+    due = due.group_by("m_month").aggregate(n_due=due.count(), n_ok=ok.cast("int64").sum())
+    got_r, got_d = _by_month(resp), _by_month(due)
+    rows = []
+    for w in windows:
+        r, d = got_r.get(w.month, {}), got_d.get(w.month, {})
+        rows.append(
+            _val(
+                w.month,
+                "first_response_median",
+                r.get("median") if r.get("n_resp") else None,
+                r.get("n_resp") or 0,
+            )
+        )
+        n_due = d.get("n_due") or 0
+        rows.append(_val(w.month, "sla_compliance", d["n_ok"] / n_due if n_due else None, n_due))
+    return rows
+
+
+def touch_kpi(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
+    """Active customers touched at least once in the trailing ``kpi.touch_window_months`` / active."""
+    if not ctx.ds.has("touches"):
+        return _na(windows, "touch_coverage", "missing:touches")
+    grid = _grid(windows)
+    t = ctx.events("touches")
+    day = t.touched_at.date()
+    j = t.join(grid, [day > grid.m_touch, day <= grid.m_end, t.acq <= grid.m_end])
+    touched = j.select("m_month", "customer_id").distinct().to_pandas()
+    by_month = touched.groupby("m_month").customer_id.apply(set).to_dict()
+    rows = []
+    for w in windows:
+        active = ctx.active(w.end).customer_id
+        hit = int(active.isin(by_month.get(w.month, set())).sum())
+        rows.append(
+            _val(w.month, "touch_coverage", hit / len(active) if len(active) else None, len(active))
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# Customer value and risk
+
+
+def customer_clv(ds: Dataset, as_of: dt.date) -> pd.Series:
+    """Discounted CLV per customer with an order, from data on or before ``as_of``.
+
+    BG/NBD for purchases and Gamma-Gamma for spend (:mod:`fupan.ltv`), fitted on the order
+    log up to ``as_of``, over ``ltv.horizon_years`` with ``ltv.margin`` and
+    ``ltv.discount_rate_annual``. Customers whose refunds outweigh their repeat purchases
+    have their repeat spend counted as zero (Gamma-Gamma needs positive spend); customers
+    whose first purchase is on ``as_of`` itself have no CLV yet.
+
+    Raises
+    ------
+    ValueError
+        when the models cannot be fitted (e.g. no customer with a repeat purchase).
+    """
+    from fupan.ltv import BetaGeo, GammaGamma, summary_from_orders
+
+    p = ds.params.ltv
+    o = ds["orders"]
+    c = (
+        ds["customers"]
+        .filter(lambda t: t.acquired_at <= ibis.literal(as_of))
+        .select(cid="customer_id")
+    )
+    o = o.join(c, o.customer_id == c.cid).select("customer_id", "order_date", "amount")
+    summ = summary_from_orders(o, as_of + dt.timedelta(days=1), freq=p.time_unit)
+    # A first purchase on the as-of day has no observed time yet (T = 0): no CLV until it has.
+    summ = summ[summ["T"] > 0]
+    if summ.empty:
+        raise ValueError("no customer has an order")
+    bg = BetaGeo().fit(summ)
+    monetary = summ.monetary.clip(lower=0.0)
+    fit_rows = summ[(summ.frequency > 0) & (summ.monetary > 0)]
+    gg = GammaGamma().fit(fit_rows.frequency, fit_rows.monetary)
+    horizon = max(1, int(round(p.horizon_years * 12)))
+    value = gg.clv(
+        bg,
+        summ.frequency,
+        summ.recency,
+        summ["T"],
+        monetary,
+        time_unit=p.time_unit,
+        horizon=horizon,
+        period="M",
+        discount_rate=p.discount_rate_annual,
+        discount_period="Y",
+        margin=p.margin,
+    )
+    return pd.Series(np.asarray(value, dtype=float), index=summ.index, name="clv")
+
+
+def _clv(ctx: _Ctx, day: dt.date) -> tuple[pd.Series | None, str | None]:
+    if day not in ctx._clv:
+        try:
+            ctx._clv[day] = (customer_clv(ctx.ds, day), None)
+        except ImportError:
+            ctx._clv[day] = (None, "model:ltv")
+        except (ValueError, RuntimeError, ArithmeticError, np.linalg.LinAlgError):
+            # too little data to fit (early months, tiny data): the KPI is not available
+            ctx._clv[day] = (None, "model_failed:ltv")
+    return ctx._clv[day]
+
+
+def health_bands(ds: Dataset, as_of: dt.date) -> tuple[pd.DataFrame | None, str | None]:
+    """Health band per active customer from the churn chapter's ``fupan.health``, if it exists.
+
+    Returns ``(frame with customer_id, band, reasons, or None, reason it is unavailable)``.
+    """
+    try:
+        from fupan import health  # noqa: F401  (built by the churn chapter)
+    except ImportError:
+        return None, "model:health"
+    bands = getattr(health, "bands_as_of", None)
+    if bands is None:
+        return None, "model:health"
+    frame = bands(ds, as_of)
+    return frame, None
+
+
+def _health(ctx: _Ctx, day: dt.date) -> tuple[pd.DataFrame | None, str | None]:
+    if day not in ctx._health:
+        ctx._health[day] = health_bands(ctx.ds, day)
+    return ctx._health[day]
+
+
+REASON_CODES = ("overdue", "spend_drop", "detractor", "sla_breach")
+
+
+def at_risk_list(ds: Dataset, as_of: dt.date, status: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Active customers showing warning signals at ``as_of`` (rule-based interim list).
+
+    A customer is at risk when ``overdue``, or when two or more of the other signals fire.
+    Signals (thresholds in ``params.kpi``), each a reason code:
+
+    ``overdue``
+        no purchase for more than ``at_risk_cadence_multiple`` times the customer's own
+        usual interval (first to last purchase day / (purchase days - 1)), and for at least
+        ``at_risk_min_days``; customers with a single purchase day are measured against the
+        median interval of all repeat customers.
+    ``spend_drop``
+        net spend in the last 90 days below ``1 - at_risk_spend_drop`` times the 90 days
+        before (which had spend).
+    ``detractor``
+        the latest survey answer in the last 12 months gave NPS 0-6.
+    ``sla_breach``
+        a ticket still unanswered at ``as_of`` past its tier's first-response SLA.
+
+    Returns
+    -------
+    DataFrame, one row per customer at risk: ``customer_id, customer_name, account_manager,
+    tier, last_order, days_since_order, usual_interval_days, spend_12m, reasons`` (codes
+    joined by ``;``), sorted by account manager then 12-month spend (largest first).
+    """
+    params = ds.params
+    k = params.kpi
+    day = pd.Timestamp(as_of).date()
+    lit = ibis.literal(day)
+    if status is None:
+        status = outcomes.churn_status(ds, day)
+    active = status.loc[~status.churned, ["customer_id"]]
+    cust = ds["customers"].filter(lambda t: t.acquired_at <= lit)
+    o = ds["orders"].filter(lambda t: t.order_date <= lit)
+    ids = cust.select(cid="customer_id")
+    o = o.join(ids, o.customer_id == ids.cid)
+    age = lit.delta(o.order_date, unit="day")
+    buy_day = ibis.ifelse(o.amount >= 0, o.order_date, ibis.null().cast("date"))
+    per = (
+        o.group_by("customer_id")
+        .aggregate(
+            n_days=buy_day.nunique(),
+            first_buy=buy_day.min(),
+            last_buy=buy_day.max(),
+            q_cur=ibis.ifelse(age < QUARTER_DAYS, o.amount, 0.0).sum(),
+            q_prev=ibis.ifelse(
+                (age >= QUARTER_DAYS) & (age < 2 * QUARTER_DAYS), o.amount, 0.0
+            ).sum(),
+            spend_12m=ibis.ifelse(
+                o.order_date > ibis.literal(_minus_months(day, 12)), o.amount, 0.0
+            ).sum(),
+        )
+        .to_pandas()
+    )
+    cols = ["customer_id", "account_manager", "tier"] + (
+        ["customer_name"] if "customer_name" in cust.columns else []
+    )
+    info = cust.select(*cols).to_pandas()
+    df = active.merge(info, on="customer_id", how="left").merge(per, on="customer_id", how="left")
+    df["n_days"] = df.n_days.fillna(0).astype(int)
+    for col in ("first_buy", "last_buy"):
+        df[col] = pd.to_datetime(df[col])
+    for col in ("q_cur", "q_prev", "spend_12m"):
+        df[col] = df[col].fillna(0.0).astype(float)
+    ts = pd.Timestamp(day)
+    df["days_since_order"] = (ts - df.last_buy).dt.days
+    span = (df.last_buy - df.first_buy).dt.days
+    df["usual_interval_days"] = np.where(
+        df.n_days >= 2, span / (df.n_days - 1).clip(lower=1), np.nan
+    )
+    repeat = df.loc[df.n_days >= 2, "usual_interval_days"]
+    typical = float(repeat.median()) if len(repeat) else np.nan
+    interval = df.usual_interval_days.fillna(typical)
+    limit = np.maximum(k.at_risk_cadence_multiple * interval, k.at_risk_min_days)
+    flags = pd.DataFrame(index=df.index)
+    flags["overdue"] = (
+        df.days_since_order.notna() & interval.notna() & (df.days_since_order > limit)
+    )
+    flags["spend_drop"] = (df.q_prev > 0) & (df.q_cur < (1 - k.at_risk_spend_drop) * df.q_prev)
+    flags["detractor"] = False
+    flags["sla_breach"] = False
+    if ds.has("surveys"):
+        s = ds["surveys"].filter(
+            lambda t: (
+                (t.surveyed_at <= lit) & (t.surveyed_at > ibis.literal(_minus_months(day, 12)))
+            )
+        )
+        last = s.group_by("customer_id").aggregate(at=s.surveyed_at.max())
+        s = s.join(last, [s.customer_id == last.customer_id, s.surveyed_at == last.at])
+        det = (
+            s.group_by(s.customer_id)
+            .aggregate(nps=s.nps.min())
+            .filter(lambda t: t.nps <= 6)
+            .to_pandas()
+        )
+        flags["detractor"] = df.customer_id.isin(det.customer_id).to_numpy()
+    if ds.has("tickets"):
+        tk = ds["tickets"]
+        ct = cust.select(cid="customer_id", ctier="tier")
+        t = tk.join(ct, tk.customer_id == ct.cid)
+        now_s = _epoch(day + dt.timedelta(days=1))
+        ctx = _Ctx(ds)
+        opened = t.opened_at.epoch_seconds()
+        unanswered = t.first_response_at.isnull() | (t.first_response_at.epoch_seconds() >= now_s)
+        late = t.filter(
+            (opened < now_s) & unanswered & (opened + ctx.sla_days(t.ctier) * 86400.0 < now_s)
+        )
+        late = late.select("customer_id").distinct().to_pandas()
+        flags["sla_breach"] = df.customer_id.isin(late.customer_id).to_numpy()
+    # Overdue alone is a strong signal; the others are common on their own (a detractor, one
+    # slow quarter) and only flag a customer together.
+    others = flags[["spend_drop", "detractor", "sla_breach"]].sum(axis=1)
+    hit = flags.overdue | (others >= 2)
+    reasons = (
+        flags.apply(lambda r: ";".join(c for c in REASON_CODES if r[c]), axis=1)
+        if len(flags)
+        else ""
+    )
+    df["reasons"] = reasons
+    out = df[hit.to_numpy()].copy()
+    out = out.rename(columns={"last_buy": "last_order"})
+    keep = [
+        "customer_id",
+        "customer_name",
+        "account_manager",
+        "tier",
+        "last_order",
+        "days_since_order",
+        "usual_interval_days",
+        "spend_12m",
+        "reasons",
+    ]
+    out = out[[c for c in keep if c in out.columns]]
+    out = out.sort_values(
+        ["account_manager", "spend_12m", "customer_id"],
+        ascending=[True, False, True],
+        na_position="last",
+    )
+    return out.reset_index(drop=True)
+
+
+def _risk(ctx: _Ctx, day: dt.date) -> pd.DataFrame:
+    if day not in ctx._risk:
+        ctx._risk[day] = at_risk_list(ctx.ds, day, status=ctx.status(day))
+    return ctx._risk[day]
+
+
+MODEL_KPIS = tuple(k for k, v in CATALOGUE.items() if v.model)
+
+
+def value_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
+    """Average CLV of active customers, share of active customers in the red health band, and
+    LTV at risk (the CLV of the customers on the at-risk list)."""
+    rows = []
+    for w in windows:
+        if ctx.model_months is not None and w.month not in ctx.model_months:
+            rows += [_val(w.month, k, None, None, "not_computed") for k in MODEL_KPIS]
+            continue
+        active = ctx.active(w.end).customer_id
+        clv, why = _clv(ctx, w.end)
+        if clv is None:
+            rows.append(_val(w.month, "avg_clv", None, None, why))
+            rows.append(_val(w.month, "ltv_at_risk", None, None, why))
+        else:
+            values = clv.reindex(active).dropna()
+            rows.append(
+                _val(w.month, "avg_clv", values.mean() if len(values) else None, len(values))
+            )
+            risk = _risk(ctx, w.end)
+            rows.append(
+                _val(
+                    w.month,
+                    "ltv_at_risk",
+                    float(clv.reindex(risk.customer_id).fillna(0.0).sum()),
+                    len(risk),
+                )
+            )
+        bands, why = _health(ctx, w.end)
+        if bands is None:
+            rows.append(_val(w.month, "red_band_share", None, None, why))
+        else:
+            b = bands[bands.customer_id.isin(active)]
+            rows.append(
+                _val(
+                    w.month, "red_band_share", (b.band == "red").mean() if len(b) else None, len(b)
+                )
+            )
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# Completeness
+
+
+def completeness(ds: Dataset, windows: list[Window]) -> pd.DataFrame:
+    """Whether each event table's data for each month looks complete.
+
+    A table is incomplete in a month when (a) its latest row is more than
+    ``kpi.complete_lag_days`` before the month end *and* so long a silence had less than
+    ``kpi.complete_silence_p`` chance at the table's daily rate over the 90 days before its
+    latest row (a Poisson gap test), or (b) the rows in the month's last 14 days are below
+    ``kpi.complete_min_share`` of the volume the 12 weeks before them predict (when at least
+    ``kpi.complete_min_expected`` rows were expected). A month not over at ``as_of`` is
+    flagged as partial.
+
+    Returns
+    -------
+    DataFrame with ``month, table, latest, lag_days, rate_per_day, recent, expected, complete,
+    why`` (``lag``, ``volume`` or ``partial``; empty when complete).
+    """
+    k = ds.params.kpi
+    rows: list[dict[str, Any]] = []
+    cols = [
+        "month",
+        "table",
+        "latest",
+        "lag_days",
+        "rate_per_day",
+        "recent",
+        "expected",
+        "complete",
+        "why",
+    ]
+    if not windows:
+        return pd.DataFrame(rows, columns=cols)
+    grid = _grid(windows)
+    for table, col in EVENT_DATES.items():
+        if not ds.has(table):
+            continue
+        t = ds[table]
+        c = ds["customers"].select(cid="customer_id", acq="acquired_at")
+        t = t.join(c, t.customer_id == c.cid)
+        day = t[col].date() if col in ("touched_at", "opened_at") else t[col]
+        # .view(): a fresh relation, so Ibis does not fold the computed day into the next join
+        ev = t.select(day=day, acq=t.acq).view()
+        j = ev.join(
+            grid,
+            [
+                ev.day <= grid.m_end,
+                ev.day > grid.m_end - ibis.interval(days=365),
+                ev.acq <= grid.m_end,
+            ],
+        )
+        gap = j.m_end.delta(j.day, unit="day")
+        agg = j.group_by("m_month").aggregate(
+            latest=j.day.max(),
+            recent=(gap < RECENT_DAYS).cast("int64").sum(),
+            base=((gap >= RECENT_DAYS) & (gap < RECENT_DAYS + BASELINE_DAYS)).cast("int64").sum(),
+        )
+        got = _by_month(agg)
+        # rate over the 90 days before each month's latest row
+        lat = agg.select("m_month", "latest")
+        r = ev.join(
+            lat, [ev.day <= lat.latest, ev.day > lat.latest - ibis.interval(days=QUARTER_DAYS)]
+        )
+        rates = _by_month(r.group_by("m_month").aggregate(n90=r.count()))
+        for w in windows:
+            g = got.get(w.month, {})
+            latest = g.get("latest")
+            latest = (
+                pd.Timestamp(latest).date() if latest is not None and not pd.isna(latest) else None
+            )
+            lag = (w.end - latest).days if latest else None
+            rate = (rates.get(w.month, {}).get("n90") or 0) / QUARTER_DAYS
+            expected = (g.get("base") or 0) * RECENT_DAYS / BASELINE_DAYS
+            recent = int(g.get("recent") or 0)
+            why = ""
+            if (
+                lag is not None
+                and lag > k.complete_lag_days
+                and math.exp(-rate * lag) < k.complete_silence_p
+            ):
+                why = "lag"
+            elif expected >= k.complete_min_expected and recent < k.complete_min_share * expected:
+                why = "volume"
+            elif w.partial:
+                why = "partial"
+            rows.append(
+                {
+                    "month": w.month,
+                    "table": table,
+                    "latest": latest,
+                    "lag_days": lag,
+                    "rate_per_day": rate,
+                    "recent": recent,
+                    "expected": expected,
+                    "complete": not why,
+                    "why": why,
+                }
+            )
+    return pd.DataFrame(rows, columns=cols)
+
+
+def kpi_sources(key: str, params: Params) -> tuple[str, ...]:
+    """Tables whose completeness a KPI's value depends on (churn also on contracts when contractual)."""
+    src = CATALOGUE[key].sources
+    if key.startswith("churn_rate") and params.business_model == "contractual":
+        src = (*src, "contracts")
+    return src
+
+
+# --------------------------------------------------------------------------------------
+# Series, evaluation, report
+
+
+FORMULAS = (
+    churn_kpis,
+    renewal_kpis,
+    revenue_kpis,
+    winback_kpi,
+    survey_kpis,
+    ticket_kpis,
+    touch_kpi,
+    value_kpis,
+)
+
+
+def compute_series(
+    ds: Dataset,
+    months: list[str],
+    model_months: set[str] | list[str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every KPI for every month, each from data up to that month's end.
+
+    ``model_months`` limits the KPIs that need a chapter model refit per month (average CLV,
+    LTV at risk, red band share) to those months (the others get reason ``not_computed``);
+    ``None`` computes them for every month.
+
+    Returns
+    -------
+    (values, completeness): ``values`` has one row per (month, kpi) with ``value, n, reason``
+    (``reason`` says why a value is missing: ``missing:<table>``, ``model:<model>``,
+    ``model_failed:<model>``, ``history``, ``no_data``); ``completeness`` is
+    :func:`completeness` for the same months.
+    """
+    return _compute(_Ctx(ds, None if model_months is None else set(model_months)), months)
+
+
+def _compute(ctx: _Ctx, months: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    windows = [Window.of(m, ctx.params) for m in sorted(set(months))]
+    rows: list[dict[str, Any]] = []
+    if windows:
+        for formula in FORMULAS:
+            rows += formula(ctx, windows)
+    values = _frame(rows)
+    order = {k: i for i, k in enumerate(CATALOGUE)}
+    values = values.sort_values(
+        ["month", "kpi"], key=lambda s: s.map(order) if s.name == "kpi" else s
+    )
+    return values.reset_index(drop=True), completeness(ctx.ds, windows)
+
+
+def evaluate(values: pd.DataFrame, comp: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """Add targets, status, month-on-month and year-on-year change to computed values.
+
+    ``values`` must hold the months the changes need (the month before, a year before).
+    A KPI whose source tables are incomplete in a month gets status ``grey`` and reason
+    ``incomplete`` (its value is kept for the record but not judged). Changes are
+    differences (points for rates) except for money KPIs, whose changes are relative.
+    """
+    tg = targets(params)
+    v = values.copy()
+    lookup = {(r.month, r.kpi): r.value for r in v.itertuples()}
+    incomplete = comp[~comp.complete.astype(bool)] if len(comp) else comp
+    bad_tables = incomplete.groupby("month").table.apply(set).to_dict() if len(incomplete) else {}
+    out = []
+    for r in v.itertuples():
+        kpi = CATALOGUE[r.kpi]
+        t = tg[r.kpi]
+        prev = lookup.get((shift_month(r.month, -1), r.kpi))
+        year = lookup.get((shift_month(r.month, -12), r.kpi))
+        mom, yoy = _change(r.value, prev, kpi.unit), _change(r.value, year, kpi.unit)
+        reason = r.reason if isinstance(r.reason, str) else None
+        if t["target"] is not None:
+            st = status_of(r.value, t["target"], t["alert"], kpi.direction)
+        elif t["target_yoy"] is not None:
+            rel = _change(r.value, year, "money")
+            st = status_of(rel, t["target_yoy"], t["alert_yoy"], kpi.direction)
+            if st == "grey" and reason is None:
+                reason = "no_baseline"
+        else:
+            st = "grey"
+            reason = reason or "no_target"
+        missing_src = sorted(set(kpi_sources(r.kpi, params)) & bad_tables.get(r.month, set()))
+        if missing_src and r.value is not None and not _isnan(r.value):
+            st, reason = "grey", "incomplete:" + ",".join(missing_src)
+        out.append(
+            {
+                **r._asdict(),
+                "status": st,
+                "reason": reason,
+                "target": t["target"],
+                "alert": t["alert"],
+                "target_yoy": t["target_yoy"],
+                "alert_yoy": t["alert_yoy"],
+                "mom": mom,
+                "yoy": yoy,
+            }
+        )
+    cols = [
+        "month",
+        "kpi",
+        "value",
+        "n",
+        "status",
+        "reason",
+        "target",
+        "alert",
+        "target_yoy",
+        "alert_yoy",
+        "mom",
+        "yoy",
+    ]
+    return pd.DataFrame(out, columns=cols).drop(columns=[], errors="ignore")
+
+
+def _isnan(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def _change(now: float | None, before: float | None, unit: str) -> float | None:
+    if _isnan(now) or _isnan(before):
+        return None
+    if unit == "money":
+        return (now / before - 1.0) if before else None
+    return now - before
+
+
+@dataclass
+class KpiReport:
+    """Everything the KPI chapter shows for one month.
+
+    Attributes
+    ----------
+    month : ``YYYY-MM``.
+    table : the month's KPIs: value, n, status, reason, targets, mom, yoy (one row per KPI).
+    trend : the trend window's KPIs (same columns, plus ``source``: ``history`` or ``computed``).
+    completeness : the month's completeness per event table.
+    at_risk : the month's at-risk list.
+    new_red : customers newly at risk (red band when ``fupan.health`` exists) this month.
+    red_source : ``health`` when bands come from the health score, ``rules`` for the interim list.
+    alerts : what needs attention: KPIs in red, incomplete data, newly red customers.
+    fingerprint : hash of the inputs the values were computed from.
+    """
+
+    month: str
+    table: pd.DataFrame
+    trend: pd.DataFrame
+    completeness: pd.DataFrame
+    at_risk: pd.DataFrame
+    new_red: pd.DataFrame
+    red_source: str
+    alerts: list[dict[str, Any]]
+    fingerprint: str
+    from_history: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.completeness.complete.all()) if len(self.completeness) else True
+
+    def values(self) -> dict[str, float | None]:
+        return {
+            r.kpi: (None if _isnan(r.value) else float(r.value)) for r in self.table.itertuples()
+        }
+
+    def status(self) -> dict[str, str]:
+        return {r.kpi: r.status for r in self.table.itertuples()}
+
+    def history_rows(self, run: str = "", computed_at: str | None = None) -> pd.DataFrame:
+        """The month's rows for ``kpi_history.parquet``."""
+        stamp = computed_at or dt.datetime.now().isoformat(timespec="seconds")
+        t = self.table
+        out = pd.DataFrame(
+            {
+                "month": t.month.astype(str),
+                "kpi": t.kpi.astype(str),
+                "value": pd.to_numeric(t.value, errors="coerce").astype(float),
+                "n": pd.to_numeric(t.n, errors="coerce").astype(float),
+                "status": t.status.astype(str),
+                "reason": t.reason.astype(object).where(t.reason.notna(), None),
+                "target": pd.to_numeric(t.target, errors="coerce").astype(float),
+                "alert": pd.to_numeric(t.alert, errors="coerce").astype(float),
+                "complete": self.complete,
+                "fingerprint": self.fingerprint,
+                "run": run,
+                "computed_at": stamp,
+            }
+        )
+        return out[HISTORY_COLUMNS]
+
+
+def fingerprint(ds: Dataset) -> str:
+    """A short hash of the input files' fingerprints (what produced a month's values)."""
+    text = json.dumps(sorted(ds.fingerprints.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def new_red(ctx: _Ctx, w: Window) -> tuple[pd.DataFrame, str]:
+    """Customers red (health band) or at risk (interim rules) now but not at the previous month end."""
+    bands, _ = _health(ctx, w.end)
+    if bands is not None:
+        before, _ = _health(ctx, w.prev_end)
+        red_now = bands[bands.band == "red"]
+        was = set(before.loc[before.band == "red", "customer_id"]) if before is not None else set()
+        risk = _risk(ctx, w.end).drop(columns=["reasons"], errors="ignore")
+        fresh = red_now[~red_now.customer_id.isin(was)]
+        return fresh.merge(risk, on="customer_id", how="left"), "health"
+    now = _risk(ctx, w.end)
+    before = _risk(ctx, w.prev_end)
+    active_before = set(ctx.active(w.prev_end).customer_id)
+    fresh = now[~now.customer_id.isin(before.customer_id) & now.customer_id.isin(active_before)]
+    return fresh.reset_index(drop=True), "rules"
+
+
+def month_report(
+    ds: Dataset,
+    month: str | None = None,
+    history: pd.DataFrame | None = None,
+    trend_months: int | None = None,
+) -> KpiReport:
+    """Compute one month's KPI report, its trend window and its alerts.
+
+    Parameters
+    ----------
+    ds : the dataset (loaded as of the month end or later; only data up to each month's end
+        is used).
+    month : ``YYYY-MM``; default the month of ``params.as_of``.
+    history : earlier months from ``kpi_history.parquet``; trend months found there are taken
+        as recorded, the others (and always ``month`` itself) are computed from the data.
+    trend_months : length of the trend window (default ``params.kpi.trend_months``).
+    """
+    params = ds.params
+    month = parse_month(month) if month else report_month(params)
+    n = trend_months or params.kpi.trend_months
+    trend_window = month_range(shift_month(month, -(n - 1)), month)
+    changes = [shift_month(month, -1), shift_month(month, -12)]  # for MoM and YoY
+    needed = sorted(set(trend_window) | set(changes))
+    hist = history if history is not None and len(history) else None
+    recorded = set(hist.month) & set(needed) - {month} if hist is not None else set()
+    to_compute = [m for m in needed if m not in recorded]
+    # Months before any order are empty: skip the work, they have no values.
+    first = ds["orders"].order_date.min().to_pyarrow().as_py()
+    if first is not None:
+        start = parse_month(first)
+        to_compute = [m for m in to_compute if m >= start or m == month]
+    # Model KPIs refit a model per month: only for the month and its MoM / YoY months here
+    # (the trend shows them where the history holds them; a backfill computes them all).
+    ctx = _Ctx(ds, model_months={month, *changes})
+    values, comp = _compute(ctx, to_compute)
+    values["source"] = "computed"
+    if recorded:
+        h = hist[hist.month.isin(recorded)][["month", "kpi", "value", "n", "reason"]].copy()
+        h["source"] = "history"
+        values = pd.concat([h, values], ignore_index=True)
+    evaluated = evaluate(values.drop(columns=["source"]), comp, params)
+    evaluated["source"] = values["source"].to_numpy()
+    if recorded:
+        # a recorded month keeps the status it was reported with
+        stored = hist.set_index(["month", "kpi"]).status
+        mask = evaluated.source == "history"
+        keys = list(zip(evaluated.loc[mask, "month"], evaluated.loc[mask, "kpi"], strict=True))
+        evaluated.loc[mask, "status"] = [stored.get(k, "grey") for k in keys]
+    trend = evaluated[evaluated.month.isin(trend_window)].reset_index(drop=True)
+    table = evaluated[evaluated.month == month].reset_index(drop=True)
+    w = Window.of(month, params)
+    risk = _risk(ctx, w.end).copy()
+    clv, _ = _clv(ctx, w.end)
+    risk["clv"] = risk.customer_id.map(clv) if clv is not None else np.nan
+    fresh, red_source = new_red(ctx, w)
+    fresh = (
+        fresh.merge(risk[["customer_id", "clv"]], on="customer_id", how="left")
+        if len(fresh)
+        else fresh
+    )
+    comp_month = comp[comp.month == month].reset_index(drop=True)
+    alerts = build_alerts(table, comp_month, fresh, params, red_source)
+    return KpiReport(
+        month=month,
+        table=table,
+        trend=trend,
+        completeness=comp_month,
+        at_risk=risk,
+        new_red=fresh,
+        red_source=red_source,
+        alerts=alerts,
+        fingerprint=fingerprint(ds),
+        from_history=sorted(recorded & set(trend_window)),
+    )
+
+
+def build_alerts(
+    table: pd.DataFrame,
+    comp: pd.DataFrame,
+    fresh: pd.DataFrame,
+    params: Params,
+    red_source: str = "rules",
+) -> list[dict[str, Any]]:
+    """The month's alerts as plain records (kinds: ``incomplete``, ``kpi``, ``new_red``)."""
+    alerts: list[dict[str, Any]] = []
+    bad = comp[~comp.complete.astype(bool)] if len(comp) else comp
+    for r in bad.itertuples():
+        alerts.append(
+            {
+                "kind": "incomplete",
+                "table": r.table,
+                "why": r.why,
+                "latest": None if r.latest is None else str(r.latest),
+                "lag_days": r.lag_days,
+                "recent": int(r.recent),
+                "expected": round(float(r.expected), 1),
+            }
+        )
+    for r in table[table.status == "red"].itertuples():
+        threshold = r.alert if r.alert is not None and not _isnan(r.alert) else r.alert_yoy
+        alerts.append(
+            {
+                "kind": "kpi",
+                "kpi": r.kpi,
+                "value": r.value,
+                "threshold": threshold,
+                "change": r.yoy,
+                "relative": _isnan(r.alert),
+                "direction": CATALOGUE[r.kpi].direction,
+            }
+        )
+    if len(fresh):
+        alerts.append(
+            {
+                "kind": "new_red",
+                "count": int(len(fresh)),
+                "source": red_source,
+                "customers": fresh.customer_id.head(50).tolist(),
+            }
+        )
+    for a in alerts:
+        a["notify"] = a["kind"] in params.kpi.alert_on
+    return alerts
+
+
+# --------------------------------------------------------------------------------------
+# Formatting helpers for the deck
+
+
+def format_value(key: str, value: float | None, fmt: Any) -> str:
+    """A KPI value in its unit (``fmt`` is a :class:`fupan.i18n.Fmt`)."""
+    if _isnan(value):
+        return "–"
+    unit = CATALOGUE[key].unit
+    if unit == "pct":
+        return fmt.pct(value)
+    if unit == "nps":
+        return fmt.num(value, 1)
+    if unit == "score":
+        return fmt.num(value, 2)
+    if unit == "days":
+        return fmt.days(value)
+    return fmt.money(value)
+
+
+def format_change(key: str, change: float | None, fmt: Any) -> str:
+    """A change in the KPI's terms: points for rates, relative for money."""
+    if _isnan(change):
+        return "–"
+    unit = CATALOGUE[key].unit
+    if unit == "pct":
+        return fmt.pts(change)
+    if unit == "money":
+        return f"{100 * change:+.{fmt.decimals}f}%"
+    if unit == "days":
+        return f"{change:+.1f}" + (" 天" if fmt.lang == "zh" else " days")
+    return f"{change:+.{1 if unit == 'nps' else 2}f}"
+
+
+def format_threshold(key: str, t: dict[str, Any] | pd.Series, which: str, fmt: Any) -> str:
+    """Target or alert (``which``) as text; relative thresholds as ``YoY +x%``."""
+    absolute = t.get(which)
+    if not _isnan(absolute):
+        return format_value(key, absolute, fmt)
+    rel = t.get(f"{which}_yoy")
+    if _isnan(rel):
+        return "–"
+    return ("同比 " if fmt.lang == "zh" else "YoY ") + f"{100 * rel:+.0f}%"
+
+
+# --------------------------------------------------------------------------------------
+# History
+
+
+HISTORY_COLUMNS = [
+    "month",
+    "kpi",
+    "value",
+    "n",
+    "status",
+    "reason",
+    "target",
+    "alert",
+    "complete",
+    "fingerprint",
+    "run",
+    "computed_at",
+]
+
+
+def history_path(
+    params: Params, run_dir: str | Path | None = None, reports_dir: str | Path | None = None
+) -> Path | None:
+    """Where the KPI history lives: ``kpi.history_file`` in the reports folder.
+
+    The reports folder is ``reports_dir`` or, inside a run, the folder holding the run
+    folder. ``None`` when neither is known (a notebook opened on its own).
+    """
+    f = Path(params.kpi.history_file)
+    if f.is_absolute():
+        return f
+    if reports_dir:
+        return Path(reports_dir) / f
+    if run_dir:
+        return Path(run_dir).resolve().parent / f
+    return None
+
+
+def empty_history() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in HISTORY_COLUMNS})
+
+
+def read_history(path: str | Path | None) -> pd.DataFrame:
+    """The KPI history table (empty when there is none yet)."""
+    if path is None or not Path(path).exists():
+        return empty_history()
+    df = pd.read_parquet(path)
+    missing = [c for c in HISTORY_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path} is not a KPI history (missing columns {missing})")
+    return df[HISTORY_COLUMNS]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    # Two runs finishing together must not lose each other's months.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def write_history(path: str | Path, rows: pd.DataFrame) -> pd.DataFrame:
+    """Replace the months in ``rows`` in the history, atomically, and return the new history.
+
+    The other months are untouched; the file is written to a temporary file beside it and
+    moved into place, under a lock, so a reader never sees half a table.
+    """
+    path = Path(path)
+    rows = rows[HISTORY_COLUMNS].copy()
+    dup = rows.duplicated(["month", "kpi"])
+    if dup.any():
+        raise ValueError(
+            f"history rows repeat (month, kpi): {rows[dup][['month', 'kpi']].values.tolist()[:5]}"
+        )
+    with _locked(path):
+        old = read_history(path)
+        keep = old[~old.month.isin(set(rows.month))]
+        new = pd.concat([keep, rows], ignore_index=True) if len(keep) else rows
+        order = {k: i for i, k in enumerate(CATALOGUE)}
+        new = new.assign(_o=new.kpi.map(order).fillna(len(order))).sort_values(
+            ["month", "_o", "kpi"]
+        )
+        new = new.drop(columns="_o").reset_index(drop=True)
+        for col in ("value", "n", "target", "alert"):
+            new[col] = pd.to_numeric(new[col], errors="coerce").astype(float)
+        new["complete"] = new.complete.astype(bool)
+        for col in ("month", "kpi", "status", "fingerprint", "run", "computed_at"):
+            new[col] = new[col].astype(str)
+        new["reason"] = new.reason.astype(object).where(new.reason.notna(), None)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            new.to_parquet(tmp, index=False)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    return new
+
+
+# --------------------------------------------------------------------------------------
+# What the notebook shows and writes
+
+
+def reason_text(reason: str | None, lang: str) -> str:
+    """A missing value's reason code in words (``missing:surveys`` -> "table 'surveys' is missing")."""
+    from fupan import i18n
+
+    if not reason or (isinstance(reason, float) and math.isnan(reason)):
+        return ""
+    code, _, arg = str(reason).partition(":")
+    if code == "missing":
+        if arg in EVENT_DATES or arg in ("churn_events", "customers"):
+            return i18n.t("kpi.reason.missing", lang, table=i18n.t(f"table.{arg}", lang))
+        return i18n.t("kpi.reason.missing_column", lang, column=arg)
+    if code == "model":
+        return i18n.t(f"kpi.reason.model.{arg}", lang)
+    if code == "incomplete":
+        tables = ", ".join(i18n.t(f"table.{x}", lang) for x in arg.split(","))
+        return i18n.t("kpi.reason.incomplete", lang, tables=tables)
+    return i18n.t(f"kpi.reason.{code}", lang)
+
+
+def alert_messages(alerts: list[dict[str, Any]], lang: str, fmt: Any) -> list[str]:
+    """Each alert as one sentence in ``lang``."""
+    from fupan import i18n
+
+    out = []
+    for a in alerts:
+        if a["kind"] == "incomplete":
+            table = i18n.t(f"table.{a['table']}", lang)
+            key = {"lag": "kpi.alert.incomplete_lag", "volume": "kpi.alert.incomplete_volume"}.get(
+                a["why"], "kpi.alert.incomplete_partial"
+            )
+            out.append(
+                i18n.t(
+                    key,
+                    lang,
+                    table=table,
+                    latest=a.get("latest") or "–",
+                    lag=a.get("lag_days"),
+                    recent=fmt.int(a.get("recent")),
+                    expected=fmt.int(a.get("expected")),
+                )
+            )
+        elif a["kind"] == "kpi":
+            name = i18n.t(f"kpi.name.{a['kpi']}", lang)
+            value = format_value(a["kpi"], a["value"], fmt)
+            if a["relative"]:
+                out.append(
+                    i18n.t(
+                        "kpi.alert.kpi_relative",
+                        lang,
+                        kpi=name,
+                        value=value,
+                        change=format_change(a["kpi"], a.get("change"), fmt),
+                        threshold=f"{100 * a['threshold']:+.0f}%",
+                    )
+                )
+            else:
+                out.append(
+                    i18n.t(
+                        f"kpi.alert.kpi_{a['direction']}",
+                        lang,
+                        kpi=name,
+                        value=value,
+                        threshold=format_value(a["kpi"], a["threshold"], fmt),
+                    )
+                )
+        elif a["kind"] == "new_red":
+            key = "kpi.alert.new_red" if a.get("source") == "health" else "kpi.alert.new_risk"
+            out.append(i18n.t(key, lang, n=fmt.int(a["count"])))
+    return out
+
+
+def risk_reasons_text(codes: str, lang: str) -> str:
+    """``overdue;detractor`` in words."""
+    from fupan import i18n
+
+    if not isinstance(codes, str) or not codes:
+        return ""
+    sep = "；" if lang == "zh" else "; "
+    return sep.join(i18n.t(f"kpi.risk.{c}", lang) for c in codes.split(";") if c)
+
+
+AT_RISK_COLUMNS = [
+    "account_manager",
+    "customer_id",
+    "customer_name",
+    "tier",
+    "last_order",
+    "days_since_order",
+    "usual_interval_days",
+    "spend_12m",
+    "clv",
+    "reasons",
+]
+
+
+def at_risk_export_frame(
+    at_risk: pd.DataFrame, new_ids: set[str], lang: str, tier_label: Any
+) -> pd.DataFrame:
+    """The at-risk list as account managers read it: labelled columns, reasons in words."""
+    from fupan import i18n
+
+    df = at_risk.copy()
+    df["tier"] = df.tier.map(lambda x: tier_label(x) if isinstance(x, str) else x)
+    df["reasons"] = df.reasons.map(lambda c: risk_reasons_text(c, lang))
+    df["usual_interval_days"] = df.usual_interval_days.round(1)
+    df["spend_12m"] = df.spend_12m.round(2)
+    if "clv" in df.columns:
+        df["clv"] = df.clv.round(2)
+    df["last_order"] = pd.to_datetime(df.last_order).dt.date
+    cols = [
+        c for c in AT_RISK_COLUMNS if c in df.columns and not (c == "clv" and df.clv.isna().all())
+    ]
+    df = df[cols].assign(
+        new=df.customer_id.isin(new_ids).map({True: i18n.t("dc.yes", lang), False: ""})
+    )
+    return df.rename(columns={c: i18n.t(f"kpi.col.{c}", lang) for c in df.columns})
+
+
+def _sheet_name(name: str, used: set[str]) -> str:
+    base = "".join("_" if ch in "[]:*?/\\" else ch for ch in str(name))[:31] or "-"
+    out, i = base, 1
+    while out in used:
+        i += 1
+        out = f"{base[:28]}~{i}"
+    used.add(out)
+    return out
+
+
+def export_at_risk(
+    frame: pd.DataFrame, run_dir: str | Path | None, lang: str, name: str = "at_risk"
+) -> list[Path]:
+    """Write ``exports/<name>.csv`` (UTF-8 with BOM) and ``.xlsx`` with a sheet for all customers
+    and one per account manager."""
+    from fupan import exports, i18n
+
+    paths = exports.write(frame, run_dir, name, xlsx=False)
+    xlsx = paths[0].with_suffix(".xlsx")
+    manager = i18n.t("kpi.col.account_manager", lang)
+    used: set[str] = set()
+    with pd.ExcelWriter(xlsx, engine="openpyxl") as xw:
+        frame.to_excel(xw, sheet_name=_sheet_name(i18n.t("kpi.sheet.all", lang), used), index=False)
+        for am, part in frame.groupby(manager, sort=True, dropna=False):
+            label = am if isinstance(am, str) and am else "-"
+            part.to_excel(xw, sheet_name=_sheet_name(label, used), index=False)
+    return [*paths, xlsx]
+
+
+def manager_summary(at_risk: pd.DataFrame, new_ids: set[str]) -> pd.DataFrame:
+    """Per account manager: customers at risk, new this month, 12-month spend and CLV at risk."""
+    if at_risk.empty:
+        return pd.DataFrame(columns=["account_manager", "customers", "new", "spend_12m", "clv"])
+    df = at_risk.assign(
+        new=at_risk.customer_id.isin(new_ids), account_manager=at_risk.account_manager.fillna("-")
+    )
+    g = df.groupby("account_manager").agg(
+        customers=("customer_id", "size"),
+        new=("new", "sum"),
+        spend_12m=("spend_12m", "sum"),
+        clv=("clv", "sum"),
+    )
+    if df.clv.isna().all():
+        g["clv"] = np.nan
+    return (
+        g.reset_index()
+        .sort_values(["spend_12m", "account_manager"], ascending=[False, True])
+        .reset_index(drop=True)
+    )
+
+
+MONTH_ROWS = "kpi_month.parquet"
+
+
+def save_month(report: KpiReport, run_dir: str | Path | None) -> Path | None:
+    """Write the month's history rows into the run folder (``kpi_month.parquet``); the
+    monthly command moves them into the history once the run has succeeded."""
+    if not run_dir:
+        return None
+    path = Path(run_dir) / MONTH_ROWS
+    report.history_rows().to_parquet(path, index=False)
+    return path
+
+
+def trend_figure(
+    title: str,
+    trend: pd.DataFrame,
+    keys: list[str],
+    months: list[str],
+    names: dict[str, str],
+    labels: dict[str, str],
+    fmt: Any,
+) -> Any:
+    """Small multiples: one panel per KPI over the trend months, with target and alert lines.
+
+    Months taken from the history and months computed now are drawn alike; the last point
+    is coloured by the month's status. A KPI with no value in any month says so in its panel.
+    """
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    from fupan import charts
+
+    n = len(keys)
+    ncols = 3 if n > 4 or n == 3 else 2
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(11.5, 2.45 * nrows + 0.7), squeeze=False)
+    fig.suptitle(title, fontsize=13, fontweight="bold")
+    x = pd.PeriodIndex(months, freq="M").to_timestamp()
+    for ax, key in zip(axes.flat, keys, strict=False):
+        kpi = CATALOGUE[key]
+        ax.set_title(names[key], fontsize=10.5)
+        s = trend[trend.kpi == key].set_index("month").reindex(months)
+        y = pd.to_numeric(s.value, errors="coerce").to_numpy(dtype=float)
+        scale = 1.0
+        if not np.isfinite(y).any():
+            ax.text(
+                0.5,
+                0.5,
+                labels["na"],
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color=charts.STATUS_COLORS["grey"],
+                fontsize=11,
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        if kpi.unit == "money":
+            scale = 1e4 if fmt.lang == "zh" else 1e3
+            unit = "万" if fmt.lang == "zh" else "k"
+            ax.set_ylabel(f"{fmt.symbol} {unit}", fontsize=8)
+        ax.plot(x, y / scale, color=charts.PALETTE[0], marker="o", markersize=3, linewidth=1.6)
+        last = np.where(np.isfinite(y))[0][-1]
+        colour = charts.STATUS_COLORS.get(str(s.status.iloc[last]), charts.STATUS_COLORS["grey"])
+        ax.plot([x[last]], [y[last] / scale], marker="o", markersize=8, color=colour, zorder=5)
+        row = s.iloc[last]
+        for which, style, colour_key in (("target", "--", "green"), ("alert", ":", "red")):
+            level = row.get(which)
+            if level is not None and not _isnan(level):
+                ax.axhline(
+                    float(level) / scale,
+                    linestyle=style,
+                    linewidth=1.2,
+                    color=charts.STATUS_COLORS[colour_key],
+                    label=labels[which],
+                )
+        if kpi.unit == "pct":
+            charts.percent_axis(ax, "y", decimals=0 if np.nanmax(np.abs(y)) >= 0.1 else 1)
+        ax.xaxis.set_major_locator(mdates.MonthLocator(bymonth=(1, 4, 7, 10)))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%y-%m"))
+        ax.tick_params(labelsize=8)
+        ax.set_xlim(x[0] - pd.Timedelta(days=12), x[-1] + pd.Timedelta(days=12))
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    handles = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    if handles:
+        fig.legend(
+            list(handles.values()),
+            list(handles.keys()),
+            loc="upper right",
+            fontsize=9,
+            frameon=False,
+        )
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return fig
