@@ -7,6 +7,7 @@ titled. Screenshots are saved beside the test run for a human to look at.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -107,3 +108,15 @@ def test_tiny_deck_in_chromium(browser, tiny_deck, tmp_path):
 def test_full_review_deck_in_chromium(browser, review_run, tmp_path):
     out = review_run.run_dir / "screenshots"
     check_deck(browser, review_run.deck, out)
+
+
+def test_pdf_has_one_landscape_page_per_slide(tiny_deck, tmp_path):
+    from fupan import deck
+
+    if not deck.chromium_path():
+        pytest.skip("Debian chromium is not installed")
+    pdf = deck.to_pdf(tiny_deck, tmp_path / "deck.pdf")
+    slides = deck.count_slides(tiny_deck.read_text(encoding="utf-8"))
+    assert deck.pdf_page_count(pdf) == slides
+    box = re.search(rb"/MediaBox\s*\[\s*0\s+0\s+([\d.]+)\s+([\d.]+)", pdf.read_bytes())
+    assert box and float(box.group(1)) > float(box.group(2)), "pages must be landscape"

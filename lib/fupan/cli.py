@@ -50,6 +50,10 @@ def cmd_review(args: argparse.Namespace, notebooks: list[str] | None = None) -> 
     log = (lambda _m: None) if args.quiet else print
     res = runner.run(params, args.params, reports_dir=args.out, log=log, name=getattr(args, "name", None))
     print(res.deck)
+    if getattr(args, "pdf", False):
+        from fupan import deck
+
+        print(deck.to_pdf(res.deck))
     return EXIT_OK
 
 
@@ -110,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("--out", help="reports folder (default: reports/)")
     sp.add_argument("--name", help="run folder name (default: <kind>-<as_of>)")
+    sp.add_argument("--pdf", action="store_true", help="also print the deck to deck.pdf (headless Chromium)")
     sp.add_argument("--quiet", "-q", action="store_true")
     sp.set_defaults(func=cmd_review)
 

@@ -111,3 +111,38 @@ def render(
 
 def count_slides(page: str) -> int:
     return len(re.findall(r'<section class="slide', page))
+
+
+def chromium_path() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def to_pdf(deck_path: str | Path, pdf_path: str | Path | None = None, timeout: int = 180) -> Path:
+    """Print the deck to PDF with headless Chromium: one slide per 16:9 landscape page."""
+    import subprocess
+    import tempfile
+
+    browser = chromium_path()
+    if not browser:
+        raise RuntimeError("printing to PDF needs Chromium: install Debian's 'chromium' package (make browser-deps)")
+    deck_path = Path(deck_path).resolve()
+    pdf_path = Path(pdf_path) if pdf_path else deck_path.with_suffix(".pdf")
+    with tempfile.TemporaryDirectory(prefix="fupan-chromium-") as profile:
+        cmd = [
+            browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+            "--no-pdf-header-footer", "--run-all-compositor-stages-before-draw",
+            f"--print-to-pdf={pdf_path}", deck_path.as_uri(),
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0 or not pdf_path.exists():
+        raise RuntimeError(f"Chromium could not print {deck_path.name}: {done.stderr.strip()[-400:]}")
+    return pdf_path
+
+
+def pdf_page_count(pdf_path: str | Path) -> int:
+    """Pages in a PDF (counts page objects; enough for the PDFs Chromium writes)."""
+    data = Path(pdf_path).read_bytes()
+    return len(re.findall(rb"/Type\s*/Page(?![s\w])", data))
