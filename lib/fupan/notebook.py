@@ -51,6 +51,14 @@ class Context:
         """Put the 'table missing, section skipped' line on the current slide."""
         show.missing(table, i18n.t("deck.missing_table", self.lang, table=i18n.t(f"table.{table}", self.lang)))
 
+    def mask(self, df: pd.DataFrame) -> pd.DataFrame:
+        """The table as the deck may show it: PII hashed when ``privacy.mask_pii`` is on."""
+        from fupan import privacy
+
+        if not self.params.privacy.mask_pii:
+            return df
+        return privacy.mask_pii(df, privacy.resolve_salt(self.params.privacy.salt))
+
     def export(self, df: pd.DataFrame, name: str, xlsx: bool = True) -> list[Path]:
         return exports.write(df, self.run_dir or None, name, xlsx=xlsx)
 
