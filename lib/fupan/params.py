@@ -105,6 +105,13 @@ class Format(_Model):
     decimals: int = 1
 
 
+class Privacy(_Model):
+    """Masking for decks and exports meant for wide circulation."""
+
+    mask_pii: bool = Field(False, description="replace customer names and ids by salted hashes in the deck")
+    salt: str | None = Field(None, description="masking key; the FUPAN_PII_SALT environment variable wins")
+
+
 class Benchmarks(_Model):
     """Industry benchmarks and targets (``params/benchmarks.yaml``)."""
 
@@ -310,6 +317,7 @@ class Params(_Model):
     tiers: Tiers = Field(default_factory=Tiers)
     churn_definition: ChurnDefinition = Field(default_factory=ChurnDefinition)
     format: Format = Field(default_factory=Format)
+    privacy: Privacy = Field(default_factory=Privacy)
     diagnosis: DiagnosisParams = Field(default_factory=DiagnosisParams)
     churn: ChurnParams = Field(default_factory=ChurnParams)
     ltv: LtvParams = Field(default_factory=LtvParams)
