@@ -23,6 +23,7 @@ from ._core import (
     to_model_time,
     unique_map,
     wrap_like,
+    wsum,
 )
 
 
@@ -174,15 +175,17 @@ class BetaGeo(ParametricLTVModel):
             dab = digamma(a + b)
             d_a = w2 * da2[ix] + w3 * da3[ix] - (digamma(a) - dab)
             d_b = w2 * db2[ix] + w3 * db3[ix] - (digamma(b) - dab)
-            grad = np.array([w @ d_r * r, w @ d_alpha * alpha, w @ d_a * a, w @ d_b * b])
-            return -float(w @ ll), -grad
+            grad = np.array(
+                [wsum(w, d_r) * r, wsum(w, d_alpha) * alpha, wsum(w, d_a) * a, wsum(w, d_b) * b]
+            )
+            return -float(wsum(w, ll)), -grad
 
         def negll(theta: np.ndarray) -> float:
             r, alpha, a, b = np.exp(theta)
-            return -float(w @ _loglik_parts(r, alpha, a, b, x, tx, T_)[0])
+            return -float(wsum(w, _loglik_parts(r, alpha, a, b, x, tx, T_)[0]))
 
-        mean_x = float(w @ x / w.sum())
-        mean_T = float(w @ T_ / w.sum())
+        mean_x = float(wsum(w, x) / w.sum())
+        mean_T = float(wsum(w, T_) / w.sum())
         guess = {"r": 1.0, "alpha": mean_T / max(mean_x, 0.05), "a": 1.0, "b": 2.0}
         self._fit_params(negll, self._start(guess), float(w.sum()), negll_grad)
         return self

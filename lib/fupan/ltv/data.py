@@ -14,7 +14,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from ._core import UNIT_DAYS, normalize_unit
+from ._core import UNIT_DAYS, normalize_unit, wsum
 
 
 def _as_date(value: Any, name: str) -> dt.date:
@@ -220,7 +220,7 @@ def holdout_by_frequency(model: Any, summary: pd.DataFrame, max_freq: int = 7) -
     err = np.abs(table["error"].to_numpy())
     table.attrs.update(
         mae=float(err.mean()),
-        weighted_mae=float(err @ n / n.sum()),
+        weighted_mae=float(wsum(err, n) / n.sum()),
         correlation=float(np.corrcoef(table["actual"], table["predicted"])[0, 1])
         if len(table) > 1
         else float("nan"),

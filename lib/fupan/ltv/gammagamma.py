@@ -27,6 +27,7 @@ from ._core import (
     unit_ratio,
     where,
     wrap_like,
+    wsum,
 )
 
 
@@ -145,10 +146,10 @@ class GammaGamma(ParametricLTVModel):
             d_p = x * (dpq - digamma(px) + log_z + log_x - lvxz)
             d_q = dpq - digamma(q) + np.log(v) - lvxz
             d_v = q / v - (px + q) / (v + x * z)
-            g = np.array([w @ d_p * p, w @ d_q * q, w @ d_v * v])
-            return -float(w @ ll), -g
+            g = np.array([wsum(w, d_p) * p, wsum(w, d_q) * q, wsum(w, d_v) * v])
+            return -float(wsum(w, ll)), -g
 
-        mean_z = float(w @ z / w.sum())
+        mean_z = float(wsum(w, z) / w.sum())
         guess = {"p": 1.0, "q": 2.0, "v": mean_z}
         self._fit_params(
             lambda th: negll_grad(th)[0], self._start(guess), float(w.sum()), negll_grad

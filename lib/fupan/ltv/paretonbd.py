@@ -28,6 +28,7 @@ from ._core import (
     to_model_time,
     unique_map,
     wrap_like,
+    wsum,
 )
 
 
@@ -50,13 +51,38 @@ def _log_tail(
     return np.log(f) - (r + x - 1) * np.log(alpha + t) - (s + 1) * np.log(beta + t)
 
 
+_Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _distinct_pairs(a: np.ndarray, b: np.ndarray) -> _Pairs:
+    """Distinct ``(a, b)`` rows and the index mapping every row to its pair."""
+    uniq, inv = np.unique(np.column_stack([a, b]), axis=0, return_inverse=True)
+    return uniq[:, 0].copy(), uniq[:, 1].copy(), inv.reshape(-1)
+
+
 def _parts(
-    r: float, alpha: float, s: float, beta: float, x: np.ndarray, tx: np.ndarray, T: np.ndarray
+    r: float,
+    alpha: float,
+    s: float,
+    beta: float,
+    x: np.ndarray,
+    tx: np.ndarray,
+    T: np.ndarray,
+    pairs: tuple[_Pairs, _Pairs] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (log-likelihood, log of the 'alive at T' term, log of the 'died' term)."""
+    """Return (log-likelihood, log of the 'alive at T' term, log of the 'died' term).
+
+    ``pairs`` optionally gives the distinct ``(x, t_x)`` and ``(x, T)`` pairs so that the
+    hypergeometric terms are evaluated once per pair rather than once per row.
+    """
     alive = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
-    hi = _log_tail(r, alpha, s, beta, x, tx)
-    lo = _log_tail(r, alpha, s, beta, x, T)
+    if pairs is None:
+        hi = _log_tail(r, alpha, s, beta, x, tx)
+        lo = _log_tail(r, alpha, s, beta, x, T)
+    else:
+        (ux1, ut1, inv1), (ux2, ut2, inv2) = pairs
+        hi = _log_tail(r, alpha, s, beta, ux1, ut1)[inv1]
+        lo = _log_tail(r, alpha, s, beta, ux2, ut2)[inv2]
     with np.errstate(divide="ignore"):
         log_a0 = hi + log1mexp(np.minimum(lo - hi, 0.0))
     died = np.log(s) - np.log(r + s + x) + log_a0
@@ -122,14 +148,15 @@ class ParetoNBD(ParametricLTVModel):
         x, tx, T_, w = check_rfm(frequency, recency, T, weights)
         (x, tx, T_), w = compress_rows(x, tx, T_, weights=w)
         self.n_unique_ = int(x.size)
+        pairs = (_distinct_pairs(x, tx), _distinct_pairs(x, T_))
 
         def negll(theta: np.ndarray) -> float:
             r, alpha, s, beta = np.exp(theta)
             with np.errstate(all="ignore"):
-                return -float(w @ _parts(r, alpha, s, beta, x, tx, T_)[0])
+                return -float(wsum(w, _parts(r, alpha, s, beta, x, tx, T_, pairs)[0]))
 
-        mean_x = float(w @ x / w.sum())
-        mean_T = float(w @ T_ / w.sum())
+        mean_x = float(wsum(w, x) / w.sum())
+        mean_T = float(wsum(w, T_) / w.sum())
         guess = {"r": 1.0, "alpha": mean_T / max(mean_x, 0.05), "s": 1.0, "beta": mean_T}
         self._fit_params(negll, self._start(guess), float(w.sum()))
         return self

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import betaln, hyp2f1
 
-from ._core import ParametricLTVModel, normalize_unit
+from ._core import ParametricLTVModel, normalize_unit, wsum
 
 
 def _as_cohorts(survivors: Any, initial: Any) -> list[tuple[float, np.ndarray]]:
@@ -108,7 +108,7 @@ class ShiftedBetaGeometric(ParametricLTVModel):
             base = betaln(a, b)
             log_p = betaln(a + 1, b + t - 1) - base
             log_s = betaln(a, b + t) - base
-            return -float(churn @ log_p + censored @ log_s)
+            return -float(wsum(churn, log_p) + wsum(censored, log_s))
 
         self._fit_params(
             negll, self._start({"alpha": 1.0, "beta": 1.0}), sum(n for n, _ in cohorts)
