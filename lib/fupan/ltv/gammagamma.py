@@ -24,6 +24,7 @@ from ._core import (
     check_weights,
     compress_rows,
     normalize_unit,
+    unique_map,
     unit_ratio,
     where,
     wrap_like,
@@ -252,11 +253,17 @@ class GammaGamma(ParametricLTVModel):
         rate = (1 + discount_rate) ** unit_ratio(period, rate_unit) - 1
         step = unit_ratio(period, model_unit)
         x, tx, T_, _ = check_rfm(frequency, recency, T)
-        spend = np.asarray(self.expected_spend(x, as_float_array(monetary, "monetary")))
-        total = np.zeros_like(x)
-        previous = np.zeros_like(x)
-        for k in range(1, int(horizon) + 1):
-            cumulative = np.asarray(model.expected_purchases(k * step, x, tx, T_), dtype=float)
-            total += (cumulative - previous) / (1 + rate) ** k
-            previous = cumulative
-        return wrap_like(total * spend * margin, frequency)
+        z = np.broadcast_to(as_float_array(monetary, "monetary"), x.shape)
+
+        def per_row(x: np.ndarray, tx: np.ndarray, T_: np.ndarray, z: np.ndarray) -> np.ndarray:
+            spend = np.asarray(self.expected_spend(x, z), dtype=float)
+            total = np.zeros_like(x)
+            previous = np.zeros_like(x)
+            for k in range(1, int(horizon) + 1):
+                cumulative = np.asarray(model.expected_purchases(k * step, x, tx, T_), float)
+                total += (cumulative - previous) / (1 + rate) ** k
+                previous = cumulative
+            return total * spend * margin
+
+        # identical customers (common in compressed or daily-resolution data) computed once
+        return wrap_like(unique_map([x, tx, T_, z], per_row), frequency)
