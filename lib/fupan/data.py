@@ -371,51 +371,40 @@ def _check_and_type(con: Any, table: Table, params: Params, report: ValidationRe
     t = raw.select(**raw_cols, **typed_cols)
     con.create_table(f"typed_{table.name}", t, overwrite=True)
     t = con.table(f"typed_{table.name}")
-    n_rows = int(t.count().to_pyarrow().as_py())
-    ok = True
+    # Every column check of a table is one predicate; all are counted in a single scan.
+    checks: list[tuple[str, str, ir.BooleanValue, str, str, list[str]]] = []
     for col in table.columns:
         if col.name not in mapping:
             continue
         r, v = t[f"_raw_{col.name}"], t[col.name]
-        bad = ~_blank(r) & v.isnull()
-        n_bad = _count(t, bad)
-        if n_bad:
-            ok = False
-            report.add("error", table.name, col.name, "type", n_bad,
-                       f"{n_bad:,} value(s) are not a valid {col.dtype}",
-                       fix=_fix_for_type(col), examples=_examples(t, bad, [f"_raw_{col.name}"]))
+        checks.append((col.name, "type", ~_blank(r) & v.isnull(), f"value(s) are not a valid {col.dtype}",
+                       _fix_for_type(col), [f"_raw_{col.name}"]))
         if not col.nullable:
-            nulls = _blank(r)
-            n_null = _count(t, nulls)
-            if n_null:
-                ok = False
-                report.add("error", table.name, col.name, "nulls", n_null,
-                           f"{n_null:,} empty value(s) in a column that must be filled",
-                           fix="fill the column in the export or drop those rows",
-                           examples=_examples(t, nulls, table.column_names[:3]))
+            checks.append((col.name, "nulls", _blank(r), "empty value(s) in a column that must be filled",
+                           "fill the column in the export or drop those rows", table.column_names[:3]))
         if col.allowed:
-            bad = v.notnull() & ~v.isin(list(col.allowed))
-            n_bad = _count(t, bad)
-            if n_bad:
-                ok = False
-                report.add("error", table.name, col.name, "vocabulary", n_bad,
-                           f"{n_bad:,} value(s) outside the vocabulary {list(col.allowed)}",
-                           fix=f"map source values in params: data.values.{table.name}.{col.name}",
-                           examples=_examples(t, bad, [col.name]))
+            checks.append((col.name, "vocabulary", v.notnull() & ~v.isin(list(col.allowed)),
+                           f"value(s) outside the vocabulary {list(col.allowed)}",
+                           f"map source values in params: data.values.{table.name}.{col.name}", [col.name]))
         if col.min is not None or col.max is not None:
             cond = ibis.literal(False)
             if col.min is not None:
                 cond = cond | (v < col.min)
             if col.max is not None:
                 cond = cond | (v > col.max)
-            bad = v.notnull() & cond
-            n_bad = _count(t, bad)
-            if n_bad:
-                ok = False
-                report.add("error", table.name, col.name, "range", n_bad,
-                           f"{n_bad:,} value(s) outside [{col.min}, {col.max}]",
-                           fix="correct the values or the column mapping (e.g. a 5-point scale mapped onto nps)",
-                           examples=_examples(t, bad, [table.key or "customer_id", col.name]))
+            checks.append((col.name, "range", v.notnull() & cond, f"value(s) outside [{col.min}, {col.max}]",
+                           "correct the values or the column mapping (e.g. a 5-point scale mapped onto nps)",
+                           [table.key or "customer_id", col.name]))
+    aggs = {f"c{i}": c[2].cast("int64").sum() for i, c in enumerate(checks)}
+    counts = t.aggregate(rows=t.count(), **aggs).to_pyarrow().to_pylist()[0]
+    n_rows = int(counts["rows"])
+    ok = True
+    for i, (col_name, check, pred, what, fix, ex_cols) in enumerate(checks):
+        n_bad = int(counts[f"c{i}"] or 0)
+        if n_bad:
+            ok = False
+            report.add("error", table.name, col_name, check, n_bad, f"{n_bad:,} {what}", fix=fix,
+                       examples=_examples(t, pred, ex_cols))
     if table.key and table.key in mapping:
         dup = t.group_by(table.key).aggregate(n=t.count()).filter(lambda g: g.n > 1)
         n_dup = int(dup.count().to_pyarrow().as_py())
