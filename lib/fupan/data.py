@@ -515,7 +515,7 @@ def _profile(con: Any, params: Params, report: ValidationReport) -> None:
                            fix="check that the export covers the period up to as_of")
 
 
-def load(params: Params, work_dir: str | Path | None = None, strict: bool = True) -> Dataset:
+def load(params: Params, work_dir: str | Path | None = None, strict: bool = True, handoff: bool = True) -> Dataset:
     """Read, check, type and clean every table of the data source.
 
     Parameters
@@ -523,6 +523,8 @@ def load(params: Params, work_dir: str | Path | None = None, strict: bool = True
     params : run params (source, column mapping, orphan policy, as_of).
     work_dir : folder for the staging database; in memory when None.
     strict : raise :class:`DataValidationError` when any error is found.
+    handoff : with ``engine: spark``, return a dataset on a Spark session (otherwise only
+        stage the Parquet files for notebooks to open).
 
     Returns
     -------
@@ -600,6 +602,14 @@ def load(params: Params, work_dir: str | Path | None = None, strict: bool = True
             _profile(con, params, report)
         _drop_intermediate(con)
     report.present = [n for n in TABLES if n in report.present]
+    if params.engine == "spark" and report.ok:
+        from fupan import engine
+
+        folder = engine.export_parquet(con, report.present, (work or Path(tempfile.mkdtemp(prefix="fupan-pq-")))
+                                       / engine.PARQUET_DIR)
+        if handoff:
+            con.disconnect()
+            con = engine.spark_backend(folder, report.present)
     ds = Dataset(con=con, params=params, report=report, fingerprints=fingerprints)
     if work:
         (work / REPORT_NAME).write_text(json.dumps({"report": report.to_dict(), "fingerprints": fingerprints},
@@ -633,7 +643,13 @@ def open_staged(params: Params, work_dir: str | Path) -> Dataset:
     """Open the tables a run already staged (read-only; notebooks share one load)."""
     work = Path(work_dir)
     meta = json.loads((work / REPORT_NAME).read_text(encoding="utf-8"))
-    con = ibis.duckdb.connect(str(work / STAGED_NAME), read_only=True)
+    present = meta["report"]["present"]
+    if params.engine == "spark":
+        from fupan import engine
+
+        con = engine.spark_backend(work / engine.PARQUET_DIR, present)
+    else:
+        con = ibis.duckdb.connect(str(work / STAGED_NAME), read_only=True)
     return Dataset(con=con, params=params, report=ValidationReport.from_dict(meta["report"]),
                    fingerprints=meta.get("fingerprints", {}))
 

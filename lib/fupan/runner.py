@@ -190,7 +190,7 @@ def run(
     try:
         t0 = time.perf_counter()
         log(f"[fupan] {params.name}: validating {params.resolve(params.data.source)}")
-        ds = fdata.load(params, work_dir=tmp / "work", strict=True)
+        ds = fdata.load(params, work_dir=tmp / "work", strict=True, handoff=False)
         fingerprints = dict(ds.fingerprints)
         n_warn = len(ds.report.warnings)
         ds.close()
