@@ -43,7 +43,11 @@ def review_run(tmp_path_factory: pytest.TempPathFactory, demo_small: Path):
 
     work = tmp_path_factory.mktemp("review")
     src = (ROOT / "params" / "annual_review.yaml").read_text(encoding="utf-8")
-    (work / "benchmarks.yaml").write_text((ROOT / "params" / "benchmarks.yaml").read_text(encoding="utf-8"))
+    (work / "benchmarks.yaml").write_text(
+        (ROOT / "params" / "benchmarks.yaml").read_text(encoding="utf-8")
+    )
     (work / "annual_review.yaml").write_text(src, encoding="utf-8")
     params = fparams.load(work / "annual_review.yaml", **{"data.source": str(demo_small)})
-    return runner.run(params, work / "annual_review.yaml", reports_dir=work / "reports", log=lambda m: None)
+    return runner.run(
+        params, work / "annual_review.yaml", reports_dir=work / "reports", log=lambda m: None
+    )

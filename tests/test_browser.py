@@ -12,14 +12,20 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from fupan import params as fparams
 from fupan import runner
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +53,10 @@ def check_deck(browser, deck: Path, shots: Path) -> dict:
     """Open a deck and run every check; returns what it saw."""
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     external, errors = [], []
-    page.on("request", lambda r: external.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
+    page.on(
+        "request",
+        lambda r: external.append(r.url) if not r.url.startswith(("file:", "data:")) else None,
+    )
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(deck.as_uri())
@@ -83,7 +92,9 @@ def check_deck(browser, deck: Path, shots: Path) -> dict:
         if not info["title"].strip():
             problems.append(f"slide {i + 1}: no title")
         if info["content"] and info["parts"] == 0:
-            problems.append(f"slide {i + 1} ({info['title']}): blank (no chart, table or text under the title)")
+            problems.append(
+                f"slide {i + 1} ({info['title']}): blank (no chart, table or text under the title)"
+            )
         if info["over"] or info["tables"]:
             problems.append(f"slide {i + 1} ({info['title']}): content overflows the slide")
         if info["untitled"]:

@@ -8,7 +8,6 @@ import ibis
 import pandas as pd
 import pytest
 import tiny
-
 from fupan import data as fdata
 from fupan import params as fparams
 from fupan.validation import DataValidationError
@@ -54,11 +53,17 @@ def test_duckdb_file_source(tmp_path):
 
 def test_gbk_csv_with_chinese_headers_mapped_by_params(tmp_path):
     data = tiny.write(tmp_path / "d")
-    cust = tiny.frames()["customers"].rename(columns={"customer_id": "客户编号", "tier": "客户等级", "region": "区域"})
+    cust = tiny.frames()["customers"].rename(
+        columns={"customer_id": "客户编号", "tier": "客户等级", "region": "区域"}
+    )
     cust.to_csv(data / "customers.csv", index=False, encoding="gbk")
     extra = "  columns:\n    customers: {客户编号: customer_id, 客户等级: tier, 区域: region}\n"
     p = fparams.load(tiny.params_file(tmp_path, data).with_name("params.yaml"))
-    text = (tmp_path / "params.yaml").read_text(encoding="utf-8").replace("notebooks:", extra + "notebooks:")
+    text = (
+        (tmp_path / "params.yaml")
+        .read_text(encoding="utf-8")
+        .replace("notebooks:", extra + "notebooks:")
+    )
     (tmp_path / "params.yaml").write_text(text, encoding="utf-8")
     p = fparams.load(tmp_path / "params.yaml")
     with fdata.loaded(p) as ds:
@@ -71,10 +76,15 @@ def test_gbk_declared_as_utf8_is_decoded_and_reported(tmp_path):
     data = tiny.write(tmp_path / "d")
     tiny.frames()["customers"].to_csv(data / "customers.csv", index=False, encoding="gb18030")
     path = tiny.params_file(tmp_path, data)
-    path.write_text(path.read_text().replace("  source:", "  encoding: utf-8\n  source:"), encoding="utf-8")
+    path.write_text(
+        path.read_text().replace("  source:", "  encoding: utf-8\n  source:"), encoding="utf-8"
+    )
     with fdata.loaded(fparams.load(path)) as ds:
         assert _problem(ds.report, "encoding").severity == "warning"
-        assert ds["customers"].filter(ds["customers"].customer_id == "C2").to_pandas().customer_name[0] == "乙公司"
+        assert (
+            ds["customers"].filter(ds["customers"].customer_id == "C2").to_pandas().customer_name[0]
+            == "乙公司"
+        )
 
 
 def test_utf8_bom_headers(tmp_path):
@@ -89,14 +99,18 @@ def test_excel_title_row_above_header_is_skipped(tmp_path):
     (data / "customers.csv").unlink()
     cust = tiny.frames()["customers"]
     with pd.ExcelWriter(data / "customers.xlsx") as xw:
-        pd.DataFrame([["2026 客户名单（导出）"]]).to_excel(xw, index=False, header=False, startrow=0)
+        pd.DataFrame([["2026 客户名单（导出）"]]).to_excel(
+            xw, index=False, header=False, startrow=0
+        )
         cust.to_excel(xw, index=False, startrow=2)
     with fdata.loaded(_params(tmp_path, data)) as ds:
         assert ds["customers"].count().to_pyarrow().as_py() == 5
 
 
 def test_missing_required_column_names_it_and_the_fix(tmp_path):
-    data = tiny.write(tmp_path / "d", customers=tiny.frames()["customers"].rename(columns={"tier": "tire"}))
+    data = tiny.write(
+        tmp_path / "d", customers=tiny.frames()["customers"].rename(columns={"tier": "tire"})
+    )
     with pytest.raises(DataValidationError) as exc:
         fdata.load(_params(tmp_path, data))
     p = _problem(exc.value.report, "missing_column", "customers")
@@ -141,7 +155,9 @@ def test_orphans_dropped_or_fatal_by_policy(tmp_path):
         assert _problem(ds.report, "orphans").severity == "warning"
         assert ds["orders"].count().to_pyarrow().as_py() == 9
     path = tiny.params_file(tmp_path, data)
-    path.write_text(path.read_text().replace("  source:", "  orphans: fail\n  source:"), encoding="utf-8")
+    path.write_text(
+        path.read_text().replace("  source:", "  orphans: fail\n  source:"), encoding="utf-8"
+    )
     with pytest.raises(DataValidationError, match="C99|orphan"):
         fdata.load(fparams.load(path))
 
@@ -184,7 +200,11 @@ def test_value_mapping_for_channel_vocabulary(tmp_path):
     report = fdata.load(_params(tmp_path, data), strict=False).report
     assert _problem(report, "vocabulary", "touches").examples[0]["channel"] == "拜访"
     path = tiny.params_file(tmp_path, data)
-    path.write_text(path.read_text().replace("  source:", "  values: {touches: {channel: {拜访: visit}}}\n  source:"))
+    path.write_text(
+        path.read_text().replace(
+            "  source:", "  values: {touches: {channel: {拜访: visit}}}\n  source:"
+        )
+    )
     with fdata.loaded(fparams.load(path)) as ds:
         assert ds.report.ok
 
@@ -198,10 +218,15 @@ def test_refunds_kept_and_flagged(tmp_path, tiny_params):
 def test_last_bad_row_of_a_large_csv_is_found(tmp_path):
     n = 200_000
     data = tiny.write(tmp_path / "d")
-    big = pd.DataFrame({
-        "order_id": [f"X{i}" for i in range(n)], "customer_id": "C1", "order_date": "2025-01-01",
-        "amount": "10.5", "category": "x",
-    })
+    big = pd.DataFrame(
+        {
+            "order_id": [f"X{i}" for i in range(n)],
+            "customer_id": "C1",
+            "order_date": "2025-01-01",
+            "amount": "10.5",
+            "category": "x",
+        }
+    )
     big.loc[n - 1, "amount"] = "12,3O"  # letter O, not zero
     big.to_csv(data / "orders.csv", index=False)
     report = fdata.load(_params(tmp_path, data), strict=False).report

@@ -16,7 +16,6 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import ROOT
-
 from fupan import params as fparams
 from fupan import runner
 
@@ -49,7 +48,13 @@ def test_kernel_death_names_notebook_and_cell(tmp_path, tiny_params, good_run):
     params, res, digest = good_run
     nb_dir = _notebook_with(tmp_path, "import os\nos._exit(1)")
     with pytest.raises(runner.RunError) as exc:
-        runner.run(params, tiny_params, reports_dir=res.run_dir.parent, notebook_dir=nb_dir, log=lambda m: None)
+        runner.run(
+            params,
+            tiny_params,
+            reports_dir=res.run_dir.parent,
+            notebook_dir=nb_dir,
+            log=lambda m: None,
+        )
     msg = str(exc.value)
     assert "00_data_check" in msg and "kernel" in msg and "import os" in msg
     _assert_clean(res, digest)
@@ -60,7 +65,13 @@ def test_cell_timeout_names_notebook_and_cell(tmp_path, tiny_params, good_run):
     params.cell_timeout_seconds = 20
     nb_dir = _notebook_with(tmp_path, "import time\ntime.sleep(60)")
     with pytest.raises(runner.RunError) as exc:
-        runner.run(params, tiny_params, reports_dir=res.run_dir.parent, notebook_dir=nb_dir, log=lambda m: None)
+        runner.run(
+            params,
+            tiny_params,
+            reports_dir=res.run_dir.parent,
+            notebook_dir=nb_dir,
+            log=lambda m: None,
+        )
     msg = str(exc.value)
     assert "timeout" in msg and "import time" in msg
     _assert_clean(res, digest)
@@ -75,11 +86,15 @@ def test_interrupt_mid_run(tmp_path, tiny_params, good_run, sig):
         f"runner.NOTEBOOK_DIR = __import__('pathlib').Path({str(nb_dir)!r})\n"
         f"sys.exit(cli.main(['review', '--params', {str(tiny_params)!r}, '--out', {str(res.run_dir.parent)!r}]))\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 90
     started = False
     while time.time() < deadline and not started:
-        started = any(p.exists() for p in res.run_dir.parent.glob(".*tmp-*/notebooks/00_data_check.ipynb"))
+        started = any(
+            p.exists() for p in res.run_dir.parent.glob(".*tmp-*/notebooks/00_data_check.ipynb")
+        )
         time.sleep(0.5)
     assert started, "the run never reached the notebook"
     time.sleep(4)  # let papermill reach the sleeping cell

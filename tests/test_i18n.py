@@ -4,7 +4,6 @@ import re
 import warnings
 
 import pytest
-
 from fupan import charts, i18n
 
 
@@ -25,8 +24,14 @@ def test_missing_label_raises():
 
 @pytest.mark.parametrize(
     ("lang", "value", "expected"),
-    [("zh", 123456789, "¥1.2亿"), ("zh", 56789, "¥5.7万"), ("en", 56789, "¥56.8k"), ("en", 1.5e6, "¥1.5M"),
-     ("en", -2500, "-¥2.5k"), ("zh", 999, "¥999")],
+    [
+        ("zh", 123456789, "¥1.2亿"),
+        ("zh", 56789, "¥5.7万"),
+        ("en", 56789, "¥56.8k"),
+        ("en", 1.5e6, "¥1.5M"),
+        ("en", -2500, "-¥2.5k"),
+        ("zh", 999, "¥999"),
+    ],
 )
 def test_money(lang, value, expected):
     assert i18n.Fmt(lang).money(value) == expected

@@ -7,7 +7,6 @@ import json
 import papermill as pm
 import pytest
 from conftest import ROOT
-
 from fupan import params as fparams
 from fupan import runner
 
@@ -35,7 +34,9 @@ def test_parameters_cell_declares_exactly_what_the_runner_passes(path):
     declared = pm.inspect_notebook(str(path))
     assert set(declared) == set(runner.NOTEBOOK_PARAMETERS), f"{path.name}: {sorted(declared)}"
     for name, typ in runner.NOTEBOOK_PARAMETERS.items():
-        assert declared[name]["inferred_type_name"] == typ.__name__, f"{path.name}: {name} is not annotated {typ.__name__}"
+        assert declared[name]["inferred_type_name"] == typ.__name__, (
+            f"{path.name}: {name} is not annotated {typ.__name__}"
+        )
         assert declared[name]["help"], f"{path.name}: parameter {name} has no comment"
 
 

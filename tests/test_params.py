@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-
 from fupan import params as fparams
 
 
@@ -24,7 +23,9 @@ def test_shipped_params_validate():
 
 
 def test_dates_parsed_and_period_derived(tmp_path):
-    p = fparams.load(_write(tmp_path, "as_of: 2026-10-31\nbenchmarks_file: null\ndata: {source: x}\n"))
+    p = fparams.load(
+        _write(tmp_path, "as_of: 2026-10-31\nbenchmarks_file: null\ndata: {source: x}\n")
+    )
     assert p.as_of == dt.date(2026, 10, 31)
     assert p.period_start == dt.date(2025, 11, 1)
     assert p.resolve("x") == str((tmp_path / "x").resolve())
@@ -49,8 +50,11 @@ def test_bad_types_and_values(tmp_path):
 
 
 def test_overrides_are_values_not_code(tmp_path):
-    p = fparams.load(_write(tmp_path, "as_of: 2026-10-31\nbenchmarks_file: null\ndata: {source: x}\n"),
-                     name="__import__('os').system('echo hacked')", **{"data.source": "y"})
+    p = fparams.load(
+        _write(tmp_path, "as_of: 2026-10-31\nbenchmarks_file: null\ndata: {source: x}\n"),
+        name="__import__('os').system('echo hacked')",
+        **{"data.source": "y"},
+    )
     assert p.name.startswith("__import__")  # kept as a plain string, never evaluated
     assert p.data.source == "y"
 

@@ -3,14 +3,19 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import tiny
-
 from fupan import data as fdata
 from fupan import params as fparams
 from fupan import privacy
 
 
 def test_mask_pii_is_stable_keyed_and_complete():
-    df = pd.DataFrame({"customer_id": ["C1", "C2", "C1"], "customer_name": ["甲公司", "乙公司", "甲公司"], "x": [1, 2, 3]})
+    df = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2", "C1"],
+            "customer_name": ["甲公司", "乙公司", "甲公司"],
+            "x": [1, 2, 3],
+        }
+    )
     a = privacy.mask_pii(df, "salt-1")
     b = privacy.mask_pii(df, "salt-2")
     assert a.customer_id[0] == a.customer_id[2] != a.customer_id[1]
@@ -29,7 +34,9 @@ def test_salt_from_environment_wins(monkeypatch):
 
 
 def test_contact_columns_never_pass_the_loader(tmp_path):
-    cust = tiny.frames()["customers"].assign(phone="13800000000", email="a@b.cn", 联系人手机="13900000000")
+    cust = tiny.frames()["customers"].assign(
+        phone="13800000000", email="a@b.cn", 联系人手机="13900000000"
+    )
     data = tiny.write(tmp_path / "d", customers=cust)
     with fdata.loaded(fparams.load(tiny.params_file(tmp_path, data))) as ds:
         cols = set(ds["customers"].columns)

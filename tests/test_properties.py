@@ -7,22 +7,35 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import tiny
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from fupan import data as fdata
 from fupan import params as fparams
 from fupan.validation import DataValidationError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 AS_OF = pd.Timestamp(tiny.AS_OF)
 
 MUTATIONS = st.lists(
     st.tuples(
-        st.sampled_from(["blank_amount", "text_amount", "bad_date", "future_date", "orphan", "dup_order",
-                         "refund", "zero", "blank_tier", "nps_out_of_range", "dup_customer"]),
+        st.sampled_from(
+            [
+                "blank_amount",
+                "text_amount",
+                "bad_date",
+                "future_date",
+                "orphan",
+                "dup_order",
+                "refund",
+                "zero",
+                "blank_tier",
+                "nps_out_of_range",
+                "dup_customer",
+            ]
+        ),
         st.integers(min_value=0, max_value=9),
     ),
-    min_size=0, max_size=4,
+    min_size=0,
+    max_size=4,
 )
 
 
@@ -62,7 +75,9 @@ def _expected_orders(f: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return o.assign(amount=o.amount.astype(float))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(mutations=MUTATIONS)
 def test_random_corruption_gives_clean_error_or_right_numbers(tmp_path_factory, mutations):
     folder = tmp_path_factory.mktemp("prop")
@@ -78,12 +93,24 @@ def test_random_corruption_gives_clean_error_or_right_numbers(tmp_path_factory, 
             assert p.table in fdata.TABLES or p.table == "(source)"
             assert p.message
         assert str(exc).startswith("data check:")
-        fatal = {k for k, _ in mutations} & {"blank_amount", "text_amount", "bad_date", "dup_order", "blank_tier",
-                                               "nps_out_of_range", "dup_customer"}
+        fatal = {k for k, _ in mutations} & {
+            "blank_amount",
+            "text_amount",
+            "bad_date",
+            "dup_order",
+            "blank_tier",
+            "nps_out_of_range",
+            "dup_customer",
+        }
         assert fatal, f"{mutations} should have loaded cleanly:\n{report.format()}"
         return
     try:
-        got = ds["orders"].aggregate(n=ds["orders"].count(), total=ds["orders"].amount.sum()).to_pandas().iloc[0]
+        got = (
+            ds["orders"]
+            .aggregate(n=ds["orders"].count(), total=ds["orders"].amount.sum())
+            .to_pandas()
+            .iloc[0]
+        )
         exp = _expected_orders(frames)
         assert int(got.n) == len(exp)
         assert float(got.total) == pytest.approx(exp.amount.sum())

@@ -13,14 +13,16 @@ import nbformat
 import pytest
 import tiny
 from conftest import ROOT
-
-from fupan import deck
+from fupan import deck, runner
 from fupan import params as fparams
-from fupan import runner
 from fupan.validation import DataValidationError
 
 pytestmark = pytest.mark.slow
-FUPAN = str(Path(ROOT / ".venv" / "bin" / "fupan")) if (ROOT / ".venv" / "bin" / "fupan").exists() else "fupan"
+FUPAN = (
+    str(Path(ROOT / ".venv" / "bin" / "fupan"))
+    if (ROOT / ".venv" / "bin" / "fupan").exists()
+    else "fupan"
+)
 
 
 def _sha(path: Path) -> str:
@@ -55,7 +57,13 @@ def test_deck_is_self_contained_and_holds_no_code(tiny_run):
     page = res.deck.read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)\s*=\s*["'](https?:)?//""", page)
     assert "<script src" not in page and "<link" not in page
-    for code_marker in ("params_file", "from fupan", "nb.record(", "injected-parameters", "Traceback"):
+    for code_marker in (
+        "params_file",
+        "from fupan",
+        "nb.record(",
+        "injected-parameters",
+        "Traceback",
+    ):
         assert code_marker not in page, code_marker
     assert "数据检查" in page and "tiny review" in page
     assert deck.count_slides(page) >= 2 + 1 + 5  # title, agenda, chapter divider, data-check slides
@@ -78,7 +86,13 @@ def test_failed_notebook_keeps_previous_report(tmp_path, tiny_run, tiny_params):
     nb.cells.insert(3, nbformat.v4.new_code_cell("raise RuntimeError('planted failure')"))
     nbformat.write(nb, str(nb_dir / "00_data_check.ipynb"))
     with pytest.raises(runner.RunError) as exc:
-        runner.run(params, tiny_params, reports_dir=res.run_dir.parent, notebook_dir=nb_dir, log=lambda m: None)
+        runner.run(
+            params,
+            tiny_params,
+            reports_dir=res.run_dir.parent,
+            notebook_dir=nb_dir,
+            log=lambda m: None,
+        )
     msg = str(exc.value)
     assert "00_data_check" in msg and "planted failure" in msg and "cell" in msg
     assert _sha(res.deck) == before, "the previous good deck must stay untouched"
@@ -94,14 +108,20 @@ def test_bad_input_writes_nothing_new(tmp_path, tiny_run):
     bad = tiny.write(tmp_path / "bad", customers=tiny.frames()["customers"].drop(columns=["tier"]))
     p2 = fparams.load(tiny.params_file(tmp_path / "bad", bad))
     with pytest.raises(DataValidationError, match="tier"):
-        runner.run(p2, tmp_path / "bad" / "params.yaml", reports_dir=res.run_dir.parent, log=lambda m: None)
+        runner.run(
+            p2, tmp_path / "bad" / "params.yaml", reports_dir=res.run_dir.parent, log=lambda m: None
+        )
     assert _sha(res.deck) == before
 
 
 def test_cli_validate_exit_codes(tmp_path, tiny_params):
-    ok = subprocess.run([FUPAN, "validate", "--params", str(tiny_params)], capture_output=True, text=True)
+    ok = subprocess.run(
+        [FUPAN, "validate", "--params", str(tiny_params)], capture_output=True, text=True
+    )
     assert ok.returncode == 0, ok.stderr
-    bad = tiny.write(tmp_path / "bad", customers=tiny.frames()["customers"].drop(columns=["acquired_at"]))
+    bad = tiny.write(
+        tmp_path / "bad", customers=tiny.frames()["customers"].drop(columns=["acquired_at"])
+    )
     p = tiny.params_file(tmp_path / "bad", bad)
     out = subprocess.run([FUPAN, "validate", "--params", str(p)], capture_output=True, text=True)
     assert out.returncode == 1
@@ -118,14 +138,30 @@ def test_cli_bad_params_exit_1_with_message(tmp_path):
 
 def test_rerun_reproduces_and_flags_changed_inputs(tmp_path, tiny_run, tiny_data):
     _, res = tiny_run
-    out = subprocess.run([FUPAN, "rerun", str(res.run_dir / "manifest.json"), "--out", str(tmp_path / "rr"), "-q"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [FUPAN, "rerun", str(res.run_dir / "manifest.json"), "--out", str(tmp_path / "rr"), "-q"],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
-    again = json.loads((tmp_path / "rr" / "annual_review-2026-10-31-rerun" / "results.json").read_text())
+    again = json.loads(
+        (tmp_path / "rr" / "annual_review-2026-10-31-rerun" / "results.json").read_text()
+    )
     assert again["data_check"] == res.results["data_check"]
     shutil.copy(tiny_data / "orders.csv", tmp_path / "orders.bak")
     with open(tiny_data / "orders.csv", "a") as fh:
         fh.write("O99,C1,2026-10-02,100.0,hardware\n")
-    out = subprocess.run([FUPAN, "rerun", str(res.run_dir / "manifest.json"), "--out", str(tmp_path / "rr2"),
-                          "--strict", "-q"], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            FUPAN,
+            "rerun",
+            str(res.run_dir / "manifest.json"),
+            "--out",
+            str(tmp_path / "rr2"),
+            "--strict",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 1 and "orders.csv" in out.stderr

@@ -20,12 +20,18 @@ def test_environment_yml_matches_pyproject():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     listed = {_norm(r) for r in pip if not r.startswith("-e")}
-    assert listed == wanted, f"only in environment.yml: {listed - wanted}; only in pyproject: {wanted - listed}"
-    assert any(r.startswith("-e .") for r in pip), "environment.yml must install the project itself (-e .)"
+    assert listed == wanted, (
+        f"only in environment.yml: {listed - wanted}; only in pyproject: {wanted - listed}"
+    )
+    assert any(r.startswith("-e .") for r in pip), (
+        "environment.yml must install the project itself (-e .)"
+    )
 
 
 def test_make_help_is_default_and_lists_targets():
-    out = subprocess.run(["make", "-s", "-C", str(ROOT)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["make", "-s", "-C", str(ROOT)], capture_output=True, text=True, check=True
+    ).stdout
     for target in ("setup", "data", "review", "monthly", "lab", "test", "bench", "lint", "clean"):
         assert re.search(rf"\b{target}\b", out), f"make help does not list {target}"
 
@@ -37,5 +43,7 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_lib_fupan_is_tracked_by_git():
-    ignored = subprocess.run(["git", "check-ignore", "-q", "lib/fupan/data.py"], cwd=ROOT).returncode
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "lib/fupan/data.py"], cwd=ROOT
+    ).returncode
     assert ignored == 1, "lib/fupan is ignored by .gitignore: it would never be committed"

@@ -35,7 +35,11 @@ def build(src: Path, dst: Path) -> None:
                 cell.metadata["tags"] = ["parameters"]
             cells.append(cell)
     nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.metadata["language_info"] = {"name": "python"}
     for i, c in enumerate(nb.cells):
         c["id"] = f"{dst.stem}-{i:02d}"  # stable ids keep diffs small

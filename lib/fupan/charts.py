@@ -27,7 +27,9 @@ def cjk_font_path() -> Path:
 
     path = Path(mplfonts.__file__).parent / "fonts" / "NotoSansCJKsc-Regular.otf"
     if not path.exists():
-        raise FileNotFoundError(f"Noto Sans CJK SC not found at {path}; reinstall the mplfonts package")
+        raise FileNotFoundError(
+            f"Noto Sans CJK SC not found at {path}; reinstall the mplfonts package"
+        )
     return path
 
 

@@ -139,7 +139,10 @@ def _decodes(path: str | Path, codec: str) -> bool:
 
 def _transcode_to_utf8(path: Path, codec: str, out: Path) -> Path:
     # DuckDB decodes only UTF-8 offline: convert in streaming fashion, bounded memory.
-    with open(path, encoding=codec, newline="") as src, open(out, "w", encoding="utf-8", newline="") as dst:
+    with (
+        open(path, encoding=codec, newline="") as src,
+        open(out, "w", encoding="utf-8", newline="") as dst,
+    ):
         shutil.copyfileobj(src, dst, 1 << 22)
     return out
 
@@ -210,7 +213,9 @@ class _RawTable:
     note: str = ""
 
 
-def _stage_raw_file(con: Any, table: Table, path: Path, params: Params, tmp: Path, report: ValidationReport) -> _RawTable | None:
+def _stage_raw_file(
+    con: Any, table: Table, path: Path, params: Params, tmp: Path, report: ValidationReport
+) -> _RawTable | None:
     """Read one file into ``raw_<table>`` with every column as text and a source row number."""
     raw_name = f"raw_{table.name}"
     suffix = path.suffix.lower()
@@ -233,7 +238,11 @@ def _stage_raw_file(con: Any, table: Table, path: Path, params: Params, tmp: Pat
     declared = params.data.encoding.lower()
     if declared in ("utf-8", "utf8") and codec == "gb18030":
         report.add(
-            "warning", table.name, None, "encoding", 0,
+            "warning",
+            table.name,
+            None,
+            "encoding",
+            0,
             f"{path.name} is declared UTF-8 but is GBK/GB18030; it was decoded as GB18030",
             fix="set data.encoding: gb18030 (or auto), or re-export the file as UTF-8",
         )
@@ -244,16 +253,30 @@ def _stage_raw_file(con: Any, table: Table, path: Path, params: Params, tmp: Pat
     try:
         # The sniffer reads a sample only: a quoted field after it would break the whole load,
         # so quoting is fixed to the CSV standard rather than guessed.
-        src = con.read_csv(str(path), table_name=f"src_{table.name}", all_varchar=True, header=True,
-                           skip=skip, quote='"', escape='"')
+        src = con.read_csv(
+            str(path),
+            table_name=f"src_{table.name}",
+            all_varchar=True,
+            header=True,
+            skip=skip,
+            quote='"',
+            escape='"',
+        )
         cols = {_normalise_header(c): src[c] for c in src.columns}
         expr = src.select(**cols).mutate(_row=ibis.row_number() + 2 + skip)
         con.create_table(raw_name, expr, overwrite=True)
     except Exception as exc:  # noqa: BLE001 - DuckDB raises many kinds; report them all the same way
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         detail = "; ".join(ln for ln in lines[:3])
-        report.add("error", table.name, None, "unreadable", 0, f"{path.name} could not be read as CSV: {detail}",
-                   fix="check the delimiter, quoting and number of columns on the line named")
+        report.add(
+            "error",
+            table.name,
+            None,
+            "unreadable",
+            0,
+            f"{path.name} could not be read as CSV: {detail}",
+            fix="check the delimiter, quoting and number of columns on the line named",
+        )
         return None
     return _RawTable(table.name, str(path), 1 + skip)
 
@@ -272,10 +295,14 @@ def _stage_raw_from_backend(con: Any, other: Any, table: Table, name: str) -> No
 # Typing and checking
 
 
-def _examples(t: ir.Table, pred: ir.BooleanValue, cols: list[str], n: int = 5) -> list[dict[str, Any]]:
+def _examples(
+    t: ir.Table, pred: ir.BooleanValue, cols: list[str], n: int = 5
+) -> list[dict[str, Any]]:
     keep = [c for c in ["_row", *cols] if c in t.columns]
     rows = t.filter(pred).select(keep).order_by("_row").limit(n).to_pyarrow().to_pylist()
-    return [{("row" if k == "_row" else k.removeprefix("_raw_")): v for k, v in r.items()} for r in rows]
+    return [
+        {("row" if k == "_row" else k.removeprefix("_raw_")): v for k, v in r.items()} for r in rows
+    ]
 
 
 def _count(t: ir.Table, pred: ir.BooleanValue) -> int:
@@ -302,7 +329,9 @@ def _typed(raw: ir.StringValue, col: Column) -> ir.Value:
         return ibis.ifelse(f == f.round(), f.cast("int64"), ibis.null().cast("int64"))
     if col.dtype == "bool":
         low = s.lower()
-        return ibis.ifelse(low.isin(_TRUE), True, ibis.ifelse(low.isin(_FALSE), False, ibis.null().cast("boolean")))
+        return ibis.ifelse(
+            low.isin(_TRUE), True, ibis.ifelse(low.isin(_FALSE), False, ibis.null().cast("boolean"))
+        )
     raise ValueError(col.dtype)
 
 
@@ -316,14 +345,22 @@ def _fix_for_type(col: Column) -> str:
     }.get(col.dtype, "")
 
 
-def _map_columns(raw_cols: list[str], table: Table, params: Params, report: ValidationReport) -> dict[str, str] | None:
+def _map_columns(
+    raw_cols: list[str], table: Table, params: Params, report: ValidationReport
+) -> dict[str, str] | None:
     """contract column -> raw column name; reports missing required columns."""
     mapping = {src: dst for src, dst in params.data.columns.get(table.name, {}).items()}
     bad_targets = [dst for dst in mapping.values() if dst not in table.column_names]
     for dst in bad_targets:
-        report.add("error", table.name, dst, "mapping", 0,
-                   f"data.columns maps a source column onto '{dst}', which is not a contract column",
-                   fix=f"map onto one of: {', '.join(table.column_names)}")
+        report.add(
+            "error",
+            table.name,
+            dst,
+            "mapping",
+            0,
+            f"data.columns maps a source column onto '{dst}', which is not a contract column",
+            fix=f"map onto one of: {', '.join(table.column_names)}",
+        )
     lower = {c.lower(): c for c in raw_cols}
     out: dict[str, str] = {}
     for src, dst in mapping.items():
@@ -342,9 +379,15 @@ def _map_columns(raw_cols: list[str], table: Table, params: Params, report: Vali
         for m in missing:
             near = difflib.get_close_matches(m, available, n=1, cutoff=0.6)
             hint = f"rename '{near[0]}' to '{m}'" if near else "add the column"
-            report.add("error", table.name, m, "missing_column", 0,
-                       f"required column '{m}' is missing (columns found: {', '.join(available)})",
-                       fix=f"{hint}, or map the source's own name in params: data.columns.{table.name}: {{<source name>: {m}}}")
+            report.add(
+                "error",
+                table.name,
+                m,
+                "missing_column",
+                0,
+                f"required column '{m}' is missing (columns found: {', '.join(available)})",
+                fix=f"{hint}, or map the source's own name in params: data.columns.{table.name}: {{<source name>: {m}}}",
+            )
         return None
     return out
 
@@ -377,24 +420,54 @@ def _check_and_type(con: Any, table: Table, params: Params, report: ValidationRe
         if col.name not in mapping:
             continue
         r, v = t[f"_raw_{col.name}"], t[col.name]
-        checks.append((col.name, "type", ~_blank(r) & v.isnull(), f"value(s) are not a valid {col.dtype}",
-                       _fix_for_type(col), [f"_raw_{col.name}"]))
+        checks.append(
+            (
+                col.name,
+                "type",
+                ~_blank(r) & v.isnull(),
+                f"value(s) are not a valid {col.dtype}",
+                _fix_for_type(col),
+                [f"_raw_{col.name}"],
+            )
+        )
         if not col.nullable:
-            checks.append((col.name, "nulls", _blank(r), "empty value(s) in a column that must be filled",
-                           "fill the column in the export or drop those rows", table.column_names[:3]))
+            checks.append(
+                (
+                    col.name,
+                    "nulls",
+                    _blank(r),
+                    "empty value(s) in a column that must be filled",
+                    "fill the column in the export or drop those rows",
+                    table.column_names[:3],
+                )
+            )
         if col.allowed:
-            checks.append((col.name, "vocabulary", v.notnull() & ~v.isin(list(col.allowed)),
-                           f"value(s) outside the vocabulary {list(col.allowed)}",
-                           f"map source values in params: data.values.{table.name}.{col.name}", [col.name]))
+            checks.append(
+                (
+                    col.name,
+                    "vocabulary",
+                    v.notnull() & ~v.isin(list(col.allowed)),
+                    f"value(s) outside the vocabulary {list(col.allowed)}",
+                    f"map source values in params: data.values.{table.name}.{col.name}",
+                    [col.name],
+                )
+            )
         if col.min is not None or col.max is not None:
             cond = ibis.literal(False)
             if col.min is not None:
                 cond = cond | (v < col.min)
             if col.max is not None:
                 cond = cond | (v > col.max)
-            checks.append((col.name, "range", v.notnull() & cond, f"value(s) outside [{col.min}, {col.max}]",
-                           "correct the values or the column mapping (e.g. a 5-point scale mapped onto nps)",
-                           [table.key or "customer_id", col.name]))
+            checks.append(
+                (
+                    col.name,
+                    "range",
+                    v.notnull() & cond,
+                    f"value(s) outside [{col.min}, {col.max}]",
+                    "correct the values or the column mapping (e.g. a 5-point scale mapped onto nps)",
+                    [table.key or "customer_id", col.name],
+                )
+            )
     aggs = {f"c{i}": c[2].cast("int64").sum() for i, c in enumerate(checks)}
     counts = t.aggregate(rows=t.count(), **aggs).to_pyarrow().to_pylist()[0]
     n_rows = int(counts["rows"])
@@ -403,18 +476,32 @@ def _check_and_type(con: Any, table: Table, params: Params, report: ValidationRe
         n_bad = int(counts[f"c{i}"] or 0)
         if n_bad:
             ok = False
-            report.add("error", table.name, col_name, check, n_bad, f"{n_bad:,} {what}", fix=fix,
-                       examples=_examples(t, pred, ex_cols))
+            report.add(
+                "error",
+                table.name,
+                col_name,
+                check,
+                n_bad,
+                f"{n_bad:,} {what}",
+                fix=fix,
+                examples=_examples(t, pred, ex_cols),
+            )
     if table.key and table.key in mapping:
         dup = t.group_by(table.key).aggregate(n=t.count()).filter(lambda g: g.n > 1)
         n_dup = int(dup.count().to_pyarrow().as_py())
         if n_dup:
             ok = False
             keys = dup.order_by(table.key).limit(5)[table.key].to_pyarrow().to_pylist()
-            report.add("error", table.name, table.key, "duplicate_key", n_dup,
-                       f"{n_dup:,} {table.key} value(s) appear more than once",
-                       fix=f"deduplicate the export so each {table.key} is unique",
-                       examples=_examples(t, t[table.key].isin(keys), [table.key]))
+            report.add(
+                "error",
+                table.name,
+                table.key,
+                "duplicate_key",
+                n_dup,
+                f"{n_dup:,} {table.key} value(s) appear more than once",
+                fix=f"deduplicate the export so each {table.key} is unique",
+                examples=_examples(t, t[table.key].isin(keys), [table.key]),
+            )
     report.profile[table.name] = {"rows": n_rows, "columns": sorted(mapping)}
     return ok
 
@@ -433,55 +520,106 @@ def _clean_tables(con: Any, params: Params, report: ValidationReport) -> None:
             if n:
                 sev = "error" if params.data.orphans == "fail" else "warning"
                 action = "the run stops" if sev == "error" else "they were dropped"
-                report.add(sev, name, "customer_id", "orphans", n,
-                           f"{n:,} row(s) reference customers that are not in customers; {action}",
-                           fix="export customers and events from the same snapshot, or set data.orphans: drop",
-                           examples=_examples(t, orphan, [table.key or "customer_id", "customer_id"]))
+                report.add(
+                    sev,
+                    name,
+                    "customer_id",
+                    "orphans",
+                    n,
+                    f"{n:,} row(s) reference customers that are not in customers; {action}",
+                    fix="export customers and events from the same snapshot, or set data.orphans: drop",
+                    examples=_examples(t, orphan, [table.key or "customer_id", "customer_id"]),
+                )
                 t = t.filter(~orphan)
         for col in table.columns:
             if col.not_after_as_of and col.name in t.columns:
                 dtype = "timestamp" if col.dtype == "datetime" else "date"
-                limit = ibis.literal(as_of + pd.Timedelta(days=1) if dtype == "timestamp" else as_of.date())
+                limit = ibis.literal(
+                    as_of + pd.Timedelta(days=1) if dtype == "timestamp" else as_of.date()
+                )
                 late = t[col.name].notnull() & (
                     (t[col.name] >= limit) if dtype == "timestamp" else (t[col.name] > limit)
                 )
                 n = _count(t, late)
                 if n:
-                    report.add("warning", name, col.name, "after_as_of", n,
-                               f"{n:,} row(s) dated after as_of {params.as_of}; excluded from this run",
-                               fix="expected when re-running an earlier month; otherwise check the dates",
-                               examples=_examples(t, late, [table.key or "customer_id", col.name]))
+                    report.add(
+                        "warning",
+                        name,
+                        col.name,
+                        "after_as_of",
+                        n,
+                        f"{n:,} row(s) dated after as_of {params.as_of}; excluded from this run",
+                        fix="expected when re-running an earlier month; otherwise check the dates",
+                        examples=_examples(t, late, [table.key or "customer_id", col.name]),
+                    )
                     if col.nullable and name == "tickets" and col.name != "opened_at":
                         # A response after as_of was not yet known on as_of: the ticket was open.
-                        t = t.mutate(**{col.name: ibis.ifelse(late, ibis.null().cast("timestamp"), t[col.name])})
+                        t = t.mutate(
+                            **{
+                                col.name: ibis.ifelse(
+                                    late, ibis.null().cast("timestamp"), t[col.name]
+                                )
+                            }
+                        )
                     else:
                         t = t.filter(~late)
         if name == "orders":
             neg = t.amount < 0
             zero = t.amount == 0
-            for pred, check, msg in ((neg, "refunds", "negative amounts (refunds)"), (zero, "zero_amount", "zero amounts")):
+            for pred, check, msg in (
+                (neg, "refunds", "negative amounts (refunds)"),
+                (zero, "zero_amount", "zero amounts"),
+            ):
                 n = _count(t, pred)
                 if n:
-                    report.add("warning", name, "amount", check, n, f"{n:,} order(s) with {msg}; kept and netted",
-                               examples=_examples(t, pred, ["order_id", "amount"]))
+                    report.add(
+                        "warning",
+                        name,
+                        "amount",
+                        check,
+                        n,
+                        f"{n:,} order(s) with {msg}; kept and netted",
+                        examples=_examples(t, pred, ["order_id", "amount"]),
+                    )
         if name == "contracts":
             bad = t.end_date < t.start_date
             n = _count(t, bad)
             if n:
-                report.add("error", name, "end_date", "order", n, f"{n:,} contract(s) end before they start",
-                           fix="swap or correct start_date / end_date", examples=_examples(t, bad, ["contract_id", "start_date", "end_date"]))
+                report.add(
+                    "error",
+                    name,
+                    "end_date",
+                    "order",
+                    n,
+                    f"{n:,} contract(s) end before they start",
+                    fix="swap or correct start_date / end_date",
+                    examples=_examples(t, bad, ["contract_id", "start_date", "end_date"]),
+                )
         if name == "tickets":
             bad = t.first_response_at.notnull() & (t.first_response_at < t.opened_at)
             n = _count(t, bad)
             if n:
-                report.add("error", name, "first_response_at", "order", n,
-                           f"{n:,} ticket(s) answered before they were opened",
-                           fix="check the time zone and column mapping of the ticket export",
-                           examples=_examples(t, bad, ["ticket_id", "opened_at", "first_response_at"]))
+                report.add(
+                    "error",
+                    name,
+                    "first_response_at",
+                    "order",
+                    n,
+                    f"{n:,} ticket(s) answered before they were opened",
+                    fix="check the time zone and column mapping of the ticket export",
+                    examples=_examples(t, bad, ["ticket_id", "opened_at", "first_response_at"]),
+                )
         keep = [c for c in t.columns if not c.startswith("_raw_") and c != "_row"]
         con.create_table(name, t.select(keep), overwrite=True)
         if int(con.table(name).count().to_pyarrow().as_py()) == 0 and not TABLES[name].required:
-            report.add("warning", name, None, "empty", 0, "the table has no rows; sections that need it are skipped")
+            report.add(
+                "warning",
+                name,
+                None,
+                "empty",
+                0,
+                "the table has no rows; sections that need it are skipped",
+            )
 
 
 def _profile(con: Any, params: Params, report: ValidationReport) -> None:
@@ -499,7 +637,11 @@ def _profile(con: Any, params: Params, report: ValidationReport) -> None:
         row = t.aggregate(**aggs).to_pyarrow().to_pylist()[0]
         prof = report.profile.setdefault(name, {})
         prof["clean_rows"] = int(row["rows"])
-        prof["null_share"] = {k[6:]: (float(v) if v is not None else None) for k, v in row.items() if k.startswith("null__")}
+        prof["null_share"] = {
+            k[6:]: (float(v) if v is not None else None)
+            for k, v in row.items()
+            if k.startswith("null__")
+        }
         prof["date_range"] = {
             k[5:]: [row[f"min__{k[5:]}"], v] for k, v in row.items() if k.startswith("max__")
         }
@@ -510,12 +652,20 @@ def _profile(con: Any, params: Params, report: ValidationReport) -> None:
             prof["latest"] = str(latest.date())
             prof["lag_days"] = lag
             if name in ("orders", "touches", "tickets", "activity") and lag > 31:
-                report.add("warning", name, main_date, "timeliness", 0,
-                           f"the latest {main_date} is {latest.date()}, {lag} days before as_of: data may be stale",
-                           fix="check that the export covers the period up to as_of")
+                report.add(
+                    "warning",
+                    name,
+                    main_date,
+                    "timeliness",
+                    0,
+                    f"the latest {main_date} is {latest.date()}, {lag} days before as_of: data may be stale",
+                    fix="check that the export covers the period up to as_of",
+                )
 
 
-def load(params: Params, work_dir: str | Path | None = None, strict: bool = True, handoff: bool = True) -> Dataset:
+def load(
+    params: Params, work_dir: str | Path | None = None, strict: bool = True, handoff: bool = True
+) -> Dataset:
     """Read, check, type and clean every table of the data source.
 
     Parameters
@@ -571,8 +721,15 @@ def load(params: Params, work_dir: str | Path | None = None, strict: bool = True
             files = find_source_files(params)
             for name, path in files.items():
                 if not path.exists():
-                    report.add("error", name, None, "missing_file", 0, f"file {path} (from data.files) does not exist",
-                               fix="correct data.files or add the file")
+                    report.add(
+                        "error",
+                        name,
+                        None,
+                        "missing_file",
+                        0,
+                        f"file {path} (from data.files) does not exist",
+                        fix="correct data.files or add the file",
+                    )
                     continue
                 fingerprints[path.name] = sha256_file(path)
                 if _stage_raw_file(con, TABLES[name], path, params, tmp, report):
@@ -580,17 +737,30 @@ def load(params: Params, work_dir: str | Path | None = None, strict: bool = True
         for name in TABLES:
             if name not in staged and not any(p.table == name for p in report.errors):
                 if TABLES[name].required:
-                    report.add("error", name, None, "missing_file", 0,
-                               f"required table '{name}' is missing from {source}",
-                               fix=f"add {name}.csv (or .parquet/.xlsx), or name the file in params: data.files.{name}")
+                    report.add(
+                        "error",
+                        name,
+                        None,
+                        "missing_file",
+                        0,
+                        f"required table '{name}' is missing from {source}",
+                        fix=f"add {name}.csv (or .parquet/.xlsx), or name the file in params: data.files.{name}",
+                    )
                 else:
                     report.missing_optional.append(name)
         for name in list(staged):
             n = int(con.table(f"raw_{name}").count().to_pyarrow().as_py())
             if n == 0:
                 sev = "error" if TABLES[name].required else "warning"
-                report.add(sev, name, None, "empty", 0, f"'{name}' has a header but no rows",
-                           fix="export the table again with its rows" if sev == "error" else "")
+                report.add(
+                    sev,
+                    name,
+                    None,
+                    "empty",
+                    0,
+                    f"'{name}' has a header but no rows",
+                    fix="export the table again with its rows" if sev == "error" else "",
+                )
                 staged.remove(name)
                 if sev == "warning":
                     report.missing_optional.append(name)
@@ -605,15 +775,25 @@ def load(params: Params, work_dir: str | Path | None = None, strict: bool = True
     if params.engine == "spark" and report.ok:
         from fupan import engine
 
-        folder = engine.export_parquet(con, report.present, (work or Path(tempfile.mkdtemp(prefix="fupan-pq-")))
-                                       / engine.PARQUET_DIR)
+        folder = engine.export_parquet(
+            con,
+            report.present,
+            (work or Path(tempfile.mkdtemp(prefix="fupan-pq-"))) / engine.PARQUET_DIR,
+        )
         if handoff:
             con.disconnect()
             con = engine.spark_backend(folder, report.present)
     ds = Dataset(con=con, params=params, report=report, fingerprints=fingerprints)
     if work:
-        (work / REPORT_NAME).write_text(json.dumps({"report": report.to_dict(), "fingerprints": fingerprints},
-                                                   ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+        (work / REPORT_NAME).write_text(
+            json.dumps(
+                {"report": report.to_dict(), "fingerprints": fingerprints},
+                ensure_ascii=False,
+                indent=1,
+                default=str,
+            ),
+            encoding="utf-8",
+        )
     if strict and not report.ok:
         ds.close()
         raise DataValidationError(report)
@@ -634,8 +814,15 @@ def _drop_intermediate(con: Any) -> None:
 
 
 def _missing_source(report: ValidationReport, path: str) -> ValidationReport:
-    report.add("error", "(source)", None, "missing_source", 0, f"data source not found: {path}",
-               fix="set data.source in the params (a folder, a .duckdb file or a database URL)")
+    report.add(
+        "error",
+        "(source)",
+        None,
+        "missing_source",
+        0,
+        f"data source not found: {path}",
+        fix="set data.source in the params (a folder, a .duckdb file or a database URL)",
+    )
     return report
 
 
@@ -650,8 +837,12 @@ def open_staged(params: Params, work_dir: str | Path) -> Dataset:
         con = engine.spark_backend(work / engine.PARQUET_DIR, present)
     else:
         con = ibis.duckdb.connect(str(work / STAGED_NAME), read_only=True)
-    return Dataset(con=con, params=params, report=ValidationReport.from_dict(meta["report"]),
-                   fingerprints=meta.get("fingerprints", {}))
+    return Dataset(
+        con=con,
+        params=params,
+        report=ValidationReport.from_dict(meta["report"]),
+        fingerprints=meta.get("fingerprints", {}),
+    )
 
 
 def connect(params: Params, run_dir: str | Path | None = None) -> Dataset:
@@ -664,7 +855,9 @@ def connect(params: Params, run_dir: str | Path | None = None) -> Dataset:
 
 
 @contextmanager
-def loaded(params: Params, work_dir: str | Path | None = None, strict: bool = True) -> Iterator[Dataset]:
+def loaded(
+    params: Params, work_dir: str | Path | None = None, strict: bool = True
+) -> Iterator[Dataset]:
     ds = load(params, work_dir, strict)
     try:
         yield ds

@@ -60,7 +60,9 @@ def _output_html(out: Any) -> str | None:
 def slides_from_notebook(path: str | Path, key: str, title: str, question: str) -> Section:
     """Collect the slides a notebook displayed, in order."""
     nb = nbformat.read(str(path), as_version=4)
-    nb, _ = TagRemovePreprocessor(remove_cell_tags={"parameters", "injected-parameters"}, enabled=True).preprocess(nb, {})
+    nb, _ = TagRemovePreprocessor(
+        remove_cell_tags={"parameters", "injected-parameters"}, enabled=True
+    ).preprocess(nb, {})
     section = Section(key=key, title=title, question=question)
     current: Slide | None = None
     for cell in nb.cells:
@@ -99,8 +101,15 @@ def render(
     tpl = env.get_template(template)
     css = (TEMPLATE_DIR / "deck.css").read_text(encoding="utf-8")
     js = (TEMPLATE_DIR / "deck.js").read_text(encoding="utf-8")
-    page = tpl.render(sections=sections, meta=meta, labels=labels, lang=lang, css=css, js=js,
-                      generated_at=meta.get("generated_at") or dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
+    page = tpl.render(
+        sections=sections,
+        meta=meta,
+        labels=labels,
+        lang=lang,
+        css=css,
+        js=js,
+        generated_at=meta.get("generated_at") or dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+    )
     bad = _EXTERNAL.search(page)
     if bad:
         raise ValueError(f"deck would reference an external resource: {bad.group(0)!r}")
@@ -116,7 +125,11 @@ def count_slides(page: str) -> int:
 def chromium_path() -> str | None:
     import shutil
 
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    return (
+        shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or shutil.which("google-chrome")
+    )
 
 
 def to_pdf(deck_path: str | Path, pdf_path: str | Path | None = None, timeout: int = 180) -> Path:
@@ -126,19 +139,32 @@ def to_pdf(deck_path: str | Path, pdf_path: str | Path | None = None, timeout: i
 
     browser = chromium_path()
     if not browser:
-        raise RuntimeError("printing to PDF needs Chromium: install Debian's 'chromium' package (make browser-deps)")
+        raise RuntimeError(
+            "printing to PDF needs Chromium: install Debian's 'chromium' package (make browser-deps)"
+        )
     deck_path = Path(deck_path).resolve()
     pdf_path = Path(pdf_path) if pdf_path else deck_path.with_suffix(".pdf")
     with tempfile.TemporaryDirectory(prefix="fupan-chromium-") as profile:
         cmd = [
-            browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-            "--no-pdf-header-footer", "--run-all-compositor-stages-before-draw",
-            f"--print-to-pdf={pdf_path}", deck_path.as_uri(),
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--no-pdf-header-footer",
+            "--run-all-compositor-stages-before-draw",
+            f"--print-to-pdf={pdf_path}",
+            deck_path.as_uri(),
         ]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0 or not pdf_path.exists():
-        raise RuntimeError(f"Chromium could not print {deck_path.name}: {done.stderr.strip()[-400:]}")
+        raise RuntimeError(
+            f"Chromium could not print {deck_path.name}: {done.stderr.strip()[-400:]}"
+        )
     return pdf_path
 
 

@@ -24,7 +24,9 @@ def spark_session(app: str = "fupan", cores: int = 2, warehouse: str | Path | No
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:  # pragma: no cover - depends on the extra
-        raise RuntimeError("engine: spark needs the spark extra: pip install 'fupan[spark]'") from exc
+        raise RuntimeError(
+            "engine: spark needs the spark extra: pip install 'fupan[spark]'"
+        ) from exc
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", "python3"))
     wh = Path(warehouse) if warehouse else Path(tempfile.mkdtemp(prefix="fupan-spark-wh-"))

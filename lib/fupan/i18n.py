@@ -42,14 +42,18 @@ def t(key: str, lang: str, **values: Any) -> str:
     try:
         text = catalogue()[key][lang]
     except KeyError:
-        raise MissingLabelError(f"label '{key}' ({lang}) is not in the catalogue {LOCALE_DIR}") from None
+        raise MissingLabelError(
+            f"label '{key}' ({lang}) is not in the catalogue {LOCALE_DIR}"
+        ) from None
     return text.format(**values) if values else text
 
 
 class Fmt:
     """Number formats for one language and the params' currency settings."""
 
-    def __init__(self, lang: str = "zh", currency_symbol: str = "¥", thousands: str = ",", decimals: int = 1):
+    def __init__(
+        self, lang: str = "zh", currency_symbol: str = "¥", thousands: str = ",", decimals: int = 1
+    ):
         self.lang = lang
         self.symbol = currency_symbol
         self.sep = thousands

@@ -49,7 +49,10 @@ class Context:
 
     def missing(self, table: str) -> None:
         """Put the 'table missing, section skipped' line on the current slide."""
-        show.missing(table, i18n.t("deck.missing_table", self.lang, table=i18n.t(f"table.{table}", self.lang)))
+        show.missing(
+            table,
+            i18n.t("deck.missing_table", self.lang, table=i18n.t(f"table.{table}", self.lang)),
+        )
 
     def mask(self, df: pd.DataFrame) -> pd.DataFrame:
         """The table as the deck may show it: PII hashed when ``privacy.mask_pii`` is on."""
@@ -62,22 +65,44 @@ class Context:
     def export(self, df: pd.DataFrame, name: str, xlsx: bool = True) -> list[Path]:
         return exports.write(df, self.run_dir or None, name, xlsx=xlsx)
 
-    def table(self, df: pd.DataFrame, max_rows: int = 12, formats: dict[str, Any] | None = None,
-              columns: dict[str, str] | None = None) -> None:
+    def table(
+        self,
+        df: pd.DataFrame,
+        max_rows: int = 12,
+        formats: dict[str, Any] | None = None,
+        columns: dict[str, str] | None = None,
+    ) -> None:
         """Show a table with translated headers, cut to ``max_rows``."""
         shown = df.rename(columns=columns) if columns else df
         if columns and formats:
             formats = {columns.get(k, k): v for k, v in formats.items()}
-        show.table(shown, max_rows=max_rows, formats=formats,
-                   more_label=i18n.t("deck.more_rows", self.lang, shown="{shown}", total="{total}"))
+        show.table(
+            shown,
+            max_rows=max_rows,
+            formats=formats,
+            more_label=i18n.t("deck.more_rows", self.lang, shown="{shown}", total="{total}"),
+        )
 
 
-def start(params_file: str, run_dir: str = "", data: str = "", as_of: str = "", lang: str = "",
-          seed: int = -1) -> Context:
+def start(
+    params_file: str,
+    run_dir: str = "",
+    data: str = "",
+    as_of: str = "",
+    lang: str = "",
+    seed: int = -1,
+) -> Context:
     """Load params (with the notebook's overrides), style charts, open the run's data."""
-    params = fparams.load(params_file, **{"data.source": data, "as_of": as_of, "lang": lang,
-                                          "seed": seed if seed >= 0 else None})
+    params = fparams.load(
+        params_file,
+        **{"data.source": data, "as_of": as_of, "lang": lang, "seed": seed if seed >= 0 else None},
+    )
     charts.setup()
     ds = fdata.connect(params, run_dir or None)
-    return Context(params=params, data=ds, results=Recorder(run_dir or None),
-                   fmt=i18n.Fmt.from_params(params), run_dir=run_dir)
+    return Context(
+        params=params,
+        data=ds,
+        results=Recorder(run_dir or None),
+        fmt=i18n.Fmt.from_params(params),
+        run_dir=run_dir,
+    )

@@ -45,14 +45,22 @@ def churn_status(ds: Dataset, as_of: str | dt.date | pd.Timestamp | None = None)
     customers = ds["customers"].filter(lambda t: t.acquired_at <= lit)
     orders = ds["orders"].filter(lambda t: t.order_date <= lit)
     per = orders.group_by("customer_id").aggregate(
-        first_order=orders.order_date.min(), last_order=orders.order_date.max(), orders=orders.count()
+        first_order=orders.order_date.min(),
+        last_order=orders.order_date.max(),
+        orders=orders.count(),
     )
-    base = customers.select("customer_id", "acquired_at", "tier").left_join(per, "customer_id").drop("customer_id_right")
+    base = (
+        customers.select("customer_id", "acquired_at", "tier")
+        .left_join(per, "customer_id")
+        .drop("customer_id_right")
+    )
     last_active = ibis.coalesce(base.last_order, base.acquired_at)
     dormancy = params.churn_definition.dormancy_days
     dormant_at = last_active + ibis.interval(days=dormancy)
     base = base.mutate(
-        derived_at=ibis.ifelse(dormant_at <= lit, dormant_at.cast("date"), ibis.null().cast("date")),
+        derived_at=ibis.ifelse(
+            dormant_at <= lit, dormant_at.cast("date"), ibis.null().cast("date")
+        ),
         derived_source=ibis.literal("dormancy"),
     )
     if params.business_model == "contractual" and ds.has("contracts"):
@@ -63,31 +71,70 @@ def churn_status(ds: Dataset, as_of: str | dt.date | pd.Timestamp | None = None)
         ended = base.last_end.notnull() & ((base.last_end + ibis.interval(days=grace)) <= lit)
         running = base.last_end.notnull() & ~ended
         base = base.mutate(
-            derived_at=ibis.ifelse(ended, base.last_end, ibis.ifelse(running, ibis.null().cast("date"), base.derived_at)),
-            derived_source=ibis.ifelse(base.last_end.notnull(), ibis.literal("contract"), ibis.literal("dormancy")),
+            derived_at=ibis.ifelse(
+                ended,
+                base.last_end,
+                ibis.ifelse(running, ibis.null().cast("date"), base.derived_at),
+            ),
+            derived_source=ibis.ifelse(
+                base.last_end.notnull(), ibis.literal("contract"), ibis.literal("dormancy")
+            ),
         ).drop("last_end")
     if ds.has("churn_events"):
         ev = ds["churn_events"].filter(lambda t: t.churned_at <= lit)
         latest = ev.group_by("customer_id").aggregate(rec_at=ev.churned_at.max())
-        ev = ev.inner_join(latest, [ev.customer_id == latest.customer_id, ev.churned_at == latest.rec_at])
+        ev = ev.inner_join(
+            latest, [ev.customer_id == latest.customer_id, ev.churned_at == latest.rec_at]
+        )
         ev = ev.group_by("customer_id").aggregate(
-            rec_at=ev.rec_at.max(), reason=ev.reason.max(), competitor=ev.competitor.max() if "competitor" in ev.columns else ibis.null().cast("string"),
-            lost_value=ev.lost_value.max() if "lost_value" in ev.columns else ibis.null().cast("float64"),
+            rec_at=ev.rec_at.max(),
+            reason=ev.reason.max(),
+            competitor=ev.competitor.max()
+            if "competitor" in ev.columns
+            else ibis.null().cast("string"),
+            lost_value=ev.lost_value.max()
+            if "lost_value" in ev.columns
+            else ibis.null().cast("float64"),
         )
         base = base.left_join(ev, "customer_id").drop("customer_id_right")
     else:
-        base = base.mutate(rec_at=ibis.null().cast("date"), reason=ibis.null().cast("string"),
-                           competitor=ibis.null().cast("string"), lost_value=ibis.null().cast("float64"))
+        base = base.mutate(
+            rec_at=ibis.null().cast("date"),
+            reason=ibis.null().cast("string"),
+            competitor=ibis.null().cast("string"),
+            lost_value=ibis.null().cast("float64"),
+        )
     won_back = base.rec_at.notnull() & base.last_order.notnull() & (base.last_order > base.rec_at)
     recorded = base.rec_at.notnull() & ~won_back
     out = base.mutate(
-        churned_at=ibis.ifelse(recorded, base.rec_at, ibis.ifelse(won_back, ibis.null().cast("date"), base.derived_at)),
-        source=ibis.ifelse(recorded, ibis.literal("recorded"),
-                           ibis.ifelse(base.derived_at.notnull() & ~won_back, base.derived_source, ibis.null().cast("string"))),
+        churned_at=ibis.ifelse(
+            recorded, base.rec_at, ibis.ifelse(won_back, ibis.null().cast("date"), base.derived_at)
+        ),
+        source=ibis.ifelse(
+            recorded,
+            ibis.literal("recorded"),
+            ibis.ifelse(
+                base.derived_at.notnull() & ~won_back,
+                base.derived_source,
+                ibis.null().cast("string"),
+            ),
+        ),
         won_back=won_back,
     )
-    cols = ["customer_id", "acquired_at", "tier", "first_order", "last_order", "orders", "churned_at", "source",
-            "reason", "competitor", "lost_value", "won_back"]
+    cols = [
+        "customer_id",
+        "acquired_at",
+        "tier",
+        "first_order",
+        "last_order",
+        "orders",
+        "churned_at",
+        "source",
+        "reason",
+        "competitor",
+        "lost_value",
+        "won_back",
+    ]
     df = out.select(cols).order_by("customer_id").to_pandas()
     df["orders"] = df["orders"].fillna(0).astype(int)
     for col in ("acquired_at", "first_order", "last_order", "churned_at"):
@@ -121,8 +168,13 @@ def rate_with_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, fl
     return p, max(0.0, centre - half), min(1.0, centre + half)
 
 
-def churn_rate(status: pd.DataFrame, start: str | dt.date, end: str | dt.date, by: str | list[str] | None = None,
-               level: float = 0.95) -> pd.DataFrame:
+def churn_rate(
+    status: pd.DataFrame,
+    start: str | dt.date,
+    end: str | dt.date,
+    by: str | list[str] | None = None,
+    level: float = 0.95,
+) -> pd.DataFrame:
     """Churn rate over ``(start, end]`` with a Wilson interval, overall or by group.
 
     An interval longer or shorter than a year is not annualised: pass a one-year window for
@@ -134,5 +186,7 @@ def churn_rate(status: pd.DataFrame, start: str | dt.date, end: str | dt.date, b
     for key, g in groups:
         n, k = len(g), int(g.churned_in_period.sum())
         p, lo, hi = rate_with_ci(k, n, level)
-        rows.append({"group": key, "at_risk": n, "churned": k, "rate": p, "ci_low": lo, "ci_high": hi})
+        rows.append(
+            {"group": key, "at_risk": n, "churned": k, "rate": p, "ci_low": lo, "ci_high": hi}
+        )
     return pd.DataFrame(rows)

@@ -16,7 +16,9 @@ import pandas as pd
 
 from fupan.schema import TABLES
 
-PII_COLUMNS = tuple(sorted({c.name for t in TABLES.values() for c in t.columns if c.pii} | {"customer_id"}))
+PII_COLUMNS = tuple(
+    sorted({c.name for t in TABLES.values() for c in t.columns if c.pii} | {"customer_id"})
+)
 SALT_ENV = "FUPAN_PII_SALT"
 
 
@@ -36,7 +38,9 @@ def resolve_salt(salt: str | None = None) -> str:
     return key
 
 
-def mask_pii(df: pd.DataFrame, salt: str, columns: tuple[str, ...] | list[str] | None = None) -> pd.DataFrame:
+def mask_pii(
+    df: pd.DataFrame, salt: str, columns: tuple[str, ...] | list[str] | None = None
+) -> pd.DataFrame:
     """A copy of ``df`` with identifying columns replaced by salted hashes.
 
     Parameters

@@ -14,7 +14,12 @@ from fupan.validation import ValidationReport
 # Which later sections need which optional table: a missing table skips these, and says so.
 SECTION_NEEDS: dict[str, list[str]] = {
     "contracts": ["diagnosis.renewal", "ltv.contractual", "kpi.renewal"],
-    "touches": ["diagnosis.touches", "churn.touch_signals", "simulation.touches", "kpi.touch_coverage"],
+    "touches": [
+        "diagnosis.touches",
+        "churn.touch_signals",
+        "simulation.touches",
+        "kpi.touch_coverage",
+    ],
     "tickets": ["diagnosis.service", "churn.service_signals", "simulation.sla", "kpi.sla"],
     "surveys": ["churn.satisfaction", "kpi.nps"],
     "activity": ["churn.login_signals"],
@@ -45,7 +50,11 @@ def table_overview(report: ValidationReport) -> pd.DataFrame:
 
 
 # Empty by design: a contract that renews nothing, a ticket not yet answered or resolved.
-MEANINGFUL_NULLS = {("contracts", "renewal_of"), ("tickets", "first_response_at"), ("tickets", "resolved_at")}
+MEANINGFUL_NULLS = {
+    ("contracts", "renewal_of"),
+    ("tickets", "first_response_at"),
+    ("tickets", "resolved_at"),
+}
 
 
 def completeness(report: ValidationReport) -> pd.DataFrame:
@@ -74,8 +83,15 @@ def coverage(report: ValidationReport) -> pd.DataFrame:
         rng = report.profile.get(name, {}).get("date_range", {}).get(main)
         if main and rng and rng[0] and rng[1]:
             start, end = pd.Timestamp(rng[0]), pd.Timestamp(rng[1])
-            rows.append({"table": name, "column": main, "start": start, "end": end,
-                         "months": round((end - start).days / 30.44, 1)})
+            rows.append(
+                {
+                    "table": name,
+                    "column": main,
+                    "start": start,
+                    "end": end,
+                    "months": round((end - start).days / 30.44, 1),
+                }
+            )
     return pd.DataFrame(rows, columns=["table", "column", "start", "end", "months"])
 
 
@@ -83,19 +99,35 @@ def problems(report: ValidationReport) -> pd.DataFrame:
     """Every finding as a table, errors first."""
     order = {"error": 0, "warning": 1, "info": 2}
     rows = [
-        {"severity": p.severity, "table": p.table, "column": p.column or "", "check": p.check,
-         "rows": p.count, "message": p.message, "fix": p.fix}
+        {
+            "severity": p.severity,
+            "table": p.table,
+            "column": p.column or "",
+            "check": p.check,
+            "rows": p.count,
+            "message": p.message,
+            "fix": p.fix,
+        }
         for p in sorted(report.problems, key=lambda p: (order[p.severity], p.table))
     ]
-    return pd.DataFrame(rows, columns=["severity", "table", "column", "check", "rows", "message", "fix"])
+    return pd.DataFrame(
+        rows, columns=["severity", "table", "column", "check", "rows", "message", "fix"]
+    )
 
 
 def skipped_sections(report: ValidationReport) -> dict[str, list[str]]:
     """Missing optional table -> the later sections that will say they are skipped."""
-    return {t: SECTION_NEEDS.get(t, []) for t in TABLES if not TABLES[t].required and t not in report.present}
+    return {
+        t: SECTION_NEEDS.get(t, [])
+        for t in TABLES
+        if not TABLES[t].required and t not in report.present
+    }
 
 
 def section_needs(report: ValidationReport) -> pd.DataFrame:
     """Each optional table, whether it is present, and the sections (label keys) that need it."""
-    rows = [{"table": t, "present": t in report.present, "sections": list(secs)} for t, secs in SECTION_NEEDS.items()]
+    rows = [
+        {"table": t, "present": t in report.present, "sections": list(secs)}
+        for t, secs in SECTION_NEEDS.items()
+    ]
     return pd.DataFrame(rows, columns=["table", "present", "sections"])

@@ -41,8 +41,21 @@ NOTEBOOK_PARAMETERS: dict[str, type] = {
     "seed": int,
 }
 KEY_PACKAGES = (
-    "fupan", "ibis-framework", "duckdb", "sqlglot", "pandas", "numpy", "scipy", "statsmodels",
-    "scikit-learn", "matplotlib", "seaborn", "papermill", "nbconvert", "pyarrow", "pydantic",
+    "fupan",
+    "ibis-framework",
+    "duckdb",
+    "sqlglot",
+    "pandas",
+    "numpy",
+    "scipy",
+    "statsmodels",
+    "scikit-learn",
+    "matplotlib",
+    "seaborn",
+    "papermill",
+    "nbconvert",
+    "pyarrow",
+    "pydantic",
 )
 
 
@@ -62,7 +75,9 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def notebook_parameters(params: Params, params_file: str | Path, run_dir: str | Path) -> dict[str, Any]:
+def notebook_parameters(
+    params: Params, params_file: str | Path, run_dir: str | Path
+) -> dict[str, Any]:
     """The values papermill injects into every notebook of a run."""
     return {
         "params_file": str(Path(params_file).resolve()),
@@ -81,8 +96,10 @@ def check_notebook_parameters(nb_path: Path, passed: dict[str, Any]) -> None:
     declared = pm.inspect_notebook(str(nb_path))
     unknown = sorted(set(passed) - set(declared))
     if unknown:
-        raise RunError(f"{nb_path.name}: parameters {unknown} are not declared in its parameters cell "
-                       f"(declared: {sorted(declared)})")
+        raise RunError(
+            f"{nb_path.name}: parameters {unknown} are not declared in its parameters cell "
+            f"(declared: {sorted(declared)})"
+        )
 
 
 def package_versions() -> dict[str, str]:
@@ -97,10 +114,21 @@ def package_versions() -> dict[str, str]:
 
 def git_commit() -> str | None:
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -115,7 +143,18 @@ def _chapter_labels(nb: str, lang: str) -> tuple[str, str]:
 
 
 def deck_labels(lang: str) -> dict[str, str]:
-    keys = ("nav", "prev", "next", "toggle", "scroll_view", "period", "as_of", "generated_at", "agenda", "data")
+    keys = (
+        "nav",
+        "prev",
+        "next",
+        "toggle",
+        "scroll_view",
+        "period",
+        "as_of",
+        "generated_at",
+        "agenda",
+        "data",
+    )
     return {k: i18n.t(f"deck.{k}", lang) for k in keys}
 
 
@@ -195,9 +234,19 @@ def run(
         n_warn = len(ds.report.warnings)
         ds.close()
         timings["load_validate"] = round(time.perf_counter() - t0, 3)
-        log(f"[fupan] data ok ({', '.join(ds.report.present)}; {n_warn} warning(s)) in {timings['load_validate']:.1f}s")
-        Recorder(tmp).record("run", {"name": params.name, "kind": params.kind, "as_of": params.as_of,
-                                     "period_start": params.period_start, "lang": params.lang})
+        log(
+            f"[fupan] data ok ({', '.join(ds.report.present)}; {n_warn} warning(s)) in {timings['load_validate']:.1f}s"
+        )
+        Recorder(tmp).record(
+            "run",
+            {
+                "name": params.name,
+                "kind": params.kind,
+                "as_of": params.as_of,
+                "period_start": params.period_start,
+                "lang": params.lang,
+            },
+        )
         passed = notebook_parameters(params, params_file, tmp)
         sections: list[deck.Section] = []
         for i, nb in enumerate(params.notebooks, 1):
@@ -211,15 +260,23 @@ def run(
             t0 = time.perf_counter()
             try:
                 pm.execute_notebook(
-                    str(src), str(out), parameters=passed, kernel_name="python3", progress_bar=False,
-                    execution_timeout=params.cell_timeout_seconds, cwd=str(nb_dir), log_output=False,
+                    str(src),
+                    str(out),
+                    parameters=passed,
+                    kernel_name="python3",
+                    progress_bar=False,
+                    execution_timeout=params.cell_timeout_seconds,
+                    cwd=str(nb_dir),
+                    log_output=False,
                 )
             except pm.PapermillExecutionError as exc:
                 raise RunError(
                     f"notebook {nb} failed in cell {exc.exec_count or exc.cell_index}: {exc.ename}: {exc.evalue}"
                 ) from None
             except (_Terminated, KeyboardInterrupt) as exc:
-                raise RunError(f"run interrupted ({exc or 'SIGINT'}) in notebook {nb}, {_running_cell(out)}") from None
+                raise RunError(
+                    f"run interrupted ({exc or 'SIGINT'}) in notebook {nb}, {_running_cell(out)}"
+                ) from None
             except Exception as exc:  # noqa: BLE001 - a dead kernel, a cell past its timeout, ...
                 kind = type(exc).__name__
                 if "Timeout" in kind:
@@ -235,12 +292,13 @@ def run(
             sections.append(deck.slides_from_notebook(out, nb, title, question))
         current = "deck"
         meta = {
-            "name": params.name, "as_of": params.as_of.isoformat(),
+            "name": params.name,
+            "as_of": params.as_of.isoformat(),
             "period_start": params.period_start.isoformat() if params.period_start else "",
             "generated_at": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
             **(extra_meta or {}),
         }
-        deck_path = deck.render(sections, meta, deck_labels(params.lang), params.lang, tmp / "deck.html")
+        deck.render(sections, meta, deck_labels(params.lang), params.lang, tmp / "deck.html")
         manifest = {
             "run": name,
             "fupan_version": metadata.version("fupan"),
@@ -276,7 +334,9 @@ def run(
             exc.failed_dir = failed
             raise
         if isinstance(exc, (_Terminated, KeyboardInterrupt)):
-            raise RunError(f"run interrupted ({exc or 'SIGINT'}) during {current}", failed) from None
+            raise RunError(
+                f"run interrupted ({exc or 'SIGINT'}) during {current}", failed
+            ) from None
         raise RunError(f"{current} failed: {type(exc).__name__}: {exc}", failed) from exc
     finally:
         for sig, handler in old_handlers.items():
@@ -293,7 +353,11 @@ def _running_cell(path: Path) -> str:
         return "its first cell"
     code = [c for c in nb.cells if c.cell_type == "code"]
     # Papermill stamps start_time on each cell it begins; the last stamped cell is the culprit.
-    started = [i for i, c in enumerate(code) if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    started = [
+        i
+        for i, c in enumerate(code)
+        if c.get("metadata", {}).get("papermill", {}).get("start_time")
+    ]
     if started:
         cell = code[started[-1]]
         first = (cell.source.strip().splitlines() or [""])[0][:60]

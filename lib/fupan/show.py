@@ -7,9 +7,9 @@ and warnings never reach the deck.
 
 from __future__ import annotations
 
+import base64
 import html
 import io
-import base64
 from typing import Any
 
 import pandas as pd
@@ -25,7 +25,7 @@ def _display(data: dict[str, Any], kind: str) -> None:
 
 def slide(title: str, finding: str | None = None, kicker: str | None = None) -> None:
     """Start a slide. ``title`` states the finding; ``finding`` is the one-sentence takeaway."""
-    parts = [f'<div class="fupan-slide-head">']
+    parts = ['<div class="fupan-slide-head">']
     if kicker:
         parts.append(f'<div class="kicker">{html.escape(kicker)}</div>')
     parts.append(f"<h2>{html.escape(title)}</h2>")
@@ -38,7 +38,9 @@ def slide(title: str, finding: str | None = None, kicker: str | None = None) -> 
 
 def note(text: str, kind: str = "note") -> None:
     """A short line under the chart: a caveat, a source, a skipped section."""
-    _display({"text/html": f'<p class="fupan-{kind}">{html.escape(text)}</p>', "text/plain": text}, kind)
+    _display(
+        {"text/html": f'<p class="fupan-{kind}">{html.escape(text)}</p>', "text/plain": text}, kind
+    )
 
 
 def missing(table: str, message: str) -> None:
@@ -73,11 +75,15 @@ def table(
     shown = df.head(max_rows).copy()
     for col, f in formats.items():
         if col in shown.columns:
-            shown[col] = shown[col].map(lambda v, f=f: "–" if v is None or (isinstance(v, float) and v != v) else f(v))
+            shown[col] = shown[col].map(
+                lambda v, f=f: "–" if v is None or (isinstance(v, float) and v != v) else f(v)
+            )
     body = shown.to_html(index=False, escape=True, border=0, classes="fupan-table", na_rep="–")
     n = total_rows if total_rows is not None else len(df)
     if n > max_rows and more_label:
-        body += f'<p class="fupan-more">{html.escape(more_label.format(shown=max_rows, total=n))}</p>'
+        body += (
+            f'<p class="fupan-more">{html.escape(more_label.format(shown=max_rows, total=n))}</p>'
+        )
     _display({"text/html": body, "text/plain": shown.to_string(index=False)}, "table")
 
 
@@ -91,9 +97,15 @@ def kpis(items: list[tuple[str, str, str | None]]) -> None:
             f'<div class="label">{html.escape(label)}</div></div>'
         )
     text = "\n".join(f"{lab}: {val}" for lab, val, _ in items)
-    _display({"text/html": f'<div class="fupan-tiles">{"".join(cells)}</div>', "text/plain": text}, "tiles")
+    _display(
+        {"text/html": f'<div class="fupan-tiles">{"".join(cells)}</div>', "text/plain": text},
+        "tiles",
+    )
 
 
 def bullets(lines: list[str]) -> None:
     items = "".join(f"<li>{html.escape(x)}</li>" for x in lines)
-    _display({"text/html": f'<ul class="fupan-bullets">{items}</ul>', "text/plain": "\n".join(lines)}, "bullets")
+    _display(
+        {"text/html": f'<ul class="fupan-bullets">{items}</ul>', "text/plain": "\n".join(lines)},
+        "bullets",
+    )
