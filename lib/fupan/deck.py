@@ -39,6 +39,13 @@ class Section:
     title: str
     question: str
     slides: list[Slide] = field(default_factory=list)
+    divider: bool = True
+
+    @property
+    def number(self) -> str:
+        """The chapter number of a notebook section ("00_data_check" -> "0")."""
+        head = self.key.split("_", 1)[0]
+        return str(int(head)) if head.isdigit() else ""
 
 
 def _output_html(out: Any) -> str | None:

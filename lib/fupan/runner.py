@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fupan import data as fdata
-from fupan import deck, i18n
+from fupan import deck, i18n, summary
 from fupan.params import Params, dump
 from fupan.results import RESULTS_NAME, Recorder, write_json_atomic
 from fupan.validation import DataValidationError
@@ -298,6 +298,9 @@ def run(
             "generated_at": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
             **(extra_meta or {}),
         }
+        if params.kind == "annual_review":
+            results_now = json.loads((tmp / RESULTS_NAME).read_text(encoding="utf-8"))
+            sections = summary.sections(results_now, params) + sections
         deck.render(sections, meta, deck_labels(params.lang), params.lang, tmp / "deck.html")
         manifest = {
             "run": name,
