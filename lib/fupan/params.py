@@ -157,7 +157,7 @@ class DiagnosisParams(_Model):
         0.5, gt=0, lt=1, description="funnel: declining when the last window's spend < ratio x the one before"
     )
     stage_active_orders: int = Field(2, ge=1, description="funnel: active with this many orders in the last year")
-    funnel_months: int = Field(24, ge=2, description="monthly stage snapshots for time spent per stage")
+    funnel_months: int = Field(12, ge=2, description="monthly stage snapshots for time spent per stage")
     retention_quarters: int = Field(8, ge=1, description="retention curves: quarters after acquisition")
 
 
@@ -252,10 +252,29 @@ class ChurnParams(_Model):
 
 
 class LtvParams(_Model):
-    margin: float = Field(0.30, gt=0, le=1)
-    discount_rate_annual: float = Field(0.10, ge=0)
-    horizon_years: float = Field(3.0, gt=0)
-    time_unit: Literal["D", "W", "M"] = "W"
+    """Chapter 3: CLV models, LTV lost to churn, LTV at risk (``fupan.clv``)."""
+
+    margin: float = Field(0.30, gt=0, le=1, description="profit margin applied to spend and contract value")
+    discount_rate_annual: float = Field(0.10, ge=0, description="discount rate a year")
+    horizon_years: float = Field(3.0, gt=0, description="CLV counts value in the next this many years")
+    time_unit: Literal["D", "W", "M"] = Field("W", description="time unit of the transaction model")
+    transaction_model: Literal["bgnbd", "pareto_nbd"] = Field(
+        "bgnbd", description="non-contractual purchases: BG/NBD, or Pareto/NBD (P(alive) < 1 for one-time buyers)"
+    )
+    sbg_segment: Literal["tier", "cohort", "none"] = Field(
+        "tier", description="contractual: one sBG renewal model per tier, per start-year cohort, or pooled"
+    )
+    sbg_min_chains: int = Field(50, ge=1, description="segments with fewer contract chains use the pooled sBG")
+    sbg_min_churned: int = Field(5, ge=1, description="...or with fewer chains that ended unrenewed")
+    snapshot_months: int = Field(1, ge=1, le=12, description="lost LTV: snapshots this many months apart")
+    at_risk_p_alive: float = Field(
+        0.5, gt=0, lt=1, description="at risk without churn scores (non-contractual): P(alive) below this"
+    )
+    at_risk_renewal_days: int = Field(
+        90, gt=0, description="at risk without churn scores (contractual): renewal decision within this many days"
+    )
+    top_lost: int = Field(10, ge=1, description="largest lost accounts shown by name")
+    holdout_max_freq: int = Field(7, ge=1, description="model check: calibration frequencies pooled from here")
 
 
 class SimulationParams(_Model):
@@ -302,6 +321,9 @@ class Params(_Model):
     """A whole run definition."""
 
     name: str = "fupan review"
+    goals: dict[str, list[str]] = Field(
+        default_factory=dict, description="the review's goals per language, for the background slide"
+    )
     kind: Literal["annual_review", "monthly"] = "annual_review"
     lang: Literal["zh", "en"] = "zh"
     as_of: dt.date
