@@ -10,11 +10,15 @@ How the world works (weekly time steps, snapshot = Monday 00:00):
 * Customers are acquired over the history with steadily growing intake. Each gets an
   initial expected annual spend; the tier is assigned from it once and never revised.
 * A latent engagement process (AR(1) per customer) drives order frequency and logins.
-  Planted customers (``truth["misclassified_customer_ids"]``) grow their spend ×8 or more
-  a year or more after acquisition while keeping their low tier.
-* Tickets arise from orders; first-response time grows with how busy the account was at
-  acquisition. Touches follow a cadence by tier plus a follow-up after the first repeat
-  purchase. Surveys come about twice a year.
+  Planted small customers (``truth["planted_growth_customer_ids"]``) grow their spend ×10
+  or more a year or more after acquisition while keeping their low tier.
+* Tickets arise from orders; first-response time grows with how busy the account is (its
+  order rate) and, for the largest accounts, with their size. Touches follow a cadence by
+  tier plus a follow-up after the first repeat purchase. Surveys come about twice a year.
+* Contracts are annual from acquisition. Contractual: churn is a contract not renewed at
+  its end. Non-contractual: customers go dormant; a customer who goes dormant within
+  ``RENEWAL_LOOKAHEAD_DAYS`` after a contract end lets it lapse (the world is simulated
+  that far beyond ``as_of``; nothing after ``as_of`` is written).
 * Churn is a weekly hazard, log-linear in *observable* trailing features computed from the
   event data strictly before the snapshot (plus one hidden segment flag). The full
   potential event history is simulated first, then cut at churn, so features at a
@@ -56,7 +60,6 @@ EPOCH = date(1970, 1, 1)
 
 TIERS = ("platinum", "gold", "silver", "attention")  # best -> worst
 TIER_THRESHOLDS = (200_000.0, 50_000.0, 10_000.0)  # CNY a year: platinum, gold, silver floors
-CORE_TIERS = ("platinum", "gold")
 INDUSTRIES = ("manufacturing", "retail", "finance", "healthcare", "logistics", "tech")
 INDUSTRY_P = (0.24, 0.2, 0.12, 0.14, 0.13, 0.17)
 REGIONS = ("华东", "华南", "华北", "西南", "华中")
@@ -91,7 +94,6 @@ TOUCH_CHANNEL_P = (
     (0.00, 0.00, 0.25, 0.35, 0.30, 0.05, 0.00, 0.05),
 )
 TOUCH_RESPONDED_P = (0.95, 0.8, 0.3, 0.68, 0.89, 0.75, 0.85, 0.5)
-FOLLOW_UP_P = (0.8, 0.6, 0.35, 0.15)  # follow-up touch after the first repeat purchase
 
 CITIES = {
     "华东": ("上海", "杭州", "苏州", "南京", "宁波"),
@@ -124,9 +126,9 @@ FEATURES = (
 NULL_FEATURES = ("region", "acquisition_channel", "dim_intimacy")
 GAP_CAP_WEEKS = 12
 MISCLASSIFIED_ACTIVE_DAYS = 182  # planted customers active within this many days of as_of
-RENEWAL_LOOKAHEAD_DAYS = (
-    182  # non-contractual: who goes dormant within this lets the contract lapse
-)
+# non-contractual: a customer who goes dormant within this many days after a contract end
+# does not renew it
+RENEWAL_LOOKAHEAD_DAYS = 182
 LOOKAHEAD_WEEKS = RENEWAL_LOOKAHEAD_DAYS // 7 + 2  # simulated beyond as_of (never written)
 _NEVER = 10**9  # a day number after any date we write
 
@@ -701,9 +703,8 @@ def _simulate_chunk(ctx: _Ctx, first: int, n: int) -> dict[str, Any]:  # noqa: C
         3.5 + 0.45 * e_std + 0.3 * z_sat[:, None] + 0.5 * z_srv[:, 2 * S : 3 * S], 1, 5
     )
     dim_res = np.clip(3.9 - 0.15 * (r_at - 2.5) + 0.5 * z_srv[:, 3 * S : 4 * S], 1, 5)
-    dim_int = np.clip(
-        3.4 + 0.6 * z_rel[:, None] + 0.5 * z_srv[:, 4 * S : 5 * S], 1, 5
-    )  # null feature
+    # dim_intimacy is a null feature: independent of everything that drives churn
+    dim_int = np.clip(3.4 + 0.6 * z_rel[:, None] + 0.5 * z_srv[:, 4 * S : 5 * S], 1, 5)
     det = np.zeros((n, T), dtype=np.float32)
     for k in range(S):
         after = s_resp[:, k : k + 1] & (wk[None, :] > s_week[:, k : k + 1])
@@ -750,9 +751,8 @@ def _simulate_chunk(ctx: _Ctx, first: int, n: int) -> dict[str, Any]:  # noqa: C
             lose = due & (u_haz[rows1, wd] < -np.expm1(-(hc[rows1, w1] - hc[rows1, w0])))
             churn_day = np.where(lose, ek, churn_day)
             decision_w = np.where(lose, wd, decision_w)
-        end_day = np.where(
-            churn_day < _NEVER, churn_day + 1, _NEVER
-        )  # the contract runs through end_date
+        # the contract runs through its end_date
+        end_day = np.where(churn_day < _NEVER, churn_day + 1, _NEVER)
         del hc
     churned = churn_day <= as_of  # churned within the history (what the data shows)
     del h, u_haz
@@ -935,7 +935,7 @@ def _simulate_chunk(ctx: _Ctx, first: int, n: int) -> dict[str, Any]:  # noqa: C
     v = (u_churn[:, 4] - 0.02) / 0.98
     comp_named = (v >= 0) & (v < comp_p)
     comp = _cat(np.clip(v / np.maximum(comp_p, 1e-9), 0, 1), COMPETITOR_P)
-    lv = churned[oc] & (o_day >= churn_day[oc] - 365)  # orders are already before churn
+    lv = churned[oc] & (o_day >= churn_day[oc] - 365) & (o_day < churn_day[oc])
     lost = np.bincount(oc[lv], weights=o_amt[lv], minlength=n)
     er = np.flatnonzero(recorded)
     tables["churn_events"] = pa.table(
@@ -1087,6 +1087,8 @@ def generate(
     customers = int(customers)
     if customers < 1:
         raise ValueError("customers must be >= 1")
+    if int(seed) < 0:
+        raise ValueError("seed must be a non-negative integer")
     if int(years) < 3:
         raise ValueError("years must be >= 3 (the review needs three years of history)")
     iv = _check_interventions(interventions)
