@@ -29,6 +29,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -318,7 +319,7 @@ def targets(params: Params) -> dict[str, dict[str, float | None]]:
         row = {f: (float(spec[f]) if spec.get(f) is not None else None) for f in TARGET_FIELDS}
         for t, a in ((row["target"], row["alert"]), (row["target_yoy"], row["alert_yoy"])):
             if t is not None and a is not None and not _better_or_equal(t, a, kpi.direction):
-                word = "above" if kpi.direction == "higher" else "below"
+                word = "below" if kpi.direction == "higher" else "above"
                 problems.append(
                     f"benchmarks.kpi_targets.{key}: the alert threshold {a} must be {word} "
                     f"the target {t} ({kpi.direction} is better)"
@@ -714,7 +715,8 @@ def customer_clv(ds: Dataset, as_of: dt.date) -> pd.Series:
     Raises
     ------
     ValueError
-        when the models cannot be fitted (e.g. no customer with a repeat purchase).
+        when the models cannot be fitted or their fit does not converge (e.g. too few
+        customers with a repeat purchase).
     """
     from fupan.ltv import BetaGeo, GammaGamma, summary_from_orders
 
@@ -731,10 +733,16 @@ def customer_clv(ds: Dataset, as_of: dt.date) -> pd.Series:
     summ = summ[summ["T"] > 0]
     if summ.empty:
         raise ValueError("no customer has an order")
-    bg = BetaGeo().fit(summ)
     monetary = summ.monetary.clip(lower=0.0)
     fit_rows = summ[(summ.frequency > 0) & (summ.monetary > 0)]
-    gg = GammaGamma().fit(fit_rows.frequency, fit_rows.monetary)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bg = BetaGeo().fit(summ)
+        gg = GammaGamma().fit(fit_rows.frequency, fit_rows.monetary)
+    # A fit that did not converge gives no number worth reporting (too little data).
+    failed = [str(w.message) for w in caught if "did not converge" in str(w.message)]
+    if failed:
+        raise ValueError(failed[0])
     horizon = max(1, int(round(p.horizon_years * 12)))
     value = gg.clv(
         bg,
@@ -1259,25 +1267,71 @@ class KpiReport:
 
     def history_rows(self, run: str = "", computed_at: str | None = None) -> pd.DataFrame:
         """The month's rows for ``kpi_history.parquet``."""
-        stamp = computed_at or dt.datetime.now().isoformat(timespec="seconds")
-        t = self.table
-        out = pd.DataFrame(
-            {
-                "month": t.month.astype(str),
-                "kpi": t.kpi.astype(str),
-                "value": pd.to_numeric(t.value, errors="coerce").astype(float),
-                "n": pd.to_numeric(t.n, errors="coerce").astype(float),
-                "status": t.status.astype(str),
-                "reason": t.reason.astype(object).where(t.reason.notna(), None),
-                "target": pd.to_numeric(t.target, errors="coerce").astype(float),
-                "alert": pd.to_numeric(t.alert, errors="coerce").astype(float),
-                "complete": self.complete,
-                "fingerprint": self.fingerprint,
-                "run": run,
-                "computed_at": stamp,
-            }
-        )
-        return out[HISTORY_COLUMNS]
+        return history_rows(self.table, self.completeness, self.fingerprint, run, computed_at)
+
+
+def history_rows(
+    evaluated: pd.DataFrame,
+    comp: pd.DataFrame,
+    fingerprint: str,
+    run: str = "",
+    computed_at: str | None = None,
+) -> pd.DataFrame:
+    """Rows for ``kpi_history.parquet`` from evaluated KPIs (one per month and KPI).
+
+    ``complete`` is False for a month in which any event table looked incomplete.
+    """
+    stamp = computed_at or dt.datetime.now().isoformat(timespec="seconds")
+    t = evaluated
+    bad = set(comp.loc[~comp.complete.astype(bool), "month"]) if len(comp) else set()
+    out = pd.DataFrame(
+        {
+            "month": t.month.astype(str),
+            "kpi": t.kpi.astype(str),
+            "value": pd.to_numeric(t.value, errors="coerce").astype(float),
+            "n": pd.to_numeric(t.n, errors="coerce").astype(float),
+            "status": t.status.astype(str),
+            "reason": t.reason.astype(object).where(t.reason.notna(), None),
+            "target": pd.to_numeric(t.target, errors="coerce").astype(float),
+            "alert": pd.to_numeric(t.alert, errors="coerce").astype(float),
+            "complete": ~t.month.isin(bad),
+            "fingerprint": fingerprint,
+            "run": run,
+            "computed_at": stamp,
+        }
+    )
+    return out[HISTORY_COLUMNS].reset_index(drop=True)
+
+
+def backfill_rows(
+    ds: Dataset,
+    months: list[str],
+    history: pd.DataFrame | None = None,
+    run: str = "backfill",
+    computed_at: str | None = None,
+) -> pd.DataFrame:
+    """History rows for ``months``, every KPI computed from data up to each month's end.
+
+    The months before them that month-on-month and year-on-year changes (and relative
+    targets) need are taken from ``history`` when it holds them, else computed too; only the
+    rows of ``months`` are returned. The rows equal what :func:`month_report` gives for each
+    month on the same data.
+    """
+    months = sorted({parse_month(m) for m in months})
+    context = {shift_month(m, k) for m in months for k in (-1, -12)} - set(months)
+    hist = history if history is not None and len(history) else None
+    recorded = (set(hist.month) & context) if hist is not None else set()
+    to_compute = sorted((set(months) | context) - recorded)
+    first = ds["orders"].order_date.min().to_pyarrow().as_py()
+    if first is not None:
+        to_compute = [m for m in to_compute if m >= parse_month(first) or m in months]
+    values, comp = compute_series(ds, to_compute)
+    if recorded:
+        h = hist[hist.month.isin(recorded)][["month", "kpi", "value", "n", "reason"]]
+        values = pd.concat([h, values], ignore_index=True)
+    evaluated = evaluate(values, comp, ds.params)
+    evaluated = evaluated[evaluated.month.isin(months)]
+    return history_rows(evaluated, comp[comp.month.isin(months)], fingerprint(ds), run, computed_at)
 
 
 def fingerprint(ds: Dataset) -> str:
