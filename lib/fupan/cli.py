@@ -1,4 +1,4 @@
-"""The ``fupan`` command: review, run, validate, demo-data, rerun.
+"""The ``fupan`` command: review, run, validate, demo-data, rerun, monthly.
 
 Exit codes: 0 success; 1 failure (bad input, a failed notebook, an interrupt);
 2 wrong command-line usage; 3 success with an alert (monthly runs).
@@ -99,6 +99,30 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _month_arg(value: str) -> str:
+    from fupan.kpi import parse_month
+
+    try:
+        return parse_month(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_monthly(args: argparse.Namespace) -> int:
+    """The unattended monthly report: 0 ok, 1 failure, 3 ok with an alert (see fupan.monthly)."""
+    from fupan import monthly
+
+    if args.month and (args.first or args.last):
+        raise SystemExit(_usage("monthly", "use either --month or --from/--to, not both"))
+    return monthly.main(args.params, month=args.month, first=args.first, last=args.last, reports_dir=args.out,
+                        data=args.data, lang=args.lang, decks=args.decks, quiet=args.quiet, log_file=args.log)
+
+
+def _usage(command: str, message: str) -> int:
+    _err(f"fupan {command}: error: {message}")
+    return EXIT_USAGE
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fupan", description="复盘 fupan: the customer-relationship review workbook")
     sub = p.add_subparsers(dest="command", required=True)
@@ -147,6 +171,25 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--strict", action="store_true", help="fail when input fingerprints changed")
     sp.add_argument("--quiet", "-q", action="store_true")
     sp.set_defaults(func=cmd_rerun)
+
+    sp = sub.add_parser(
+        "monthly",
+        help="the monthly KPI report, unattended: exit 0 ok, 1 failure, 3 ok but an alert fired",
+        description="Render reports/monthly-YYYY-MM/ (as of the month end) and update reports/kpi_history.parquet. "
+        "Exit codes: 0 ok, 1 failure, 3 success with an alert (for schedulers).",
+    )
+    sp.add_argument("--month", type=_month_arg, help="YYYY-MM (default: the previous calendar month)")
+    sp.add_argument("--from", dest="first", type=_month_arg, help="backfill from this month (YYYY-MM)")
+    sp.add_argument("--to", dest="last", type=_month_arg, help="backfill to this month (default: the previous month)")
+    sp.add_argument("--decks", choices=["last", "all", "none"], default="last",
+                    help="backfill: render the deck for the last month (default), every month, or none")
+    sp.add_argument("--params", default="params/monthly.yaml", help="YAML run definition (default: %(default)s)")
+    sp.add_argument("--data", help="override data.source (folder, .duckdb file or URL)")
+    sp.add_argument("--lang", choices=["zh", "en"], help="deck language")
+    sp.add_argument("--out", help="reports folder (default: reports/); the KPI history lives there")
+    sp.add_argument("--quiet", "-q", action="store_true", help="print nothing unless an alert fired or the run failed")
+    sp.add_argument("--log", help="append timestamped progress, kernel output and errors to this file")
+    sp.set_defaults(func=cmd_monthly)
     return p
 
 
