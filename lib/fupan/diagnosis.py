@@ -9,9 +9,14 @@
   churn and renewal, ranked by the revenue at stake.
 
 Revenue at stake is defined per failure point and published on the findings slide:
-for churn and renewal it is last year's revenue of the customers lost beyond the
-benchmark or target (the excess share of the lost revenue); for tiering, touches, service
-and the lifecycle it is the trailing-year revenue of the customers the failure touches.
+
+* churn and renewal: last year's revenue of the customers lost beyond the benchmark or
+  target (the excess share of the lost revenue);
+* tiering, touches, service and the lifecycle: the trailing-year revenue of the customers
+  the failure touches today, times the *excess churn* of customers who faced the same
+  failure at the start of the review period - their churn over the period minus that of
+  the customers who did not, compared within each assigned tier (:func:`excess_churn`).
+  It is an association, not a causal effect; chapter 2 weighs the drivers.
 """
 
 from __future__ import annotations
@@ -231,6 +236,100 @@ def excess_share(rate: float, benchmark: float) -> float:
     if rate is None or not rate > 0 or np.isnan(rate):
         return 0.0
     return max(0.0, (rate - benchmark) / rate)
+
+
+def excess_churn(exposed: pd.Series, churned: pd.Series, strata: pd.Series | None = None) -> dict:
+    """Churn of the exposed minus churn of the unexposed, compared within strata.
+
+    The per-stratum differences are averaged with the exposed group's stratum sizes as
+    weights (a risk difference standardised to the exposed), so a failure concentrated in a
+    tier that churns more anyway is not blamed for that tier's churn.
+
+    Returns
+    -------
+    dict with ``exposed, exposed_churn, unexposed_churn`` (crude rates) and ``excess``
+    (standardised difference; NaN when no stratum has both groups).
+    """
+    df = pd.DataFrame(
+        {
+            "e": np.asarray(exposed, dtype=bool),
+            "c": np.asarray(churned, dtype=bool),
+            "s": "all" if strata is None else np.asarray(strata, dtype=object),
+        }
+    )
+    num = den = 0.0
+    for _, g in df.groupby("s"):
+        e, u = g[g.e], g[~g.e]
+        if len(e) and len(u):
+            num += len(e) * (e.c.mean() - u.c.mean())
+            den += len(e)
+    return {
+        "exposed": int(df.e.sum()),
+        "exposed_churn": float(df.c[df.e].mean()) if df.e.any() else np.nan,
+        "unexposed_churn": float(df.c[~df.e].mean()) if (~df.e).any() else np.nan,
+        "excess": num / den if den else np.nan,
+    }
+
+
+def failure_point(
+    key: str,
+    metric: str,
+    value: float,
+    affected_now: set[str] | pd.Series,
+    affected_then: set[str] | pd.Series,
+    at_start: pd.DataFrame,
+    revenue: pd.DataFrame,
+) -> dict:
+    """A failure-point candidate whose revenue at stake comes from excess churn.
+
+    Parameters
+    ----------
+    key, metric, value : what failed and the headline number that shows it.
+    affected_now : customers the failure touches today.
+    affected_then : customers it touched at the start of the review period.
+    at_start : :func:`fupan.outcomes.period_churn` over the review period (``customer_id,
+        tier, churned_in_period``).
+    revenue : trailing-year revenue per customer (``customer_id, revenue``).
+
+    Returns
+    -------
+    dict with ``key, metric, value, customers, revenue_exposed, excess_churn, exposed_churn,
+    unexposed_churn, revenue_at_stake`` = revenue_exposed x max(0, excess_churn) (NaN when
+    the excess cannot be estimated).
+    """
+    then = set(affected_then)
+    ex = excess_churn(at_start.customer_id.isin(then), at_start.churned_in_period, at_start.tier)
+    exposed = segment_revenue(affected_now, revenue)
+    excess = ex["excess"]
+    return {
+        "key": key,
+        "metric": metric,
+        "value": value,
+        "customers": len(set(affected_now)),
+        "revenue_exposed": exposed,
+        "excess_churn": excess,
+        "exposed_churn": ex["exposed_churn"],
+        "unexposed_churn": ex["unexposed_churn"],
+        "revenue_at_stake": exposed * max(0.0, excess) if excess == excess else np.nan,
+    }
+
+
+def loss_point(
+    key: str, metric: str, value: float, customers: int, lost: float, rate: float, benchmark: float
+) -> dict:
+    """A failure-point candidate for a loss rate against its benchmark (churn, non-renewal).
+
+    Revenue at stake = ``lost`` x the share of the loss rate above the benchmark.
+    """
+    return {
+        "key": key,
+        "metric": metric,
+        "value": value,
+        "customers": customers,
+        "revenue_exposed": lost,
+        "excess_churn": rate - benchmark,
+        "revenue_at_stake": lost * excess_share(rate, benchmark),
+    }
 
 
 def rank_failure_points(candidates: list[dict], top: int = 3) -> pd.DataFrame:

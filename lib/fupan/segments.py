@@ -506,6 +506,7 @@ class BehaviouralSegments:
     silhouettes_ : {k: silhouette score}.
     labels_ : segment per customer, 0..k-1, numbered by revenue per customer (0 = highest)
         when :meth:`fit` gets ``value``, else by KMeans order.
+    profile_ : mean standardised feature value of each segment (segments x features).
     columns_ : the feature columns used.
     scaler_, kmeans_ : the fitted scikit-learn objects.
     """
@@ -526,6 +527,7 @@ class BehaviouralSegments:
         from sklearn.cluster import KMeans
         from sklearn.metrics import silhouette_score
         from sklearn.preprocessing import StandardScaler
+        from threadpoolctl import threadpool_limits
 
         lo, hi = int(self.k_range[0]), int(self.k_range[1])
         n = len(x)
@@ -540,7 +542,9 @@ class BehaviouralSegments:
         self.silhouettes_: dict[int, float] = {}
         fits = {}
         for k in range(lo, hi + 1):
-            km = KMeans(n_clusters=k, n_init=self.n_init, random_state=self.random_state).fit(z)
+            # One thread: on a busy machine OpenMP workers spin and a small fit takes 100x longer.
+            with threadpool_limits(1):
+                km = KMeans(n_clusters=k, n_init=self.n_init, random_state=self.random_state).fit(z)
             if len(np.unique(km.labels_)) < 2:
                 continue
             self.silhouettes_[k] = float(
@@ -559,15 +563,24 @@ class BehaviouralSegments:
             rank = {i: i for i in range(self.k_)}
         self._relabel = rank
         self.labels_ = np.array([rank[v] for v in raw])
+        self.profile_ = pd.DataFrame(z, columns=self.columns_).groupby(self.labels_).mean()
         return self
 
     def predict(self, x: pd.DataFrame) -> np.ndarray:
+        from threadpoolctl import threadpool_limits
+
         z = self.scaler_.transform(x[self.columns_].to_numpy(dtype=float))
-        return np.array([self._relabel[v] for v in self.kmeans_.predict(z)])
+        with threadpool_limits(1):
+            raw = self.kmeans_.predict(z)
+        return np.array([self._relabel[v] for v in raw])
 
 
 def describe_segments(
-    features: pd.DataFrame, labels: np.ndarray, revenue: pd.Series, churned: pd.Series
+    features: pd.DataFrame,
+    labels: np.ndarray,
+    revenue: pd.Series,
+    churned: pd.Series,
+    profile: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Each segment's share of customers, of revenue, churn rate and a plain profile.
 
@@ -577,10 +590,14 @@ def describe_segments(
     labels : segment per row of ``features``.
     revenue : revenue per customer to share out (e.g. the review period's), aligned.
     churned : churned in the period (bool), aligned.
+    profile : mean standardised features per segment (:attr:`BehaviouralSegments.profile_`);
+        gives each segment its most distinctive ``trait``.
 
     ``value`` is high when the segment's median trailing-year spend is at or above the 75th
     percentile of all customers, low at or below the median; ``activity`` is active when
-    its median recency is within 90 days, cooling within a year, lapsed beyond.
+    its median recency is within 90 days, cooling within a year, lapsed beyond. ``trait``
+    is the feature other than spend whose segment mean lies furthest from the average,
+    with its direction (``frequency.hi``, ``touches.lo``...).
     """
     from fupan.outcomes import rate_with_ci
 
@@ -605,6 +622,12 @@ def describe_segments(
             "high" if med_spend >= q75 and med_spend > 0 else ("low" if med_spend <= q50 else "mid")
         )
         activity = "active" if med_rec <= 90 else ("cooling" if med_rec <= 365 else "lapsed")
+        trait = None
+        if profile is not None and seg in profile.index:
+            z = profile.loc[seg].drop(labels=["monetary"], errors="ignore")
+            if len(z):
+                name = z.abs().idxmax()
+                trait = f"{name}.{'hi' if z[name] >= 0 else 'lo'}"
         rows.append(
             {
                 "segment": int(seg),
@@ -619,6 +642,7 @@ def describe_segments(
                 "median_orders_12m": g.orders_12m.median(),
                 "value": value,
                 "activity": activity,
+                "trait": trait,
             }
         )
     return pd.DataFrame(rows).sort_values("segment").reset_index(drop=True)

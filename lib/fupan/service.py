@@ -159,22 +159,22 @@ def backlog_trend(ds: Dataset, months: int = 12) -> pd.DataFrame:
     """
     as_of = pd.Timestamp(ds.params.as_of)
     ends = sorted({*(as_of - pd.offsets.MonthEnd(i) for i in range(1, months + 1)), as_of})
-    cal = ibis.memtable({"at": [e.date() for e in ends]}).mutate(
-        cut=lambda c: c["at"].cast("timestamp") + ibis.interval(days=1)
+    cal = ibis.memtable({"date": [e.date() for e in ends]}).mutate(
+        cut=lambda c: c["date"].cast("timestamp") + ibis.interval(days=1)
     )
     t = ds["tickets"].select("ticket_id", "opened_at", "first_response_at", "resolved_at")
     j = t.cross_join(cal)
     j = j.filter(j.opened_at < j.cut)
     out = (
-        j.group_by("at")
+        j.group_by("date")
         .aggregate(
             open=(j.resolved_at.isnull() | (j.resolved_at >= j.cut)).sum(),
             unanswered=(j.first_response_at.isnull() | (j.first_response_at >= j.cut)).sum(),
         )
-        .order_by("at")
+        .order_by("date")
         .to_pandas()
     )
-    out["at"] = pd.to_datetime(out["at"])
-    out = pd.DataFrame({"at": pd.to_datetime(ends)}).merge(out, on="at", how="left").fillna(0)
+    out["date"] = pd.to_datetime(out["date"])
+    out = pd.DataFrame({"date": pd.to_datetime(ends)}).merge(out, on="date", how="left").fillna(0)
     out[["open", "unanswered"]] = out[["open", "unanswered"]].astype(int)
     return out

@@ -1,0 +1,198 @@
+"""fupan.funnel: lifecycle stages, conversion, dwell time, retention curves, revenue retention."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+import tiny
+from fupan import data as fdata
+from fupan import funnel
+from fupan import params as fparams
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+@pytest.fixture
+def ds(tmp_path):
+    data = tiny.write(tmp_path / "d")
+    d = fdata.load(fparams.load(tiny.params_file(tmp_path, data)))
+    yield d
+    d.close()
+
+
+def test_stages_by_hand(ds):
+    snap = funnel.stage_snapshots(ds, [dt.date(2025, 10, 31), dt.date(2026, 10, 31)])
+    now = snap[snap.cut == "2026-10-31"].set_index("customer_id").stage
+    # C1: 2 orders in the last year, nothing in the 180 days before the last 180 -> active.
+    # C5: ordered 2026-10-20, 1 order in the last year -> repeat. C2 recorded, C3/C4 dormant.
+    assert now.to_dict() == {
+        "C1": "active",
+        "C2": "churned",
+        "C3": "churned",
+        "C4": "churned",
+        "C5": "repeat",
+    }
+    then = snap[snap.cut == "2025-10-31"].set_index("customer_id").stage
+    # a year earlier C1 had not ordered since 2024-06-01: lost by dormancy (won back later)
+    # C5 had one order, 242 days before: at risk outranks first deal
+    assert then["C1"] == "churned" and then["C5"] == "at_risk"
+    counts = funnel.funnel_counts(now)
+    assert counts.stage.tolist() == list(funnel.STAGES)
+    assert counts.customers.sum() == 5 and counts.share.sum() == pytest.approx(1.0)
+
+
+def test_declining_and_at_risk(tmp_path):
+    orders = pd.DataFrame(
+        {
+            "order_id": ["a1", "a2", "a3", "b1", "b2"],
+            "customer_id": ["C1", "C1", "C1", "C5", "C5"],
+            # C1 spent 100k in the older half-year and 10k in the newer one; C5 went quiet 200 days ago
+            "order_date": ["2025-12-01", "2026-01-10", "2026-09-01", "2025-03-03", "2026-04-14"],
+            "amount": [60_000.0, 40_000.0, 10_000.0, 5_000.0, 5_000.0],
+            "category": ["x"] * 5,
+        }
+    )
+    data = tiny.write(tmp_path / "d", orders=orders, drop=("churn_events",))
+    d = fdata.load(fparams.load(tiny.params_file(tmp_path, data)))
+    snap = funnel.stage_snapshots(d, [dt.date(2026, 10, 31)]).set_index("customer_id").stage
+    assert snap["C1"] == "declining" and snap["C5"] == "at_risk"
+    d.close()
+
+
+def _snapshot_frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "churned": rng.random(n) < 0.3,
+            "days_since_order": rng.integers(0, 400, n),
+            "orders_total": rng.integers(0, 6, n),
+            "spend_recent": rng.choice([0.0, 10.0, 50.0, 100.0], n),
+            "spend_before": rng.choice([0.0, 10.0, 100.0, 200.0], n),
+            "orders_year": rng.integers(0, 5, n),
+        }
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000))
+def test_stage_rules_are_mutually_exclusive(seed):
+    p = fparams.Params.model_validate({"as_of": "2026-10-31", "data": {"source": "."}})
+    frame = _snapshot_frame(np.random.default_rng(seed), 200)
+    hits = sum(rule.predicate(frame).astype(int) for rule in funnel.stage_rules(p))
+    assert (hits == 1).all()
+
+
+def _snaps(rows: list[tuple[str, str, str, int]]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=["customer_id", "cut", "stage", "orders_total"])
+    df["cut"] = pd.to_datetime(df.cut)
+    return df
+
+
+def test_conversion_rules():
+    rows = []
+    months = ["2025-10-31", "2025-11-30", "2025-12-31"]
+    paths = {
+        "f1": (["first_deal", "first_deal", "repeat"], [1, 1, 2]),  # ordered again: moved on
+        "f2": (["first_deal", "first_deal", "at_risk"], [1, 1, 1]),  # never ordered again
+        "r1": (
+            ["repeat", "active", "declining"],
+            [2, 3, 3],
+        ),  # became active (then dipped): moved on
+        "a1": (["active", "declining", "active"], [5, 5, 6]),  # a dip it recovered from: no slide
+        "a2": (["active", "active", "at_risk"], [5, 5, 5]),  # slid
+        "d1": (["declining", "churned", "churned"], [3, 3, 3]),
+        "k1": (["at_risk", "at_risk", "at_risk"], [2, 2, 2]),
+    }
+    for cid, (stages, orders) in paths.items():
+        rows += [(cid, m, s, o) for m, s, o in zip(months, stages, orders, strict=True)]
+    conv = funnel.conversion(_snaps(rows), dt.date(2025, 10, 31), dt.date(2025, 12, 31)).set_index(
+        "stage"
+    )
+    assert conv.cohort.to_dict() == {
+        "first_deal": 2,
+        "repeat": 1,
+        "active": 2,
+        "declining": 1,
+        "at_risk": 1,
+    }
+    assert conv.moved.to_dict() == {
+        "first_deal": 1,
+        "repeat": 1,
+        "active": 1,
+        "declining": 1,
+        "at_risk": 0,
+    }
+    assert conv.lost.to_dict() == {
+        "first_deal": 1,
+        "repeat": 0,
+        "active": 1,
+        "declining": 1,
+        "at_risk": 0,
+    }
+    brk = funnel.biggest_break(conv.reset_index())
+    assert brk.stage == "first_deal"  # ties go to the earliest step
+
+
+def test_dwell_time_from_monthly_transitions():
+    months = pd.date_range("2025-01-31", periods=7, freq="ME").strftime("%Y-%m-%d")
+    rows = [("x", m, "active" if i < 4 else "declining", 3) for i, m in enumerate(months)]
+    rows += [("y", m, "active", 3) for m in months]
+    rows += [("z", "2025-07-15", "churned", 3)]  # not a month end: ignored
+    dw = funnel.dwell_time(_snaps(rows)).set_index("stage")
+    # active: x stays 3 times and leaves once, y stays 6 times -> p_stay 9/10 -> 10 months
+    assert dw.loc["active", "transitions"] == 10
+    assert dw.loc["active", "p_stay"] == pytest.approx(0.9)
+    assert dw.loc["active", "months"] == pytest.approx(10.0)
+    assert (
+        dw.loc["declining", "months"] != dw.loc["declining", "months"]
+    )  # always stayed: no estimate
+    assert np.isnan(dw.loc["churned", "days"])
+
+
+def test_snapshot_dates():
+    cuts = funnel.snapshot_dates(dt.date(2026, 10, 31), 3)
+    assert cuts == [
+        dt.date(2026, 7, 31),
+        dt.date(2026, 8, 31),
+        dt.date(2026, 9, 30),
+        dt.date(2026, 10, 31),
+    ]
+    assert funnel.snapshot_dates(dt.date(2026, 10, 15), 1) == [
+        dt.date(2026, 9, 30),
+        dt.date(2026, 10, 15),
+    ]
+
+
+def test_retention_curves(ds):
+    r = funnel.retention_curves(ds, quarters=8)
+    c1 = r[r.cohort == "2023-01-01"].set_index("k").retention
+    # C1 (acquired 2023-01-10) ordered in 2023Q1 (k=0) and 2024Q2 (k=5)
+    assert c1[0] == 1.0 and c1[5] == 1.0 and c1.drop([0, 5]).eq(0).all()
+    c5 = r[r.cohort == "2025-01-01"]
+    assert c5.k.max() == 6  # 2025Q1 + 6 quarters = 2026Q3, the last quarter ended by as_of
+    assert funnel.cohort_label(pd.Timestamp("2025-07-01")) == "2025Q3"
+    assert (
+        r.cohort.nunique() == 5 and funnel.retention_curves(ds, 8, cohorts=2).cohort.nunique() == 2
+    )
+
+
+def test_revenue_retention():
+    f = pd.DataFrame(
+        {
+            "customer_id": list("abcde"),
+            "acquired_at": pd.to_datetime(
+                ["2023-03-01", "2023-06-01", "2024-01-01", "2024-10-01", "2025-02-01"]
+            ),
+            "spend_12m": [150.0, 0.0, 50.0, 100.0, 500.0],
+            "spend_prior_12m": [100.0, 100.0, 100.0, 0.0, 100.0],
+        }
+    )
+    rr = funnel.revenue_retention(f, "2026-10-31").set_index("cohort")
+    # base: acquired before 2024-11-01 with prior revenue -> a, b, c (e is too new, d had none)
+    assert rr.loc["all", "customers"] == 3 and rr.loc["all", "base_revenue"] == 300
+    assert rr.loc["all", "nrr"] == pytest.approx(200 / 300)
+    assert rr.loc["all", "grr"] == pytest.approx((100 + 0 + 50) / 300)
+    assert rr.loc[2023, "nrr"] == pytest.approx(150 / 200)
+    assert rr.loc[2024, "grr"] == pytest.approx(0.5)
