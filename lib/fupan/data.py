@@ -231,7 +231,7 @@ def _stage_raw_file(
         src = con.read_parquet(str(path), table_name=f"src_{table.name}")
         cols = {_normalise_header(c): src[c].cast("string") for c in src.columns}
         expr = src.select(**cols).mutate(_row=ibis.row_number() + 1)
-        con.create_table(raw_name, expr, overwrite=True)
+        con.create_view(raw_name, expr, overwrite=True)
         return _RawTable(table.name, str(path), 0)
     # CSV / TXT
     codec = detect_encoding(path, params.data.encoding)
@@ -264,7 +264,7 @@ def _stage_raw_file(
         )
         cols = {_normalise_header(c): src[c] for c in src.columns}
         expr = src.select(**cols).mutate(_row=ibis.row_number() + 2 + skip)
-        con.create_table(raw_name, expr, overwrite=True)
+        con.create_view(raw_name, expr, overwrite=True)
     except Exception as exc:  # noqa: BLE001 - DuckDB raises many kinds; report them all the same way
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         detail = "; ".join(ln for ln in lines[:3])
@@ -392,11 +392,15 @@ def _map_columns(
     return out
 
 
-def _check_and_type(con: Any, table: Table, params: Params, report: ValidationReport) -> bool:
+def _check_and_type(con: Any, table: Table, params: Params, report: ValidationReport) -> str:
+    """Type one staged table and check it; returns "ok", "failed" or "empty".
+
+    The typed table is the single materialisation of the source: every check reads it.
+    """
     raw = con.table(f"raw_{table.name}")
     mapping = _map_columns(raw.columns, table, params, report)
     if mapping is None:
-        return False
+        return "failed"
     value_maps = params.data.values.get(table.name, {})
     typed_cols: dict[str, ir.Value] = {"_row": raw["_row"]}
     raw_cols: dict[str, ir.Value] = {}
@@ -471,6 +475,8 @@ def _check_and_type(con: Any, table: Table, params: Params, report: ValidationRe
     aggs = {f"c{i}": c[2].cast("int64").sum() for i, c in enumerate(checks)}
     counts = t.aggregate(rows=t.count(), **aggs).to_pyarrow().to_pylist()[0]
     n_rows = int(counts["rows"])
+    if n_rows == 0:
+        return "empty"
     ok = True
     for i, (col_name, check, pred, what, fix, ex_cols) in enumerate(checks):
         n_bad = int(counts[f"c{i}"] or 0)
@@ -503,7 +509,7 @@ def _check_and_type(con: Any, table: Table, params: Params, report: ValidationRe
                 examples=_examples(t, t[table.key].isin(keys), [table.key]),
             )
     report.profile[table.name] = {"rows": n_rows, "columns": sorted(mapping)}
-    return ok
+    return "ok" if ok else "failed"
 
 
 def _clean_tables(con: Any, params: Params, report: ValidationReport) -> None:
@@ -749,8 +755,8 @@ def load(
                 else:
                     report.missing_optional.append(name)
         for name in list(staged):
-            n = int(con.table(f"raw_{name}").count().to_pyarrow().as_py())
-            if n == 0:
+            outcome = _check_and_type(con, TABLES[name], params, report)
+            if outcome == "empty":
                 sev = "error" if TABLES[name].required else "warning"
                 report.add(
                     sev,
@@ -765,7 +771,7 @@ def load(
                 if sev == "warning":
                     report.missing_optional.append(name)
                 continue
-            if _check_and_type(con, TABLES[name], params, report):
+            if outcome == "ok":
                 report.present.append(name)
         if "customers" in report.present:
             _clean_tables(con, params, report)
