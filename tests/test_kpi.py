@@ -589,6 +589,23 @@ def _steady(
         orders = orders[(orders.order_date <= thin_after) | (orders.customer_id == "S00")]
     orders.insert(0, "order_id", [f"O{i}" for i in range(len(orders))])
     orders["amount"] = 10.0
+    # one refund, as real order logs have (it also gives the data-check chapter a finding)
+    orders = pd.concat(
+        [
+            orders,
+            pd.DataFrame(
+                [
+                    {
+                        "order_id": "R1",
+                        "customer_id": "S00",
+                        "order_date": "2025-06-01",
+                        "amount": -5.0,
+                    }
+                ]
+            ),
+        ],
+        ignore_index=True,
+    )
     data = tmp_path / f"steady-{cut}-{as_of}-{thin_after}"
     data.mkdir()
     customers.to_csv(data / "customers.csv", index=False)

@@ -103,7 +103,9 @@ class RunLog:
         try:
             os.dup2(target.fileno(), 1)
             os.dup2(target.fileno(), 2)
-            yield
+            # Python-level streams too (they need not be fds 1 and 2, e.g. under a test runner)
+            with contextlib.redirect_stdout(target), contextlib.redirect_stderr(target):
+                yield
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
