@@ -235,7 +235,7 @@ class ChurnParams(_Model):
     max_model_customers: int = Field(
         20_000, gt=0, description="models fit on snapshots of at most this many customers (a seeded sample)"
     )
-    permutation_rows: int = Field(20_000, gt=0, description="rows used for permutation importance")
+    permutation_rows: int = Field(10_000, gt=0, description="later-period rows used for permutation importance")
     bootstrap: int = Field(200, ge=20, description="cluster-bootstrap replicates for AUC and precision intervals")
     exclude_features: list[str] = Field(default_factory=list, description="features never used by the models")
     definitional_features: list[str] | None = Field(

@@ -1,0 +1,163 @@
+"""The at-risk list for account managers: who, how healthy, which band, and why in words.
+
+Used by chapter 2 (the annual review) and chapter 5 (the monthly report). Each live
+customer is scored with the learned health model (:class:`fupan.health.LearnedHealth`) on
+features as of the run's date; the three groups of metrics that add the most churn risk
+become the customer's reasons, written out with the customer's own values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fupan import features as F
+from fupan import health, i18n, outcomes
+from fupan.data import Dataset
+
+COLUMNS = [
+    "customer_id",
+    "customer_name",
+    "account_manager",
+    "tier",
+    "score",
+    "band",
+    "churn_probability",
+    "reasons",
+]
+
+
+def train(ds: Dataset, months: int | None = None) -> health.LearnedHealth:
+    """Fit the learned health model on every labelled monthly snapshot of ``ds``."""
+    p = ds.params
+    dates = F.snapshot_dates(p.as_of, months or p.churn.snapshot_months, p.churn.horizon_days)
+    snap = F.snapshots(
+        ds, dates, p.churn.horizon_days, max_customers=p.churn.max_model_customers, seed=p.seed
+    )
+    snap = snap[snap.label_complete]
+    return health.fit_health_model(snap, p)
+
+
+def _format_value(name: str, value: Any, lang: str, fmt: i18n.Fmt) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return i18n.t("churn.value.missing", lang)
+    unit = F.feature(name).unit
+    if unit == "days":
+        return fmt.days(float(value), 0)
+    if unit == "weeks":
+        return i18n.t("churn.value.weeks", lang, n=f"{float(value):.0f}")
+    if unit == "ratio" and name.endswith("_qoq"):
+        return f"{100 * float(value):+.0f}%"
+    if unit == "ratio":
+        return fmt.num(float(value), 1)
+    if unit == "count":
+        return fmt.int(float(value))
+    if unit == "currency":
+        return fmt.money(float(value))
+    if unit == "flag":
+        return i18n.t("churn.value.yes" if float(value) >= 0.5 else "churn.value.no", lang)
+    if unit == "category":
+        return str(value)
+    return fmt.num(float(value), 1)
+
+
+def feature_label(name: str, lang: str) -> str:
+    """A feature's display name (``feat.<name>``; generic for unknown survey dimensions)."""
+    try:
+        return i18n.t(f"feat.{name}", lang)
+    except i18n.MissingLabelError:
+        if name.startswith(F.DIM_PREFIX):
+            return i18n.t("feat.dim_generic", lang, name=name.removeprefix(F.DIM_PREFIX))
+        raise
+
+
+def reasons_in_words(
+    model: health.LearnedHealth,
+    df: pd.DataFrame,
+    lang: str,
+    fmt: i18n.Fmt,
+    k: int = 3,
+    tier_label: Any = None,
+) -> list[str]:
+    """The ``k`` metric groups adding the most churn risk per row, as "label: value" text."""
+    contrib = model.contributions(df)
+    out = []
+    for i, (_, row) in enumerate(contrib.iterrows()):
+        top = row[row > 0].sort_values(ascending=False).head(k)
+        parts = []
+        for f in top.index:
+            value = df[f].iloc[i] if f in df.columns else None
+            if f == "tier" and tier_label is not None and value is not None:
+                text = tier_label(value)
+            else:
+                text = _format_value(f, value, lang, fmt)
+            parts.append(f"{feature_label(f, lang)}: {text}")
+        out.append("; ".join(parts))
+    return out
+
+
+def at_risk_list(
+    ds: Dataset,
+    as_of: str | dt.date | pd.Timestamp | None = None,
+    model: health.LearnedHealth | None = None,
+    bands: tuple[str, ...] = ("red",),
+    lang: str | None = None,
+    top_reasons: int = 3,
+) -> pd.DataFrame:
+    """Live customers in the given health bands, riskiest first, with reasons in words.
+
+    Parameters
+    ----------
+    ds : the dataset.
+    as_of : scoring date (default: the run's ``as_of``); features use events before it.
+    model : a fitted :class:`fupan.health.LearnedHealth` with bands set (default: trained
+        on the dataset's monthly snapshots with :func:`train`).
+    bands : which bands to list (``("red", "amber", "green")`` lists everyone).
+    lang : language of the reasons (default: the params').
+    top_reasons : reasons per customer.
+
+    Returns
+    -------
+    DataFrame ``customer_id, customer_name, account_manager, tier, score`` (0-100, higher
+    is healthier), ``band, churn_probability`` (within the horizon), ``reasons``.
+    """
+    p = ds.params
+    day = pd.Timestamp(as_of if as_of is not None else p.as_of).normalize()
+    lang = lang or p.lang
+    model = model if model is not None else train(ds)
+    status = outcomes.churn_status(ds, (day - pd.Timedelta(days=1)).date())
+    live = set(status.customer_id[status.churned_at.isna()])
+    names = [n for n in F.available(ds)]
+    feats = F.customer_features(ds, day, names)
+    feats = feats[feats.customer_id.isin(live)].reset_index(drop=True)
+    if feats.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    score = model.health(feats)
+    band = health.band(score, model.thresholds_)
+    keep = np.isin(band, list(bands))
+    feats, score, band = feats[keep].reset_index(drop=True), score[keep], band[keep]
+    prob = model.predict_proba(feats) if len(feats) else np.array([])
+    c = ds["customers"]
+    info_cols = [x for x in ("customer_name", "account_manager", "tier") if x in c.columns]
+    info = c.select("customer_id", *info_cols).to_pandas().set_index("customer_id")
+    out = pd.DataFrame({"customer_id": feats.customer_id})
+    for col in ("customer_name", "account_manager", "tier"):
+        out[col] = out.customer_id.map(info[col]) if col in info.columns else None
+    out["score"] = score
+    out["band"] = band
+    out["churn_probability"] = prob
+    fmt = i18n.Fmt(lang, p.format.currency_symbol, p.format.thousands, p.format.decimals)
+
+    def tier_label(tier: str) -> str:
+        return p.tiers.labels.get(tier, {}).get(lang, tier)
+
+    out["reasons"] = (
+        reasons_in_words(model, feats, lang, fmt, top_reasons, tier_label=tier_label)
+        if len(feats)
+        else []
+    )
+    out = out.sort_values(["score", "customer_id"], kind="stable").reset_index(drop=True)
+    return out[COLUMNS]

@@ -1,0 +1,759 @@
+"""Why customers leave: churn drivers by three methods, compared in standard-deviation units.
+
+Three models are fitted on the *earlier* snapshots (:func:`fupan.features.snapshots`) and
+judged on the later ones:
+
+* a logistic regression (statsmodels) of the H-day churn label: odds ratios per SD with
+  95% confidence intervals, standard errors clustered by customer (a customer appears in
+  many monthly snapshots, so rows are not independent);
+* a Cox proportional-hazards model (statsmodels ``PHReg``) on the same snapshots as
+  time-varying covariates in counting-process form (each snapshot opens an interval that
+  runs to the next snapshot or to churn): hazard ratios per SD, robust standard errors;
+* a gradient-boosted classifier (scikit-learn) with permutation importance (drop in AUC)
+  on the later period.
+
+Metrics that move together (|Spearman rho| above ``group_correlation``) are grouped and
+each group enters the models through one representative, the member most associated with
+churn on the training snapshots; otherwise correlated metrics split one effect between them
+and rankings become arbitrary. A feature's importance in a linear model is the standard
+deviation of its contribution to the linear predictor (|coefficient| for a standardised
+numeric feature; for a categorical one, the SD of its dummies' joint contribution), so
+numeric and categorical features rank on one scale. Features that are part of the churn
+definition (e.g. recency under a dormancy rule) are kept in the models as adjustments but
+never ranked as drivers.
+
+Kaplan-Meier survival by group (with a log-rank test) lives here too.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.cluster import hierarchy
+from scipy.spatial.distance import squareform
+from sklearn.metrics import roc_auc_score
+from threadpoolctl import threadpool_limits
+
+from fupan import features as F
+
+METHODS = ("logit", "cox", "gbm")
+_T = TypeVar("_T", bound=Callable[..., Any])
+
+
+def single_threaded(fn: _T) -> _T:
+    """Run ``fn`` with one BLAS/OpenMP thread.
+
+    These fits are small; on a machine shared by several processes, thread
+    oversubscription made them ten times slower, and one thread keeps results bit-stable.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with threadpool_limits(limits=1):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+_MISSING_LEVEL = "(missing)"
+_OTHER_LEVEL = "(other)"
+
+
+def definitional_features(params: Any) -> list[str]:
+    """Features that are part of the churn definition for this business model."""
+    chosen = params.churn.definitional_features
+    if chosen is not None:
+        return list(chosen)
+    if params.business_model == "contractual":
+        return ["days_to_renewal"]
+    return ["recency_days", "order_gap_ratio"]
+
+
+def model_features(available: Sequence[str], params: Any) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) features the models use: available minus ``exclude_features``."""
+    excluded = set(params.churn.exclude_features)
+    names = [n for n in available if n not in excluded]
+    kinds = F.kinds(names)
+    return (
+        [n for n in names if kinds[n] != "categorical"],
+        [n for n in names if kinds[n] == "categorical"],
+    )
+
+
+def open_rows(snap: pd.DataFrame, params: Any) -> pd.Series:
+    """Snapshot rows whose outcome is still open, not already implied by the churn definition.
+
+    Under a dormancy rule (non-contractual) a customer whose last order is more than
+    ``dormancy_days - horizon_days`` days old churns within the horizon unless they order
+    again: the label is then mostly the rule itself. Drivers are estimated on the other
+    rows, where churn within the horizon is a customer's decision. Contractual data keeps
+    every row (renewal timing is adjusted for through ``days_to_renewal``).
+    """
+    if params.business_model == "contractual" or "recency_days" not in snap.columns:
+        return pd.Series(True, index=snap.index)
+    limit = params.churn_definition.dormancy_days - params.churn.horizon_days
+    return snap.recency_days.astype(float) <= limit
+
+
+def driver_rows(snap: pd.DataFrame, status: pd.DataFrame, params: Any) -> tuple[pd.Series, dict]:
+    """The snapshot rows the driver models are fitted on, and what was left out.
+
+    When the data records churn (``churn_events``), customers whose churn is only inferred
+    from dormancy are left out: the rule dates their churn a year after they stopped
+    buying, so their snapshots in between look like live customers showing every sign of
+    having left, and would teach the models that those signs mean staying. Without any
+    recorded churn, every customer is kept and only :func:`open_rows` are used.
+
+    Parameters
+    ----------
+    snap : snapshot frame.
+    status : :func:`fupan.outcomes.churn_status` at the dataset's as-of date.
+
+    Returns
+    -------
+    (boolean mask over ``snap``, {"inferred_churners_left_out": n, "open_rows_only": bool})
+    """
+    recorded = (status.source == "recorded").any()
+    if recorded:
+        inferred = set(status.customer_id[status.source == "dormancy"])
+        mask = ~snap.customer_id.isin(inferred)
+        return mask, {"inferred_churners_left_out": len(inferred), "open_rows_only": False}
+    return open_rows(snap, params), {"inferred_churners_left_out": 0, "open_rows_only": True}
+
+
+def auc(y: np.ndarray, risk: np.ndarray) -> float:
+    """Area under the ROC curve of ``risk`` for binary ``y`` (NaN when y has one class)."""
+    y = np.asarray(y, dtype=bool)
+    if y.all() or not y.any():
+        return float("nan")
+    return float(roc_auc_score(y, np.asarray(risk, dtype=float)))
+
+
+# --------------------------------------------------------------------------------------
+# Design matrix
+
+
+class Design:
+    """Impute, winsorise, standardise numeric features; one-hot and standardise categoricals.
+
+    Parameters
+    ----------
+    numeric, categorical : feature names.
+    winsor : lower and upper quantiles numeric features are clipped to (heavy tails such as
+        spend would otherwise dominate an SD).
+    min_level_share : categorical levels rarer than this are pooled into one level.
+
+    Attributes
+    ----------
+    columns_ : design column names (numeric names, then ``feature=level`` dummies).
+    feature_of_ : design column -> feature.
+    numeric_, categorical_ : the features kept (constant ones are dropped).
+    reference_ : categorical feature -> its reference (most frequent) level.
+    """
+
+    def __init__(
+        self,
+        numeric: Sequence[str],
+        categorical: Sequence[str] = (),
+        winsor: tuple[float, float] = (0.01, 0.99),
+        min_level_share: float = 0.01,
+    ):
+        self.numeric = list(numeric)
+        self.categorical = list(categorical)
+        self.winsor = winsor
+        self.min_level_share = min_level_share
+
+    def _clean_numeric(self, df: pd.DataFrame) -> pd.DataFrame:
+        out = {}
+        for n in self.numeric_:
+            v = pd.to_numeric(df[n], errors="coerce").astype(float)
+            out[n] = v.clip(self.lo_[n], self.hi_[n]).fillna(self.median_[n])
+        return pd.DataFrame(out, index=df.index)
+
+    def _levels(self, df: pd.DataFrame, n: str) -> pd.Series:
+        v = df[n].astype(object).where(df[n].notna(), _MISSING_LEVEL).astype(str)
+        return v.where(v.isin(self.levels_[n]), _OTHER_LEVEL)
+
+    def fit(self, df: pd.DataFrame) -> Design:
+        self.lo_, self.hi_, self.median_ = {}, {}, {}
+        self.numeric_ = []
+        for n in self.numeric:
+            v = pd.to_numeric(df[n], errors="coerce").astype(float)
+            if v.notna().sum() == 0:
+                continue
+            lo, hi = np.nanquantile(v, self.winsor)
+            if not hi > lo:
+                # A feature that is almost always one value still varies; keep its real range.
+                lo, hi = np.nanmin(v), np.nanmax(v)
+            if not hi > lo:
+                continue
+            self.lo_[n], self.hi_[n] = float(lo), float(hi)
+            self.median_[n] = float(np.nanmedian(v.clip(lo, hi)))
+            self.numeric_.append(n)
+        self.levels_, self.reference_ = {}, {}
+        self.categorical_ = []
+        for n in self.categorical:
+            v = df[n].astype(object).where(df[n].notna(), _MISSING_LEVEL).astype(str)
+            share = v.value_counts(normalize=True)
+            keep = share[share >= self.min_level_share].index.tolist()
+            if len(keep) < len(share):
+                keep.append(_OTHER_LEVEL)
+            if len(keep) < 2:
+                continue
+            self.levels_[n] = keep
+            self.categorical_.append(n)
+            counts = v.where(v.isin(keep), _OTHER_LEVEL).value_counts()
+            self.reference_[n] = str(counts.sort_values(ascending=False, kind="stable").index[0])
+        raw = self._raw(df)
+        self.mean_ = raw.mean()
+        self.sd_ = raw.std(ddof=0).replace(0.0, np.nan)
+        keep_cols = [c for c in raw.columns if np.isfinite(self.sd_[c])]
+        self.columns_ = keep_cols
+        self.feature_of_ = {c: c.split("=", 1)[0] for c in keep_cols}
+        return self
+
+    def _raw(self, df: pd.DataFrame) -> pd.DataFrame:
+        parts = [self._clean_numeric(df)]
+        for n in self.categorical_:
+            lev = self._levels(df, n)
+            dummies = {
+                f"{n}={L}": (lev == L).astype(float)
+                for L in self.levels_[n]
+                if L != self.reference_[n]
+            }
+            parts.append(pd.DataFrame(dummies, index=df.index))
+        return pd.concat(parts, axis=1)
+
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Standardised design matrix (mean 0, SD 1 on the fitting data)."""
+        raw = self._raw(df)
+        return (raw[self.columns_] - self.mean_[self.columns_]) / self.sd_[self.columns_]
+
+    def fit_transform(self, df: pd.DataFrame) -> pd.DataFrame:
+        return self.fit(df).transform(df)
+
+    def features(self) -> list[str]:
+        seen: list[str] = []
+        for c in self.columns_:
+            f = self.feature_of_[c]
+            if f not in seen:
+                seen.append(f)
+        return seen
+
+
+def correlated_groups(
+    Z: pd.DataFrame, threshold: float, max_rows: int = 50_000, random_state: int = 0
+) -> list[list[str]]:
+    """Group columns whose |Spearman rho| exceeds ``threshold`` (average-linkage clustering).
+
+    Returns
+    -------
+    list of groups (lists of column names, in the order of ``Z``'s columns); singletons
+    included.
+    """
+    cols = list(Z.columns)
+    if len(cols) < 2:
+        return [cols] if cols else []
+    sample = (
+        Z.sample(n=min(max_rows, len(Z)), random_state=random_state) if len(Z) > max_rows else Z
+    )
+    rho = sample.rank().corr().abs().fillna(0.0).to_numpy().copy()
+    np.fill_diagonal(rho, 1.0)
+    dist = np.clip(1.0 - rho, 0.0, None)
+    tree = hierarchy.linkage(squareform(dist, checks=False), method="average")
+    labels = hierarchy.fcluster(tree, t=1.0 - threshold, criterion="distance")
+    groups: dict[int, list[str]] = {}
+    for c, lab in zip(cols, labels, strict=True):
+        groups.setdefault(int(lab), []).append(c)
+    order = {c: i for i, c in enumerate(cols)}
+    return sorted(groups.values(), key=lambda g: order[g[0]])
+
+
+def representatives(
+    groups: list[list[str]], Z: pd.DataFrame, y: np.ndarray
+) -> dict[str, list[str]]:
+    """One member per group: the one whose univariate AUC is furthest from 0.5.
+
+    Returns
+    -------
+    representative -> all members of its group (itself first).
+    """
+    out: dict[str, list[str]] = {}
+    for g in groups:
+        if len(g) == 1:
+            out[g[0]] = list(g)
+            continue
+        strength = {c: abs(auc(y, Z[c].to_numpy()) - 0.5) for c in g}
+        best = max(g, key=lambda c: (strength[c], -g.index(c)))
+        out[best] = [best, *[c for c in g if c != best]]
+    return out
+
+
+def _feature_importance(coef: pd.Series, Z: pd.DataFrame, feature_of: dict[str, str]) -> pd.Series:
+    """SD of each feature's contribution to the linear predictor."""
+    out = {}
+    for f in dict.fromkeys(feature_of[c] for c in coef.index):
+        cols = [c for c in coef.index if feature_of[c] == f]
+        contrib = Z[cols].to_numpy() @ coef[cols].to_numpy()
+        out[f] = float(np.std(contrib))
+    return pd.Series(out)
+
+
+def _signed_direction(coef: pd.Series, feature_of: dict[str, str]) -> pd.Series:
+    out = {}
+    for f in dict.fromkeys(feature_of[c] for c in coef.index):
+        cols = [c for c in coef.index if feature_of[c] == f]
+        out[f] = float(np.sign(coef[cols].iloc[0])) if len(cols) == 1 else 0.0
+    return pd.Series(out)
+
+
+def _codes(ids: Sequence[Any]) -> np.ndarray:
+    return pd.factorize(pd.Series(ids))[0]
+
+
+@single_threaded
+def fit_logit(Z: pd.DataFrame, y: np.ndarray, clusters: Sequence[Any]) -> pd.DataFrame:
+    """Logistic regression on standardised columns; odds ratios per SD, clustered 95% CI.
+
+    Returns
+    -------
+    DataFrame indexed by design column: ``coef, se, odds_ratio, or_low, or_high, p``.
+    """
+    import statsmodels.api as sm
+
+    X = sm.add_constant(Z.to_numpy(), has_constant="add")
+    model = sm.Logit(np.asarray(y, dtype=float), X)
+    res = model.fit(
+        disp=0,
+        maxiter=200,
+        method="newton",
+        cov_type="cluster",
+        cov_kwds={"groups": _codes(clusters)},
+    )
+    coef = pd.Series(res.params[1:], index=Z.columns)
+    se = pd.Series(res.bse[1:], index=Z.columns)
+    z = stats.norm.ppf(0.975)
+    return pd.DataFrame(
+        {
+            "coef": coef,
+            "se": se,
+            "odds_ratio": np.exp(coef),
+            "or_low": np.exp(coef - z * se),
+            "or_high": np.exp(coef + z * se),
+            "p": pd.Series(res.pvalues[1:], index=Z.columns),
+        }
+    ).assign(intercept=float(res.params[0]))
+
+
+def counting_process(snap: pd.DataFrame, step_days: int | None = None) -> pd.DataFrame:
+    """Entry, exit and event per snapshot row, for a Cox model with time-varying covariates.
+
+    Each snapshot opens an interval ``[s, next snapshot)`` (or ``[s, s + step_days)``), ended
+    early by churn on day ``d`` (exit ``d + 1``, event 1). Times are days since the first
+    snapshot.
+    """
+    dates = np.sort(snap.snapshot_date.unique())
+    nxt = pd.Series(list(dates[1:]) + [pd.NaT], index=dates)
+    if step_days is None:
+        step_days = (
+            int(np.median(np.diff(dates)).astype("timedelta64[D]").astype(int))
+            if len(dates) > 1
+            else 30
+        )
+    s = pd.to_datetime(snap.snapshot_date)
+    end = pd.to_datetime(nxt.reindex(snap.snapshot_date.to_numpy()).to_numpy())
+    end = pd.Series(end, index=snap.index).fillna(s + pd.Timedelta(days=step_days))
+    churn = pd.to_datetime(snap.label_churned_at)
+    event = churn.notna() & (churn < end)
+    exit_ = end.where(~event, churn + pd.Timedelta(days=1))
+    origin = s.min()
+    return pd.DataFrame(
+        {
+            "entry": (s - origin).dt.days.astype(float),
+            "exit": (exit_ - origin).dt.days.astype(float),
+            "event": event.astype(int),
+        },
+        index=snap.index,
+    )
+
+
+@single_threaded
+def fit_cox(Z: pd.DataFrame, cp: pd.DataFrame, clusters: Sequence[Any]) -> pd.DataFrame:
+    """Cox PH (Breslow ties) with delayed entry; hazard ratios per SD with robust 95% CI.
+
+    Returns
+    -------
+    DataFrame indexed by design column: ``coef, se, hazard_ratio, hr_low, hr_high, p``.
+    """
+    from statsmodels.duration.hazard_regression import PHReg
+
+    model = PHReg(
+        cp["exit"].to_numpy(),
+        Z.to_numpy(),
+        status=cp["event"].to_numpy(),
+        entry=cp["entry"].to_numpy(),
+        ties="breslow",
+    )
+    res = model.fit(groups=_codes(clusters))
+    coef = pd.Series(res.params, index=Z.columns)
+    se = pd.Series(res.bse, index=Z.columns)
+    z = stats.norm.ppf(0.975)
+    return pd.DataFrame(
+        {
+            "coef": coef,
+            "se": se,
+            "hazard_ratio": np.exp(coef),
+            "hr_low": np.exp(coef - z * se),
+            "hr_high": np.exp(coef + z * se),
+            "p": pd.Series(res.pvalues, index=Z.columns),
+        }
+    )
+
+
+def _gbm_frame(
+    df: pd.DataFrame, numeric: list[str], categorical: list[str], categories: dict[str, list[str]]
+) -> pd.DataFrame:
+    out = {n: pd.to_numeric(df[n], errors="coerce").astype(float) for n in numeric}
+    for n in categorical:
+        v = df[n].astype(object).where(df[n].notna(), _MISSING_LEVEL).astype(str)
+        out[n] = pd.Categorical(v, categories=categories[n])
+    return pd.DataFrame(out, index=df.index)
+
+
+@single_threaded
+def fit_gbm(
+    train: pd.DataFrame,
+    y_train: np.ndarray,
+    test: pd.DataFrame,
+    y_test: np.ndarray,
+    numeric: list[str],
+    categorical: list[str],
+    permutation_rows: int = 20_000,
+    n_repeats: int = 5,
+    random_state: int = 0,
+) -> tuple[pd.Series, pd.Series, float, int]:
+    """Gradient-boosted trees; permutation importance (AUC drop) on the later period.
+
+    Returns
+    -------
+    (importance mean, importance SD, test AUC, rows used for the importance).
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    cats = {
+        n: sorted(
+            train[n]
+            .astype(object)
+            .where(train[n].notna(), _MISSING_LEVEL)
+            .astype(str)
+            .unique()
+            .tolist()
+        )
+        for n in categorical
+    }
+    Xtr = _gbm_frame(train, numeric, categorical, cats)
+    Xte = _gbm_frame(test, numeric, categorical, cats)
+    est = HistGradientBoostingClassifier(
+        learning_rate=0.05,
+        max_iter=300,
+        max_leaf_nodes=15,
+        min_samples_leaf=40,
+        l2_regularization=1.0,
+        categorical_features="from_dtype",
+        early_stopping=True,
+        validation_fraction=0.15,
+        n_iter_no_change=20,
+        random_state=random_state,
+    )
+    est.fit(Xtr, np.asarray(y_train, dtype=int))
+    return _gbm_importance(est, Xte, y_test, permutation_rows, n_repeats, random_state)
+
+
+def _gbm_importance(
+    est: Any,
+    Xte: pd.DataFrame,
+    y_test: np.ndarray,
+    permutation_rows: int,
+    n_repeats: int,
+    random_state: int,
+) -> tuple[pd.Series, pd.Series, float, int]:
+    from sklearn.inspection import permutation_importance
+
+    test_auc = auc(y_test, est.predict_proba(Xte)[:, 1])
+    rows = min(permutation_rows, len(Xte))
+    y_perm = np.asarray(y_test, dtype=bool)
+    if rows < len(Xte):
+        # AUC does not depend on the class mix, so sample within each class and keep as many
+        # churners as possible: importance is measured on them.
+        rng = np.random.default_rng(random_state)
+        pos, neg = np.flatnonzero(y_perm), np.flatnonzero(~y_perm)
+        n_pos = min(len(pos), rows // 2)
+        idx = np.sort(
+            np.r_[
+                rng.choice(pos, n_pos, replace=False),
+                rng.choice(neg, min(len(neg), rows - n_pos), replace=False),
+            ]
+        )
+        Xte, y_perm = Xte.iloc[idx], y_perm[idx]
+    imp = permutation_importance(
+        est,
+        Xte,
+        np.asarray(y_perm, dtype=int),
+        scoring="roc_auc",
+        n_repeats=n_repeats,
+        random_state=random_state,
+        n_jobs=1,
+    )
+    return (
+        pd.Series(imp.importances_mean, index=Xte.columns),
+        pd.Series(imp.importances_std, index=Xte.columns),
+        test_auc,
+        rows,
+    )
+
+
+def rank_drivers(importance: dict[str, pd.Series], exclude: Sequence[str] = ()) -> pd.DataFrame:
+    """Rank features by each method and by their mean rank (agreement across methods).
+
+    Returns
+    -------
+    DataFrame indexed by feature: ``rank_<method>`` per method, ``mean_rank``, ``rank``
+    (1 = strongest), sorted by ``rank``. Ties in mean rank break on the logit rank.
+    """
+    frame = pd.DataFrame(importance)
+    frame = frame.drop(index=[f for f in exclude if f in frame.index])
+    ranks = frame.rank(ascending=False, method="min")
+    ranks.columns = [f"rank_{m}" for m in frame.columns]
+    ranks["mean_rank"] = ranks.mean(axis=1)
+    first = ranks.columns[0]
+    ranks = ranks.sort_values(["mean_rank", first], kind="stable")
+    ranks["rank"] = np.arange(1, len(ranks) + 1)
+    return ranks
+
+
+@dataclass
+class DriverResult:
+    """Everything the drivers slides and results.json need.
+
+    Attributes
+    ----------
+    table : per ranked feature: group members, direction, OR/HR per SD with CI, GBM
+        importance, ranks (``churn.driver_table``).
+    top : the top features by mean rank (``churn.top_drivers``).
+    forest : per design column: odds ratio per SD and 95% CI (the forest plot).
+    groups : representative -> members of its correlated group.
+    adjusted_for : definitional features kept in the models but not ranked.
+    auc : test-period AUC per method.
+    sample_rows : rows the models were fitted on; ``permutation_rows`` rows for importance.
+    """
+
+    table: pd.DataFrame
+    top: list[str]
+    forest: pd.DataFrame
+    groups: dict[str, list[str]]
+    adjusted_for: list[str]
+    auc: dict[str, float]
+    train_rows: int
+    test_rows: int
+    permutation_rows: int
+    design: Design | None = None
+    logit: pd.DataFrame | None = None
+    cox: pd.DataFrame | None = None
+    agreement: list[str] = field(default_factory=list)
+
+
+@single_threaded
+def analyse(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    definitional: Sequence[str] = (),
+    group_correlation: float = 0.7,
+    top_n: int = 3,
+    permutation_rows: int = 20_000,
+    random_state: int = 0,
+) -> DriverResult:
+    """Fit the three driver models on ``train`` snapshots and judge them on ``test``.
+
+    The event is churn before the next monthly snapshot: the logit is a discrete-time
+    hazard model (pooled logistic regression), the Cox model uses the same intervals, and
+    the boosted trees classify the same event, so the three rank the same quantity.
+
+    Parameters
+    ----------
+    train, test : snapshot frames (:func:`fupan.features.snapshots`) with complete labels;
+        ``test`` must be later than ``train``. Pass :func:`driver_rows` of them.
+    numeric, categorical : candidate features.
+    definitional : features adjusted for but never ranked.
+    group_correlation : |Spearman rho| above which metrics are grouped.
+    top_n : how many top drivers to report.
+    """
+    # The event is churn before the next snapshot (a discrete-time hazard): drivers explain
+    # churn from what was measured just before it, and the logit then estimates the same
+    # quantity as the Cox model's intervals.
+    cp = counting_process(train)
+    y_tr = cp.event.to_numpy(bool)
+    y_te = counting_process(test).event.to_numpy(bool)
+    design = Design(numeric, categorical).fit(train)
+    Z_tr = design.transform(train)
+    # Definitional features are adjustments: each kept as is, never grouped away.
+    num_cols = [
+        c
+        for c in design.columns_
+        if design.feature_of_[c] in design.numeric_ and c not in definitional
+    ]
+    groups = correlated_groups(Z_tr[num_cols], group_correlation, random_state=random_state)
+    reps = representatives(groups, Z_tr[num_cols], y_tr)
+    keep_cols = [
+        c
+        for c in design.columns_
+        if c in reps or c in definitional or design.feature_of_[c] in design.categorical_
+    ]
+    Z_tr = Z_tr[keep_cols]
+    Z_te = design.transform(test)[keep_cols]
+    feature_of = {c: design.feature_of_[c] for c in keep_cols}
+    # Logistic regression
+    logit = fit_logit(Z_tr, y_tr, train.customer_id.to_numpy())
+    lin_te = Z_te.to_numpy() @ logit.coef.to_numpy()
+    imp_logit = _feature_importance(logit.coef, Z_tr, feature_of)
+    # Cox PH on the same snapshots as time-varying covariates
+    cox = fit_cox(Z_tr, cp, train.customer_id.to_numpy())
+    imp_cox = _feature_importance(cox.coef, Z_tr, feature_of)
+    cox_lin_te = Z_te.to_numpy() @ cox.coef.to_numpy()
+    # Gradient boosting on the same representatives, judged on the later period
+    rep_num = [f for f in dict.fromkeys(feature_of.values()) if f in design.numeric_]
+    rep_cat = [f for f in dict.fromkeys(feature_of.values()) if f in design.categorical_]
+    gbm_imp, gbm_sd, gbm_auc, perm_rows = fit_gbm(
+        train,
+        y_tr,
+        test,
+        y_te,
+        rep_num,
+        rep_cat,
+        permutation_rows=permutation_rows,
+        random_state=random_state,
+    )
+    ranking = rank_drivers(
+        {"logit": imp_logit, "cox": imp_cox, "gbm": gbm_imp}, exclude=definitional
+    )
+    direction = _signed_direction(logit.coef, feature_of)
+    rows = []
+    for f, r in ranking.iterrows():
+        cols = [c for c in keep_cols if feature_of[c] == f]
+        one = cols[0] if len(cols) == 1 else None
+        rows.append(
+            {
+                "feature": f,
+                "rank": int(r["rank"]),
+                "group": reps.get(f, [f]),
+                "direction": float(direction.get(f, 0.0)),
+                "logit_sd_effect": float(imp_logit[f]),
+                "odds_ratio_per_sd": float(logit.odds_ratio[one]) if one else None,
+                "or_low": float(logit.or_low[one]) if one else None,
+                "or_high": float(logit.or_high[one]) if one else None,
+                "logit_p": float(logit.p[one]) if one else float(logit.p[cols].min()),
+                "cox_sd_effect": float(imp_cox[f]),
+                "hazard_ratio_per_sd": float(cox.hazard_ratio[one]) if one else None,
+                "hr_low": float(cox.hr_low[one]) if one else None,
+                "hr_high": float(cox.hr_high[one]) if one else None,
+                "gbm_importance": float(gbm_imp[f]),
+                "gbm_importance_sd": float(gbm_sd[f]),
+                "rank_logit": int(r["rank_logit"]),
+                "rank_cox": int(r["rank_cox"]),
+                "rank_gbm": int(r["rank_gbm"]),
+            }
+        )
+    table = pd.DataFrame(rows)
+    top = table.feature.head(top_n).tolist()
+    per_method_top = [set(table.nsmallest(top_n, f"rank_{m}").feature) for m in METHODS]
+    agreement = [f for f in top if all(f in s for s in per_method_top)]
+    forest = logit.loc[[c for c in keep_cols if feature_of[c] not in definitional]].copy()
+    forest["feature"] = [feature_of[c] for c in forest.index]
+    forest = forest.reindex(forest.coef.abs().sort_values(ascending=False).index)
+    return DriverResult(
+        table=table,
+        top=top,
+        forest=forest,
+        groups=reps,
+        adjusted_for=[f for f in definitional if f in feature_of.values()],
+        auc={"logit": auc(y_te, lin_te), "cox": auc(y_te, cox_lin_te), "gbm": gbm_auc},
+        train_rows=len(train),
+        test_rows=len(test),
+        permutation_rows=perm_rows,
+        design=design,
+        logit=logit,
+        cox=cox,
+        agreement=agreement,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Kaplan-Meier
+
+
+def kaplan_meier(
+    time: np.ndarray, event: np.ndarray, group: np.ndarray, entry: np.ndarray | None = None
+) -> tuple[dict[Any, pd.DataFrame], float]:
+    """Kaplan-Meier curves per group with 95% pointwise CI, and the log-rank p-value.
+
+    Returns
+    -------
+    (group -> DataFrame ``time, surv, low, high, at_risk``, log-rank p-value across groups)
+    """
+    from statsmodels.duration.survfunc import SurvfuncRight, survdiff
+
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event, dtype=int)
+    group = np.asarray(group)
+    curves: dict[Any, pd.DataFrame] = {}
+    for g in pd.unique(group):
+        m = group == g
+        sf = SurvfuncRight(time[m], event[m], entry=None if entry is None else entry[m])
+        t = np.r_[0.0, sf.surv_times]
+        s = np.r_[1.0, sf.surv_prob]
+        se = np.r_[0.0, sf.surv_prob_se]
+        # log(-log) interval: stays inside [0, 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lls = np.log(-np.log(s))
+            half = 1.96 * se / (s * np.abs(np.log(s)))
+            low = np.where(s < 1, np.exp(-np.exp(lls - half)), 1.0)
+            high = np.where(s < 1, np.exp(-np.exp(lls + half)), 1.0)
+        at_risk = np.r_[m.sum(), sf.n_risk]
+        curves[g] = pd.DataFrame(
+            {
+                "time": t,
+                "surv": s,
+                "low": np.nan_to_num(low, nan=s),
+                "high": np.nan_to_num(high, nan=s),
+                "at_risk": at_risk,
+            }
+        )
+    p = float("nan")
+    if len(curves) > 1 and event.sum() > 0:
+        _, p = survdiff(time, event, group, entry=entry)
+        p = float(p)
+    return curves, p
+
+
+def contributions(result: DriverResult, df: pd.DataFrame) -> pd.DataFrame:
+    """Per row and ranked feature: log-odds of churn added by it in the driver logit
+    (versus an average customer of the fitting period). Definitional features are left out.
+    """
+    if result.design is None or result.logit is None:
+        raise ValueError("the driver result holds no fitted model")
+    cols = list(result.logit.index)
+    Z = result.design.transform(df)[cols]
+    out: dict[str, np.ndarray] = {}
+    for c in cols:
+        f = result.design.feature_of_[c]
+        if f in result.adjusted_for:
+            continue
+        out[f] = out.get(f, 0.0) + Z[c].to_numpy() * float(result.logit.coef[c])
+    return pd.DataFrame(out, index=df.index)

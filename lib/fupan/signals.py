@@ -1,0 +1,288 @@
+"""Warning signals: rules from params, backtested on past snapshots; satisfaction vs churn.
+
+A rule (``churn.rules`` in params) fires at a snapshot when ``feature op threshold``. Each
+rule is backtested on the monthly snapshots (:func:`fupan.features.snapshots`): of the
+customer-months it flagged, how many churned within the horizon (precision), how many of
+the churning customer-months it caught (recall), how much more likely a flagged customer
+churned than the base rate (lift), how long before churn it first fired (lead time), and
+how many churned customers it flagged at all. Intervals come from a cluster bootstrap over
+customers. Rules are not fitted, so every snapshot with a complete label is fair game.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from fupan.health import cluster_bootstrap_weights, nan_percentile
+from fupan.outcomes import rate_with_ci
+
+_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
+
+
+def rule_flags(snap: pd.DataFrame, rules: Mapping[str, Any]) -> tuple[pd.DataFrame, list[str]]:
+    """Which rules fire on which snapshot rows.
+
+    Parameters
+    ----------
+    snap : snapshot (or customer) features.
+    rules : name -> rule with ``feature``, ``op``, ``threshold`` (params ``churn.rules``).
+
+    Returns
+    -------
+    (DataFrame of booleans, one column per rule whose feature is present; the names of
+    rules skipped because their feature is absent). A missing value never fires.
+    """
+    out, skipped = {}, []
+    for name, r in rules.items():
+        if r.feature not in snap.columns:
+            skipped.append(name)
+            continue
+        v = pd.to_numeric(snap[r.feature], errors="coerce")
+        out[name] = (_OPS[r.op](v, r.threshold) & v.notna()).to_numpy()
+    return pd.DataFrame(out, index=snap.index), skipped
+
+
+def lead_times(
+    snap: pd.DataFrame,
+    flag: np.ndarray,
+    churned_at: pd.Series,
+    window_days: int,
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """For each customer who churned in ``[start, end]``: was it flagged before, how early?
+
+    A flag counts when raised at a snapshot in the ``window_days`` before the churn date.
+    Only churners with at least one snapshot in that window are counted.
+
+    Parameters
+    ----------
+    snap : rows with ``customer_id, snapshot_date``.
+    flag : bool per row.
+    churned_at : churn date per customer id (index).
+    window_days : look-back window.
+    start, end : churn dates considered (default: the snapshots' range plus the window).
+
+    Returns
+    -------
+    DataFrame per churner: ``customer_id, churned_at, flagged, first_flag, lead_days``.
+    """
+    ch = churned_at.dropna()
+    start = pd.Timestamp(start) if start is not None else snap.snapshot_date.min()
+    end = (
+        pd.Timestamp(end)
+        if end is not None
+        else snap.snapshot_date.max() + pd.Timedelta(days=window_days)
+    )
+    ch = ch[(ch >= start) & (ch <= end)]
+    rows = snap[["customer_id", "snapshot_date"]].assign(flag=np.asarray(flag, dtype=bool))
+    rows = rows[rows.customer_id.isin(ch.index)]
+    rows = rows.assign(churned_at=rows.customer_id.map(ch))
+    delta = (rows.churned_at - rows.snapshot_date).dt.days
+    rows = rows[(delta > 0) & (delta <= window_days)] if len(rows) else rows
+    if rows.empty:
+        return pd.DataFrame(
+            columns=["customer_id", "churned_at", "flagged", "first_flag", "lead_days"]
+        )
+    first = rows[rows.flag].groupby("customer_id").snapshot_date.min()
+    per = rows.groupby("customer_id").churned_at.first().to_frame()
+    per["first_flag"] = first.reindex(per.index)
+    per["flagged"] = per.first_flag.notna()
+    per["lead_days"] = (per.churned_at - per.first_flag).dt.days
+    return per.reset_index()[["customer_id", "churned_at", "flagged", "first_flag", "lead_days"]]
+
+
+def _rates(flag: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
+    fw, pw, base_w = w[flag].sum(), w[y].sum(), w.sum()
+    hit = w[flag & y].sum()
+    prec = hit / fw if fw else np.nan
+    rec = hit / pw if pw else np.nan
+    base = pw / base_w if base_w else np.nan
+    return prec, rec, (prec / base if base else np.nan)
+
+
+def backtest_rules(
+    snap: pd.DataFrame,
+    rules: Mapping[str, Any],
+    churned_at: pd.Series,
+    window_days: int = 180,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Precision, recall, lift (95% cluster-bootstrap CI), lead time and churners flagged.
+
+    Parameters
+    ----------
+    snap : snapshots with complete labels (``label``).
+    rules : params ``churn.rules``.
+    churned_at : churn date per customer (for lead times).
+    window_days : a flag counts this long before churn.
+
+    Returns
+    -------
+    DataFrame per rule (``available`` False when its feature is missing from the data).
+    """
+    flags, skipped = rule_flags(snap, rules)
+    y = snap.label.to_numpy(bool)
+    weights = list(cluster_bootstrap_weights(snap.customer_id.to_numpy(), n_boot, seed))
+    rows = []
+    for name, r in rules.items():
+        row: dict[str, Any] = {
+            "rule": name,
+            "feature": r.feature,
+            "op": r.op,
+            "threshold": float(r.threshold),
+            "available": name not in skipped,
+        }
+        if name in skipped:
+            rows.append(row)
+            continue
+        f = flags[name].to_numpy()
+        prec, rec, lift = _rates(f, y, np.ones(len(y)))
+        boot = np.array([_rates(f, y, w) for w in weights]) if weights else np.full((1, 3), np.nan)
+        lo, hi = nan_percentile(boot, 2.5, axis=0), nan_percentile(boot, 97.5, axis=0)
+        lt = lead_times(snap, f, churned_at, window_days)
+        flagged = lt[lt.flagged] if len(lt) else lt
+        row.update(
+            {
+                "rows": int(len(y)),
+                "flagged_rows": int(f.sum()),
+                "flagged_share": float(f.mean()) if len(f) else float("nan"),
+                "precision": float(prec),
+                "precision_low": float(lo[0]),
+                "precision_high": float(hi[0]),
+                "recall": float(rec),
+                "recall_low": float(lo[1]),
+                "recall_high": float(hi[1]),
+                "lift": float(lift),
+                "lift_low": float(lo[2]),
+                "lift_high": float(hi[2]),
+                "median_lead_days": float(flagged.lead_days.median())
+                if len(flagged)
+                else float("nan"),
+                "churners": int(len(lt)),
+                "churners_flagged": int(len(flagged)),
+                "churners_flagged_share": float(len(flagged) / len(lt))
+                if len(lt)
+                else float("nan"),
+            }
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------
+# Satisfaction vs churn
+
+NPS_CATEGORIES = ("promoter", "passive", "detractor", "none")
+
+
+def nps_category(nps: Sequence[float]) -> np.ndarray:
+    """promoter (9-10), passive (7-8), detractor (0-6), none (never surveyed)."""
+    v = pd.to_numeric(pd.Series(nps), errors="coerce").to_numpy(float)
+    return np.select(
+        [np.isnan(v), v >= 9, v >= 7], ["none", "promoter", "passive"], default="detractor"
+    )
+
+
+def churn_by_group(
+    groups: Sequence[Any], churned: Sequence[bool], order: Sequence[Any] | None = None
+) -> pd.DataFrame:
+    """Churn rate with a Wilson 95% CI per group."""
+    g = pd.Series(np.asarray(groups, dtype=object))
+    y = np.asarray(churned, dtype=bool)
+    keys = list(order) if order is not None else sorted(g.dropna().unique(), key=str)
+    rows = []
+    for k in keys:
+        m = (g == k).to_numpy()
+        if not m.any():
+            continue
+        rate, lo, hi = rate_with_ci(int(y[m].sum()), int(m.sum()))
+        rows.append(
+            {
+                "group": k,
+                "customers": int(m.sum()),
+                "churned": int(y[m].sum()),
+                "rate": rate,
+                "low": lo,
+                "high": hi,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def correlation(x: Sequence[float], y: Sequence[float], level: float = 0.95) -> dict:
+    """Pearson correlation with a Fisher-z interval (point-biserial when ``y`` is 0/1).
+
+    Rows where either value is missing are dropped.
+    """
+    a = pd.to_numeric(pd.Series(x), errors="coerce").to_numpy(float)
+    b = pd.to_numeric(pd.Series(y), errors="coerce").to_numpy(float)
+    m = ~np.isnan(a) & ~np.isnan(b)
+    a, b = a[m], b[m]
+    n = int(m.sum())
+    if n < 4 or a.std() == 0 or b.std() == 0:
+        return {
+            "r": float("nan"),
+            "low": float("nan"),
+            "high": float("nan"),
+            "n": n,
+            "p": float("nan"),
+        }
+    r, p = stats.pearsonr(a, b)
+    z = np.arctanh(np.clip(r, -0.999999, 0.999999))
+    half = stats.norm.ppf(0.5 + level / 2) / np.sqrt(n - 3)
+    return {
+        "r": float(r),
+        "low": float(np.tanh(z - half)),
+        "high": float(np.tanh(z + half)),
+        "n": n,
+        "p": float(p),
+    }
+
+
+def nps_score(nps: Sequence[float]) -> float:
+    """Net promoter score: % promoters - % detractors among those surveyed (-100..100)."""
+    cat = nps_category(nps)
+    surveyed = cat != "none"
+    if not surveyed.any():
+        return float("nan")
+    return float(
+        100.0 * ((cat[surveyed] == "promoter").mean() - (cat[surveyed] == "detractor").mean())
+    )
+
+
+def monthly_trend(snap: pd.DataFrame) -> pd.DataFrame:
+    """Per snapshot: NPS (latest survey of each live customer), churn rate within the
+    horizon (Wilson 95% CI), customers."""
+    rows = []
+    for s, g in snap.groupby("snapshot_date", sort=True):
+        rate, lo, hi = rate_with_ci(int(g.label.sum()), len(g))
+        rows.append(
+            {
+                "snapshot_date": s,
+                "customers": len(g),
+                "nps": nps_score(g.nps_latest) if "nps_latest" in g else float("nan"),
+                "churn_rate": rate,
+                "low": lo,
+                "high": hi,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def rule_label(name: str, rule: Any, lang: str) -> str:
+    """A rule's display name: ``churn.rule.<name>`` or "<feature label> <op> <threshold>"."""
+    from fupan import i18n
+    from fupan.atrisk import feature_label
+
+    try:
+        return i18n.t(f"churn.rule.{name}", lang)
+    except i18n.MissingLabelError:
+        return f"{feature_label(rule.feature, lang)} {rule.op} {rule.threshold:g}"
