@@ -138,3 +138,27 @@ def test_missing_touches_and_tickets_are_said_and_the_rest_runs(tmp_path):
         else:
             assert d["touch_coverage"] is None
             assert d["sla_compliance"] == 0.5
+
+
+def test_tables_present_but_empty_in_the_period_are_said(tmp_path):
+    """Touches and tickets exist but all fall before the review period."""
+    fr = tiny.frames()
+    touches = fr["touches"].assign(
+        touched_at=[
+            "2024-09-01 10:00:00",
+            "2024-10-01 09:30:00",
+            "2024-01-05 14:00:00",
+            "2024-08-08 11:00:00",
+        ]
+    )
+    tickets = fr["tickets"].assign(
+        opened_at=["2024-09-01 08:00:00", "2024-01-10 08:00:00", "2024-10-25 08:00:00"],
+        first_response_at=["2024-09-02 08:00:00", "2024-01-17 08:00:00", ""],
+        resolved_at=["2024-09-05 08:00:00", "2024-01-20 08:00:00", ""],
+    )
+    data = tiny.write(tmp_path / "data", touches=touches, tickets=tickets)
+    run = _review(tmp_path / "work", data, "en", benchmarks=False)
+    slides = "".join(_chapter_slides(run.deck.read_text(encoding="utf-8")))
+    assert "No touches in the review period." in slides
+    assert "No tickets in the review period." in slides
+    assert run.results["diagnosis"]["funnel_total"] == 5
