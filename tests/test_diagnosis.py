@@ -291,3 +291,27 @@ def test_demo_funnel_adds_up(demo):
     n_customers = int(ds["customers"].count().to_pyarrow().as_py())
     assert counts.customers.sum() == n_customers == 5000
     assert (counts.customers > 0).sum() >= 4
+
+
+def test_failure_point_and_loss_point():
+    at_start = pd.DataFrame(
+        {
+            "customer_id": list("abcdef"),
+            "tier": ["t"] * 6,
+            "churned_in_period": [True, True, False, False, False, False],
+        }
+    )
+    revenue = pd.DataFrame({"customer_id": list("abcdefg"), "revenue": [1, 2, 3, 4, 5, 6, 100.0]})
+    # exposed then: a, b, c (2 of 3 churned) vs d, e, f (0 of 3): excess 2/3
+    p = diagnosis.failure_point(
+        "service", "sla_compliance", 0.5, {"c", "g"}, {"a", "b", "c"}, at_start, revenue
+    )
+    assert p["customers"] == 2 and p["revenue_exposed"] == 103.0
+    assert p["excess_churn"] == pytest.approx(2 / 3)
+    assert p["revenue_at_stake"] == pytest.approx(103.0 * 2 / 3)
+    none = diagnosis.failure_point("tiering", "m", 0, set(), set(), at_start, revenue)
+    assert np.isnan(none["revenue_at_stake"])
+    loss = diagnosis.loss_point("churn", "churn_rate", 0.24, 10, 1000.0, 0.24, 0.12)
+    assert loss["revenue_at_stake"] == pytest.approx(500.0) and loss[
+        "excess_churn"
+    ] == pytest.approx(0.12)
