@@ -125,7 +125,6 @@ FEATURES = (
 )
 NULL_FEATURES = ("region", "acquisition_channel", "dim_intimacy")
 GAP_CAP_WEEKS = 12
-MISCLASSIFIED_ACTIVE_DAYS = 182  # planted customers active within this many days of as_of
 # non-contractual: a customer who goes dormant within this many days after a contract end
 # does not renew it
 RENEWAL_LOOKAHEAD_DAYS = 182
@@ -989,7 +988,7 @@ def _simulate_chunk(ctx: _Ctx, first: int, n: int) -> dict[str, Any]:  # noqa: C
         "top": top_tuple,
         "per_customer": (n_orders_12, tk_sum, tk_n),
         "planted": gi[planted],
-        "misclassified": gi[planted & (churn_day > as_of - MISCLASSIFIED_ACTIVE_DAYS)],
+        "misclassified": gi[planted & ~churned],
         "price_sensitive": gi[ps],
         "tier_counts": np.bincount(tier, minlength=4),
         "alive_now": int((~churned).sum()),
@@ -1308,9 +1307,9 @@ def _truth(ctx: _Ctx, acc: dict[str, Any], rows: dict[str, int], fmt: str) -> di
         "planted_growth_customer_ids": ids(acc["planted"]),
         "misclassification_rule": "trailing-12-month spend tier >= 1 tier above the assigned tier "
         "and trailing-12-month spend >= 4 x the spend in the first 12 months after acquisition",
-        "misclassified_definition": f"planted-growth customers (spend x{P.growth_min:g} or more a year or "
-        f"more after acquisition, tier unchanged) not churned before the last {MISCLASSIFIED_ACTIVE_DAYS} days "
-        "before as_of",
+        "misclassified_definition": f"planted-growth customers (spend x{P.growth_min:g} or more a "
+        "year or more after acquisition, tier unchanged) not churned by as_of; "
+        "planted_growth_customer_ids also holds those that churned",
         "tier_thresholds": {
             "platinum": TIER_THRESHOLDS[0],
             "gold": TIER_THRESHOLDS[1],
