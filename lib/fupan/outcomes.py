@@ -106,18 +106,14 @@ def churn_status(ds: Dataset, as_of: str | dt.date | pd.Timestamp | None = None)
         )
     won_back = base.rec_at.notnull() & base.last_order.notnull() & (base.last_order > base.rec_at)
     recorded = base.rec_at.notnull() & ~won_back
+    # A win-back (an order after the recorded churn) reopens the relationship: from then on the
+    # business model's own rule decides, so a won-back customer who goes dormant again is lost.
     out = base.mutate(
-        churned_at=ibis.ifelse(
-            recorded, base.rec_at, ibis.ifelse(won_back, ibis.null().cast("date"), base.derived_at)
-        ),
+        churned_at=ibis.ifelse(recorded, base.rec_at, base.derived_at),
         source=ibis.ifelse(
             recorded,
             ibis.literal("recorded"),
-            ibis.ifelse(
-                base.derived_at.notnull() & ~won_back,
-                base.derived_source,
-                ibis.null().cast("string"),
-            ),
+            ibis.ifelse(base.derived_at.notnull(), base.derived_source, ibis.null().cast("string")),
         ),
         won_back=won_back,
     )
