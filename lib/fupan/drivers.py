@@ -295,6 +295,22 @@ def representatives(
     return out
 
 
+def independent_columns(Z: pd.DataFrame, tol: float = 1e-8) -> list[str]:
+    """Columns in order, leaving out any that is a linear combination of those before it
+    (an exact duplicate would make the models' information matrices singular)."""
+    kept: list[str] = []
+    basis = np.empty((len(Z), 0))
+    for c in Z.columns:
+        v = Z[c].to_numpy(float)
+        if basis.shape[1]:
+            v = v - basis @ (basis.T @ v)
+        norm = np.linalg.norm(v)
+        if norm > tol * max(1.0, np.sqrt(len(Z))):
+            basis = np.column_stack([basis, v / norm])
+            kept.append(c)
+    return kept
+
+
 def _feature_importance(coef: pd.Series, Z: pd.DataFrame, feature_of: dict[str, str]) -> pd.Series:
     """SD of each feature's contribution to the linear predictor."""
     out = {}
@@ -355,8 +371,10 @@ def counting_process(snap: pd.DataFrame, step_days: int | None = None) -> pd.Dat
     """Entry, exit and event per snapshot row, for a Cox model with time-varying covariates.
 
     Each snapshot opens an interval ``[s, next snapshot)`` (or ``[s, s + step_days)``), ended
-    early by churn on day ``d`` (exit ``d + 1``, event 1). Times are days since the first
-    snapshot.
+    early by churn on day ``d`` (exit ``d + 0.5``, event 1: during that day). Times are days
+    since the first snapshot. Events at half days never coincide with the whole-day interval
+    boundaries, where statsmodels would drop a customer whose interval is closed by
+    censoring and reopened by the next snapshot from that moment's risk set.
     """
     dates = np.sort(snap.snapshot_date.unique())
     nxt = pd.Series(list(dates[1:]) + [pd.NaT], index=dates)
@@ -371,12 +389,12 @@ def counting_process(snap: pd.DataFrame, step_days: int | None = None) -> pd.Dat
     end = pd.Series(end, index=snap.index).fillna(s + pd.Timedelta(days=step_days))
     churn = pd.to_datetime(snap.label_churned_at)
     event = churn.notna() & (churn < end)
-    exit_ = end.where(~event, churn + pd.Timedelta(days=1))
+    exit_ = end.where(~event, churn + pd.Timedelta(hours=12))
     origin = s.min()
     return pd.DataFrame(
         {
             "entry": (s - origin).dt.days.astype(float),
-            "exit": (exit_ - origin).dt.days.astype(float),
+            "exit": (exit_ - origin) / pd.Timedelta(days=1),
             "event": event.astype(int),
         },
         index=snap.index,
@@ -616,6 +634,7 @@ def analyse(
         for c in design.columns_
         if c in reps or c in definitional or design.feature_of_[c] in design.categorical_
     ]
+    keep_cols = independent_columns(Z_tr[keep_cols])
     Z_tr = Z_tr[keep_cols]
     Z_te = design.transform(test)[keep_cols]
     feature_of = {c: design.feature_of_[c] for c in keep_cols}
@@ -723,8 +742,9 @@ def kaplan_meier(
         with np.errstate(divide="ignore", invalid="ignore"):
             lls = np.log(-np.log(s))
             half = 1.96 * se / (s * np.abs(np.log(s)))
-            low = np.where(s < 1, np.exp(-np.exp(lls - half)), 1.0)
-            high = np.where(s < 1, np.exp(-np.exp(lls + half)), 1.0)
+            # log(-log S) falls as S rises: its upper limit gives the lower limit of S
+            low = np.where(s < 1, np.exp(-np.exp(lls + half)), 1.0)
+            high = np.where(s < 1, np.exp(-np.exp(lls - half)), 1.0)
         at_risk = np.r_[m.sum(), sf.n_risk]
         curves[g] = pd.DataFrame(
             {

@@ -417,10 +417,13 @@ def _ticket_block(ds: Dataset, base: ir.Table) -> ir.Table:
     known_fr = ibis.ifelse(j.fr.notnull() & (j.fr < sd), j.fr, sd)
     wait = known_fr - j.t_open
     age = sd - j.t_open
+    # The window goes into the value (median skips nulls): Spark's percentile rejects the
+    # filtered percentage that ``median(where=...)`` compiles to.
+    recent_wait = ibis.ifelse(age <= RESPONSE_WINDOW, wait, ibis.null().cast("float64"))
     return j.group_by(["customer_id", "sd"]).aggregate(
         tickets_90d=j.t_open.count(where=age <= QUARTER),
         x_tickets_prev=j.t_open.count(where=(age > QUARTER) & (age <= 2 * QUARTER)),
-        median_first_response_days=wait.median(where=age <= RESPONSE_WINDOW),
+        median_first_response_days=recent_wait.median(),
         open_tickets=j.t_open.count(where=j.rs.isnull() | (j.rs >= sd)),
         sla_breaches_90d=j.t_open.count(where=(age <= QUARTER) & (wait > j.sla)),
     )

@@ -1,0 +1,304 @@
+"""Chapter 2 end to end: lost-customer reasons, the at-risk list, the notebook and deck, and
+the acceptance checks against the demo generator's known truth.
+
+Unit tests use hand-made frames and the tiny dataset. Tests marked slow run `fupan review`
+(papermill) or generate demo data.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tiny
+from conftest import ROOT
+from fupan import atrisk, health, i18n, lost, runner
+from fupan import data as fdata
+from fupan import params as fparams
+
+NOTEBOOK = ROOT / "notebooks" / "02_churn_root_cause.ipynb"
+
+
+# --------------------------------------------------------------------------------------
+# Lost customers
+
+
+def _lost_frame():
+    return pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c", "d"],
+            "tier": ["gold", "gold", "silver", "silver"],
+            "churned_at": pd.to_datetime(["2026-01-01"] * 4),
+            "source": ["recorded", "recorded", "recorded", "dormancy"],
+            "reasons": [["price"], ["price", "service"], ["service"], [lost.UNRECORDED]],
+            "competitor": ["X", None, "Y", None],
+            "lost_value": [100.0, 300.0, 50.0, 10.0],
+            "value_source": ["recorded"] * 4,
+        }
+    )
+
+
+def test_attribution_pareto_and_tiers_by_hand():
+    lf = _lost_frame()
+    att = lost.attribution(lf)
+    assert att.weight.sum() == pytest.approx(4.0)
+    assert att.value.sum() == pytest.approx(460.0)
+    known = att[att.reason != lost.UNRECORDED]
+    by_count = lost.pareto(known, "count").set_index("reason")
+    assert by_count.loc["price", "count"] == pytest.approx(1.5)
+    assert by_count.loc["service", "count"] == pytest.approx(1.5)
+    by_value = lost.pareto(known, "value")
+    # price: 100 + 150 = 250; service: 150 + 50 = 200
+    assert by_value.reason.tolist() == ["price", "service"]
+    assert by_value.share.tolist() == pytest.approx([250 / 450, 200 / 450])
+    assert by_value.cum_share.iloc[-1] == pytest.approx(1.0)
+    t = lost.by_tier(known, ["gold", "silver"])
+    assert t.loc["price", "gold"] == pytest.approx(0.75) and t.loc["service", "silver"] == 1.0
+    comp = lost.competitor_share(lf)
+    assert comp["to_competitor"] == 2 and comp["share"] == pytest.approx(0.5)
+    assert comp["value_share"] == pytest.approx(150 / 460)
+    assert comp["low"] < 0.5 < comp["high"]
+
+
+def test_model_reasons_and_stated_vs_model():
+    contrib = pd.DataFrame(
+        {
+            "median_first_response_days": [0.9, -0.2, 0.1],
+            "spend_change_qoq": [0.1, 0.5, -0.3],
+            "touches_90d": [0.0, 0.0, -0.1],
+        },
+        index=["a", "b", "c"],
+    )
+    rf = {
+        "service": ["median_first_response_days"],
+        "price": ["spend_change_qoq"],
+        "no_contact": ["days_since_touch"],
+    }
+    mr = lost.model_reasons(
+        contrib, rf, groups={"touches_90d": ["touches_90d", "days_since_touch"]}
+    )
+    assert mr.tolist() == ["service", "price", "service"]
+    t, summary = lost.stated_vs_model(_lost_frame(), mr)
+    # a stated price, model service; b stated price+service, model price; c stated service, model service
+    assert summary["customers"] == 3 and summary["agreement"] == pytest.approx(2 / 3)
+    t = t.set_index("reason")
+    assert t.loc["service", "stated_share"] == pytest.approx(1.5 / 3)
+    assert t.loc["service", "model_share"] == pytest.approx(2 / 3)
+    assert t.loc["price", "gap"] == pytest.approx(1 / 3 - 1.5 / 3)
+
+
+def test_lost_customers_on_tiny(tmp_path):
+    d = tiny.write(tmp_path / "d")
+    ds = fdata.load(fparams.load(tiny.params_file(tmp_path, d)))
+    try:
+        lf = lost.lost_customers(ds, "2025-01-01", "2026-10-31").set_index("customer_id")
+    finally:
+        ds.close()
+    # C2 recorded (service, CompA, 70,000); C3 and C4 dormant, valued at their last year's spend
+    assert sorted(lf.index) == ["C2", "C3", "C4"]
+    assert lf.loc["C2", "reasons"] == ["service"] and lf.loc["C2", "lost_value"] == 70_000
+    assert lf.loc["C2", "value_source"] == "recorded" and lf.loc["C2", "competitor"] == "CompA"
+    assert lf.loc["C3", "reasons"] == [lost.UNRECORDED]
+    assert lf.loc["C3", "lost_value"] == 12_000 and lf.loc["C4", "lost_value"] == 3_000
+    assert lf.loc["C3", "churned_at"] == pd.Timestamp("2025-02-14")
+
+
+# --------------------------------------------------------------------------------------
+# At-risk list
+
+
+def test_reasons_in_words_use_labels_and_units():
+    rng = np.random.default_rng(0)
+    n = 3000
+    df = pd.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in range(n)],
+            "median_first_response_days": rng.gamma(2, 1.5, n),
+            "weeks_without_login": rng.integers(0, 12, n).astype(float),
+            "spend_change_qoq": rng.uniform(-1, 1, n),
+        }
+    )
+    eta = (
+        -3
+        + 0.5 * df.median_first_response_days
+        + 0.2 * df.weeks_without_login
+        - 1.0 * df.spend_change_qoq
+    )
+    y = rng.random(n) < 1 / (1 + np.exp(-eta))
+    m = health.LearnedHealth(
+        ["median_first_response_days", "weeks_without_login", "spend_change_qoq"]
+    )
+    m.fit(df, y, df.customer_id)
+    worst = df.iloc[[int(np.argmax(eta))]]
+    zh = atrisk.reasons_in_words(m, worst, "zh", i18n.Fmt("zh"))[0]
+    en = atrisk.reasons_in_words(m, worst, "en", i18n.Fmt("en"))[0]
+    assert "首次响应时长中位数" in zh and " 天" in zh
+    assert "Median first-response time" in en and "days" in en
+    assert en.count(";") == 2  # three reasons
+    assert re.search(r"Spend change quarter on quarter: [+-]\d+%", en)
+
+
+@pytest.mark.slow
+def test_at_risk_list_on_generated_data(tmp_path, demo_small):
+    p = fparams.load(tiny.params_file(tmp_path, demo_small))
+    ds = fdata.load(p)
+    try:
+        model = atrisk.train(ds, months=12)
+        red = atrisk.at_risk_list(ds, model=model)
+        everyone = atrisk.at_risk_list(ds, model=model, bands=("red", "amber", "green"), lang="en")
+    finally:
+        ds.close()
+    assert list(red.columns) == atrisk.COLUMNS
+    assert (red.band == "red").all() and red.score.is_monotonic_increasing
+    assert red.reasons.str.len().min() > 0 and red.account_manager.notna().all()
+    # the red share of live customers is near the alert volume chosen on the snapshots
+    assert 0.03 < len(red) / len(everyone) < 0.25
+    assert set(red.customer_id) <= set(everyone.customer_id)
+    assert everyone.churn_probability.between(0, 1).all()
+
+
+# --------------------------------------------------------------------------------------
+# Labels
+
+
+def test_every_label_the_notebook_uses_exists_in_both_languages():
+    src = "\n".join("".join(c["source"]) for c in json.loads(NOTEBOOK.read_text())["cells"])
+    keys = set(re.findall(r'nb\.t\(\s*"([a-z0-9_.]+)"', src))
+    recorded = set(re.findall(r'nb\.record\(\s*"([a-z0-9_.]+)"', src))
+    keys |= set(re.findall(r'"(churn\.[a-z0-9_.]+)"', src)) - recorded
+    cat = i18n.catalogue()
+    missing = sorted(k for k in keys if k.startswith("churn.") and k not in cat)
+    assert not missing, missing
+    # keys built from parts: every value they can take
+    for prefix, values in {
+        "churn.band.": ("red", "amber", "green"),
+        "churn.nps.": ("promoter", "passive", "detractor", "none"),
+        "churn.hand.": tuple(fparams.ChurnParams().hand_weights),
+        "churn.rule.": tuple(fparams.ChurnParams().rules),
+        "churn.reason.": (*fparams.ChurnDefinition().reasons, lost.UNRECORDED),
+        "churn.acol.": tuple(atrisk.COLUMNS),
+        "churn.col.": ("rule", "flagged", "precision", "lift", "recall", "lead", "churners"),
+        "churn.dcol.": ("rank", "feature", "or", "hr", "gbm", "ranks"),
+        "churn.svm.col.": ("reason", "stated_share", "model_share", "gap"),
+    }.items():
+        for v in values:
+            for lang in ("zh", "en"):
+                assert i18n.t(prefix + v, lang)
+
+
+def test_notebook_is_committed_without_outputs_and_with_the_model_parameters():
+    nb = json.loads(NOTEBOOK.read_text())
+    model = json.loads((ROOT / "notebooks" / "00_data_check.ipynb").read_text())
+    params = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    model_params = [
+        c for c in model["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])
+    ]
+    assert "".join(params[0]["source"]) == "".join(model_params[0]["source"])
+    for c in nb["cells"]:
+        if c["cell_type"] == "code":
+            assert not c.get("outputs") and c.get("execution_count") is None
+
+
+# --------------------------------------------------------------------------------------
+# End to end
+
+
+def _review(work: Path, data: Path, lang: str = "zh") -> runner.RunResult:
+    work.mkdir(parents=True, exist_ok=True)
+    pf = work / "params.yaml"
+    pf.write_text(
+        f"name: churn test\nas_of: 2026-10-31\nperiod_start: 2025-11-01\nlang: {lang}\nseed: 42\n"
+        f"benchmarks_file: null\ndata:\n  source: {data}\n"
+        "notebooks:\n  - 00_data_check\n  - 02_churn_root_cause\n",
+        encoding="utf-8",
+    )
+    return runner.run(fparams.load(pf), pf, reports_dir=work / "reports", log=lambda m: None)
+
+
+def _chapter_text(deck_path: Path) -> str:
+    deck = deck_path.read_text(encoding="utf-8")
+    start = deck.index('id="s-02_churn_root_cause"')
+    return re.sub(r"<[^>]+>", " ", deck[start:])
+
+
+@pytest.mark.slow
+def test_tiny_data_runs_and_says_what_it_skips(tmp_path):
+    data = tiny.write(tmp_path / "d")
+    res = _review(tmp_path / "run", data, "en")
+    c = res.results["churn"]
+    assert c["at_risk_count"] is None and c["top_drivers"] is None  # too few events to model
+    assert len(c["signal_backtest"]) == 6
+    text = _chapter_text(res.deck)
+    assert "Too few churn events" in text
+
+
+@pytest.mark.slow
+def test_missing_optional_tables_are_said_on_their_slides(tmp_path):
+    data = tiny.write(tmp_path / "d", drop=("surveys", "churn_events", "activity", "touches"))
+    res = _review(tmp_path / "run", data, "zh")
+    text = _chapter_text(res.deck)
+    for table in ("surveys", "churn_events", "activity", "touches"):
+        name = i18n.t(f"table.{table}", "zh")
+        assert f"缺少可选数据表「{name}」" in text, table
+    rules = {r["rule"]: r for r in res.results["churn"]["signal_backtest"]}
+    assert not rules["no_login_weeks"]["available"] and not rules["detractor"]["available"]
+    assert rules["spend_down"]["available"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    demo = pytest.importorskip("fupan.demo")
+    data = tmp_path_factory.mktemp("demo") / "data"
+    demo.generate(data, customers=5000, seed=42)
+    run = _review(tmp_path_factory.mktemp("run"), data, "zh")
+    return run, json.loads((data / "truth.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.slow
+def test_acceptance_top_drivers_match_the_planted_truth(demo_run):
+    run, truth = demo_run
+    c = run.results["churn"]
+    assert set(c["top_drivers"]) == set(truth["effect_ranking"][:3])
+    assert not set(c["top_drivers"]) & set(truth["null_features"])
+    table = {r["feature"]: r for r in c["driver_table"]}
+    for f in c["top_drivers"]:
+        direction = np.sign(truth["effects"][f]["log_hazard_ratio"])
+        assert table[f]["direction"] == direction
+
+
+@pytest.mark.slow
+def test_acceptance_health_score_judged_on_a_later_period(demo_run):
+    run, _ = demo_run
+    c = run.results["churn"]
+    train_end = pd.Timestamp(c["snapshots"]["train_period"][1])
+    test_start = pd.Timestamp(c["snapshots"]["test_period"][0])
+    # every training label window ends before the test period starts
+    assert train_end + pd.Timedelta(days=c["snapshots"]["horizon_days"]) <= test_start
+    assert (
+        0.5 < c["health_auc"] <= 1
+        and c["health_auc_ci"][0] < c["health_auc"] < c["health_auc_ci"][1]
+    )
+    assert c["health_precision_at_alert"] > c["snapshots"]["base_rate"]
+    assert c["median_lead_days"] > 0
+    text = _chapter_text(run.deck)
+    said = "学习权重优于人工权重" in text
+    assert said == c["learned_beats_hand"]
+    if not c["learned_beats_hand"]:
+        assert "并未显著优于" in text or "不如人工权重" in text
+    for r in c["signal_backtest"]:
+        assert {"precision", "recall", "lift", "median_lead_days", "churners_flagged"} <= set(r)
+
+
+@pytest.mark.slow
+def test_acceptance_at_risk_export(demo_run):
+    run, _ = demo_run
+    c = run.results["churn"]
+    exports = run.run_dir / "exports"
+    csv = pd.read_csv(exports / "at_risk.csv", encoding="utf-8-sig")
+    xlsx = pd.read_excel(exports / "at_risk.xlsx")
+    assert len(csv) == len(xlsx) == c["at_risk_count"] > 0
+    assert i18n.t("churn.acol.reasons", "zh") in csv.columns

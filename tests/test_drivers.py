@@ -1,0 +1,272 @@
+"""fupan.drivers: design matrix, grouping, the three models against simulations with a known
+truth (stated tolerances), Cox counting-process splitting against the unsplit fit,
+Kaplan-Meier against a hand calculation and the log-rank test against scipy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from fupan import drivers
+from fupan import params as fparams
+
+
+def test_design_standardises_and_encodes():
+    df = pd.DataFrame(
+        {
+            "x": [1.0, 2.0, 3.0, np.nan, 100.0] * 40,
+            "tier": ["gold", "gold", "silver", "gold", None] * 40,
+            "const": [1.0] * 200,
+        }
+    )
+    d = drivers.Design(["x", "const"], ["tier"], winsor=(0.0, 0.7)).fit(df)
+    Z = d.transform(df)
+    assert "const" not in d.numeric_  # no variation, dropped
+    assert d.reference_["tier"] == "gold"
+    assert set(Z.columns) == {"x", "tier=silver", "tier=(missing)"}
+    np.testing.assert_allclose(Z.mean(), 0, atol=1e-12)
+    np.testing.assert_allclose(Z.std(ddof=0), 1, atol=1e-12)
+    # winsorised at the 70th percentile (3.0): 100 is treated as 3
+    raw = d._raw(df)
+    assert raw.x.max() == 3.0
+    # missing imputed with the (winsorised) median
+    assert raw.x.iloc[3] == np.nanmedian(np.clip(df.x, 1.0, 3.0))
+    assert d.features() == ["x", "tier"]
+
+
+def test_correlated_groups_and_representatives():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=3000)
+    Z = pd.DataFrame({"a": a, "a2": a + 0.2 * rng.normal(size=3000), "b": rng.normal(size=3000)})
+    groups = drivers.correlated_groups(Z, 0.7)
+    assert sorted(map(sorted, groups)) == [["a", "a2"], ["b"]]
+    y = rng.random(3000) < 1 / (1 + np.exp(-(-2 + 1.5 * Z.a2)))
+    reps = drivers.representatives(groups, Z, y)
+    assert reps["a2"] == ["a2", "a"] and reps["b"] == ["b"]
+
+
+def test_logit_recovers_known_odds_ratios():
+    """Simulated pooled logistic data; estimates within 3 standard errors of the truth."""
+    rng = np.random.default_rng(1)
+    n = 20000
+    Z = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "null": rng.normal(size=n)})
+    beta = np.array([0.7, -0.4, 0.0])
+    y = rng.random(n) < 1 / (1 + np.exp(-(-2.5 + Z.to_numpy() @ beta)))
+    res = drivers.fit_logit(Z, y, np.arange(n))
+    for name, b in zip(Z.columns, beta, strict=True):
+        assert abs(res.coef[name] - b) < 3 * res.se[name]
+        assert res.or_low[name] < np.exp(b) < res.or_high[name]
+
+
+def _survival_data(n=3000, seed=2):
+    """Exponential survival with hazard 0.01 * exp(0.6 a - 0.3 b), censored at 300 days."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    t = rng.exponential(1 / (0.01 * np.exp(0.6 * a - 0.3 * b)))
+    event = t < 300
+    t = np.minimum(t, 300)
+    return pd.DataFrame(
+        {
+            "a": a,
+            "b": b,
+            "time": np.ceil(t),
+            "event": event.astype(int),
+            "customer_id": [f"c{i}" for i in range(n)],
+        }
+    )
+
+
+def test_cox_on_monthly_intervals_equals_the_unsplit_fit():
+    """Splitting each customer's time into monthly intervals with the same covariates does not
+    change the partial likelihood: the counting-process fit must equal the plain fit."""
+    from statsmodels.duration.hazard_regression import PHReg
+
+    surv = _survival_data()
+    # an event on day d happens during that day (d - 0.5), as in counting_process
+    t_plain = np.where(surv.event == 1, surv.time - 0.5, surv.time)
+    plain = PHReg(t_plain, surv[["a", "b"]], status=surv.event, ties="breslow").fit()
+    rows = []
+    origin = pd.Timestamp("2025-01-01")
+    for r in surv.itertuples():
+        churn = origin + pd.Timedelta(days=int(r.time) - 1) if r.event else pd.NaT
+        for k in range(0, 300, 30):
+            s = origin + pd.Timedelta(days=k)
+            if r.event and churn < s:
+                break
+            if not r.event and k >= r.time:
+                break
+            rows.append(
+                {
+                    "customer_id": r.customer_id,
+                    "snapshot_date": s,
+                    "a": r.a,
+                    "b": r.b,
+                    "label_churned_at": churn
+                    if r.event and churn < s + pd.Timedelta(days=90)
+                    else pd.NaT,
+                }
+            )
+    snap = pd.DataFrame(rows)
+    cp = drivers.counting_process(snap)
+    # censored customers leave at their censoring time, not at the end of the last interval
+    cens = ~snap.customer_id.map(surv.set_index("customer_id").event.astype(bool))
+    last = snap.groupby("customer_id").snapshot_date.transform("max") == snap.snapshot_date
+    end_day = snap.customer_id.map(surv.set_index("customer_id").time)
+    cp.loc[cens & last, "exit"] = np.minimum(cp.exit, end_day)[cens & last]
+    res = drivers.fit_cox(snap[["a", "b"]], cp, snap.customer_id)
+    np.testing.assert_allclose(res.coef.to_numpy(), plain.params, atol=1e-6)
+    # and both recover the simulated log hazard ratios within 3 SE
+    assert abs(res.coef["a"] - 0.6) < 3 * res.se["a"]
+    assert abs(res.coef["b"] + 0.3) < 3 * res.se["b"]
+
+
+def test_counting_process_by_hand():
+    snap = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b"],
+            "snapshot_date": pd.to_datetime(["2026-01-01", "2026-02-01", "2026-01-01"]),
+            "label_churned_at": pd.to_datetime(["2026-02-10", "2026-02-10", None]),
+        }
+    )
+    cp = drivers.counting_process(snap)
+    assert cp.entry.tolist() == [0, 31, 0]
+    # a: churn on 02-10 is after January's interval [01-01, 02-01): censored at 31, then event
+    assert cp.exit.tolist() == [31, 40.5, 31] and cp.event.tolist() == [0, 1, 0]
+
+
+def _panel(n_customers=2500, months=8, seed=3):
+    """Monthly customer snapshots with churn hazard driven by s1 > s2 > s3, nothing else."""
+    rng = np.random.default_rng(seed)
+    dates = pd.date_range("2025-01-01", periods=months, freq="MS")
+    rows = []
+    region = rng.choice(["east", "west", "north"], n_customers)
+    for i in range(n_customers):
+        for s in dates:
+            x = rng.normal(size=5)
+            eta = -3.6 + 0.9 * x[0] + 0.6 * x[1] - 0.4 * x[2]
+            p = 1 / (1 + np.exp(-eta))
+            churn = rng.random() < p
+            rows.append(
+                {
+                    "customer_id": f"c{i}",
+                    "snapshot_date": s,
+                    "s1": x[0],
+                    "s2": x[1],
+                    "s3": x[2],
+                    "null1": x[3],
+                    "null2": x[4],
+                    "region": region[i],
+                    "label_churned_at": s + pd.Timedelta(days=int(rng.integers(0, 28)))
+                    if churn
+                    else pd.NaT,
+                }
+            )
+            if churn:
+                break
+    df = pd.DataFrame(rows)
+    df["label"] = df.label_churned_at.notna()
+    return df
+
+
+def test_analyse_finds_the_planted_drivers():
+    df = _panel()
+    dates = np.sort(df.snapshot_date.unique())
+    train, test = df[df.snapshot_date < dates[5]], df[df.snapshot_date >= dates[5]]
+    res = drivers.analyse(
+        train,
+        test,
+        ["s1", "s2", "s3", "null1", "null2"],
+        ["region"],
+        permutation_rows=4000,
+        random_state=0,
+    )
+    assert res.top == ["s1", "s2", "s3"]
+    assert res.agreement == ["s1", "s2", "s3"]
+    t = res.table.set_index("feature")
+    assert t.loc["s3", "direction"] == -1
+    # per-SD log odds ratios within 0.15 of the truth (0.9, 0.6, -0.4)
+    assert np.log(t.loc["s1", "odds_ratio_per_sd"]) == pytest.approx(0.9, abs=0.15)
+    assert np.log(t.loc["s3", "odds_ratio_per_sd"]) == pytest.approx(-0.4, abs=0.15)
+    assert all(res.auc[m] > 0.7 for m in drivers.METHODS)
+    # contributions reproduce the logit's linear predictor
+    c = drivers.contributions(res, test)
+    lin = res.design.transform(test)[res.logit.index].to_numpy() @ res.logit.coef.to_numpy()
+    np.testing.assert_allclose(c.sum(axis=1), lin, atol=1e-9)
+
+
+def test_definitional_features_are_adjusted_not_ranked():
+    df = _panel(n_customers=1200, months=6)
+    rng = np.random.default_rng(9)
+    df["recency_days"] = df.s1 * 2 + rng.normal(size=len(df))  # pretend it is definitional
+    df["s1_copy"] = df.s1 * 3.0  # an exact duplicate is dropped, not a singular fit
+    dates = np.sort(df.snapshot_date.unique())
+    train, test = df[df.snapshot_date < dates[4]], df[df.snapshot_date >= dates[4]]
+    res = drivers.analyse(
+        train,
+        test,
+        ["s1", "s2", "s3", "recency_days", "s1_copy"],
+        [],
+        definitional=["recency_days"],
+        group_correlation=1.0,
+        permutation_rows=2000,
+    )
+    assert "recency_days" not in res.table.feature.tolist()
+    assert res.adjusted_for == ["recency_days"]
+    assert "s1_copy" not in res.table.feature.tolist()
+    assert drivers.independent_columns(
+        pd.DataFrame({"a": [1.0, 2, 3], "b": [2.0, 4, 6], "c": [1.0, 0, 1]})
+    ) == ["a", "c"]
+
+
+def test_definitional_defaults_follow_the_business_model(tiny_params):
+    p = fparams.load(tiny_params)
+    assert drivers.definitional_features(p) == ["recency_days", "order_gap_ratio"]
+    p2 = fparams.load(tiny_params, business_model="contractual")
+    assert drivers.definitional_features(p2) == ["days_to_renewal"]
+
+
+def test_driver_rows_leave_out_inferred_churners(tiny_params):
+    p = fparams.load(tiny_params)
+    snap = pd.DataFrame({"customer_id": ["a", "b", "c"], "recency_days": [10, 300, 10]})
+    status = pd.DataFrame(
+        {"customer_id": ["a", "b", "c"], "source": ["recorded", None, "dormancy"]}
+    )
+    mask, info = drivers.driver_rows(snap, status, p)
+    assert mask.tolist() == [True, True, False] and info["inferred_churners_left_out"] == 1
+    status2 = status.assign(source=[None, None, "dormancy"])
+    mask2, info2 = drivers.driver_rows(snap, status2, p)
+    # no recorded churn at all: keep rows whose outcome the dormancy rule has not decided
+    assert mask2.tolist() == [True, False, True] and info2["open_rows_only"]
+
+
+def test_rank_drivers_mean_rank():
+    imp = {
+        "logit": pd.Series({"a": 3, "b": 2, "c": 1, "x": 9}),
+        "cox": pd.Series({"a": 3, "b": 1, "c": 2, "x": 9}),
+        "gbm": pd.Series({"a": 1, "b": 3, "c": 2, "x": 9}),
+    }
+    r = drivers.rank_drivers(imp, exclude=["x"])
+    assert r.index.tolist() == ["a", "b", "c"] and r["rank"].tolist() == [1, 2, 3]
+    assert r.loc["a", "mean_rank"] == pytest.approx(5 / 3)  # ranks 1, 1, 3
+
+
+def test_kaplan_meier_by_hand_and_logrank_against_scipy():
+    from scipy import stats
+
+    # group x: times 1, 2, 2+, 3, 4+ (+ = censored)
+    time = np.array([1, 2, 2, 3, 4, 1, 3, 5, 6, 7], float)
+    event = np.array([1, 1, 0, 1, 0, 0, 1, 1, 1, 0])
+    group = np.array(["x"] * 5 + ["y"] * 5)
+    curves, p = drivers.kaplan_meier(time, event, group)
+    x = curves["x"]
+    # S(1) = 4/5; S(2) = 4/5 * 3/4 = 0.6; S(3) = 0.6 * 1/2 = 0.3
+    assert x.surv.tolist()[:4] == pytest.approx([1.0, 0.8, 0.6, 0.3])
+    assert (x.low <= x.surv + 1e-12).all() and (x.surv <= x.high + 1e-12).all()
+    # log-log interval at S(1) = 0.8 with Greenwood SE sqrt(0.64 / 20), by hand: 0.2038-0.9692
+    assert x.low.iloc[1] == pytest.approx(0.20377, abs=1e-4)
+    assert x.high.iloc[1] == pytest.approx(0.96918, abs=1e-4)
+    ref = stats.logrank(
+        stats.CensoredData(uncensored=time[:5][event[:5] == 1], right=time[:5][event[:5] == 0]),
+        stats.CensoredData(uncensored=time[5:][event[5:] == 1], right=time[5:][event[5:] == 0]),
+    )
+    assert p == pytest.approx(ref.pvalue, rel=1e-6)

@@ -1,0 +1,154 @@
+"""fupan.health: the constrained logistic fit against scikit-learn, the learned score on a
+simulation with known truth, the hand score by hand, bands, backtest and calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from fupan import health
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+
+def _sim(n_customers=1500, months=6, seed=0):
+    """Customers x months; churn log-odds = -3 + 1.2*x1 - 0.8*x2 + 0*x_null, x3 ~ x1 (rho .9)."""
+    rng = np.random.default_rng(seed)
+    rows = n_customers * months
+    cid = np.repeat([f"c{i}" for i in range(n_customers)], months)
+    u = np.repeat(rng.normal(size=n_customers), months)  # customer-level component
+    x1 = 0.6 * u + 0.8 * rng.normal(size=rows)
+    x3 = 0.9 * x1 + np.sqrt(1 - 0.81) * rng.normal(size=rows)
+    x2 = rng.normal(size=rows)
+    xn = rng.normal(size=rows)
+    eta = -3 + 1.2 * x1 - 0.8 * x2
+    y = rng.random(rows) < 1 / (1 + np.exp(-eta))
+    df = pd.DataFrame({"customer_id": cid, "x1": x1, "x2": x2, "x3": x3, "x_null": xn, "label": y})
+    return df, eta
+
+
+def test_nonnegative_logit_equals_sklearn_when_bounds_do_not_bind():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(4000, 3))
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(-1 + X @ [0.8, 0.5, 0.3])))).astype(int)
+    for C in (0.01, 1.0):
+        w, b = health.fit_nonnegative_logit(X, y, C)
+        ref = LogisticRegression(C=C, max_iter=5000, tol=1e-10).fit(X, y)
+        np.testing.assert_allclose(w, ref.coef_[0], atol=1e-4)
+        assert b == pytest.approx(ref.intercept_[0], abs=1e-4)
+
+
+def test_nonnegative_logit_zeroes_a_negative_effect():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(4000, 2))
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(-1 + X @ [0.8, -0.6])))).astype(int)
+    w, _ = health.fit_nonnegative_logit(X, y, 1.0)
+    assert w[0] > 0.5 and w[1] == 0.0
+
+
+def test_learned_health_recovers_the_simulated_truth():
+    df, eta = _sim()
+    train, test = df.iloc[: len(df) * 2 // 3], df.iloc[len(df) * 2 // 3 :]
+    m = health.LearnedHealth(["x1", "x2", "x3", "x_null"], random_state=0)
+    m.fit(train, train.label, train.customer_id)
+    # x1 and x3 (rho 0.9) share one weight; x2 enters with its own (negative) direction.
+    groups = {tuple(sorted(v)) for v in m.groups_.values()}
+    assert ("x1", "x3") in groups
+    w = m.weights_.set_index("group")
+    assert w.index[0] == "x1" and w.loc["x1", "direction"] == 1
+    assert w.loc["x2", "direction"] == -1
+    assert w.loc["x_null", "weight"] < 0.05
+    # AUC on held-out rows close to the oracle's
+    auc = roc_auc_score(test.label, -m.health(test))
+    oracle = roc_auc_score(test.label, eta[len(df) * 2 // 3 :])
+    assert auc > oracle - 0.03
+    # the score is a 0-100 percentile of safety on the training rows
+    h = m.health(train)
+    assert h.min() >= 0 and h.max() <= 100
+    assert np.mean(h <= 10) == pytest.approx(0.10, abs=0.01)
+    # probabilities are calibrated in the large
+    assert m.predict_proba(test).mean() == pytest.approx(test.label.mean(), abs=0.01)
+    # contributions add up to the linear predictor
+    c = m.contributions(test)
+    eta_hat = np.log(m.predict_proba(test) / (1 - m.predict_proba(test)))
+    np.testing.assert_allclose(c.sum(axis=1) + m.intercept_, eta_hat, atol=1e-8)
+
+
+def test_learned_health_is_deterministic():
+    df, _ = _sim(n_customers=400, months=4)
+    a = health.LearnedHealth(["x1", "x2", "x3"], random_state=5).fit(df, df.label, df.customer_id)
+    b = health.LearnedHealth(["x1", "x2", "x3"], random_state=5).fit(df, df.label, df.customer_id)
+    np.testing.assert_array_equal(a.health(df), b.health(df))
+
+
+def test_hand_health_by_hand():
+    ref = pd.DataFrame({"good": [1.0, 2.0, 3.0, 4.0], "bad": [10.0, 20.0, 30.0, 40.0]})
+    hh = health.HandHealth(
+        {"d1": (3.0, {"good": 1}), "d2": (1.0, {"bad": -1}), "d3": (1.0, {"absent": 1})}
+    ).fit(ref)
+    assert hh.used_ == {"d1": ["good"], "d2": ["bad"]}
+    assert hh.weights_ == {"d1": 0.75, "d2": 0.25}
+    x = pd.DataFrame({"good": [4.0, np.nan], "bad": [10.0, 25.0]})
+    dims = hh.dimension_scores(x)
+    # mid-rank percentile of 4 among [1,2,3,4] = (3+4)/2/4 = 87.5; missing = 50
+    assert dims.d1.tolist() == [87.5, 50.0]
+    # 'bad' is reversed: 10 -> 100 - 12.5; 25 -> 100 - 50
+    assert dims.d2.tolist() == [87.5, 50.0]
+    np.testing.assert_allclose(hh.health(x), [87.5, 50.0])
+
+
+def test_thresholds_for_volume_and_precision():
+    rng = np.random.default_rng(3)
+    h = rng.uniform(0, 100, 20000)
+    y = rng.random(20000) < np.where(h < 20, 0.5, 0.05)
+    th = health.choose_thresholds(h, y, 0.1, 0.2)
+    assert np.mean(h <= th["red"]) == pytest.approx(0.10, abs=0.002)
+    assert np.mean(h <= th["amber"]) == pytest.approx(0.30, abs=0.002)
+    th2 = health.choose_thresholds(h, y, 0.1, 0.2, target_precision=0.45)
+    assert th2["rule"] == "precision" and th2["target_met"]
+    # precision at volume v > 0.2 is (0.2*0.5 + (v-0.2)*0.05)/v >= 0.45 <=> v <= 0.225
+    assert th2["volume"] == pytest.approx(0.22, abs=0.01)
+    flagged = h <= th2["red"]
+    assert y[flagged].mean() >= 0.45
+    th3 = health.choose_thresholds(h, y, 0.1, 0.2, target_precision=0.9)
+    assert not th3["target_met"] and th3["volume"] == 0.1
+    b = health.band(np.array([5, 15, 50]), {"red": 10, "amber": 30})
+    assert b.tolist() == ["red", "amber", "green"]
+
+
+def test_backtest_auc_equals_mann_whitney_by_hand():
+    # risk = -health; pairs (churner, stayer): churners at health 1 and 3, stayers at 2, 4, 5
+    hl = np.array([1.0, 3.0, 2.0, 4.0, 5.0])
+    y = np.array([1, 1, 0, 0, 0], bool)
+    bt = health.backtest(hl, y, hl <= 1.5, ["a", "b", "c", "d", "e"], n_boot=50, seed=0)
+    # concordant pairs: churner 1 below all three stayers (3), churner 3 below 4 and 5 (2) -> 5/6
+    assert bt["auc"] == pytest.approx(5 / 6)
+    assert bt["precision"] == 1.0 and bt["recall"] == 0.5
+    assert bt["alert_share"] == pytest.approx(0.2)
+    assert bt["lift"] == pytest.approx(1.0 / 0.4)
+
+
+def test_cluster_bootstrap_resamples_customers():
+    ids = ["a", "a", "b", "c", "c", "c"]
+    for w in health.cluster_bootstrap_weights(ids, 20, seed=1):
+        # rows of one customer always share a weight
+        assert w[0] == w[1] and w[3] == w[4] == w[5]
+        assert w.sum() == pytest.approx(sum(w[i] for i in (0, 1, 2, 3, 4, 5)))
+
+
+def test_compare_auc_and_calibration():
+    rng = np.random.default_rng(4)
+    y = rng.random(3000) < 0.2
+    good = np.where(y, rng.normal(0, 1, 3000), rng.normal(1, 1, 3000))
+    noise = rng.normal(size=3000)
+    ids = np.arange(3000)
+    same = health.compare_auc(good, good, y, ids, n_boot=30)
+    assert same["diff"] == 0 and not same["better"]
+    better = health.compare_auc(good, noise, y, ids, n_boot=60)
+    assert better["better"] and better["low"] > 0
+    p = np.full(3000, 0.2)
+    cal = health.calibration(p, y, bins=5)
+    assert len(cal) == 5 and cal.n.sum() == 3000
+    assert (cal.low <= cal.observed).all() and (cal.observed <= cal.high).all()
+    rb = health.rate_by_band(np.where(good < 0, "red", "green"), y)
+    assert rb.set_index("band").loc["amber", "rows"] == 0
