@@ -186,11 +186,16 @@ def write_fixture(folder: Path, drop: tuple[str, ...] = (), **replace: pd.DataFr
     return folder
 
 
-def params_file(folder: Path, data: Path, as_of: str = AS_OF, extra: str = "") -> Path:
+def params_file(
+    folder: Path, data: Path, as_of: str = AS_OF, extra: str = "", kpi_extra: str = ""
+) -> Path:
+    """Params for the fixture. The at-risk list uses the interim rules (hand-checkable; the
+    churn chapter's health score is stubbed where a test needs it)."""
     path = folder / f"params-{as_of}.yaml"
     path.write_text(
         f"name: kpi fixture\nkind: monthly\nas_of: {as_of}\nbenchmarks_file: null\ndata:\n  source: {data}\n"
-        f"notebooks: [00_data_check, 05_kpi_tracking]\ndiagnosis:\n  top_n: 2\n{extra}",
+        f"notebooks: [00_data_check, 05_kpi_tracking]\ndiagnosis:\n  top_n: 2\n{extra}"
+        f"kpi:\n  at_risk_source: rules\n{kpi_extra}",
         encoding="utf-8",
     )
     return path
@@ -324,20 +329,98 @@ def test_at_risk_list(ds):
     assert kpi.at_risk_list(ds, dt.date(2026, 9, 30)).customer_id.tolist() == ["G"]
 
 
-def test_model_kpis_from_clv_and_health(ds, fast_clv, monkeypatch):
-    bands = pd.DataFrame(
-        {
-            "customer_id": list("ABDEGHN"),
-            "band": ["green", "red", "red", "amber", "red", "red", "green"],
-        }
+def _valuation(p_alive: dict[str, float] | None = None):
+    """A stand-in for chapter 3's valuation: CLV, P(alive) and P(churn) per customer."""
+    from types import SimpleNamespace
+
+    alive = pd.Series(p_alive or {}, dtype=float).reindex(CLV.index).fillna(0.9)
+    values = pd.DataFrame({"clv": CLV, "p_alive": alive, "p_churn": 1 - alive}).rename_axis(
+        "customer_id"
     )
-    monkeypatch.setattr(kpi, "health_bands", lambda ds, day: (bands, None))
+    return SimpleNamespace(kind="transactions", values=values, info={"converged": True})
+
+
+def _health_frames(day_bands: dict[str, str], prev_bands: dict[str, str]):
+    prob = {"A": 0.1, "D": 0.6, "E": 0.3, "G": 0.7, "H": 0.8, "N": 0.05, "B": 0.9}
+
+    def frame(bands):
+        ids = list(bands)
+        return pd.DataFrame(
+            {
+                "customer_id": ids,
+                "customer_name": ids,
+                "account_manager": "AM-1",
+                "tier": "gold",
+                "score": [10.0 * i for i in range(len(ids))],
+                "band": list(bands.values()),
+                "churn_probability": [prob[i] for i in ids],
+                "reasons": "Days since last order: 30 days; Latest NPS: 2",
+            }
+        )
+
+    def fake(ds, day, before=None):
+        out = {day: frame(day_bands)}
+        if before is not None:
+            out[before] = frame(prev_bands)
+        return out, None
+
+    return fake
+
+
+NOW_BANDS = {"A": "green", "D": "red", "E": "amber", "G": "red", "H": "red", "N": "green"}
+PREV_BANDS = {"A": "green", "B": "amber", "E": "green", "G": "red", "H": "amber"}
+
+
+def test_model_kpis_from_clv_and_health(ds, fast_clv, monkeypatch):
+    pytest.importorskip("fupan.clv")
+    monkeypatch.setattr(kpi, "clv_valuation", lambda ds, day: _valuation())
+    monkeypatch.setattr(kpi, "health_bands", _health_frames(NOW_BANDS, PREV_BANDS))
     values, _ = kpi.compute_series(ds, ["2026-10"])
     v = values.set_index("kpi").value
-    # Active: A, D, E, G, H, N -> mean CLV 2100 / 6; at risk G + H = 900; red: D, G, H of 6.
+    # Active: A, D, E, G, H, N -> mean CLV (100 + 200 + 300 + 400 + 500 + 600) / 6.
     assert v["avg_clv"] == pytest.approx(350.0)
-    assert v["ltv_at_risk"] == pytest.approx(900.0)
+    # Red: D, G, H of the 6 scored.
     assert v["red_band_share"] == pytest.approx(0.5)
+    # Chapter 3's LTV at risk: churn probability x CLV over the red band:
+    # 0.6 x 200 + 0.7 x 400 + 0.8 x 500.
+    assert v["ltv_at_risk"] == pytest.approx(800.0)
+
+
+def test_ltv_at_risk_without_health_uses_p_alive(ds, fast_clv, monkeypatch):
+    pytest.importorskip("fupan.clv")
+    monkeypatch.setattr(
+        kpi, "clv_valuation", lambda ds, day: _valuation({"G": 0.2, "H": 0.4, "B": 0.1})
+    )
+    monkeypatch.setattr(kpi, "health_bands", lambda ds, day, before=None: (None, "model:health"))
+    values, _ = kpi.compute_series(ds, ["2026-10"])
+    r = values.set_index("kpi")
+    # P(alive) below ltv.at_risk_p_alive (0.5) among active customers: G (0.8 x 400), H
+    # (0.6 x 500); B has churned.
+    assert r.loc["ltv_at_risk", "value"] == pytest.approx(620.0)
+    assert r.loc["ltv_at_risk", "n"] == 2
+    assert (
+        math.isnan(r.loc["red_band_share", "value"])
+        and r.loc["red_band_share", "reason"] == "model:health"
+    )
+
+
+def test_health_list_and_newly_red(ds, fast_clv, monkeypatch):
+    monkeypatch.setattr(kpi, "health_bands", _health_frames(NOW_BANDS, PREV_BANDS))
+    ctx = kpi._Ctx(ds)
+    risk, fresh, source = kpi.health_at_risk(ctx, kpi.Window.of("2026-10", ds.params))
+    assert source == "health"
+    assert risk.customer_id.tolist() == ["D", "G", "H"]  # AM-1, healthiest score last
+    # D was not scored at 09-30 (not live then), G was already red: H is newly red.
+    assert fresh.customer_id.tolist() == ["H"]
+    assert risk.set_index("customer_id").spend_12m.to_dict() == {"D": 60.0, "G": 100.0, "H": 40.0}
+    frame = kpi.at_risk_export_frame(risk, {"H"}, "en", ds.params.tier_label, source)
+    assert {"Health score", "Churn probability", "Why at risk", "New this month"} <= set(
+        frame.columns
+    )
+    assert (
+        kpi.reasons_for_slide(risk.reasons[0], source, "en", k=1)
+        == "Days since last order: 30 days"
+    )
 
 
 def test_missing_tables_make_kpis_not_available(tmp_path):

@@ -250,7 +250,7 @@ def test_month_deck_passes_the_browser_checks(month_run, browser, tmp_path):
 def test_backfill_then_rerun_one_month_keeps_the_other_eleven(tmp_path, capfd):
     data = write_fixture(tmp_path / "data")
     # alert_on: [] -> a run with alerts still exits 0, and quiet mode prints nothing at all
-    pf = params_file(tmp_path, data, extra="kpi:\n  alert_on: []\n")
+    pf = params_file(tmp_path, data, kpi_extra="  alert_on: []\n")
     reports = tmp_path / "reports"
     code = monthly.main(
         str(pf), first="2025-11", last="2026-10", reports_dir=str(reports), decks="none", quiet=True

@@ -21,6 +21,7 @@ History
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import difflib
 import fcntl
@@ -358,14 +359,20 @@ def status_of(
 class _Ctx:
     """One dataset, with per-date caches (churn status, CLV, at-risk lists)."""
 
-    def __init__(self, ds: Dataset, model_months: set[str] | None = None):
+    def __init__(
+        self,
+        ds: Dataset,
+        model_months: set[str] | None = None,
+        health_months: set[str] | None = None,
+    ):
         self.ds = ds
         self.params = ds.params
         self.model_months = model_months
+        self.health_months = health_months
         self._status: dict[dt.date, pd.DataFrame] = {}
         self._clv: dict[dt.date, tuple[pd.Series | None, str | None]] = {}
         self._risk: dict[dt.date, pd.DataFrame] = {}
-        self._health: dict[dt.date, tuple[pd.DataFrame | None, str | None]] = {}
+        self._health: dict[tuple[dt.date, dt.date | None], tuple[Any, str | None]] = {}
 
     def status(self, day: dt.date) -> pd.DataFrame:
         if day not in self._status:
@@ -703,14 +710,38 @@ def touch_kpi(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
 # Customer value and risk
 
 
-def customer_clv(ds: Dataset, as_of: dt.date) -> pd.Series:
-    """Discounted CLV per customer with an order, from data on or before ``as_of``.
+def clv_valuation(ds: Dataset, as_of: dt.date) -> Any:
+    """Chapter 3's valuation (:mod:`fupan.clv`) from data on or before ``as_of``.
 
-    BG/NBD for purchases and Gamma-Gamma for spend (:mod:`fupan.ltv`), fitted on the order
-    log up to ``as_of``, over ``ltv.horizon_years`` with ``ltv.margin`` and
-    ``ltv.discount_rate_annual``. Customers whose refunds outweigh their repeat purchases
-    have their repeat spend counted as zero (Gamma-Gamma needs positive spend); customers
-    whose first purchase is on ``as_of`` itself have no CLV yet.
+    Its snapshot is exclusive, so it is taken on the day after ``as_of``: the same valuation
+    chapter 3 calls "now" for a run as of the month end.
+
+    Raises
+    ------
+    ImportError
+        when chapter 3's module is not installed.
+    ValueError
+        when the models cannot be fitted or did not converge (too little data).
+    """
+    from fupan import clv as chapter3
+
+    kind, _ = chapter3.choose_model(ds.params, ds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # reported through info['converged']
+        val = chapter3.Valuer(ds, kind).valuation(pd.Timestamp(as_of) + pd.Timedelta(days=1))
+    if not val.info.get("converged", True):
+        raise ValueError("the CLV models did not converge")
+    return val
+
+
+def customer_clv(ds: Dataset, as_of: dt.date) -> pd.Series:
+    """Discounted CLV per customer, from data on or before ``as_of``.
+
+    Chapter 3's valuation when :mod:`fupan.clv` is installed (so both chapters quote the
+    same CLV); otherwise BG/NBD for purchases and Gamma-Gamma for spend (:mod:`fupan.ltv`)
+    over ``ltv.horizon_years`` with ``ltv.margin`` and ``ltv.discount_rate_annual``
+    (customers whose refunds outweigh their repeat purchases have their repeat spend counted
+    as zero; customers whose first purchase is on ``as_of`` have no CLV yet).
 
     Raises
     ------
@@ -718,6 +749,10 @@ def customer_clv(ds: Dataset, as_of: dt.date) -> pd.Series:
         when the models cannot be fitted or their fit does not converge (e.g. too few
         customers with a repeat purchase).
     """
+    try:
+        return clv_valuation(ds, as_of).values["clv"].astype(float).rename("clv")
+    except ImportError:
+        pass
     from fupan.ltv import BetaGeo, GammaGamma, summary_from_orders
 
     p = ds.params.ltv
@@ -729,7 +764,6 @@ def customer_clv(ds: Dataset, as_of: dt.date) -> pd.Series:
     )
     o = o.join(c, o.customer_id == c.cid).select("customer_id", "order_date", "amount")
     summ = summary_from_orders(o, as_of + dt.timedelta(days=1), freq=p.time_unit)
-    # A first purchase on the as-of day has no observed time yet (T = 0): no CLV until it has.
     summ = summ[summ["T"] > 0]
     if summ.empty:
         raise ValueError("no customer has an order")
@@ -760,45 +794,156 @@ def customer_clv(ds: Dataset, as_of: dt.date) -> pd.Series:
     return pd.Series(np.asarray(value, dtype=float), index=summ.index, name="clv")
 
 
+# Optional chapter models must never stop the monthly report: a failure makes their KPIs
+# "not available" with the reason.
+_MODEL_ERRORS = (
+    ValueError,
+    RuntimeError,
+    ArithmeticError,
+    KeyError,
+    IndexError,
+    np.linalg.LinAlgError,
+)
+
+
 def _clv(ctx: _Ctx, day: dt.date) -> tuple[pd.Series | None, str | None]:
     if day not in ctx._clv:
         try:
             ctx._clv[day] = (customer_clv(ctx.ds, day), None)
         except ImportError:
             ctx._clv[day] = (None, "model:ltv")
-        except (ValueError, RuntimeError, ArithmeticError, np.linalg.LinAlgError):
+        except _MODEL_ERRORS:
             # too little data to fit (early months, tiny data): the KPI is not available
             ctx._clv[day] = (None, "model_failed:ltv")
     return ctx._clv[day]
 
 
-def health_bands(ds: Dataset, as_of: dt.date) -> tuple[pd.DataFrame | None, str | None]:
-    """Health band per active customer from the churn chapter's ``fupan.health``, if it exists.
+def _as_of_view(ds: Dataset, day: dt.date) -> Dataset:
+    """The dataset with ``params.as_of`` moved back to ``day`` (same tables), for chapter
+    models that read the run's date from the params."""
+    if ds.params.as_of == day:
+        return ds
+    return dataclasses.replace(ds, params=ds.params.model_copy(update={"as_of": day}))
 
-    Returns ``(frame with customer_id, band, reasons, or None, reason it is unavailable)``.
+
+def health_bands(
+    ds: Dataset, as_of: dt.date, before: dt.date | None = None
+) -> tuple[Any, str | None]:
+    """Health scores and bands from the churn chapter (:mod:`fupan.atrisk`), if installed.
+
+    The health model is trained as of ``as_of`` (only snapshots whose labels are known by
+    then) and scores every live customer at ``as_of``, and, with ``before``, at that earlier
+    date with the same model and thresholds (to find customers newly in the red band).
+
+    Returns
+    -------
+    ``({date: frame}, None)`` with frames ``customer_id, customer_name, account_manager, tier,
+    score, band, churn_probability, reasons`` (reasons in words), or ``(None, why)``:
+    ``disabled:health`` when ``kpi.at_risk_source`` is ``rules``, ``model:health`` when the
+    module is missing, ``model_failed:health`` when it fails (for example too little data
+    to train).
+
+    Raises
+    ------
+    RuntimeError
+        when ``kpi.at_risk_source`` is ``health`` and the health score is not available.
     """
+    source = ds.params.kpi.at_risk_source
+    if source == "rules":
+        return None, "disabled:health"
     try:
-        from fupan import health  # noqa: F401  (built by the churn chapter)
+        from fupan import atrisk  # built by the churn chapter
     except ImportError:
+        atrisk = None
+    if atrisk is None or not (hasattr(atrisk, "train") and hasattr(atrisk, "at_risk_list")):
+        if source == "health":
+            raise RuntimeError("kpi.at_risk_source is 'health' but fupan.atrisk is not installed")
         return None, "model:health"
-    bands = getattr(health, "bands_as_of", None)
-    if bands is None:
-        return None, "model:health"
-    frame = bands(ds, as_of)
-    return frame, None
+    view = _as_of_view(ds, as_of)
+    everyone = ("red", "amber", "green")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = atrisk.train(view)
+            out = {as_of: atrisk.at_risk_list(view, as_of, model=model, bands=everyone)}
+            if before is not None:
+                out[before] = atrisk.at_risk_list(view, before, model=model, bands=everyone)
+    except _MODEL_ERRORS as exc:
+        if source == "health":
+            raise RuntimeError(
+                f"kpi.at_risk_source is 'health' but the health model failed: {exc}"
+            ) from exc
+        return None, "model_failed:health"
+    return out, None
 
 
-def _health(ctx: _Ctx, day: dt.date) -> tuple[pd.DataFrame | None, str | None]:
-    if day not in ctx._health:
-        ctx._health[day] = health_bands(ctx.ds, day)
-    return ctx._health[day]
+def _health(ctx: _Ctx, day: dt.date, before: dt.date | None = None) -> tuple[Any, str | None]:
+    key = (day, before)
+    if key not in ctx._health:
+        ctx._health[key] = health_bands(ctx.ds, day, before)
+    return ctx._health[key]
 
 
 REASON_CODES = ("overdue", "spend_drop", "detractor", "sla_breach")
 
 
+def customer_facts(ds: Dataset, as_of: dt.date, status: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per active customer at ``as_of``: who, and their order rhythm (one engine query).
+
+    Returns
+    -------
+    DataFrame ``customer_id, account_manager, tier, customer_name`` (if present), ``n_days``
+    (purchase days), ``first_buy, last_order, days_since_order, usual_interval_days``,
+    ``q_cur, q_prev`` (net spend in the last 90 days and the 90 before), ``spend_12m``.
+    """
+    day = pd.Timestamp(as_of).date()
+    lit = ibis.literal(day)
+    if status is None:
+        status = outcomes.churn_status(ds, day)
+    active = status.loc[~status.churned, ["customer_id"]]
+    cust = ds["customers"].filter(lambda t: t.acquired_at <= lit)
+    o = ds["orders"].filter(lambda t: t.order_date <= lit)
+    ids = cust.select(cid="customer_id")
+    o = o.join(ids, o.customer_id == ids.cid)
+    age = lit.delta(o.order_date, unit="day")
+    buy_day = ibis.ifelse(o.amount >= 0, o.order_date, ibis.null().cast("date"))
+    per = (
+        o.group_by("customer_id")
+        .aggregate(
+            n_days=buy_day.nunique(),
+            first_buy=buy_day.min(),
+            last_order=buy_day.max(),
+            q_cur=ibis.ifelse(age < QUARTER_DAYS, o.amount, 0.0).sum(),
+            q_prev=ibis.ifelse(
+                (age >= QUARTER_DAYS) & (age < 2 * QUARTER_DAYS), o.amount, 0.0
+            ).sum(),
+            spend_12m=ibis.ifelse(
+                o.order_date > ibis.literal(_minus_months(day, 12)), o.amount, 0.0
+            ).sum(),
+        )
+        .to_pandas()
+    )
+    cols = ["customer_id", "account_manager", "tier"] + (
+        ["customer_name"] if "customer_name" in cust.columns else []
+    )
+    info = cust.select(*cols).to_pandas()
+    df = active.merge(info, on="customer_id", how="left").merge(per, on="customer_id", how="left")
+    df["n_days"] = df.n_days.fillna(0).astype(int)
+    for col in ("first_buy", "last_order"):
+        df[col] = pd.to_datetime(df[col])
+    for col in ("q_cur", "q_prev", "spend_12m"):
+        df[col] = df[col].fillna(0.0).astype(float)
+    df["days_since_order"] = (pd.Timestamp(day) - df.last_order).dt.days
+    span = (df.last_order - df.first_buy).dt.days
+    df["usual_interval_days"] = np.where(
+        df.n_days >= 2, span / (df.n_days - 1).clip(lower=1), np.nan
+    )
+    return df
+
+
 def at_risk_list(ds: Dataset, as_of: dt.date, status: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Active customers showing warning signals at ``as_of`` (rule-based interim list).
+    """Active customers showing warning signals at ``as_of`` (the rule-based interim list,
+    used when the churn chapter's health score is not available).
 
     A customer is at risk when ``overdue``, or when two or more of the other signals fire.
     Signals (thresholds in ``params.kpi``), each a reason code:
@@ -822,51 +967,10 @@ def at_risk_list(ds: Dataset, as_of: dt.date, status: pd.DataFrame | None = None
     tier, last_order, days_since_order, usual_interval_days, spend_12m, reasons`` (codes
     joined by ``;``), sorted by account manager then 12-month spend (largest first).
     """
-    params = ds.params
-    k = params.kpi
+    k = ds.params.kpi
     day = pd.Timestamp(as_of).date()
     lit = ibis.literal(day)
-    if status is None:
-        status = outcomes.churn_status(ds, day)
-    active = status.loc[~status.churned, ["customer_id"]]
-    cust = ds["customers"].filter(lambda t: t.acquired_at <= lit)
-    o = ds["orders"].filter(lambda t: t.order_date <= lit)
-    ids = cust.select(cid="customer_id")
-    o = o.join(ids, o.customer_id == ids.cid)
-    age = lit.delta(o.order_date, unit="day")
-    buy_day = ibis.ifelse(o.amount >= 0, o.order_date, ibis.null().cast("date"))
-    per = (
-        o.group_by("customer_id")
-        .aggregate(
-            n_days=buy_day.nunique(),
-            first_buy=buy_day.min(),
-            last_buy=buy_day.max(),
-            q_cur=ibis.ifelse(age < QUARTER_DAYS, o.amount, 0.0).sum(),
-            q_prev=ibis.ifelse(
-                (age >= QUARTER_DAYS) & (age < 2 * QUARTER_DAYS), o.amount, 0.0
-            ).sum(),
-            spend_12m=ibis.ifelse(
-                o.order_date > ibis.literal(_minus_months(day, 12)), o.amount, 0.0
-            ).sum(),
-        )
-        .to_pandas()
-    )
-    cols = ["customer_id", "account_manager", "tier"] + (
-        ["customer_name"] if "customer_name" in cust.columns else []
-    )
-    info = cust.select(*cols).to_pandas()
-    df = active.merge(info, on="customer_id", how="left").merge(per, on="customer_id", how="left")
-    df["n_days"] = df.n_days.fillna(0).astype(int)
-    for col in ("first_buy", "last_buy"):
-        df[col] = pd.to_datetime(df[col])
-    for col in ("q_cur", "q_prev", "spend_12m"):
-        df[col] = df[col].fillna(0.0).astype(float)
-    ts = pd.Timestamp(day)
-    df["days_since_order"] = (ts - df.last_buy).dt.days
-    span = (df.last_buy - df.first_buy).dt.days
-    df["usual_interval_days"] = np.where(
-        df.n_days >= 2, span / (df.n_days - 1).clip(lower=1), np.nan
-    )
+    df = customer_facts(ds, day, status)
     repeat = df.loc[df.n_days >= 2, "usual_interval_days"]
     typical = float(repeat.median()) if len(repeat) else np.nan
     interval = df.usual_interval_days.fillna(typical)
@@ -895,14 +999,13 @@ def at_risk_list(ds: Dataset, as_of: dt.date, status: pd.DataFrame | None = None
         flags["detractor"] = df.customer_id.isin(det.customer_id).to_numpy()
     if ds.has("tickets"):
         tk = ds["tickets"]
-        ct = cust.select(cid="customer_id", ctier="tier")
+        ct = ds["customers"].select(cid="customer_id", ctier="tier")
         t = tk.join(ct, tk.customer_id == ct.cid)
         now_s = _epoch(day + dt.timedelta(days=1))
-        ctx = _Ctx(ds)
         opened = t.opened_at.epoch_seconds()
         unanswered = t.first_response_at.isnull() | (t.first_response_at.epoch_seconds() >= now_s)
         late = t.filter(
-            (opened < now_s) & unanswered & (opened + ctx.sla_days(t.ctier) * 86400.0 < now_s)
+            (opened < now_s) & unanswered & (opened + _Ctx(ds).sla_days(t.ctier) * 86400.0 < now_s)
         )
         late = late.select("customer_id").distinct().to_pandas()
         flags["sla_breach"] = df.customer_id.isin(late.customer_id).to_numpy()
@@ -917,7 +1020,6 @@ def at_risk_list(ds: Dataset, as_of: dt.date, status: pd.DataFrame | None = None
     )
     df["reasons"] = reasons
     out = df[hit.to_numpy()].copy()
-    out = out.rename(columns={"last_buy": "last_order"})
     keep = [
         "customer_id",
         "customer_name",
@@ -944,12 +1046,75 @@ def _risk(ctx: _Ctx, day: dt.date) -> pd.DataFrame:
     return ctx._risk[day]
 
 
+def health_at_risk(ctx: _Ctx, w: Window) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The month's at-risk list and the customers new on it since the previous month end.
+
+    With the churn chapter's health score: customers in the red band (riskiest first, reasons
+    in words), new = red now and scored but not red at the previous month end (same model
+    and thresholds). Otherwise the interim rules of :func:`at_risk_list`, new = at risk now
+    and active but not at risk at the previous month end.
+
+    Returns
+    -------
+    (at_risk, new, source) with source ``health`` or ``rules``.
+    """
+    scored, _ = _health(ctx, w.end, w.prev_end)
+    if scored is None:
+        now = _risk(ctx, w.end)
+        before = _risk(ctx, w.prev_end)
+        active_before = set(ctx.active(w.prev_end).customer_id)
+        fresh = now[~now.customer_id.isin(before.customer_id) & now.customer_id.isin(active_before)]
+        return now, fresh.reset_index(drop=True), "rules"
+    frame, prev = scored[w.end], scored[w.prev_end]
+    facts = customer_facts(ctx.ds, w.end, ctx.status(w.end))
+    facts = facts[
+        ["customer_id", "last_order", "days_since_order", "usual_interval_days", "spend_12m"]
+    ]
+    red = frame[frame.band == "red"].merge(facts, on="customer_id", how="left")
+    red["spend_12m"] = red.spend_12m.fillna(0.0)
+    red = red.sort_values(["account_manager", "score", "customer_id"], na_position="last")
+    red = red.reset_index(drop=True)
+    was = set(prev.loc[prev.band == "red", "customer_id"])
+    seen = set(prev.customer_id)
+    fresh = red[~red.customer_id.isin(was) & red.customer_id.isin(seen)].reset_index(drop=True)
+    return red, fresh, "health"
+
+
 MODEL_KPIS = tuple(k for k, v in CATALOGUE.items() if v.model)
+HEALTH_KPIS = ("red_band_share", "ltv_at_risk")
+
+
+def ltv_at_risk(ctx: _Ctx, w: Window) -> tuple[float | None, int | None, str | None]:
+    """Chapter 3's LTV at risk (:func:`fupan.clv.at_risk`): the sum of churn probability x CLV
+    over the customers at risk, with the churn chapter's red band and probabilities when the
+    health score is available, else the CLV model's own view (P(alive) or renewal due)."""
+    try:
+        from fupan import clv as chapter3
+    except ImportError:
+        return None, None, "model:ltv"
+    try:
+        val = clv_valuation(ctx.ds, w.end)
+    except _MODEL_ERRORS:
+        return None, None, "model_failed:ltv"
+    scored, _ = _health(ctx, w.end, w.prev_end)
+    scores = None
+    if scored is not None:
+        frame = scored[w.end]
+        scores, _ = chapter3.normalise_scores(frame[frame.band == "red"])
+    try:
+        risk = chapter3.at_risk(val, ctx.active(w.end).customer_id, ctx.params.ltv, scores)
+    except _MODEL_ERRORS:
+        return None, None, "model_failed:ltv"
+    return float(risk.ltv_at_risk.sum()), len(risk), None
 
 
 def value_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
-    """Average CLV of active customers, share of active customers in the red health band, and
-    LTV at risk (the CLV of the customers on the at-risk list)."""
+    """Average CLV of active customers, the share of live customers in the red health band,
+    and LTV at risk (chapter 3's definition, :func:`ltv_at_risk`).
+
+    The health model is trained per month, so the two health KPIs are computed only for
+    ``ctx.health_months`` (a month's own run, or the months a backfill writes); other months
+    take them from the history."""
     rows = []
     for w in windows:
         if ctx.model_months is not None and w.month not in ctx.model_months:
@@ -959,31 +1124,23 @@ def value_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
         clv, why = _clv(ctx, w.end)
         if clv is None:
             rows.append(_val(w.month, "avg_clv", None, None, why))
-            rows.append(_val(w.month, "ltv_at_risk", None, None, why))
         else:
             values = clv.reindex(active).dropna()
             rows.append(
                 _val(w.month, "avg_clv", values.mean() if len(values) else None, len(values))
             )
-            risk = _risk(ctx, w.end)
-            rows.append(
-                _val(
-                    w.month,
-                    "ltv_at_risk",
-                    float(clv.reindex(risk.customer_id).fillna(0.0).sum()),
-                    len(risk),
-                )
-            )
-        bands, why = _health(ctx, w.end)
-        if bands is None:
+        if ctx.health_months is not None and w.month not in ctx.health_months:
+            rows += [_val(w.month, k, None, None, "not_computed") for k in HEALTH_KPIS]
+            continue
+        scored, why = _health(ctx, w.end, w.prev_end)
+        if scored is None:
             rows.append(_val(w.month, "red_band_share", None, None, why))
         else:
-            b = bands[bands.customer_id.isin(active)]
-            rows.append(
-                _val(
-                    w.month, "red_band_share", (b.band == "red").mean() if len(b) else None, len(b)
-                )
-            )
+            b = scored[w.end]
+            share = (b.band == "red").mean() if len(b) else None
+            rows.append(_val(w.month, "red_band_share", share, len(b)))
+        value, n, why = ltv_at_risk(ctx, w)
+        rows.append(_val(w.month, "ltv_at_risk", value, n, why))
     return rows
 
 
@@ -1118,12 +1275,14 @@ def compute_series(
     ds: Dataset,
     months: list[str],
     model_months: set[str] | list[str] | None = None,
+    health_months: set[str] | list[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every KPI for every month, each from data up to that month's end.
 
     ``model_months`` limits the KPIs that need a chapter model refit per month (average CLV,
-    LTV at risk, red band share) to those months (the others get reason ``not_computed``);
-    ``None`` computes them for every month.
+    LTV at risk, red band share) to those months, and ``health_months`` the two that need
+    the health model trained per month (red band share, LTV at risk); the others get reason
+    ``not_computed``. ``None`` computes them for every month.
 
     Returns
     -------
@@ -1132,7 +1291,12 @@ def compute_series(
     ``model_failed:<model>``, ``history``, ``no_data``); ``completeness`` is
     :func:`completeness` for the same months.
     """
-    return _compute(_Ctx(ds, None if model_months is None else set(model_months)), months)
+    ctx = _Ctx(
+        ds,
+        None if model_months is None else set(model_months),
+        None if health_months is None else set(health_months),
+    )
+    return _compute(ctx, months)
 
 
 def _compute(ctx: _Ctx, months: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -1325,7 +1489,9 @@ def backfill_rows(
     first = ds["orders"].order_date.min().to_pyarrow().as_py()
     if first is not None:
         to_compute = [m for m in to_compute if m >= parse_month(first) or m in months]
-    values, comp = compute_series(ds, to_compute)
+    # the health model is trained per month: only for the months written (context months
+    # come from the history, as in a month's own run)
+    values, comp = compute_series(ds, to_compute, health_months=set(months))
     if recorded:
         h = hist[hist.month.isin(recorded)][["month", "kpi", "value", "n", "reason"]]
         values = pd.concat([h, values], ignore_index=True)
@@ -1338,23 +1504,6 @@ def fingerprint(ds: Dataset) -> str:
     """A short hash of the input files' fingerprints (what produced a month's values)."""
     text = json.dumps(sorted(ds.fingerprints.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def new_red(ctx: _Ctx, w: Window) -> tuple[pd.DataFrame, str]:
-    """Customers red (health band) or at risk (interim rules) now but not at the previous month end."""
-    bands, _ = _health(ctx, w.end)
-    if bands is not None:
-        before, _ = _health(ctx, w.prev_end)
-        red_now = bands[bands.band == "red"]
-        was = set(before.loc[before.band == "red", "customer_id"]) if before is not None else set()
-        risk = _risk(ctx, w.end).drop(columns=["reasons"], errors="ignore")
-        fresh = red_now[~red_now.customer_id.isin(was)]
-        return fresh.merge(risk, on="customer_id", how="left"), "health"
-    now = _risk(ctx, w.end)
-    before = _risk(ctx, w.prev_end)
-    active_before = set(ctx.active(w.prev_end).customer_id)
-    fresh = now[~now.customer_id.isin(before.customer_id) & now.customer_id.isin(active_before)]
-    return fresh.reset_index(drop=True), "rules"
 
 
 def month_report(
@@ -1390,7 +1539,7 @@ def month_report(
         to_compute = [m for m in to_compute if m >= start or m == month]
     # Model KPIs refit a model per month: only for the month and its MoM / YoY months here
     # (the trend shows them where the history holds them; a backfill computes them all).
-    ctx = _Ctx(ds, model_months={month, *changes})
+    ctx = _Ctx(ds, model_months={month, *changes}, health_months={month})
     values, comp = _compute(ctx, to_compute)
     values["source"] = "computed"
     if recorded:
@@ -1408,15 +1557,10 @@ def month_report(
     trend = evaluated[evaluated.month.isin(trend_window)].reset_index(drop=True)
     table = evaluated[evaluated.month == month].reset_index(drop=True)
     w = Window.of(month, params)
-    risk = _risk(ctx, w.end).copy()
+    risk, fresh, red_source = health_at_risk(ctx, w)
     clv, _ = _clv(ctx, w.end)
-    risk["clv"] = risk.customer_id.map(clv) if clv is not None else np.nan
-    fresh, red_source = new_red(ctx, w)
-    fresh = (
-        fresh.merge(risk[["customer_id", "clv"]], on="customer_id", how="left")
-        if len(fresh)
-        else fresh
-    )
+    risk = risk.assign(clv=risk.customer_id.map(clv) if clv is not None else np.nan)
+    fresh = fresh.assign(clv=fresh.customer_id.map(clv) if clv is not None else np.nan)
     comp_month = comp[comp.month == month].reset_index(drop=True)
     alerts = build_alerts(table, comp_month, fresh, params, red_source)
     return KpiReport(
@@ -1468,7 +1612,8 @@ def build_alerts(
                 "direction": CATALOGUE[r.kpi].direction,
             }
         )
-    if len(fresh):
+    # With data missing, "newly at risk" mostly measures the gap: the incomplete alert says so.
+    if len(fresh) and not len(bad):
         alerts.append(
             {
                 "kind": "new_red",
@@ -1649,6 +1794,8 @@ def reason_text(reason: str | None, lang: str) -> str:
         return i18n.t("kpi.reason.missing_column", lang, column=arg)
     if code == "model":
         return i18n.t(f"kpi.reason.model.{arg}", lang)
+    if code == "disabled":
+        return i18n.t("kpi.reason.disabled", lang)
     if code == "incomplete":
         tables = ", ".join(i18n.t(f"table.{x}", lang) for x in arg.split(","))
         return i18n.t("kpi.reason.incomplete", lang, tables=tables)
@@ -1722,6 +1869,8 @@ AT_RISK_COLUMNS = [
     "customer_id",
     "customer_name",
     "tier",
+    "score",
+    "churn_probability",
     "last_order",
     "days_since_order",
     "usual_interval_days",
@@ -1732,26 +1881,43 @@ AT_RISK_COLUMNS = [
 
 
 def at_risk_export_frame(
-    at_risk: pd.DataFrame, new_ids: set[str], lang: str, tier_label: Any
+    at_risk: pd.DataFrame, new_ids: set[str], lang: str, tier_label: Any, source: str = "rules"
 ) -> pd.DataFrame:
-    """The at-risk list as account managers read it: labelled columns, reasons in words."""
+    """The at-risk list as account managers read it: labelled columns, reasons in words
+    (``source``: ``rules`` lists reason codes, ``health`` reasons already in words)."""
     from fupan import i18n
 
     df = at_risk.copy()
     df["tier"] = df.tier.map(lambda x: tier_label(x) if isinstance(x, str) else x)
-    df["reasons"] = df.reasons.map(lambda c: risk_reasons_text(c, lang))
-    df["usual_interval_days"] = df.usual_interval_days.round(1)
-    df["spend_12m"] = df.spend_12m.round(2)
-    if "clv" in df.columns:
-        df["clv"] = df.clv.round(2)
-    df["last_order"] = pd.to_datetime(df.last_order).dt.date
-    cols = [
-        c for c in AT_RISK_COLUMNS if c in df.columns and not (c == "clv" and df.clv.isna().all())
-    ]
+    if source == "rules":
+        df["reasons"] = df.reasons.map(lambda c: risk_reasons_text(c, lang))
+    for col, digits in (
+        ("usual_interval_days", 1),
+        ("spend_12m", 2),
+        ("clv", 2),
+        ("score", 1),
+        ("churn_probability", 3),
+    ):
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce").round(digits)
+    if "last_order" in df.columns:
+        df["last_order"] = pd.to_datetime(df.last_order).dt.date
+    # identity columns always; a measure only when the source has it (clv without a model)
+    always = ("account_manager", "customer_id", "customer_name", "tier", "reasons")
+    cols = [c for c in AT_RISK_COLUMNS if c in df.columns and (c in always or df[c].notna().any())]
     df = df[cols].assign(
         new=df.customer_id.isin(new_ids).map({True: i18n.t("dc.yes", lang), False: ""})
     )
     return df.rename(columns={c: i18n.t(f"kpi.col.{c}", lang) for c in df.columns})
+
+
+def reasons_for_slide(reasons: str, source: str, lang: str, k: int = 2) -> str:
+    """At most ``k`` reasons, short enough for a table row on a slide."""
+    if source == "rules":
+        return risk_reasons_text(reasons, lang)
+    if not isinstance(reasons, str):
+        return ""
+    return "; ".join(reasons.split("; ")[:k])
 
 
 def _sheet_name(name: str, used: set[str]) -> str:
@@ -1777,7 +1943,8 @@ def export_at_risk(
     used: set[str] = set()
     with pd.ExcelWriter(xlsx, engine="openpyxl") as xw:
         frame.to_excel(xw, sheet_name=_sheet_name(i18n.t("kpi.sheet.all", lang), used), index=False)
-        for am, part in frame.groupby(manager, sort=True, dropna=False):
+        groups = frame.groupby(manager, sort=True, dropna=False) if manager in frame.columns else []
+        for am, part in groups:
             label = am if isinstance(am, str) and am else "-"
             part.to_excel(xw, sheet_name=_sheet_name(label, used), index=False)
     return [*paths, xlsx]

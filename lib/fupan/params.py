@@ -314,6 +314,11 @@ class KpiParams(_Model):
         default_factory=lambda: ["kpi", "new_red", "incomplete"],
         description="alert kinds that make `fupan monthly` exit with the alert code",
     )
+    at_risk_source: Literal["auto", "health", "rules"] = Field(
+        "auto",
+        description="at-risk list and red band: the churn chapter's health score (health), the interim "
+        "rules above (rules), or the health score when it is available (auto)",
+    )
     history_file: str = Field("kpi_history.parquet", description="KPI history, relative to the reports folder")
 
 
