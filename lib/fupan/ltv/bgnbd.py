@@ -62,9 +62,20 @@ def _cond_bracket(
     log1mz = np.log(scale) - np.log(scale + t)
     f = hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z)
     u = (a - 1) * log1mz
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         stable = -np.expm1(u + np.log(f))
-    return np.where(f > 0, stable, 1 - np.exp(u) * f) / (a - 1)
+        out = np.where(f > 0, stable, 1 - np.exp(u) * f) / (a - 1)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        # Large a and b (drop-out nearly the same for everyone, common once a is in the
+        # thousands): 2F1 overflows. Its terms then tend to ((b+x)/(a+b+x-1))^n, so the
+        # bracket tends to [1 - (scale / (scale + p t))^(r+x)] / (a-1), p = (a-1)/(a+b+x-1):
+        # the fixed-p limit of BG/NBD, relative error O(1/a + x/b).
+        xb, sb, tb = (np.broadcast_to(v, out.shape)[bad] for v in (x, scale, t))
+        p = (a - 1) / (a + b + xb - 1)
+        out = np.array(out, dtype=float)
+        out[bad] = -np.expm1((r + xb) * (np.log(sb) - np.log(sb + p * tb))) / (a - 1)
+    return out
 
 
 class BetaGeo(ParametricLTVModel):
