@@ -29,6 +29,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ibis
@@ -282,6 +283,12 @@ def value_transactions(
         ltv.discount_rate_annual,
     )
     clv = purchases * spend * ltv.margin
+    bad = ~np.isfinite(clv)
+    if bad.any():  # a wrong total is worse than none: name the customers and the model
+        raise ValueError(
+            f"CLV is not finite for {int(bad.sum())} customers (e.g. {list(s.index[bad][:5])}) "
+            f"with purchase model {models.purchases.params_} and spend model {models.spend.params_}"
+        )
     alive = models.purchases.probability_alive(s.frequency, s.recency, s["T"])
     values = s.assign(
         purchases=purchases,
@@ -297,7 +304,10 @@ def value_transactions(
         "spend_imputed_negative": int(((s.frequency > 0) & (s.monetary < 0)).sum()),
         "first_seen_last_day": int(first_day.sum()),
         "one_time_buyers": int((s.frequency == 0).sum()),
-        "converged": bool(models.purchases.converged_ and models.spend.converged_),
+        "converged": bool(
+            getattr(models.purchases, "converged_", True)
+            and getattr(models.spend, "converged_", True)
+        ),
         "population_spend": models.population_spend,
         "fit_customers": models.n_fit,
         "time_unit": unit,
@@ -653,7 +663,7 @@ def period_ledger(
         if nxt is None:  # "now": only customers who entered during the last month
             need_loss = pd.Series(False, index=st.index)
         else:
-            need_loss = in_period & (churned_at > s) & (churned_at <= nxt)
+            need_loss = in_period & (churned_at > s) & (churned_at <= nxt) & (st.acquired_at < s)
         ids = sorted(set(st.index[need_entry | need_loss]))
         if not ids:
             continue
@@ -761,20 +771,31 @@ def top_lost(ledger: pd.DataFrame, details: pd.DataFrame, n: int = 10) -> pd.Dat
 # LTV at risk now
 
 
-def churn_scores(ds: Dataset, as_of: Any) -> tuple[pd.DataFrame | None, str]:
-    """The churn chapter's at-risk scores at ``as_of``, when it provides them.
+def churn_scores(
+    ds: Dataset, as_of: Any, run_dir: str | Path | None = None
+) -> tuple[pd.DataFrame | None, str]:
+    """The churn chapter's at-risk list at ``as_of``, with its churn probabilities.
 
-    Looks for ``fupan.atrisk.at_risk_list(ds, as_of)`` returning one row per customer with a
-    churn probability (a column named in ``PROBABILITY_COLUMNS``) and optionally a ``band``
-    (red/amber/green) or ``at_risk`` flag.
+    First the list chapter 2 exported in this run (``<run_dir>/exports/at_risk.csv``, read
+    back when ``results.json`` says chapter 2 recorded that many customers), so both chapters
+    show the same customers and the health model is not trained twice; then
+    ``fupan.atrisk.at_risk_list(ds, as_of)`` when that module exists. Every listed customer is
+    at risk unless the frame says otherwise (``at_risk`` flag, or ``band`` red/amber).
 
     Returns
     -------
-    (frame ``customer_id, p_churn, at_risk`` or None, why: ``"churn_scores"`` or the reason it
-    is not used: ``"not_available"``, ``"no_probability"``, ``"failed: ..."``)
+    (frame ``customer_id, p_churn, at_risk`` or None, status: ``"churn_export"`` or
+    ``"churn_scores"`` when used, else why not: ``"not_available"``, ``"no_probability"``,
+    ``"failed: ..."``)
     """
+    if run_dir:
+        frame = _chapter2_export(Path(run_dir))
+        if frame is not None:
+            scores, why = normalise_scores(frame)
+            if scores is not None:
+                return scores, "churn_export"
     try:
-        from fupan import atrisk  # type: ignore[attr-defined]  # built by the churn chapter
+        from fupan import atrisk  # built by the churn chapter
     except ImportError:
         return None, "not_available"
     fn = getattr(atrisk, "at_risk_list", None)
@@ -787,6 +808,28 @@ def churn_scores(ds: Dataset, as_of: Any) -> tuple[pd.DataFrame | None, str]:
     return normalise_scores(frame)
 
 
+def _chapter2_export(run_dir: Path) -> pd.DataFrame | None:
+    """Chapter 2's exported at-risk list of this run, headers mapped back to column names."""
+    from fupan import i18n
+    from fupan.results import Recorder
+
+    path = run_dir / "exports" / "at_risk.csv"
+    count = Recorder(run_dir).get("churn.at_risk_count")
+    if not path.exists() or count is None:
+        return None
+    back: dict[str, str] = {}
+    for col in ("customer_id", "churn_probability"):
+        for lang in i18n.LANGS:
+            try:
+                back[i18n.t(f"churn.acol.{col}", lang)] = col
+            except i18n.MissingLabelError:
+                return None
+    frame = pd.read_csv(path, encoding="utf-8-sig", dtype=str).rename(columns=back)
+    if len(frame) != int(count) or not {"customer_id", "churn_probability"} <= set(frame.columns):
+        return None  # not the list this run recorded
+    return frame[["customer_id", "churn_probability"]]
+
+
 def normalise_scores(frame: Any) -> tuple[pd.DataFrame | None, str]:
     """``customer_id, p_churn, at_risk`` from a churn-score frame, or None and why not."""
     if not isinstance(frame, pd.DataFrame) or "customer_id" not in frame.columns:
@@ -795,7 +838,7 @@ def normalise_scores(frame: Any) -> tuple[pd.DataFrame | None, str]:
     if prob is None:
         return None, "no_probability"
     p = pd.to_numeric(frame[prob], errors="coerce")
-    if p.notna().sum() == 0 or (p.dropna() < 0).any() or (p.dropna() > 1).any():
+    if (p.notna().sum() == 0 and len(frame)) or (p.dropna() < 0).any() or (p.dropna() > 1).any():
         return None, "no_probability"
     if "at_risk" in frame.columns:
         flag = frame["at_risk"].astype(bool)
@@ -804,7 +847,7 @@ def normalise_scores(frame: Any) -> tuple[pd.DataFrame | None, str]:
     else:
         flag = pd.Series(True, index=frame.index)  # a list of at-risk customers
     out = pd.DataFrame(
-        {"customer_id": frame.customer_id.astype(str), "p_churn": p, "at_risk": flag}
+        {"customer_id": frame.customer_id.astype(str), "p_churn": p, "at_risk": flag.astype(bool)}
     )
     return out.dropna(subset=["p_churn"]).drop_duplicates("customer_id"), "churn_scores"
 
