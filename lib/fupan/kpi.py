@@ -76,6 +76,7 @@ class Kpi:
     sources : tables whose completeness in the month the value depends on.
     needs : optional tables without which it cannot be computed.
     model : the chapter model it needs (``ltv`` or ``health``), if any.
+    decimals : decimals for rates too small for the default (monthly churn: 1.06%).
     """
 
     key: str
@@ -85,12 +86,13 @@ class Kpi:
     sources: tuple[str, ...]
     needs: tuple[str, ...] = ()
     model: str | None = None
+    decimals: int | None = None  # shown with more decimals than the run's default
 
 
 CATALOGUE: dict[str, Kpi] = {
     k.key: k
     for k in (
-        Kpi("churn_rate_monthly", "retention", "pct", "lower", ("orders",)),
+        Kpi("churn_rate_monthly", "retention", "pct", "lower", ("orders",), decimals=2),
         Kpi("churn_rate_t12", "retention", "pct", "lower", ("orders",)),
         Kpi(
             "renewal_rate_top_n", "retention", "pct", "higher", ("contracts",), needs=("contracts",)
@@ -1637,7 +1639,7 @@ def format_value(key: str, value: float | None, fmt: Any) -> str:
         return "–"
     unit = CATALOGUE[key].unit
     if unit == "pct":
-        return fmt.pct(value)
+        return fmt.pct(value, CATALOGUE[key].decimals)
     if unit == "nps":
         return fmt.num(value, 1)
     if unit == "score":
@@ -1653,7 +1655,7 @@ def format_change(key: str, change: float | None, fmt: Any) -> str:
         return "–"
     unit = CATALOGUE[key].unit
     if unit == "pct":
-        return fmt.pts(change)
+        return fmt.pts(change, CATALOGUE[key].decimals)
     if unit == "money":
         return f"{100 * change:+.{fmt.decimals}f}%"
     if unit == "days":
