@@ -333,6 +333,23 @@ def _codes(ids: Sequence[Any]) -> np.ndarray:
     return pd.factorize(pd.Series(ids))[0]
 
 
+def _fit_with_fallback(fit: Callable[..., Any], **kwargs: Any) -> Any:
+    """Newton's method, or BFGS when Newton's first steps overshoot into overflow.
+
+    statsmodels' Newton iterations take full steps; with a large score and a flat start an
+    early step can leave the range where exp(x'b) is finite, and every estimate is NaN.
+    BFGS with a line search cannot.
+    """
+    import warnings
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        res = fit(method="newton", **kwargs)
+        if np.all(np.isfinite(res.params)) and np.all(np.isfinite(res.bse)):
+            return res
+        return fit(method="bfgs", **{**kwargs, "maxiter": 2000, "gtol": 1e-8})
+
+
 @single_threaded
 def fit_logit(Z: pd.DataFrame, y: np.ndarray, clusters: Sequence[Any]) -> pd.DataFrame:
     """Logistic regression on standardised columns; odds ratios per SD, clustered 95% CI.
@@ -345,12 +362,8 @@ def fit_logit(Z: pd.DataFrame, y: np.ndarray, clusters: Sequence[Any]) -> pd.Dat
 
     X = sm.add_constant(Z.to_numpy(), has_constant="add")
     model = sm.Logit(np.asarray(y, dtype=float), X)
-    res = model.fit(
-        disp=0,
-        maxiter=200,
-        method="newton",
-        cov_type="cluster",
-        cov_kwds={"groups": _codes(clusters)},
+    res = _fit_with_fallback(
+        model.fit, disp=0, maxiter=200, cov_type="cluster", cov_kwds={"groups": _codes(clusters)}
     )
     coef = pd.Series(res.params[1:], index=Z.columns)
     se = pd.Series(res.bse[1:], index=Z.columns)
@@ -418,7 +431,7 @@ def fit_cox(Z: pd.DataFrame, cp: pd.DataFrame, clusters: Sequence[Any]) -> pd.Da
         entry=cp["entry"].to_numpy(),
         ties="breslow",
     )
-    res = model.fit(groups=_codes(clusters))
+    res = _fit_with_fallback(model.fit, groups=_codes(clusters))
     coef = pd.Series(res.params, index=Z.columns)
     se = pd.Series(res.bse, index=Z.columns)
     z = stats.norm.ppf(0.975)
