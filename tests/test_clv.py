@@ -505,3 +505,34 @@ def test_valuation_uses_nothing_dated_on_or_after_its_snapshot(tmp_path, demo_sm
     later1 = clv.transaction_summary(ds1, "2026-03-02", ds1.params.ltv).loc[ids]
     bought = ~later0.recency.eq(later0["T"])  # customers who had not bought on 2026-03-01 anyway
     assert (later1.frequency[bought] == later0.frequency[bought] + 1).all() and bought.sum() > 40
+
+
+# --------------------------------------------------------------------------------------
+# The notebook, end to end
+
+REQUIRED_KEYS = ("model", "params", "total_clv", "lost_ltv", "lost_ltv_rate", "benchmark_lost_ltv_rate",
+                 "at_risk_ltv", "top_lost_accounts", "lost_by_tier", "lost_by_reason", "lost_by_industry",
+                 "lost_by_cohort", "check")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "lang"), [("non_contractual", "zh"), ("contractual", "en")])
+def test_notebook_end_to_end(tmp_path, demo_small, demo_contractual, model, lang):
+    from fupan import runner
+
+    data_dir = demo_small if model == "non_contractual" else demo_contractual
+    pf = tiny.params_file(tmp_path, data_dir, extra=f"business_model: {model}\nlang: {lang}\n",
+                          notebooks=("00_data_check", "03_ltv_loss"))
+    params = fparams.load(pf)
+    run = runner.run(params, pf, reports_dir=tmp_path / "reports", log=lambda m: None)
+    ltv = json.loads((run.run_dir / "results.json").read_text(encoding="utf-8"))["ltv"]
+    assert not [k for k in REQUIRED_KEYS if ltv.get(k) is None]
+    assert ltv["model"] == ("sbg" if model == "contractual" else "bgnbd+gamma_gamma")
+    assert ltv["lost_ltv_rate"] == pytest.approx(ltv["lost_ltv"] / ltv["base_ltv"])
+    assert ltv["benchmark_lost_ltv_rate"] == params.benchmarks.lost_ltv_rate
+    assert sum(r["lost_ltv"] for r in ltv["lost_by_tier"]) == pytest.approx(ltv["lost_ltv"])
+    assert 0 < len(ltv["top_lost_accounts"]) <= params.ltv.top_lost
+    html = run.deck.read_text(encoding="utf-8")
+    headline = i18n.Fmt(lang).money(ltv["lost_ltv"])
+    assert headline in html  # the deck quotes the recorded figure
+    assert (run.run_dir / "exports" / "ltv_period_ledger.csv").exists()
