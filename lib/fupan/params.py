@@ -237,7 +237,11 @@ class ChurnParams(_Model):
     )
     permutation_rows: int = Field(10_000, gt=0, description="later-period rows used for permutation importance")
     bootstrap: int = Field(200, ge=20, description="cluster-bootstrap replicates for AUC and precision intervals")
-    exclude_features: list[str] = Field(default_factory=list, description="features never used by the models")
+    exclude_features: list[str] = Field(
+        default_factory=lambda: ["tier"],
+        description="features never used by the models; tier is today's tier (the data holds no tier history), "
+        "which may encode what happened after a snapshot",
+    )
     definitional_features: list[str] | None = Field(
         None,
         description="features that are part of the churn definition: adjusted for, never ranked as drivers "
