@@ -666,7 +666,7 @@ def ticket_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
     t = t.mutate(o_s=opened, a_s=answered, d_s=opened + ctx.sla_days(t.ctier) * 86400.0)
     resp = t.join(grid, [t.a_s >= grid.m_lo_s, t.a_s < grid.m_hi_s, t.acq <= grid.m_end])
     resp = resp.group_by("m_month").aggregate(
-        n_resp=resp.count(), median=((resp.a_s - resp.o_s) / 86400.0).median()
+        n_resp=resp.count(), median=((resp.a_s - resp.o_s).cast("float64") / 86400.0).median()
     )
     due = t.join(grid, [t.d_s >= grid.m_lo_s, t.d_s < grid.m_hi_s, t.acq <= grid.m_end])
     ok = due.a_s.notnull() & (due.a_s <= due.d_s)
