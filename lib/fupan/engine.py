@@ -3,6 +3,13 @@
 Loading and validation always stage the clean tables in DuckDB (cheap, local, exact error
 reports). With ``engine: spark`` the staged tables are handed to a Spark session as Parquet,
 and every chapter's Ibis expressions run there unchanged through Ibis' PySpark backend.
+
+The session
+    A Spark session already running in the process (a cluster notebook, a test fixture) is
+    used as it is. Otherwise a local one is started: ``local[2]`` unless
+    ``FUPAN_SPARK_MASTER`` names another master (``local[8]``, ``spark://host:7077``, ...),
+    with ``FUPAN_SPARK_DRIVER_MEMORY`` (default ``4g``) for the driver. With a remote master
+    the Parquet hand-off folder must be on storage every executor can read.
 """
 
 from __future__ import annotations
@@ -14,12 +21,43 @@ from typing import Any
 
 PARQUET_DIR = "parquet"
 
+# For small data (tests, a few thousand customers): one shuffle partition, no adaptive
+# re-planning, no whole-stage code generation and the JVM's quick (C1) compiler. Planning and
+# JIT warm-up, not data, dominate there; these settings cut a 300-customer feature query
+# from ~25 s to ~10 s on two cores. Not for large data: C1 code runs slower once warm.
+SMALL_DATA_CONF: dict[str, str] = {
+    "spark.sql.shuffle.partitions": "1",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+}
 
-def spark_session(app: str = "fupan", cores: int = 2, warehouse: str | Path | None = None) -> Any:
-    """A local Spark session configured for these machines.
+
+def spark_available() -> str | None:
+    """``None`` when a local Spark session can start here, else the reason it cannot."""
+    import shutil
+
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        return "pyspark is not installed (pip install 'fupan[spark]')"
+    java_home = os.environ.get("JAVA_HOME")
+    if not shutil.which("java") and not (java_home and Path(java_home, "bin", "java").exists()):
+        return "no Java runtime found (java not on PATH and JAVA_HOME unset); Spark needs Java 17+"
+    return None
+
+
+def spark_session(
+    app: str = "fupan",
+    cores: int = 2,
+    warehouse: str | Path | None = None,
+    conf: dict[str, str] | None = None,
+) -> Any:
+    """The running Spark session, or a new local one configured for these machines.
 
     A per-session warehouse folder avoids LOCATION_ALREADY_EXISTS from a leftover
     ``spark-warehouse/``; the UI is off and Spark binds to the loopback address only.
+    ``conf`` adds or overrides settings of a new session (e.g. :data:`SMALL_DATA_CONF`).
     """
     try:
         from pyspark.sql import SparkSession
@@ -27,20 +65,29 @@ def spark_session(app: str = "fupan", cores: int = 2, warehouse: str | Path | No
         raise RuntimeError(
             "engine: spark needs the spark extra: pip install 'fupan[spark]'"
         ) from exc
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", "python3"))
     wh = Path(warehouse) if warehouse else Path(tempfile.mkdtemp(prefix="fupan-spark-wh-"))
-    session = (
-        SparkSession.builder.master(f"local[{cores}]")
-        .appName(app)
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.warehouse.dir", str(wh))
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", str(max(2, cores * 2)))
-        .config("spark.driver.memory", os.environ.get("FUPAN_SPARK_DRIVER_MEMORY", "4g"))
-        .getOrCreate()
-    )
+    settings = {
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.warehouse.dir": str(wh),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(max(2, cores * 2)),
+        "spark.driver.memory": os.environ.get("FUPAN_SPARK_DRIVER_MEMORY", "4g"),
+        # Results come back to pandas one row per customer, through Arrow.
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        **(conf or {}),
+    }
+    builder = SparkSession.builder.master(
+        os.environ.get("FUPAN_SPARK_MASTER", f"local[{cores}]")
+    ).appName(app)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
 
