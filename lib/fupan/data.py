@@ -701,7 +701,7 @@ def load(
     with tempfile.TemporaryDirectory(prefix="fupan-load-") as tmpdir:
         tmp = Path(tmpdir)
         staged: list[str] = []
-        if "://" in source and not source.startswith("duckdb://"):
+        if "://" in source:
             other = ibis.connect(source)
             names = set(other.list_tables())
             for name, table in TABLES.items():
@@ -709,8 +709,8 @@ def load(
                     _stage_raw_from_backend(con, other, table, name)
                     staged.append(name)
             fingerprints["url"] = hashlib.sha256(source.encode()).hexdigest()
-        elif source.endswith((".duckdb", ".ddb", ".db")) or source.startswith("duckdb://"):
-            path = source.removeprefix("duckdb://")
+        elif source.endswith((".duckdb", ".ddb", ".db")):
+            path = source
             if not Path(path).exists():
                 raise DataValidationError(_missing_source(report, path))
             other = ibis.duckdb.connect(path, read_only=True)

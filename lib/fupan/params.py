@@ -496,6 +496,9 @@ def load(path: str | Path, **overrides: Any) -> Params:
 
 def dump(params: Params) -> dict[str, Any]:
     """The params as plain JSON-able values (for manifests and re-runs)."""
+    import re
+
     out = params.model_dump(mode="json")
-    out["data"]["source"] = params.resolve(params.data.source)
+    # A database URL may carry a password: manifests are shared, credentials are not.
+    out["data"]["source"] = re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", params.resolve(params.data.source))
     return out
