@@ -281,9 +281,51 @@ class LtvParams(_Model):
     holdout_max_freq: int = Field(7, ge=1, description="model check: calibration frequencies pooled from here")
 
 
+def _default_simulation_features() -> list[str]:
+    # The scenario levers (first response, touches) and the churn signals they must be
+    # separated from; features that are arithmetic of a lever (sla_breaches_90d, open tickets,
+    # touches_30d, days_since_touch) are left out because a scenario cannot recompute them.
+    return [
+        "median_first_response_days", "touches_90d", "no_touch_after_first_repeat",
+        "spend_change_qoq", "weeks_without_login", "detractor", "tickets_90d", "orders_90d",
+        "spend_365d", "tenure_days", "recency_days", "days_to_renewal", "tier",
+    ]  # fmt: skip
+
+
 class SimulationParams(_Model):
-    bootstrap: int = Field(200, ge=10)
-    scenarios_file: str | None = None
+    """Chapter 4: scenario simulation, pilot design and roadmap (``fupan.simulate``)."""
+
+    scenarios_file: str | None = Field(
+        "scenarios.yaml",
+        description="scenarios YAML beside the params file (fupan.scenarios); when the default "
+        "name is absent there, the project's params/scenarios.yaml is used and the deck says so",
+    )
+    bootstrap: int = Field(200, ge=10, description="bootstrap refits of the churn model (customers resampled)")
+    interval: float = Field(0.90, gt=0.5, lt=1, description="coverage of the reported intervals")
+    fit_months: int = Field(
+        24, ge=3, description="monthly snapshots the churn model is fitted on: the latest whose outcomes are fully known"
+    )
+    max_fit_customers: int = Field(20_000, gt=0, description="the model is fitted on at most this many customers (seeded)")
+    projection_months: int = Field(
+        12, ge=1, le=36, description="a customer's coming year is projected from her last N monthly snapshots"
+    )
+    features: list[str] = Field(
+        default_factory=_default_simulation_features,
+        description="churn-model features (those available are used; levers must be among them)",
+    )
+    horizon_years: float = Field(1.0, gt=0, le=10, description="default scenario horizon")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="pilot significance level (two-sided)")
+    power: float = Field(0.80, gt=0.5, lt=1, description="pilot power to detect the predicted effect")
+    go_uplift: float = Field(
+        0.20, gt=0, description="pilot go/no-go: roll out when the relative improvement is at least this"
+    )
+    pilot_max_months: int = Field(12, ge=1, le=36, description="longest pilot considered")
+    winback_pilot_months: int = Field(3, ge=1, le=24, description="win-back pilots observe reactivation this long")
+    rollout_months: int = Field(6, ge=1, description="roadmap: months from rollout to standardisation")
+    sensitivity: list[float] = Field(
+        default_factory=lambda: [0.5, 1.5], min_length=2, max_length=2,
+        description="tornado: ROI with the effect size scaled by these factors",
+    )
 
 
 class KpiParams(_Model):

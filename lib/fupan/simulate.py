@@ -1,0 +1,1396 @@
+"""Chapter 4: what a change would buy. Scenarios priced with a churn model refitted here.
+
+Method
+------
+**Churn model.** A discrete-time proportional-hazards model (binomial regression with the
+complementary log-log link) of *churn before the next monthly snapshot* on catalogue
+features (``simulation.features``) at monthly as-of snapshots. Its coefficients are log
+hazard ratios, the scale :mod:`fupan.demo` plants its truth on. It is fitted inside this
+module from the dataset, never from notebook state.
+
+* Churn is the shared definition (:func:`fupan.outcomes.churn_status`), dated where the
+  relationship ended: a recorded churn or a contract end on its date; a churn inferred from
+  dormancy on the customer's last order (the dormancy date is a year later, when the
+  business could know, which is not when the customer decided).
+* Only snapshots whose outcome month is fully known are used: the month must end before
+  ``as_of - dormancy_days`` (``grace_days`` for contracts), so a customer who quietly left
+  is never counted as a stayer. The latest ``simulation.fit_months`` such months are used.
+* When the data records churn (``churn_events``), the slopes are estimated on customers
+  whose churn is dated exactly (recorded, or still customers), as chapter 2 does; the
+  level (intercept) is then calibrated on every customer, inferred churners included.
+
+**Projection.** Each targeted customer's coming year is projected from her own last
+``simulation.projection_months`` monthly snapshots: every month of the coming year is
+assumed to look like an average month of the last year, so a customer whose response times
+or touches vary keeps varying. A scenario rewrites the lever features of the targeted
+customers in every one of those months (response capped at N days, touches raised to N a
+quarter), everything else unchanged. Annual churn probability
+is ``1 - exp(-12 x mean monthly cumulative hazard)``, with and without the change.
+
+**Money.** Customers kept over the horizon are the change in survival summed over the
+targeted customers; each kept customer is worth her CLV (:mod:`fupan.clv`, chapter 3's
+model, which already discounts her future churn: a conservative value). ROI = (LTV retained
+- cost) / cost; payback = cost / the monthly margin of the customers kept in the first year.
+
+**Uncertainty.** ``simulation.bootstrap`` refits on customers resampled with replacement
+(every snapshot of a drawn customer comes along), each replicate recalibrated and
+re-projected; intervals are percentiles (``simulation.interval``, 90%). An effect supplied
+from a pilot replaces the model's hazard ratio; its uncertainty is drawn from the arms'
+Beta posteriors. A win-back rests on its reactivation prior (Beta) or its pilot.
+
+**What the projection cannot see.** Holding each customer's future to her own past, a
+customer with no tickets last year gains nothing from a faster response, although some of
+them will open tickets next year; and a model fitted on snapshots cannot credit effects that
+run through other features (better service -> fewer detractors). On :mod:`fupan.demo`'s
+counterfactual worlds the realised effect of the SLA change is larger than the projection:
+treat model-based estimates as conservative and confirm them with a pilot.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+from threadpoolctl import threadpool_limits
+
+from fupan import drivers, outcomes
+from fupan import features as F
+from fupan.data import Dataset
+from fupan.params import Params, SimulationParams
+from fupan.scenarios import LEVER_TABLES, PilotEvidence, Scenario
+
+__all__ = [
+    "SimulationError",
+    "HazardModel",
+    "effective_churn_dates",
+    "outcomes_known_until",
+    "fit_dates",
+    "fit_frame",
+    "fit_hazard",
+    "trajectories",
+    "apply_change",
+    "customer_values",
+    "pilot_design",
+    "readout",
+    "roadmap",
+    "simulate",
+    "SimulationResult",
+]
+
+MONTHS_PER_YEAR = 12
+QUARTERS_PER_YEAR = 365.0 / 90.0  # touches_90d counts touches in 90 days
+MIN_EVENTS = 20
+_ID = ["customer_id", "snapshot_date"]
+
+
+class SimulationError(ValueError):
+    """The data cannot support a simulation (too few churn events, no live customers...)."""
+
+
+# --------------------------------------------------------------------------------------
+# Churn dates and the fitting snapshots
+
+
+def effective_churn_dates(status: pd.DataFrame) -> pd.Series:
+    """The day each churned customer's relationship ended (NaT for customers not churned).
+
+    Recorded churn and contract ends keep their date; churn inferred from dormancy is dated
+    on the last order (or acquisition when there was none), not a dormancy period later.
+
+    Parameters
+    ----------
+    status : :func:`fupan.outcomes.churn_status`.
+
+    Returns
+    -------
+    Series indexed by ``customer_id``.
+    """
+    eff = pd.to_datetime(status["churned_at"]).copy()
+    dorm = (status["source"] == "dormancy").to_numpy()
+    fallback = pd.to_datetime(status["last_order"]).fillna(pd.to_datetime(status["acquired_at"]))
+    eff[dorm] = fallback[dorm]
+    return pd.Series(eff.to_numpy(), index=status["customer_id"].to_numpy(), name="churn_date")
+
+
+def outcomes_known_until(params: Params, ds: Dataset) -> pd.Timestamp:
+    """The last day on which every churn is known by ``as_of``.
+
+    A customer who stopped buying on day d is known to have churned only ``dormancy_days``
+    later; a contract that ended is known to be lost ``grace_days`` later.
+    """
+    as_of = pd.Timestamp(params.as_of).normalize()
+    if params.business_model == "contractual" and ds.has("contracts"):
+        lag = params.churn_definition.grace_days
+    else:
+        lag = params.churn_definition.dormancy_days
+    return as_of - pd.Timedelta(days=lag)
+
+
+def fit_dates(known_until: pd.Timestamp, months: int) -> list[pd.Timestamp]:
+    """``months`` month starts whose following month ends on or before ``known_until``."""
+    last = (known_until + pd.Timedelta(days=1) - pd.DateOffset(months=1)).to_period("M")
+    last_ts = last.to_timestamp()
+    return [last_ts - pd.DateOffset(months=k) for k in range(months - 1, -1, -1)]
+
+
+def _coerce(df: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    kinds = F.kinds(names)
+    for n in names:
+        if kinds[n] == "categorical":
+            df[n] = df[n].astype(object).where(df[n].notna(), None)
+        else:
+            df[n] = pd.to_numeric(df[n], errors="coerce").astype("float64")
+    return df
+
+
+def _features(ds: Dataset, pairs: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """``pairs`` (customer_id, snapshot_date, ...) with the catalogue features joined on."""
+    pairs = pairs.copy()
+    pairs["snapshot_date"] = pd.to_datetime(pairs["snapshot_date"]).astype("datetime64[ns]")
+    if pairs.empty:
+        for n in names:
+            pairs[n] = pd.Series(dtype=object if F.kinds([n])[n] == "categorical" else float)
+        return pairs
+    out = F.feature_expr(ds, pairs[_ID], list(names)).to_pandas()
+    out["snapshot_date"] = pd.to_datetime(out["snapshot_date"]).astype("datetime64[ns]")
+    out = _coerce(out[[*_ID, *names]], names)
+    return pairs.merge(out, on=_ID, how="left", validate="1:1")
+
+
+def fit_frame(
+    ds: Dataset,
+    status: pd.DataFrame,
+    dates: Sequence[pd.Timestamp],
+    names: Sequence[str],
+    max_customers: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per customer still a customer at each snapshot, with its monthly churn label.
+
+    A customer is at risk at snapshot ``s`` when acquired before ``s`` and not churned before
+    ``s`` (:func:`effective_churn_dates`); the label says she churned before the next month's
+    snapshot. ``exact`` marks customers whose churn date is exact (not inferred from
+    dormancy).
+
+    Returns
+    -------
+    DataFrame with ``customer_id, snapshot_date, label, exact`` and the features.
+    """
+    eff = effective_churn_dates(status)
+    ids = status["customer_id"].to_numpy()
+    acquired = pd.to_datetime(status["acquired_at"]).to_numpy()
+    churn = eff.to_numpy()
+    exact = (status["source"] != "dormancy").to_numpy()
+    keep = np.ones(len(ids), bool)
+    if max_customers is not None and len(ids) > max_customers:
+        rng = np.random.default_rng(seed)
+        chosen = set(rng.choice(np.sort(ids), size=max_customers, replace=False).tolist())
+        keep = np.isin(ids, list(chosen))
+    parts = []
+    for s in dates:
+        s = pd.Timestamp(s)
+        nxt = (s + pd.DateOffset(months=1)).to_datetime64()
+        s64 = s.to_datetime64()
+        live = keep & (acquired < s64) & ~(churn < s64)
+        if not live.any():
+            continue
+        c = churn[live]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "customer_id": ids[live],
+                    "snapshot_date": s,
+                    "label": (c >= s64) & (c < nxt),
+                    "exact": exact[live],
+                }
+            )
+        )
+    if not parts:
+        return _features(
+            ds, pd.DataFrame(columns=["customer_id", "snapshot_date", "label", "exact"]), names
+        )
+    pairs = pd.concat(parts, ignore_index=True)
+    return _features(ds, pairs, names).sort_values(_ID, kind="stable").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------
+# The hazard model
+
+
+def _cloglog_mu(eta: np.ndarray) -> np.ndarray:
+    return -np.expm1(-np.exp(np.clip(eta, -40.0, 5.0)))
+
+
+def _newton_cloglog(
+    X: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    start: np.ndarray | None = None,
+    ridge: float = 1.0,
+    max_iter: int = 60,
+    tol: float = 1e-9,
+) -> np.ndarray:
+    """Weighted binomial regression with the cloglog link by Fisher scoring.
+
+    The first column of ``X`` is the intercept (not penalised). A weak ridge (``ridge``
+    on standardised slopes, i.e. a normal prior with SD 1/sqrt(ridge) per SD of a feature)
+    keeps small or separated samples finite without moving large-sample estimates.
+    """
+    n, p = X.shape
+    pen = np.full(p, float(ridge))
+    pen[0] = 0.0
+    if start is None:
+        ybar = float(np.clip(np.average(y, weights=w), 1e-6, 1 - 1e-6))
+        beta = np.zeros(p)
+        beta[0] = math.log(-math.log1p(-ybar))
+    else:
+        beta = np.asarray(start, dtype=float).copy()
+
+    def loglik(b: np.ndarray) -> float:
+        eta = np.clip(X @ b, -40.0, 5.0)
+        e = np.exp(eta)
+        mu = np.clip(-np.expm1(-e), 1e-300, 1.0)
+        return float(np.sum(w * (y * np.log(mu) - (1.0 - y) * e)) - 0.5 * np.sum(pen * b * b))
+
+    ll = loglik(beta)
+    for _ in range(max_iter):
+        eta = np.clip(X @ beta, -40.0, 5.0)
+        e = np.exp(eta)
+        mu = np.clip(-np.expm1(-e), 1e-12, 1.0 - 1e-12)
+        score = X.T @ (w * e * (y - mu) / mu) - pen * beta
+        weight = w * e * e * (1.0 - mu) / mu
+        info = (X * weight[:, None]).T @ X + np.diag(pen)
+        step = np.linalg.solve(info, score)
+        t = 1.0
+        while True:
+            cand = beta + t * step
+            ll_new = loglik(cand)
+            if ll_new >= ll - 1e-10 or t < 1e-8:
+                break
+            t /= 2.0
+        beta, ll = cand, ll_new
+        if np.max(np.abs(t * step)) < tol:
+            break
+    return beta
+
+
+@dataclass
+class HazardModel:
+    """A fitted monthly cloglog hazard model on a standardised design.
+
+    Attributes
+    ----------
+    design : the feature design (imputation, winsorising, standardising, dummies).
+    beta : slopes on ``design.columns_`` (log hazard ratio per SD).
+    intercept : calibrated intercept.
+    """
+
+    design: drivers.Design
+    beta: np.ndarray
+    intercept: float
+
+    def matrix(self, df: pd.DataFrame) -> np.ndarray:
+        return self.design.transform(df).to_numpy(dtype=float)
+
+    def hazard(self, Z: np.ndarray) -> np.ndarray:
+        """Monthly cumulative hazard ``exp(eta)`` per row (churn probability = 1 - exp(-it))."""
+        return np.exp(np.clip(self.intercept + Z @ self.beta, -40.0, 5.0))
+
+    def per_unit(self) -> pd.Series:
+        """Log hazard ratio per unit of each numeric feature (per level for dummies)."""
+        sd = self.design.sd_[self.design.columns_].to_numpy(dtype=float)
+        return pd.Series(self.beta / sd, index=self.design.columns_)
+
+
+def _calibrate(offset: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+    """The intercept at which the expected number of monthly churns equals the observed."""
+    target = float(np.sum(w * y))
+    if target <= 0:
+        return -40.0
+
+    def gap(b0: float) -> float:
+        return float(np.sum(w * _cloglog_mu(b0 + offset))) - target
+
+    return float(optimize.brentq(gap, -40.0, 5.0, xtol=1e-10))
+
+
+def fit_hazard(
+    frame: pd.DataFrame,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    weights: np.ndarray | None = None,
+    design: drivers.Design | None = None,
+    start: np.ndarray | None = None,
+) -> HazardModel:
+    """Fit the monthly hazard: slopes on ``exact`` rows, intercept calibrated on all rows.
+
+    Parameters
+    ----------
+    frame : :func:`fit_frame` output.
+    numeric, categorical : model features.
+    weights : row weights (a bootstrap replicate); default 1.
+    design : a fitted design to reuse (bootstrap replicates keep the full-data design).
+    start : starting values ``[intercept, *slopes]``.
+    """
+    w = np.ones(len(frame)) if weights is None else np.asarray(weights, dtype=float)
+    if design is None:
+        design = drivers.Design(numeric, categorical).fit(frame)
+    Z = design.transform(frame).to_numpy(dtype=float)
+    y = frame["label"].to_numpy(dtype=float)
+    exact = frame["exact"].to_numpy(dtype=bool)
+    X = np.column_stack([np.ones(int(exact.sum())), Z[exact]])
+    with threadpool_limits(limits=1):
+        coef = _newton_cloglog(X, y[exact], w[exact], start=start)
+    beta = coef[1:]
+    intercept = _calibrate(Z @ beta, y, w)
+    return HazardModel(design=design, beta=beta, intercept=intercept)
+
+
+# --------------------------------------------------------------------------------------
+# Projection frames and scenario changes
+
+
+def now_date(params: Params) -> pd.Timestamp:
+    """The projection snapshot: the day after ``as_of`` (features include ``as_of`` itself)."""
+    return pd.Timestamp(params.as_of).normalize() + pd.Timedelta(days=1)
+
+
+def trajectories(
+    ds: Dataset,
+    customers: pd.DataFrame,
+    now: pd.Timestamp,
+    months: int,
+    names: Sequence[str],
+) -> pd.DataFrame:
+    """Each customer's features at her last ``months`` monthly snapshots up to ``now``.
+
+    Parameters
+    ----------
+    customers : ``customer_id, acquired_at`` of the customers to project.
+    now : the latest snapshot (exclusive as-of date).
+
+    Returns
+    -------
+    DataFrame with ``customer_id, snapshot_date`` and ``names``; months before a customer's
+    acquisition are left out.
+    """
+    acq = pd.to_datetime(customers["acquired_at"]).to_numpy()
+    ids = customers["customer_id"].to_numpy()
+    parts = []
+    for k in range(months - 1, -1, -1):
+        s = pd.Timestamp(now) - pd.DateOffset(months=k)
+        ok = acq < s.to_datetime64()
+        if ok.any():
+            parts.append(pd.DataFrame({"customer_id": ids[ok], "snapshot_date": s}))
+    if not parts:
+        return _features(ds, pd.DataFrame(columns=_ID), names)
+    pairs = pd.concat(parts, ignore_index=True)
+    return _features(ds, pairs, names).sort_values(_ID, kind="stable").reset_index(drop=True)
+
+
+@dataclass
+class Policy:
+    """Service policy by tier (from benchmarks) and each customer's recommended tier."""
+
+    order: list[str]
+    sla: dict[str, float]
+    touches: dict[str, float]
+    recommended: pd.Series | None = None  # customer_id -> tier code
+
+
+def apply_change(
+    traj: pd.DataFrame, scenario: Scenario, tiers: pd.Series, policy: Policy
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The trajectory rows with the scenario's change applied, and extra touches per row.
+
+    Parameters
+    ----------
+    traj : trajectory rows of the targeted customers (:func:`trajectories`).
+    tiers : customer_id -> assigned tier.
+    policy : the tiers' SLA and touch policy; ``recommended`` tiers for re-tiering.
+
+    Returns
+    -------
+    (changed copy, extra touches a quarter per row)
+    """
+    ch = scenario.change
+    out = traj.copy()
+    tier = traj["customer_id"].map(tiers).to_numpy(dtype=object)
+    n = len(out)
+    before_touch = (
+        out["touches_90d"].to_numpy(dtype=float).copy() if "touches_90d" in out else np.zeros(n)
+    )
+
+    def lookup(values: dict[str, float], codes: np.ndarray) -> np.ndarray:
+        return np.array([values.get(c, np.nan) for c in codes], dtype=float)
+
+    if ch.first_response_days is not None:
+        cap = (
+            lookup(policy.sla, tier)
+            if ch.first_response_days == "tier_sla"
+            else np.full(n, float(ch.first_response_days))
+        )
+        x = out["median_first_response_days"].to_numpy(dtype=float)
+        out["median_first_response_days"] = np.where(np.isnan(cap), x, np.fmin(x, cap))
+    if ch.touches_per_quarter is not None:
+        floor = (
+            lookup(policy.touches, tier)
+            if ch.touches_per_quarter == "tier_policy"
+            else np.full(n, float(ch.touches_per_quarter))
+        )
+        x = out["touches_90d"].to_numpy(dtype=float)
+        out["touches_90d"] = np.where(np.isnan(floor), x, np.fmax(x, floor))
+    if ch.extra_touches_per_quarter is not None:
+        out["touches_90d"] = out["touches_90d"].fillna(0.0) + float(ch.extra_touches_per_quarter)
+    if ch.retier:
+        if policy.recommended is None:
+            raise ValueError("re-tiering needs each customer's recommended tier")
+        rec = traj["customer_id"].map(policy.recommended).to_numpy(dtype=object)
+        rank = {t: i for i, t in enumerate(policy.order)}
+        better = np.array(
+            [r in rank and t in rank and rank[r] < rank[t] for r, t in zip(rec, tier, strict=True)]
+        )
+        cap = np.where(better, lookup(policy.sla, rec), np.nan)
+        x = out["median_first_response_days"].to_numpy(dtype=float)
+        out["median_first_response_days"] = np.where(np.isnan(cap), x, np.fmin(x, cap))
+        floor = np.where(better, lookup(policy.touches, rec), np.nan)
+        x = out["touches_90d"].to_numpy(dtype=float)
+        out["touches_90d"] = np.where(np.isnan(floor), x, np.fmax(x, floor))
+    after_touch = out["touches_90d"].to_numpy(dtype=float) if "touches_90d" in out else np.zeros(n)
+    extra = np.nan_to_num(after_touch - before_touch, nan=0.0)
+    return out, np.maximum(extra, 0.0)
+
+
+# --------------------------------------------------------------------------------------
+# Customer values
+
+
+def annuity(years: float, churn: float, discount: float) -> float:
+    """Expected discounted years of margin over ``years`` with annual ``churn``."""
+    total, t = 0.0, 0
+    keep = (1.0 - churn) / (1.0 + discount)
+    while t < years:
+        total += min(1.0, years - t) * keep**t
+        t += 1
+    return total
+
+
+def customer_values(ds: Dataset, now: pd.Timestamp) -> tuple[pd.Series, str]:
+    """Each customer's CLV at ``now`` from chapter 3's model (:mod:`fupan.clv`).
+
+    Returns
+    -------
+    (Series customer_id -> CLV in currency, the model's name)
+    """
+    from fupan import clv
+
+    kind, _ = clv.choose_model(ds.params, ds)
+    with threadpool_limits(limits=1):
+        val = clv.Valuer(ds, kind).valuation(now)
+    return val.values["clv"].astype(float), clv.model_name(kind, ds.params.ltv)
+
+
+def spend_before(ds: Dataset, ends: pd.Series) -> pd.Series:
+    """Net spend in the 365 days up to and including each customer's date in ``ends``."""
+    import ibis
+
+    if ends.empty:
+        return pd.Series(dtype=float)
+    frame = pd.DataFrame(
+        {
+            "cid": ends.index.astype(str).to_numpy(),
+            "end_day": (pd.to_datetime(ends.to_numpy()) - pd.Timestamp("1970-01-01")).days,
+        }
+    )
+    t = ibis.memtable(frame)
+    o = ds["orders"]
+    o = o.select("customer_id", "amount", od=o.order_date.epoch_days())
+    j = o.join(t, o.customer_id == t.cid)
+    j = j.filter((j.od <= j.end_day) & (j.od > j.end_day - 365))
+    agg = j.group_by("cid").aggregate(spend=j.amount.sum()).to_pandas()
+    return agg.set_index("cid")["spend"].reindex(ends.index.astype(str)).fillna(0.0).astype(float)
+
+
+# --------------------------------------------------------------------------------------
+# Pilot design and readout
+
+
+def _n_per_arm(p_control: float, p_treated: float, alpha: float, power: float) -> float | None:
+    from statsmodels.stats.power import NormalIndPower
+    from statsmodels.stats.proportion import proportion_effectsize
+
+    h = abs(float(proportion_effectsize(p_treated, p_control)))
+    if not np.isfinite(h) or h < 1e-6:
+        return None
+    n = NormalIndPower().solve_power(
+        effect_size=h, alpha=alpha, power=power, ratio=1.0, alternative="two-sided"
+    )
+    return float(math.ceil(n))
+
+
+def pilot_design(
+    outcome: str,
+    eligible: int,
+    sp: SimulationParams,
+    hazard0: np.ndarray | None = None,
+    hazard1: np.ndarray | None = None,
+    p_control: float | None = None,
+    p_treated: float | None = None,
+) -> dict[str, Any]:
+    """Customers per arm to detect the predicted effect, and how long the pilot runs.
+
+    Churn pilots: the rates over an ``m``-month window follow from each targeted customer's
+    monthly hazard without (``hazard0``) and with (``hazard1``) the change; the pilot runs
+    the shortest ``m`` (3 to ``pilot_max_months``) at which two arms fit in the ``eligible``
+    customers. Win-back pilots compare the reactivation prior (``p_treated``) with the
+    natural return rate (``p_control``) over ``winback_pilot_months``.
+
+    Returns
+    -------
+    dict ``outcome, n_per_arm, months, feasible, eligible, p_control, p_treated,
+    predicted_uplift, go_uplift, alpha, power``.
+    """
+    alpha, power = sp.alpha, sp.power
+    out: dict[str, Any] = {
+        "outcome": outcome, "eligible": int(eligible), "alpha": alpha, "power": power,
+        "go_uplift": sp.go_uplift,
+    }  # fmt: skip
+    if outcome == "churn":
+        assert hazard0 is not None and hazard1 is not None
+        best = None
+        for m in range(min(3, sp.pilot_max_months), sp.pilot_max_months + 1):
+            p0 = float(np.mean(-np.expm1(-m * hazard0)))
+            p1 = float(np.mean(-np.expm1(-m * hazard1)))
+            n = _n_per_arm(p0, p1, alpha, power)
+            best = (m, p0, p1, n)
+            if n is not None and 2 * n <= eligible:
+                break
+        assert best is not None
+        m, p0, p1, n = best
+        uplift = (p0 - p1) / p0 if p0 > 0 else None
+    else:
+        m = sp.winback_pilot_months
+        p0, p1 = float(p_control or 0.0), float(p_treated or 0.0)
+        n = _n_per_arm(p0, p1, alpha, power)
+        uplift = (p1 - p0) / p0 if p0 > 0 else None
+    out.update(
+        n_per_arm=None if n is None else int(n),
+        months=int(m),
+        feasible=bool(n is not None and 2 * n <= eligible),
+        p_control=p0,
+        p_treated=p1,
+        predicted_uplift=uplift,
+    )
+    return out
+
+
+def readout(
+    pilot: PilotEvidence | Mapping[str, Any],
+    outcome: str = "churn",
+    go_uplift: float = 0.20,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """Test a pilot against the go/no-go rule.
+
+    Parameters
+    ----------
+    pilot : ``treated, treated_events, control, control_events`` (churned customers for a
+        churn pilot, reactivated ones for a win-back).
+    outcome : ``churn`` (lower is better) or ``reactivation`` (higher is better).
+    go_uplift : roll out when the relative improvement is at least this (0.20 = 20%).
+    alpha : two-sided significance level; the uplift interval has coverage 1 - alpha.
+
+    Returns
+    -------
+    dict ``treated_rate, control_rate, uplift, uplift_low, uplift_high, p_value, decision``
+    with decision ``go`` (improvement >= the rule and significant), ``no_go`` (the whole
+    interval below the rule) or ``extend`` (inconclusive: run longer or larger).
+    """
+    from scipy import stats
+    from statsmodels.stats.proportion import proportions_ztest
+
+    p = pilot if isinstance(pilot, PilotEvidence) else PilotEvidence.model_validate(dict(pilot))
+    if outcome not in ("churn", "reactivation"):
+        raise ValueError("outcome must be 'churn' or 'reactivation'")
+    nt, kt, nc, kc = p.treated, p.treated_events, p.control, p.control_events
+    pt, pc = kt / nt, kc / nc
+    if kt + kc == 0 or kt + kc == nt + nc:
+        p_value = 1.0
+    else:
+        p_value = float(proportions_ztest([kt, kc], [nt, nc], alternative="two-sided")[1])
+    # Katz interval for the risk ratio (0.5 added to every cell when one is empty).
+    add = 0.5 if min(kt, kc, nt - kt, nc - kc) == 0 else 0.0
+    a, b = kt + add, kc + add
+    n1, n2 = nt + 2 * add, nc + 2 * add
+    rr = (a / n1) / (b / n2)
+    se = math.sqrt(max(1 / a - 1 / n1 + 1 / b - 1 / n2, 0.0))
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    lo, hi = rr * math.exp(-z * se), rr * math.exp(z * se)
+    if outcome == "churn":
+        uplift, u_lo, u_hi = 1 - rr, 1 - hi, 1 - lo
+        better = pt < pc
+    else:
+        uplift, u_lo, u_hi = rr - 1, lo - 1, hi - 1
+        better = pt > pc
+    if better and uplift >= go_uplift and p_value < alpha:
+        decision = "go"
+    elif u_hi < go_uplift:
+        decision = "no_go"
+    else:
+        decision = "extend"
+    return {
+        "outcome": outcome, "treated_rate": pt, "control_rate": pc, "uplift": uplift,
+        "uplift_low": u_lo, "uplift_high": u_hi, "p_value": p_value, "decision": decision,
+        "go_uplift": go_uplift, "alpha": alpha,
+    }  # fmt: skip
+
+
+def _pilot_hr_draws(
+    p: PilotEvidence, rng: np.random.Generator, size: int
+) -> tuple[float, np.ndarray]:
+    """Point and drawn hazard ratios of a churn pilot (Jeffreys Beta posteriors per arm)."""
+
+    def hr(pt: np.ndarray | float, pc: np.ndarray | float) -> np.ndarray:
+        return np.log1p(-np.asarray(pt)) / np.log1p(-np.asarray(pc))
+
+    jt = (p.treated_events + 0.5) / (p.treated + 1.0)
+    jc = (p.control_events + 0.5) / (p.control + 1.0)
+    dt_ = rng.beta(p.treated_events + 0.5, p.treated - p.treated_events + 0.5, size)
+    dc = rng.beta(p.control_events + 0.5, p.control - p.control_events + 0.5, size)
+    return float(hr(jt, jc)), hr(dt_, dc)
+
+
+# --------------------------------------------------------------------------------------
+# Roadmap
+
+
+def roadmap(table: pd.DataFrame, sp: SimulationParams) -> pd.DataFrame:
+    """Phase each scenario: pilot -> rollout -> standardise, in waves by evidence and ROI.
+
+    * ``hold``: even the upper end of the ROI interval is at or below zero: not funded.
+    * ``rollout``: the effect rests on a pilot and the whole ROI interval is above zero.
+    * ``pilot``: the ROI interval is above zero but the effect rests on the observational
+      model (or a prior): confirm it in a pilot first (wave 1).
+    * ``evaluate``: the ROI interval includes zero: pilot after wave 1, when its results
+      are known.
+
+    Returns
+    -------
+    DataFrame per scenario (ranked order kept): ``name, phase, wave, pilot_start, pilot_end,
+    rollout_start, standardise_start`` in months from the start of the programme (NaN when a
+    step does not apply).
+    """
+    rows = []
+    for r in table.itertuples():
+        roi, lo, hi = r.roi, r.roi_low, r.roi_high
+        if roi is None or (isinstance(roi, float) and math.isnan(roi)) or not (hi > 0):
+            phase = "hold"
+        elif r.effect_source == "pilot" and lo > 0:
+            phase = "rollout"
+        elif lo > 0:
+            phase = "pilot"
+        else:
+            phase = "evaluate"
+        months = r.pilot_months if r.pilot_months == r.pilot_months else sp.pilot_max_months
+        rows.append({"name": r.name, "phase": phase, "pilot_months": float(months)})
+    df = pd.DataFrame(rows, columns=["name", "phase", "pilot_months"])
+    wave1_end = (
+        float(df.loc[df.phase == "pilot", "pilot_months"].max())
+        if (df.phase == "pilot").any()
+        else 0.0
+    )
+    out = []
+    for r in df.itertuples():
+        nan = float("nan")
+        if r.phase == "hold":
+            out.append((r.name, r.phase, nan, nan, nan, nan, nan))
+        elif r.phase == "rollout":
+            out.append((r.name, r.phase, 0.0, nan, nan, 0.0, float(sp.rollout_months)))
+        else:
+            start = 0.0 if r.phase == "pilot" else wave1_end
+            wave = 1.0 if r.phase == "pilot" else 2.0
+            end = start + r.pilot_months
+            out.append((r.name, r.phase, wave, start, end, end, end + sp.rollout_months))
+    return pd.DataFrame(
+        out,
+        columns=["name", "phase", "wave", "pilot_start", "pilot_end", "rollout_start",
+                 "standardise_start"],
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# The simulation
+
+
+@dataclass
+class ModelInfo:
+    """What the churn model rests on, for the method slide and results.json."""
+
+    fit_start: pd.Timestamp
+    fit_end: pd.Timestamp
+    known_until: pd.Timestamp
+    rows: int
+    customers: int
+    events: int
+    slope_rows: int
+    inferred_left_out: int
+    features: list[str]
+    effects: pd.DataFrame  # column, feature, log_hr_per_unit, low, high
+    predicted_annual_churn: float  # live customers now, as projected
+    observed_annual_churn: float  # the shared definition, the year to as_of
+
+
+@dataclass
+class SimulationResult:
+    """Everything chapter 4 shows and records.
+
+    Attributes
+    ----------
+    table : one row per priced scenario, ranked by ROI (results.json ``simulation.scenarios``).
+        ``*_low``/``*_high`` bound the interval (``simulation.interval``) of what the change
+        would realise: model uncertainty and chance together; ``*_model_low``/``_high``
+        bound the expected value (model uncertainty only).
+    draws : scenario name -> replicate metrics (realised).
+    sensitivity : ROI when the effect size, the cost or the customer value moves.
+    pilots : pilot design per scenario.
+    roadmap : phases per scenario (:func:`roadmap`).
+    winback : scenario name -> per-customer win-back economics.
+    per_customer : scenario name -> per-customer churn before/after and value.
+    skipped : scenarios that could not be priced, with the reason.
+    model : what the churn model rests on (None when no retention scenario was priced).
+    info : bootstrap count, interval, dates, the value model.
+    """
+
+    table: pd.DataFrame
+    draws: dict[str, pd.DataFrame]
+    sensitivity: pd.DataFrame
+    pilots: pd.DataFrame
+    roadmap: pd.DataFrame
+    winback: dict[str, pd.DataFrame]
+    per_customer: dict[str, pd.DataFrame]
+    skipped: list[dict[str, str]]
+    model: ModelInfo | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    RECORD = (
+        "name", "kind", "effect_source", "target_customers", "churn_before", "churn_after",
+        "churn_change", "churn_change_low", "churn_change_high", "churn_change_model_low",
+        "churn_change_model_high", "customers_kept", "customers_kept_low", "customers_kept_high",
+        "ltv_retained", "ltv_retained_low", "ltv_retained_high", "cost", "roi", "roi_low",
+        "roi_high", "roi_model_low", "roi_model_high", "payback_months", "payback_months_low",
+        "payback_months_high", "horizon_years", "pilot_n_per_arm", "pilot_months", "phase", "rank",
+    )  # fmt: skip
+
+    def records(self, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """``simulation.scenarios`` for results.json; ``labels`` maps names to display names."""
+        out = []
+        for r in self.table.to_dict(orient="records"):
+            row = {k: r.get(k) for k in self.RECORD}
+            if labels is not None:
+                row = {"label": labels.get(r["name"], r["name"]), **row}
+            out.append(row)
+        return out
+
+
+METRICS = (
+    "churn_before", "churn_after", "churn_change", "customers_kept", "ltv_retained", "cost",
+    "roi", "payback_months",
+)  # fmt: skip
+
+
+def _q(values: np.ndarray, level: float, nan_high: bool = False) -> tuple[float, float]:
+    """Percentile interval; with ``nan_high`` a NaN counts as +infinity (never pays back)."""
+    v = np.asarray(values, dtype=float)
+    v = np.where(np.isnan(v), np.inf, v) if nan_high else v[np.isfinite(v)]
+    if not len(v):
+        return float("nan"), float("nan")
+    a = (1.0 - level) / 2.0
+    lo, hi = np.quantile(v, [a, 1.0 - a], method="linear")
+    return float(lo), float(hi)
+
+
+def _seed(seed: int, *keys: Any) -> np.random.Generator:
+    """A random stream per purpose and scenario: adding a scenario changes no other's draws."""
+    words = [int(seed)] + [zlib.crc32(str(k).encode("utf-8")) for k in keys]
+    return np.random.default_rng(np.random.SeedSequence(words))
+
+
+def _mean_by(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    sums = np.bincount(codes, weights=values, minlength=n)
+    counts = np.bincount(codes, minlength=n)
+    return sums / np.maximum(counts, 1)
+
+
+def _money(kept: np.ndarray, kept1: np.ndarray, clv: np.ndarray, margin: np.ndarray,
+           cost: float, value_scale: float = 1.0) -> dict[str, float]:  # fmt: skip
+    ltv = float(np.sum(kept * clv)) * value_scale
+    monthly = float(np.sum(kept1 * margin)) * value_scale / MONTHS_PER_YEAR
+    return {
+        "customers_kept": float(np.sum(kept)),
+        "ltv_retained": ltv,
+        "cost": cost,
+        "roi": (ltv - cost) / cost if cost > 0 else float("nan"),
+        "payback_months": cost / monthly if monthly > 0 else float("nan"),
+    }
+
+
+# ---- retention scenarios ---------------------------------------------------------------
+
+
+@dataclass
+class _Retention:
+    """One retention scenario's projection inputs (fixed across replicates)."""
+
+    scenario: Scenario
+    ids: np.ndarray  # targeted customers, sorted
+    codes: np.ndarray  # trajectory row -> position in ids
+    rows: np.ndarray  # the rows' positions in the baseline matrix
+    Z1: np.ndarray  # changed design rows
+    clv: np.ndarray
+    margin: np.ndarray  # annual margin per customer
+    cost: float
+    years: float
+    extra_touches: float  # a year, all targeted customers
+
+    def hazards(
+        self, model: HazardModel, Z0: np.ndarray, hr: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each customer's mean monthly hazard without and with the change."""
+        n = len(self.ids)
+        lam0 = _mean_by(self.codes, model.hazard(Z0[self.rows]), n)
+        if hr is not None:  # the effect rests on a pilot's hazard ratio
+            return lam0, lam0 * hr
+        return lam0, _mean_by(self.codes, model.hazard(self.Z1), n)
+
+
+def _expected(r: _Retention, lam0: np.ndarray, lam1: np.ndarray, value_scale: float = 1.0,
+              cost_scale: float = 1.0) -> dict[str, float]:  # fmt: skip
+    """Expected metrics: churn a year, survival over the horizon, money."""
+    p0 = -np.expm1(-MONTHS_PER_YEAR * lam0)
+    p1 = -np.expm1(-MONTHS_PER_YEAR * lam1)
+    h = MONTHS_PER_YEAR * r.years
+    kept = np.exp(-h * lam1) - np.exp(-h * lam0)
+    out = {"churn_before": float(p0.mean()), "churn_after": float(p1.mean())}
+    out["churn_change"] = out["churn_after"] - out["churn_before"]
+    out.update(_money(kept, p0 - p1, r.clv, r.margin, r.cost * cost_scale, value_scale))
+    return out
+
+
+def _realised(r: _Retention, lam0: np.ndarray, lam1: np.ndarray, u: np.ndarray) -> dict:
+    """One draw of what the change would realise: each customer's fate with and without it
+    decided by the same uniform ``u`` (common random numbers)."""
+    h = MONTHS_PER_YEAR * r.years
+    c0 = u < -np.expm1(-MONTHS_PER_YEAR * lam0)
+    c1 = u < -np.expm1(-MONTHS_PER_YEAR * lam1)
+    kept = (u < -np.expm1(-h * lam0)).astype(float) - (u < -np.expm1(-h * lam1))
+    out = {"churn_before": float(c0.mean()), "churn_after": float(c1.mean())}
+    out["churn_change"] = out["churn_after"] - out["churn_before"]
+    out.update(_money(kept, c0.astype(float) - c1, r.clv, r.margin, r.cost))
+    return out
+
+
+@dataclass
+class _Fit:
+    model: HazardModel
+    frame: pd.DataFrame
+    dates: list[pd.Timestamp]
+    known: pd.Timestamp
+    numeric: list[str]
+    categorical: list[str]
+
+
+def _fit(ds: Dataset, status: pd.DataFrame, names: list[str]) -> _Fit:
+    P = ds.params
+    sp = P.simulation
+    kinds = F.kinds(names)
+    numeric = [n for n in names if kinds[n] != "categorical"]
+    categorical = [n for n in names if kinds[n] == "categorical"]
+    known = outcomes_known_until(P, ds)
+    dates = fit_dates(known, sp.fit_months)
+    frame = fit_frame(ds, status, dates, names, sp.max_fit_customers, P.seed)
+    if not (status.source == "recorded").any():
+        frame["exact"] = True  # no recorded churn: every churn is dated by the same rule
+    events = int(frame["label"].sum()) if len(frame) else 0
+    if events < MIN_EVENTS:
+        end = (dates[-1] + pd.DateOffset(months=1)).date()
+        raise SimulationError(
+            f"only {events} churns in the {len(dates)} months whose outcomes are fully known "
+            f"({dates[0].date()} to {end}); at least {MIN_EVENTS} are needed to fit the churn "
+            "model: use a longer history or fewer fit months (simulation.fit_months)"
+        )
+    model = fit_hazard(frame, numeric, categorical)
+    return _Fit(model, frame, dates, known, numeric, categorical)
+
+
+def _sample_ids(ids: np.ndarray, n: int, seed: int) -> np.ndarray:
+    if len(ids) <= n:
+        return ids
+    return np.sort(_seed(seed, "sample").choice(np.sort(ids), size=n, replace=False))
+
+
+def _model_info(ds: Dataset, fit: _Fit, status: pd.DataFrame, live: pd.DataFrame,
+                eff_reps: list[np.ndarray], level: float) -> ModelInfo:  # fmt: skip
+    P = ds.params
+    m = fit.model
+    per_unit = m.per_unit()
+    arr = np.vstack(eff_reps) if eff_reps else np.full((1, len(per_unit)), np.nan)
+    bounds = [_q(arr[:, j], level) for j in range(len(per_unit))]
+    effects = pd.DataFrame({
+        "column": per_unit.index, "feature": [m.design.feature_of_[c] for c in per_unit.index],
+        "log_hr_per_unit": per_unit.to_numpy(), "low": [b[0] for b in bounds],
+        "high": [b[1] for b in bounds],
+    })  # fmt: skip
+    as_of = pd.Timestamp(P.as_of).normalize()
+    obs = outcomes.churn_rate(status, as_of - pd.Timedelta(days=365), as_of)
+    # The projection of the whole live base (a seeded sample of a large one), beside what
+    # the shared definition measured over the last year: a check of the model's level.
+    ids = _sample_ids(live.customer_id.to_numpy(), 20_000, P.seed)
+    base = live[live.customer_id.isin(ids)][["customer_id", "acquired_at"]]
+    names = m.design.numeric + m.design.categorical
+    tl = trajectories(ds, base, now_date(P), P.simulation.projection_months, names)
+    pred = float("nan")
+    if len(tl):
+        codes, uniq = pd.factorize(tl.customer_id)
+        lam = _mean_by(codes, m.hazard(m.matrix(tl)), len(uniq))
+        pred = float(np.mean(-np.expm1(-MONTHS_PER_YEAR * lam)))
+    fr = fit.frame
+    return ModelInfo(
+        fit_start=fit.dates[0], fit_end=fit.dates[-1] + pd.DateOffset(months=1),
+        known_until=fit.known, rows=len(fr), customers=int(fr.customer_id.nunique()),
+        events=int(fr.label.sum()), slope_rows=int(fr.exact.sum()),
+        inferred_left_out=int(fr.loc[~fr.exact, "customer_id"].nunique()),
+        features=list(m.design.features()), effects=effects, predicted_annual_churn=pred,
+        observed_annual_churn=float(obs.rate.iloc[0]) if len(obs) else float("nan"),
+    )  # fmt: skip
+
+
+# ---- win-back ----------------------------------------------------------------------------
+
+
+@dataclass
+class _WinBack:
+    scenario: Scenario
+    frame: pd.DataFrame  # per targeted lost customer
+    rate: float  # reactivation with the offer (prior or pilot)
+    natural: float  # without it (observed natural return rate, or the pilot's control)
+    cost: float
+    years: float
+
+    @property
+    def contacted(self) -> pd.DataFrame:
+        return self.frame[self.frame.contacted]
+
+
+def _wb_expected(w: _WinBack, rate: float, natural: float, value_scale: float = 1.0,
+                 cost_scale: float = 1.0) -> dict[str, float]:  # fmt: skip
+    c = w.contacted
+    inc = rate - natural
+    share = inc * len(c) / max(len(w.frame), 1)
+    out = {"churn_before": 1.0, "churn_after": 1.0 - share, "churn_change": -share}
+    kept = np.full(len(c), inc)
+    out.update(_money(kept, kept, c.value_if_back.to_numpy(), c.margin.to_numpy(),
+                      w.cost * cost_scale, value_scale))  # fmt: skip
+    return out
+
+
+def _wb_realised(w: _WinBack, rate: float, natural: float, u: np.ndarray) -> dict[str, float]:
+    c = w.contacted
+    kept = (u < rate).astype(float) - (u < natural)  # back with the offer, minus back anyway
+    share = float(kept.sum()) / max(len(w.frame), 1)
+    out = {"churn_before": 1.0, "churn_after": 1.0 - share, "churn_change": -share}
+    out.update(_money(kept, kept, c.value_if_back.to_numpy(), c.margin.to_numpy(), w.cost))
+    return out
+
+
+def _winback_pack(ds: Dataset, s: Scenario, pool: pd.DataFrame, eff: pd.Series, natural: float,
+                  annuity_years: float) -> _WinBack | None:  # fmt: skip
+    """Value each targeted lost customer, drop those worth less than their cost."""
+    P = ds.params
+    wbp = s.change.winback
+    assert wbp is not None
+    tgt = pool[_select(pool, s, P.tiers.order)].reset_index(drop=True) if len(pool) else pool
+    if tgt.empty:
+        return None
+    if s.pilot is not None:
+        # the pilot's arms replace both the prior and the natural return rate
+        rate = (s.pilot.treated_events + 0.5) / (s.pilot.treated + 1.0)
+        nat = (s.pilot.control_events + 0.5) / (s.pilot.control + 1.0)
+    else:
+        rate, nat = wbp.reactivation_rate, natural
+    ends = pd.Series(eff.reindex(tgt.customer_id).to_numpy(), index=tgt.customer_id.to_numpy())
+    spend = spend_before(ds, ends).clip(lower=0.0).to_numpy(dtype=float)
+    margin = P.ltv.margin * spend
+    years = float(s.horizon_years or P.simulation.horizon_years)
+    frame = pd.DataFrame({
+        "customer_id": tgt.customer_id.to_numpy(), "tier": tgt.tier.to_numpy(),
+        "churned_at": pd.to_datetime(tgt.churned_at).to_numpy(), "annual_spend": spend,
+        "margin": margin, "value_if_back": margin * annuity_years,
+    })  # fmt: skip
+    frame["expected_value"] = max(rate - nat, 0.0) * frame.value_if_back
+    frame["cost"] = wbp.offer_cost + years * s.cost.per_customer
+    frame["contacted"] = frame.expected_value >= frame.cost
+    n = int(frame.contacted.sum())
+    cost = s.cost.fixed + n * (wbp.offer_cost + years * s.cost.per_customer)
+    return _WinBack(s, frame, float(rate), float(nat), float(cost), years)
+
+
+# ---- targets -----------------------------------------------------------------------------
+
+
+def _customer_frame(ds: Dataset) -> pd.DataFrame:
+    c = ds["customers"]
+    return c.to_pandas().sort_values("customer_id", kind="stable").reset_index(drop=True)
+
+
+def _select(base: pd.DataFrame, scenario: Scenario, order: Sequence[str]) -> np.ndarray:
+    """Which rows of ``base`` a scenario targets (re-tiering: only customers whose spend
+    earns a better tier than the one assigned)."""
+    t = scenario.target
+    keep = np.ones(len(base), bool)
+    if t.tiers:
+        keep &= base["tier"].isin(t.tiers).to_numpy()
+    if t.health_bands:
+        keep &= base["band"].isin(t.health_bands).to_numpy()
+    for col, values in t.segments.items():
+        if col not in base.columns:
+            raise SimulationError(
+                f"scenario '{scenario.name}': segment column '{col}' is not in the customers table"
+            )
+        keep &= base[col].astype(str).isin([str(v) for v in values]).to_numpy()
+    if scenario.change.retier:
+        rank = {x: i for i, x in enumerate(order)}
+        better = [
+            r in rank and a in rank and rank[r] < rank[a]
+            for r, a in zip(base["recommended"], base["tier"], strict=True)
+        ]
+        keep &= np.asarray(better, bool)
+    return keep
+
+
+def _health_bands(ds: Dataset, live: pd.DataFrame, now: pd.Timestamp) -> pd.Series:
+    """Chapter 2's learned health band of each live customer, refitted here."""
+    from fupan import atrisk
+
+    model = atrisk.train(ds)
+    feats = F.customer_features(ds, now)
+    feats = feats[feats.customer_id.isin(live.customer_id)]
+    return pd.Series(model.band(feats), index=feats.customer_id.to_numpy())
+
+
+def _recommended(ds: Dataset, now: pd.Timestamp) -> pd.Series:
+    """The tier each customer's trailing-12-month spend earns (chapter 1's re-tiering rule)."""
+    from fupan import segments
+
+    feats = segments.customer_features(ds, (now - pd.Timedelta(days=1)).date(), engagement=False)
+    rt = segments.retier(feats, ds.params)
+    return pd.Series(rt.recommended.to_numpy(), index=rt.customer_id.to_numpy())
+
+
+# ---- the simulation ---------------------------------------------------------------------
+
+
+def _row(s: Scenario, source: str, n: int, m0: Mapping[str, float], realised: pd.DataFrame,
+         expected: pd.DataFrame, level: float, years: float) -> dict[str, Any]:  # fmt: skip
+    row: dict[str, Any] = {
+        "name": s.name, "kind": s.kind, "effect_source": source, "target_customers": int(n),
+        "horizon_years": years,
+    }  # fmt: skip
+    for k in METRICS:
+        v = float(m0[k])
+        row[k] = None if math.isnan(v) else v
+        if k in ("cost",):
+            continue
+        row[f"{k}_low"], row[f"{k}_high"] = _q(realised[k], level, k == "payback_months")
+    for k in ("churn_change", "roi"):
+        row[f"{k}_model_low"], row[f"{k}_model_high"] = _q(expected[k], level)
+    return row
+
+
+def _sensitivity(name: str, roi_at: Any, base: float, lo: float, hi: float) -> dict[str, Any]:
+    """ROI as the effect size, the cost and the customer value move; break-even effect."""
+    out = {
+        "name": name, "roi": base, "effect_low": lo, "effect_high": hi,
+        "roi_effect_low": roi_at(lo), "roi_effect_high": roi_at(hi),
+        "roi_cost_high": roi_at(1.0, cost_scale=1.25), "roi_cost_low": roi_at(1.0, cost_scale=0.75),
+        "roi_value_low": roi_at(1.0, value_scale=0.75), "roi_value_high": roi_at(1.0, value_scale=1.25),
+    }  # fmt: skip
+    # The effect multiplier at which the scenario breaks even (ROI = 0), if within 0..20;
+    # ROI rises with the effect, so one sign change brackets the root.
+    f0, f1 = roi_at(0.0), roi_at(20.0)
+    ok = bool(np.isfinite(f0) and np.isfinite(f1) and f0 < 0 < f1)
+    out["break_even_effect"] = (
+        float(optimize.brentq(roi_at, 0.0, 20.0, xtol=1e-6)) if ok else float("nan")
+    )
+    return out
+
+
+def simulate(
+    ds: Dataset,
+    scenarios: Sequence[Scenario],
+    status: pd.DataFrame | None = None,
+    bootstrap: int | None = None,
+) -> SimulationResult:
+    """Price every scenario: churn change, customers kept, LTV retained, cost, ROI, payback.
+
+    Parameters
+    ----------
+    ds : the run's dataset (``ds.params.simulation`` sets the method's knobs).
+    scenarios : from :func:`fupan.scenarios.load`.
+    status : :func:`fupan.outcomes.churn_status` at ``as_of`` (computed when omitted).
+    bootstrap : replicates (default ``simulation.bootstrap``).
+
+    Returns
+    -------
+    :class:`SimulationResult`. Scenarios that cannot be priced (an optional table missing,
+    no targeted customers) are listed in ``skipped`` with the reason.
+
+    Raises
+    ------
+    SimulationError
+        when retention scenarios are asked for and the history holds too few churns to fit
+        the churn model.
+    """
+    P = ds.params
+    sp = P.simulation
+    B = int(sp.bootstrap if bootstrap is None else bootstrap)
+    level = sp.interval
+    lo_m, hi_m = (float(x) for x in sp.sensitivity)
+    now = now_date(P)
+    as_of = pd.Timestamp(P.as_of).normalize()
+    status = outcomes.churn_status(ds) if status is None else status
+    status = status.sort_values("customer_id", kind="stable").reset_index(drop=True)
+    skipped: list[dict[str, str]] = []
+    rows: list[dict[str, Any]] = []
+    draws: dict[str, pd.DataFrame] = {}
+    per_customer: dict[str, pd.DataFrame] = {}
+    sens: list[dict[str, Any]] = []
+    pilots: list[dict[str, Any]] = []
+    winback: dict[str, pd.DataFrame] = {}
+    info_model: ModelInfo | None = None
+    value_model: str | None = None
+
+    cust = _customer_frame(ds)
+    cust = cust[pd.to_datetime(cust.acquired_at) <= as_of].reset_index(drop=True)
+    churned_at = status.set_index("customer_id").churned_at
+    live = cust[cust.customer_id.map(churned_at).isna().to_numpy()].reset_index(drop=True)
+    avail = set(F.available(ds))
+
+    # ---- retention: who, the model, the projection ------------------------------------
+    retention: list[Scenario] = []
+    for s in (s for s in scenarios if s.kind == "retention"):
+        missing = [LEVER_TABLES[f] for f in s.change.levers() if f not in avail]
+        if missing:
+            skipped.append({"name": s.name, "reason": "missing_table", "table": missing[0]})
+        else:
+            retention.append(s)
+    if any(s.target.health_bands for s in retention):
+        live["band"] = live.customer_id.map(_health_bands(ds, live, now)).to_numpy()
+    if any(s.change.retier for s in retention):
+        live["recommended"] = live.customer_id.map(_recommended(ds, now)).to_numpy()
+    targets: dict[str, np.ndarray] = {}
+    for s in list(retention):
+        keep = _select(live, s, P.tiers.order)
+        if keep.any():
+            targets[s.name] = np.sort(live.customer_id.to_numpy()[keep])
+        else:
+            skipped.append({"name": s.name, "reason": "no_targets"})
+            retention.remove(s)
+    if retention:
+        levers = sorted({f for s in retention for f in s.change.levers()})
+        names = [n for n in sp.features if n in avail]
+        names += [n for n in levers if n not in names]
+        fit = _fit(ds, status, names)
+        model = fit.model
+        for s in list(retention):
+            if any(f not in model.design.columns_ for f in s.change.levers()):
+                skipped.append({"name": s.name, "reason": "constant_feature"})
+                retention.remove(s)
+    if retention:
+        union = np.unique(np.concatenate([targets[s.name] for s in retention]))
+        proj_names = [n for n in dict.fromkeys([*names, "spend_365d"]) if n in avail]
+        projected = cust[cust.customer_id.isin(union)][["customer_id", "acquired_at"]]
+        traj = trajectories(ds, projected, now, sp.projection_months, proj_names)
+        Z0 = model.matrix(traj)
+        row_ids = traj.customer_id.to_numpy()
+        values, value_model = customer_values(ds, now)
+        last = traj.groupby("customer_id", sort=True).tail(1).set_index("customer_id")
+        spend = last["spend_365d"].clip(lower=0.0) if "spend_365d" in last else None
+        policy = Policy(
+            order=list(P.tiers.order),
+            sla=dict(P.benchmarks.sla_first_response_days),
+            touches=dict(P.benchmarks.touch_policy_per_quarter),
+            recommended=live.set_index("customer_id")["recommended"] if "recommended" in live else None,
+        )  # fmt: skip
+        tiers = cust.set_index("customer_id")["tier"]
+        packs: list[_Retention] = []
+        for s in retention:
+            ids = targets[s.name]
+            pos = pd.Series(np.arange(len(ids)), index=ids)
+            sel = np.flatnonzero(np.isin(row_ids, ids))
+            sub = traj.iloc[sel]
+            changed, extra = apply_change(sub, s, tiers, policy)
+            codes = pos.reindex(sub.customer_id).to_numpy(dtype=np.int64)
+            years = float(s.horizon_years or sp.horizon_years)
+            extra_year = float(np.sum(_mean_by(codes, extra, len(ids)))) * QUARTERS_PER_YEAR
+            cost = s.cost.fixed + years * (
+                s.cost.per_customer * len(ids) + s.cost.per_touch * extra_year
+            )
+            margin = (
+                (P.ltv.margin * spend.reindex(ids).fillna(0.0)).to_numpy(dtype=float)
+                if spend is not None
+                else np.zeros(len(ids))
+            )
+            packs.append(_Retention(
+                scenario=s, ids=ids, codes=codes, rows=sel, Z1=model.matrix(changed),
+                clv=values.reindex(ids).fillna(0.0).to_numpy(dtype=float), margin=margin,
+                cost=float(cost), years=years, extra_touches=extra_year,
+            ))  # fmt: skip
+        hr_draws: dict[str, tuple[float, np.ndarray]] = {
+            p.scenario.name: _pilot_hr_draws(p.scenario.pilot, _seed(P.seed, "pilot", p.scenario.name), B)
+            for p in packs if p.scenario.pilot is not None
+        }  # fmt: skip
+        point = {
+            p.scenario.name: p.hazards(model, Z0, hr_draws[p.scenario.name][0] if p.scenario.name in hr_draws else None)
+            for p in packs
+        }  # fmt: skip
+        # Bootstrap: customers resampled (all their snapshots), the model refitted and
+        # recalibrated, the targets re-projected; each replicate also draws every targeted
+        # customer's fate with and without the change from one uniform (chance).
+        from fupan.health import cluster_bootstrap_weights
+
+        realised: dict[str, list[dict]] = {p.scenario.name: [] for p in packs}
+        expected: dict[str, list[dict]] = {p.scenario.name: [] for p in packs}
+        fates = {p.scenario.name: _seed(P.seed, "fate", p.scenario.name) for p in packs}
+        eff_reps: list[np.ndarray] = []
+        start = np.concatenate([[model.intercept], model.beta])
+        weights = cluster_bootstrap_weights(fit.frame.customer_id.to_numpy(), B, P.seed)
+        for b, w in enumerate(weights):
+            mb = fit_hazard(fit.frame, fit.numeric, fit.categorical, weights=w,
+                            design=model.design, start=start)  # fmt: skip
+            eff_reps.append(mb.per_unit().to_numpy())
+            for p in packs:
+                name = p.scenario.name
+                hr = hr_draws[name][1][b] if name in hr_draws else None
+                lam0, lam1 = p.hazards(mb, Z0, hr)
+                expected[name].append(_expected(p, lam0, lam1))
+                realised[name].append(_realised(p, lam0, lam1, fates[name].random(len(p.ids))))
+        info_model = _model_info(ds, fit, status, live, eff_reps, level)
+        for p in packs:
+            s = p.scenario
+            lam0, lam1 = point[s.name]
+            m0 = _expected(p, lam0, lam1)
+            rep, exp_ = pd.DataFrame(realised[s.name]), pd.DataFrame(expected[s.name])
+            draws[s.name] = rep
+            source = "pilot" if s.pilot is not None else "model"
+            row = _row(s, source, len(p.ids), m0, rep, exp_, level, p.years)
+            design = pilot_design("churn", len(p.ids), sp, lam0, lam1)
+            pilots.append({"name": s.name, **design})
+            row.update(pilot_n_per_arm=design["n_per_arm"], pilot_months=design["months"],
+                       extra_touches_per_year=p.extra_touches)  # fmt: skip
+            rows.append(row)
+            per_customer[s.name] = pd.DataFrame({
+                "customer_id": p.ids, "tier": tiers.reindex(p.ids).to_numpy(),
+                "churn_before": -np.expm1(-MONTHS_PER_YEAR * lam0),
+                "churn_after": -np.expm1(-MONTHS_PER_YEAR * lam1), "clv": p.clv,
+                "annual_margin": p.margin,
+            })  # fmt: skip
+
+            def roi_at(mult: float, cost_scale: float = 1.0, value_scale: float = 1.0,
+                       p: _Retention = p, lam0: np.ndarray = lam0, lam1: np.ndarray = lam1) -> float:  # fmt: skip
+                lam = lam0 + mult * (lam1 - lam0)
+                return _expected(p, lam0, lam, value_scale, cost_scale)["roi"]
+
+            sens.append(_sensitivity(s.name, roi_at, m0["roi"], lo_m, hi_m))
+
+    # ---- win-back ---------------------------------------------------------------------
+    wb_scenarios = [s for s in scenarios if s.kind == "winback"]
+    if wb_scenarios:
+        eff = effective_churn_dates(status)
+        won = int(status.won_back.sum())
+        recorded = int((status.source == "recorded").sum())
+        natural = won / (won + recorded) if won + recorded else 0.0
+        year = outcomes.churn_rate(status, as_of - pd.Timedelta(days=365), as_of)
+        base_churn = float(year.rate.iloc[0]) if len(year) else 0.0
+        base_churn = base_churn if np.isfinite(base_churn) else 0.0
+        years_value = annuity(P.ltv.horizon_years, base_churn, P.ltv.discount_rate_annual)
+        lost = cust.merge(
+            status.loc[status.churned, ["customer_id", "churned_at"]], on="customer_id"
+        )
+        for s in wb_scenarios:
+            since = as_of - pd.Timedelta(days=s.target.lost_within_days)
+            pool = lost[pd.to_datetime(lost.churned_at) > since].reset_index(drop=True)
+            w = _winback_pack(ds, s, pool, eff, natural, years_value)
+            if w is None:
+                skipped.append({"name": s.name, "reason": "no_targets"})
+                continue
+            m0 = _wb_expected(w, w.rate, w.natural)
+            rng = _seed(P.seed, "winback", s.name)
+            fate = _seed(P.seed, "fate", s.name)
+            if s.pilot is not None:
+                pv = s.pilot
+                rates = rng.beta(pv.treated_events + 0.5, pv.treated - pv.treated_events + 0.5, B)
+                nats = rng.beta(pv.control_events + 0.5, pv.control - pv.control_events + 0.5, B)
+            else:
+                wbp = s.change.winback
+                assert wbp is not None
+                a = wbp.reactivation_rate * wbp.prior_customers
+                rates = rng.beta(a, wbp.prior_customers - a, B)
+                nats = np.full(B, w.natural)
+            n_c = len(w.contacted)
+            rep = pd.DataFrame([_wb_realised(w, float(r), float(n), fate.random(n_c))
+                                for r, n in zip(rates, nats, strict=True)])  # fmt: skip
+            exp_ = pd.DataFrame([_wb_expected(w, float(r), float(n))
+                                 for r, n in zip(rates, nats, strict=True)])  # fmt: skip
+            draws[s.name] = rep
+            source = "pilot" if s.pilot is not None else "prior"
+            row = _row(s, source, len(w.frame), m0, rep, exp_, level, w.years)
+            design = pilot_design("reactivation", n_c, sp, p_control=w.natural, p_treated=w.rate)
+            pilots.append({"name": s.name, **design})
+            row.update(
+                pilot_n_per_arm=design["n_per_arm"], pilot_months=design["months"],
+                extra_touches_per_year=0.0, contacted=n_c, excluded=int(len(w.frame) - n_c),
+                natural_return_rate=w.natural, reactivation_rate=w.rate,
+                value_years=years_value,
+            )  # fmt: skip
+            rows.append(row)
+            winback[s.name] = w.frame
+            per_customer[s.name] = w.frame
+
+            def roi_wb(mult: float, cost_scale: float = 1.0, value_scale: float = 1.0,
+                       w: _WinBack = w) -> float:  # fmt: skip
+                rate = w.natural + mult * (w.rate - w.natural)
+                return _wb_expected(w, rate, w.natural, value_scale, cost_scale)["roi"]
+
+            sens.append(_sensitivity(s.name, roi_wb, m0["roi"], lo_m, hi_m))
+
+    # ---- ranking and roadmap ---------------------------------------------------------
+    table = pd.DataFrame(rows)
+    rm_cols = ["name", "phase", "wave", "pilot_start", "pilot_end", "rollout_start",
+               "standardise_start"]  # fmt: skip
+    if len(table):
+        # ties (or undefined ROI) keep the scenarios file's order
+        order = {s.name: i for i, s in enumerate(scenarios)}
+        table["_o"] = table.name.map(order)
+        table = table.sort_values(["roi", "_o"], ascending=[False, True], na_position="last",
+                                  kind="stable").drop(columns="_o").reset_index(drop=True)  # fmt: skip
+        table["rank"] = np.arange(1, len(table) + 1)
+        rm = roadmap(table, sp)
+        table = table.merge(rm[["name", "phase"]], on="name", how="left")
+        pilot_df = pd.DataFrame(pilots).set_index("name").loc[table.name].reset_index()
+        sens_df = pd.DataFrame(sens).set_index("name").loc[table.name].reset_index()
+    else:
+        rm, pilot_df, sens_df = pd.DataFrame(columns=rm_cols), pd.DataFrame(), pd.DataFrame()
+    return SimulationResult(
+        table=table, draws=draws, sensitivity=sens_df, pilots=pilot_df, roadmap=rm,
+        winback=winback, per_customer=per_customer, skipped=skipped, model=info_model,
+        info={
+            "bootstrap": B, "interval": level, "now": now, "as_of": as_of,
+            "value_model": value_model, "projection_months": sp.projection_months,
+        },
+    )  # fmt: skip
