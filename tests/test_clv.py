@@ -405,6 +405,30 @@ def test_bgnbd_predictions_stay_finite_when_dropout_is_homogeneous(a):
     assert np.isfinite(m.expected_purchases_new(52.0))
 
 
+def test_time_unit_does_not_change_the_value():
+    """The same customers in days and in weeks: the same CLV (the unit is carried, not assumed)."""
+    s = _summary(2000, seed=9)
+    days = s.assign(recency=s.recency * 7, T=s["T"] * 7)
+    with pytest.raises(ValueError, match="contradicts"):  # the summary still says weeks
+        clv.fit_transactions(days, LtvParams(time_unit="D"))
+    days.attrs["time_unit"] = "D"
+    weeks = clv.value_transactions(clv.fit_transactions(s, LtvParams(time_unit="W")), s,
+                                   LtvParams(time_unit="W"), "2026-01-01")
+    in_days = clv.value_transactions(clv.fit_transactions(days, LtvParams(time_unit="D")), days,
+                                     LtvParams(time_unit="D"), "2026-01-01")
+    assert in_days.total == pytest.approx(weeks.total, rel=1e-4)
+    assert np.allclose(in_days.values.clv, weeks.values.clv, rtol=1e-3)
+
+
+def test_pareto_nbd_scores_one_time_buyers():
+    ltv = LtvParams(transaction_model="pareto_nbd")
+    s = _summary(1500, seed=4)
+    val = clv.value_transactions(clv.fit_transactions(s, ltv), s, ltv, "2026-01-01")
+    assert clv.model_name(clv.TRANSACTIONS, ltv) == "pareto_nbd+gamma_gamma"
+    once = val.values[val.values.frequency == 0]
+    assert len(once) and (once.p_alive < 1).all() and np.isfinite(val.total)
+
+
 def test_refunds_and_first_day_customers_are_valued_not_dropped():
     ltv = LtvParams()
     s = _summary(3000, seed=8)

@@ -61,7 +61,7 @@ MODEL_NAMES = {
 POOLED = "(all)"
 UNRECORDED = "(unrecorded)"
 #: Columns a churn-score frame may carry its churn probability in (churn chapter).
-PROBABILITY_COLUMNS = ("churn_probability", "p_churn", "probability", "risk", "score")
+PROBABILITY_COLUMNS = ("churn_probability", "p_churn", "probability")
 YEAR_DAYS = UNIT_DAYS["Y"]
 
 
@@ -236,13 +236,16 @@ def discounted_purchases(
     purchases in the next ``k`` months given the customer's history: the purchase factor of
     :meth:`GammaGamma.clv` (``period="M"``, rate quoted a year), with every month of every
     customer evaluated in one call. ``recency`` and ``T`` are in ``model.time_unit_``.
+    Customers with the same history (one-time buyers of the same age, say) are computed once.
     """
-    x = np.asarray(frequency, dtype=float)
-    tx = np.asarray(recency, dtype=float)
-    T_ = np.asarray(T, dtype=float)
-    n = x.size
-    if n == 0:
+    rows = np.column_stack(
+        [np.asarray(v, dtype=float).ravel() for v in (frequency, recency, T)]
+    ).reshape(-1, 3)
+    if rows.shape[0] == 0:
         return np.zeros(0)
+    uniq, back = np.unique(rows, axis=0, return_inverse=True)
+    x, tx, T_ = uniq.T
+    n = x.size
     step = UNIT_DAYS["M"] / UNIT_DAYS[model.time_unit_]  # one month in the model's unit
     k = np.arange(1, int(horizon) + 1, dtype=float)
     cum = np.asarray(
@@ -253,7 +256,7 @@ def discounted_purchases(
     ).reshape(n, k.size)
     monthly = np.diff(cum, axis=1, prepend=0.0)
     discount = (1.0 + discount_rate_annual) ** (-k / 12.0)
-    return np.sum(monthly * discount[None, :], axis=1)
+    return np.sum(monthly * discount[None, :], axis=1)[back.ravel()]
 
 
 def value_transactions(
