@@ -41,3 +41,19 @@ def test_contact_columns_never_pass_the_loader(tmp_path):
     with fdata.loaded(fparams.load(tiny.params_file(tmp_path, data))) as ds:
         cols = set(ds["customers"].columns)
     assert not cols & {"phone", "email", "联系人手机"}
+
+
+def test_a_parameter_holding_python_source_is_a_string_not_code(tmp_path, tiny_params):
+    import papermill as pm
+    from conftest import ROOT
+
+    sentinel = tmp_path / "pwned"
+    payload = f"zh\"); open({str(sentinel)!r}, 'w').write('x'); (\""
+    with pytest.raises(pm.PapermillExecutionError) as exc:
+        pm.execute_notebook(
+            str(ROOT / "notebooks" / "00_data_check.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
+            parameters={"params_file": str(tiny_params), "run_dir": str(tmp_path), "lang": payload},
+            progress_bar=False, cwd=str(ROOT / "notebooks"),
+        )
+    assert not sentinel.exists(), "a parameter value was executed as code"
+    assert "lang" in str(exc.value)  # rejected by params validation as a bad language value

@@ -268,6 +268,8 @@ def run(
                     execution_timeout=params.cell_timeout_seconds,
                     cwd=str(nb_dir),
                     log_output=False,
+                    # the kernel's own start-up chatter (transport warnings) is not a user's concern
+                    extra_arguments=["--IPKernelApp.log_level=ERROR"],
                 )
             except pm.PapermillExecutionError as exc:
                 raise RunError(
