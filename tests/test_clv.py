@@ -53,10 +53,21 @@ def test_snapshot_dates_month_starts_then_now():
     assert len(snaps) == 13
     assert all(s.day == 1 for s in snaps)
     mid = clv.snapshot_dates("2025-11-15", "2026-02-10")
-    assert mid == [TS(d) for d in ("2025-11-15", "2025-12-01", "2026-01-01", "2026-02-01", "2026-02-11")]
+    assert mid == [
+        TS(d) for d in ("2025-11-15", "2025-12-01", "2026-01-01", "2026-02-01", "2026-02-11")
+    ]
     quarterly = clv.snapshot_dates("2025-11-01", "2026-10-31", months=3)
-    assert quarterly == [TS(d) for d in ("2025-11-01", "2025-12-01", "2026-03-01", "2026-06-01",
-                                         "2026-09-01", "2026-11-01")]
+    assert quarterly == [
+        TS(d)
+        for d in (
+            "2025-11-01",
+            "2025-12-01",
+            "2026-03-01",
+            "2026-06-01",
+            "2026-09-01",
+            "2026-11-01",
+        )
+    ]
     with pytest.raises(ValueError, match="before as_of"):
         clv.snapshot_dates("2026-11-01", "2026-10-31")
 
@@ -70,17 +81,19 @@ def _status(rows: list[tuple[str, str, str | None]]) -> pd.DataFrame:
 
 
 def test_period_ledger_values_each_churn_at_the_last_snapshot_before_it():
-    status = _status([
-        ("A", "2024-01-01", None),          # in the base all year
-        ("B", "2024-01-01", "2025-11-01"),  # churned on the period start: not in the period
-        ("C", "2024-01-01", "2025-12-01"),  # churned exactly on a snapshot: the one before
-        ("D", "2024-01-01", "2025-12-02"),
-        ("E", "2026-03-15", "2026-10-31"),  # acquired in the period, lost on as_of
-        ("F", "2026-10-20", None),          # acquired in the last month: enters "now"
-        ("G", "2026-05-10", "2026-05-20"),  # gone before any snapshot could value it
-        ("H", "2023-01-01", "2024-06-01"),  # lost long before the period
-        ("I", "2024-01-01", None),          # first valued at the third snapshot
-    ])
+    status = _status(
+        [
+            ("A", "2024-01-01", None),  # in the base all year
+            ("B", "2024-01-01", "2025-11-01"),  # churned on the period start: not in the period
+            ("C", "2024-01-01", "2025-12-01"),  # churned exactly on a snapshot: the one before
+            ("D", "2024-01-01", "2025-12-02"),
+            ("E", "2026-03-15", "2026-10-31"),  # acquired in the period, lost on as_of
+            ("F", "2026-10-20", None),  # acquired in the last month: enters "now"
+            ("G", "2026-05-10", "2026-05-20"),  # gone before any snapshot could value it
+            ("H", "2023-01-01", "2024-06-01"),  # lost long before the period
+            ("I", "2024-01-01", None),  # first valued at the third snapshot
+        ]
+    )
     snaps = clv.snapshot_dates("2025-11-01", "2026-10-31")
     worth = {"A": 100.0, "C": 30.0, "D": 40.0, "E": 50.0, "F": 60.0, "G": 70.0, "I": 90.0}
     asked: list[tuple[pd.Timestamp, list[str]]] = []
@@ -102,8 +115,15 @@ def test_period_ledger_values_each_churn_at_the_last_snapshot_before_it():
     assert led.loc["F", "entry_snapshot"] == TS("2026-11-01") and led.loc["F", "entry_clv"] == 48
     assert np.isnan(led.loc["G", "lost_ltv"]) and np.isnan(led.loc["G", "entry_clv"])
     assert led.loc["I", "entry_snapshot"] == TS("2026-01-01") and led.loc["I", "entry_clv"] == 88
-    assert led.churned.to_dict() == {"A": False, "C": True, "D": True, "E": True, "F": False,
-                                     "G": True, "I": False}
+    assert led.churned.to_dict() == {
+        "A": False,
+        "C": True,
+        "D": True,
+        "E": True,
+        "F": False,
+        "G": True,
+        "I": False,
+    }
     loss = clv.summarise_loss(led.reset_index())
     assert loss.lost == 30 + 39 + 39
     assert loss.base == 100 + 30 + 40 + 45 + 48 + 88
@@ -118,17 +138,21 @@ def test_period_ledger_values_each_churn_at_the_last_snapshot_before_it():
 
 
 def test_loss_by_group_shares_rates_and_order():
-    ledger = pd.DataFrame({
-        "customer_id": ["a", "b", "c", "d", "e"],
-        "entry_clv": [100.0, 200.0, 50.0, 50.0, np.nan],
-        "churned": [True, False, True, True, True],
-        "lost_ltv": [40.0, np.nan, 10.0, 30.0, np.nan],
-    })
-    attrs = pd.DataFrame({
-        "customer_id": ["a", "b", "c", "d", "e"],
-        "tier": ["gold", "gold", "silver", None, "silver"],
-        "reason": ["price", None, "service", "price", None],
-    })
+    ledger = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c", "d", "e"],
+            "entry_clv": [100.0, 200.0, 50.0, 50.0, np.nan],
+            "churned": [True, False, True, True, True],
+            "lost_ltv": [40.0, np.nan, 10.0, 30.0, np.nan],
+        }
+    )
+    attrs = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c", "d", "e"],
+            "tier": ["gold", "gold", "silver", None, "silver"],
+            "reason": ["price", None, "service", "price", None],
+        }
+    )
     by_tier = clv.loss_by(ledger, attrs, "tier", order=["platinum", "gold", "silver"])
     assert list(by_tier.group) == ["gold", "silver", clv.UNRECORDED]
     gold = by_tier.set_index("group").loc["gold"]
@@ -138,11 +162,16 @@ def test_loss_by_group_shares_rates_and_order():
     assert (silver.churned, silver.lost_ltv, silver.base_clv) == (2, 10.0, 50.0)
     by_reason = clv.loss_by(ledger, attrs, "reason")
     assert list(by_reason.group) == ["price", "service", clv.UNRECORDED]
-    assert by_reason.set_index("group").lost_ltv.to_dict() == {"price": 70.0, "service": 10.0,
-                                                              clv.UNRECORDED: 0.0}
+    assert by_reason.set_index("group").lost_ltv.to_dict() == {
+        "price": 70.0,
+        "service": 10.0,
+        clv.UNRECORDED: 0.0,
+    }
     assert by_reason.rate.isna().all()  # only churners have a reason: no base to divide by
     details = attrs.assign(customer_name=list("ABCDE"))
-    top = clv.top_lost(ledger.assign(churned_at=TS("2026-01-05"), loss_snapshot=TS("2026-01-01")), details, 2)
+    top = clv.top_lost(
+        ledger.assign(churned_at=TS("2026-01-05"), loss_snapshot=TS("2026-01-01")), details, 2
+    )
     assert list(top.customer_id) == ["a", "d"] and list(top.customer_name) == ["A", "D"]
 
 
@@ -156,27 +185,52 @@ def _valuation(kind: str, values: dict[str, list]) -> clv.Valuation:
 
 def test_at_risk_from_the_model_and_from_churn_scores():
     ltv = LtvParams(at_risk_p_alive=0.5, at_risk_renewal_days=90)
-    tx = _valuation(clv.TRANSACTIONS, {"customer_id": ["a", "b", "c", "d"], "clv": [100.0, 200.0, 300.0, 50.0],
-                                       "p_alive": [0.9, 0.4, 0.2, 0.1]})
+    tx = _valuation(
+        clv.TRANSACTIONS,
+        {
+            "customer_id": ["a", "b", "c", "d"],
+            "clv": [100.0, 200.0, 300.0, 50.0],
+            "p_alive": [0.9, 0.4, 0.2, 0.1],
+        },
+    )
     tx.values["p_churn"] = 1 - tx.values.p_alive
     risk = clv.at_risk(tx, ["a", "b", "c"], ltv)  # d has churned under the definition
     assert list(risk.customer_id) == ["c", "b"]
     assert risk.ltv_at_risk.tolist() == pytest.approx([0.8 * 300, 0.6 * 200])
-    ct = _valuation(clv.CONTRACTS, {"customer_id": ["a", "b"], "clv": [1000.0, 500.0],
-                                    "p_churn": [0.2, 0.3], "years_to_decision": [80 / 365.25, 0.5]})
+    ct = _valuation(
+        clv.CONTRACTS,
+        {
+            "customer_id": ["a", "b"],
+            "clv": [1000.0, 500.0],
+            "p_churn": [0.2, 0.3],
+            "years_to_decision": [80 / 365.25, 0.5],
+        },
+    )
     risk = clv.at_risk(ct, ["a", "b"], ltv)
     assert risk.customer_id.tolist() == ["a"] and risk.ltv_at_risk.iloc[0] == pytest.approx(200.0)
-    scores, why = clv.normalise_scores(pd.DataFrame({"customer_id": ["a", "b", "x"], "band": ["red", "green", "red"],
-                                                     "churn_probability": [0.3, 0.9, 0.5]}))
+    scores, why = clv.normalise_scores(
+        pd.DataFrame(
+            {
+                "customer_id": ["a", "b", "x"],
+                "band": ["red", "green", "red"],
+                "churn_probability": [0.3, 0.9, 0.5],
+            }
+        )
+    )
     assert why == "churn_scores"
     risk = clv.at_risk(tx, ["a", "b", "c", "x"], ltv, scores)
     # the churn chapter's flag wins; a listed customer the model cannot value counts as 0
-    assert risk.set_index("customer_id").ltv_at_risk.to_dict() == pytest.approx({"a": 30.0, "x": 0.0})
+    assert risk.set_index("customer_id").ltv_at_risk.to_dict() == pytest.approx(
+        {"a": 30.0, "x": 0.0}
+    )
 
 
 def test_normalise_scores_refuses_frames_without_probabilities():
     assert clv.normalise_scores(pd.DataFrame({"customer_id": ["a"]}))[1] == "no_probability"
-    assert clv.normalise_scores(pd.DataFrame({"customer_id": ["a"], "score": [55.0]}))[1] == "no_probability"
+    assert (
+        clv.normalise_scores(pd.DataFrame({"customer_id": ["a"], "score": [55.0]}))[1]
+        == "no_probability"
+    )
     assert clv.normalise_scores("not a frame")[1] == "no_probability"
     empty, why = clv.normalise_scores(pd.DataFrame({"customer_id": [], "churn_probability": []}))
     assert why == "churn_scores" and empty.empty  # chapter 2 found nobody at risk
@@ -188,10 +242,16 @@ def test_chapter2_export_is_read_back_when_this_run_recorded_it(tmp_path, tiny_d
     ds = connect(tmp_path, tiny_data)
     run = tmp_path / "myrun"
     (run / "exports").mkdir(parents=True)
-    headers = {c: i18n.t(f"churn.acol.{c}", "zh") for c in ("customer_id", "churn_probability", "tier")}
-    pd.DataFrame({headers["customer_id"]: ["C1", "C3"], headers["tier"]: ["白金", "银牌"],
-                  headers["churn_probability"]: [0.25, 0.6]}).to_csv(
-        run / "exports" / "at_risk.csv", index=False, encoding="utf-8-sig")
+    headers = {
+        c: i18n.t(f"churn.acol.{c}", "zh") for c in ("customer_id", "churn_probability", "tier")
+    }
+    pd.DataFrame(
+        {
+            headers["customer_id"]: ["C1", "C3"],
+            headers["tier"]: ["白金", "银牌"],
+            headers["churn_probability"]: [0.25, 0.6],
+        }
+    ).to_csv(run / "exports" / "at_risk.csv", index=False, encoding="utf-8-sig")
     # without chapter 2's count in results.json the file is not trusted
     scores, why = clv.churn_scores(ds, "2026-10-31", run)
     assert (scores, why) == (None, "not_available")
@@ -209,9 +269,16 @@ def test_chapter2_export_is_read_back_when_this_run_recorded_it(tmp_path, tiny_d
 def test_contract_chains_on_tiny_data(tmp_path, tiny_data):
     ds = connect(tmp_path, tiny_data)
     ch = clv.contract_chains(ds, "2026-11-01").set_index("customer_id")
-    assert ch.loc["C1", ["chain", "contracts", "renewals", "annual_value"]].tolist() == [1, 2, 1, 110000.0]
+    assert ch.loc["C1", ["chain", "contracts", "renewals", "annual_value"]].tolist() == [
+        1,
+        2,
+        1,
+        110000.0,
+    ]
     assert ch.loc["C1", "last_end"] == TS("2026-12-31") and not ch.loc["C1", "ended"]
-    assert ch.loc["C2", "contracts"] == 1 and ch.loc["C2", "ended"]  # ended 2025-05-31, grace 60 days
+    assert (
+        ch.loc["C2", "contracts"] == 1 and ch.loc["C2", "ended"]
+    )  # ended 2025-05-31, grace 60 days
     # as of 2025-01-01 (exclusive) K2 has not started: C1 is in grace after K1, not ended
     early = clv.contract_chains(ds, "2025-01-01").set_index("customer_id")
     assert early.loc["C1", "contracts"] == 1 and not early.loc["C1", "ended"]
@@ -221,31 +288,49 @@ def test_contract_chains_on_tiny_data(tmp_path, tiny_data):
 def test_contract_chains_break_on_a_new_contract_and_without_renewal_of(tmp_path):
     frames = tiny.frames()
     c = frames["contracts"]
-    extra = pd.DataFrame({"contract_id": ["K4"], "customer_id": ["C2"], "start_date": ["2026-01-01"],
-                          "end_date": ["2026-12-31"], "annual_value": [50000.0], "renewal_of": [None]})
+    extra = pd.DataFrame(
+        {
+            "contract_id": ["K4"],
+            "customer_id": ["C2"],
+            "start_date": ["2026-01-01"],
+            "end_date": ["2026-12-31"],
+            "annual_value": [50000.0],
+            "renewal_of": [None],
+        }
+    )
     data = tiny.write(tmp_path / "d1", contracts=pd.concat([c, extra], ignore_index=True))
     ch = clv.contract_chains(connect(tmp_path / "a", data), "2026-11-01")
     c2 = ch[ch.customer_id == "C2"].set_index("chain")
     assert c2.loc[1, "ended"] and not c2.loc[2, "ended"] and c2.loc[2, "renewals"] == 0
-    no_link = tiny.write(tmp_path / "d2", contracts=pd.concat([c, extra], ignore_index=True).drop(columns="renewal_of"))
+    no_link = tiny.write(
+        tmp_path / "d2",
+        contracts=pd.concat([c, extra], ignore_index=True).drop(columns="renewal_of"),
+    )
     ch2 = clv.contract_chains(connect(tmp_path / "b", no_link), "2026-11-01")
     cols = ["customer_id", "chain", "contracts", "renewals", "ended"]
     pd.testing.assert_frame_equal(ch[cols], ch2[cols])  # the grace-gap rule finds the same chains
 
 
 def test_sbg_cohorts_are_the_exact_likelihood():
-    chains = pd.DataFrame({"contracts": [1, 1, 2, 3, 1, 2, 2, 4], "ended": [True, True, True, False, False,
-                                                                          False, False, True]})
+    chains = pd.DataFrame(
+        {
+            "contracts": [1, 1, 2, 3, 1, 2, 2, 4],
+            "ended": [True, True, True, False, False, False, False, True],
+        }
+    )
     surv, init = clv.sbg_cohorts(chains)
-    assert sorted(zip(init, map(tuple, surv), strict=True)) == sorted([(2, (0,)), (1, (1, 0)), (1, (1, 1, 1, 0)), (1, (1, 1)),
-                                                          (2, (2,))])
+    assert sorted(zip(init, map(tuple, surv), strict=True)) == sorted(
+        [(2, (0,)), (1, (1, 0)), (1, (1, 1, 1, 0)), (1, (1, 1)), (2, (2,))]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # eight chains: the fit may sit near a boundary
         fitted = ShiftedBetaGeometric().fit(surv, init)
     a, b = fitted.params_["alpha"], fitted.params_["beta"]
     # P(T = k) = B(a+1, b+k-1)/B(a, b) for an ended chain; S(k-1) = B(a, b+k-1)/B(a, b) running
-    ll = sum((betaln(a + 1, b + k - 1) if ended else betaln(a, b + k - 1)) - betaln(a, b)
-             for k, ended in zip(chains.contracts, chains.ended, strict=True))
+    ll = sum(
+        (betaln(a + 1, b + k - 1) if ended else betaln(a, b + k - 1)) - betaln(a, b)
+        for k, ended in zip(chains.contracts, chains.ended, strict=True)
+    )
     assert ll == pytest.approx(fitted.log_likelihood_, rel=1e-12)
 
 
@@ -281,18 +366,43 @@ def _contract_world(folder: Path, n: int, alpha: float, beta: float, seed: int) 
             if start > as_of:
                 break
             kid = f"K{i:05d}-{k}"
-            rows.append((kid, cid, start.date(), (start + pd.DateOffset(years=1) - pd.Timedelta(days=1)).date(),
-                         value, prev))
+            rows.append(
+                (
+                    kid,
+                    cid,
+                    start.date(),
+                    (start + pd.DateOffset(years=1) - pd.Timedelta(days=1)).date(),
+                    value,
+                    prev,
+                )
+            )
             prev = kid
         orders.append((f"O{i:05d}", cid, acquired[i].date(), value, "service"))
     folder.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"customer_id": [f"C{i:05d}" for i in range(n)], "acquired_at": acquired.date,
-                  "industry": "retail", "region": "华东", "tier": "gold", "account_manager": "AM-1"}).to_csv(
-        folder / "customers.csv", index=False)
-    pd.DataFrame(orders, columns=["order_id", "customer_id", "order_date", "amount", "category"]).to_csv(
-        folder / "orders.csv", index=False)
-    pd.DataFrame(rows, columns=["contract_id", "customer_id", "start_date", "end_date", "annual_value",
-                                "renewal_of"]).to_csv(folder / "contracts.csv", index=False)
+    pd.DataFrame(
+        {
+            "customer_id": [f"C{i:05d}" for i in range(n)],
+            "acquired_at": acquired.date,
+            "industry": "retail",
+            "region": "华东",
+            "tier": "gold",
+            "account_manager": "AM-1",
+        }
+    ).to_csv(folder / "customers.csv", index=False)
+    pd.DataFrame(
+        orders, columns=["order_id", "customer_id", "order_date", "amount", "category"]
+    ).to_csv(folder / "orders.csv", index=False)
+    pd.DataFrame(
+        rows,
+        columns=[
+            "contract_id",
+            "customer_id",
+            "start_date",
+            "end_date",
+            "annual_value",
+            "renewal_of",
+        ],
+    ).to_csv(folder / "contracts.csv", index=False)
     return folder
 
 
@@ -309,8 +419,16 @@ def test_sbg_from_contract_chains_recovers_known_retention(tmp_path):
         assert fit.loc[name, "ci_low"] <= truth <= fit.loc[name, "ci_high"], fit
     chains = val.chains
     ltv = ds.params.ltv
-    true_value = clv.renewal_value(alpha, beta, chains.renewals, chains.years_to_decision,
-                                   ltv.margin * chains.annual_value, 1.0, ltv.discount_rate_annual, ltv.horizon_years)
+    true_value = clv.renewal_value(
+        alpha,
+        beta,
+        chains.renewals,
+        chains.years_to_decision,
+        ltv.margin * chains.annual_value,
+        1.0,
+        ltv.discount_rate_annual,
+        ltv.horizon_years,
+    )
     assert val.total == pytest.approx(float(true_value.sum()), rel=0.08)
     assert val.info["period_years"] == 1.0
     # p_churn is the probability of not renewing at the next decision
@@ -364,7 +482,11 @@ def test_total_clv_matches_the_analytic_expectation():
     s = _summary(20_000, seed=3)
     models = clv.fit_transactions(s, ltv)
     for name, truth in {**BG_TRUTH, **GG_TRUTH}.items():
-        est = (models.purchases if name in BG_TRUTH else models.spend).summary_.set_index("param").loc[name]
+        est = (
+            (models.purchases if name in BG_TRUTH else models.spend)
+            .summary_.set_index("param")
+            .loc[name]
+        )
         assert est.ci_low * 0.9 <= truth <= est.ci_high * 1.1, (name, est.to_dict())
     fitted = clv.value_transactions(models, s, ltv, "2026-01-01")
     true = clv.value_transactions(_true_models(), s, ltv, "2026-01-01")
@@ -380,9 +502,22 @@ def test_discounted_purchases_equal_gamma_gamma_clv():
     m = _true_models()
     ours = clv.discounted_purchases(m.purchases, s.frequency, s.recency, s["T"], 24, 0.08)
     z = s.monetary.where(s.frequency > 0, 1.0)
-    ref = m.spend.clv(m.purchases, s.frequency, s.recency, s["T"], z, time_unit="W", horizon=24, period="M",
-                      discount_rate=0.08, discount_period="Y", margin=0.4)
-    assert np.allclose(ours * m.spend.expected_spend(s.frequency, z) * 0.4, ref, rtol=1e-12, atol=1e-9)
+    ref = m.spend.clv(
+        m.purchases,
+        s.frequency,
+        s.recency,
+        s["T"],
+        z,
+        time_unit="W",
+        horizon=24,
+        period="M",
+        discount_rate=0.08,
+        discount_period="Y",
+        margin=0.4,
+    )
+    assert np.allclose(
+        ours * m.spend.expected_spend(s.frequency, z) * 0.4, ref, rtol=1e-12, atol=1e-9
+    )
 
 
 @pytest.mark.parametrize("a", [2e3, 5e4, 5e5])
@@ -412,10 +547,15 @@ def test_time_unit_does_not_change_the_value():
     with pytest.raises(ValueError, match="contradicts"):  # the summary still says weeks
         clv.fit_transactions(days, LtvParams(time_unit="D"))
     days.attrs["time_unit"] = "D"
-    weeks = clv.value_transactions(clv.fit_transactions(s, LtvParams(time_unit="W")), s,
-                                   LtvParams(time_unit="W"), "2026-01-01")
-    in_days = clv.value_transactions(clv.fit_transactions(days, LtvParams(time_unit="D")), days,
-                                     LtvParams(time_unit="D"), "2026-01-01")
+    weeks = clv.value_transactions(
+        clv.fit_transactions(s, LtvParams(time_unit="W")), s, LtvParams(time_unit="W"), "2026-01-01"
+    )
+    in_days = clv.value_transactions(
+        clv.fit_transactions(days, LtvParams(time_unit="D")),
+        days,
+        LtvParams(time_unit="D"),
+        "2026-01-01",
+    )
     assert in_days.total == pytest.approx(weeks.total, rel=1e-4)
     assert np.allclose(in_days.values.clv, weeks.values.clv, rtol=1e-3)
 
@@ -433,12 +573,21 @@ def test_refunds_and_first_day_customers_are_valued_not_dropped():
     ltv = LtvParams()
     s = _summary(3000, seed=8)
     models = clv.fit_transactions(s, ltv)
-    odd = pd.DataFrame({"frequency": [3, 2, 0], "recency": [10.0, 5.0, 0.0], "T": [20.0, 30.0, 0.0],
-                        "monetary": [-40.0, 0.0, 0.0]}, index=pd.Index(["R1", "R2", "N1"], name="customer_id"))
+    odd = pd.DataFrame(
+        {
+            "frequency": [3, 2, 0],
+            "recency": [10.0, 5.0, 0.0],
+            "T": [20.0, 30.0, 0.0],
+            "monetary": [-40.0, 0.0, 0.0],
+        },
+        index=pd.Index(["R1", "R2", "N1"], name="customer_id"),
+    )
     val = clv.value_transactions(models, odd, ltv, "2026-01-01")
     assert val.info["spend_imputed"] == 2 and val.info["spend_imputed_negative"] == 1
     assert val.info["first_seen_last_day"] == 1
-    assert val.values.loc[["R1", "R2"], "spend"].tolist() == pytest.approx([models.population_spend] * 2)
+    assert val.values.loc[["R1", "R2"], "spend"].tolist() == pytest.approx(
+        [models.population_spend] * 2
+    )
     assert (val.values.clv > 0).all()
     assert val.values.loc["N1", "T"] == pytest.approx(1 / 7)
     # refunds outweighing purchases are never fitted: Gamma-Gamma would refuse them
@@ -458,7 +607,9 @@ def demo_contractual(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _review(folder: Path, data_dir: Path, extra: str = "") -> tuple[fdata.Dataset, pd.DataFrame, clv.Review]:
+def _review(
+    folder: Path, data_dir: Path, extra: str = ""
+) -> tuple[fdata.Dataset, pd.DataFrame, clv.Review]:
     ds = connect(folder, data_dir, extra=extra)
     status = churn_status(ds)
     return ds, status, clv.review(ds, status)
@@ -487,11 +638,19 @@ def test_review_on_demo_data_non_contractual(tmp_path, demo_small):
     m = rv.check.attrs
     assert abs(m["total_predicted"] / m["total_actual"] - 1) < 0.25  # the model check is sane
     record = clv.params_record(rv.now)
-    assert set(record) == {"bgnbd", "gamma_gamma"} and set(record["bgnbd"]) == {"r", "alpha", "a", "b", "se"}
+    assert set(record) == {"bgnbd", "gamma_gamma"} and set(record["bgnbd"]) == {
+        "r",
+        "alpha",
+        "a",
+        "b",
+        "se",
+    }
 
 
 def test_review_on_demo_data_contractual_and_its_fallback(tmp_path, demo_contractual):
-    ds, status, rv = _review(tmp_path / "a", demo_contractual, extra="business_model: contractual\n")
+    ds, status, rv = _review(
+        tmp_path / "a", demo_contractual, extra="business_model: contractual\n"
+    )
     assert (rv.kind, rv.model, rv.fallback) == (clv.CONTRACTS, "sbg", None)
     _check_review(ds, status, rv)
     assert rv.check.attrs["decisions"] > 100
@@ -519,8 +678,15 @@ def test_valuation_uses_nothing_dated_on_or_after_its_snapshot(tmp_path, demo_sm
             (planted / f.name).symlink_to(f)
     orders = pd.read_csv(demo_small / "orders.csv", dtype=str)
     ids = sorted(before.index)[:50]
-    extra = pd.DataFrame({"order_id": [f"X{i}" for i in range(len(ids))], "customer_id": ids,
-                          "order_date": "2026-03-01", "amount": "250000", "category": "hardware"})
+    extra = pd.DataFrame(
+        {
+            "order_id": [f"X{i}" for i in range(len(ids))],
+            "customer_id": ids,
+            "order_date": "2026-03-01",
+            "amount": "250000",
+            "category": "hardware",
+        }
+    )
     pd.concat([orders, extra]).to_csv(planted / "orders.csv", index=False)
     ds1 = connect(tmp_path / "b", planted)
     after = clv.Valuer(ds1, clv.TRANSACTIONS).valuation(snap).values
@@ -534,9 +700,21 @@ def test_valuation_uses_nothing_dated_on_or_after_its_snapshot(tmp_path, demo_sm
 # --------------------------------------------------------------------------------------
 # The notebook, end to end
 
-REQUIRED_KEYS = ("model", "params", "total_clv", "lost_ltv", "lost_ltv_rate", "benchmark_lost_ltv_rate",
-                 "at_risk_ltv", "top_lost_accounts", "lost_by_tier", "lost_by_reason", "lost_by_industry",
-                 "lost_by_cohort", "check")
+REQUIRED_KEYS = (
+    "model",
+    "params",
+    "total_clv",
+    "lost_ltv",
+    "lost_ltv_rate",
+    "benchmark_lost_ltv_rate",
+    "at_risk_ltv",
+    "top_lost_accounts",
+    "lost_by_tier",
+    "lost_by_reason",
+    "lost_by_industry",
+    "lost_by_cohort",
+    "check",
+)
 
 
 @pytest.mark.slow
@@ -545,8 +723,12 @@ def test_notebook_end_to_end(tmp_path, demo_small, demo_contractual, model, lang
     from fupan import runner
 
     data_dir = demo_small if model == "non_contractual" else demo_contractual
-    pf = tiny.params_file(tmp_path, data_dir, extra=f"business_model: {model}\nlang: {lang}\n",
-                          notebooks=("00_data_check", "03_ltv_loss"))
+    pf = tiny.params_file(
+        tmp_path,
+        data_dir,
+        extra=f"business_model: {model}\nlang: {lang}\n",
+        notebooks=("00_data_check", "03_ltv_loss"),
+    )
     params = fparams.load(pf)
     run = runner.run(params, pf, reports_dir=tmp_path / "reports", log=lambda m: None)
     ltv = json.loads((run.run_dir / "results.json").read_text(encoding="utf-8"))["ltv"]
