@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psutil
 
@@ -16,6 +17,8 @@ class Measurement:
     returncode: int
     stdout: str
     stderr: str
+    # (seconds since start, line) for every stdout line, as it was printed
+    lines: list[tuple[float, str]] = field(default_factory=list)
 
 
 def _tree_rss(proc: psutil.Process) -> int:
@@ -32,14 +35,53 @@ def _tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def run(cmd: list[str], interval: float = 0.1, env: dict[str, str] | None = None, cwd: str | None = None) -> Measurement:
-    """Run ``cmd``; sample the resident memory of its whole process tree every ``interval`` s."""
+def run(
+    cmd: list[str],
+    interval: float = 0.1,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+) -> Measurement:
+    """Run ``cmd``; sample the resident memory of its whole process tree every ``interval`` s.
+
+    Peak memory is the largest sum of the resident set sizes of the command and all its
+    descendants seen at one sample (shared pages count once per process: an upper bound).
+    """
     start = time.perf_counter()
-    popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    popen = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd, bufsize=1
+    )
+    lines: list[tuple[float, str]] = []
+    err: list[str] = []
+
+    def read_out() -> None:
+        assert popen.stdout is not None
+        for line in popen.stdout:
+            lines.append((time.perf_counter() - start, line.rstrip("\n")))
+
+    def read_err() -> None:
+        assert popen.stderr is not None
+        for line in popen.stderr:
+            err.append(line)
+            if len(err) > 4000:  # keep the tail of a chatty process
+                del err[:2000]
+
+    readers = [threading.Thread(target=read_out), threading.Thread(target=read_err)]
+    for t in readers:
+        t.daemon = True
+        t.start()
     proc = psutil.Process(popen.pid)
     peak = 0
     while popen.poll() is None:
         peak = max(peak, _tree_rss(proc))
         time.sleep(interval)
-    out, err = popen.communicate()
-    return Measurement(time.perf_counter() - start, peak / 2**20, popen.returncode, out, err)
+    seconds = time.perf_counter() - start
+    for t in readers:
+        t.join(timeout=10)
+    return Measurement(
+        seconds,
+        peak / 2**20,
+        popen.returncode,
+        "\n".join(line for _, line in lines),
+        "".join(err),
+        lines,
+    )

@@ -4,7 +4,11 @@ Each stage runs as its own process and is measured whole (wall time, peak reside
 the process tree, kernels and JVMs included). Results go to benchmarks/results/ as JSON and a
 chart; benchmarks/README.md keeps the latest table. Targets are checked here, never in tests.
 
-    python benchmarks/run.py [--sizes 10000 100000 1000000] [--skip-review] [--keep-data]
+    python benchmarks/run.py [--sizes 10000 100000 1000000] [--skip-review] [--skip-lifetimes]
+                             [--keep-data] [--keep-reports] [--regenerate] [--merge]
+
+Run it with ``nice -n 10`` on a shared machine. ``--merge`` keeps the other sizes of
+``results/latest.json`` (run the ladder one size at a time and still get one table).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import argparse
 import datetime as dt
 import json
 import os
+import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -27,11 +33,15 @@ RESULTS = HERE / "results"
 PY = sys.executable
 FUPAN = str(Path(PY).with_name("fupan"))
 LIFETIMES_VENV = HERE / ".venv-lifetimes"
+SEED = 42
 
-TARGETS = {  # seconds, peak MB
-    100_000: {"review_seconds": 180, "review_peak_mb": 4096},
-    1_000_000: {"review_seconds": 900, "review_peak_mb": 12288},
-}
+# Targets (2 cores). Review: seconds and peak MB of the whole `fupan review` process tree.
+REVIEW_TARGETS = {100_000: (180, 4096), 1_000_000: (900, 12288)}
+FEATURES_VS_FLOOR = 2.0  # feature stage within 2x the plain DuckDB query
+DECK_MB = 10.0
+LTV_SPEEDUP = 10.0  # fupan's fit vs lifetimes' on the same data
+LTV_LL_RTOL = 1e-6
+LTV_FIT_SECONDS_1M = 10.0  # "BG/NBD and Gamma-Gamma fit on 1,000,000 customers in seconds"
 
 
 def _result(m: measure.Measurement) -> dict:
@@ -41,23 +51,43 @@ def _result(m: measure.Measurement) -> dict:
     return {}
 
 
-def stage(name: str, cmd: list[str]) -> dict:
+def _tail(m: measure.Measurement, n: int = 3) -> list[str]:
+    text = (m.stderr or "").strip() or (m.stdout or "").strip()
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("RESULT ")]
+    return lines[-n:]
+
+
+def stage(name: str, cmd: list[str], env: dict[str, str] | None = None) -> dict:
     print(f"  {name} …", flush=True)
-    m = measure.run(cmd)
-    out = {"seconds": round(m.seconds, 2), "peak_mb": round(m.peak_rss_mb, 1), "ok": m.returncode == 0}
+    m = measure.run(cmd, env=env)
+    out = {
+        "seconds": round(m.seconds, 2),
+        "peak_mb": round(m.peak_rss_mb, 1),
+        "ok": m.returncode == 0,
+    }
     out.update(_result(m))
     if m.returncode != 0:
-        out["error"] = (m.stderr or m.stdout).strip().splitlines()[-3:]
-    print(f"  {name}: {out['seconds']:.1f}s, {out['peak_mb']:.0f} MB{'' if out['ok'] else ' FAILED'}", flush=True)
+        out["error"] = _tail(m)
+    print(
+        f"  {name}: {out['seconds']:.1f}s, {out['peak_mb']:.0f} MB{'' if out['ok'] else ' FAILED'}",
+        flush=True,
+    )
     return out
+
+
+# --------------------------------------------------------------------------------------
+# lifetimes, in its own environment
 
 
 def lifetimes_env() -> Path | None:
     py = LIFETIMES_VENV / "bin" / "python"
     if not py.exists():
         subprocess.run([PY, "-m", "venv", str(LIFETIMES_VENV)], check=True)
-        done = subprocess.run([str(py), "-m", "pip", "install", "-q", "lifetimes==0.11.3", "setuptools<81"],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", "lifetimes==0.11.3", "setuptools<81"],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             print("  lifetimes baseline unavailable:", done.stderr.strip()[-300:])
             return None
@@ -65,76 +95,294 @@ def lifetimes_env() -> Path | None:
 
 
 def compare_lifetimes(data: Path, ours: dict) -> dict:
+    """lifetimes' fitters on the same summary; every fit judged by fupan's log-likelihood."""
     py = lifetimes_env()
-    if py is None or not (data / "_bench_summary.csv").exists():
+    summary_csv = data / "_bench_summary.csv"
+    if py is None or not summary_csv.exists():
         return {"ok": False, "error": "lifetimes environment or summary missing"}
-    res = stage("lifetimes BG/NBD", [str(py), str(HERE / "lifetimes_fit.py"), str(data / "_bench_summary.csv")])
-    if res.get("params"):
-        import pandas as pd
+    res = stage(
+        "lifetimes BG/NBD + Gamma-Gamma",
+        [str(py), str(HERE / "lifetimes_fit.py"), str(summary_csv)],
+    )
+    import numpy as np
+    import pandas as pd
 
-        sys.path.insert(0, str(ROOT / "lib"))
-        from fupan.ltv import bgnbd_loglik
+    sys.path.insert(0, str(ROOT / "lib"))
+    from fupan.ltv import bgnbd_loglik, gamma_gamma_loglik
 
-        s = pd.read_csv(data / "_bench_summary.csv")
-        p = res["params"]
-        theirs = float(bgnbd_loglik((p["r"], p["alpha"], p["a"], p["b"]), s.frequency, s.recency, s["T"]))
-        res["log_likelihood_under_fupan"] = theirs
-        res["relative_ll_difference"] = abs(theirs - ours["bgnbd_log_likelihood"]) / abs(ours["bgnbd_log_likelihood"])
-        res["speedup_vs_lifetimes"] = res["seconds"] and res["seconds"] / max(ours["bgnbd_fit_seconds"], 1e-9)
+    s = pd.read_csv(summary_csv)
+    rep = s[(s.frequency > 0) & (s.monetary > 0)]
+    bg_ll, gg_ll = ours["bgnbd_log_likelihood"], ours["gamma_gamma_log_likelihood"]
+    for key, fit in list(res.items()):
+        if not (isinstance(fit, dict) and fit.get("params")):
+            continue
+        p = fit["params"]
+        if key.startswith("bgnbd"):
+            ll = float(np.sum(bgnbd_loglik(p, s.frequency, s.recency, s["T"])))
+            fit["log_likelihood_under_fupan"] = ll
+            fit["relative_ll_difference"] = abs(ll - bg_ll) / abs(bg_ll)
+            fit["fupan_speedup"] = fit["seconds"] / max(ours["bgnbd_fit_seconds"], 1e-9)
+        else:
+            ll = float(np.sum(gamma_gamma_loglik(p, rep.frequency, rep.monetary)))
+            fit["log_likelihood_under_fupan"] = ll
+            fit["relative_ll_difference"] = abs(ll - gg_ll) / abs(gg_ll)
+            fit["fupan_speedup"] = fit["seconds"] / max(ours["gamma_gamma_fit_seconds"], 1e-9)
+    # The headline comparison: lifetimes' plain call, or its tol=1e-6 retry when the plain
+    # call raises ConvergenceError (see lifetimes_fit.py).
+    bg = res.get("bgnbd_default", {})
+    res["bgnbd_used"] = "bgnbd_default" if bg.get("ok") else "bgnbd_tol_1e-6"
+    gg = res.get("gamma_gamma_default", {})
+    res["gamma_gamma_used"] = "gamma_gamma_default" if gg.get("ok") else "gamma_gamma_tol_1e-6"
     return res
 
 
-def review(n: int, data: Path) -> dict:
+# --------------------------------------------------------------------------------------
+# The full review
+
+
+_DONE = re.compile(r"^\[fupan\] \[\d+/\d+\] (\S+) done in ([\d.]+)s")
+_DATA_OK = re.compile(r"^\[fupan\] data ok .* in ([\d.]+)s")
+
+
+def _parse_log(m: measure.Measurement) -> dict:
+    out: dict = {"notebooks": {}}
+    last_done = None
+    for t, line in m.lines:
+        if hit := _DATA_OK.match(line):
+            out["load_validate"] = float(hit.group(1))
+            last_done = t
+        elif hit := _DONE.match(line):
+            out["notebooks"][hit.group(1)] = float(hit.group(2))
+            last_done = t
+        elif line.startswith("[fupan] deck:") and last_done is not None:
+            # the deck (summary slides, every chapter's slides, one HTML file) is rendered
+            # between the last notebook and this line
+            out["render_seconds"] = round(t - last_done, 2)
+    return out
+
+
+def _dir_mb(path: Path) -> float:
+    return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20, 2)
+
+
+def review(n: int, data: Path, keep: bool) -> dict:
+    """`fupan review` on the current params/annual_review.yaml, on this size's data.
+
+    A chapter that fails is reported and the review is run again without it (and without
+    any chapter that then fails), so one unfinished chapter does not hide the others'
+    timings. The headline seconds and peak memory are those of the last attempt.
+    """
+    import yaml
+
     folder = WORK / f"params-{n}"
-    folder.mkdir(parents=True, exist_ok=True)
-    src = (ROOT / "params" / "annual_review.yaml").read_text(encoding="utf-8")
-    (folder / "annual_review.yaml").write_text(src, encoding="utf-8")
-    shutil.copy(ROOT / "params" / "benchmarks.yaml", folder / "benchmarks.yaml")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for f in (ROOT / "params").glob("*.yaml"):
+        shutil.copy(f, folder / f.name)
+    params_file = folder / "annual_review.yaml"
+    notebooks = list(yaml.safe_load(params_file.read_text(encoding="utf-8"))["notebooks"])
     reports = WORK / f"reports-{n}"
-    res = stage("full review", [FUPAN, "review", "--params", str(folder / "annual_review.yaml"), "--data", str(data),
-                                "--out", str(reports), "-q"])
-    runs = sorted(reports.glob("annual_review-*/manifest.json"))
-    if runs:
-        manifest = json.loads(runs[-1].read_text())
-        res["notebooks"] = manifest.get("timings_seconds", {})
-        deck = runs[-1].parent / "deck.html"
-        res["deck_mb"] = round(deck.stat().st_size / 2**20, 2)
+    shutil.rmtree(reports, ignore_errors=True)
+    name = f"bench-{n}"
+    failed: dict[str, str] = {}
+    attempts: list[dict] = []
+    remaining = list(notebooks)
+    res: dict = {}
+    last_cause = None
+    while remaining:
+        first = not attempts
+        cmd = [
+            FUPAN,
+            "review" if first else "run",
+            "--params",
+            str(params_file),
+            "--data",
+            str(data),
+            "--out",
+            str(reports),
+            "--name",
+            name,
+        ]
+        if not first:
+            cmd += remaining
+        label = "full review" if first else f"review without {', '.join(failed)}"
+        print(f"  {label} …", flush=True)
+        m = measure.run(cmd)
+        res = {
+            "seconds": round(m.seconds, 2),
+            "peak_mb": round(m.peak_rss_mb, 1),
+            "ok": m.returncode == 0,
+            "notebooks_run": list(remaining),
+            **_parse_log(m),
+        }
+        print(
+            f"  {label}: {res['seconds']:.1f}s, {res['peak_mb']:.0f} MB{'' if res['ok'] else ' FAILED'}",
+            flush=True,
+        )
+        attempts.append(
+            {k: res.get(k) for k in ("seconds", "peak_mb", "ok", "notebooks_run", "notebooks")}
+        )
+        if res["ok"]:
+            break
+        err_file = reports / f"{name}.failed" / "ERROR.txt"
+        message = (
+            err_file.read_text(encoding="utf-8").strip()
+            if err_file.exists()
+            else "\n".join(_tail(m))
+        )
+        where = message.split(":", 1)[0].strip()
+        bad = where if where in remaining else next((nb for nb in remaining if nb in message), None)
+        if bad is None:  # validation or the deck failed: nothing to leave out
+            res["error"] = message[-600:]
+            break
+        # "<nb>: notebook <nb> failed in cell 4: <error>" - the error without its chapter
+        cause = re.sub(r"^.*? failed in cell \S+:\s*", "", message.split("\n")[0])
+        failed[bad] = message.split("\n")[0][-600:]
+        print(f"  {bad} FAILED: {failed[bad][:200]}", flush=True)
+        remaining = [nb for nb in remaining if nb != bad]
+        if cause and cause == last_cause:
+            # Two chapters in a row failed with the same error: a shared cause (a broken
+            # label file, a library error), not one chapter. Stop leaving chapters out.
+            res["error"] = f"the same error in {', '.join(failed)}: {cause[:400]}"
+            break
+        last_cause = cause
+    run_dir = reports / name
+    manifest_file = run_dir / "manifest.json"
+    if res.get("ok") and manifest_file.exists():
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        timings = dict(manifest.get("timings_seconds", {}))
+        res["load_validate"] = timings.pop("load_validate", res.get("load_validate"))
+        res["notebooks"] = timings
+        res["deck_mb"] = round((run_dir / "deck.html").stat().st_size / 2**20, 2)
+        if (run_dir / "exports").exists():
+            res["exports_mb"] = _dir_mb(run_dir / "exports")
+        res["run_dir_mb"] = _dir_mb(run_dir)
+    res["failed_notebooks"] = failed
+    res["complete"] = bool(res.get("ok")) and not failed
+    res["notebooks_in_params"] = notebooks
+    if len(attempts) > 1:
+        res["attempts"] = attempts
+    if not keep:
+        shutil.rmtree(reports, ignore_errors=True)
     return res
 
 
-def ladder(sizes: list[int], skip_review: bool, keep: bool) -> dict:
-    out: dict = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": {"cores": os.cpu_count()},
-                 "sizes": {}}
-    for n in sizes:
-        print(f"== {n:,} customers", flush=True)
-        data = WORK / f"data-{n}"
-        r: dict = {}
-        if not (data / "truth.json").exists():
-            r["generate"] = stage("generate", [FUPAN, "demo-data", "--out", str(data), "--customers", str(n),
-                                               "--format", "parquet", "--seed", "42"])
-        stages = [PY, str(HERE / "stages.py")]
-        r["load_validate"] = stage("load + validate", [*stages, "load", str(data)])
-        r["features"] = stage("features", [*stages, "features", str(data)])
-        r["duckdb_floor"] = stage("plain DuckDB query", [*stages, "duckdb_floor", str(data)])
-        if r["features"].get("feature_seconds") and r["duckdb_floor"].get("query_seconds"):
-            r["features_vs_floor"] = round(r["features"]["feature_seconds"] / r["duckdb_floor"]["query_seconds"], 2)
-        r["ltv_fit"] = stage("BG/NBD + Gamma-Gamma", [*stages, "ltv_fit", str(data)])
-        if r["ltv_fit"].get("ok"):
-            r["lifetimes"] = compare_lifetimes(data, r["ltv_fit"])
-        if not skip_review:
-            r["review"] = review(n, data)
-            tgt = TARGETS.get(n)
-            if tgt and r["review"].get("ok"):
-                r["targets"] = {
-                    "review_seconds": [r["review"]["seconds"], tgt["review_seconds"],
-                                       r["review"]["seconds"] <= tgt["review_seconds"]],
-                    "review_peak_mb": [r["review"]["peak_mb"], tgt["review_peak_mb"],
-                                       r["review"]["peak_mb"] <= tgt["review_peak_mb"]],
-                    "deck_under_10mb": [r["review"].get("deck_mb"), 10, (r["review"].get("deck_mb") or 0) < 10],
-                }
-        out["sizes"][str(n)] = r
-        if not keep:
-            shutil.rmtree(WORK / f"reports-{n}", ignore_errors=True)
+# --------------------------------------------------------------------------------------
+# The ladder
+
+
+def one_size(n: int, args: argparse.Namespace) -> dict:
+    print(f"== {n:,} customers", flush=True)
+    data = WORK / f"data-{n}"
+    r: dict = {"date": dt.datetime.now().isoformat(timespec="seconds")}
+    if args.regenerate:
+        shutil.rmtree(data, ignore_errors=True)
+    if not (data / "truth.json").exists():
+        r["generate"] = stage(
+            "generate",
+            [
+                FUPAN,
+                "demo-data",
+                "--out",
+                str(data),
+                "--customers",
+                str(n),
+                "--format",
+                "parquet",
+                "--seed",
+                str(SEED),
+            ],
+        )
+    else:
+        r["generate_note"] = (
+            f"data from an earlier run ({data.name}, seed {SEED}); use --regenerate to time it"
+        )
+    st = [PY, str(HERE / "stages.py")]
+    r["load_validate"] = stage("load + validate", [*st, "load", str(data)])
+    r["features"] = stage("features", [*st, "features", str(data)])
+    r["duckdb_floor"] = stage("plain DuckDB query", [*st, "duckdb_floor", str(data)])
+    fs, qs = r["features"].get("feature_seconds"), r["duckdb_floor"].get("query_seconds")
+    if fs and qs:
+        r["features_vs_floor"] = round(fs / qs, 2)
+    r["ltv_fit"] = stage("BG/NBD + Gamma-Gamma", [*st, "ltv_fit", str(data)])
+    if r["ltv_fit"].get("ok") and not args.skip_lifetimes:
+        r["lifetimes"] = compare_lifetimes(data, r["ltv_fit"])
+    if not args.skip_review:
+        r["review"] = review(n, data, args.keep_reports)
+    r["targets"] = targets(n, r)
+    if not args.keep_data:
+        shutil.rmtree(data, ignore_errors=True)
+    return r
+
+
+def targets(n: int, r: dict) -> list[dict]:
+    """Every target that applies at this size: measured, limit, met."""
+    out = []
+
+    def add(name: str, measured, limit, met: bool | None, note: str = "") -> None:
+        out.append({"target": name, "measured": measured, "limit": limit, "met": met, "note": note})
+
+    rev = r.get("review", {})
+    if n in REVIEW_TARGETS and rev:
+        secs, mb = REVIEW_TARGETS[n]
+        note = (
+            ""
+            if rev.get("complete")
+            else (
+                f"without failed chapters {', '.join(rev.get('failed_notebooks', {}))}"
+                if rev.get("ok")
+                else "review failed"
+            )
+        )
+
+        def judged(value: float, limit: float) -> bool | None:
+            # A partial review over the limit misses; under it, it proves nothing.
+            if value is None:
+                return None
+            if rev.get("complete"):
+                return value <= limit
+            return False if value > limit else None
+
+        add("review seconds", rev.get("seconds"), secs, judged(rev.get("seconds"), secs), note)
+        add("review peak MB", rev.get("peak_mb"), mb, judged(rev.get("peak_mb"), mb), note)
+    if "features_vs_floor" in r:
+        check = r["duckdb_floor"].get("check", {})
+        add(
+            "features / plain DuckDB query",
+            r["features_vs_floor"],
+            FEATURES_VS_FLOOR,
+            r["features_vs_floor"] <= FEATURES_VS_FLOOR,
+            "same values"
+            if check.get("equal")
+            else f"values differ: {check.get('mismatched_values')}",
+        )
+    if rev.get("deck_mb") is not None:
+        add("deck MB", rev["deck_mb"], DECK_MB, rev["deck_mb"] < DECK_MB)
+    lt = r.get("lifetimes", {})
+    for model, key in (("BG/NBD", "bgnbd_used"), ("Gamma-Gamma", "gamma_gamma_used")):
+        fit = lt.get(lt.get(key, ""), {})
+        if "fupan_speedup" in fit:
+            add(
+                f"{model} speedup vs lifetimes",
+                round(fit["fupan_speedup"], 2),
+                LTV_SPEEDUP,
+                fit["fupan_speedup"] >= LTV_SPEEDUP,
+                f"lifetimes call: {lt[key]}",
+            )
+            add(
+                f"{model} log-likelihood rel. diff",
+                fit["relative_ll_difference"],
+                LTV_LL_RTOL,
+                fit["relative_ll_difference"] <= LTV_LL_RTOL,
+            )
+    if n >= 1_000_000 and r.get("ltv_fit", {}).get("fit_seconds") is not None:
+        fsec = r["ltv_fit"]["fit_seconds"]
+        add(
+            "BG/NBD + Gamma-Gamma fit seconds",
+            round(fsec, 2),
+            LTV_FIT_SECONDS_1M,
+            fsec <= LTV_FIT_SECONDS_1M,
+        )
     return out
 
 
@@ -145,55 +393,228 @@ def chart(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sizes = sorted(int(k) for k in result["sizes"])
-    names = ["generate", "load_validate", "features", "duckdb_floor", "ltv_fit", "review"]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for name in names:
-        ys = [result["sizes"][str(n)].get(name, {}).get("seconds") for n in sizes]
-        if any(y is not None for y in ys):
-            ax.plot(sizes, ys, marker="o", label=name)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("customers")
-    ax.set_ylabel("seconds (whole process)")
-    ax.set_title("fupan scale ladder, 2 cores")
-    ax.legend()
+    lines = {
+        "generate": lambda r: r.get("generate", {}).get("seconds"),
+        "load + validate": lambda r: r.get("load_validate", {}).get("seconds"),
+        "features (query only)": lambda r: r.get("features", {}).get("feature_seconds"),
+        "plain DuckDB floor (query only)": lambda r: r.get("duckdb_floor", {}).get("query_seconds"),
+        "BG/NBD + GG fit": lambda r: r.get("ltv_fit", {}).get("fit_seconds"),
+        "lifetimes BG/NBD": lambda r: (
+            r.get("lifetimes", {})
+            .get(r.get("lifetimes", {}).get("bgnbd_used", ""), {})
+            .get("seconds")
+        ),
+        "full review": lambda r: (
+            r.get("review", {}).get("seconds") if r.get("review", {}).get("ok") else None
+        ),
+    }
+    mem = {
+        "load + validate": lambda r: r.get("load_validate", {}).get("peak_mb"),
+        "features": lambda r: r.get("features", {}).get("peak_mb"),
+        "full review": lambda r: (
+            r.get("review", {}).get("peak_mb") if r.get("review", {}).get("ok") else None
+        ),
+    }
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.6))
+    for name, get in lines.items():
+        pts = [(n, get(result["sizes"][str(n)])) for n in sizes]
+        pts = [(x, y) for x, y in pts if y]
+        if pts:
+            ax.plot(
+                *zip(*pts, strict=True),
+                marker="o",
+                label=name,
+                linestyle="--" if "floor" in name or "lifetimes" in name else "-",
+            )
+    for n, (secs, _) in REVIEW_TARGETS.items():
+        ax.plot([n], [secs], marker="_", markersize=22, color="red")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="customers",
+        ylabel="seconds",
+        title="time per stage (red: review target)",
+    )
+    ax.legend(fontsize=8)
+    for name, get in mem.items():
+        pts = [(n, get(result["sizes"][str(n)])) for n in sizes]
+        pts = [(x, y) for x, y in pts if y]
+        if pts:
+            bx.plot(*zip(*pts, strict=True), marker="o", label=name)
+    for n, (_, mb) in REVIEW_TARGETS.items():
+        bx.plot([n], [mb], marker="_", markersize=22, color="red")
+    bx.set(
+        xscale="log",
+        yscale="log",
+        xlabel="customers",
+        ylabel="peak MB (process tree)",
+        title="peak memory (red: review target)",
+    )
+    bx.legend(fontsize=8)
+    fig.suptitle(f"fupan scale ladder, {result['machine'].get('cores')} cores", fontsize=11)
+    fig.tight_layout()
     fig.savefig(path, bbox_inches="tight", dpi=110)
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        return f"{x:.1e}" if 0 < abs(x) < 1e-3 else f"{x:,.2f}"
+    return f"{x:,}" if isinstance(x, int) else str(x)
 
 
 def table(result: dict) -> str:
     rows = ["| customers | stage | seconds | peak MB | note |", "|---|---|---|---|---|"]
     for n, r in sorted(result["sizes"].items(), key=lambda kv: int(kv[0])):
-        for name, v in r.items():
-            if isinstance(v, dict) and "seconds" in v:
-                note = ""
-                if name == "features" and "features_vs_floor" in r:
-                    note = f"{r['features_vs_floor']}× the plain DuckDB query (target ≤ 2×)"
-                if name == "lifetimes" and "speedup_vs_lifetimes" in v:
-                    note = f"fupan BG/NBD {v['speedup_vs_lifetimes']:.1f}× faster; LL rel. diff {v['relative_ll_difference']:.1e}"
-                if name == "review" and "deck_mb" in v:
-                    note = f"deck {v['deck_mb']} MB; " + ", ".join(f"{k} {s:.0f}s" for k, s in v.get("notebooks", {}).items())
-                rows.append(f"| {int(n):,} | {name} | {v['seconds']:.1f} | {v['peak_mb']:.0f} | {'' if v.get('ok', True) else 'FAILED '}{note} |")
-    return "\n".join(rows)
+        c = f"{int(n):,}"
+
+        def row(name: str, v: dict, note: str = "", c: str = c) -> None:
+            status = "" if v.get("ok", True) else "FAILED "
+            rows.append(
+                f"| {c} | {name} | {v.get('seconds', 0):.1f} | {v.get('peak_mb', 0):,.0f} | {status}{note} |"
+            )
+
+        if "generate" in r:
+            row("generate", r["generate"])
+        lv = r.get("load_validate", {})
+        if lv:
+            rows_in = lv.get("rows", {})
+            row(
+                "load + validate",
+                lv,
+                f"{sum(rows_in.values()):,} rows in {len(rows_in)} tables" if rows_in else "",
+            )
+        if "features" in r:
+            f, q = r["features"], r.get("duckdb_floor", {})
+            note = (
+                f"load {f.get('load_seconds', 0):.1f}s + {f.get('features', '?')} features "
+                f"{f.get('feature_seconds', 0):.2f}s"
+            )
+            row("features (process: load + features)", f, note)
+            chk = q.get("check", {})
+            same = (
+                "same values"
+                if chk.get("equal")
+                else f"VALUES DIFFER {chk.get('mismatched_values')}"
+            )
+            row(
+                "plain DuckDB query (process)",
+                q,
+                f"query {q.get('query_seconds', 0):.2f}s; features/floor {r.get('features_vs_floor', '?')}× "
+                f"(target ≤ 2×); {same}",
+            )
+        if "ltv_fit" in r:
+            lf = r["ltv_fit"]
+            row(
+                "BG/NBD + Gamma-Gamma (process)",
+                lf,
+                f"summary {lf.get('summary_seconds', 0):.2f}s, BG/NBD fit {lf.get('bgnbd_fit_seconds', 0):.2f}s, "
+                f"Gamma-Gamma fit {lf.get('gamma_gamma_fit_seconds', 0):.2f}s",
+            )
+        lt = r.get("lifetimes")
+        if lt:
+            parts = []
+            for key in (
+                "bgnbd_default",
+                "bgnbd_tol_1e-6",
+                "bgnbd_weighted_tol_1e-6",
+                "gamma_gamma_default",
+                "gamma_gamma_tol_1e-6",
+            ):
+                v = lt.get(key)
+                if not v:
+                    continue
+                if v.get("ok"):
+                    parts.append(
+                        f"{key} {v['seconds']:.2f}s (fupan {v.get('fupan_speedup', 0):.2f}× faster, "
+                        f"LL rel. diff {v.get('relative_ll_difference', float('nan')):.1e})"
+                    )
+                else:
+                    parts.append(f"{key} {v['seconds']:.2f}s {v.get('error', 'failed')[:40]}")
+            row("lifetimes (process)", lt, "; ".join(parts))
+        rev = r.get("review")
+        if rev:
+            nb = ", ".join(f"{k} {s:.0f}s" for k, s in rev.get("notebooks", {}).items())
+            extra = []
+            if rev.get("load_validate") is not None:
+                extra.append(f"load {rev['load_validate']:.0f}s")
+            if nb:
+                extra.append(nb)
+            if rev.get("render_seconds") is not None:
+                extra.append(f"render {rev['render_seconds']:.0f}s")
+            if rev.get("deck_mb") is not None:
+                extra.append(f"deck {rev['deck_mb']} MB")
+            if rev.get("exports_mb") is not None:
+                extra.append(f"exports {rev['exports_mb']} MB")
+            for k, msg in rev.get("failed_notebooks", {}).items():
+                extra.append(f"{k} FAILED ({msg[:120]})")
+            if rev.get("error"):
+                extra.append(f"error: {rev['error'][:160]}")
+            row("full review (`fupan review`)", rev, "; ".join(extra))
+    out = [
+        "\n".join(rows),
+        "",
+        "| customers | target | measured | limit | met | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n, r in sorted(result["sizes"].items(), key=lambda kv: int(kv[0])):
+        for t in r.get("targets", []):
+            met = {True: "yes", False: "**no**", None: "–"}[t["met"]]
+            out.append(
+                f"| {int(n):,} | {t['target']} | {_fmt(t['measured'])} | {_fmt(t['limit'])} | {met} | {t['note']} |"
+            )
+    return "\n".join(out)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--skip-review", action="store_true")
-    ap.add_argument("--keep-data", action="store_true")
+    ap.add_argument("--skip-lifetimes", action="store_true")
+    ap.add_argument(
+        "--keep-data", action="store_true", help="keep the generated data in benchmarks/work"
+    )
+    ap.add_argument("--keep-reports", action="store_true", help="keep the review's run folder")
+    ap.add_argument(
+        "--regenerate", action="store_true", help="generate (and time) the data even if present"
+    )
+    ap.add_argument(
+        "--merge", action="store_true", help="keep other sizes from results/latest.json"
+    )
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    result = ladder(args.sizes, args.skip_review, args.keep_data)
+    result: dict = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "nice": os.nice(0),
+        },
+        "sizes": {},
+    }
+    latest = RESULTS / "latest.json"
+    if args.merge and latest.exists():
+        result["sizes"] = json.loads(latest.read_text()).get("sizes", {})
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    (RESULTS / f"ladder-{stamp}.json").write_text(json.dumps(result, indent=1, default=float))
-    (RESULTS / "latest.json").write_text(json.dumps(result, indent=1, default=float))
+    this_run: dict = {**result, "sizes": {}}
+    for n in args.sizes:
+        r = one_size(n, args)
+        result["sizes"][str(n)] = this_run["sizes"][str(n)] = r
+        # write as we go: a long 1M run still leaves the smaller sizes behind
+        (RESULTS / f"ladder-{stamp}.json").write_text(json.dumps(this_run, indent=1, default=float))
+        latest.write_text(json.dumps(result, indent=1, default=float))
     chart(result, RESULTS / "latest.png")
     readme = HERE / "README.md"
     text = readme.read_text(encoding="utf-8") if readme.exists() else ""
     marker = "<!-- latest -->"
     head = text.split(marker)[0] if marker in text else text
-    readme.write_text(f"{head.rstrip()}\n\n{marker}\n## Latest run ({result['date']})\n\n{table(result)}\n", encoding="utf-8")
+    dates = sorted({r.get("date", result["date"])[:10] for r in result["sizes"].values()})
+    readme.write_text(
+        f"{head.rstrip()}\n\n{marker}\n## Latest results ({', '.join(dates)}; {result['machine']['cores']} cores)\n\n"
+        f"{table(result)}\n",
+        encoding="utf-8",
+    )
     print(table(result))
     return 0
 

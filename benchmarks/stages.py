@@ -4,6 +4,10 @@
     python benchmarks/stages.py features DATA_DIR
     python benchmarks/stages.py duckdb_floor DATA_DIR
     python benchmarks/stages.py ltv_fit DATA_DIR
+
+Each prints one ``RESULT {json}`` line; run.py reads it. ``features`` and ``duckdb_floor``
+leave their per-customer frames beside the data (``_bench_features.parquet``,
+``_bench_floor.parquet``) and ``duckdb_floor`` compares the two (after its timing).
 """
 
 from __future__ import annotations
@@ -14,7 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+AS_OF = "2026-10-31"
+FEATURES_FILE = "_bench_features.parquet"
+FLOOR_FILE = "_bench_floor.parquet"
+SUMMARY_FILE = "_bench_summary.csv"
 
 
 def _params(data: str):
@@ -22,82 +31,124 @@ def _params(data: str):
 
     folder = Path(tempfile.mkdtemp(prefix="fupan-bench-"))
     path = folder / "p.yaml"
-    path.write_text(f"name: bench\nas_of: 2026-10-31\nbenchmarks_file: null\ndata:\n  source: {data}\n", encoding="utf-8")
+    bench = ROOT / "params" / "benchmarks.yaml"
+    path.write_text(
+        f"name: bench\nas_of: {AS_OF}\nbenchmarks_file: {bench}\ndata:\n  source: {data}\n",
+        encoding="utf-8",
+    )
     return fparams.load(path)
 
 
 def load(data: str) -> dict:
     from fupan import data as fdata
 
+    t0 = time.perf_counter()
     ds = fdata.load(_params(data), work_dir=Path(tempfile.mkdtemp(prefix="fupan-bench-work-")))
     rows = {t: ds.report.profile[t]["clean_rows"] for t in ds.report.present}
     ds.close()
-    return {"rows": rows}
+    return {"rows": rows, "load_seconds": time.perf_counter() - t0}
 
 
 def features(data: str) -> dict:
+    """Load + validate (in memory), then the whole feature catalogue at as_of, into pandas."""
     from fupan import data as fdata
     from fupan import features as ffeat
 
-    ds = fdata.load(_params(data))
     t0 = time.perf_counter()
+    ds = fdata.load(_params(data))
+    t1 = time.perf_counter()
     df = ffeat.customer_features(ds, ds.params.as_of)
-    return {"customers": len(df), "features": len(df.columns), "feature_seconds": time.perf_counter() - t0}
+    t2 = time.perf_counter()
+    df.to_parquet(Path(data) / FEATURES_FILE, index=False)
+    return {
+        "customers": len(df),
+        "features": len(df.columns) - 2,
+        "load_seconds": t1 - t0,
+        "feature_seconds": t2 - t1,
+    }
 
 
 def duckdb_floor(data: str) -> dict:
-    """The floor for the feature stage: one plain DuckDB query of per-customer order aggregates."""
+    """The same per-customer features as one hand-written DuckDB query (see floor.py)."""
     import duckdb
+    import pandas as pd
 
+    sys.path.insert(0, str(HERE))
+    import floor
+
+    p = _params(data)
     con = duckdb.connect()
     src = Path(data)
-    orders = next(p for p in (src / "orders.parquet", src / "orders.csv") if p.exists())
-    reader = "read_parquet" if orders.suffix == ".parquet" else "read_csv_auto"
-    con.execute(f"CREATE TABLE orders AS SELECT * FROM {reader}('{orders}')")
+    for name in floor.TABLES:
+        path = next(
+            (
+                src / f"{name}.{ext}"
+                for ext in ("parquet", "csv")
+                if (src / f"{name}.{ext}").exists()
+            ),
+            None,
+        )
+        if path is None:
+            raise SystemExit(f"the floor query needs every table; {name} is missing in {src}")
+        reader = "read_parquet" if path.suffix == ".parquet" else "read_csv_auto"
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {reader}('{path}')")
+    dims = tuple(sorted(c for c in con.table("surveys").columns if c.startswith("dim_")))
+    query = floor.sql(
+        AS_OF,
+        p.benchmarks.sla_first_response_days,
+        p.churn.first_repeat_touch_days,
+        p.churn.login_gap_cap_weeks,
+        dims,
+    )
     t0 = time.perf_counter()
-    n = con.execute(
-        """
-        SELECT count(*) FROM (
-          SELECT customer_id,
-                 date_diff('day', max(order_date), DATE '2026-10-31') AS recency_days,
-                 count(*) FILTER (WHERE order_date > DATE '2026-10-31' - INTERVAL 90 DAY) AS orders_90d,
-                 count(*) FILTER (WHERE order_date > DATE '2026-10-31' - INTERVAL 365 DAY) AS orders_365d,
-                 sum(amount) FILTER (WHERE order_date > DATE '2026-10-31' - INTERVAL 90 DAY) AS spend_90d,
-                 sum(amount) FILTER (WHERE order_date > DATE '2026-10-31' - INTERVAL 365 DAY) AS spend_365d,
-                 sum(amount) FILTER (WHERE order_date > DATE '2026-10-31' - INTERVAL 180 DAY
-                                       AND order_date <= DATE '2026-10-31' - INTERVAL 90 DAY) AS spend_prev_90d
-          FROM orders WHERE order_date < DATE '2026-10-31' GROUP BY customer_id)
-        """
-    ).fetchone()[0]
-    return {"customers": n, "query_seconds": time.perf_counter() - t0}
+    df = con.execute(query).df()
+    seconds = time.perf_counter() - t0
+    df.to_parquet(src / FLOOR_FILE, index=False)
+    out = {"customers": len(df), "features": len(df.columns) - 1, "query_seconds": seconds}
+    ours = src / FEATURES_FILE
+    if ours.exists():
+        out["check"] = floor.compare(pd.read_parquet(ours), df)
+    return out
 
 
 def ltv_fit(data: str) -> dict:
+    """Order summary in the engine, then fupan's BG/NBD and Gamma-Gamma fits (timed apart)."""
     import ibis
-
     from fupan import ltv
 
     con = ibis.duckdb.connect()
     src = Path(data)
     orders_path = next(p for p in (src / "orders.parquet", src / "orders.csv") if p.exists())
-    orders = con.read_parquet(str(orders_path)) if orders_path.suffix == ".parquet" else con.read_csv(str(orders_path))
+    if orders_path.suffix == ".parquet":
+        orders = con.read_parquet(str(orders_path))
+    else:
+        orders = con.read_csv(str(orders_path))
     t0 = time.perf_counter()
-    summary = ltv.summary_from_orders(orders, "2026-10-31", freq="W")
+    summary = ltv.summary_from_orders(orders, AS_OF, freq="W")
     t1 = time.perf_counter()
     bg = ltv.BetaGeo().fit(summary)
     t2 = time.perf_counter()
-    rep = summary[summary.frequency > 0]
-    rep = rep[rep.monetary > 0]
-    ltv.GammaGamma().fit(rep)
+    rep = summary[(summary.frequency > 0) & (summary.monetary > 0)]
+    gg = ltv.GammaGamma().fit(rep)
     t3 = time.perf_counter()
-    out = {"customers": len(summary), "summary_seconds": t1 - t0, "bgnbd_fit_seconds": t2 - t1,
-           "gamma_gamma_fit_seconds": t3 - t2, "bgnbd_log_likelihood": bg.log_likelihood_,
-           "bgnbd_params": bg.params_}
-    summary[["frequency", "recency", "T"]].to_csv(Path(data) / "_bench_summary.csv", index=False)
-    return out
+    summary[["frequency", "recency", "T", "monetary"]].to_csv(src / SUMMARY_FILE, index=False)
+    return {
+        "customers": len(summary),
+        "repeat_customers": len(rep),
+        "time_unit": summary.attrs.get("time_unit"),
+        "summary_seconds": t1 - t0,
+        "bgnbd_fit_seconds": t2 - t1,
+        "bgnbd_converged": bool(bg.converged_),
+        "bgnbd_log_likelihood": bg.log_likelihood_,
+        "bgnbd_params": bg.params_,
+        "gamma_gamma_fit_seconds": t3 - t2,
+        "gamma_gamma_log_likelihood": gg.log_likelihood_,
+        "gamma_gamma_params": gg.params_,
+        "fit_seconds": t3 - t1,
+    }
 
 
 if __name__ == "__main__":
-    stage, data = sys.argv[1], sys.argv[2]
+    stage, data = sys.argv[1], str(Path(sys.argv[2]).resolve())
     result = globals()[stage](data)
     print("RESULT " + json.dumps(result, default=float))
