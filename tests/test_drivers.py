@@ -237,6 +237,11 @@ def test_driver_rows_leave_out_inferred_churners(tiny_params):
     mask2, info2 = drivers.driver_rows(snap, status2, p)
     # no recorded churn at all: keep rows whose outcome the dormancy rule has not decided
     assert mask2.tolist() == [True, False, True] and info2["open_rows_only"]
+    # contractual: only months with a contract ending before the next snapshot can churn
+    pc = fparams.load(tiny_params, business_model="contractual")
+    snap3 = snap.assign(days_to_renewal=[5.0, 200.0, np.nan])
+    mask3, info3 = drivers.driver_rows(snap3, status.assign(source=["contract", None, None]), pc)
+    assert mask3.tolist() == [True, False, False] and info3["renewal_due_only"]
 
 
 def test_rank_drivers_mean_rank():

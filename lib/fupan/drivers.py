@@ -101,7 +101,9 @@ def open_rows(snap: pd.DataFrame, params: Any) -> pd.Series:
     return snap.recency_days.astype(float) <= limit
 
 
-def driver_rows(snap: pd.DataFrame, status: pd.DataFrame, params: Any) -> tuple[pd.Series, dict]:
+def driver_rows(
+    snap: pd.DataFrame, status: pd.DataFrame, params: Any, step_days: int = 31
+) -> tuple[pd.Series, dict]:
     """The snapshot rows the driver models are fitted on, and what was left out.
 
     When the data records churn (``churn_events``), customers whose churn is only inferred
@@ -110,21 +112,35 @@ def driver_rows(snap: pd.DataFrame, status: pd.DataFrame, params: Any) -> tuple[
     having left, and would teach the models that those signs mean staying. Without any
     recorded churn, every customer is kept and only :func:`open_rows` are used.
 
+    Under the contractual definition churn happens when a contract ends unrenewed, so a
+    customer-month can only show it when a contract ends before the next snapshot: the
+    drivers are estimated on those renewal-due rows (the renewal decision), not on months
+    in which the outcome is fixed by the contract's dates.
+
     Parameters
     ----------
     snap : snapshot frame.
     status : :func:`fupan.outcomes.churn_status` at the dataset's as-of date.
+    step_days : the interval to the next snapshot.
 
     Returns
     -------
-    (boolean mask over ``snap``, {"inferred_churners_left_out": n, "open_rows_only": bool})
+    (boolean mask over ``snap``, {"inferred_churners_left_out": n, "open_rows_only": bool,
+    "renewal_due_only": bool})
     """
-    recorded = (status.source == "recorded").any()
-    if recorded:
+    info = {"inferred_churners_left_out": 0, "open_rows_only": False, "renewal_due_only": False}
+    if (status.source == "recorded").any():
         inferred = set(status.customer_id[status.source == "dormancy"])
         mask = ~snap.customer_id.isin(inferred)
-        return mask, {"inferred_churners_left_out": len(inferred), "open_rows_only": False}
-    return open_rows(snap, params), {"inferred_churners_left_out": 0, "open_rows_only": True}
+        info["inferred_churners_left_out"] = len(inferred)
+    else:
+        mask = open_rows(snap, params)
+        info["open_rows_only"] = params.business_model != "contractual"
+    if params.business_model == "contractual" and "days_to_renewal" in snap.columns:
+        due = pd.to_numeric(snap.days_to_renewal, errors="coerce") < step_days
+        mask = mask & due
+        info["renewal_due_only"] = True
+    return mask, info
 
 
 def auc(y: np.ndarray, risk: np.ndarray) -> float:

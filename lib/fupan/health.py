@@ -28,7 +28,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from fupan.drivers import Design, correlated_groups, single_threaded
-from fupan.outcomes import rate_with_ci
+from fupan.outcomes import rate_with_ci as _wilson
 
 BANDS = ("red", "amber", "green")
 
@@ -388,6 +388,18 @@ def band(health: np.ndarray, thresholds: Mapping[str, float]) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------
 # Backtest
+
+
+def rate_with_ci(successes: int, n: int) -> tuple[float, float, float]:
+    """Wilson 95% interval, with the limits never on the wrong side of the rate.
+
+    At a rate of exactly 0 or 1 the Wilson limit meets the rate, and rounding can put it a
+    hair beyond; charts draw error bars from these differences.
+    """
+    p, lo, hi = _wilson(successes, n)
+    if n == 0:
+        return p, lo, hi
+    return p, min(lo, p), max(hi, p)
 
 
 def cluster_bootstrap_weights(clusters: Sequence[Any], n_boot: int, seed: int):

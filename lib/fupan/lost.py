@@ -23,6 +23,7 @@ import pandas as pd
 from fupan import features as F
 from fupan import outcomes
 from fupan.data import Dataset
+from fupan.health import rate_with_ci
 
 UNRECORDED = "unrecorded"
 MODEL_OTHER = "other"
@@ -136,7 +137,7 @@ def by_tier(attrib: pd.DataFrame, tiers: Sequence[str]) -> pd.DataFrame:
 def competitor_share(lost: pd.DataFrame) -> dict:
     """Share of lost customers (Wilson 95% CI) and of lost value that went to a competitor."""
     named = lost.competitor.notna() & (lost.competitor.astype(str).str.strip() != "")
-    rate, lo, hi = outcomes.rate_with_ci(int(named.sum()), len(lost))
+    rate, lo, hi = rate_with_ci(int(named.sum()), len(lost))
     value = lost.lost_value.sum()
     per = (
         lost[named]

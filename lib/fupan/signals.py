@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from fupan.health import cluster_bootstrap_weights, nan_percentile
-from fupan.outcomes import rate_with_ci
+from fupan.health import cluster_bootstrap_weights, nan_percentile, rate_with_ci
 
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
 
