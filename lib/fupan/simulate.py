@@ -327,6 +327,7 @@ def fit_hazard(
     weights: np.ndarray | None = None,
     design: drivers.Design | None = None,
     start: np.ndarray | None = None,
+    Z: np.ndarray | None = None,
 ) -> HazardModel:
     """Fit the monthly hazard: slopes on ``exact`` rows, intercept calibrated on all rows.
 
@@ -337,18 +338,22 @@ def fit_hazard(
     weights : row weights (a bootstrap replicate); default 1.
     design : a fitted design to reuse (bootstrap replicates keep the full-data design).
     start : starting values ``[intercept, *slopes]``.
+    Z : ``design.transform(frame)`` as an array, when already computed.
     """
     w = np.ones(len(frame)) if weights is None else np.asarray(weights, dtype=float)
     if design is None:
         design = drivers.Design(numeric, categorical).fit(frame)
-    Z = design.transform(frame).to_numpy(dtype=float)
+    if Z is None:
+        Z = design.transform(frame).to_numpy(dtype=float)
     y = frame["label"].to_numpy(dtype=float)
-    exact = frame["exact"].to_numpy(dtype=bool)
-    X = np.column_stack([np.ones(int(exact.sum())), Z[exact]])
+    # rows a bootstrap replicate did not draw carry no information: leave them out
+    drawn = w > 0
+    use = frame["exact"].to_numpy(dtype=bool) & drawn
+    X = np.column_stack([np.ones(int(use.sum())), Z[use]])
     with threadpool_limits(limits=1):
-        coef = _newton_cloglog(X, y[exact], w[exact], start=start)
+        coef = _newton_cloglog(X, y[use], w[use], start=start)
     beta = coef[1:]
-    intercept = _calibrate(Z @ beta, y, w)
+    intercept = _calibrate(Z[drawn] @ beta, y[drawn], w[drawn])
     return HazardModel(design=design, beta=beta, intercept=intercept)
 
 
@@ -1269,10 +1274,11 @@ def simulate(
         fates = {p.scenario.name: _seed(P.seed, "fate", p.scenario.name) for p in packs}
         eff_reps: list[np.ndarray] = []
         start = np.concatenate([[model.intercept], model.beta])
+        Zfit = model.matrix(fit.frame)
         weights = cluster_bootstrap_weights(fit.frame.customer_id.to_numpy(), B, P.seed)
         for b, w in enumerate(weights):
             mb = fit_hazard(fit.frame, fit.numeric, fit.categorical, weights=w,
-                            design=model.design, start=start)  # fmt: skip
+                            design=model.design, start=start, Z=Zfit)  # fmt: skip
             eff_reps.append(mb.per_unit().to_numpy())
             for p in packs:
                 name = p.scenario.name
