@@ -159,5 +159,8 @@ def at_risk_list(
         if len(feats)
         else []
     )
-    out = out.sort_values(["score", "customer_id"], kind="stable").reset_index(drop=True)
+    # Scores are percentiles and tie at 0 for the riskiest; the probability breaks the tie.
+    out = out.sort_values(
+        ["score", "churn_probability", "customer_id"], ascending=[True, False, True], kind="stable"
+    ).reset_index(drop=True)
     return out[COLUMNS]

@@ -192,8 +192,9 @@ CATALOGUE: dict[str, Feature] = {
         _F(
             "sla_breaches_90d",
             "tickets opened in the 90 days before the snapshot whose first "
-            "response took (or, unanswered, has waited) longer than the tier's SLA "
-            "(benchmarks.sla_first_response_days)",
+            "response took (or, unanswered, has waited) longer than the SLA of the customer's "
+            "tier (benchmarks.sla_first_response_days; today's tier, as the data holds no "
+            "tier history)",
             "count",
             "tickets",
         ),
@@ -294,6 +295,7 @@ def available(ds: Dataset) -> list[str]:
 
 
 def kinds(names: Iterable[str]) -> dict[str, Kind]:
+    """numeric / binary / categorical for each feature name."""
     return {n: feature(n).kind for n in names}
 
 
