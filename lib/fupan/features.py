@@ -19,6 +19,8 @@ Public API
     monthly snapshot dates whose labels are fully observed by ``as_of``.
 ``snapshots(ds, dates, horizon_days, names)``
     features + label per live customer per snapshot.
+``split(snap, test_months, horizon_days)``
+    earlier snapshots to fit on, later ones to judge on, no outcome overlapping the later.
 
 Day arithmetic uses integer day numbers (days since 1970-01-01) so that the same
 expressions run on DuckDB, Spark or a warehouse.
