@@ -285,10 +285,13 @@ def _default_simulation_features() -> list[str]:
     # The scenario levers (first response, touches) and the churn signals they must be
     # separated from; features that are arithmetic of a lever (sla_breaches_90d, open tickets,
     # touches_30d, days_since_touch) are left out because a scenario cannot recompute them.
+    # The assigned tier is left out too: it sets the service policy (SLA, touch cadence), so
+    # adjusting for it would leave the levers only their within-tier noise; customer size
+    # enters through spend_365d.
     return [
         "median_first_response_days", "touches_90d", "no_touch_after_first_repeat",
         "spend_change_qoq", "weeks_without_login", "detractor", "tickets_90d", "orders_90d",
-        "spend_365d", "tenure_days", "recency_days", "days_to_renewal", "tier",
+        "spend_365d", "tenure_days", "recency_days", "days_to_renewal",
     ]  # fmt: skip
 
 

@@ -20,12 +20,13 @@ name and every problem is reported at once (:class:`fupan.params.ParamsError`).
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from fupan.params import Params, ParamsError, _read_yaml, format_validation_error
+from fupan.params import Params, ParamsError, _read_yaml
 
 __all__ = [
     "Target",
@@ -234,6 +235,51 @@ class ScenarioFile(_Model):
         return self
 
 
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The schema class that owns the field at ``loc`` (list indices and optionals skipped)."""
+    model: type[BaseModel] = ScenarioFile
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        found = None
+        todo = [field.annotation]
+        while todo:
+            ann = todo.pop()
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                found = ann
+                break
+            todo.extend(get_args(ann))
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: {err.error_count()} problem(s) in the scenarios"]
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            model = _model_at(loc)
+            options = list(model.model_fields) if model else []
+            near = difflib.get_close_matches(str(loc[-1]), options, n=1, cutoff=0.5)
+            hint = (
+                f" — did you mean '{near[0]}'?"
+                if near
+                else (f" — valid keys: {', '.join(sorted(options))}" if options else "")
+            )
+            lines.append(f"  - unknown key '{where}'{hint}")
+        else:
+            got = e.get("input")
+            got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"  - {where}: {e['msg']}{got_s}")
+    return "\n".join(lines)
+
+
 def parse(raw: dict[str, Any], params: Params, source: str = "scenarios") -> list[Scenario]:
     """Validate a scenarios mapping against the schema and the run's params.
 
@@ -245,10 +291,7 @@ def parse(raw: dict[str, Any], params: Params, source: str = "scenarios") -> lis
     try:
         parsed = ScenarioFile.model_validate(raw)
     except ValidationError as err:
-        text = format_validation_error(err, source).replace(
-            "problem(s) in the params", "problem(s) in the scenarios"
-        )
-        raise ParamsError(text) from None
+        raise ParamsError(_format_error(err, source)) from None
     problems = []
     for s in parsed.scenarios:
         bad = [t for t in s.target.tiers if t not in params.tiers.order]

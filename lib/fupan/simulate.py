@@ -422,7 +422,8 @@ def apply_change(
 
     Returns
     -------
-    (changed copy, extra touches a quarter per row)
+    (changed copy, extra touches a quarter per row). A missing value stays missing: the
+    model imputes it as it did before the change, so the change does not move it.
     """
     ch = scenario.change
     out = traj.copy()
@@ -442,7 +443,7 @@ def apply_change(
             else np.full(n, float(ch.first_response_days))
         )
         x = out["median_first_response_days"].to_numpy(dtype=float)
-        out["median_first_response_days"] = np.where(np.isnan(cap), x, np.fmin(x, cap))
+        out["median_first_response_days"] = np.where(np.isnan(cap), x, np.minimum(x, cap))
     if ch.touches_per_quarter is not None:
         floor = (
             lookup(policy.touches, tier)
@@ -450,9 +451,9 @@ def apply_change(
             else np.full(n, float(ch.touches_per_quarter))
         )
         x = out["touches_90d"].to_numpy(dtype=float)
-        out["touches_90d"] = np.where(np.isnan(floor), x, np.fmax(x, floor))
+        out["touches_90d"] = np.where(np.isnan(floor), x, np.maximum(x, floor))
     if ch.extra_touches_per_quarter is not None:
-        out["touches_90d"] = out["touches_90d"].fillna(0.0) + float(ch.extra_touches_per_quarter)
+        out["touches_90d"] = out["touches_90d"] + float(ch.extra_touches_per_quarter)
     if ch.retier:
         if policy.recommended is None:
             raise ValueError("re-tiering needs each customer's recommended tier")
@@ -463,10 +464,10 @@ def apply_change(
         )
         cap = np.where(better, lookup(policy.sla, rec), np.nan)
         x = out["median_first_response_days"].to_numpy(dtype=float)
-        out["median_first_response_days"] = np.where(np.isnan(cap), x, np.fmin(x, cap))
+        out["median_first_response_days"] = np.where(np.isnan(cap), x, np.minimum(x, cap))
         floor = np.where(better, lookup(policy.touches, rec), np.nan)
         x = out["touches_90d"].to_numpy(dtype=float)
-        out["touches_90d"] = np.where(np.isnan(floor), x, np.fmax(x, floor))
+        out["touches_90d"] = np.where(np.isnan(floor), x, np.maximum(x, floor))
     after_touch = out["touches_90d"].to_numpy(dtype=float) if "touches_90d" in out else np.zeros(n)
     extra = np.nan_to_num(after_touch - before_touch, nan=0.0)
     return out, np.maximum(extra, 0.0)
@@ -816,7 +817,9 @@ def _q(values: np.ndarray, level: float, nan_high: bool = False) -> tuple[float,
     if not len(v):
         return float("nan"), float("nan")
     a = (1.0 - level) / 2.0
-    lo, hi = np.quantile(v, [a, 1.0 - a], method="linear")
+    # no interpolation next to infinity (inf - inf is undefined): take order statistics
+    method = "inverted_cdf" if np.isinf(v).any() else "linear"
+    lo, hi = np.quantile(v, [a, 1.0 - a], method=method)
     return float(lo), float(hi)
 
 
