@@ -2,13 +2,15 @@
 
 Statistical claims are checked against worlds with a known truth: a plain discrete-time
 hazard simulation for the estimator, and :mod:`fupan.demo` (planted hazard effects in
-``truth.json``) for the scenario answers.
+``truth.json``) for the scenario answers. The notebook tests (slow) run `fupan review`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +19,8 @@ import pytest
 from conftest import ROOT
 from fupan import data as fdata
 from fupan import params as fparams
+from fupan import runner, simulate
 from fupan import scenarios as fsc
-from fupan import simulate
 from fupan.params import ParamsError, SimulationParams
 from scipy import stats
 
@@ -442,3 +444,67 @@ def test_scenarios_that_cannot_be_priced_are_listed_with_the_reason(small):
     res = simulate.simulate(ds, fsc.parse({"scenarios": [nobody, WINBACK]}, params), bootstrap=10)
     assert res.skipped == [{"name": "nobody", "reason": "no_targets"}]
     assert res.table.name.tolist() == ["winback"] and res.model is None
+
+
+# ----------------------------------------------------------------------------- notebook
+
+
+def _review(work: Path, data: Path, lang: str) -> runner.RunResult:
+    work.mkdir(parents=True, exist_ok=True)
+    pf = _params_file(
+        work,
+        data,
+        extra="notebooks: [00_data_check, 04_strategy_simulation]\nsimulation:\n  bootstrap: 20\n",
+    ).read_text(encoding="utf-8")
+    pf = pf.replace("lang: en", f"lang: {lang}")
+    (work / "params.yaml").write_text(pf, encoding="utf-8")
+    (work / "scenarios.yaml").write_text(
+        (ROOT / "params" / "scenarios.yaml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    p = fparams.load(work / "params.yaml")
+    return runner.run(p, work / "params.yaml", reports_dir=work / "reports", log=lambda m: None)
+
+
+def _chapter(deck: str) -> list[str]:
+    sections = re.split(r'(?=<section class="slide)', deck)
+    start = next(i for i, s in enumerate(sections)
+                 if "slide-chapter" in s and ("策略模拟" in s or "Strategy simulation" in s))  # fmt: skip
+    return [s for s in sections[start + 1 :] if "slide-chapter" not in s]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_notebook_records_the_scenarios_and_builds_the_slides(tmp_path, demo_small, lang):
+    run = _review(tmp_path / lang, demo_small, lang)
+    sim = run.results["simulation"]
+    shipped = fsc.load(fparams.load(tmp_path / lang / "params.yaml"))
+    labels = {s.name: s.label[lang] for s in shipped}
+    priced = {r["name"] for r in sim["scenarios"]}
+    skipped = {s["name"] for s in sim["skipped"]}
+    assert priced | skipped == set(labels) and not priced & skipped
+    assert {"sla_core", "winback_lost"} <= priced
+    need = {"name", "label", "target_customers", "churn_change", "customers_kept", "ltv_retained",
+            "cost", "roi", "roi_low", "roi_high", "payback_months", "pilot_n_per_arm"}  # fmt: skip
+    for r in sim["scenarios"]:
+        assert need <= set(r) and r["label"] == labels[r["name"]]
+    assert sim["bootstrap"] == 20 and sim["scenarios_default"] is False
+    assert sim["best"] == sim["scenarios"][0]["name"]
+    assert sim["winback"]["winback_lost"]["excluded"] >= 0
+    deck = run.deck.read_text(encoding="utf-8")
+    slides = _chapter(deck)
+    assert len(slides) >= 7  # overview, ROI, churn, tornado, win-back, pilots, roadmap, method
+    best = sim["scenarios"][0]
+    assert labels[best["name"]] in slides[0]  # the overview quotes the best scenario
+    assert all("<img" in s for s in slides[1:4])  # one chart on each of these slides
+
+
+@pytest.mark.slow
+def test_a_missing_tickets_table_skips_the_sla_scenario_and_says_so(tmp_path, demo_small):
+    data = tmp_path / "data"
+    shutil.copytree(demo_small, data, ignore=shutil.ignore_patterns("tickets.csv"))
+    run = _review(tmp_path / "run", data, "en")
+    sim = run.results["simulation"]
+    assert {"name": "sla_core", "reason": "missing_table", "table": "tickets"} in sim["skipped"]
+    assert "sla_core" not in {r["name"] for r in sim["scenarios"]}
+    deck = run.deck.read_text(encoding="utf-8")
+    assert "not priced: the" in _chapter(deck)[0]
