@@ -449,7 +449,7 @@ def test_scenarios_that_cannot_be_priced_are_listed_with_the_reason(small):
 # ----------------------------------------------------------------------------- notebook
 
 
-def _review(work: Path, data: Path, lang: str) -> runner.RunResult:
+def _review(work: Path, data: Path, lang: str, scenarios: str | None = None) -> runner.RunResult:
     work.mkdir(parents=True, exist_ok=True)
     pf = _params_file(
         work,
@@ -458,9 +458,8 @@ def _review(work: Path, data: Path, lang: str) -> runner.RunResult:
     ).read_text(encoding="utf-8")
     pf = pf.replace("lang: en", f"lang: {lang}")
     (work / "params.yaml").write_text(pf, encoding="utf-8")
-    (work / "scenarios.yaml").write_text(
-        (ROOT / "params" / "scenarios.yaml").read_text(encoding="utf-8"), encoding="utf-8"
-    )
+    shipped = (ROOT / "params" / "scenarios.yaml").read_text(encoding="utf-8")
+    (work / "scenarios.yaml").write_text(scenarios or shipped, encoding="utf-8")
     p = fparams.load(work / "params.yaml")
     return runner.run(p, work / "params.yaml", reports_dir=work / "reports", log=lambda m: None)
 
@@ -500,11 +499,20 @@ def test_notebook_records_the_scenarios_and_builds_the_slides(tmp_path, demo_sma
 
 @pytest.mark.slow
 def test_a_missing_tickets_table_skips_the_sla_scenario_and_says_so(tmp_path, demo_small):
+    """Also: a win-back whose effect rests on a pilot is priced from it, and the pilot is read
+    out against the go rule on the pilot slide."""
     data = tmp_path / "data"
     shutil.copytree(demo_small, data, ignore=shutil.ignore_patterns("tickets.csv"))
-    run = _review(tmp_path / "run", data, "en")
+    shipped = (ROOT / "params" / "scenarios.yaml").read_text(encoding="utf-8")
+    pilot = "    pilot: {treated: 300, treated_events: 36, control: 300, control_events: 6}\n"
+    run = _review(tmp_path / "run", data, "en", scenarios=shipped.rstrip("\n") + "\n" + pilot)
     sim = run.results["simulation"]
     assert {"name": "sla_core", "reason": "missing_table", "table": "tickets"} in sim["skipped"]
     assert "sla_core" not in {r["name"] for r in sim["scenarios"]}
+    wb = next(r for r in sim["scenarios"] if r["name"] == "winback_lost")
+    assert wb["effect_source"] == "pilot"
+    assert sim["pilot_readouts"]["winback_lost"]["decision"] == "go"
     deck = run.deck.read_text(encoding="utf-8")
-    assert "not priced: the" in _chapter(deck)[0]
+    slides = _chapter(deck)
+    assert "not priced: the" in slides[0]
+    assert any("Pilot of" in s and "go: roll out" in s for s in slides)

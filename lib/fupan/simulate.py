@@ -34,9 +34,14 @@ model, which already discounts her future churn: a conservative value). ROI = (L
 
 **Uncertainty.** ``simulation.bootstrap`` refits on customers resampled with replacement
 (every snapshot of a drawn customer comes along), each replicate recalibrated and
-re-projected; intervals are percentiles (``simulation.interval``, 90%). An effect supplied
-from a pilot replaces the model's hazard ratio; its uncertainty is drawn from the arms'
-Beta posteriors. A win-back rests on its reactivation prior (Beta) or its pilot.
+re-projected. Each replicate also draws what the change would realise: every targeted
+customer's fate with and without the change is decided by one uniform number (common
+random numbers), so the interval of customers kept, churn change, ROI and payback covers
+both the model's uncertainty and the chance of which customers stay; intervals are
+percentiles (``simulation.interval``, 90%). The expected churn change and ROI also get an
+interval from the refits alone (``*_model_low``/``_high``). An effect supplied from a pilot
+replaces the model's hazard ratio, drawn from the arms' Beta posteriors. A win-back rests
+on its reactivation prior (a Beta worth ``prior_customers``) or its pilot.
 
 **What the projection cannot see.** Holding each customer's future to her own past, a
 customer with no tickets last year gains nothing from a faster response, although some of
