@@ -47,3 +47,10 @@ def test_summary_without_chapters_says_so_and_both_languages_resolve():
         assert secs[0].slides[0].body and not secs[0].divider
         full = summary.sections(RESULTS, _params(lang))
         assert len(full[0].slides) == 2
+
+
+def test_driver_names_are_labels_not_identifiers():
+    res = {"churn": {"top_drivers": ["median_first_response_days", "no_touch_after_first_repeat"]}}
+    for lang in ("zh", "en"):
+        text = " ".join(summary.summary_items(res, _params(lang))["bullets"])
+        assert "median_first_response_days" not in text and "no_touch_after_first_repeat" not in text

@@ -24,7 +24,7 @@ def _get(results: dict[str, Any], key: str) -> Any:
 
 
 def _feature_label(name: str, lang: str) -> str:
-    for key in (f"feature.{name}", f"churn.feature.{name}"):
+    for key in (f"feat.{name}", f"feature.{name}"):
         if key in i18n.catalogue():
             return i18n.t(key, lang)
     return name
