@@ -45,19 +45,24 @@ def _scenario(name: str, **kw) -> dict:
 
 
 SLA = _scenario(
-    "sla", target={"tiers": ["platinum", "gold"]}, change={"first_response_days": 3.5},
+    "sla",
+    target={"tiers": ["platinum", "gold"]},
+    change={"first_response_days": 3.5},
     cost={"per_customer": 1200, "fixed": 300_000},
-)  # fmt: skip
+)
 # Touches carry no planted effect in fupan.demo: monthly touches for silver and attention.
 TOUCH = _scenario(
-    "touch", target={"tiers": ["silver", "attention"]}, change={"touches_per_quarter": 3},
+    "touch",
+    target={"tiers": ["silver", "attention"]},
+    change={"touches_per_quarter": 3},
     cost={"per_touch": 200, "fixed": 50_000},
-)  # fmt: skip
+)
 WINBACK = _scenario(
-    "winback", target={"status": "lost", "lost_within_days": 365},
+    "winback",
+    target={"status": "lost", "lost_within_days": 365},
     change={"winback": {"offer_cost": 2000, "reactivation_rate": 0.12, "prior_customers": 100}},
     cost={"fixed": 50_000},
-)  # fmt: skip
+)
 
 
 # ----------------------------------------------------------------------------- scenarios file
@@ -148,13 +153,15 @@ def test_discrete_time_hazard_recovers_planted_log_hazard_ratios():
 
 
 def test_effective_churn_dates_date_dormancy_on_the_last_order():
-    status = pd.DataFrame({
-        "customer_id": ["a", "b", "c", "d"],
-        "acquired_at": pd.to_datetime(["2023-01-01"] * 4),
-        "last_order": pd.to_datetime(["2024-03-01", "2024-05-01", None, "2025-01-01"]),
-        "churned_at": pd.to_datetime(["2025-03-01", "2024-06-15", "2024-01-01", None]),
-        "source": ["dormancy", "recorded", "dormancy", None],
-    })  # fmt: skip
+    status = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c", "d"],
+            "acquired_at": pd.to_datetime(["2023-01-01"] * 4),
+            "last_order": pd.to_datetime(["2024-03-01", "2024-05-01", None, "2025-01-01"]),
+            "churned_at": pd.to_datetime(["2025-03-01", "2024-06-15", "2024-01-01", None]),
+            "source": ["dormancy", "recorded", "dormancy", None],
+        }
+    )
     eff = simulate.effective_churn_dates(status)
     assert eff["a"] == pd.Timestamp("2024-03-01")
     assert eff["b"] == pd.Timestamp("2024-06-15")
@@ -170,12 +177,14 @@ def test_fit_dates_end_where_outcomes_are_fully_known():
 
 
 def test_apply_change_caps_floors_and_retiers():
-    traj = pd.DataFrame({
-        "customer_id": ["p", "p", "g", "s"],
-        "snapshot_date": pd.to_datetime(["2026-10-01", "2026-11-01"] * 2),
-        "median_first_response_days": [8.0, 2.0, np.nan, 6.0],
-        "touches_90d": [1.0, 5.0, 0.0, 0.0],
-    })  # fmt: skip
+    traj = pd.DataFrame(
+        {
+            "customer_id": ["p", "p", "g", "s"],
+            "snapshot_date": pd.to_datetime(["2026-10-01", "2026-11-01"] * 2),
+            "median_first_response_days": [8.0, 2.0, np.nan, 6.0],
+            "touches_90d": [1.0, 5.0, 0.0, 0.0],
+        }
+    )
     tiers = pd.Series({"p": "platinum", "g": "gold", "s": "silver"})
     policy = simulate.Policy(
         order=["platinum", "gold", "silver", "attention"],
@@ -230,15 +239,18 @@ def test_pilot_sample_size_is_the_two_proportion_formula():
 
 
 def test_readout_applies_the_go_rule():
-    go = simulate.readout({"treated": 1000, "treated_events": 60, "control": 1000,
-                           "control_events": 100})  # fmt: skip
+    go = simulate.readout(
+        {"treated": 1000, "treated_events": 60, "control": 1000, "control_events": 100}
+    )
     assert go["decision"] == "go" and go["uplift"] == pytest.approx(0.4)
     assert go["uplift_low"] < 0.4 < go["uplift_high"] and go["p_value"] < 0.05
-    stop = simulate.readout({"treated": 10_000, "treated_events": 980, "control": 10_000,
-                             "control_events": 1000})  # fmt: skip
+    stop = simulate.readout(
+        {"treated": 10_000, "treated_events": 980, "control": 10_000, "control_events": 1000}
+    )
     assert stop["decision"] == "no_go" and stop["uplift_high"] < 0.2
-    unsure = simulate.readout({"treated": 200, "treated_events": 15, "control": 200,
-                               "control_events": 20})  # fmt: skip
+    unsure = simulate.readout(
+        {"treated": 200, "treated_events": 15, "control": 200, "control_events": 20}
+    )
     assert unsure["decision"] == "extend"
     back = simulate.readout(
         {"treated": 200, "treated_events": 30, "control": 200, "control_events": 10},
@@ -252,13 +264,16 @@ def test_readout_applies_the_go_rule():
 
 
 def test_roadmap_phases_follow_evidence_and_interval():
-    table = pd.DataFrame({
-        "name": ["a", "b", "c", "d"],
-        "roi": [2.0, 1.0, 0.3, -0.5], "roi_low": [0.5, 0.2, -0.4, -0.9],
-        "roi_high": [3.0, 2.0, 1.0, -0.1],
-        "effect_source": ["pilot", "model", "model", "model"],
-        "pilot_months": [3, 4, 6, 12],
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "name": ["a", "b", "c", "d"],
+            "roi": [2.0, 1.0, 0.3, -0.5],
+            "roi_low": [0.5, 0.2, -0.4, -0.9],
+            "roi_high": [3.0, 2.0, 1.0, -0.1],
+            "effect_source": ["pilot", "model", "model", "model"],
+            "pilot_months": [3, 4, 6, 12],
+        }
+    )
     rm = simulate.roadmap(table, SimulationParams(rollout_months=6)).set_index("name")
     assert rm.phase.to_dict() == {"a": "rollout", "b": "pilot", "c": "evaluate", "d": "hold"}
     assert rm.loc["a", "rollout_start"] == 0 and rm.loc["a", "standardise_start"] == 6
@@ -360,9 +375,20 @@ def test_a_change_without_planted_effect_has_an_interval_containing_zero(world):
 
 def test_results_records_carry_the_required_fields(world):
     recs = world["res"].records({"sla": "SLA", "touch": "Touch", "winback": "Win-back"})
-    need = {"name", "label", "target_customers", "churn_change", "customers_kept",
-            "ltv_retained", "cost", "roi", "roi_low", "roi_high", "payback_months",
-            "pilot_n_per_arm"}  # fmt: skip
+    need = {
+        "name",
+        "label",
+        "target_customers",
+        "churn_change",
+        "customers_kept",
+        "ltv_retained",
+        "cost",
+        "roi",
+        "roi_low",
+        "roi_high",
+        "payback_months",
+        "pilot_n_per_arm",
+    }
     assert [r["name"] for r in recs] == world["res"].table.name.tolist()
     for r in recs:
         assert need <= set(r)
@@ -439,8 +465,9 @@ def test_an_effect_from_a_pilot_replaces_the_model(small):
 def test_scenarios_that_cannot_be_priced_are_listed_with_the_reason(small):
     params, _ = small
     ds = fdata.connect(params, None)
-    nobody = _scenario("nobody", target={"segments": {"region": ["Atlantis"]}},
-                       change={"first_response_days": 3.5})  # fmt: skip
+    nobody = _scenario(
+        "nobody", target={"segments": {"region": ["Atlantis"]}}, change={"first_response_days": 3.5}
+    )
     res = simulate.simulate(ds, fsc.parse({"scenarios": [nobody, WINBACK]}, params), bootstrap=10)
     assert res.skipped == [{"name": "nobody", "reason": "no_targets"}]
     assert res.table.name.tolist() == ["winback"] and res.model is None
@@ -466,8 +493,11 @@ def _review(work: Path, data: Path, lang: str, scenarios: str | None = None) -> 
 
 def _chapter(deck: str) -> list[str]:
     sections = re.split(r'(?=<section class="slide)', deck)
-    start = next(i for i, s in enumerate(sections)
-                 if "slide-chapter" in s and ("策略模拟" in s or "Strategy simulation" in s))  # fmt: skip
+    start = next(
+        i
+        for i, s in enumerate(sections)
+        if "slide-chapter" in s and ("策略模拟" in s or "Strategy simulation" in s)
+    )
     return [s for s in sections[start + 1 :] if "slide-chapter" not in s]
 
 
@@ -482,8 +512,20 @@ def test_notebook_records_the_scenarios_and_builds_the_slides(tmp_path, demo_sma
     skipped = {s["name"] for s in sim["skipped"]}
     assert priced | skipped == set(labels) and not priced & skipped
     assert {"sla_core", "winback_lost"} <= priced
-    need = {"name", "label", "target_customers", "churn_change", "customers_kept", "ltv_retained",
-            "cost", "roi", "roi_low", "roi_high", "payback_months", "pilot_n_per_arm"}  # fmt: skip
+    need = {
+        "name",
+        "label",
+        "target_customers",
+        "churn_change",
+        "customers_kept",
+        "ltv_retained",
+        "cost",
+        "roi",
+        "roi_low",
+        "roi_high",
+        "payback_months",
+        "pilot_n_per_arm",
+    }
     for r in sim["scenarios"]:
         assert need <= set(r) and r["label"] == labels[r["name"]]
     assert sim["bootstrap"] == 20 and sim["scenarios_default"] is False

@@ -297,7 +297,8 @@ def parse(raw: dict[str, Any], params: Params, source: str = "scenarios") -> lis
         bad = [t for t in s.target.tiers if t not in params.tiers.order]
         if bad:
             problems.append(
-                f"  - scenario '{s.name}': unknown tier(s) {bad}; tiers.order is {params.tiers.order}"
+                f"  - scenario '{s.name}': unknown tier(s) {bad}; "
+                f"tiers.order is {params.tiers.order}"
             )
     if problems:
         raise ParamsError(

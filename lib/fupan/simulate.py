@@ -569,9 +569,12 @@ def pilot_design(
     """
     alpha, power = sp.alpha, sp.power
     out: dict[str, Any] = {
-        "outcome": outcome, "eligible": int(eligible), "alpha": alpha, "power": power,
+        "outcome": outcome,
+        "eligible": int(eligible),
+        "alpha": alpha,
+        "power": power,
         "go_uplift": sp.go_uplift,
-    }  # fmt: skip
+    }
     if outcome == "churn":
         assert hazard0 is not None and hazard1 is not None
         best = None
@@ -656,10 +659,17 @@ def readout(
     else:
         decision = "extend"
     return {
-        "outcome": outcome, "treated_rate": pt, "control_rate": pc, "uplift": uplift,
-        "uplift_low": u_lo, "uplift_high": u_hi, "p_value": p_value, "decision": decision,
-        "go_uplift": go_uplift, "alpha": alpha,
-    }  # fmt: skip
+        "outcome": outcome,
+        "treated_rate": pt,
+        "control_rate": pc,
+        "uplift": uplift,
+        "uplift_low": u_lo,
+        "uplift_high": u_hi,
+        "p_value": p_value,
+        "decision": decision,
+        "go_uplift": go_uplift,
+        "alpha": alpha,
+    }
 
 
 def _pilot_hr_draws(
@@ -730,9 +740,16 @@ def roadmap(table: pd.DataFrame, sp: SimulationParams) -> pd.DataFrame:
             out.append((r.name, r.phase, wave, start, end, end, end + sp.rollout_months))
     return pd.DataFrame(
         out,
-        columns=["name", "phase", "wave", "pilot_start", "pilot_end", "rollout_start",
-                 "standardise_start"],
-    )  # fmt: skip
+        columns=[
+            "name",
+            "phase",
+            "wave",
+            "pilot_start",
+            "pilot_end",
+            "rollout_start",
+            "standardise_start",
+        ],
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -790,13 +807,38 @@ class SimulationResult:
     info: dict[str, Any] = field(default_factory=dict)
 
     RECORD = (
-        "name", "kind", "effect_source", "target_customers", "churn_before", "churn_after",
-        "churn_change", "churn_change_low", "churn_change_high", "churn_change_model_low",
-        "churn_change_model_high", "customers_kept", "customers_kept_low", "customers_kept_high",
-        "ltv_retained", "ltv_retained_low", "ltv_retained_high", "cost", "roi", "roi_low",
-        "roi_high", "roi_model_low", "roi_model_high", "payback_months", "payback_months_low",
-        "payback_months_high", "horizon_years", "pilot_n_per_arm", "pilot_months", "phase", "rank",
-    )  # fmt: skip
+        "name",
+        "kind",
+        "effect_source",
+        "target_customers",
+        "churn_before",
+        "churn_after",
+        "churn_change",
+        "churn_change_low",
+        "churn_change_high",
+        "churn_change_model_low",
+        "churn_change_model_high",
+        "customers_kept",
+        "customers_kept_low",
+        "customers_kept_high",
+        "ltv_retained",
+        "ltv_retained_low",
+        "ltv_retained_high",
+        "cost",
+        "roi",
+        "roi_low",
+        "roi_high",
+        "roi_model_low",
+        "roi_model_high",
+        "payback_months",
+        "payback_months_low",
+        "payback_months_high",
+        "horizon_years",
+        "pilot_n_per_arm",
+        "pilot_months",
+        "phase",
+        "rank",
+    )
 
     def records(self, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """``simulation.scenarios`` for results.json; ``labels`` maps names to display names."""
@@ -810,9 +852,15 @@ class SimulationResult:
 
 
 METRICS = (
-    "churn_before", "churn_after", "churn_change", "customers_kept", "ltv_retained", "cost",
-    "roi", "payback_months",
-)  # fmt: skip
+    "churn_before",
+    "churn_after",
+    "churn_change",
+    "customers_kept",
+    "ltv_retained",
+    "cost",
+    "roi",
+    "payback_months",
+)
 
 
 def _q(values: np.ndarray, level: float, nan_high: bool = False) -> tuple[float, float]:
@@ -840,8 +888,14 @@ def _mean_by(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return sums / np.maximum(counts, 1)
 
 
-def _money(kept: np.ndarray, kept1: np.ndarray, clv: np.ndarray, margin: np.ndarray,
-           cost: float, value_scale: float = 1.0) -> dict[str, float]:  # fmt: skip
+def _money(
+    kept: np.ndarray,
+    kept1: np.ndarray,
+    clv: np.ndarray,
+    margin: np.ndarray,
+    cost: float,
+    value_scale: float = 1.0,
+) -> dict[str, float]:
     ltv = float(np.sum(kept * clv)) * value_scale
     monthly = float(np.sum(kept1 * margin)) * value_scale / MONTHS_PER_YEAR
     return {
@@ -882,8 +936,13 @@ class _Retention:
         return lam0, _mean_by(self.codes, model.hazard(self.Z1), n)
 
 
-def _expected(r: _Retention, lam0: np.ndarray, lam1: np.ndarray, value_scale: float = 1.0,
-              cost_scale: float = 1.0) -> dict[str, float]:  # fmt: skip
+def _expected(
+    r: _Retention,
+    lam0: np.ndarray,
+    lam1: np.ndarray,
+    value_scale: float = 1.0,
+    cost_scale: float = 1.0,
+) -> dict[str, float]:
     """Expected metrics: churn a year, survival over the horizon, money."""
     p0 = -np.expm1(-MONTHS_PER_YEAR * lam0)
     p1 = -np.expm1(-MONTHS_PER_YEAR * lam1)
@@ -947,18 +1006,28 @@ def _sample_ids(ids: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(_seed(seed, "sample").choice(np.sort(ids), size=n, replace=False))
 
 
-def _model_info(ds: Dataset, fit: _Fit, status: pd.DataFrame, live: pd.DataFrame,
-                eff_reps: list[np.ndarray], level: float) -> ModelInfo:  # fmt: skip
+def _model_info(
+    ds: Dataset,
+    fit: _Fit,
+    status: pd.DataFrame,
+    live: pd.DataFrame,
+    eff_reps: list[np.ndarray],
+    level: float,
+) -> ModelInfo:
     P = ds.params
     m = fit.model
     per_unit = m.per_unit()
     arr = np.vstack(eff_reps) if eff_reps else np.full((1, len(per_unit)), np.nan)
     bounds = [_q(arr[:, j], level) for j in range(len(per_unit))]
-    effects = pd.DataFrame({
-        "column": per_unit.index, "feature": [m.design.feature_of_[c] for c in per_unit.index],
-        "log_hr_per_unit": per_unit.to_numpy(), "low": [b[0] for b in bounds],
-        "high": [b[1] for b in bounds],
-    })  # fmt: skip
+    effects = pd.DataFrame(
+        {
+            "column": per_unit.index,
+            "feature": [m.design.feature_of_[c] for c in per_unit.index],
+            "log_hr_per_unit": per_unit.to_numpy(),
+            "low": [b[0] for b in bounds],
+            "high": [b[1] for b in bounds],
+        }
+    )
     as_of = pd.Timestamp(P.as_of).normalize()
     obs = outcomes.churn_rate(status, as_of - pd.Timedelta(days=365), as_of)
     # The projection of the whole live base (a seeded sample of a large one), beside what
@@ -974,13 +1043,19 @@ def _model_info(ds: Dataset, fit: _Fit, status: pd.DataFrame, live: pd.DataFrame
         pred = float(np.mean(-np.expm1(-MONTHS_PER_YEAR * lam)))
     fr = fit.frame
     return ModelInfo(
-        fit_start=fit.dates[0], fit_end=fit.dates[-1] + pd.DateOffset(months=1),
-        known_until=fit.known, rows=len(fr), customers=int(fr.customer_id.nunique()),
-        events=int(fr.label.sum()), slope_rows=int(fr.exact.sum()),
+        fit_start=fit.dates[0],
+        fit_end=fit.dates[-1] + pd.DateOffset(months=1),
+        known_until=fit.known,
+        rows=len(fr),
+        customers=int(fr.customer_id.nunique()),
+        events=int(fr.label.sum()),
+        slope_rows=int(fr.exact.sum()),
         inferred_left_out=int(fr.loc[~fr.exact, "customer_id"].nunique()),
-        features=list(m.design.features()), effects=effects, predicted_annual_churn=pred,
+        features=list(m.design.features()),
+        effects=effects,
+        predicted_annual_churn=pred,
         observed_annual_churn=float(obs.rate.iloc[0]) if len(obs) else float("nan"),
-    )  # fmt: skip
+    )
 
 
 # ---- win-back ----------------------------------------------------------------------------
@@ -1000,15 +1075,24 @@ class _WinBack:
         return self.frame[self.frame.contacted]
 
 
-def _wb_expected(w: _WinBack, rate: float, natural: float, value_scale: float = 1.0,
-                 cost_scale: float = 1.0) -> dict[str, float]:  # fmt: skip
+def _wb_expected(
+    w: _WinBack, rate: float, natural: float, value_scale: float = 1.0, cost_scale: float = 1.0
+) -> dict[str, float]:
     c = w.contacted
     inc = rate - natural
     share = inc * len(c) / max(len(w.frame), 1)
     out = {"churn_before": 1.0, "churn_after": 1.0 - share, "churn_change": -share}
     kept = np.full(len(c), inc)
-    out.update(_money(kept, kept, c.value_if_back.to_numpy(), c.margin.to_numpy(),
-                      w.cost * cost_scale, value_scale))  # fmt: skip
+    out.update(
+        _money(
+            kept,
+            kept,
+            c.value_if_back.to_numpy(),
+            c.margin.to_numpy(),
+            w.cost * cost_scale,
+            value_scale,
+        )
+    )
     return out
 
 
@@ -1021,8 +1105,14 @@ def _wb_realised(w: _WinBack, rate: float, natural: float, u: np.ndarray) -> dic
     return out
 
 
-def _winback_pack(ds: Dataset, s: Scenario, pool: pd.DataFrame, eff: pd.Series, natural: float,
-                  annuity_years: float) -> _WinBack | None:  # fmt: skip
+def _winback_pack(
+    ds: Dataset,
+    s: Scenario,
+    pool: pd.DataFrame,
+    eff: pd.Series,
+    natural: float,
+    annuity_years: float,
+) -> _WinBack | None:
     """Value each targeted lost customer, drop those worth less than their cost."""
     P = ds.params
     wbp = s.change.winback
@@ -1040,11 +1130,16 @@ def _winback_pack(ds: Dataset, s: Scenario, pool: pd.DataFrame, eff: pd.Series, 
     spend = spend_before(ds, ends).clip(lower=0.0).to_numpy(dtype=float)
     margin = P.ltv.margin * spend
     years = float(s.horizon_years or P.simulation.horizon_years)
-    frame = pd.DataFrame({
-        "customer_id": tgt.customer_id.to_numpy(), "tier": tgt.tier.to_numpy(),
-        "churned_at": pd.to_datetime(tgt.churned_at).to_numpy(), "annual_spend": spend,
-        "margin": margin, "value_if_back": margin * annuity_years,
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "customer_id": tgt.customer_id.to_numpy(),
+            "tier": tgt.tier.to_numpy(),
+            "churned_at": pd.to_datetime(tgt.churned_at).to_numpy(),
+            "annual_spend": spend,
+            "margin": margin,
+            "value_if_back": margin * annuity_years,
+        }
+    )
     frame["expected_value"] = max(rate - nat, 0.0) * frame.value_if_back
     frame["cost"] = wbp.offer_cost + years * s.cost.per_customer
     frame["contacted"] = frame.expected_value >= frame.cost
@@ -1108,12 +1203,23 @@ def _recommended(ds: Dataset, now: pd.Timestamp) -> pd.Series:
 # ---- the simulation ---------------------------------------------------------------------
 
 
-def _row(s: Scenario, source: str, n: int, m0: Mapping[str, float], realised: pd.DataFrame,
-         expected: pd.DataFrame, level: float, years: float) -> dict[str, Any]:  # fmt: skip
+def _row(
+    s: Scenario,
+    source: str,
+    n: int,
+    m0: Mapping[str, float],
+    realised: pd.DataFrame,
+    expected: pd.DataFrame,
+    level: float,
+    years: float,
+) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "name": s.name, "kind": s.kind, "effect_source": source, "target_customers": int(n),
+        "name": s.name,
+        "kind": s.kind,
+        "effect_source": source,
+        "target_customers": int(n),
         "horizon_years": years,
-    }  # fmt: skip
+    }
     for k in METRICS:
         v = float(m0[k])
         row[k] = None if math.isnan(v) else v
@@ -1128,11 +1234,17 @@ def _row(s: Scenario, source: str, n: int, m0: Mapping[str, float], realised: pd
 def _sensitivity(name: str, roi_at: Any, base: float, lo: float, hi: float) -> dict[str, Any]:
     """ROI as the effect size, the cost and the customer value move; break-even effect."""
     out = {
-        "name": name, "roi": base, "effect_low": lo, "effect_high": hi,
-        "roi_effect_low": roi_at(lo), "roi_effect_high": roi_at(hi),
-        "roi_cost_high": roi_at(1.0, cost_scale=1.25), "roi_cost_low": roi_at(1.0, cost_scale=0.75),
-        "roi_value_low": roi_at(1.0, value_scale=0.75), "roi_value_high": roi_at(1.0, value_scale=1.25),
-    }  # fmt: skip
+        "name": name,
+        "roi": base,
+        "effect_low": lo,
+        "effect_high": hi,
+        "roi_effect_low": roi_at(lo),
+        "roi_effect_high": roi_at(hi),
+        "roi_cost_high": roi_at(1.0, cost_scale=1.25),
+        "roi_cost_low": roi_at(1.0, cost_scale=0.75),
+        "roi_value_low": roi_at(1.0, value_scale=0.75),
+        "roi_value_high": roi_at(1.0, value_scale=1.25),
+    }
     # The effect multiplier at which the scenario breaks even (ROI = 0), if within 0..20;
     # ROI rises with the effect, so one sign change brackets the root.
     f0, f1 = roi_at(0.0), roi_at(20.0)
@@ -1238,8 +1350,10 @@ def simulate(
             order=list(P.tiers.order),
             sla=dict(P.benchmarks.sla_first_response_days),
             touches=dict(P.benchmarks.touch_policy_per_quarter),
-            recommended=live.set_index("customer_id")["recommended"] if "recommended" in live else None,
-        )  # fmt: skip
+            recommended=live.set_index("customer_id")["recommended"]
+            if "recommended" in live
+            else None,
+        )
         tiers = cust.set_index("customer_id")["tier"]
         packs: list[_Retention] = []
         for s in retention:
@@ -1259,19 +1373,33 @@ def simulate(
                 if spend is not None
                 else np.zeros(len(ids))
             )
-            packs.append(_Retention(
-                scenario=s, ids=ids, codes=codes, rows=sel, Z1=model.matrix(changed),
-                clv=values.reindex(ids).fillna(0.0).to_numpy(dtype=float), margin=margin,
-                cost=float(cost), years=years, extra_touches=extra_year,
-            ))  # fmt: skip
+            packs.append(
+                _Retention(
+                    scenario=s,
+                    ids=ids,
+                    codes=codes,
+                    rows=sel,
+                    Z1=model.matrix(changed),
+                    clv=values.reindex(ids).fillna(0.0).to_numpy(dtype=float),
+                    margin=margin,
+                    cost=float(cost),
+                    years=years,
+                    extra_touches=extra_year,
+                )
+            )
         hr_draws: dict[str, tuple[float, np.ndarray]] = {
-            p.scenario.name: _pilot_hr_draws(p.scenario.pilot, _seed(P.seed, "pilot", p.scenario.name), B)
-            for p in packs if p.scenario.pilot is not None
-        }  # fmt: skip
-        point = {
-            p.scenario.name: p.hazards(model, Z0, hr_draws[p.scenario.name][0] if p.scenario.name in hr_draws else None)
+            p.scenario.name: _pilot_hr_draws(
+                p.scenario.pilot, _seed(P.seed, "pilot", p.scenario.name), B
+            )
             for p in packs
-        }  # fmt: skip
+            if p.scenario.pilot is not None
+        }
+        point = {
+            p.scenario.name: p.hazards(
+                model, Z0, hr_draws[p.scenario.name][0] if p.scenario.name in hr_draws else None
+            )
+            for p in packs
+        }
         # Bootstrap: customers resampled (all their snapshots), the model refitted and
         # recalibrated, the targets re-projected; each replicate also draws every targeted
         # customer's fate with and without the change from one uniform (chance).
@@ -1285,8 +1413,15 @@ def simulate(
         Zfit = model.matrix(fit.frame)
         weights = cluster_bootstrap_weights(fit.frame.customer_id.to_numpy(), B, P.seed)
         for b, w in enumerate(weights):
-            mb = fit_hazard(fit.frame, fit.numeric, fit.categorical, weights=w,
-                            design=model.design, start=start, Z=Zfit)  # fmt: skip
+            mb = fit_hazard(
+                fit.frame,
+                fit.numeric,
+                fit.categorical,
+                weights=w,
+                design=model.design,
+                start=start,
+                Z=Zfit,
+            )
             eff_reps.append(mb.per_unit().to_numpy())
             for p in packs:
                 name = p.scenario.name
@@ -1305,18 +1440,31 @@ def simulate(
             row = _row(s, source, len(p.ids), m0, rep, exp_, level, p.years)
             design = pilot_design("churn", len(p.ids), sp, lam0, lam1)
             pilots.append({"name": s.name, **design})
-            row.update(pilot_n_per_arm=design["n_per_arm"], pilot_months=design["months"],
-                       extra_touches_per_year=p.extra_touches)  # fmt: skip
+            row.update(
+                pilot_n_per_arm=design["n_per_arm"],
+                pilot_months=design["months"],
+                extra_touches_per_year=p.extra_touches,
+            )
             rows.append(row)
-            per_customer[s.name] = pd.DataFrame({
-                "customer_id": p.ids, "tier": tiers.reindex(p.ids).to_numpy(),
-                "churn_before": -np.expm1(-MONTHS_PER_YEAR * lam0),
-                "churn_after": -np.expm1(-MONTHS_PER_YEAR * lam1), "clv": p.clv,
-                "annual_margin": p.margin,
-            })  # fmt: skip
+            per_customer[s.name] = pd.DataFrame(
+                {
+                    "customer_id": p.ids,
+                    "tier": tiers.reindex(p.ids).to_numpy(),
+                    "churn_before": -np.expm1(-MONTHS_PER_YEAR * lam0),
+                    "churn_after": -np.expm1(-MONTHS_PER_YEAR * lam1),
+                    "clv": p.clv,
+                    "annual_margin": p.margin,
+                }
+            )
 
-            def roi_at(mult: float, cost_scale: float = 1.0, value_scale: float = 1.0,
-                       p: _Retention = p, lam0: np.ndarray = lam0, lam1: np.ndarray = lam1) -> float:  # fmt: skip
+            def roi_at(
+                mult: float,
+                cost_scale: float = 1.0,
+                value_scale: float = 1.0,
+                p: _Retention = p,
+                lam0: np.ndarray = lam0,
+                lam1: np.ndarray = lam1,
+            ) -> float:
                 lam = lam0 + mult * (lam1 - lam0)
                 return _expected(p, lam0, lam, value_scale, cost_scale)["roi"]
 
@@ -1357,27 +1505,37 @@ def simulate(
                 rates = rng.beta(a, wbp.prior_customers - a, B)
                 nats = np.full(B, w.natural)
             n_c = len(w.contacted)
-            rep = pd.DataFrame([_wb_realised(w, float(r), float(n), fate.random(n_c))
-                                for r, n in zip(rates, nats, strict=True)])  # fmt: skip
-            exp_ = pd.DataFrame([_wb_expected(w, float(r), float(n))
-                                 for r, n in zip(rates, nats, strict=True)])  # fmt: skip
+            rep = pd.DataFrame(
+                [
+                    _wb_realised(w, float(r), float(n), fate.random(n_c))
+                    for r, n in zip(rates, nats, strict=True)
+                ]
+            )
+            exp_ = pd.DataFrame(
+                [_wb_expected(w, float(r), float(n)) for r, n in zip(rates, nats, strict=True)]
+            )
             draws[s.name] = rep
             source = "pilot" if s.pilot is not None else "prior"
             row = _row(s, source, len(w.frame), m0, rep, exp_, level, w.years)
             design = pilot_design("reactivation", n_c, sp, p_control=w.natural, p_treated=w.rate)
             pilots.append({"name": s.name, **design})
             row.update(
-                pilot_n_per_arm=design["n_per_arm"], pilot_months=design["months"],
-                extra_touches_per_year=0.0, contacted=n_c, excluded=int(len(w.frame) - n_c),
-                natural_return_rate=w.natural, reactivation_rate=w.rate,
+                pilot_n_per_arm=design["n_per_arm"],
+                pilot_months=design["months"],
+                extra_touches_per_year=0.0,
+                contacted=n_c,
+                excluded=int(len(w.frame) - n_c),
+                natural_return_rate=w.natural,
+                reactivation_rate=w.rate,
                 value_years=years_value,
-            )  # fmt: skip
+            )
             rows.append(row)
             winback[s.name] = w.frame
             per_customer[s.name] = w.frame
 
-            def roi_wb(mult: float, cost_scale: float = 1.0, value_scale: float = 1.0,
-                       w: _WinBack = w) -> float:  # fmt: skip
+            def roi_wb(
+                mult: float, cost_scale: float = 1.0, value_scale: float = 1.0, w: _WinBack = w
+            ) -> float:
                 rate = w.natural + mult * (w.rate - w.natural)
                 return _wb_expected(w, rate, w.natural, value_scale, cost_scale)["roi"]
 
@@ -1385,14 +1543,26 @@ def simulate(
 
     # ---- ranking and roadmap ---------------------------------------------------------
     table = pd.DataFrame(rows)
-    rm_cols = ["name", "phase", "wave", "pilot_start", "pilot_end", "rollout_start",
-               "standardise_start"]  # fmt: skip
+    rm_cols = [
+        "name",
+        "phase",
+        "wave",
+        "pilot_start",
+        "pilot_end",
+        "rollout_start",
+        "standardise_start",
+    ]
     if len(table):
         # ties (or undefined ROI) keep the scenarios file's order
         order = {s.name: i for i, s in enumerate(scenarios)}
         table["_o"] = table.name.map(order)
-        table = table.sort_values(["roi", "_o"], ascending=[False, True], na_position="last",
-                                  kind="stable").drop(columns="_o").reset_index(drop=True)  # fmt: skip
+        table = (
+            table.sort_values(
+                ["roi", "_o"], ascending=[False, True], na_position="last", kind="stable"
+            )
+            .drop(columns="_o")
+            .reset_index(drop=True)
+        )
         table["rank"] = np.arange(1, len(table) + 1)
         rm = roadmap(table, sp)
         table = table.merge(rm[["name", "phase"]], on="name", how="left")
@@ -1401,10 +1571,21 @@ def simulate(
     else:
         rm, pilot_df, sens_df = pd.DataFrame(columns=rm_cols), pd.DataFrame(), pd.DataFrame()
     return SimulationResult(
-        table=table, draws=draws, sensitivity=sens_df, pilots=pilot_df, roadmap=rm,
-        winback=winback, per_customer=per_customer, skipped=skipped, model=info_model,
+        table=table,
+        draws=draws,
+        sensitivity=sens_df,
+        pilots=pilot_df,
+        roadmap=rm,
+        winback=winback,
+        per_customer=per_customer,
+        skipped=skipped,
+        model=info_model,
         info={
-            "bootstrap": B, "interval": level, "now": now, "as_of": as_of,
-            "value_model": value_model, "projection_months": sp.projection_months,
+            "bootstrap": B,
+            "interval": level,
+            "now": now,
+            "as_of": as_of,
+            "value_model": value_model,
+            "projection_months": sp.projection_months,
         },
-    )  # fmt: skip
+    )
