@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import subprocess
 import threading
 import time
@@ -19,6 +21,10 @@ class Measurement:
     stderr: str
     # (seconds since start, line) for every stdout line, as it was printed
     lines: list[tuple[float, str]] = field(default_factory=list)
+    # CPU seconds (user + system) of the command and every descendant it waited for
+    cpu_seconds: float = 0.0
+    # mean 1-minute load average while it ran (the machine is shared: > cores = contention)
+    load_mean: float = 0.0
 
 
 def _tree_rss(proc: psutil.Process) -> int:
@@ -46,6 +52,7 @@ def run(
     Peak memory is the largest sum of the resident set sizes of the command and all its
     descendants seen at one sample (shared pages count once per process: an upper bound).
     """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     popen = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd, bufsize=1
@@ -71,10 +78,14 @@ def run(
         t.start()
     proc = psutil.Process(popen.pid)
     peak = 0
+    loads: list[float] = []
     while popen.poll() is None:
         peak = max(peak, _tree_rss(proc))
+        loads.append(os.getloadavg()[0])
         time.sleep(interval)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     for t in readers:
         t.join(timeout=10)
     return Measurement(
@@ -84,4 +95,6 @@ def run(
         "\n".join(line for _, line in lines),
         "".join(err),
         lines,
+        cpu,
+        sum(loads) / len(loads) if loads else os.getloadavg()[0],
     )

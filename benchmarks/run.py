@@ -64,6 +64,8 @@ def stage(name: str, cmd: list[str], env: dict[str, str] | None = None) -> dict:
         "seconds": round(m.seconds, 2),
         "peak_mb": round(m.peak_rss_mb, 1),
         "ok": m.returncode == 0,
+        "cpu_seconds": round(m.cpu_seconds, 1),
+        "load_mean": round(m.load_mean, 2),
     }
     out.update(_result(m))
     if m.returncode != 0:
@@ -213,6 +215,8 @@ def review(n: int, data: Path, keep: bool) -> dict:
             "peak_mb": round(m.peak_rss_mb, 1),
             "ok": m.returncode == 0,
             "notebooks_run": list(remaining),
+            "cpu_seconds": round(m.cpu_seconds, 1),
+            "load_mean": round(m.load_mean, 2),
             **_parse_log(m),
         }
         print(
@@ -463,14 +467,20 @@ def _fmt(x) -> str:
 
 
 def table(result: dict) -> str:
-    rows = ["| customers | stage | seconds | peak MB | note |", "|---|---|---|---|---|"]
+    rows = [
+        "| customers | stage | seconds | CPU s | peak MB | load | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for n, r in sorted(result["sizes"].items(), key=lambda kv: int(kv[0])):
         c = f"{int(n):,}"
 
         def row(name: str, v: dict, note: str = "", c: str = c) -> None:
             status = "" if v.get("ok", True) else "FAILED "
+            cpu = f"{v['cpu_seconds']:.0f}" if v.get("cpu_seconds") is not None else "–"
+            load = f"{v['load_mean']:.1f}" if v.get("load_mean") is not None else "–"
             rows.append(
-                f"| {c} | {name} | {v.get('seconds', 0):.1f} | {v.get('peak_mb', 0):,.0f} | {status}{note} |"
+                f"| {c} | {name} | {v.get('seconds', 0):.1f} | {cpu} | {v.get('peak_mb', 0):,.0f} "
+                f"| {load} | {status}{note} |"
             )
 
         if "generate" in r:
@@ -580,6 +590,11 @@ def main() -> int:
     ap.add_argument(
         "--merge", action="store_true", help="keep other sizes from results/latest.json"
     )
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only redraw the chart and the README table from results/latest.json",
+    )
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -594,7 +609,10 @@ def main() -> int:
         "sizes": {},
     }
     latest = RESULTS / "latest.json"
-    if args.merge and latest.exists():
+    if args.report_only:
+        result = json.loads(latest.read_text())
+        args.sizes = []
+    elif args.merge and latest.exists():
         result["sizes"] = json.loads(latest.read_text()).get("sizes", {})
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     this_run: dict = {**result, "sizes": {}}
