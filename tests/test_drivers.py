@@ -223,6 +223,15 @@ def test_definitional_defaults_follow_the_business_model(tiny_params):
     assert drivers.definitional_features(p) == ["recency_days", "order_gap_ratio"]
     p2 = fparams.load(tiny_params, business_model="contractual")
     assert drivers.definitional_features(p2) == ["days_to_renewal"]
+    # signs of churn under way are left out of the driver models, kept for prediction
+    assert drivers.driver_excluded(p) == ["days_to_renewal", "no_running_contract"]
+    assert drivers.driver_excluded(p2) == ["no_running_contract"]
+    names = ["spend_90d", "days_to_renewal", "no_running_contract", "tier", "region"]
+    assert drivers.model_features(names, p) == (
+        ["spend_90d", "days_to_renewal", "no_running_contract"],
+        ["region"],
+    )
+    assert drivers.model_features(names, p, for_drivers=True) == (["spend_90d"], ["region"])
 
 
 def test_driver_rows_leave_out_inferred_churners(tiny_params):

@@ -98,6 +98,10 @@ def test_features_by_hand_at_as_of(ds):
     # weekly activity: 5 logins in the week of 10-05, 3 in the week of 10-12 (ends 10-19)
     assert c1.logins_28d == 8 and c1.weeks_without_login == 1
     assert c1.days_to_renewal == 61  # contract K2 ends 2026-12-31
+    assert c1.no_running_contract == 0
+    # C2's only contract (K3) ended 2025-05-31 unrenewed; C3 never had one
+    assert df.loc["C2"].no_running_contract == 1 and np.isnan(df.loc["C2"].days_to_renewal)
+    assert c3.no_running_contract == 0
     assert c1.tier == "platinum" and c1.region == "华东"
     # C3: urgent ticket opened 2026-10-25 08:00, never answered: waited 5 2/3 days by the snapshot
     assert c3.median_first_response_days == pytest.approx(5 + 2 / 3)

@@ -66,7 +66,11 @@ _OTHER_LEVEL = "(other)"
 
 
 def definitional_features(params: Any) -> list[str]:
-    """Features that are part of the churn definition for this business model."""
+    """Features that are part of the churn definition for this business model.
+
+    They decide when churn can happen (recency under a dormancy rule, contract end under a
+    contractual one), so the driver models adjust for them; they are never ranked.
+    """
     chosen = params.churn.definitional_features
     if chosen is not None:
         return list(chosen)
@@ -75,9 +79,34 @@ def definitional_features(params: Any) -> list[str]:
     return ["recency_days", "order_gap_ratio"]
 
 
-def model_features(available: Sequence[str], params: Any) -> tuple[list[str], list[str]]:
-    """(numeric, categorical) features the models use: available minus ``exclude_features``."""
+def driver_excluded(params: Any) -> list[str]:
+    """Features the driver models leave out: signs of churn already under way.
+
+    A contract ended unrenewed is leaving as it shows up in the contracts table, not a
+    reason for it. Under a non-contractual definition, contracts are side records that a
+    leaving customer lets lapse, so their timing (whose missing values are the lapses) is
+    left out as well; under a contractual one it is the definition and is adjusted for.
+    """
+    chosen = params.churn.driver_exclude
+    if chosen is not None:
+        return list(chosen)
+    if params.business_model == "contractual":
+        return ["no_running_contract"]
+    return ["days_to_renewal", "no_running_contract"]
+
+
+def model_features(
+    available: Sequence[str], params: Any, for_drivers: bool = False
+) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) features the models use: available minus ``exclude_features``.
+
+    With ``for_drivers``, :func:`driver_excluded` features are left out too: signs of churn
+    already under way predict churn but do not explain it, and a model that adjusts for a
+    consequence of the outcome distorts every other effect.
+    """
     excluded = set(params.churn.exclude_features)
+    if for_drivers:
+        excluded |= set(driver_excluded(params))
     names = [n for n in available if n not in excluded]
     kinds = F.kinds(names)
     return (
@@ -184,6 +213,10 @@ class Design:
         self.categorical = list(categorical)
         self.winsor = winsor
         self.min_level_share = min_level_share
+
+    def clean(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Numeric features winsorised and imputed as fitted (not standardised)."""
+        return self._clean_numeric(df)
 
     def _clean_numeric(self, df: pd.DataFrame) -> pd.DataFrame:
         out = {}
@@ -360,9 +393,12 @@ def _fit_with_fallback(fit: Callable[..., Any], **kwargs: Any) -> Any:
 
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        res = fit(method="newton", **kwargs)
-        if np.all(np.isfinite(res.params)) and np.all(np.isfinite(res.bse)):
-            return res
+        try:
+            res = fit(method="newton", **kwargs)
+            if np.all(np.isfinite(res.params)) and np.all(np.isfinite(res.bse)):
+                return res
+        except np.linalg.LinAlgError:
+            pass  # an overshooting step made the Hessian singular
         return fit(method="bfgs", **{**kwargs, "maxiter": 2000, "gtol": 1e-8})
 
 
@@ -678,10 +714,14 @@ def analyse(
     # Gradient boosting on the same representatives, judged on the later period
     rep_num = [f for f in dict.fromkeys(feature_of.values()) if f in design.numeric_]
     rep_cat = [f for f in dict.fromkeys(feature_of.values()) if f in design.categorical_]
+    # The trees see the same cleaned values as the linear models (missing values imputed,
+    # tails clipped), so no method learns from a pattern of missingness the others cannot.
+    gbm_train = pd.concat([design.clean(train)[rep_num], train[rep_cat]], axis=1)
+    gbm_test = pd.concat([design.clean(test)[rep_num], test[rep_cat]], axis=1)
     gbm_imp, gbm_sd, gbm_auc, perm_rows = fit_gbm(
-        train,
+        gbm_train,
         y_tr,
-        test,
+        gbm_test,
         y_te,
         rep_num,
         rep_cat,

@@ -232,6 +232,15 @@ CATALOGUE: dict[str, Feature] = {
             "days",
             "contracts",
         ),
+        _F(
+            "no_running_contract",
+            "1 when the customer has had a contract that started before the snapshot but none "
+            "is running at it (the last one ended unrenewed); 0 otherwise, also for customers "
+            "who never had a contract",
+            "flag",
+            "contracts",
+            "binary",
+        ),
     )
 }
 
@@ -260,7 +269,7 @@ _BLOCKS: dict[str, tuple[str, ...]] = {
     ),
     "surveys": ("nps_latest", "nps_change", "detractor", "csat_latest"),
     "activity": ("logins_28d", "weeks_without_login"),
-    "contracts": ("days_to_renewal",),
+    "contracts": ("days_to_renewal", "no_running_contract"),
 }
 _BLOCK_OF = {name: block for block, names in _BLOCKS.items() for name in names}
 # Optional customer columns: present only when the source has them.
@@ -496,10 +505,14 @@ def _activity_block(ds: Dataset, base: ir.Table, period: int) -> ir.Table:
 def _contract_block(ds: Dataset, base: ir.Table) -> ir.Table:
     c = ds["contracts"]
     c = c.select("customer_id", st=_day(c.start_date), en=_day(c.end_date))
-    j = base.join(c, [base.customer_id == c.customer_id, c.st < base.sd, c.en >= base.sd]).select(
+    j = base.join(c, [base.customer_id == c.customer_id, c.st < base.sd]).select(
         base.customer_id, base.sd, c.en
     )
-    return j.group_by(["customer_id", "sd"]).aggregate(days_to_renewal=(j.en.max() - j.sd.max()))
+    running = j.en >= j.sd
+    return j.group_by(["customer_id", "sd"]).aggregate(
+        days_to_renewal=j.en.max(where=running) - j.sd.max(),
+        x_running=j.en.count(where=running),
+    )
 
 
 def _left(base: ir.Table, block: ir.Table) -> ir.Table:
@@ -622,6 +635,8 @@ def feature_expr(
         )
     if "contracts" in blocks:
         cols["days_to_renewal"] = x.days_to_renewal
+        # a row in the block means a contract started before the snapshot
+        cols["no_running_contract"] = ibis.ifelse(x.x_running.notnull() & (x.x_running == 0), 1, 0)
     for n in cust_cols:
         cols[n] = x[n]
     return x.select(

@@ -247,6 +247,13 @@ class ChurnParams(_Model):
         description="features that are part of the churn definition: adjusted for, never ranked as drivers "
         "(default: recency_days, order_gap_ratio when non_contractual; days_to_renewal when contractual)",
     )
+    driver_exclude: list[str] | None = Field(
+        None,
+        description="signs of churn already under way: used by the health score to predict, left out of the "
+        "driver models, as adjusting for a consequence of churn distorts every effect (default: "
+        "no_running_contract; also days_to_renewal when non_contractual, where a contract left to lapse "
+        "is how leaving shows up and the lapse is in its missing values)",
+    )
     rules: dict[str, WarningRule] = Field(default_factory=_default_rules)
     hand_weights: dict[str, HandDimension] = Field(default_factory=_default_hand)
     reason_features: dict[str, list[str]] = Field(
