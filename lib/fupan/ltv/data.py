@@ -99,7 +99,9 @@ def summary_from_orders(
     if missing:
         raise ValueError(f"orders lacks column(s) {missing}; it has {list(table.columns)}")
 
-    amount = table[amount_col].cast("float64") if amount_col else ibis.literal(0.0)
+    # Exact decimal sums: a float sum's last bits depend on the order parallel threads combine
+    # partial sums, and a fit amplifies that into run-to-run differences.
+    amount = table[amount_col].cast("decimal(38, 4)") if amount_col else ibis.literal(0.0)
     rows = table.select(cid=table[customer_col], day=table[date_col].cast("date"), amount=amount)
     nulls = rows.aggregate(
         n_cid=rows.cid.isnull().sum(),
@@ -122,7 +124,9 @@ def summary_from_orders(
     )
     after = cal.join(first, "cid")
     repeat_value = after.group_by("cid").aggregate(
-        repeat_value=ibis.cases((after.day > after.first_day, after.amount), else_=0.0).sum()
+        repeat_value=ibis.cases((after.day > after.first_day, after.amount), else_=0)
+        .sum()
+        .cast("float64")
     )
     per = first.join(repeat_value, "cid")
     last_day = ibis.literal(cal_end) - ibis.interval(days=1)
