@@ -284,3 +284,48 @@ def test_kaplan_meier_by_hand_and_logrank_against_scipy():
         stats.CensoredData(uncensored=time[5:][event[5:] == 1], right=time[5:][event[5:] == 0]),
     )
     assert p == pytest.approx(ref.pvalue, rel=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 3])
+def test_drivers_find_the_planted_effects_on_other_seeds(tmp_path, seed):
+    """The chapter's driver step on generated data with other seeds than the demo's: the top
+    three are the three strongest planted effects and no null feature is among them."""
+    import json
+
+    import tiny
+    from fupan import data as fdata
+    from fupan import features, outcomes
+
+    demo = pytest.importorskip("fupan.demo")
+    out = tmp_path / "data"
+    truth = demo.generate(out, customers=5000, seed=seed)
+    truth = json.loads((out / "truth.json").read_text()) if not isinstance(truth, dict) else truth
+    p = fparams.load(tiny.params_file(tmp_path, out))
+    ds = fdata.load(p)
+    try:
+        status = outcomes.churn_status(ds)
+        dates = features.snapshot_dates(p.as_of, 24, 90)
+        snap = features.snapshots(ds, dates, 90)
+    finally:
+        ds.close()
+    snap = snap[snap.label_complete]
+    train, test, _ = features.split(snap, 6, 90)
+    names = [
+        c
+        for c in snap.columns
+        if c not in ("customer_id", "snapshot_date", "label", "label_churned_at", "label_complete")
+    ]
+    numeric, categorical = drivers.model_features(names, p, for_drivers=True)
+    m_tr, _ = drivers.driver_rows(train, status, p)
+    m_te, _ = drivers.driver_rows(test, status, p)
+    res = drivers.analyse(
+        train[m_tr],
+        test[m_te],
+        numeric,
+        categorical,
+        definitional=drivers.definitional_features(p),
+        random_state=p.seed,
+    )
+    assert set(res.top) == set(truth["effect_ranking"][:3])
+    assert not set(res.top) & set(truth["null_features"])
