@@ -142,9 +142,11 @@ act AS (
     GROUP BY a.customer_id
 ),
 act_first AS (SELECT min(period_start) AS first_period FROM activity),
-ctr AS (
-    SELECT customer_id, max(end_date) - DATE '{day}' AS days_to_renewal
-    FROM contracts WHERE start_date < DATE '{day}' AND end_date >= DATE '{day}'
+ctr AS (   -- contracts started before the snapshot; "running" ones have not ended by it
+    SELECT customer_id,
+        max(end_date) FILTER (WHERE end_date >= DATE '{day}') - DATE '{day}' AS days_to_renewal,
+        count(*) FILTER (WHERE end_date >= DATE '{day}') AS running
+    FROM contracts WHERE start_date < DATE '{day}'
     GROUP BY customer_id
 )
 SELECT
@@ -184,7 +186,8 @@ SELECT
     greatest(least(floor((DATE '{day}' - coalesce(a.last_login_end,
         greatest(b.acquired_at, f.first_period))) / 7)::BIGINT, {cap}), 0)
         AS weeks_without_login,
-    d.days_to_renewal{dim_cols}
+    d.days_to_renewal,
+    CASE WHEN d.running = 0 THEN 1 ELSE 0 END AS no_running_contract{dim_cols}
 FROM base b
 LEFT JOIN ord o USING (customer_id)
 LEFT JOIN tch t USING (customer_id)

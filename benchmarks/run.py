@@ -167,7 +167,7 @@ def _dir_mb(path: Path) -> float:
     return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20, 2)
 
 
-def review(n: int, data: Path, keep: bool) -> dict:
+def review(n: int, data: Path, keep: bool, retry: bool = True) -> dict:
     """`fupan review` on the current params/annual_review.yaml, on this size's data.
 
     A chapter that fails is reported and the review is run again without it (and without
@@ -209,7 +209,8 @@ def review(n: int, data: Path, keep: bool) -> dict:
             cmd += remaining
         label = "full review" if first else f"review without {', '.join(failed)}"
         print(f"  {label} …", flush=True)
-        m = measure.run(cmd)
+        # unbuffered: the log lines arrive as printed, so their times mark the stages
+        m = measure.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         res = {
             "seconds": round(m.seconds, 2),
             "peak_mb": round(m.peak_rss_mb, 1),
@@ -244,6 +245,8 @@ def review(n: int, data: Path, keep: bool) -> dict:
         failed[bad] = message.split("\n")[0][-600:]
         print(f"  {bad} FAILED: {failed[bad][:200]}", flush=True)
         remaining = [nb for nb in remaining if nb != bad]
+        if not retry:
+            break
         if cause and cause == last_cause:
             # Two chapters in a row failed with the same error: a shared cause (a broken
             # label file, a library error), not one chapter. Stop leaving chapters out.
@@ -263,6 +266,10 @@ def review(n: int, data: Path, keep: bool) -> dict:
         res["run_dir_mb"] = _dir_mb(run_dir)
     res["failed_notebooks"] = failed
     res["complete"] = bool(res.get("ok")) and not failed
+    if res.get("ok") and res.get("notebooks") and res.get("load_validate") is not None:
+        # process start, params, slides taken from each notebook, summary, deck, folder moves
+        inside = res["load_validate"] + sum(res["notebooks"].values())
+        res["outside_notebooks_seconds"] = round(res["seconds"] - inside, 2)
     res["notebooks_in_params"] = notebooks
     if len(attempts) > 1:
         res["attempts"] = attempts
@@ -275,7 +282,8 @@ def review(n: int, data: Path, keep: bool) -> dict:
 # The ladder
 
 
-def one_size(n: int, args: argparse.Namespace) -> dict:
+def one_size(n: int, args: argparse.Namespace, save=lambda r: None) -> dict:
+    """Every stage at one size; ``save(r)`` is called after each (a 1M run takes hours)."""
     print(f"== {n:,} customers", flush=True)
     data = WORK / f"data-{n}"
     r: dict = {"date": dt.datetime.now().isoformat(timespec="seconds")}
@@ -302,17 +310,22 @@ def one_size(n: int, args: argparse.Namespace) -> dict:
             f"data from an earlier run ({data.name}, seed {SEED}); use --regenerate to time it"
         )
     st = [PY, str(HERE / "stages.py")]
+    save(r)
     r["load_validate"] = stage("load + validate", [*st, "load", str(data)])
+    save(r)
     r["features"] = stage("features", [*st, "features", str(data)])
     r["duckdb_floor"] = stage("plain DuckDB query", [*st, "duckdb_floor", str(data)])
     fs, qs = r["features"].get("feature_seconds"), r["duckdb_floor"].get("query_seconds")
     if fs and qs:
         r["features_vs_floor"] = round(fs / qs, 2)
+    save(r)
     r["ltv_fit"] = stage("BG/NBD + Gamma-Gamma", [*st, "ltv_fit", str(data)])
     if r["ltv_fit"].get("ok") and not args.skip_lifetimes:
         r["lifetimes"] = compare_lifetimes(data, r["ltv_fit"])
+    r["targets"] = targets(n, r)
+    save(r)
     if not args.skip_review:
-        r["review"] = review(n, data, args.keep_reports)
+        r["review"] = review(n, data, args.keep_reports, retry=not args.no_retry)
     r["targets"] = targets(n, r)
     if not args.keep_data:
         shutil.rmtree(data, ignore_errors=True)
@@ -551,6 +564,8 @@ def table(result: dict) -> str:
                 extra.append(nb)
             if rev.get("render_seconds") is not None:
                 extra.append(f"render {rev['render_seconds']:.0f}s")
+            if rev.get("outside_notebooks_seconds") is not None:
+                extra.append(f"outside notebooks {rev['outside_notebooks_seconds']:.0f}s")
             if rev.get("deck_mb") is not None:
                 extra.append(f"deck {rev['deck_mb']} MB")
             if rev.get("exports_mb") is not None:
@@ -591,6 +606,11 @@ def main() -> int:
         "--merge", action="store_true", help="keep other sizes from results/latest.json"
     )
     ap.add_argument(
+        "--no-retry",
+        action="store_true",
+        help="report a failed chapter without re-running the review without it (for 1M)",
+    )
+    ap.add_argument(
         "--report-only",
         action="store_true",
         help="only redraw the chart and the README table from results/latest.json",
@@ -616,12 +636,15 @@ def main() -> int:
         result["sizes"] = json.loads(latest.read_text()).get("sizes", {})
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     this_run: dict = {**result, "sizes": {}}
-    for n in args.sizes:
-        r = one_size(n, args)
+
+    def save(n: int, r: dict) -> None:
+        # write as we go: a long 1M run still leaves the finished stages behind
         result["sizes"][str(n)] = this_run["sizes"][str(n)] = r
-        # write as we go: a long 1M run still leaves the smaller sizes behind
         (RESULTS / f"ladder-{stamp}.json").write_text(json.dumps(this_run, indent=1, default=float))
         latest.write_text(json.dumps(result, indent=1, default=float))
+
+    for n in args.sizes:
+        save(n, one_size(n, args, lambda r, n=n: save(n, r)))
     chart(result, RESULTS / "latest.png")
     readme = HERE / "README.md"
     text = readme.read_text(encoding="utf-8") if readme.exists() else ""
