@@ -238,7 +238,12 @@ def test_normalise_scores_refuses_frames_without_probabilities():
 
 def test_chapter2_export_is_read_back_when_this_run_recorded_it(tmp_path, tiny_data, monkeypatch):
     # no live scoring here: a stand-in churn module without an at-risk list
-    monkeypatch.setitem(sys.modules, "fupan.atrisk", types.ModuleType("fupan.atrisk"))
+    stub = types.ModuleType("fupan.atrisk")
+    monkeypatch.setitem(sys.modules, "fupan.atrisk", stub)
+    # `from fupan import atrisk` reads the package attribute once another test imported it
+    import fupan
+
+    monkeypatch.setattr(fupan, "atrisk", stub, raising=False)
     ds = connect(tmp_path, tiny_data)
     run = tmp_path / "myrun"
     (run / "exports").mkdir(parents=True)
