@@ -466,16 +466,22 @@ def winback_kpi(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
     return rows
 
 
+_EXACT = "decimal(38, 4)"
+
+
 def _customer_revenue(ctx: _Ctx, grid: ir.Table) -> ir.Table:
     """Per (month, customer): purchase days and net revenue in the trailing and prior 12 months."""
     o = ctx.events("orders")
     j = o.join(grid, [o.order_date > grid.m_y2, o.order_date <= grid.m_end, o.acq <= grid.m_end])
     cur = j.order_date > j.m_y1
     day = ibis.ifelse(cur & (j.amount >= 0), j.order_date, ibis.null().cast("date"))
+    # Exact decimal sums: float sums vary in their last bits with thread scheduling, and a
+    # KPI history must be identical when a month is re-run.
+    amt, zero = j.amount.cast(_EXACT), ibis.literal(0).cast(_EXACT)
     return j.group_by(["m_month", "customer_id"]).aggregate(
         days_cur=day.nunique(),
-        rev_cur=ibis.ifelse(cur, j.amount, 0.0).sum(),
-        rev_prev=ibis.ifelse(cur, 0.0, j.amount).sum(),
+        rev_cur=ibis.ifelse(cur, amt, zero).sum(),
+        rev_prev=ibis.ifelse(cur, zero, amt).sum(),
     )
 
 
@@ -490,14 +496,15 @@ def revenue_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
     grid = _grid(windows)
     per = _customer_revenue(ctx, grid)
     base = per.rev_prev > 0
-    cur_pos = ibis.greatest(per.rev_cur, 0.0)
+    zero = ibis.literal(0).cast(_EXACT)
+    cur_pos = ibis.greatest(per.rev_cur, zero)
     agg = per.group_by("m_month").aggregate(
         buyers=(per.days_cur >= 1).cast("int64").sum(),
         repeaters=(per.days_cur >= 2).cast("int64").sum(),
         cohort=base.cast("int64").sum(),
-        prev=ibis.ifelse(base, per.rev_prev, 0.0).sum(),
-        kept=ibis.ifelse(base, ibis.least(cur_pos, per.rev_prev), 0.0).sum(),
-        net=ibis.ifelse(base, cur_pos, 0.0).sum(),
+        prev=ibis.ifelse(base, per.rev_prev, zero).sum().cast("float64"),
+        kept=ibis.ifelse(base, ibis.least(cur_pos, per.rev_prev), zero).sum().cast("float64"),
+        net=ibis.ifelse(base, cur_pos, zero).sum().cast("float64"),
     )
     got = _by_month(agg)
     first = ctx.ds["orders"].order_date.min().to_pyarrow().as_py()
