@@ -11,7 +11,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import tiny
-
 from fupan import cli
 
 
@@ -97,7 +96,9 @@ def _case_gbk_declared_utf8(d: Path):
 def _case_excel_title_row(d: Path):
     (d / "customers.csv").unlink()
     with pd.ExcelWriter(d / "customers.xlsx") as xw:
-        pd.DataFrame([["客户清单 2026-10"], ["导出人：CRM"]]).to_excel(xw, index=False, header=False)
+        pd.DataFrame([["客户清单 2026-10"], ["导出人：CRM"]]).to_excel(
+            xw, index=False, header=False
+        )
         tiny.frames()["customers"].to_excel(xw, index=False, startrow=3)
 
 
@@ -106,7 +107,11 @@ CASES = [
     (_case_missing_file, 1, ["orders", "missing", "add orders.csv"]),
     (_case_missing_column, 1, ["orders.amount", "missing", "data.columns.orders"]),
     (_case_wrong_type, 1, ["orders.amount", "not a valid float", "row=4", "一万"]),
-    (_case_unparseable_date, 1, ["customers.acquired_at", "not a valid date", "last spring", "YYYY-MM-DD"]),
+    (
+        _case_unparseable_date,
+        1,
+        ["customers.acquired_at", "not a valid date", "last spring", "YYYY-MM-DD"],
+    ),
     (_case_ambiguous_date, 1, ["orders.order_date", "03/04/2026", "ambiguous"]),
     (_case_mixed_iso_formats, 0, ["ok:"]),
     (_case_duplicate_keys, 1, ["customers.customer_id", "more than once", "deduplicate"]),
@@ -127,7 +132,10 @@ def test_bad_input(tmp_path, capsys, case, code, words):
     case(data)
     params = tiny.params_file(tmp_path, data)
     if case is _case_gbk_declared_utf8:
-        params.write_text(params.read_text().replace("  source:", "  encoding: utf-8\n  source:"), encoding="utf-8")
+        params.write_text(
+            params.read_text().replace("  source:", "  encoding: utf-8\n  source:"),
+            encoding="utf-8",
+        )
     rc = cli.main(["validate", "--params", str(params)])
     out = capsys.readouterr()
     text = out.out + out.err
@@ -159,5 +167,7 @@ def test_a_database_url_source(tmp_path, capsys):
         con.create_table(name, df)
     con.disconnect()
     params = tiny.params_file(tmp_path, tmp_path)
-    params.write_text(params.read_text().replace(f"source: {tmp_path.resolve()}", f"source: duckdb://{db}"))
+    params.write_text(
+        params.read_text().replace(f"source: {tmp_path.resolve()}", f"source: duckdb://{db}")
+    )
     assert cli.main(["validate", "--params", str(params)]) == 0, capsys.readouterr()

@@ -51,9 +51,12 @@ def test_a_parameter_holding_python_source_is_a_string_not_code(tmp_path, tiny_p
     payload = f"zh\"); open({str(sentinel)!r}, 'w').write('x'); (\""
     with pytest.raises(pm.PapermillExecutionError) as exc:
         pm.execute_notebook(
-            str(ROOT / "notebooks" / "00_data_check.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
+            str(ROOT / "notebooks" / "00_data_check.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            kernel_name="python3",
             parameters={"params_file": str(tiny_params), "run_dir": str(tmp_path), "lang": payload},
-            progress_bar=False, cwd=str(ROOT / "notebooks"),
+            progress_bar=False,
+            cwd=str(ROOT / "notebooks"),
         )
     assert not sentinel.exists(), "a parameter value was executed as code"
     assert "lang" in str(exc.value)  # rejected by params validation as a bad language value

@@ -23,8 +23,12 @@ def _err(msg: str) -> None:
 def _load_params(args: argparse.Namespace) -> Any:
     from fupan import params as fparams
 
-    overrides = {"data.source": getattr(args, "data", None), "as_of": getattr(args, "as_of", None),
-                 "lang": getattr(args, "lang", None), "seed": getattr(args, "seed", None)}
+    overrides = {
+        "data.source": getattr(args, "data", None),
+        "as_of": getattr(args, "as_of", None),
+        "lang": getattr(args, "lang", None),
+        "seed": getattr(args, "seed", None),
+    }
     return fparams.load(args.params, **overrides)
 
 
@@ -37,7 +41,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(ds.report.format())
     if not ds.report.ok:
         return EXIT_FAIL
-    print(f"ok: {', '.join(ds.report.present)} present; missing optional: {', '.join(ds.report.missing_optional) or 'none'}")
+    print(
+        f"ok: {', '.join(ds.report.present)} present; missing optional: {', '.join(ds.report.missing_optional) or 'none'}"
+    )
     return EXIT_OK
 
 
@@ -48,7 +54,9 @@ def cmd_review(args: argparse.Namespace, notebooks: list[str] | None = None) -> 
     if notebooks:
         params.notebooks = notebooks
     log = (lambda _m: None) if args.quiet else print
-    res = runner.run(params, args.params, reports_dir=args.out, log=log, name=getattr(args, "name", None))
+    res = runner.run(
+        params, args.params, reports_dir=args.out, log=log, name=getattr(args, "name", None)
+    )
     print(res.deck)
     if getattr(args, "pdf", False):
         from fupan import deck
@@ -64,11 +72,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from fupan import demo
 
-    truth = demo.generate(args.out, customers=args.customers, seed=args.seed, business_model=args.business_model,
-                          as_of=args.as_of, fmt=args.format)
+    truth = demo.generate(
+        args.out,
+        customers=args.customers,
+        seed=args.seed,
+        business_model=args.business_model,
+        as_of=args.as_of,
+        fmt=args.format,
+    )
     cal = truth.get("calibration", {})
-    print(f"wrote {args.customers:,} customers to {args.out} "
-          f"(core churn {cal.get('core_annual_churn', float('nan')):.1%}, seed {args.seed})")
+    print(
+        f"wrote {args.customers:,} customers to {args.out} "
+        f"(core churn {cal.get('core_annual_churn', float('nan')):.1%}, seed {args.seed})"
+    )
     return EXIT_OK
 
 
@@ -86,15 +102,26 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         yaml.safe_dump(stored, fh, allow_unicode=True)
         path = fh.name
     params = fparams.load(path)
-    files = fdata.find_source_files(params) if Path(params.resolve(params.data.source)).is_dir() else {}
+    files = (
+        fdata.find_source_files(params) if Path(params.resolve(params.data.source)).is_dir() else {}
+    )
     now = {p.name: fdata.sha256_file(p) for p in files.values() if p.exists()}
-    changed = sorted(k for k in set(manifest.get("inputs", {})) | set(now) if manifest["inputs"].get(k) != now.get(k))
+    changed = sorted(
+        k
+        for k in set(manifest.get("inputs", {})) | set(now)
+        if manifest["inputs"].get(k) != now.get(k)
+    )
     if changed and files:
         _err(f"warning: input fingerprints no longer match the manifest for: {', '.join(changed)}")
         if args.strict:
             return EXIT_FAIL
-    res = runner.run(params, path, reports_dir=args.out, name=args.name or f"{manifest['run']}-rerun",
-                     log=(lambda _m: None) if args.quiet else print)
+    res = runner.run(
+        params,
+        path,
+        reports_dir=args.out,
+        name=args.name or f"{manifest['run']}-rerun",
+        log=(lambda _m: None) if args.quiet else print,
+    )
     print(res.deck)
     return EXIT_OK
 
@@ -114,8 +141,18 @@ def cmd_monthly(args: argparse.Namespace) -> int:
 
     if args.month and (args.first or args.last):
         raise SystemExit(_usage("monthly", "use either --month or --from/--to, not both"))
-    return monthly.main(args.params, month=args.month, first=args.first, last=args.last, reports_dir=args.out,
-                        data=args.data, lang=args.lang, decks=args.decks, quiet=args.quiet, log_file=args.log)
+    return monthly.main(
+        args.params,
+        month=args.month,
+        first=args.first,
+        last=args.last,
+        reports_dir=args.out,
+        data=args.data,
+        lang=args.lang,
+        decks=args.decks,
+        quiet=args.quiet,
+        log_file=args.log,
+    )
 
 
 def _usage(command: str, message: str) -> int:
@@ -124,21 +161,31 @@ def _usage(command: str, message: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fupan", description="复盘 fupan: the customer-relationship review workbook")
+    p = argparse.ArgumentParser(
+        prog="fupan", description="复盘 fupan: the customer-relationship review workbook"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common(sp: argparse.ArgumentParser, default_params: str = "params/annual_review.yaml") -> None:
-        sp.add_argument("--params", default=default_params, help="YAML run definition (default: %(default)s)")
+    def common(
+        sp: argparse.ArgumentParser, default_params: str = "params/annual_review.yaml"
+    ) -> None:
+        sp.add_argument(
+            "--params", default=default_params, help="YAML run definition (default: %(default)s)"
+        )
         sp.add_argument("--data", help="override data.source (folder, .duckdb file or URL)")
         sp.add_argument("--as-of", dest="as_of", help="override as_of (YYYY-MM-DD)")
         sp.add_argument("--lang", choices=["zh", "en"], help="deck language")
         sp.add_argument("--seed", type=int, help="override the seed")
 
-    sp = sub.add_parser("review", help="validate, run every notebook, write reports/<run>/deck.html")
+    sp = sub.add_parser(
+        "review", help="validate, run every notebook, write reports/<run>/deck.html"
+    )
     common(sp)
     sp.add_argument("--out", help="reports folder (default: reports/)")
     sp.add_argument("--name", help="run folder name (default: <kind>-<as_of>)")
-    sp.add_argument("--pdf", action="store_true", help="also print the deck to deck.pdf (headless Chromium)")
+    sp.add_argument(
+        "--pdf", action="store_true", help="also print the deck to deck.pdf (headless Chromium)"
+    )
     sp.add_argument("--quiet", "-q", action="store_true")
     sp.set_defaults(func=cmd_review)
 
@@ -158,8 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="data/demo")
     sp.add_argument("--customers", type=int, default=5000)
     sp.add_argument("--seed", type=int, default=42)
-    sp.add_argument("--business-model", dest="business_model", choices=["contractual", "non_contractual"],
-                    default="non_contractual")
+    sp.add_argument(
+        "--business-model",
+        dest="business_model",
+        choices=["contractual", "non_contractual"],
+        default="non_contractual",
+    )
     sp.add_argument("--as-of", dest="as_of", default="2026-10-31")
     sp.add_argument("--format", choices=["csv", "parquet"], default="csv")
     sp.set_defaults(func=cmd_demo)
@@ -178,17 +229,39 @@ def build_parser() -> argparse.ArgumentParser:
         description="Render reports/monthly-YYYY-MM/ (as of the month end) and update reports/kpi_history.parquet. "
         "Exit codes: 0 ok, 1 failure, 3 success with an alert (for schedulers).",
     )
-    sp.add_argument("--month", type=_month_arg, help="YYYY-MM (default: the previous calendar month)")
-    sp.add_argument("--from", dest="first", type=_month_arg, help="backfill from this month (YYYY-MM)")
-    sp.add_argument("--to", dest="last", type=_month_arg, help="backfill to this month (default: the previous month)")
-    sp.add_argument("--decks", choices=["last", "all", "none"], default="last",
-                    help="backfill: render the deck for the last month (default), every month, or none")
-    sp.add_argument("--params", default="params/monthly.yaml", help="YAML run definition (default: %(default)s)")
+    sp.add_argument(
+        "--month", type=_month_arg, help="YYYY-MM (default: the previous calendar month)"
+    )
+    sp.add_argument(
+        "--from", dest="first", type=_month_arg, help="backfill from this month (YYYY-MM)"
+    )
+    sp.add_argument(
+        "--to",
+        dest="last",
+        type=_month_arg,
+        help="backfill to this month (default: the previous month)",
+    )
+    sp.add_argument(
+        "--decks",
+        choices=["last", "all", "none"],
+        default="last",
+        help="backfill: render the deck for the last month (default), every month, or none",
+    )
+    sp.add_argument(
+        "--params", default="params/monthly.yaml", help="YAML run definition (default: %(default)s)"
+    )
     sp.add_argument("--data", help="override data.source (folder, .duckdb file or URL)")
     sp.add_argument("--lang", choices=["zh", "en"], help="deck language")
     sp.add_argument("--out", help="reports folder (default: reports/); the KPI history lives there")
-    sp.add_argument("--quiet", "-q", action="store_true", help="print nothing unless an alert fired or the run failed")
-    sp.add_argument("--log", help="append timestamped progress, kernel output and errors to this file")
+    sp.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="print nothing unless an alert fired or the run failed",
+    )
+    sp.add_argument(
+        "--log", help="append timestamped progress, kernel output and errors to this file"
+    )
     sp.set_defaults(func=cmd_monthly)
     return p
 

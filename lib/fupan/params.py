@@ -40,7 +40,9 @@ class _Model(BaseModel):
 class DataSource(_Model):
     """Where the data comes from and how its columns map onto the contract."""
 
-    source: str = Field(description="folder of CSV/Parquet/xlsx files, a .duckdb file, or a database URL")
+    source: str = Field(
+        description="folder of CSV/Parquet/xlsx files, a .duckdb file, or a database URL"
+    )
     files: dict[str, str] = Field(
         default_factory=dict, description="table -> file name, when files are not named by table"
     )
@@ -51,10 +53,13 @@ class DataSource(_Model):
         default_factory=dict,
         description="table -> column -> {source value: contract value}, e.g. Chinese channel names",
     )
-    encoding: str = Field("auto", description="CSV encoding: auto (UTF-8, UTF-8-SIG, GB18030) or a codec")
+    encoding: str = Field(
+        "auto", description="CSV encoding: auto (UTF-8, UTF-8-SIG, GB18030) or a codec"
+    )
     sheet: str | int | None = Field(None, description="Excel sheet name or index (default: first)")
     header_row: int | None = Field(
-        None, description="0-based header row in Excel/CSV files; default: detected (title rows skipped)"
+        None,
+        description="0-based header row in Excel/CSV files; default: detected (title rows skipped)",
     )
     orphans: Literal["fail", "drop"] = Field(
         "drop", description="rows whose customer_id is not in customers: stop, or drop and report"
@@ -76,7 +81,9 @@ class Tiers(_Model):
     )
     # Annual-spend floors per tier (same order as ``order``; the last tier has floor 0).
     spend_floors: list[float] = [200_000, 50_000, 10_000, 0]
-    dormant_days: int = Field(365, description="no order for this long: dormant, whatever the spend")
+    dormant_days: int = Field(
+        365, description="no order for this long: dormant, whatever the spend"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Tiers:
@@ -93,9 +100,19 @@ class Tiers(_Model):
 class ChurnDefinition(_Model):
     """How churn is defined for this business."""
 
-    dormancy_days: int = Field(365, gt=0, description="non-contractual: no order for this long = churned")
+    dormancy_days: int = Field(
+        365, gt=0, description="non-contractual: no order for this long = churned"
+    )
     grace_days: int = Field(60, ge=0, description="contractual: days after end_date to renew")
-    reasons: list[str] = ["service", "price", "competitor", "no_contact", "product_fit", "relocation", "other"]
+    reasons: list[str] = [
+        "service",
+        "price",
+        "competitor",
+        "no_contact",
+        "product_fit",
+        "relocation",
+        "other",
+    ]
 
 
 class Format(_Model):
@@ -108,8 +125,12 @@ class Format(_Model):
 class Privacy(_Model):
     """Masking for decks and exports meant for wide circulation."""
 
-    mask_pii: bool = Field(False, description="replace customer names and ids by salted hashes in the deck")
-    salt: str | None = Field(None, description="masking key; the FUPAN_PII_SALT environment variable wins")
+    mask_pii: bool = Field(
+        False, description="replace customer names and ids by salted hashes in the deck"
+    )
+    salt: str | None = Field(
+        None, description="masking key; the FUPAN_PII_SALT environment variable wins"
+    )
 
 
 class Benchmarks(_Model):
@@ -144,21 +165,41 @@ class DiagnosisParams(_Model):
     )
     rfm_bins: int = Field(5, ge=2, le=10, description="RFM quantile scores run 1..rfm_bins (best)")
     value_quantile: float = Field(
-        0.5, gt=0, lt=1, description="value x potential: high value at or above this quantile of 12-month spend"
+        0.5,
+        gt=0,
+        lt=1,
+        description="value x potential: high value at or above this quantile of 12-month spend",
     )
     potential_cut: float = Field(
         0.0, ge=-1, le=1, description="high potential: spend trend (H2-H1)/(|H1|+|H2|) above this"
     )
-    coverage_days: int = Field(90, gt=0, description="touch coverage: touched within this many days")
-    min_exposure_days: int = Field(90, ge=1, description="touch policy judged on customers exposed this long")
-    stage_at_risk_days: int = Field(180, gt=0, description="funnel: no order for this long = at risk")
-    stage_trend_days: int = Field(180, gt=0, description="funnel: declining compares two windows this long")
-    stage_declining_ratio: float = Field(
-        0.5, gt=0, lt=1, description="funnel: declining when the last window's spend < ratio x the one before"
+    coverage_days: int = Field(
+        90, gt=0, description="touch coverage: touched within this many days"
     )
-    stage_active_orders: int = Field(2, ge=1, description="funnel: active with this many orders in the last year")
-    funnel_months: int = Field(12, ge=2, description="monthly stage snapshots for time spent per stage")
-    retention_quarters: int = Field(8, ge=1, description="retention curves: quarters after acquisition")
+    min_exposure_days: int = Field(
+        90, ge=1, description="touch policy judged on customers exposed this long"
+    )
+    stage_at_risk_days: int = Field(
+        180, gt=0, description="funnel: no order for this long = at risk"
+    )
+    stage_trend_days: int = Field(
+        180, gt=0, description="funnel: declining compares two windows this long"
+    )
+    stage_declining_ratio: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="funnel: declining when the last window's spend < ratio x the one before",
+    )
+    stage_active_orders: int = Field(
+        2, ge=1, description="funnel: active with this many orders in the last year"
+    )
+    funnel_months: int = Field(
+        12, ge=2, description="monthly stage snapshots for time spent per stage"
+    )
+    retention_quarters: int = Field(
+        8, ge=1, description="retention curves: quarters after acquisition"
+    )
 
 
 class WarningRule(_Model):
@@ -181,19 +222,26 @@ class HandDimension(_Model):
 def _default_rules() -> dict[str, WarningRule]:
     return {
         "spend_down": WarningRule(feature="spend_change_qoq", op="<=", threshold=-0.40),
-        "service_requests_down": WarningRule(feature="tickets_change_qoq", op="<=", threshold=-0.50),
+        "service_requests_down": WarningRule(
+            feature="tickets_change_qoq", op="<=", threshold=-0.50
+        ),
         "no_login_weeks": WarningRule(feature="weeks_without_login", op=">=", threshold=3),
         "detractor": WarningRule(feature="detractor", op=">=", threshold=1),
         "sla_breach": WarningRule(feature="sla_breaches_90d", op=">=", threshold=1),
-        "no_touch_after_repeat": WarningRule(feature="no_touch_after_first_repeat", op=">=", threshold=1),
+        "no_touch_after_repeat": WarningRule(
+            feature="no_touch_after_first_repeat", op=">=", threshold=1
+        ),
     }
 
 
 def _default_hand() -> dict[str, HandDimension]:
     return {
-        "need_fit": HandDimension(weight=0.3, metrics={"dim_need_fit": 1, "spend_change_qoq": 1, "orders_90d": 1}),
+        "need_fit": HandDimension(
+            weight=0.3, metrics={"dim_need_fit": 1, "spend_change_qoq": 1, "orders_90d": 1}
+        ),
         "resolution_efficiency": HandDimension(
-            weight=0.3, metrics={"median_first_response_days": -1, "open_tickets": -1, "dim_resolution": 1}
+            weight=0.3,
+            metrics={"median_first_response_days": -1, "open_tickets": -1, "dim_resolution": 1},
         ),
         "relationship_intimacy": HandDimension(
             weight=0.2, metrics={"dim_intimacy": 1, "touches_90d": 1, "days_since_touch": -1}
@@ -204,13 +252,31 @@ def _default_hand() -> dict[str, HandDimension]:
 
 def _default_reason_features() -> dict[str, list[str]]:
     return {
-        "service": ["median_first_response_days", "open_tickets", "sla_breaches_90d", "tickets_90d",
-                    "tickets_change_qoq", "csat_latest", "dim_resolution"],
+        "service": [
+            "median_first_response_days",
+            "open_tickets",
+            "sla_breaches_90d",
+            "tickets_90d",
+            "tickets_change_qoq",
+            "csat_latest",
+            "dim_resolution",
+        ],
         "price": ["spend_change_qoq", "spend_90d", "spend_365d", "orders_90d", "orders_365d"],
-        "no_contact": ["no_touch_after_first_repeat", "days_since_touch", "touches_30d", "touches_90d",
-                       "dim_intimacy"],
-        "product_fit": ["weeks_without_login", "logins_28d", "dim_need_fit", "nps_latest", "nps_change",
-                        "detractor"],
+        "no_contact": [
+            "no_touch_after_first_repeat",
+            "days_since_touch",
+            "touches_30d",
+            "touches_90d",
+            "dim_intimacy",
+        ],
+        "product_fit": [
+            "weeks_without_login",
+            "logins_28d",
+            "dim_need_fit",
+            "nps_latest",
+            "nps_change",
+            "detractor",
+        ],
     }
 
 
@@ -219,24 +285,43 @@ class ChurnParams(_Model):
 
     horizon_days: int = Field(90, gt=0, description="label: churned within H days after a snapshot")
     snapshot_months: int = Field(24, gt=1, description="monthly snapshots across the review window")
-    test_months: int = Field(6, gt=0, description="the latest snapshots are held out: models are judged on them")
+    test_months: int = Field(
+        6, gt=0, description="the latest snapshots are held out: models are judged on them"
+    )
     alert_volume: float = Field(0.10, gt=0, lt=1, description="share of customers flagged red")
-    amber_volume: float = Field(0.20, ge=0, lt=1, description="share flagged amber, beyond the red share")
+    amber_volume: float = Field(
+        0.20, ge=0, lt=1, description="share flagged amber, beyond the red share"
+    )
     target_precision: float | None = Field(
-        None, gt=0, lt=1,
+        None,
+        gt=0,
+        lt=1,
         description="if set, red = the largest alert volume whose training precision reaches this (overrides alert_volume)",
     )
-    lead_window_days: int = Field(180, gt=0, description="lead time: a flag counts this many days before churn")
-    first_repeat_touch_days: int = Field(7, ge=0, description="no_touch_after_first_repeat: the N-day window")
+    lead_window_days: int = Field(
+        180, gt=0, description="lead time: a flag counts this many days before churn"
+    )
+    first_repeat_touch_days: int = Field(
+        7, ge=0, description="no_touch_after_first_repeat: the N-day window"
+    )
     login_gap_cap_weeks: int = Field(12, gt=0, description="weeks_without_login is capped here")
     group_correlation: float = Field(
-        0.7, gt=0, le=1, description="metrics with |Spearman rho| above this are grouped (health weights, drivers)"
+        0.7,
+        gt=0,
+        le=1,
+        description="metrics with |Spearman rho| above this are grouped (health weights, drivers)",
     )
     max_model_customers: int = Field(
-        20_000, gt=0, description="models fit on snapshots of at most this many customers (a seeded sample)"
+        20_000,
+        gt=0,
+        description="models fit on snapshots of at most this many customers (a seeded sample)",
     )
-    permutation_rows: int = Field(10_000, gt=0, description="later-period rows used for permutation importance")
-    bootstrap: int = Field(200, ge=20, description="cluster-bootstrap replicates for AUC and precision intervals")
+    permutation_rows: int = Field(
+        10_000, gt=0, description="later-period rows used for permutation importance"
+    )
+    bootstrap: int = Field(
+        200, ge=20, description="cluster-bootstrap replicates for AUC and precision intervals"
+    )
     exclude_features: list[str] = Field(
         default_factory=lambda: ["tier"],
         description="features never used by the models; tier is today's tier (the data holds no tier history), "
@@ -265,27 +350,46 @@ class ChurnParams(_Model):
 class LtvParams(_Model):
     """Chapter 3: CLV models, LTV lost to churn, LTV at risk (``fupan.clv``)."""
 
-    margin: float = Field(0.30, gt=0, le=1, description="profit margin applied to spend and contract value")
+    margin: float = Field(
+        0.30, gt=0, le=1, description="profit margin applied to spend and contract value"
+    )
     discount_rate_annual: float = Field(0.10, ge=0, description="discount rate a year")
-    horizon_years: float = Field(3.0, gt=0, description="CLV counts value in the next this many years")
+    horizon_years: float = Field(
+        3.0, gt=0, description="CLV counts value in the next this many years"
+    )
     time_unit: Literal["D", "W", "M"] = Field("W", description="time unit of the transaction model")
     transaction_model: Literal["bgnbd", "pareto_nbd"] = Field(
-        "bgnbd", description="non-contractual purchases: BG/NBD, or Pareto/NBD (P(alive) < 1 for one-time buyers)"
+        "bgnbd",
+        description="non-contractual purchases: BG/NBD, or Pareto/NBD (P(alive) < 1 for one-time buyers)",
     )
     sbg_segment: Literal["tier", "cohort", "none"] = Field(
-        "tier", description="contractual: one sBG renewal model per tier, per start-year cohort, or pooled"
+        "tier",
+        description="contractual: one sBG renewal model per tier, per start-year cohort, or pooled",
     )
-    sbg_min_chains: int = Field(50, ge=1, description="segments with fewer contract chains use the pooled sBG")
-    sbg_min_churned: int = Field(5, ge=1, description="...or with fewer chains that ended unrenewed")
-    snapshot_months: int = Field(1, ge=1, le=12, description="lost LTV: snapshots this many months apart")
+    sbg_min_chains: int = Field(
+        50, ge=1, description="segments with fewer contract chains use the pooled sBG"
+    )
+    sbg_min_churned: int = Field(
+        5, ge=1, description="...or with fewer chains that ended unrenewed"
+    )
+    snapshot_months: int = Field(
+        1, ge=1, le=12, description="lost LTV: snapshots this many months apart"
+    )
     at_risk_p_alive: float = Field(
-        0.5, gt=0, lt=1, description="at risk without churn scores (non-contractual): P(alive) below this"
+        0.5,
+        gt=0,
+        lt=1,
+        description="at risk without churn scores (non-contractual): P(alive) below this",
     )
     at_risk_renewal_days: int = Field(
-        90, gt=0, description="at risk without churn scores (contractual): renewal decision within this many days"
+        90,
+        gt=0,
+        description="at risk without churn scores (contractual): renewal decision within this many days",
     )
     top_lost: int = Field(10, ge=1, description="largest lost accounts shown by name")
-    holdout_max_freq: int = Field(7, ge=1, description="model check: calibration frequencies pooled from here")
+    holdout_max_freq: int = Field(
+        7, ge=1, description="model check: calibration frequencies pooled from here"
+    )
 
 
 def _default_simulation_features() -> list[str]:
@@ -310,14 +414,23 @@ class SimulationParams(_Model):
         description="scenarios YAML beside the params file (fupan.scenarios); when the default "
         "name is absent there, the project's params/scenarios.yaml is used and the deck says so",
     )
-    bootstrap: int = Field(200, ge=10, description="bootstrap refits of the churn model (customers resampled)")
+    bootstrap: int = Field(
+        200, ge=10, description="bootstrap refits of the churn model (customers resampled)"
+    )
     interval: float = Field(0.90, gt=0.5, lt=1, description="coverage of the reported intervals")
     fit_months: int = Field(
-        24, ge=3, description="monthly snapshots the churn model is fitted on: the latest whose outcomes are fully known"
+        24,
+        ge=3,
+        description="monthly snapshots the churn model is fitted on: the latest whose outcomes are fully known",
     )
-    max_fit_customers: int = Field(20_000, gt=0, description="the model is fitted on at most this many customers (seeded)")
+    max_fit_customers: int = Field(
+        20_000, gt=0, description="the model is fitted on at most this many customers (seeded)"
+    )
     projection_months: int = Field(
-        12, ge=1, le=36, description="a customer's coming year is projected from her last N monthly snapshots"
+        12,
+        ge=1,
+        le=36,
+        description="a customer's coming year is projected from her last N monthly snapshots",
     )
     features: list[str] = Field(
         default_factory=_default_simulation_features,
@@ -325,15 +438,25 @@ class SimulationParams(_Model):
     )
     horizon_years: float = Field(1.0, gt=0, le=10, description="default scenario horizon")
     alpha: float = Field(0.05, gt=0, lt=0.5, description="pilot significance level (two-sided)")
-    power: float = Field(0.80, gt=0.5, lt=1, description="pilot power to detect the predicted effect")
+    power: float = Field(
+        0.80, gt=0.5, lt=1, description="pilot power to detect the predicted effect"
+    )
     go_uplift: float = Field(
-        0.20, gt=0, description="pilot go/no-go: roll out when the relative improvement is at least this"
+        0.20,
+        gt=0,
+        description="pilot go/no-go: roll out when the relative improvement is at least this",
     )
     pilot_max_months: int = Field(12, ge=1, le=36, description="longest pilot considered")
-    winback_pilot_months: int = Field(3, ge=1, le=24, description="win-back pilots observe reactivation this long")
-    rollout_months: int = Field(6, ge=1, description="roadmap: months from rollout to standardisation")
+    winback_pilot_months: int = Field(
+        3, ge=1, le=24, description="win-back pilots observe reactivation this long"
+    )
+    rollout_months: int = Field(
+        6, ge=1, description="roadmap: months from rollout to standardisation"
+    )
     sensitivity: list[float] = Field(
-        default_factory=lambda: [0.5, 1.5], min_length=2, max_length=2,
+        default_factory=lambda: [0.5, 1.5],
+        min_length=2,
+        max_length=2,
         description="tornado: ROI with the effect size scaled by these factors",
     )
 
@@ -345,26 +468,45 @@ class KpiParams(_Model):
     """
 
     trend_months: int = Field(24, ge=2, le=120, description="months shown in the trend charts")
-    survey_window_months: int = Field(3, ge=1, le=24, description="NPS and CSAT: responses in the trailing N months")
-    touch_window_months: int = Field(3, ge=1, le=24, description="touch coverage: touched in the trailing N months")
+    survey_window_months: int = Field(
+        3, ge=1, le=24, description="NPS and CSAT: responses in the trailing N months"
+    )
+    touch_window_months: int = Field(
+        3, ge=1, le=24, description="touch coverage: touched in the trailing N months"
+    )
     complete_lag_days: int = Field(
-        7, ge=0, description="a table whose latest row is more than this many days before month end may be incomplete"
+        7,
+        ge=0,
+        description="a table whose latest row is more than this many days before month end may be incomplete",
     )
     complete_silence_p: float = Field(
-        0.001, gt=0, lt=1, description="...and is, when so long a silence had less than this chance at its usual daily rate"
+        0.001,
+        gt=0,
+        lt=1,
+        description="...and is, when so long a silence had less than this chance at its usual daily rate",
     )
     complete_min_share: float = Field(
-        0.4, ge=0, le=1, description="rows in the month's last 14 days below this share of the usual volume: incomplete"
+        0.4,
+        ge=0,
+        le=1,
+        description="rows in the month's last 14 days below this share of the usual volume: incomplete",
     )
     complete_min_expected: float = Field(
-        30, ge=0, description="the volume rule applies only when at least this many rows were expected"
+        30,
+        ge=0,
+        description="the volume rule applies only when at least this many rows were expected",
     )
     at_risk_cadence_multiple: float = Field(
         2.0, gt=1, description="at risk: no order for this many times the customer's usual interval"
     )
-    at_risk_min_days: int = Field(60, ge=1, description="at risk: ...and for at least this many days")
+    at_risk_min_days: int = Field(
+        60, ge=1, description="at risk: ...and for at least this many days"
+    )
     at_risk_spend_drop: float = Field(
-        0.4, gt=0, lt=1, description="at risk: the last 90 days' spend fell by this share vs the 90 days before"
+        0.4,
+        gt=0,
+        lt=1,
+        description="at risk: the last 90 days' spend fell by this share vs the 90 days before",
     )
     alert_on: list[Literal["kpi", "new_red", "incomplete"]] = Field(
         default_factory=lambda: ["kpi", "new_red", "incomplete"],
@@ -375,7 +517,9 @@ class KpiParams(_Model):
         description="at-risk list and red band: the churn chapter's health score (health), the interim "
         "rules above (rules), or the health score when it is available (auto)",
     )
-    history_file: str = Field("kpi_history.parquet", description="KPI history, relative to the reports folder")
+    history_file: str = Field(
+        "kpi_history.parquet", description="KPI history, relative to the reports folder"
+    )
 
 
 class Params(_Model):
@@ -383,12 +527,15 @@ class Params(_Model):
 
     name: str = "fupan review"
     goals: dict[str, list[str]] = Field(
-        default_factory=dict, description="the review's goals per language, for the background slide"
+        default_factory=dict,
+        description="the review's goals per language, for the background slide",
     )
     kind: Literal["annual_review", "monthly"] = "annual_review"
     lang: Literal["zh", "en"] = "zh"
     as_of: dt.date
-    period_start: dt.date | None = Field(None, description="start of the review period (default: one year before as_of)")
+    period_start: dt.date | None = Field(
+        None, description="start of the review period (default: one year before as_of)"
+    )
     seed: int = 42
     business_model: Literal["contractual", "non_contractual"] = "non_contractual"
     engine: Literal["duckdb", "spark"] = "duckdb"
@@ -420,7 +567,9 @@ class Params(_Model):
     @model_validator(mode="after")
     def _derive(self) -> Params:
         if self.period_start is None:
-            object.__setattr__(self, "period_start", _years_before(self.as_of, 1) + dt.timedelta(days=1))
+            object.__setattr__(
+                self, "period_start", _years_before(self.as_of, 1) + dt.timedelta(days=1)
+            )
         if self.period_start >= self.as_of:
             raise ValueError(f"period_start {self.period_start} must be before as_of {self.as_of}")
         return self
@@ -444,7 +593,9 @@ def _years_before(d: dt.date, years: int) -> dt.date:
 
 def _nearest(name: str, options: list[str]) -> str:
     near = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
-    return f" — did you mean '{near[0]}'?" if near else f" — valid keys: {', '.join(sorted(options))}"
+    return (
+        f" — did you mean '{near[0]}'?" if near else f" — valid keys: {', '.join(sorted(options))}"
+    )
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -552,5 +703,7 @@ def dump(params: Params) -> dict[str, Any]:
 
     out = params.model_dump(mode="json")
     # A database URL may carry a password: manifests are shared, credentials are not.
-    out["data"]["source"] = re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", params.resolve(params.data.source))
+    out["data"]["source"] = re.sub(
+        r"(://[^:/@]+):[^@]*@", r"\1:***@", params.resolve(params.data.source)
+    )
     return out
