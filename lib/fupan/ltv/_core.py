@@ -167,6 +167,75 @@ def compress_rows(*columns: np.ndarray, weights: np.ndarray) -> tuple[list[np.nd
     return cols, grouped["w"].to_numpy(dtype=float)
 
 
+def dot(u: np.ndarray, v: np.ndarray) -> float:
+    """``sum(u * v)`` by einsum: a BLAS dot product (``@``) may start threads that stall
+    badly on a busy machine, and likelihood sums run many times per fit."""
+    return float(np.einsum("i,i->", u, v))
+
+
+def group_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values and each row's index into them, like ``np.unique(...,
+    return_inverse=True)``, without sorting when the values are small whole numbers
+    (purchase counts): a counting pass instead of an O(n log n) sort."""
+    if values.size and values.min() >= 0 and values.max() <= 4 * values.size + 1024:
+        ints = values.astype(np.int64)
+        if np.array_equal(ints, values):
+            present = np.bincount(ints) > 0
+            remap = np.cumsum(present) - 1
+            return np.flatnonzero(present).astype(float), remap[ints]
+    uniq, inverse = np.unique(values, return_inverse=True)
+    return uniq, inverse.reshape(-1)
+
+
+#: Rows above which a fit first runs on a sample to find a starting point.
+WARM_START_ROWS = 30_000
+
+
+def warm_start(
+    make_fgh: Callable[..., Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]],
+    columns: Sequence[np.ndarray],
+    weights: np.ndarray,
+    theta0: np.ndarray,
+    rows: int = 10_000,
+) -> np.ndarray:
+    """A starting point from a fit on a fixed pseudo-random sample of rows.
+
+    On large data almost all of Newton's iterations are spent walking from the generic
+    start to the optimum; doing that walk on a sample leaves two or three full-data
+    iterations. The sample only chooses where the full fit starts, so the estimates are
+    the full-data maximum either way (same seed, same start, same result).
+    """
+    n = weights.size
+    if n <= WARM_START_ROWS:
+        return theta0
+    idx = np.sort(np.random.default_rng(0).choice(n, rows, replace=False))
+    w = weights[idx]
+    res = newton_minimize(make_fgh(*(c[idx] for c in columns), w), theta0, float(w.sum()))
+    return np.asarray(res.x, dtype=float) if res.converged else theta0
+
+
+def maybe_compress(
+    *columns: np.ndarray, weights: np.ndarray, sample: int = 20_000
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Collapse identical rows when that pays, else only drop zero-weight rows.
+
+    Collapsing costs a hash group-by over every row; it pays when times are whole periods
+    (many customers share a row) and is wasted when they are fractional (nearly every row
+    is distinct). A fixed pseudo-random sample of rows decides: if at least a tenth of the
+    sampled rows repeat, the full data is collapsed. Either way the likelihood is the same.
+    """
+    n = columns[0].size
+    if n > sample:
+        idx = np.random.default_rng(0).choice(n, sample, replace=False)
+        probe = pd.DataFrame({f"c{i}": c[idx] for i, c in enumerate(columns)})
+        if (~probe.duplicated()).sum() > 0.9 * sample:
+            keep = weights > 0
+            if keep.all():
+                return list(columns), weights
+            return [c[keep] for c in columns], weights[keep]
+    return compress_rows(*columns, weights=weights)
+
+
 def unique_map(
     columns: Sequence[np.ndarray], fn: Callable[..., np.ndarray | tuple[np.ndarray, ...]]
 ) -> Any:
@@ -289,6 +358,46 @@ def maximize_loglik(
     return res
 
 
+def newton_minimize(
+    fgh: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]],
+    theta0: np.ndarray,
+    scale: float,
+    max_iter: int = 200,
+) -> optimize.OptimizeResult:
+    """Minimise a total negative log-likelihood with its exact gradient and Hessian.
+
+    A trust-region Newton method (scipy's ``trust-exact``) needs a handful of iterations
+    where a quasi-Newton method needs dozens of function evaluations, and every
+    evaluation here is a pass over all customers: this is what makes large fits fast. The
+    objective is divided by ``scale`` so the tolerance does not depend on the data size.
+    """
+    cache: dict[bytes, tuple[float, np.ndarray, np.ndarray]] = {}
+
+    def parts(th: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        key = th.tobytes()
+        if key not in cache:
+            cache.clear()  # the method asks for f, g and H at one point at a time
+            with np.errstate(all="ignore"):
+                f, g, H = fgh(th)
+            if not (np.isfinite(f) and np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
+                f, g, H = np.inf, np.zeros_like(th), np.eye(th.size)
+            cache[key] = (f / scale, g / scale, H / scale)
+        return cache[key]
+
+    res = optimize.minimize(
+        lambda th: parts(th)[:2],
+        theta0,
+        jac=True,
+        hess=lambda th: parts(th)[2],
+        method="trust-exact",
+        options={"gtol": GRAD_TOL / 1000, "maxiter": max_iter},
+    )
+    f, g, _ = parts(np.asarray(res.x, dtype=float))
+    res.grad_max = float(np.max(np.abs(g))) if np.isfinite(f) else np.inf
+    res.converged = bool(res.grad_max <= GRAD_TOL and np.isfinite(f))
+    return res
+
+
 class ParametricLTVModel:
     """Base for the fitted-by-maximum-likelihood LTV models (positive parameters)."""
 
@@ -323,8 +432,15 @@ class ParametricLTVModel:
         theta0: np.ndarray,
         n_obs: float,
         negll_grad: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None,
+        negll_hess: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]] | None = None,
     ) -> None:
-        res = maximize_loglik(negll, theta0, n_obs, negll_grad, self.max_iter)
+        res = None
+        if negll_hess is not None:
+            res = newton_minimize(negll_hess, theta0, n_obs, self.max_iter)
+            if not res.converged:  # e.g. a start far out on a flat ridge: the slower, surer path
+                res = None
+        if res is None:
+            res = maximize_loglik(negll, theta0, n_obs, negll_grad, self.max_iter)
         theta = np.asarray(res.x, dtype=float)
         self.optimizer_result_ = res
         self.converged_ = bool(res.converged)
@@ -336,9 +452,13 @@ class ParametricLTVModel:
                 RuntimeWarning,
                 stacklevel=3,
             )
-        self.log_likelihood_ = -float(negll(theta))
-        grad = (lambda th: negll_grad(th)[1]) if negll_grad is not None else None
-        H = numerical_hessian(negll, theta, grad)
+        if negll_hess is not None:
+            f_opt, _, H = negll_hess(theta)
+            self.log_likelihood_ = -float(f_opt)
+        else:
+            self.log_likelihood_ = -float(negll(theta))
+            grad = (lambda th: negll_grad(th)[1]) if negll_grad is not None else None
+            H = numerical_hessian(negll, theta, grad)
         try:
             cov_theta = np.linalg.inv(H)
             ok = np.all(np.linalg.eigvalsh(H) > 0)
@@ -423,9 +543,8 @@ def split_rfm_frame(
 
 
 def wsum(weights: np.ndarray, values: np.ndarray) -> float:
-    """``sum(weights * values)`` without BLAS: a BLAS dot product may start threads that
-    stall badly on a busy machine, and these sums are evaluated hundreds of times per fit."""
-    return float(np.sum(weights * values))
+    """``sum(weights * values)``; see :func:`dot`."""
+    return dot(weights, values)
 
 
 def log1mexp(x: np.ndarray) -> np.ndarray:

@@ -9,19 +9,24 @@ easy way: an alternative to the Pareto/NBD model", Marketing Science 24(2), 275-
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
+from scipy.special import betaln, digamma, expit, gammaln, hyp2f1, polygamma
 
 from ._core import (
     ParametricLTVModel,
     check_rfm,
-    compress_rows,
+    dot,
+    group_codes,
+    maybe_compress,
     resolve_time_unit,
     split_rfm_frame,
     to_model_time,
     unique_map,
+    warm_start,
     wrap_like,
     wsum,
 )
@@ -76,6 +81,102 @@ def _cond_bracket(
         out = np.array(out, dtype=float)
         out[bad] = -np.expm1((r + xb) * (np.log(sb) - np.log(sb + p * tb))) / (a - 1)
     return out
+
+
+def _negll_hess(
+    x: np.ndarray, tx: np.ndarray, T: np.ndarray, w: np.ndarray
+) -> Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]:
+    """Negative log-likelihood with its exact gradient and Hessian in log-parameters.
+
+    Written for speed on millions of rows: per row, ``ll = g(x) + r log alpha + B(x)
+    - (r+x) log(alpha+T) + softplus(d)`` with ``d = log(a/(b+x-1)) + (r+x) log((alpha+T) /
+    (alpha+t_x))`` (FHL 2005, eq. 6 rearranged); everything that depends on ``x`` alone is
+    evaluated once per distinct ``x``. Customers with ``x = 0`` contribute only
+    ``r log(alpha / (alpha+T))``.
+    """
+    zero = x == 0
+    T0, w0 = T[zero], w[zero]
+    W0sum = float(w0.sum())
+    xp, txp, Tp, wp = x[~zero], tx[~zero], T[~zero], w[~zero]
+    ux, ix = group_codes(xp)
+    Wx = np.bincount(ix, weights=wp, minlength=ux.size)
+    Wpos = float(Wx.sum())
+    wx = wp * xp
+
+    def seg(values: np.ndarray) -> np.ndarray:
+        return np.bincount(ix, weights=values, minlength=ux.size)
+
+    def fgh(theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        r, alpha, a, b = np.exp(theta)
+        la = math.log(alpha)
+        g = np.zeros(4)
+        H = np.zeros((4, 4))
+        # customers without repeat purchases
+        l0 = np.log(alpha + T0)
+        u0 = 1.0 / (alpha + T0)
+        wu0 = dot(w0, u0)
+        ll = W0sum * r * la - r * dot(w0, l0)
+        g[0] = W0sum * la - dot(w0, l0)
+        g[1] = W0sum * r / alpha - r * wu0
+        H[0, 1] = W0sum / alpha - wu0
+        H[1, 1] = -W0sum * r / alpha**2 + r * dot(w0, u0 * u0)
+        if xp.size:
+            # per distinct x
+            bx1 = b + ux - 1
+            gl = gammaln(r + ux) - gammaln(r)
+            B2 = betaln(a, b + ux) - betaln(a, b)
+            psi_ab, psi_abx = digamma(a + b), digamma(a + b + ux)
+            tri_ab, tri_abx = polygamma(1, a + b), polygamma(1, a + b + ux)
+            cx = math.log(a) - np.log(bx1)
+            # per row
+            uT = 1.0 / (alpha + Tp)
+            utx = 1.0 / (alpha + txp)
+            LT = np.log(alpha + Tp)
+            D = np.log(utx * (alpha + Tp))
+            rx = r + xp
+            d = cx[ix] + rx * D
+            # logistic and softplus from one exp: softplus(d) = d - log(expit(d)); d is
+            # clipped where expit underflows (softplus is then 0 to double precision)
+            np.maximum(d, -700.0, out=d)
+            s_ = 1.0 / (1.0 + np.exp(-d))
+            sp = d - np.log(s_)
+            ws = wp * s_
+            wv = ws * (1.0 - s_)
+            E = uT - utx
+            G = rx * E
+            wvD, wvG = wv * D, wv * G
+            S, V, VD, VG = seg(ws), seg(wv), seg(wvD), seg(wvG)
+            wLT = dot(wp, LT)
+            wrxuT = dot(wp * rx, uT)
+            ll += dot(Wx, gl + B2) + Wpos * r * la - r * wLT - dot(wx, LT) + dot(wp, sp)
+            g[0] += dot(Wx, digamma(r + ux) - digamma(r)) + Wpos * la - wLT + dot(ws, D)
+            g[1] += Wpos * r / alpha - wrxuT + dot(ws, G)
+            g[2] += dot(Wx, psi_ab - psi_abx) + float(S.sum()) / a
+            B2_b = digamma(b + ux) - psi_abx - digamma(b) + psi_ab
+            g[3] += dot(Wx, B2_b) - dot(S, 1.0 / bx1)
+            H[0, 0] += dot(Wx, polygamma(1, r + ux) - polygamma(1, r)) + dot(wvD, D)
+            H[0, 1] += Wpos / alpha - dot(wp, uT) + dot(ws, E) + dot(wvD, G)
+            # d2/dalpha2 of -(r+x) log(alpha+T) + s d: (r+x) uT^2 - s (r+x)(uT^2 - utx^2)
+            H[1, 1] += (
+                -Wpos * r / alpha**2 + dot(wp * rx, uT * uT) - dot(ws, G * (uT + utx)) + dot(wvG, G)
+            )
+            H[0, 2] = float(VD.sum()) / a
+            H[0, 3] = -dot(VD, 1.0 / bx1)
+            H[1, 2] = float(VG.sum()) / a
+            H[1, 3] = -dot(VG, 1.0 / bx1)
+            B2_ab = tri_ab - tri_abx
+            H[2, 2] = dot(Wx, B2_ab) + (float(V.sum()) - float(S.sum())) / a**2
+            H[2, 3] = dot(Wx, B2_ab) - dot(V, 1.0 / bx1) / a
+            B2_bb = polygamma(1, b + ux) - tri_abx - polygamma(1, b) + tri_ab
+            H[3, 3] = dot(Wx, B2_bb) + dot(S + V, 1.0 / bx1**2)
+        H = np.triu(H) + np.triu(H, 1).T
+        p = np.array([r, alpha, a, b])
+        # to log-parameters: d/dtheta = p d/dp; d2/dtheta2 = P H P + diag(p g)
+        g_t = p * g
+        H_t = H * np.outer(p, p) + np.diag(g_t)
+        return -ll, -g_t, -H_t
+
+    return fgh
 
 
 class BetaGeo(ParametricLTVModel):
@@ -152,7 +253,7 @@ class BetaGeo(ParametricLTVModel):
         self.time_unit_ = resolve_time_unit(time_unit, frequency)
         frequency, recency, T, weights = split_rfm_frame(frequency, recency, T, weights)
         x, tx, T_, w = check_rfm(frequency, recency, T, weights)
-        (x, tx, T_), w = compress_rows(x, tx, T_, weights=w)
+        (x, tx, T_), w = maybe_compress(x, tx, T_, weights=w)
         self.n_unique_ = int(x.size)
         ux, ix = np.unique(x, return_inverse=True)
         pos_u = ux > 0
@@ -198,7 +299,10 @@ class BetaGeo(ParametricLTVModel):
         mean_x = float(wsum(w, x) / w.sum())
         mean_T = float(wsum(w, T_) / w.sum())
         guess = {"r": 1.0, "alpha": mean_T / max(mean_x, 0.05), "a": 1.0, "b": 2.0}
-        self._fit_params(negll, self._start(guess), float(w.sum()), negll_grad)
+        theta0 = self._start(guess)
+        if not self.initial_params:
+            theta0 = warm_start(_negll_hess, (x, tx, T_), w, theta0)
+        self._fit_params(negll, theta0, float(w.sum()), negll_grad, _negll_hess(x, tx, T_, w))
         return self
 
     # -- predictions ---------------------------------------------------------------------

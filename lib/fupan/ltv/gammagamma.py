@@ -11,21 +11,26 @@ P. S. Fader and B. G. S. Hardie (2013), "The Gamma-Gamma model of monetary value
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import digamma, gammaln
+from scipy.special import digamma, gammaln, polygamma
 
 from ._core import (
     ParametricLTVModel,
     as_float_array,
     check_rfm,
     check_weights,
-    compress_rows,
+    dot,
+    group_codes,
+    maybe_compress,
     normalize_unit,
     unique_map,
     unit_ratio,
+    warm_start,
     where,
     wrap_like,
     wsum,
@@ -47,6 +52,62 @@ def gamma_gamma_loglik(params: dict[str, float], frequency: Any, monetary: Any) 
         + px * np.log(x)
         - (px + q) * np.log(v + x * z)
     )
+
+
+def _negll_hess(
+    x: np.ndarray, z: np.ndarray, w: np.ndarray
+) -> Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]:
+    """Negative log-likelihood with exact gradient and Hessian in log-parameters.
+
+    Only ``log(v + x zbar)`` has to be evaluated per customer at each step: the terms in
+    ``gammaln(p x + q)`` depend on ``x`` alone (evaluated once per distinct frequency) and
+    ``(p x - 1) log zbar + p x log x`` is linear in ``p`` (two constant sums).
+    """
+    ux, inv = group_codes(x)
+    Wx = np.bincount(inv, weights=w, minlength=ux.size)
+    W = float(Wx.sum())
+    y = x * z
+    wx = w * x
+    c1 = dot(wx, np.log(z) + np.log(x))
+    c2 = dot(w, np.log(z))
+
+    def fgh(theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        p, q, v = np.exp(theta)
+        pq = p * ux + q
+        L = np.log(v + y)
+        u = 1.0 / (v + y)
+        u2 = u * u
+        wxL, wL = dot(wx, L), dot(w, L)
+        wxu, wu = dot(wx, u), dot(w, u)
+        ll = (
+            dot(Wx, gammaln(pq) - gammaln(p * ux))
+            + W * (q * math.log(v) - float(gammaln(q)))
+            + p * c1
+            - c2
+            - p * wxL
+            - q * wL
+        )
+        psi_pq, tri_pq = digamma(pq), polygamma(1, pq)
+        g = np.array(
+            [
+                dot(Wx, ux * (psi_pq - digamma(p * ux))) + c1 - wxL,
+                dot(Wx, psi_pq) - W * float(digamma(q)) + W * math.log(v) - wL,
+                W * q / v - p * wxu - q * wu,
+            ]
+        )
+        H = np.empty((3, 3))
+        H[0, 0] = dot(Wx, ux * ux * (tri_pq - polygamma(1, p * ux)))
+        H[0, 1] = H[1, 0] = dot(Wx, ux * tri_pq)
+        H[1, 1] = dot(Wx, tri_pq) - W * float(polygamma(1, q))
+        H[0, 2] = H[2, 0] = -wxu
+        H[1, 2] = H[2, 1] = W / v - wu
+        H[2, 2] = -W * q / v**2 + p * dot(wx, u2) + q * dot(w, u2)
+        par = np.array([p, q, v])
+        g_t = par * g
+        H_t = H * np.outer(par, par) + np.diag(g_t)
+        return -ll, -g_t, -H_t
+
+    return fgh
 
 
 class GammaGamma(ParametricLTVModel):
@@ -124,7 +185,7 @@ class GammaGamma(ParametricLTVModel):
                 "Filter them (e.g. summary[summary.monetary > 0]) before fitting."
             )
         self.n_excluded_ = float(w[~keep].sum())
-        (x, z), w = compress_rows(x[keep], z[keep], weights=w[keep])
+        (x, z), w = maybe_compress(x[keep], z[keep], weights=w[keep])
         if w.sum() == 0:
             raise ValueError("no customer has a repeat purchase: nothing to fit")
         self.n_unique_ = int(x.size)
@@ -152,8 +213,15 @@ class GammaGamma(ParametricLTVModel):
 
         mean_z = float(wsum(w, z) / w.sum())
         guess = {"p": 1.0, "q": 2.0, "v": mean_z}
+        theta0 = self._start(guess)
+        if not self.initial_params:
+            theta0 = warm_start(_negll_hess, (x, z), w, theta0)
         self._fit_params(
-            lambda th: negll_grad(th)[0], self._start(guess), float(w.sum()), negll_grad
+            lambda th: negll_grad(th)[0],
+            theta0,
+            float(w.sum()),
+            negll_grad,
+            _negll_hess(x, z, w),
         )
         return self
 
