@@ -128,6 +128,17 @@ def test_cli_validate_exit_codes(tmp_path, tiny_params):
     assert "customers.acquired_at" in out.stdout and "missing" in out.stdout
 
 
+def test_cli_data_path_is_relative_to_the_shell_folder(tmp_path, tiny_params, tiny_data):
+    # `--data exports/` typed in a shell means that shell's folder, not the params file's
+    out = subprocess.run(
+        [FUPAN, "validate", "--params", str(tiny_params), "--data", "."],
+        capture_output=True,
+        text=True,
+        cwd=tiny_data,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 def test_cli_bad_params_exit_1_with_message(tmp_path):
     p = tmp_path / "p.yaml"
     p.write_text("as_of: 2026-10-31\nbenchmarks_file: null\ndata: {source: x}\nlangauge: en\n")

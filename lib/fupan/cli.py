@@ -23,8 +23,12 @@ def _err(msg: str) -> None:
 def _load_params(args: argparse.Namespace) -> Any:
     from fupan import params as fparams
 
+    source = getattr(args, "data", None)
+    if source and "://" not in source:
+        # A path typed on the command line means the shell's folder, not the params file's.
+        source = str(Path(source).expanduser().resolve())
     overrides = {
-        "data.source": getattr(args, "data", None),
+        "data.source": source,
         "as_of": getattr(args, "as_of", None),
         "lang": getattr(args, "lang", None),
         "seed": getattr(args, "seed", None),
