@@ -3,24 +3,77 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+#: Tables longer than this get the CSV only. A workbook is for reading and filtering by
+#: hand; a 100,000-row table is for analysis tools, and writing it as .xlsx costs seconds
+#: per table (Excel itself stops at 1,048,576 rows).
+XLSX_MAX_ROWS = 50_000
 
-def write(df: pd.DataFrame, run_dir: str | Path | None, name: str, xlsx: bool = True) -> list[Path]:
-    """Write ``exports/<name>.csv`` (UTF-8 with BOM, so Excel reads Chinese) and ``.xlsx``."""
+
+def export_dir(run_dir: str | Path | None) -> Path:
     base = Path(run_dir) if run_dir else Path(tempfile.gettempdir()) / "fupan-scratch"
     out = base / "exports"
     out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def write(
+    df: pd.DataFrame, run_dir: str | Path | None, name: str, xlsx: bool = True
+) -> list[Path]:
+    """Write ``exports/<name>.csv`` (UTF-8 with BOM, so Excel reads Chinese) and, for tables
+    of at most :data:`XLSX_MAX_ROWS` rows, ``exports/<name>.xlsx``."""
+    out = export_dir(run_dir)
     paths = [out / f"{name}.csv"]
     df.to_csv(paths[0], index=False, encoding="utf-8-sig")
-    if xlsx:
-        paths.append(out / f"{name}.xlsx")
-        frame = df.copy()
-        for col in frame.columns:
-            # Excel has no time zones; naive timestamps keep the wall-clock value.
-            if isinstance(frame[col].dtype, pd.DatetimeTZDtype):
-                frame[col] = frame[col].dt.tz_localize(None)
-        frame.to_excel(paths[1], index=False, engine="openpyxl")
+    stale = out / f"{name}.xlsx"
+    if xlsx and len(df) <= XLSX_MAX_ROWS:
+        paths.append(stale)
+        write_workbook(stale, {"Sheet1": df})
+    elif stale.exists():  # never leave a workbook that no longer matches its CSV
+        stale.unlink()
     return paths
+
+
+def _column(col: pd.Series) -> list[Any]:
+    """A column as values openpyxl writes as Excel would show them: blanks for missing
+    values, naive datetimes (Excel has no time zones; the wall-clock value is kept), plain
+    Python numbers. Converted per column, not per cell: this is most of the writing time."""
+    if isinstance(col.dtype, pd.DatetimeTZDtype):
+        col = col.dt.tz_localize(None)
+    if pd.api.types.is_datetime64_any_dtype(col.dtype):
+        return [None if v is pd.NaT else v.to_pydatetime() for v in col]
+    if pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
+        values = col.to_numpy(dtype=object, na_value=None)
+        if pd.api.types.is_float_dtype(col.dtype):
+            return [None if v is None or v != v else v for v in values.tolist()]
+        return values.tolist()
+    out = col.astype(object).where(col.notna(), None).tolist()
+    return [str(v) if isinstance(v, list | tuple | dict | set) else v for v in out]
+
+
+def _rows(df: pd.DataFrame) -> Iterable[tuple[Any, ...]]:
+    yield tuple(str(c) for c in df.columns)
+    yield from zip(*(_column(df.iloc[:, i]) for i in range(df.shape[1])), strict=True)
+
+
+def write_workbook(path: Path, sheets: Mapping[str, pd.DataFrame]) -> Path:
+    """Write one sheet per frame (header row, no index) with openpyxl's write-only mode.
+
+    Write-only streams rows to the file: pandas' ``ExcelWriter`` keeps every cell as an
+    object and looks every sheet up by name per call, which took minutes for a workbook
+    with a sheet per account manager at 100,000 customers.
+    """
+    from openpyxl import Workbook
+
+    wb = Workbook(write_only=True)
+    for name, frame in sheets.items():
+        ws = wb.create_sheet(str(name)[:31])
+        for row in _rows(frame):
+            ws.append(row)
+    wb.save(path)
+    return path

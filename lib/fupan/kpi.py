@@ -1950,12 +1950,13 @@ def export_at_risk(
     xlsx = paths[0].with_suffix(".xlsx")
     manager = i18n.t("kpi.col.account_manager", lang)
     used: set[str] = set()
-    with pd.ExcelWriter(xlsx, engine="openpyxl") as xw:
-        frame.to_excel(xw, sheet_name=_sheet_name(i18n.t("kpi.sheet.all", lang), used), index=False)
-        groups = frame.groupby(manager, sort=True, dropna=False) if manager in frame.columns else []
-        for am, part in groups:
-            label = am if isinstance(am, str) and am else "-"
-            part.to_excel(xw, sheet_name=_sheet_name(label, used), index=False)
+    sheets = {_sheet_name(i18n.t("kpi.sheet.all", lang), used): frame}
+    groups = frame.groupby(manager, sort=True, dropna=False) if manager in frame.columns else []
+    for am, part in groups:
+        label = am if isinstance(am, str) and am else "-"
+        sheets[_sheet_name(label, used)] = part
+    # The at-risk workbook is the account managers' work list: written at any length.
+    exports.write_workbook(xlsx, sheets)
     return [*paths, xlsx]
 
 
