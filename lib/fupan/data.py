@@ -16,19 +16,20 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pandas as pd
 
 from fupan.params import Params
 from fupan.schema import TABLES, Column, Table
-from fupan.validation import DataValidationError, ValidationReport
+from fupan.validation import DataValidationError, Severity, ValidationReport
 
 warnings.filterwarnings("ignore", message=".*infer_string.*")
 
@@ -39,6 +40,10 @@ _TRUE = ("true", "t", "1", "yes", "y", "是", "对", "true.")
 _FALSE = ("false", "f", "0", "no", "n", "否", "错")
 # Header cells like "客户编号 " or "\ufeffcustomer_id" are normal in CRM exports.
 _HEADER_JUNK = re.compile(r"^[\s\ufeff\"']+|[\s\"']+$")
+# DuckDB's per-file row counter column of read_parquet.
+_FILE_ROW = "file_row_number"
+# Catalog name of an attached DuckDB file source while it is read.
+_SOURCE_DB = "fupan_source"
 
 
 @dataclass
@@ -213,10 +218,35 @@ class _RawTable:
     note: str = ""
 
 
+def _sql_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _create_temp_view(con: Any, name: str, expr: ir.Table) -> None:
+    # Staging objects are temporary: they never reach the staged database file.
+    con.raw_sql(f"CREATE OR REPLACE TEMP VIEW {_sql_name(name)} AS {con.compile(expr)}")
+
+
+def _materialise(con: Any, name: str, expr: ir.Table, temp: bool) -> ir.Table:
+    """Write ``expr`` once as a table: temporary (in memory, spills to disk) or staged."""
+    kind = "TEMP TABLE" if temp else "TABLE"
+    con.raw_sql(f"CREATE OR REPLACE {kind} {_sql_name(name)} AS {con.compile(expr)}")
+    return con.table(name)
+
+
 def _stage_raw_file(
     con: Any, table: Table, path: Path, params: Params, tmp: Path, report: ValidationReport
 ) -> _RawTable | None:
-    """Read one file into ``raw_<table>`` with every column as text and a source row number."""
+    """Expose one file as ``raw_<table>`` with a source row number ``_row``.
+
+    Text formats arrive with every column as text. Parquet keeps its own column types: the
+    typing step reads a column that already has the contract's type as it is and parses the
+    others from their text form, so both give the same values.
+    """
     raw_name = f"raw_{table.name}"
     suffix = path.suffix.lower()
     if suffix in (".xlsx", ".xlsm"):
@@ -225,13 +255,21 @@ def _stage_raw_file(
         header_line = header_row + 1
         frame.insert(0, "_row", range(header_line + 1, header_line + 1 + len(frame)))
         frame = frame.dropna(how="all", subset=[c for c in frame.columns if c != "_row"])
-        con.create_table(raw_name, ibis.memtable(frame), overwrite=True)
+        con.create_table(raw_name, frame, temp=True, overwrite=True)
         return _RawTable(table.name, str(path), header_line)
     if suffix in (".parquet", ".pq"):
         src = con.read_parquet(str(path), table_name=f"src_{table.name}")
-        cols = {_normalise_header(c): src[c].cast("string") for c in src.columns}
-        expr = src.select(**cols).mutate(_row=ibis.row_number() + 1)
-        con.create_view(raw_name, expr, overwrite=True)
+        if _FILE_ROW not in src.columns:
+            # The reader's own row counter runs in parallel; a window row_number() would
+            # funnel the whole table through one thread.
+            src = con.read_parquet(str(path), table_name=f"src_{table.name}", file_row_number=True)
+            row = src[_FILE_ROW] + 1
+        else:
+            row = ibis.row_number() + 1
+        cols = {_normalise_header(c): src[c] for c in src.columns if c != _FILE_ROW}
+        if _FILE_ROW in cols:
+            cols[_FILE_ROW] = src[_FILE_ROW]
+        _create_temp_view(con, raw_name, src.select(**cols, _row=row))
         return _RawTable(table.name, str(path), 0)
     # CSV / TXT
     codec = detect_encoding(path, params.data.encoding)
@@ -264,7 +302,7 @@ def _stage_raw_file(
         )
         cols = {_normalise_header(c): src[c] for c in src.columns}
         expr = src.select(**cols).mutate(_row=ibis.row_number() + 2 + skip)
-        con.create_view(raw_name, expr, overwrite=True)
+        _create_temp_view(con, raw_name, expr)
     except Exception as exc:  # noqa: BLE001 - DuckDB raises many kinds; report them all the same way
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         detail = "; ".join(ln for ln in lines[:3])
@@ -281,14 +319,42 @@ def _stage_raw_file(
     return _RawTable(table.name, str(path), 1 + skip)
 
 
+def _kept_natively(dtype: dt.DataType) -> bool:
+    """Column types another backend hands over as they are (the others arrive as its text)."""
+    return (
+        dtype.is_string()
+        or dtype.is_date()
+        or dtype.is_float64()
+        or dtype.is_boolean()
+        or (dtype.is_integer() and not dtype.is_uint64())
+        or (dtype.is_timestamp() and dtype.timezone is None)
+    )
+
+
 def _stage_raw_from_backend(con: Any, other: Any, table: Table, name: str) -> None:
-    """Copy a table from another Ibis backend (DuckDB file, database URL) as text."""
+    """Copy a table from another Ibis backend (database URL) into the staging database.
+
+    Columns of plain types keep them; any other column arrives as the source's own text.
+    """
     src = other.table(name)
-    cols = {_normalise_header(c): src[c].cast("string") for c in src.columns}
-    expr = src.select(**cols)
-    con.create_table(f"src_{table.name}", expr.to_pyarrow(), overwrite=True)
+    cols = {
+        _normalise_header(c): src[c] if _kept_natively(src[c].type()) else src[c].cast("string")
+        for c in src.columns
+    }
+    con.create_table(
+        f"src_{table.name}", src.select(**cols).to_pyarrow(), temp=True, overwrite=True
+    )
     staged = con.table(f"src_{table.name}").mutate(_row=ibis.row_number() + 1)
-    con.create_table(f"raw_{table.name}", staged, overwrite=True)
+    _create_temp_view(con, f"raw_{table.name}", staged)
+
+
+def _stage_raw_from_duckdb(con: Any, catalog: str, table: Table, name: str) -> None:
+    """Expose a table of an attached DuckDB file as ``raw_<table>``, read in place."""
+    src = con.table(name, database=(catalog, "main"))
+    cols = {_normalise_header(c): src[c] for c in src.columns}
+    _create_temp_view(
+        con, f"raw_{table.name}", src.select(**cols).mutate(_row=ibis.row_number() + 1)
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -305,34 +371,74 @@ def _examples(
     ]
 
 
-def _count(t: ir.Table, pred: ir.BooleanValue) -> int:
-    return int(t.filter(pred).count().to_pyarrow().as_py())
-
-
 def _blank(v: ir.StringValue) -> ir.BooleanValue:
     return v.isnull() | (v.strip() == "")
 
 
-def _typed(raw: ir.StringValue, col: Column) -> ir.Value:
-    s = ibis.ifelse(_blank(raw), ibis.null().cast("string"), raw.strip())
+def _parse_number(s: ir.StringValue, junk: str) -> ir.FloatingValue:
+    # A plain number casts directly; only values that fail are cleaned of thousands
+    # separators, currency signs and spaces first (the clean-up is a regex, ~3x the cast).
+    # A value that casts directly has none of those characters inside it, so the result is
+    # the one the clean-up would give.
+    return ibis.coalesce(s.try_cast("float64"), s.re_replace(junk, "").try_cast("float64"))
+
+
+def _typed(raw: ir.Value, col: Column) -> tuple[ir.Value, bool]:
+    """The contract-typed column, and whether a non-blank value can fail to type.
+
+    A source column that already has the contract's type is used as it is: its text form
+    would parse back to the same value, so no value can fail. Any other column is typed from
+    its text.
+    """
+    native = _native(raw, col)
+    if native is not None:
+        return native, False
+    if not raw.type().is_string():
+        raw = raw.cast("string")
+    s = raw.strip().nullif("")
     if col.dtype == "str":
-        return s
+        return s, False
     if col.dtype in ("date", "datetime"):
         # Accept 2026-01-05, 2026/1/5, 2026.01.05 and an optional time; other orders are
-        # ambiguous (05/01/2026) and are reported instead of guessed.
-        norm = s.re_replace(r"^(\d{4})[/.年](\d{1,2})[/.月](\d{1,2})日?", r"\1-\2-\3")
-        return norm.try_cast("date" if col.dtype == "date" else "timestamp")
+        # ambiguous (05/01/2026) and are reported instead of guessed. The pattern can only
+        # match with a separator as fifth character, so other values skip the regex.
+        norm = ibis.ifelse(
+            s.substr(4, 1).isin(["/", ".", "年"]),
+            s.re_replace(r"^(\d{4})[/.年](\d{1,2})[/.月](\d{1,2})日?", r"\1-\2-\3"),
+            s,
+        )
+        return norm.try_cast("date" if col.dtype == "date" else "timestamp"), True
     if col.dtype == "float":
-        return s.re_replace(r"[,，¥$\s]", "").try_cast("float64")
+        return _parse_number(s, r"[,，¥$\s]"), True
     if col.dtype == "int":
-        f = s.re_replace(r"[,，\s]", "").try_cast("float64")
-        return ibis.ifelse(f == f.round(), f.cast("int64"), ibis.null().cast("int64"))
+        f = _parse_number(s, r"[,，\s]")
+        # try_cast: a whole number beyond int64 (or nan/inf) is a bad value, not a crash.
+        return ibis.ifelse(f % 1 == 0, f.try_cast("int64"), ibis.null().cast("int64")), True
     if col.dtype == "bool":
         low = s.lower()
         return ibis.ifelse(
             low.isin(_TRUE), True, ibis.ifelse(low.isin(_FALSE), False, ibis.null().cast("boolean"))
-        )
+        ), True
     raise ValueError(col.dtype)
+
+
+def _native(raw: ir.Value, col: Column) -> ir.Value | None:
+    """``raw`` as the contract type when its own type is that type, else None."""
+    t = raw.type()
+    if col.dtype == "date" and t.is_date():
+        return raw
+    if col.dtype == "datetime" and t.is_timestamp() and t.timezone is None and t.scale in (None, 6):
+        return raw
+    if col.dtype == "float" and t.is_float64():
+        return raw
+    if col.dtype == "float" and t.is_integer() and not t.is_uint64():
+        # An integer converts to the same double its digits parse to (both round to nearest).
+        return raw.cast("float64")
+    if col.dtype == "int" and t.is_integer() and not t.is_uint64():
+        return raw.cast("int64")
+    if col.dtype == "bool" and t.is_boolean():
+        return raw
+    return None
 
 
 def _fix_for_type(col: Column) -> str:
@@ -395,7 +501,9 @@ def _map_columns(
 def _check_and_type(con: Any, table: Table, params: Params, report: ValidationReport) -> str:
     """Type one staged table and check it; returns "ok", "failed" or "empty".
 
-    The typed table is the single materialisation of the source: every check reads it.
+    The typed table is the single materialisation of the source (a temporary table): every
+    check reads it. It keeps a column's source text (``_raw_<column>``) only where a value
+    can fail to type, for the error's example rows.
     """
     raw = con.table(f"raw_{table.name}")
     mapping = _map_columns(raw.columns, table, params, report)
@@ -409,37 +517,44 @@ def _check_and_type(con: Any, table: Table, params: Params, report: ValidationRe
             continue
         src = raw[mapping[col.name]]
         if col.name in value_maps:
+            if not src.type().is_string():
+                src = src.cast("string")
             src = src.substitute(value_maps[col.name])
-        raw_cols[f"_raw_{col.name}"] = src
-        typed_cols[col.name] = _typed(src, col)
+        typed_cols[col.name], can_fail = _typed(src, col)
+        if can_fail:
+            raw_cols[f"_raw_{col.name}"] = src if src.type().is_string() else src.cast("string")
     for extra in raw.columns:
         if any(extra.startswith(p) for p in table.extra_prefixes):
-            typed_cols[extra] = _typed(raw[extra], Column(extra, "float", nullable=True))
-    t = raw.select(**raw_cols, **typed_cols)
-    con.create_table(f"typed_{table.name}", t, overwrite=True)
-    t = con.table(f"typed_{table.name}")
+            typed_cols[extra], _ = _typed(raw[extra], Column(extra, "float", nullable=True))
+    t = _materialise(con, f"typed_{table.name}", raw.select(**raw_cols, **typed_cols), temp=True)
     # Every column check of a table is one predicate; all are counted in a single scan.
     checks: list[tuple[str, str, ir.BooleanValue, str, str, list[str]]] = []
     for col in table.columns:
         if col.name not in mapping:
             continue
-        r, v = t[f"_raw_{col.name}"], t[col.name]
-        checks.append(
-            (
-                col.name,
-                "type",
-                ~_blank(r) & v.isnull(),
-                f"value(s) are not a valid {col.dtype}",
-                _fix_for_type(col),
-                [f"_raw_{col.name}"],
+        v = t[col.name]
+        if f"_raw_{col.name}" in t.columns:
+            r = t[f"_raw_{col.name}"]
+            blank = _blank(r)
+            checks.append(
+                (
+                    col.name,
+                    "type",
+                    ~blank & v.isnull(),
+                    f"value(s) are not a valid {col.dtype}",
+                    _fix_for_type(col),
+                    [f"_raw_{col.name}"],
+                )
             )
-        )
+        else:
+            # Typed without parsing, or as trimmed text: empty exactly where the source is.
+            blank = v.isnull()
         if not col.nullable:
             checks.append(
                 (
                     col.name,
                     "nulls",
-                    _blank(r),
+                    blank,
                     "empty value(s) in a column that must be filled",
                     "fill the column in the export or drop those rows",
                     table.column_names[:3],
@@ -512,6 +627,65 @@ def _check_and_type(con: Any, table: Table, params: Params, report: ValidationRe
     return "ok" if ok else "failed"
 
 
+@dataclass
+class _Finding:
+    """A cleaning check: counted in one scan with the others, examples read only if hit."""
+
+    severity: Severity
+    column: str
+    check: str
+    flag: str  # boolean column of ``at``: the row is kept so far and has the problem
+    at: ir.Table  # the table as it was when the check ran (later steps may blank columns)
+    message: Callable[[int], str]
+    fix: str
+    example_cols: list[str]
+
+
+class _Cleaning:
+    """One table under the cleaning rules.
+
+    The rules run in order (orphans, then each date column, then the consistency checks),
+    each on the rows the earlier ones kept. Rather than filtering between steps, every row
+    carries a ``_keep`` flag and every check a flag column, so one scan counts them all and
+    one more writes the clean table.
+    """
+
+    def __init__(self, t: ir.Table):
+        self.t = t.mutate(_keep=ibis.literal(True))
+        self.findings: list[_Finding] = []
+
+    def check(
+        self,
+        pred: ir.BooleanValue,
+        severity: Severity,
+        column: str,
+        check: str,
+        message: Callable[[int], str],
+        fix: str,
+        example_cols: list[str],
+    ) -> None:
+        flag = f"_flag{len(self.findings)}"
+        self.t = self.t.mutate(**{flag: self.t._keep & pred})
+        self.findings.append(
+            _Finding(severity, column, check, flag, self.t, message, fix, example_cols)
+        )
+
+    def drop(self, pred: ir.BooleanValue) -> None:
+        self.t = self.t.mutate(_keep=self.t._keep & ~pred)
+
+    def counts(self) -> dict[str, Any]:
+        t = self.t
+        aggs = {f.flag: t[f.flag].cast("int64").sum() for f in self.findings}
+        return t.aggregate(kept=t._keep.cast("int64").sum(), **aggs).to_pyarrow().to_pylist()[0]
+
+    def clean(self) -> ir.Table:
+        t = self.t
+        keep = [c for c in t.columns if not c.startswith("_flag") and c not in ("_row", "_keep")]
+        # In source order: a join (the orphan check) may emit rows in any order, and a sort
+        # on the row number costs little next to the write.
+        return t.filter(t._keep).order_by("_row").select(keep)
+
+
 def _clean_tables(con: Any, params: Params, report: ValidationReport) -> None:
     """Create the final tables: orphans and rows after as_of handled by policy."""
     as_of = pd.Timestamp(params.as_of)
@@ -519,105 +693,100 @@ def _clean_tables(con: Any, params: Params, report: ValidationReport) -> None:
     ids = customers.select("customer_id")
     for name in report.present:
         table = TABLES[name]
-        t = con.table(f"typed_{name}")
+        typed = con.table(f"typed_{name}")
+        c = _Cleaning(typed.select(*(x for x in typed.columns if not x.startswith("_raw_"))))
         if table.references_customers and name != "customers":
-            orphan = ~t.customer_id.isin(ids.customer_id)
-            n = _count(t, orphan)
-            if n:
-                sev = "error" if params.data.orphans == "fail" else "warning"
-                action = "the run stops" if sev == "error" else "they were dropped"
-                report.add(
-                    sev,
-                    name,
-                    "customer_id",
-                    "orphans",
-                    n,
-                    f"{n:,} row(s) reference customers that are not in customers; {action}",
-                    fix="export customers and events from the same snapshot, or set data.orphans: drop",
-                    examples=_examples(t, orphan, [table.key or "customer_id", "customer_id"]),
-                )
-                t = t.filter(~orphan)
+            orphan = ~c.t.customer_id.isin(ids.customer_id)
+            sev: Severity = "error" if params.data.orphans == "fail" else "warning"
+            action = "the run stops" if sev == "error" else "they were dropped"
+            c.check(
+                orphan,
+                sev,
+                "customer_id",
+                "orphans",
+                lambda n, a=action: (
+                    f"{n:,} row(s) reference customers that are not in customers; {a}"
+                ),
+                "export customers and events from the same snapshot, or set data.orphans: drop",
+                [table.key or "customer_id", "customer_id"],
+            )
+            c.drop(orphan)
         for col in table.columns:
-            if col.not_after_as_of and col.name in t.columns:
+            if col.not_after_as_of and col.name in c.t.columns:
                 dtype = "timestamp" if col.dtype == "datetime" else "date"
                 limit = ibis.literal(
                     as_of + pd.Timedelta(days=1) if dtype == "timestamp" else as_of.date()
                 )
-                late = t[col.name].notnull() & (
-                    (t[col.name] >= limit) if dtype == "timestamp" else (t[col.name] > limit)
+                v = c.t[col.name]
+                late = v.notnull() & ((v >= limit) if dtype == "timestamp" else (v > limit))
+                c.check(
+                    late,
+                    "warning",
+                    col.name,
+                    "after_as_of",
+                    lambda n: (
+                        f"{n:,} row(s) dated after as_of {params.as_of}; excluded from this run"
+                    ),
+                    "expected when re-running an earlier month; otherwise check the dates",
+                    [table.key or "customer_id", col.name],
                 )
-                n = _count(t, late)
-                if n:
-                    report.add(
-                        "warning",
-                        name,
-                        col.name,
-                        "after_as_of",
-                        n,
-                        f"{n:,} row(s) dated after as_of {params.as_of}; excluded from this run",
-                        fix="expected when re-running an earlier month; otherwise check the dates",
-                        examples=_examples(t, late, [table.key or "customer_id", col.name]),
+                if col.nullable and name == "tickets" and col.name != "opened_at":
+                    # A response after as_of was not yet known on as_of: the ticket was open.
+                    c.t = c.t.mutate(
+                        **{col.name: ibis.ifelse(late, ibis.null().cast("timestamp"), v)}
                     )
-                    if col.nullable and name == "tickets" and col.name != "opened_at":
-                        # A response after as_of was not yet known on as_of: the ticket was open.
-                        t = t.mutate(
-                            **{
-                                col.name: ibis.ifelse(
-                                    late, ibis.null().cast("timestamp"), t[col.name]
-                                )
-                            }
-                        )
-                    else:
-                        t = t.filter(~late)
+                else:
+                    c.drop(late)
         if name == "orders":
-            neg = t.amount < 0
-            zero = t.amount == 0
-            for pred, check, msg in (
-                (neg, "refunds", "negative amounts (refunds)"),
-                (zero, "zero_amount", "zero amounts"),
+            for op, check, msg in (
+                (lambda a: a < 0, "refunds", "negative amounts (refunds)"),
+                (lambda a: a == 0, "zero_amount", "zero amounts"),
             ):
-                n = _count(t, pred)
-                if n:
-                    report.add(
-                        "warning",
-                        name,
-                        "amount",
-                        check,
-                        n,
-                        f"{n:,} order(s) with {msg}; kept and netted",
-                        examples=_examples(t, pred, ["order_id", "amount"]),
-                    )
+                c.check(
+                    op(c.t.amount),
+                    "warning",
+                    "amount",
+                    check,
+                    lambda n, m=msg: f"{n:,} order(s) with {m}; kept and netted",
+                    "",
+                    ["order_id", "amount"],
+                )
         if name == "contracts":
-            bad = t.end_date < t.start_date
-            n = _count(t, bad)
-            if n:
-                report.add(
-                    "error",
-                    name,
-                    "end_date",
-                    "order",
-                    n,
-                    f"{n:,} contract(s) end before they start",
-                    fix="swap or correct start_date / end_date",
-                    examples=_examples(t, bad, ["contract_id", "start_date", "end_date"]),
-                )
+            c.check(
+                c.t.end_date < c.t.start_date,
+                "error",
+                "end_date",
+                "order",
+                lambda n: f"{n:,} contract(s) end before they start",
+                "swap or correct start_date / end_date",
+                ["contract_id", "start_date", "end_date"],
+            )
         if name == "tickets":
-            bad = t.first_response_at.notnull() & (t.first_response_at < t.opened_at)
-            n = _count(t, bad)
+            c.check(
+                c.t.first_response_at.notnull() & (c.t.first_response_at < c.t.opened_at),
+                "error",
+                "first_response_at",
+                "order",
+                lambda n: f"{n:,} ticket(s) answered before they were opened",
+                "check the time zone and column mapping of the ticket export",
+                ["ticket_id", "opened_at", "first_response_at"],
+            )
+        row = c.counts()
+        for f in c.findings:
+            n = int(row[f.flag] or 0)
             if n:
                 report.add(
-                    "error",
+                    f.severity,
                     name,
-                    "first_response_at",
-                    "order",
+                    f.column,
+                    f.check,
                     n,
-                    f"{n:,} ticket(s) answered before they were opened",
-                    fix="check the time zone and column mapping of the ticket export",
-                    examples=_examples(t, bad, ["ticket_id", "opened_at", "first_response_at"]),
+                    f.message(n),
+                    fix=f.fix,
+                    examples=_examples(f.at, f.at[f.flag], f.example_cols),
                 )
-        keep = [c for c in t.columns if not c.startswith("_raw_") and c != "_row"]
-        con.create_table(name, t.select(keep), overwrite=True)
-        if int(con.table(name).count().to_pyarrow().as_py()) == 0 and not TABLES[name].required:
+        _materialise(con, name, c.clean(), temp=False)
+        if not int(row["kept"] or 0) and not TABLES[name].required:
             report.add(
                 "warning",
                 name,
@@ -698,6 +867,7 @@ def load(
     else:
         con = ibis.duckdb.connect()
     fingerprints: dict[str, str] = {}
+    attached = False
     with tempfile.TemporaryDirectory(prefix="fupan-load-") as tmpdir:
         tmp = Path(tmpdir)
         staged: list[str] = []
@@ -713,13 +883,14 @@ def load(
             path = source
             if not Path(path).exists():
                 raise DataValidationError(_missing_source(report, path))
-            other = ibis.duckdb.connect(path, read_only=True)
-            names = set(other.list_tables())
+            # Attached read-only and read in place: no copy through Python.
+            con.raw_sql(f"ATTACH {_sql_string(str(path))} AS {_SOURCE_DB} (READ_ONLY)")
+            attached = True
+            names = set(con.list_tables(database=(_SOURCE_DB, "main")))
             for name, table in TABLES.items():
                 if name in names:
-                    _stage_raw_from_backend(con, other, table, name)
+                    _stage_raw_from_duckdb(con, _SOURCE_DB, table, name)
                     staged.append(name)
-            other.disconnect()
             fingerprints[Path(path).name] = sha256_file(path)
         else:
             if not Path(source).is_dir():
@@ -777,6 +948,8 @@ def load(
             _clean_tables(con, params, report)
             _profile(con, params, report)
         _drop_intermediate(con)
+        if attached:
+            con.raw_sql(f"DETACH {_SOURCE_DB}")
     report.present = [n for n in TABLES if n in report.present]
     if params.engine == "spark" and report.ok:
         from fupan import engine
@@ -807,16 +980,15 @@ def load(
 
 
 def _drop_intermediate(con: Any) -> None:
-    # Source objects are views for files and tables for copies from another backend.
-    existing = set(con.list_tables())
-    for prefix in ("typed_", "raw_", "src_"):
-        for name in TABLES:
-            obj = f"{prefix}{name}"
-            if obj in existing:
-                try:
-                    con.drop_table(obj, force=True)
-                except Exception:  # noqa: BLE001 - DuckDB says "is of type View"
-                    con.drop_view(obj, force=True)
+    # Staging objects are temporary; dropping them frees their memory for the notebooks.
+    objects = con.raw_sql(
+        "SELECT table_name, table_type FROM information_schema.tables WHERE table_catalog = 'temp'"
+    ).fetchall()
+    prefixes = tuple(f"{p}{name}" for p in ("typed_", "raw_", "src_") for name in TABLES)
+    for obj, kind in objects:
+        if obj in prefixes:
+            what = "VIEW" if kind == "VIEW" else "TABLE"
+            con.raw_sql(f"DROP {what} IF EXISTS temp.main.{_sql_name(obj)}")
 
 
 def _missing_source(report: ValidationReport, path: str) -> ValidationReport:
