@@ -82,21 +82,37 @@ def reasons_in_words(
     k: int = 3,
     tier_label: Any = None,
 ) -> list[str]:
-    """The ``k`` metric groups adding the most churn risk per row, as "label: value" text."""
+    """The ``k`` metric groups adding the most churn risk per row, as "label: value" text.
+
+    Vectorised over rows (the monthly report words every live customer): the top ``k``
+    positive contributions come from one sort of the contribution matrix, and each
+    feature's values are formatted once per feature, not per row.
+    """
     contrib = model.contributions(df)
-    out = []
-    for i, (_, row) in enumerate(contrib.iterrows()):
-        top = row[row > 0].sort_values(ascending=False).head(k)
-        parts = []
-        for f in top.index:
-            value = df[f].iloc[i] if f in df.columns else None
-            if f == "tier" and tier_label is not None and value is not None:
-                text = tier_label(value)
-            else:
-                text = _format_value(f, value, lang, fmt)
-            parts.append(f"{feature_label(f, lang)}: {text}")
-        out.append("; ".join(parts))
-    return out
+    n = len(contrib)
+    if n == 0:
+        return []
+    vals = contrib.to_numpy(dtype=float)
+    ranked = np.where(vals > 0, vals, -np.inf)
+    k = min(k, ranked.shape[1])
+    order = np.argsort(-ranked, axis=1, kind="stable")[:, :k]
+    valid = np.take_along_axis(ranked, order, axis=1) > -np.inf
+    texts = np.full((n, k), "", dtype=object)
+    for j in np.unique(order[valid]):
+        f = contrib.columns[j]
+        rows, slots = np.nonzero((order == j) & valid)
+        values = df[f].to_numpy(dtype=object)[rows] if f in df.columns else [None] * rows.size
+        label = feature_label(f, lang)
+        words: dict[Any, str] = {}
+        for r, slot, value in zip(rows, slots, values, strict=True):
+            key = value if value is None or value == value else "nan"  # NaN != NaN
+            if key not in words:
+                if f == "tier" and tier_label is not None and value is not None:
+                    words[key] = tier_label(value)
+                else:
+                    words[key] = _format_value(f, value, lang, fmt)
+            texts[r, slot] = f"{label}: {words[key]}"
+    return ["; ".join(t for t in row if t) for row in texts.tolist()]
 
 
 def at_risk_list(

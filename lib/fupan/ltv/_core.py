@@ -214,36 +214,46 @@ def warm_start(
     return np.asarray(res.x, dtype=float) if res.converged else theta0
 
 
-def maybe_compress(
-    *columns: np.ndarray, weights: np.ndarray, sample: int = 20_000
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Collapse identical rows when that pays, else only drop zero-weight rows.
+def mostly_distinct(columns: Sequence[np.ndarray], sample: int = 20_000) -> bool:
+    """Whether the rows of ``columns`` are nearly all different, judged on a fixed
+    pseudo-random sample: True when fewer than a tenth of the sampled rows repeat.
 
-    Collapsing costs a hash group-by over every row; it pays when times are whole periods
-    (many customers share a row) and is wasted when they are fractional (nearly every row
-    is distinct). A fixed pseudo-random sample of rows decides: if at least a tenth of the
-    sampled rows repeat, the full data is collapsed. Either way the likelihood is the same.
+    Collapsing identical rows costs a hash group-by over every row; it pays when times are
+    whole periods (many customers share a row) and is wasted when they are fractional.
     """
     n = columns[0].size
-    if n > sample:
-        idx = np.random.default_rng(0).choice(n, sample, replace=False)
-        probe = pd.DataFrame({f"c{i}": c[idx] for i, c in enumerate(columns)})
-        if (~probe.duplicated()).sum() > 0.9 * sample:
-            keep = weights > 0
-            if keep.all():
-                return list(columns), weights
-            return [c[keep] for c in columns], weights[keep]
+    if n <= sample:
+        return False
+    idx = np.random.default_rng(0).choice(n, sample, replace=False)
+    probe = pd.DataFrame({f"c{i}": np.asarray(c)[idx] for i, c in enumerate(columns)})
+    return bool((~probe.duplicated()).sum() > 0.9 * sample)
+
+
+def maybe_compress(
+    *columns: np.ndarray, weights: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Collapse identical rows when that pays (:func:`mostly_distinct`), else only drop
+    zero-weight rows. Either way the likelihood is the same."""
+    if mostly_distinct(columns):
+        keep = weights > 0
+        if keep.all():
+            return list(columns), weights
+        return [c[keep] for c in columns], weights[keep]
     return compress_rows(*columns, weights=weights)
 
 
 def unique_map(
     columns: Sequence[np.ndarray], fn: Callable[..., np.ndarray | tuple[np.ndarray, ...]]
 ) -> Any:
-    """Evaluate ``fn`` on the unique rows of ``columns`` and broadcast back to all rows."""
-    frame = pd.DataFrame({f"c{i}": np.asarray(c, dtype=float) for i, c in enumerate(columns)})
-    codes, uniques = pd.MultiIndex.from_frame(frame).factorize()
-    ucols = [uniques.get_level_values(i).to_numpy(dtype=float) for i in range(len(columns))]
-    out = fn(*ucols)
+    """Evaluate ``fn`` on the unique rows of ``columns`` and broadcast back to all rows
+    (on every row directly when nearly all rows differ: finding them would cost more)."""
+    cols = [np.asarray(c, dtype=float) for c in columns]
+    if mostly_distinct(cols):
+        return fn(*cols)
+    frame = pd.DataFrame({f"c{i}": c for i, c in enumerate(cols)})
+    codes = frame.groupby(list(frame.columns), sort=False).ngroup().to_numpy()
+    first = np.unique(codes, return_index=True)[1]
+    out = fn(*(c[first] for c in cols))
     if isinstance(out, tuple):
         return tuple(o[codes] for o in out)
     return out[codes]
