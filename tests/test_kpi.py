@@ -855,6 +855,19 @@ def test_backfill_rows_equal_month_report(ds, report, fast_clv):
     pd.testing.assert_frame_equal(a[cols], b[cols])
 
 
+def test_export_many_managers_keeps_one_filterable_sheet(ds, report, tmp_path, monkeypatch):
+    import openpyxl
+
+    frame = kpi.at_risk_export_frame(report.at_risk, set(), "en", ds.params.tier_label)
+    monkeypatch.setattr(kpi, "MAX_MANAGER_SHEETS", 1)  # two managers: over the limit
+    paths = kpi.export_at_risk(frame, tmp_path, "en")
+    wb = openpyxl.load_workbook(paths[1])
+    assert len(wb.sheetnames) == 1
+    sheet = wb[wb.sheetnames[0]]
+    assert sheet.auto_filter.ref == f"A1:{sheet.cell(1, frame.shape[1]).column_letter}3"
+    assert sheet.max_row == len(frame) + 1 == 3
+
+
 def test_export_and_formatting(ds, report, tmp_path):
     import openpyxl
 
@@ -868,6 +881,7 @@ def test_export_and_formatting(ds, report, tmp_path):
     wb = openpyxl.load_workbook(paths[1])
     assert wb.sheetnames == ["全部", "AM-1", "AM-2"]
     assert wb["AM-2"]["B2"].value == "H"
+    assert wb["全部"].auto_filter.ref == "A1:" + wb["全部"].auto_filter.ref.split(":")[1]
     assert rep.at_risk.clv.tolist() == [400.0, 500.0]
     assert "客户经理" in pd.read_csv(paths[0]).columns
     summary = kpi.manager_summary(rep.at_risk, {"H"})

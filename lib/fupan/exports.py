@@ -22,9 +22,7 @@ def export_dir(run_dir: str | Path | None) -> Path:
     return out
 
 
-def write(
-    df: pd.DataFrame, run_dir: str | Path | None, name: str, xlsx: bool = True
-) -> list[Path]:
+def write(df: pd.DataFrame, run_dir: str | Path | None, name: str, xlsx: bool = True) -> list[Path]:
     """Write ``exports/<name>.csv`` (UTF-8 with BOM, so Excel reads Chinese) and, for tables
     of at most :data:`XLSX_MAX_ROWS` rows, ``exports/<name>.xlsx``."""
     out = export_dir(run_dir)
@@ -69,10 +67,15 @@ def write_workbook(path: Path, sheets: Mapping[str, pd.DataFrame]) -> Path:
     with a sheet per account manager at 100,000 customers.
     """
     from openpyxl import Workbook
+    from openpyxl.utils import get_column_letter
 
     wb = Workbook(write_only=True)
     for name, frame in sheets.items():
         ws = wb.create_sheet(str(name)[:31])
+        # a filter on every column and the header kept in view: how these lists are read
+        ws.freeze_panes = "A2"
+        if frame.shape[1]:
+            ws.auto_filter.ref = f"A1:{get_column_letter(frame.shape[1])}{len(frame) + 1}"
         for row in _rows(frame):
             ws.append(row)
     wb.save(path)

@@ -1939,11 +1939,16 @@ def _sheet_name(name: str, used: set[str]) -> str:
     return out
 
 
+#: Most account-manager sheets in the at-risk workbook (see :func:`export_at_risk`).
+MAX_MANAGER_SHEETS = 200
+
+
 def export_at_risk(
     frame: pd.DataFrame, run_dir: str | Path | None, lang: str, name: str = "at_risk"
 ) -> list[Path]:
     """Write ``exports/<name>.csv`` (UTF-8 with BOM) and ``.xlsx`` with a sheet for all customers
-    and one per account manager."""
+    and one per account manager (up to :data:`MAX_MANAGER_SHEETS` managers; with more, the
+    all-customers sheet, sorted by manager and filterable, serves each of them)."""
     from fupan import exports, i18n
 
     paths = exports.write(frame, run_dir, name, xlsx=False)
@@ -1951,10 +1956,13 @@ def export_at_risk(
     manager = i18n.t("kpi.col.account_manager", lang)
     used: set[str] = set()
     sheets = {_sheet_name(i18n.t("kpi.sheet.all", lang), used): frame}
-    groups = frame.groupby(manager, sort=True, dropna=False) if manager in frame.columns else []
-    for am, part in groups:
-        label = am if isinstance(am, str) and am else "-"
-        sheets[_sheet_name(label, used)] = part
+    has_manager = manager in frame.columns
+    # A sheet per account manager while there are few enough to tab through; beyond that
+    # the first sheet (sorted by manager, filter on every column) is each manager's list.
+    if has_manager and frame[manager].nunique(dropna=False) <= MAX_MANAGER_SHEETS:
+        for am, part in frame.groupby(manager, sort=True, dropna=False):
+            label = am if isinstance(am, str) and am else "-"
+            sheets[_sheet_name(label, used)] = part
     # The at-risk workbook is the account managers' work list: written at any length.
     exports.write_workbook(xlsx, sheets)
     return [*paths, xlsx]
