@@ -678,99 +678,101 @@ class _Cleaning:
         aggs = {f.flag: t[f.flag].cast("int64").sum() for f in self.findings}
         return t.aggregate(kept=t._keep.cast("int64").sum(), **aggs).to_pyarrow().to_pylist()[0]
 
-    def clean(self) -> ir.Table:
+    def clean(self, sort: bool) -> ir.Table:
+        """The kept rows; ``sort`` restores source order after a join, which may shuffle it."""
         t = self.t
         keep = [c for c in t.columns if not c.startswith("_flag") and c not in ("_row", "_keep")]
-        # In source order: a join (the orphan check) may emit rows in any order, and a sort
-        # on the row number costs little next to the write.
-        return t.filter(t._keep).order_by("_row").select(keep)
+        kept = t.filter(t._keep)
+        return (kept.order_by("_row") if sort else kept).select(keep)
+
+
+def _cleaning_rules(
+    typed: ir.Table, table: Table, params: Params, ids: ir.Table, orphans: bool = True
+) -> _Cleaning:
+    """The cleaning rules of one table, in order; ``orphans=False`` leaves out that check."""
+    as_of = pd.Timestamp(params.as_of)
+    name = table.name
+    c = _Cleaning(typed.select(*(x for x in typed.columns if not x.startswith("_raw_"))))
+    if orphans and table.references_customers and name != "customers":
+        orphan = ~c.t.customer_id.isin(ids.customer_id)
+        sev: Severity = "error" if params.data.orphans == "fail" else "warning"
+        action = "the run stops" if sev == "error" else "they were dropped"
+        c.check(
+            orphan,
+            sev,
+            "customer_id",
+            "orphans",
+            lambda n, a=action: f"{n:,} row(s) reference customers that are not in customers; {a}",
+            "export customers and events from the same snapshot, or set data.orphans: drop",
+            [table.key or "customer_id", "customer_id"],
+        )
+        c.drop(orphan)
+    for col in table.columns:
+        if col.not_after_as_of and col.name in c.t.columns:
+            dtype = "timestamp" if col.dtype == "datetime" else "date"
+            limit = ibis.literal(
+                as_of + pd.Timedelta(days=1) if dtype == "timestamp" else as_of.date()
+            )
+            v = c.t[col.name]
+            late = v.notnull() & ((v >= limit) if dtype == "timestamp" else (v > limit))
+            c.check(
+                late,
+                "warning",
+                col.name,
+                "after_as_of",
+                lambda n: f"{n:,} row(s) dated after as_of {params.as_of}; excluded from this run",
+                "expected when re-running an earlier month; otherwise check the dates",
+                [table.key or "customer_id", col.name],
+            )
+            if col.nullable and name == "tickets" and col.name != "opened_at":
+                # A response after as_of was not yet known on as_of: the ticket was open.
+                c.t = c.t.mutate(**{col.name: ibis.ifelse(late, ibis.null().cast("timestamp"), v)})
+            else:
+                c.drop(late)
+    if name == "orders":
+        for op, check, msg in (
+            (lambda a: a < 0, "refunds", "negative amounts (refunds)"),
+            (lambda a: a == 0, "zero_amount", "zero amounts"),
+        ):
+            c.check(
+                op(c.t.amount),
+                "warning",
+                "amount",
+                check,
+                lambda n, m=msg: f"{n:,} order(s) with {m}; kept and netted",
+                "",
+                ["order_id", "amount"],
+            )
+    if name == "contracts":
+        c.check(
+            c.t.end_date < c.t.start_date,
+            "error",
+            "end_date",
+            "order",
+            lambda n: f"{n:,} contract(s) end before they start",
+            "swap or correct start_date / end_date",
+            ["contract_id", "start_date", "end_date"],
+        )
+    if name == "tickets":
+        c.check(
+            c.t.first_response_at.notnull() & (c.t.first_response_at < c.t.opened_at),
+            "error",
+            "first_response_at",
+            "order",
+            lambda n: f"{n:,} ticket(s) answered before they were opened",
+            "check the time zone and column mapping of the ticket export",
+            ["ticket_id", "opened_at", "first_response_at"],
+        )
+    return c
 
 
 def _clean_tables(con: Any, params: Params, report: ValidationReport) -> None:
     """Create the final tables: orphans and rows after as_of handled by policy."""
-    as_of = pd.Timestamp(params.as_of)
-    customers = con.table("typed_customers")
-    ids = customers.select("customer_id")
+    ids = con.table("typed_customers").select("customer_id")
     for name in report.present:
         table = TABLES[name]
         typed = con.table(f"typed_{name}")
-        c = _Cleaning(typed.select(*(x for x in typed.columns if not x.startswith("_raw_"))))
-        if table.references_customers and name != "customers":
-            orphan = ~c.t.customer_id.isin(ids.customer_id)
-            sev: Severity = "error" if params.data.orphans == "fail" else "warning"
-            action = "the run stops" if sev == "error" else "they were dropped"
-            c.check(
-                orphan,
-                sev,
-                "customer_id",
-                "orphans",
-                lambda n, a=action: (
-                    f"{n:,} row(s) reference customers that are not in customers; {a}"
-                ),
-                "export customers and events from the same snapshot, or set data.orphans: drop",
-                [table.key or "customer_id", "customer_id"],
-            )
-            c.drop(orphan)
-        for col in table.columns:
-            if col.not_after_as_of and col.name in c.t.columns:
-                dtype = "timestamp" if col.dtype == "datetime" else "date"
-                limit = ibis.literal(
-                    as_of + pd.Timedelta(days=1) if dtype == "timestamp" else as_of.date()
-                )
-                v = c.t[col.name]
-                late = v.notnull() & ((v >= limit) if dtype == "timestamp" else (v > limit))
-                c.check(
-                    late,
-                    "warning",
-                    col.name,
-                    "after_as_of",
-                    lambda n: (
-                        f"{n:,} row(s) dated after as_of {params.as_of}; excluded from this run"
-                    ),
-                    "expected when re-running an earlier month; otherwise check the dates",
-                    [table.key or "customer_id", col.name],
-                )
-                if col.nullable and name == "tickets" and col.name != "opened_at":
-                    # A response after as_of was not yet known on as_of: the ticket was open.
-                    c.t = c.t.mutate(
-                        **{col.name: ibis.ifelse(late, ibis.null().cast("timestamp"), v)}
-                    )
-                else:
-                    c.drop(late)
-        if name == "orders":
-            for op, check, msg in (
-                (lambda a: a < 0, "refunds", "negative amounts (refunds)"),
-                (lambda a: a == 0, "zero_amount", "zero amounts"),
-            ):
-                c.check(
-                    op(c.t.amount),
-                    "warning",
-                    "amount",
-                    check,
-                    lambda n, m=msg: f"{n:,} order(s) with {m}; kept and netted",
-                    "",
-                    ["order_id", "amount"],
-                )
-        if name == "contracts":
-            c.check(
-                c.t.end_date < c.t.start_date,
-                "error",
-                "end_date",
-                "order",
-                lambda n: f"{n:,} contract(s) end before they start",
-                "swap or correct start_date / end_date",
-                ["contract_id", "start_date", "end_date"],
-            )
-        if name == "tickets":
-            c.check(
-                c.t.first_response_at.notnull() & (c.t.first_response_at < c.t.opened_at),
-                "error",
-                "first_response_at",
-                "order",
-                lambda n: f"{n:,} ticket(s) answered before they were opened",
-                "check the time zone and column mapping of the ticket export",
-                ["ticket_id", "opened_at", "first_response_at"],
-            )
+        c = _cleaning_rules(typed, table, params, ids)
         row = c.counts()
         for f in c.findings:
             n = int(row[f.flag] or 0)
@@ -785,7 +787,12 @@ def _clean_tables(con: Any, params: Params, report: ValidationReport) -> None:
                     fix=f.fix,
                     examples=_examples(f.at, f.at[f.flag], f.example_cols),
                 )
-        _materialise(con, name, c.clean(), temp=False)
+        has_orphans = any(f.check == "orphans" and row[f.flag] for f in c.findings)
+        if not has_orphans:
+            # Without orphans the rest of the rules keep the same rows; leaving out the
+            # anti-join lets the table stream to disk in source order.
+            c = _cleaning_rules(typed, table, params, ids, orphans=False)
+        _materialise(con, name, c.clean(sort=has_orphans), temp=False)
         if not int(row["kept"] or 0) and not TABLES[name].required:
             report.add(
                 "warning",
@@ -863,7 +870,7 @@ def load(
         db = work / STAGED_NAME
         if db.exists():
             db.unlink()
-        con = ibis.duckdb.connect(str(db))
+        con = _connect_staging(db)
     else:
         con = ibis.duckdb.connect()
     fingerprints: dict[str, str] = {}
@@ -977,6 +984,22 @@ def load(
         ds.close()
         raise DataValidationError(report)
     return ds
+
+
+def _connect_staging(db: Path) -> Any:
+    """A new staging database file in the running DuckDB's own storage format.
+
+    The default format stays readable by DuckDB releases back to 0.10, whose string
+    compression makes writing the tables several times slower (13 s against 6 s for one
+    69-million-row text column). The staged file is read by the same installation that wrote
+    it; an older DuckDB, such as a separate command-line tool, cannot open it.
+    """
+    try:
+        return ibis.duckdb.connect(str(db), storage_compatibility_version="latest")
+    except Exception:  # noqa: BLE001 - a DuckDB too old for the setting: its default format
+        if db.exists():
+            db.unlink()
+        return ibis.duckdb.connect(str(db))
 
 
 def _drop_intermediate(con: Any) -> None:
