@@ -153,7 +153,7 @@ def at_risk_list(
         return pd.DataFrame(columns=COLUMNS)
     score = model.health(feats)
     band = health.band(score, model.thresholds_)
-    keep = np.isin(band, list(bands))
+    keep = pd.Index(band).isin(list(bands))
     feats, score, band = feats[keep].reset_index(drop=True), score[keep], band[keep]
     prob = model.predict_proba(feats) if len(feats) else np.array([])
     c = ds["customers"]
