@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fupan import cache, health, i18n, outcomes
 from fupan import features as F
-from fupan import health, i18n, outcomes
 from fupan.data import Dataset
 
 COLUMNS = [
@@ -30,15 +30,32 @@ COLUMNS = [
 ]
 
 
-def train(ds: Dataset, months: int | None = None) -> health.LearnedHealth:
-    """Fit the learned health model on every labelled monthly snapshot of ``ds``."""
+def train(
+    ds: Dataset, months: int | None = None, snapshots: pd.DataFrame | None = None
+) -> health.LearnedHealth:
+    """Fit the learned health model on every labelled monthly snapshot of ``ds``.
+
+    Trained once per run (:mod:`fupan.cache`): chapter 2 trains it, chapters 4 and 5
+    score with the same model. ``snapshots`` is :func:`fupan.features.snapshots` for
+    these dates when the caller has already built it (chapter 2 has).
+    """
     p = ds.params
-    dates = F.snapshot_dates(p.as_of, months or p.churn.snapshot_months, p.churn.horizon_days)
-    snap = F.snapshots(
-        ds, dates, p.churn.horizon_days, max_customers=p.churn.max_model_customers, seed=p.seed
-    )
-    snap = snap[snap.label_complete]
-    return health.fit_health_model(snap, p)
+    months = months or p.churn.snapshot_months
+
+    def fit() -> health.LearnedHealth:
+        snap = snapshots
+        if snap is None:
+            dates = F.snapshot_dates(p.as_of, months, p.churn.horizon_days)
+            snap = F.snapshots(
+                ds,
+                dates,
+                p.churn.horizon_days,
+                max_customers=p.churn.max_model_customers,
+                seed=p.seed,
+            )
+        return health.fit_health_model(snap[snap.label_complete], p)
+
+    return cache.memo(ds, "atrisk.train", [months], fit)
 
 
 def _format_value(name: str, value: Any, lang: str, fmt: i18n.Fmt) -> str:

@@ -38,6 +38,7 @@ import pandas as pd
 from scipy.special import betaln
 from threadpoolctl import threadpool_limits
 
+from fupan import cache
 from fupan.data import Dataset
 from fupan.ltv import (
     UNIT_DAYS,
@@ -954,15 +955,21 @@ class Valuer:
         return self._fits[snapshot]
 
     def valuation(self, snapshot: pd.Timestamp) -> Valuation:
-        """Every customer the model can value at ``snapshot``."""
-        if snapshot not in self.full:
+        """Every customer the model can value at ``snapshot``.
+
+        Computed once per run (:mod:`fupan.cache`): chapters 4 and 5 quote chapter 3's CLV.
+        """
+
+        def compute() -> Valuation:
             fitted = self.fit(snapshot)
             if self.kind == TRANSACTIONS:
-                self.full[snapshot] = value_transactions(
-                    fitted, self.summaries[snapshot], self.ltv, snapshot
-                )
-            else:
-                self.full[snapshot] = fitted
+                return value_transactions(fitted, self.summaries[snapshot], self.ltv, snapshot)
+            return fitted
+
+        if snapshot not in self.full:
+            self.full[snapshot] = cache.memo(
+                self.ds, "clv.valuation", [self.kind, pd.Timestamp(snapshot).isoformat()], compute
+            )
         return self.full[snapshot]
 
     def __call__(self, snapshot: pd.Timestamp, ids: list[str]) -> pd.Series:

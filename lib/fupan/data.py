@@ -56,12 +56,15 @@ class Dataset:
     params : the run's params.
     report : every validation finding, and a per-table profile.
     fingerprints : sha256 of every input file, for the manifest.
+    cache_dir : where fitted models are kept for the other notebooks of the same run
+        (:mod:`fupan.cache`); ``None`` outside a run.
     """
 
     con: Any
     params: Params
     report: ValidationReport
     fingerprints: dict[str, str] = field(default_factory=dict)
+    cache_dir: Path | None = None
 
     @property
     def as_of(self) -> pd.Timestamp:
@@ -1043,6 +1046,7 @@ def open_staged(params: Params, work_dir: str | Path) -> Dataset:
         params=params,
         report=ValidationReport.from_dict(meta["report"]),
         fingerprints=meta.get("fingerprints", {}),
+        cache_dir=work / "cache",
     )
 
 
