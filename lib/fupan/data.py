@@ -769,42 +769,45 @@ def _cleaning_rules(
     return c
 
 
-def _clean_tables(con: Any, params: Params, report: ValidationReport) -> None:
-    """Create the final tables: orphans and rows after as_of handled by policy."""
+def _clean_table(con: Any, name: str, params: Params, report: ValidationReport) -> None:
+    """Create one final table: orphans and rows after as_of handled by policy.
+
+    Runs as soon as the table has passed its checks (customers first), so only one event
+    table is held typed in memory at a time.
+    """
     ids = con.table("typed_customers").select("customer_id")
-    for name in report.present:
-        table = TABLES[name]
-        typed = con.table(f"typed_{name}")
-        c = _cleaning_rules(typed, table, params, ids)
-        row = c.counts()
-        for f in c.findings:
-            n = int(row[f.flag] or 0)
-            if n:
-                report.add(
-                    f.severity,
-                    name,
-                    f.column,
-                    f.check,
-                    n,
-                    f.message(n),
-                    fix=f.fix,
-                    examples=_examples(f.at, f.at[f.flag], f.example_cols),
-                )
-        has_orphans = any(f.check == "orphans" and row[f.flag] for f in c.findings)
-        if not has_orphans:
-            # Without orphans the rest of the rules keep the same rows; leaving out the
-            # anti-join lets the table stream to disk in source order.
-            c = _cleaning_rules(typed, table, params, ids, orphans=False)
-        _materialise(con, name, c.clean(sort=has_orphans), temp=False)
-        if not int(row["kept"] or 0) and not TABLES[name].required:
+    table = TABLES[name]
+    typed = con.table(f"typed_{name}")
+    c = _cleaning_rules(typed, table, params, ids)
+    row = c.counts()
+    for f in c.findings:
+        n = int(row[f.flag] or 0)
+        if n:
             report.add(
-                "warning",
+                f.severity,
                 name,
-                None,
-                "empty",
-                0,
-                "the table has no rows; sections that need it are skipped",
+                f.column,
+                f.check,
+                n,
+                f.message(n),
+                fix=f.fix,
+                examples=_examples(f.at, f.at[f.flag], f.example_cols),
             )
+    has_orphans = any(f.check == "orphans" and row[f.flag] for f in c.findings)
+    if not has_orphans:
+        # Without orphans the rest of the rules keep the same rows; leaving out the
+        # anti-join lets the table stream to disk in source order.
+        c = _cleaning_rules(typed, table, params, ids, orphans=False)
+    _materialise(con, name, c.clean(sort=has_orphans), temp=False)
+    if not int(row["kept"] or 0) and not table.required:
+        report.add(
+            "warning",
+            name,
+            None,
+            "empty",
+            0,
+            "the table has no rows; sections that need it are skipped",
+        )
 
 
 def _profile(con: Any, params: Params, report: ValidationReport) -> None:
@@ -935,6 +938,10 @@ def load(
                     )
                 else:
                     report.missing_optional.append(name)
+        # Cleaning findings follow every check finding in the report, as the user fixes the
+        # export first; they are collected aside while tables are cleaned one by one.
+        cleaning = ValidationReport()
+        staged.sort(key=list(TABLES).index)  # customers first: cleaning needs its keys
         for name in list(staged):
             outcome = _check_and_type(con, TABLES[name], params, report)
             if outcome == "empty":
@@ -954,8 +961,12 @@ def load(
                 continue
             if outcome == "ok":
                 report.present.append(name)
+                if "customers" in report.present:
+                    _clean_table(con, name, params, cleaning)
+                    if name != "customers":
+                        con.raw_sql(f"DROP TABLE IF EXISTS temp.main.{_sql_name('typed_' + name)}")
+        report.problems.extend(cleaning.problems)
         if "customers" in report.present:
-            _clean_tables(con, params, report)
             _profile(con, params, report)
         _drop_intermediate(con)
         if attached:
