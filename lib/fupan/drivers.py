@@ -172,12 +172,64 @@ def driver_rows(
     return mask, info
 
 
+class RankAUC:
+    """Area under the ROC curve of one fixed score, under any number of row weightings.
+
+    The score is sorted once; each weighting then costs two weighted counts per distinct
+    score value. Tied scores count half, exactly as in scikit-learn's ``roc_auc_score``
+    (the trapezoid through every distinct threshold), which a cluster bootstrap would
+    otherwise call hundreds of times, re-validating and re-sorting the same scores.
+
+    Parameters
+    ----------
+    y : binary outcome per row.
+    score : higher = more likely positive; must be finite.
+    """
+
+    def __init__(self, y: Sequence[bool], score: Sequence[float]):
+        y = np.asarray(y, dtype=bool)
+        s = np.asarray(score, dtype=float)
+        if y.shape != s.shape or y.ndim != 1:
+            raise ValueError("y and score must be 1-d and of the same length")
+        if not np.isfinite(s).all():
+            raise ValueError("score contains NaN or infinity")
+        order = np.argsort(s, kind="stable")
+        ss = s[order]
+        first = np.r_[True, ss[1:] != ss[:-1]] if len(ss) else np.zeros(0, dtype=bool)
+        rank = np.empty(len(s), dtype=np.intp)
+        rank[order] = np.cumsum(first) - 1
+        self.n_levels = int(first.sum())
+        self.y = y
+        self._pos_level = rank[y]
+        self._neg_level = rank[~y]
+
+    def __call__(self, weights: np.ndarray | None = None) -> float:
+        """AUC with optional non-negative row weights (NaN when a class has no weight)."""
+        m = self.n_levels
+        if weights is None:
+            pos = np.bincount(self._pos_level, minlength=m).astype(float)
+            neg = np.bincount(self._neg_level, minlength=m).astype(float)
+        else:
+            w = np.asarray(weights, dtype=float)
+            pos = np.bincount(self._pos_level, weights=w[self.y], minlength=m)
+            neg = np.bincount(self._neg_level, weights=w[~self.y], minlength=m)
+        n_pos, n_neg = pos.sum(), neg.sum()
+        if not (n_pos > 0 and n_neg > 0):
+            return float("nan")
+        below = np.cumsum(neg) - neg  # negative weight at strictly lower scores
+        return float(pos @ (below + 0.5 * neg) / (n_pos * n_neg))
+
+
 def auc(y: np.ndarray, risk: np.ndarray) -> float:
     """Area under the ROC curve of ``risk`` for binary ``y`` (NaN when y has one class)."""
     y = np.asarray(y, dtype=bool)
     if y.all() or not y.any():
         return float("nan")
-    return float(roc_auc_score(y, np.asarray(risk, dtype=float)))
+    risk = np.asarray(risk, dtype=float)
+    if not np.isfinite(risk).all():
+        # scikit-learn names the problem (NaN or infinity in the input)
+        return float(roc_auc_score(y, risk))
+    return RankAUC(y, risk)()
 
 
 # --------------------------------------------------------------------------------------
@@ -466,26 +518,149 @@ def counting_process(snap: pd.DataFrame, step_days: int | None = None) -> pd.Dat
     )
 
 
+class _CoxRiskSets:
+    """Breslow partial likelihood of a Cox model with delayed entry, on interval risk sets.
+
+    A row is at risk at every distinct event time ``t`` with ``entry <= t <= exit`` (the
+    convention of statsmodels' ``PHReg``). Sums over a risk set are differences of
+    cumulative sums over the sorted event times, so a likelihood, score and information
+    evaluation costs a few passes over the rows instead of a loop over event times.
+    """
+
+    def __init__(self, entry: np.ndarray, exit_: np.ndarray, event: np.ndarray, X: np.ndarray):
+        event = np.asarray(event, dtype=bool)
+        times = np.unique(exit_[event])
+        self.X = np.ascontiguousarray(X, dtype=float)
+        self.n_times = len(times)
+        # rows are at risk at event-time indices first_..last_ (empty when first_ > last_)
+        self.first_ = np.searchsorted(times, entry, side="left")
+        self.last_ = np.searchsorted(times, exit_, side="right") - 1
+        self.at_risk_ = self.first_ <= self.last_
+        self.event_ = event
+        self.event_time_ = np.searchsorted(times, exit_[event])
+        self.deaths_ = np.bincount(self.event_time_, minlength=self.n_times).astype(float)
+        self.x_events_ = self.X[event].sum(axis=0)
+
+    def _risk_sums(self, v: np.ndarray) -> np.ndarray:
+        """Sum of ``v`` (rows, or rows x columns) over each event time's risk set."""
+        T = self.n_times
+        a, b = self.first_[self.at_risk_], self.last_[self.at_risk_] + 1
+        v = v[self.at_risk_]
+        if v.ndim == 1:
+            d = np.bincount(a, v, T + 1) - np.bincount(b, v, T + 1)
+            return np.cumsum(d)[:T]
+        d = np.stack(
+            [
+                np.bincount(a, v[:, j], T + 1) - np.bincount(b, v[:, j], T + 1)
+                for j in range(v.shape[1])
+            ],
+            axis=1,
+        )
+        return np.cumsum(d, axis=0)[:T]
+
+    def _over_risk_times(self, per_time: np.ndarray) -> np.ndarray:
+        """Per row: the sum of ``per_time`` over the event times at which it is at risk."""
+        c = np.cumsum(per_time, axis=0)
+        c = np.concatenate([np.zeros((1, *per_time.shape[1:])), c])
+        out = c[self.last_ + 1] - c[np.minimum(self.first_, self.last_ + 1)]
+        return np.where(self.at_risk_.reshape(-1, *([1] * (per_time.ndim - 1))), out, 0.0)
+
+    def evaluate(self, beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, dict]:
+        """Log partial likelihood, score, Hessian and the pieces the sandwich needs."""
+        eta = self.X @ beta
+        eta = eta - eta.max()  # exp() stays finite; the likelihood is unchanged
+        r = np.exp(eta)
+        s0 = self._risk_sums(r)
+        s1 = self._risk_sums(r[:, None] * self.X)
+        mean = s1 / s0[:, None]  # risk-weighted covariate mean per event time
+        hazard = self.deaths_ / s0  # Breslow increment of the cumulative hazard
+        loglike = float(eta[self.event_].sum() - self.deaths_ @ np.log(s0))
+        score = self.x_events_ - self.deaths_ @ mean
+        c = self._over_risk_times(hazard)
+        info = (self.X * (r * c)[:, None]).T @ self.X - (mean * self.deaths_[:, None]).T @ mean
+        return loglike, score, -info, {"r": r, "mean": mean, "hazard": hazard, "c": c}
+
+    def score_residuals(self, parts: dict) -> np.ndarray:
+        """Per row: its share of the score (sums to the score over all rows)."""
+        r, mean, hazard, c = parts["r"], parts["mean"], parts["hazard"], parts["c"]
+        out = -r[:, None] * (self.X * c[:, None] - self._over_risk_times(hazard[:, None] * mean))
+        out[self.event_] += self.X[self.event_] - mean[self.event_time_]
+        return out
+
+
+def _cox_newton(
+    risk: _CoxRiskSets, max_iter: int = 100, tol: float = 1e-10
+) -> tuple[np.ndarray, np.ndarray, dict] | None:
+    """Maximise the partial likelihood by Newton's method with step halving.
+
+    Returns (coefficients, Hessian, pieces at the optimum), or None when it does not
+    converge (a singular information matrix, or a likelihood that keeps rising: separation).
+    """
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        return _cox_newton_steps(risk, max_iter, tol)
+
+
+def _cox_newton_steps(
+    risk: _CoxRiskSets, max_iter: int, tol: float
+) -> tuple[np.ndarray, np.ndarray, dict] | None:
+    # A trial step may overflow; the step is then halved until the likelihood is finite
+    # and has not fallen, which is what keeps Newton from the overshoot statsmodels hits.
+    beta = np.zeros(risk.X.shape[1])
+    ll, score, hess, parts = risk.evaluate(beta)
+    for _ in range(max_iter):
+        try:
+            step = np.linalg.solve(-hess, score)
+        except np.linalg.LinAlgError:
+            return None
+        if not np.all(np.isfinite(step)):
+            return None
+        t = 1.0
+        for _ in range(30):
+            new = beta + t * step
+            out = risk.evaluate(new)
+            if np.isfinite(out[0]) and out[0] >= ll - 1e-12 * abs(ll):
+                break
+            t *= 0.5
+        else:
+            return None
+        beta, (ll, score, hess, parts) = new, out
+        if np.max(np.abs(t * step)) < tol:
+            return beta, hess, parts
+    return None
+
+
 @single_threaded
 def fit_cox(Z: pd.DataFrame, cp: pd.DataFrame, clusters: Sequence[Any]) -> pd.DataFrame:
     """Cox PH (Breslow ties) with delayed entry; hazard ratios per SD with robust 95% CI.
+
+    The robust covariance is the sandwich of the information matrix around the score
+    residuals summed per cluster (statsmodels' ``PHReg(...).fit(groups=...)``). When
+    Newton's method does not converge, statsmodels fits the model instead.
 
     Returns
     -------
     DataFrame indexed by design column: ``coef, se, hazard_ratio, hr_low, hr_high, p``.
     """
-    from statsmodels.duration.hazard_regression import PHReg
-
-    model = PHReg(
-        cp["exit"].to_numpy(),
-        Z.to_numpy(),
-        status=cp["event"].to_numpy(),
-        entry=cp["entry"].to_numpy(),
-        ties="breslow",
+    X = Z.to_numpy(dtype=float)
+    risk = _CoxRiskSets(
+        cp["entry"].to_numpy(float), cp["exit"].to_numpy(float), cp["event"].to_numpy(bool), X
     )
-    res = _fit_with_fallback(model.fit, groups=_codes(clusters))
-    coef = pd.Series(res.params, index=Z.columns)
-    se = pd.Series(res.bse, index=Z.columns)
+    fitted = _cox_newton(risk) if risk.n_times else None
+    if fitted is None:
+        params, bse, pvalues = _fit_cox_statsmodels(X, cp, clusters)
+    else:
+        params, hess, parts = fitted
+        resid = risk.score_residuals(parts)
+        codes = _codes(clusters)
+        per_cluster = np.stack(
+            [np.bincount(codes, resid[:, j]) for j in range(resid.shape[1])], axis=1
+        )
+        h_inv = np.linalg.inv(hess)
+        cov = h_inv @ (per_cluster.T @ per_cluster) @ h_inv
+        bse = np.sqrt(np.diag(cov))
+        pvalues = 2.0 * stats.norm.sf(np.abs(params / bse))
+    coef = pd.Series(params, index=Z.columns)
+    se = pd.Series(bse, index=Z.columns)
     z = stats.norm.ppf(0.975)
     return pd.DataFrame(
         {
@@ -494,9 +669,25 @@ def fit_cox(Z: pd.DataFrame, cp: pd.DataFrame, clusters: Sequence[Any]) -> pd.Da
             "hazard_ratio": np.exp(coef),
             "hr_low": np.exp(coef - z * se),
             "hr_high": np.exp(coef + z * se),
-            "p": pd.Series(res.pvalues, index=Z.columns),
+            "p": pd.Series(pvalues, index=Z.columns),
         }
     )
+
+
+def _fit_cox_statsmodels(
+    X: np.ndarray, cp: pd.DataFrame, clusters: Sequence[Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from statsmodels.duration.hazard_regression import PHReg
+
+    model = PHReg(
+        cp["exit"].to_numpy(),
+        X,
+        status=cp["event"].to_numpy(),
+        entry=cp["entry"].to_numpy(),
+        ties="breslow",
+    )
+    res = _fit_with_fallback(model.fit, groups=_codes(clusters))
+    return np.asarray(res.params), np.asarray(res.bse), np.asarray(res.pvalues)
 
 
 def _gbm_frame(
@@ -584,20 +775,111 @@ def _gbm_importance(
             ]
         )
         Xte, y_perm = Xte.iloc[idx], y_perm[idx]
-    imp = permutation_importance(
-        est,
-        Xte,
-        np.asarray(y_perm, dtype=int),
-        scoring="roc_auc",
-        n_repeats=n_repeats,
-        random_state=random_state,
-        n_jobs=1,
-    )
+    imp = _tree_permutation_importance(est, Xte, y_perm, n_repeats, random_state)
+    if imp is None:
+        imp = permutation_importance(
+            est,
+            Xte,
+            np.asarray(y_perm, dtype=int),
+            scoring="roc_auc",
+            n_repeats=n_repeats,
+            random_state=random_state,
+            n_jobs=1,
+        )
     return (
         pd.Series(imp.importances_mean, index=Xte.columns),
         pd.Series(imp.importances_std, index=Xte.columns),
         test_auc,
         rows,
+    )
+
+
+def _tree_permutation_importance(
+    est: Any, X: pd.DataFrame, y: np.ndarray, n_repeats: int, random_state: int
+) -> Any | None:
+    """scikit-learn's ``permutation_importance`` (AUC scoring) for a fitted
+    ``HistGradientBoostingClassifier``, re-predicting only the trees that split on the
+    permuted feature.
+
+    Shuffling one column leaves every tree that never splits on it unchanged, so each
+    tree's predictions are kept and only the affected trees are recomputed; the raw score
+    is then summed tree by tree in the estimator's own order, so it equals
+    ``decision_function`` bit for bit. The shuffles are scikit-learn's (one seed drawn from
+    ``random_state``, then per column a fresh generator whose shuffles compound over the
+    repeats), so the importances are the same numbers. Returns None, and the caller uses
+    scikit-learn, when the estimator's internals are not as expected or the recomputed
+    baseline differs from ``decision_function``.
+    """
+    from sklearn.utils import Bunch, check_random_state
+
+    try:
+        predictors = est._predictors
+        if est.n_trees_per_iteration_ != 1 or not all(len(p) == 1 for p in predictors):
+            return None
+        Xp = est._preprocess_X(X, reset=False)
+        known_cat_bitsets, f_idx_map = est._bin_mapper.make_known_categories_bitsets()
+        trees = [p[0] for p in predictors]
+        baseline_raw = np.asarray(est._baseline_prediction, dtype=float).reshape(-1)
+        if baseline_raw.shape != (1,):
+            return None
+
+        def tree_predict(tree: Any, data: np.ndarray) -> np.ndarray:
+            return tree.predict(data, known_cat_bitsets, f_idx_map, 1)
+
+        contrib = np.stack([tree_predict(t, Xp) for t in trees]) if trees else np.zeros((0, len(X)))
+
+        def raw_score(parts: np.ndarray) -> np.ndarray:
+            raw = np.zeros(len(X)) + baseline_raw[0]
+            for row in parts:
+                raw += row
+            return raw
+
+        raw = raw_score(contrib)
+        if not np.array_equal(raw, np.asarray(est.decision_function(X), dtype=float)):
+            return None
+        # original column -> column of the preprocessed matrix (categoricals move first)
+        if est._preprocessor is None:
+            position = np.arange(X.shape[1])
+        else:
+            is_cat = np.asarray(est.is_categorical_, dtype=bool)
+            enc = est._preprocessor.output_indices_["encoder"]
+            num = est._preprocessor.output_indices_["numerical"]
+            position = np.empty(X.shape[1], dtype=int)
+            position[is_cat] = np.arange(enc.start, enc.stop)
+            position[~is_cat] = np.arange(num.start, num.stop)
+        uses = []
+        for t in trees:
+            nodes = t.nodes
+            uses.append(set(np.unique(nodes["feature_idx"][nodes["is_leaf"] == 0]).tolist()))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    y = np.asarray(y, dtype=bool)
+    baseline = auc(y, raw)
+    seed = check_random_state(random_state).randint(np.iinfo(np.int32).max + 1)
+    scores = np.empty((X.shape[1], n_repeats))
+    for j in range(X.shape[1]):
+        col = position[j]
+        affected = [i for i, u in enumerate(uses) if col in u]
+        rng = check_random_state(seed)
+        shuffle = np.arange(len(X))
+        values = Xp[:, col].copy()
+        permuted = Xp.copy()
+        parts = contrib.copy()
+        for r in range(n_repeats):
+            rng.shuffle(shuffle)
+            values = values[shuffle]
+            if not affected:
+                scores[j, r] = baseline
+                continue
+            permuted[:, col] = values
+            for i in affected:
+                parts[i] = tree_predict(trees[i], permuted)
+            scores[j, r] = auc(y, raw_score(parts))
+    importances = baseline - scores
+    return Bunch(
+        importances_mean=np.mean(importances, axis=1),
+        importances_std=np.std(importances, axis=1),
+        importances=importances,
     )
 
 

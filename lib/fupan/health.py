@@ -20,14 +20,14 @@ applied unchanged to the later period they are judged on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from fupan.drivers import Design, correlated_groups, single_threaded
+from fupan.drivers import Design, RankAUC, correlated_groups, single_threaded
 from fupan.outcomes import rate_with_ci as _wilson
 
 BANDS = ("red", "amber", "green")
@@ -412,12 +412,14 @@ def cluster_bootstrap_weights(clusters: Sequence[Any], n_boot: int, seed: int):
         yield draws[codes].astype(float)
 
 
-def _wauc(y: np.ndarray, risk: np.ndarray, w: np.ndarray | None = None) -> float:
+def _auc_of(y: np.ndarray, risk: np.ndarray) -> Callable[[np.ndarray | None], float]:
+    """AUC of ``risk`` as a function of row weights: sorted once for every bootstrap draw."""
     if y.all() or not y.any():
-        return float("nan")
-    if w is not None and (w[y].sum() == 0 or w[~y].sum() == 0):
-        return float("nan")
-    return float(roc_auc_score(y, risk, sample_weight=w))
+        return lambda w=None: float("nan")
+    if not np.isfinite(risk).all():
+        # scikit-learn's error names the problem (NaN or infinity in the input)
+        return lambda w=None: float(roc_auc_score(y, risk, sample_weight=w))
+    return RankAUC(y, risk)
 
 
 @single_threaded
@@ -445,10 +447,11 @@ def backtest(
     risk = -np.asarray(health, dtype=float)
     flagged = np.asarray(flagged, dtype=bool)
     base = float(y.mean()) if len(y) else float("nan")
+    auc_of = _auc_of(y, risk)
 
     def stats_(w: np.ndarray | None) -> tuple[float, float, float]:
         w1 = np.ones(len(y)) if w is None else w
-        a = _wauc(y, risk, w)
+        a = auc_of(w)
         fw = w1[flagged].sum()
         prec = w1[flagged & y].sum() / fw if fw else np.nan
         pw = w1[y].sum()
@@ -492,14 +495,10 @@ def compare_auc(
 ) -> dict:
     """AUC(a) - AUC(b) on the same rows, with a paired cluster-bootstrap 95% interval."""
     y = np.asarray(y, dtype=bool)
-    ra, rb = -np.asarray(health_a, float), -np.asarray(health_b, float)
-    diff = _wauc(y, ra) - _wauc(y, rb)
-    d = np.array(
-        [
-            _wauc(y, ra, w) - _wauc(y, rb, w)
-            for w in cluster_bootstrap_weights(clusters, n_boot, seed)
-        ]
-    )
+    auc_a = _auc_of(y, -np.asarray(health_a, float))
+    auc_b = _auc_of(y, -np.asarray(health_b, float))
+    diff = auc_a(None) - auc_b(None)
+    d = np.array([auc_a(w) - auc_b(w) for w in cluster_bootstrap_weights(clusters, n_boot, seed)])
     lo, hi = nan_percentile(d, [2.5, 97.5]) if len(d) else (np.nan, np.nan)
     return {
         "diff": float(diff),
