@@ -1196,8 +1196,17 @@ def completeness(ds: Dataset, windows: list[Window]) -> pd.DataFrame:
         c = ds["customers"].select(cid="customer_id", acq="acquired_at")
         t = t.join(c, t.customer_id == c.cid)
         day = t[col].date() if col in ("touched_at", "opened_at") else t[col]
-        # .view(): a fresh relation, so Ibis does not fold the computed day into the next join
-        ev = t.select(day=day, acq=t.acq).view()
+        # Rows per day first: the month grid then joins a few thousand days, not every event
+        # (joining 7M activity rows to 25 overlapping 365-day windows took ~20 s at 100k
+        # customers). A row counts for a month only if its customer was acquired by the
+        # month end; that is implied by the row's own day unless the row predates the
+        # acquisition, so only such rows keep their acquisition date as a key.
+        raw = t.select(day=day, acq=t.acq)
+        ev = (
+            raw.group_by(day=raw.day, acq=ibis.ifelse(raw.acq > raw.day, raw.acq, raw.day))
+            .aggregate(n=raw.count())
+            .view()  # a fresh relation, so Ibis does not fold the grouping into the join
+        )
         j = ev.join(
             grid,
             [
@@ -1207,18 +1216,26 @@ def completeness(ds: Dataset, windows: list[Window]) -> pd.DataFrame:
             ],
         )
         gap = j.m_end.delta(j.day, unit="day")
+        zero = ibis.literal(0, "int64")
         agg = j.group_by("m_month").aggregate(
             latest=j.day.max(),
-            recent=(gap < RECENT_DAYS).cast("int64").sum(),
-            base=((gap >= RECENT_DAYS) & (gap < RECENT_DAYS + BASELINE_DAYS)).cast("int64").sum(),
+            recent=ibis.ifelse(gap < RECENT_DAYS, j.n, zero).sum(),
+            base=ibis.ifelse(
+                (gap >= RECENT_DAYS) & (gap < RECENT_DAYS + BASELINE_DAYS), j.n, zero
+            ).sum(),
         )
         got = _by_month(agg)
         # rate over the 90 days before each month's latest row
         lat = agg.select("m_month", "latest")
-        r = ev.join(
-            lat, [ev.day <= lat.latest, ev.day > lat.latest - ibis.interval(days=QUARTER_DAYS)]
+        per_day = ev.group_by("day").aggregate(n=ev.n.sum()).view()
+        r = per_day.join(
+            lat,
+            [
+                per_day.day <= lat.latest,
+                per_day.day > lat.latest - ibis.interval(days=QUARTER_DAYS),
+            ],
         )
-        rates = _by_month(r.group_by("m_month").aggregate(n90=r.count()))
+        rates = _by_month(r.group_by("m_month").aggregate(n90=r.n.sum()))
         for w in windows:
             g = got.get(w.month, {})
             latest = g.get("latest")
