@@ -241,3 +241,91 @@ def test_staged_dataset_reopens_read_only(tmp_path, tiny_params):
     assert ds["orders"].count().to_pyarrow().as_py() == 10
     assert ds.report.present == list(fdata.TABLES)
     ds.close()
+
+
+def _native_frames() -> dict[str, pd.DataFrame]:
+    """The tiny tables with the column types a CRM database or Parquet export would carry."""
+    f = tiny.frames()
+    out = {k: v.copy() for k, v in f.items()}
+    for name, cols in {
+        "customers": ["acquired_at"],
+        "orders": ["order_date"],
+        "contracts": ["start_date", "end_date"],
+        "surveys": ["surveyed_at"],
+        "activity": ["period_start"],
+        "churn_events": ["churned_at"],
+    }.items():
+        for c in cols:
+            out[name][c] = pd.to_datetime(out[name][c]).dt.date
+    for c in ("opened_at", "first_response_at", "resolved_at"):
+        out["tickets"][c] = pd.to_datetime(out["tickets"][c].replace("", None))
+    out["touches"]["touched_at"] = pd.to_datetime(out["touches"]["touched_at"])
+    out["touches"]["responded"] = pd.array([True, False, True, None], dtype="boolean")
+    out["orders"]["amount"] = out["orders"]["amount"].astype("int64")  # whole numbers
+    out["surveys"]["nps"] = out["surveys"]["nps"].astype("float64")  # 9.0: a whole number
+    return out
+
+
+def _tables(ds) -> dict[str, pd.DataFrame]:
+    return {name: ds[name].to_pandas() for name in ds.present}
+
+
+def _findings(report) -> list[dict]:
+    # Example rows name the file line in a CSV and the row index in Parquet or a database.
+    out = report.to_dict()["problems"]
+    return [
+        {**p, "examples": [{k: v for k, v in e.items() if k != "row"} for e in p["examples"]]}
+        for p in out
+    ]
+
+
+@pytest.mark.parametrize("source", ["parquet", "duckdb"])
+def test_typed_sources_load_the_same_tables_as_text(tmp_path, source):
+    # Columns that already carry the contract's type are read as they are; the result must
+    # be what their text would have parsed to.
+    with fdata.loaded(_params(tmp_path, tiny.write(tmp_path / "csv"))) as ds:
+        expected, report = _tables(ds), _findings(ds.report)
+    if source == "parquet":
+        src = tmp_path / "pq"
+        src.mkdir()
+        for name, df in _native_frames().items():
+            df.to_parquet(src / f"{name}.parquet", index=False)
+    else:
+        src = tmp_path / "crm.duckdb"
+        con = ibis.duckdb.connect(str(src))
+        for name, df in _native_frames().items():
+            con.create_table(name, df)
+        con.disconnect()
+    with fdata.loaded(_params(tmp_path, src)) as ds:
+        got = _tables(ds)
+        assert _findings(ds.report) == report
+    assert got.keys() == expected.keys()
+    for name in expected:
+        pd.testing.assert_frame_equal(got[name], expected[name], check_dtype=False)
+
+
+def test_unrepresentable_whole_numbers_are_type_errors_not_a_crash(tmp_path):
+    a = tiny.frames()["activity"].astype(object)
+    a.loc[0, "logins"] = "1e30"
+    a.loc[1, "logins"] = "nan"
+    data = tiny.write(tmp_path / "d", activity=a)
+    report = fdata.load(_params(tmp_path, data), strict=False).report
+    p = _problem(report, "type", "activity")
+    assert p.count == 2 and [e["logins"] for e in p.examples] == ["1e30", "nan"]
+
+
+def test_clean_tables_keep_source_order_when_orphans_are_dropped(tmp_path):
+    n = 3000
+    o = pd.DataFrame(
+        {
+            "order_id": [f"X{i:05d}" for i in range(n)][::-1],
+            "customer_id": ["C99" if i % 7 == 0 else f"C{i % 5 + 1}" for i in range(n)],
+            "order_date": "2025-01-01",
+            "amount": 1.0,
+        }
+    )
+    data = tiny.write(tmp_path / "d", orders=o)
+    with fdata.loaded(_params(tmp_path, data), work_dir=tmp_path / "work") as ds:
+        assert _problem(ds.report, "orphans").count == len(range(0, n, 7))
+        got = ds["orders"].order_id.to_pandas().tolist()
+    assert got == [x for x, c in zip(o.order_id, o.customer_id, strict=True) if c != "C99"]
