@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from fupan import cache
 from fupan.data import Dataset
 
 
@@ -39,8 +40,13 @@ def churn_status(ds: Dataset, as_of: str | dt.date | pd.Timestamp | None = None)
     churned_at, source`` (recorded | dormancy | contract | None), ``reason, competitor,
     lost_value, won_back``.
     """
+    cut = _as_date(as_of if as_of is not None else ds.params.as_of)
+    # Chapters 2, 4 and 5 each ask for the status at the same month ends: once per run.
+    return cache.memo(ds, "outcomes.churn_status", [cut.isoformat()], lambda: _status(ds, cut))
+
+
+def _status(ds: Dataset, cut: dt.date) -> pd.DataFrame:
     params = ds.params
-    cut = _as_date(as_of if as_of is not None else params.as_of)
     lit = ibis.literal(cut)
     customers = ds["customers"].filter(lambda t: t.acquired_at <= lit)
     orders = ds["orders"].filter(lambda t: t.order_date <= lit)
