@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from fupan.health import cluster_bootstrap_weights, nan_percentile, rate_with_ci
+from fupan.health import cluster_bootstrap_draws, nan_percentile, rate_with_ci
 
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
 
@@ -72,6 +72,21 @@ def lead_times(
     -------
     DataFrame per churner: ``customer_id, churned_at, flagged, first_flag, lead_days``.
     """
+    return _lead_summary(_lead_rows(snap, churned_at, window_days, start, end), flag)
+
+
+_LEAD_COLUMNS = ["customer_id", "churned_at", "flagged", "first_flag", "lead_days"]
+
+
+def _lead_rows(
+    snap: pd.DataFrame,
+    churned_at: pd.Series,
+    window_days: int,
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """The snapshot rows of churners in the window before their churn (any flag), with
+    ``row``, their position in ``snap``; shared by every rule backtested on ``snap``."""
     ch = churned_at.dropna()
     start = pd.Timestamp(start) if start is not None else snap.snapshot_date.min()
     end = (
@@ -80,21 +95,23 @@ def lead_times(
         else snap.snapshot_date.max() + pd.Timedelta(days=window_days)
     )
     ch = ch[(ch >= start) & (ch <= end)]
-    rows = snap[["customer_id", "snapshot_date"]].assign(flag=np.asarray(flag, dtype=bool))
+    rows = snap[["customer_id", "snapshot_date"]].assign(row=np.arange(len(snap)))
     rows = rows[rows.customer_id.isin(ch.index)]
     rows = rows.assign(churned_at=rows.customer_id.map(ch))
     delta = (rows.churned_at - rows.snapshot_date).dt.days
-    rows = rows[(delta > 0) & (delta <= window_days)] if len(rows) else rows
+    return rows[(delta > 0) & (delta <= window_days)] if len(rows) else rows
+
+
+def _lead_summary(rows: pd.DataFrame, flag: np.ndarray) -> pd.DataFrame:
     if rows.empty:
-        return pd.DataFrame(
-            columns=["customer_id", "churned_at", "flagged", "first_flag", "lead_days"]
-        )
+        return pd.DataFrame(columns=_LEAD_COLUMNS)
+    rows = rows.assign(flag=np.asarray(flag, dtype=bool)[rows.row.to_numpy()])
     first = rows[rows.flag].groupby("customer_id").snapshot_date.min()
     per = rows.groupby("customer_id").churned_at.first().to_frame()
     per["first_flag"] = first.reindex(per.index)
     per["flagged"] = per.first_flag.notna()
     per["lead_days"] = (per.churned_at - per.first_flag).dt.days
-    return per.reset_index()[["customer_id", "churned_at", "flagged", "first_flag", "lead_days"]]
+    return per.reset_index()[_LEAD_COLUMNS]
 
 
 def _rates(flag: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
@@ -104,6 +121,18 @@ def _rates(flag: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float
     rec = hit / pw if pw else np.nan
     base = pw / base_w if base_w else np.nan
     return prec, rec, (prec / base if base else np.nan)
+
+
+def _rates_from_sums(
+    fw: np.ndarray, pw: np.ndarray, base_w: np.ndarray, hit: np.ndarray
+) -> np.ndarray:
+    """:func:`_rates` for many replicates at once, from their weighted sums."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prec = np.where(fw != 0, hit / fw, np.nan)
+        rec = np.where(pw != 0, hit / pw, np.nan)
+        base = np.where(base_w != 0, pw / base_w, np.nan)
+        lift = np.where((base != 0) & ~np.isnan(base), prec / base, np.nan)
+    return np.column_stack([prec, rec, lift])
 
 
 def backtest_rules(
@@ -129,7 +158,16 @@ def backtest_rules(
     """
     flags, skipped = rule_flags(snap, rules)
     y = snap.label.to_numpy(bool)
-    weights = list(cluster_bootstrap_weights(snap.customer_id.to_numpy(), n_boot, seed))
+    # Every bootstrap sum is a sum over customers of (times drawn) x (the customer's own
+    # row counts): counted once per customer, each replicate is a product with the draws.
+    # The counts are whole numbers, so the sums are exact in any order.
+    codes, replicates = cluster_bootstrap_draws(snap.customer_id.to_numpy(), n_boot, seed)
+    n_clusters = int(codes.max()) + 1 if len(codes) else 0
+    draws = [d.astype(float) for d in replicates]
+    draws = np.array(draws).reshape(len(draws), n_clusters)
+    per_rows = np.bincount(codes, minlength=n_clusters).astype(float)
+    per_y = np.bincount(codes, weights=y, minlength=n_clusters)
+    lead_rows = _lead_rows(snap, churned_at, window_days)
     rows = []
     for name, r in rules.items():
         row: dict[str, Any] = {
@@ -144,9 +182,15 @@ def backtest_rules(
             continue
         f = flags[name].to_numpy()
         prec, rec, lift = _rates(f, y, np.ones(len(y)))
-        boot = np.array([_rates(f, y, w) for w in weights]) if weights else np.full((1, 3), np.nan)
+        per_flag = np.bincount(codes, weights=f, minlength=n_clusters)
+        per_hit = np.bincount(codes, weights=f & y, minlength=n_clusters)
+        boot = (
+            _rates_from_sums(draws @ per_flag, draws @ per_y, draws @ per_rows, draws @ per_hit)
+            if len(draws)
+            else np.full((1, 3), np.nan)
+        )
         lo, hi = nan_percentile(boot, 2.5, axis=0), nan_percentile(boot, 97.5, axis=0)
-        lt = lead_times(snap, f, churned_at, window_days)
+        lt = _lead_summary(lead_rows, f)
         flagged = lt[lt.flagged] if len(lt) else lt
         row.update(
             {
