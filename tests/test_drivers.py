@@ -329,3 +329,110 @@ def test_drivers_find_the_planted_effects_on_other_seeds(tmp_path, seed):
     )
     assert set(res.top) == set(truth["effect_ranking"][:3])
     assert not set(res.top) & set(truth["null_features"])
+
+
+def test_rank_auc_equals_sklearn_with_ties_and_weights():
+    """One sort serves every weighting; ties count half, as in roc_auc_score."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(7)
+    for _ in range(30):
+        n = int(rng.integers(5, 2000))
+        y = rng.random(n) < rng.uniform(0.05, 0.8)
+        if y.all() or not y.any():
+            continue
+        score = np.round(rng.normal(size=n) + y, int(rng.integers(0, 3)))  # many ties
+        w = rng.integers(0, 4, n).astype(float)  # bootstrap-like, zero weights included
+        auc_of = drivers.RankAUC(y, score)
+        assert auc_of() == pytest.approx(roc_auc_score(y, score), rel=1e-12)
+        if w[y].sum() > 0 and w[~y].sum() > 0:
+            assert auc_of(w) == pytest.approx(roc_auc_score(y, score, sample_weight=w), rel=1e-12)
+    one_class = drivers.RankAUC(np.array([True, False]), np.array([0.1, 0.2]))
+    assert np.isnan(one_class(np.array([1.0, 0.0])))
+    with pytest.raises(ValueError):
+        drivers.RankAUC(np.array([True, False]), np.array([np.nan, 0.2]))
+
+
+def _interval_data(seed: int, n_customers: int = 1500) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Monthly intervals with covariates drifting within customer; churn on half days."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in range(n_customers):
+        base = rng.normal(size=2)
+        for m in range(12):
+            x = base + 0.5 * rng.normal(size=2)
+            hazard = 0.004 * np.exp(0.5 * x[0] - 0.3 * x[1])
+            day = rng.exponential(1 / hazard)
+            event = day < 30
+            rows.append(
+                (f"c{c}", 30.0 * m, 30.0 * m + (np.floor(day) + 0.5 if event else 30), event, *x)
+            )
+            if event:
+                break
+    df = pd.DataFrame(rows, columns=["customer_id", "entry", "exit", "event", "a", "b"])
+    return df[["a", "b"]], df
+
+
+def test_cox_equals_statsmodels_phreg_with_robust_errors():
+    """Coefficients, robust (cluster) standard errors and p-values as statsmodels computes them."""
+    from statsmodels.duration.hazard_regression import PHReg
+
+    Z, df = _interval_data(3)
+    res = drivers.fit_cox(Z, df, df.customer_id)
+    # statsmodels marks rows that are at risk at no event time with NaN score residuals:
+    # fit it on the rows at risk somewhere (they carry the whole likelihood)
+    times = np.unique(df.exit[df.event])
+    inside = (
+        np.searchsorted(times, df.entry, "left") <= np.searchsorted(times, df.exit, "right") - 1
+    )
+    d = df[inside]
+    ref = PHReg(d.exit, d[["a", "b"]], status=d.event.astype(int), entry=d.entry, ties="breslow")
+    ref = ref.fit(groups=drivers._codes(d.customer_id))
+    np.testing.assert_allclose(res.coef.to_numpy(), ref.params, rtol=1e-9)
+    np.testing.assert_allclose(res.se.to_numpy(), ref.bse, rtol=1e-9)
+    np.testing.assert_allclose(res.p.to_numpy(), ref.pvalues, rtol=1e-8)
+    assert abs(res.coef["a"] - 0.5) < 3 * res.se["a"]
+    assert abs(res.coef["b"] + 0.3) < 3 * res.se["b"]
+
+
+def test_cox_score_residuals_sum_to_the_score():
+    Z, df = _interval_data(5, 400)
+    risk = drivers._CoxRiskSets(
+        df.entry.to_numpy(), df.exit.to_numpy(), df.event.to_numpy(bool), Z.to_numpy()
+    )
+    beta = np.array([0.2, -0.1])
+    _, score, hess, parts = risk.evaluate(beta)
+    np.testing.assert_allclose(risk.score_residuals(parts).sum(axis=0), score, atol=1e-9)
+    # the Hessian is the derivative of the score
+    eps = 1e-6
+    for j in range(2):
+        step = np.eye(2)[j] * eps
+        num = (risk.evaluate(beta + step)[1] - risk.evaluate(beta - step)[1]) / (2 * eps)
+        np.testing.assert_allclose(num, hess[:, j], rtol=1e-5, atol=1e-6)
+
+
+def test_permutation_importance_equals_sklearn():
+    """Re-predicting only the trees that use the shuffled feature gives sklearn's numbers."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.inspection import permutation_importance
+
+    rng = np.random.default_rng(2)
+    n = 1500
+    X = pd.DataFrame(
+        {
+            "a": rng.normal(size=n),
+            "noise": rng.normal(size=n),
+            "c": pd.Categorical(rng.choice(list("xyz"), n), categories=list("xyz")),
+            "gaps": np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)),
+        }
+    )
+    y = (X.a + (X.c == "y") + np.nan_to_num(X.gaps) + rng.normal(size=n)) > 1
+    est = HistGradientBoostingClassifier(
+        max_iter=40, max_leaf_nodes=7, categorical_features="from_dtype", random_state=0
+    ).fit(X, y.astype(int))
+    ours = drivers._tree_permutation_importance(est, X, y.to_numpy(), 3, 11)
+    ref = permutation_importance(
+        est, X, y.astype(int), scoring="roc_auc", n_repeats=3, random_state=11, n_jobs=1
+    )
+    np.testing.assert_allclose(ours.importances, ref.importances, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(ours.importances_std, ref.importances_std, rtol=1e-9, atol=1e-14)

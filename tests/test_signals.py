@@ -138,3 +138,34 @@ def test_rule_labels_fall_back_to_the_feature():
     assert signals.rule_label("spend_down", RULES["spend_down"], "en").startswith("Spend down")
     custom = WarningRule(feature="open_tickets", op=">=", threshold=2)
     assert signals.rule_label("my_rule", custom, "en") == "Open tickets >= 2"
+
+
+def test_bootstrap_intervals_equal_row_weighted_sums():
+    """Per-customer counts times draws give the same replicates as row weights."""
+    from fupan.health import cluster_bootstrap_weights, nan_percentile
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for c in range(300):
+        for s in pd.date_range("2025-01-01", periods=int(rng.integers(1, 8)), freq="MS"):
+            rows.append(
+                {
+                    "customer_id": f"c{c}",
+                    "snapshot_date": s,
+                    "x": rng.normal(),
+                    "label": rng.random() < 0.1,
+                }
+            )
+    snap = pd.DataFrame(rows)
+    rules = {"low_x": WarningRule(feature="x", op="<", threshold=-0.5)}
+    churned = pd.Series(pd.to_datetime(["2025-05-15", "2025-03-02"]), index=["c1", "c2"])
+    bt = signals.backtest_rules(snap, rules, churned, n_boot=40, seed=9)
+    f = (snap.x < -0.5).to_numpy()
+    y = snap.label.to_numpy(bool)
+    boot = np.array(
+        [signals._rates(f, y, w) for w in cluster_bootstrap_weights(snap.customer_id, 40, 9)]
+    )
+    lo, hi = nan_percentile(boot, 2.5, axis=0), nan_percentile(boot, 97.5, axis=0)
+    row = bt.iloc[0]
+    assert [row.precision_low, row.recall_low, row.lift_low] == list(lo)
+    assert [row.precision_high, row.recall_high, row.lift_high] == list(hi)
