@@ -154,18 +154,37 @@ def _coerce(df: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
     return df
 
 
-def _features(ds: Dataset, pairs: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
-    """``pairs`` (customer_id, snapshot_date, ...) with the catalogue features joined on."""
+def _feature_table(ds: Dataset, pairs: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """The catalogue features of the distinct ``(customer_id, snapshot_date)`` in ``pairs``.
+
+    One query serves several sets of pairs (the fit's snapshots, the projected customers'
+    months): each feature query re-reads every event table and recompiles a large
+    expression, and a pair's features do not depend on the other pairs asked with it.
+    """
+    ids = pairs[_ID].copy()
+    ids["snapshot_date"] = pd.to_datetime(ids["snapshot_date"]).astype("datetime64[ns]")
+    ids = ids.drop_duplicates().reset_index(drop=True)
+    if ids.empty:
+        out = ids
+        for n in names:
+            out[n] = pd.Series(dtype=object if F.kinds([n])[n] == "categorical" else float)
+        return out
+    out = F.feature_expr(ds, ids, list(names)).to_pandas()
+    out["snapshot_date"] = pd.to_datetime(out["snapshot_date"]).astype("datetime64[ns]")
+    return _coerce(out[[*_ID, *names]], names)
+
+
+def _with_features(pairs: pd.DataFrame, table: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """``pairs`` (customer_id, snapshot_date, ...) with ``names`` from ``table`` joined on,
+    sorted by customer and snapshot."""
     pairs = pairs.copy()
     pairs["snapshot_date"] = pd.to_datetime(pairs["snapshot_date"]).astype("datetime64[ns]")
     if pairs.empty:
         for n in names:
             pairs[n] = pd.Series(dtype=object if F.kinds([n])[n] == "categorical" else float)
         return pairs
-    out = F.feature_expr(ds, pairs[_ID], list(names)).to_pandas()
-    out["snapshot_date"] = pd.to_datetime(out["snapshot_date"]).astype("datetime64[ns]")
-    out = _coerce(out[[*_ID, *names]], names)
-    return pairs.merge(out, on=_ID, how="left", validate="1:1")
+    out = pairs.merge(table[[*_ID, *names]], on=_ID, how="left", validate="1:1")
+    return out.sort_values(_ID, kind="stable").reset_index(drop=True)
 
 
 def fit_frame(
@@ -187,6 +206,17 @@ def fit_frame(
     -------
     DataFrame with ``customer_id, snapshot_date, label, exact`` and the features.
     """
+    pairs = _fit_pairs(status, dates, max_customers, seed)
+    return _with_features(pairs, _feature_table(ds, pairs, names), names)
+
+
+def _fit_pairs(
+    status: pd.DataFrame,
+    dates: Sequence[pd.Timestamp],
+    max_customers: int | None,
+    seed: int,
+) -> pd.DataFrame:
+    """:func:`fit_frame`'s rows before the features are joined on."""
     eff = effective_churn_dates(status)
     ids = status["customer_id"].to_numpy()
     acquired = pd.to_datetime(status["acquired_at"]).to_numpy()
@@ -218,11 +248,8 @@ def fit_frame(
             )
         )
     if not parts:
-        return _features(
-            ds, pd.DataFrame(columns=["customer_id", "snapshot_date", "label", "exact"]), names
-        )
-    pairs = pd.concat(parts, ignore_index=True)
-    return _features(ds, pairs, names).sort_values(_ID, kind="stable").reset_index(drop=True)
+        return pd.DataFrame(columns=["customer_id", "snapshot_date", "label", "exact"])
+    return pd.concat(parts, ignore_index=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -231,6 +258,25 @@ def fit_frame(
 
 def _cloglog_mu(eta: np.ndarray) -> np.ndarray:
     return -np.expm1(-np.exp(np.clip(eta, -40.0, 5.0)))
+
+
+def _cloglog_weights(
+    e: np.ndarray, y: np.ndarray, w: np.ndarray, ev: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row d loglik / d eta and minus its derivative, at ``e = exp(eta)``.
+
+    d loglik / d eta = e (y - mu) / mu; minus its derivative is e on rows without an event
+    and e - y r + y r^2 (1 - mu) (r = e / mu) on the rows in ``ev`` (y > 0). Churn is rare,
+    so the churn probability is computed on the event rows only.
+    """
+    ee, yv, wv = e[ev], y[ev], w[ev]
+    mu = np.clip(-np.expm1(-ee), 1e-12, 1.0 - 1e-12)
+    r = ee / mu
+    g = -w * e
+    g[ev] = wv * r * (yv - mu)
+    h = w * e
+    h[ev] = wv * (ee - yv * r + yv * r * r * (1.0 - mu))
+    return g, h
 
 
 def _newton_cloglog(
@@ -242,13 +288,20 @@ def _newton_cloglog(
     max_iter: int = 60,
     tol: float = 1e-9,
 ) -> np.ndarray:
-    """Weighted binomial regression with the cloglog link by Fisher scoring.
+    """Weighted binomial regression with the cloglog link by Newton's method.
 
     The first column of ``X`` is the intercept (not penalised). A weak ridge (``ridge``
     on standardised slopes, i.e. a normal prior with SD 1/sqrt(ridge) per SD of a feature)
     keeps small or separated samples finite without moving large-sample estimates.
+
+    Steps use the observed information, not Fisher's expected one: cloglog is not the
+    binomial's canonical link, so Fisher scoring converges only linearly, while the
+    observed information is positive definite everywhere (the log-likelihood is concave
+    in the linear predictor) and converges quadratically to the same maximum.
     """
     n, p = X.shape
+    y = np.asarray(y, dtype=float)
+    w = np.asarray(w, dtype=float)
     pen = np.full(p, float(ridge))
     pen[0] = 0.0
     if start is None:
@@ -257,30 +310,30 @@ def _newton_cloglog(
         beta[0] = math.log(-math.log1p(-ybar))
     else:
         beta = np.asarray(start, dtype=float).copy()
+    ev = y > 0
+    wy = w[ev] * y[ev]
 
-    def loglik(b: np.ndarray) -> float:
-        eta = np.clip(X @ b, -40.0, 5.0)
-        e = np.exp(eta)
-        mu = np.clip(-np.expm1(-e), 1e-300, 1.0)
-        return float(np.sum(w * (y * np.log(mu) - (1.0 - y) * e)) - 0.5 * np.sum(pen * b * b))
+    def state(b: np.ndarray) -> tuple[float, np.ndarray]:
+        e = np.exp(np.clip(X @ b, -40.0, 5.0))
+        mu = np.clip(-np.expm1(-e[ev]), 1e-300, 1.0)
+        # sum of w (y log mu - (1 - y) e), split so the log is taken on event rows only
+        ll = float(np.dot(wy, np.log(mu)) - np.dot(w, e) + np.dot(wy, e[ev]))
+        return ll - 0.5 * float(np.sum(pen * b * b)), e
 
-    ll = loglik(beta)
+    ll, e = state(beta)
     for _ in range(max_iter):
-        eta = np.clip(X @ beta, -40.0, 5.0)
-        e = np.exp(eta)
-        mu = np.clip(-np.expm1(-e), 1e-12, 1.0 - 1e-12)
-        score = X.T @ (w * e * (y - mu) / mu) - pen * beta
-        weight = w * e * e * (1.0 - mu) / mu
-        info = (X * weight[:, None]).T @ X + np.diag(pen)
+        g, h = _cloglog_weights(e, y, w, ev)
+        score = X.T @ g - pen * beta
+        info = (X * h[:, None]).T @ X + np.diag(pen)
         step = np.linalg.solve(info, score)
         t = 1.0
         while True:
             cand = beta + t * step
-            ll_new = loglik(cand)
+            ll_new, e_new = state(cand)
             if ll_new >= ll - 1e-10 or t < 1e-8:
                 break
             t /= 2.0
-        beta, ll = cand, ll_new
+        beta, ll, e = cand, ll_new, e_new
         if np.max(np.abs(t * step)) < tol:
             break
     return beta
@@ -346,6 +399,20 @@ def fit_hazard(
     start : starting values ``[intercept, *slopes]``.
     Z : ``design.transform(frame)`` as an array, when already computed.
     """
+    return _fit_hazard(frame, numeric, categorical, weights, design, start, Z)[0]
+
+
+def _fit_hazard(
+    frame: pd.DataFrame,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    weights: np.ndarray | None = None,
+    design: drivers.Design | None = None,
+    start: np.ndarray | None = None,
+    Z: np.ndarray | None = None,
+) -> tuple[HazardModel, np.ndarray]:
+    """:func:`fit_hazard` and the slope fit's own ``[intercept, *slopes]`` (before the
+    intercept is calibrated), where a bootstrap refit starts."""
     w = np.ones(len(frame)) if weights is None else np.asarray(weights, dtype=float)
     if design is None:
         design = drivers.Design(numeric, categorical).fit(frame)
@@ -360,7 +427,36 @@ def fit_hazard(
         coef = _newton_cloglog(X, y[use], w[use], start=start)
     beta = coef[1:]
     intercept = _calibrate(Z[drawn] @ beta, y[drawn], w[drawn])
-    return HazardModel(design=design, beta=beta, intercept=intercept)
+    return HazardModel(design=design, beta=beta, intercept=intercept), coef
+
+
+class _Refit:
+    """Bootstrap refits of the fitted model (:func:`fit_hazard` with row weights and the
+    full-data design), with what every replicate repeats done once: the design matrix of
+    the slope rows, the labels, the starting values (the full-data slope fit).
+
+    Call :meth:`fit` inside ``threadpool_limits(limits=1)``: entering that context finds
+    the BLAS libraries anew each time (about 15 ms), more than a refit's own arithmetic.
+    """
+
+    def __init__(self, frame: pd.DataFrame, model: HazardModel, coef: np.ndarray, Z: np.ndarray):
+        self.design = model.design
+        self.Z = Z
+        self.y = frame["label"].to_numpy(dtype=float)
+        self.exact = frame["exact"].to_numpy(dtype=bool)
+        self.X = np.column_stack([np.ones(int(self.exact.sum())), Z[self.exact]])
+        self.y_exact = self.y[self.exact]
+        self.start = np.asarray(coef, dtype=float)
+
+    def fit(self, weights: np.ndarray) -> HazardModel:
+        w = np.asarray(weights, dtype=float)
+        drawn = w > 0
+        w_exact = w[self.exact]
+        use = w_exact > 0
+        coef = _newton_cloglog(self.X[use], self.y_exact[use], w_exact[use], self.start)
+        beta = coef[1:]
+        intercept = _calibrate((self.Z @ beta)[drawn], self.y[drawn], w[drawn])
+        return HazardModel(design=self.design, beta=beta, intercept=intercept)
 
 
 # --------------------------------------------------------------------------------------
@@ -391,6 +487,12 @@ def trajectories(
     DataFrame with ``customer_id, snapshot_date`` and ``names``; months before a customer's
     acquisition are left out.
     """
+    pairs = _trajectory_pairs(customers, now, months)
+    return _with_features(pairs, _feature_table(ds, pairs, names), names)
+
+
+def _trajectory_pairs(customers: pd.DataFrame, now: pd.Timestamp, months: int) -> pd.DataFrame:
+    """:func:`trajectories`' rows before the features are joined on."""
     acq = pd.to_datetime(customers["acquired_at"]).to_numpy()
     ids = customers["customer_id"].to_numpy()
     parts = []
@@ -400,9 +502,8 @@ def trajectories(
         if ok.any():
             parts.append(pd.DataFrame({"customer_id": ids[ok], "snapshot_date": s}))
     if not parts:
-        return _features(ds, pd.DataFrame(columns=_ID), names)
-    pairs = pd.concat(parts, ignore_index=True)
-    return _features(ds, pairs, names).sort_values(_ID, kind="stable").reset_index(drop=True)
+        return pd.DataFrame(columns=_ID)
+    return pd.concat(parts, ignore_index=True)
 
 
 @dataclass
@@ -919,7 +1020,8 @@ class _Retention:
     ids: np.ndarray  # targeted customers, sorted
     codes: np.ndarray  # trajectory row -> position in ids
     rows: np.ndarray  # the rows' positions in the baseline matrix
-    Z1: np.ndarray  # changed design rows
+    moved: np.ndarray  # the rows (positions in ``rows``) the change moves
+    Z1: np.ndarray  # their changed design rows
     clv: np.ndarray
     margin: np.ndarray  # annual margin per customer
     cost: float
@@ -927,14 +1029,20 @@ class _Retention:
     extra_touches: float  # a year, all targeted customers
 
     def hazards(
-        self, model: HazardModel, Z0: np.ndarray, hr: float | None = None
+        self, model: HazardModel, h0: np.ndarray, hr: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Each customer's mean monthly hazard without and with the change."""
+        """Each customer's mean monthly hazard without and with the change.
+
+        ``h0`` is ``model.hazard`` of every baseline row (computed once for all scenarios);
+        rows the change leaves as they were keep their hazard.
+        """
         n = len(self.ids)
-        lam0 = _mean_by(self.codes, model.hazard(Z0[self.rows]), n)
+        h = h0[self.rows]
+        lam0 = _mean_by(self.codes, h, n)
         if hr is not None:  # the effect rests on a pilot's hazard ratio
             return lam0, lam0 * hr
-        return lam0, _mean_by(self.codes, model.hazard(self.Z1), n)
+        h[self.moved] = model.hazard(self.Z1)
+        return lam0, _mean_by(self.codes, h, n)
 
 
 def _expected(
@@ -976,9 +1084,18 @@ class _Fit:
     known: pd.Timestamp
     numeric: list[str]
     categorical: list[str]
+    coef: np.ndarray  # the slope fit's [intercept, *slopes], before calibration
 
 
-def _fit(ds: Dataset, status: pd.DataFrame, names: list[str]) -> _Fit:
+def _fit(
+    ds: Dataset,
+    status: pd.DataFrame,
+    names: list[str],
+    pairs: pd.DataFrame | None = None,
+    table: pd.DataFrame | None = None,
+) -> _Fit:
+    """The churn model; ``pairs`` (:func:`_fit_pairs`) and a feature ``table`` holding
+    them when the caller already has them."""
     P = ds.params
     sp = P.simulation
     kinds = F.kinds(names)
@@ -986,7 +1103,11 @@ def _fit(ds: Dataset, status: pd.DataFrame, names: list[str]) -> _Fit:
     categorical = [n for n in names if kinds[n] == "categorical"]
     known = outcomes_known_until(P, ds)
     dates = fit_dates(known, sp.fit_months)
-    frame = fit_frame(ds, status, dates, names, sp.max_fit_customers, P.seed)
+    if pairs is None:
+        pairs = _fit_pairs(status, dates, sp.max_fit_customers, P.seed)
+    if table is None:
+        table = _feature_table(ds, pairs, names)
+    frame = _with_features(pairs, table, names)
     if not (status.source == "recorded").any():
         frame["exact"] = True  # no recorded churn: every churn is dated by the same rule
     events = int(frame["label"].sum()) if len(frame) else 0
@@ -997,8 +1118,8 @@ def _fit(ds: Dataset, status: pd.DataFrame, names: list[str]) -> _Fit:
             f"({dates[0].date()} to {end}); at least {MIN_EVENTS} are needed to fit the churn "
             "model: use a longer history or fewer fit months (simulation.fit_months)"
         )
-    model = fit_hazard(frame, numeric, categorical)
-    return _Fit(model, frame, dates, known, numeric, categorical)
+    model, coef = _fit_hazard(frame, numeric, categorical)
+    return _Fit(model, frame, dates, known, numeric, categorical, coef)
 
 
 def _sample_ids(ids: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -1007,14 +1128,21 @@ def _sample_ids(ids: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(_seed(seed, "sample").choice(np.sort(ids), size=n, replace=False))
 
 
+def _check_sample(live: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The live customers whose projection checks the model's level (a seeded sample)."""
+    ids = _sample_ids(live.customer_id.to_numpy(), 20_000, seed)
+    return live[live.customer_id.isin(ids)][["customer_id", "acquired_at"]]
+
+
 def _model_info(
     ds: Dataset,
     fit: _Fit,
     status: pd.DataFrame,
-    live: pd.DataFrame,
+    tl: pd.DataFrame,
     eff_reps: list[np.ndarray],
     level: float,
 ) -> ModelInfo:
+    """``tl``: trajectories (:func:`trajectories`) of the check sample (:func:`_check_sample`)."""
     P = ds.params
     m = fit.model
     per_unit = m.per_unit()
@@ -1033,10 +1161,6 @@ def _model_info(
     obs = outcomes.churn_rate(status, as_of - pd.Timedelta(days=365), as_of)
     # The projection of the whole live base (a seeded sample of a large one), beside what
     # the shared definition measured over the last year: a check of the model's level.
-    ids = _sample_ids(live.customer_id.to_numpy(), 20_000, P.seed)
-    base = live[live.customer_id.isin(ids)][["customer_id", "acquired_at"]]
-    names = m.design.numeric + m.design.categorical
-    tl = trajectories(ds, base, now_date(P), P.simulation.projection_months, names)
     pred = float("nan")
     if len(tl):
         codes, uniq = pd.factorize(tl.customer_id)
@@ -1331,17 +1455,32 @@ def simulate(
         levers = sorted({f for s in retention for f in s.change.levers()})
         names = [n for n in sp.features if n in avail]
         names += [n for n in levers if n not in names]
-        fit = _fit(ds, status, names)
+        proj_names = [n for n in dict.fromkeys([*names, "spend_365d"]) if n in avail]
+        # One feature query for the fit's snapshots, every targeted customer's months and
+        # the model check's sample (see _feature_table); each part is cut from it below.
+        fit_pairs = _fit_pairs(
+            status,
+            fit_dates(outcomes_known_until(P, ds), sp.fit_months),
+            sp.max_fit_customers,
+            P.seed,
+        )
+        check = _check_sample(live, P.seed)
+        wanted = np.unique(np.concatenate([targets[s.name] for s in retention]))
+        projected = cust[cust.customer_id.isin(np.union1d(wanted, check.customer_id.to_numpy()))]
+        traj_pairs = _trajectory_pairs(
+            projected[["customer_id", "acquired_at"]], now, sp.projection_months
+        )
+        table = _feature_table(ds, pd.concat([fit_pairs[_ID], traj_pairs[_ID]]), proj_names)
+        fit = _fit(ds, status, names, fit_pairs, table)
         model = fit.model
         for s in list(retention):
             if any(f not in model.design.columns_ for f in s.change.levers()):
                 skipped.append({"name": s.name, "reason": "constant_feature"})
                 retention.remove(s)
     if retention:
+        traj_all = _with_features(traj_pairs, table, proj_names)
         union = np.unique(np.concatenate([targets[s.name] for s in retention]))
-        proj_names = [n for n in dict.fromkeys([*names, "spend_365d"]) if n in avail]
-        projected = cust[cust.customer_id.isin(union)][["customer_id", "acquired_at"]]
-        traj = trajectories(ds, projected, now, sp.projection_months, proj_names)
+        traj = traj_all[pd.Index(traj_all.customer_id).isin(union)].reset_index(drop=True)
         Z0 = model.matrix(traj)
         row_ids = traj.customer_id.to_numpy()
         values, value_model = customer_values(ds, now)
@@ -1374,13 +1513,16 @@ def simulate(
                 if spend is not None
                 else np.zeros(len(ids))
             )
+            Z1 = model.matrix(changed)
+            moved = np.flatnonzero((Z1 != Z0[sel]).any(axis=1))
             packs.append(
                 _Retention(
                     scenario=s,
                     ids=ids,
                     codes=codes,
                     rows=sel,
-                    Z1=model.matrix(changed),
+                    moved=moved,
+                    Z1=Z1[moved],
                     clv=values.reindex(ids).fillna(0.0).to_numpy(dtype=float),
                     margin=margin,
                     cost=float(cost),
@@ -1395,9 +1537,10 @@ def simulate(
             for p in packs
             if p.scenario.pilot is not None
         }
+        h0 = model.hazard(Z0)
         point = {
             p.scenario.name: p.hazards(
-                model, Z0, hr_draws[p.scenario.name][0] if p.scenario.name in hr_draws else None
+                model, h0, hr_draws[p.scenario.name][0] if p.scenario.name in hr_draws else None
             )
             for p in packs
         }
@@ -1410,27 +1553,22 @@ def simulate(
         expected: dict[str, list[dict]] = {p.scenario.name: [] for p in packs}
         fates = {p.scenario.name: _seed(P.seed, "fate", p.scenario.name) for p in packs}
         eff_reps: list[np.ndarray] = []
-        start = np.concatenate([[model.intercept], model.beta])
-        Zfit = model.matrix(fit.frame)
+        sd = model.design.sd_[model.design.columns_].to_numpy(dtype=float)
+        refit = _Refit(fit.frame, model, fit.coef, model.matrix(fit.frame))
         weights = cluster_bootstrap_weights(fit.frame.customer_id.to_numpy(), B, P.seed)
-        for b, w in enumerate(weights):
-            mb = fit_hazard(
-                fit.frame,
-                fit.numeric,
-                fit.categorical,
-                weights=w,
-                design=model.design,
-                start=start,
-                Z=Zfit,
-            )
-            eff_reps.append(mb.per_unit().to_numpy())
-            for p in packs:
-                name = p.scenario.name
-                hr = hr_draws[name][1][b] if name in hr_draws else None
-                lam0, lam1 = p.hazards(mb, Z0, hr)
-                expected[name].append(_expected(p, lam0, lam1))
-                realised[name].append(_realised(p, lam0, lam1, fates[name].random(len(p.ids))))
-        info_model = _model_info(ds, fit, status, live, eff_reps, level)
+        with threadpool_limits(limits=1):  # once: entering it costs ~15 ms
+            for b, w in enumerate(weights):
+                mb = refit.fit(w)
+                eff_reps.append(mb.beta / sd)  # per unit, as HazardModel.per_unit
+                hb = mb.hazard(Z0)
+                for p in packs:
+                    name = p.scenario.name
+                    hr = hr_draws[name][1][b] if name in hr_draws else None
+                    lam0, lam1 = p.hazards(mb, hb, hr)
+                    expected[name].append(_expected(p, lam0, lam1))
+                    realised[name].append(_realised(p, lam0, lam1, fates[name].random(len(p.ids))))
+        tl = traj_all[pd.Index(traj_all.customer_id).isin(check.customer_id)]
+        info_model = _model_info(ds, fit, status, tl.reset_index(drop=True), eff_reps, level)
         for p in packs:
             s = p.scenario
             lam0, lam1 = point[s.name]
