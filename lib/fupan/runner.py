@@ -319,6 +319,10 @@ def run(
             "notebooks": list(params.notebooks),
         }
         write_json_atomic(tmp / "manifest.json", manifest)
+        if (tmp / RESULTS_NAME).exists():  # recorded one line at a time: indent it for readers
+            write_json_atomic(
+                tmp / RESULTS_NAME, json.loads((tmp / RESULTS_NAME).read_text(encoding="utf-8"))
+            )
         shutil.rmtree(tmp / "work", ignore_errors=True)
         _replace_dir(tmp, final)
         if failed.exists():
