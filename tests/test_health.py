@@ -152,3 +152,21 @@ def test_compare_auc_and_calibration():
     assert (cal.low <= cal.observed).all() and (cal.observed <= cal.high).all()
     rb = health.rate_by_band(np.where(good < 0, "red", "green"), y)
     assert rb.set_index("band").loc["amber", "rows"] == 0
+
+
+def test_warm_started_cross_validation_matches_cold_starts():
+    """Warm starts along the penalty path move each held-out loss only within the solver's
+    tolerance, so the penalty chosen is the one independent cold-started fits choose."""
+    df, _ = _sim(n_customers=800, months=5, seed=3)
+    m = health.LearnedHealth(["x1", "x2", "x3", "x_null"], random_state=2)
+    m.fit(df, df.label, df.customer_id)
+    X = m.transform(df).to_numpy() * m.orientation_.to_numpy()
+    XoT = np.ascontiguousarray(X.T)
+    y = df.label.to_numpy(int)
+    codes = pd.factorize(df.customer_id)[0]
+    fold_of = np.random.default_rng(2).permutation(codes.max() + 1)[codes] % m.n_folds
+    warm = m._cv_losses(XoT, y, fold_of, m.n_folds, warm=True)
+    cold = m._cv_losses(XoT, y, fold_of, m.n_folds, warm=False)
+    for C in m.Cs:
+        assert warm[C] == pytest.approx(cold[C], rel=1e-6)
+    assert m.C_ == min(m.Cs, key=lambda C: (cold[C], m.Cs.index(C)))

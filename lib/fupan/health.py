@@ -124,6 +124,7 @@ class LearnedHealth:
         equals its orientation, or it is 0).
     intercept_ : float.
     C_ : the chosen inverse penalty.
+    cv_loss_ : mean held-out log loss per penalty tried (empty without cross-validation).
     weights_ : DataFrame ``group, members, coef, weight`` (share of the summed |coef| x SD
         of each group's contribution) and ``direction`` (+1 = more of it, more risk).
     reference_ : sorted linear predictors of the fitting rows (the 0-100 scale).
@@ -202,30 +203,20 @@ class LearnedHealth:
         n_groups = len(np.unique(clusters))
         folds = min(self.n_folds, n_groups)
         best_c, best_loss = self.Cs[-1], np.inf
+        self.cv_loss_: dict[float, float] = {}
         if folds >= 2 and y.sum() >= folds:
             # customers (not rows) are shuffled into folds, reproducibly
             perm = np.random.default_rng(self.random_state).permutation(n_groups)
             fold_of = perm[clusters] % folds
-            # Folds outer, penalties inner: each fold's rows are copied once, and each fit
-            # starts from the fold's solution at the previous (stronger) penalty, which is
-            # close, so the solver needs fewer steps to the same optimum.
-            losses: dict[float, list[float]] = {C: [] for C in self.Cs}
-            for k in range(folds):
-                tr, te = fold_of != k, fold_of == k
-                if y[tr].min() == y[tr].max() or not te.any():
-                    continue
-                X_tr, X_te, y_tr, y_te = XoT[:, tr].T, XoT[:, te].T, y[tr], y[te]
-                start = None
-                for C in self.Cs:
-                    w, b = fit_nonnegative_logit(X_tr, y_tr, C, start=start)
-                    start = np.r_[b, w]
-                    p = np.clip(_sigmoid(b + X_te @ w), 1e-9, 1 - 1e-9)
-                    losses[C].append(-np.mean(y_te * np.log(p) + (1 - y_te) * np.log(1 - p)))
+            self.cv_loss_ = self._cv_losses(XoT, y, fold_of, folds, warm=True)
+            ranked = sorted(v for v in self.cv_loss_.values() if np.isfinite(v))
+            if len(ranked) > 1 and ranked[1] - ranked[0] < 1e-6 * abs(ranked[0]):
+                # Warm and cold starts stop at points that differ within the solver's
+                # tolerance; when two penalties are that close, decide with cold starts.
+                self.cv_loss_ = self._cv_losses(XoT, y, fold_of, folds, warm=False)
             for C in self.Cs:
-                loss = float(np.mean(losses[C])) if losses[C] else np.inf
-                if loss < best_loss - 1e-9:
-                    best_c, best_loss = C, loss
-            self.cv_loss_ = {C: float(np.mean(v)) if v else np.inf for C, v in losses.items()}
+                if self.cv_loss_[C] < best_loss - 1e-9:
+                    best_c, best_loss = C, self.cv_loss_[C]
         self.C_ = best_c
         w, b = fit_nonnegative_logit(XoT.T, y, best_c)
         self.coef_ = pd.Series(w * self.orientation_.to_numpy(), index=self.columns_)
@@ -234,6 +225,29 @@ class LearnedHealth:
         self.reference_ = np.sort(eta)
         self.weights_ = self._weights(X)
         return self
+
+    def _cv_losses(
+        self, XoT: np.ndarray, y: np.ndarray, fold_of: np.ndarray, folds: int, warm: bool
+    ) -> dict[float, float]:
+        """Mean held-out log loss per penalty.
+
+        Folds outer, penalties inner: each fold's rows are copied once and, with ``warm``,
+        each fit starts from the fold's solution at the previous (stronger) penalty, which
+        is close, so the solver needs fewer steps to the same optimum.
+        """
+        losses: dict[float, list[float]] = {C: [] for C in self.Cs}
+        for k in range(folds):
+            tr, te = fold_of != k, fold_of == k
+            if y[tr].min() == y[tr].max() or not te.any():
+                continue
+            X_tr, X_te, y_tr, y_te = XoT[:, tr].T, XoT[:, te].T, y[tr], y[te]
+            start = None
+            for C in self.Cs:
+                w, b = fit_nonnegative_logit(X_tr, y_tr, C, start=start)
+                start = np.r_[b, w] if warm else None
+                p = np.clip(_sigmoid(b + X_te @ w), 1e-9, 1 - 1e-9)
+                losses[C].append(-np.mean(y_te * np.log(p) + (1 - y_te) * np.log(1 - p)))
+        return {C: float(np.mean(v)) if v else np.inf for C, v in losses.items()}
 
     def _eta(self, X: pd.DataFrame) -> np.ndarray:
         return self.intercept_ + X[self.columns_].to_numpy() @ self.coef_.to_numpy()
