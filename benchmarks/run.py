@@ -44,6 +44,21 @@ LTV_LL_RTOL = 1e-6
 LTV_FIT_SECONDS_1M = 10.0  # "BG/NBD and Gamma-Gamma fit on 1,000,000 customers in seconds"
 
 
+def _differences(check: dict) -> str:
+    """What the floor comparison found: columns with differing values, columns only one
+    side has, or different customers."""
+    parts = []
+    if check.get("mismatched_values"):
+        parts.append(f"values in {check['mismatched_values']}")
+    if check.get("missing_in_floor"):
+        parts.append(f"not in the floor: {check['missing_in_floor']}")
+    if check.get("extra_in_floor"):
+        parts.append(f"only in the floor: {check['extra_in_floor']}")
+    if check.get("same_customers") is False:
+        parts.append(f"different customers (rows {check.get('rows')})")
+    return "; ".join(parts) or "not compared"
+
+
 def _result(m: measure.Measurement) -> dict:
     for line in m.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -369,9 +384,7 @@ def targets(n: int, r: dict) -> list[dict]:
             r["features_vs_floor"],
             FEATURES_VS_FLOOR,
             r["features_vs_floor"] <= FEATURES_VS_FLOOR,
-            "same values"
-            if check.get("equal")
-            else f"values differ: {check.get('mismatched_values')}",
+            "same values" if check.get("equal") else f"values differ: {_differences(check)}",
         )
     if rev.get("deck_mb") is not None:
         add("deck MB", rev["deck_mb"], DECK_MB, rev["deck_mb"] < DECK_MB)
@@ -514,11 +527,7 @@ def table(result: dict) -> str:
             )
             row("features (process: load + features)", f, note)
             chk = q.get("check", {})
-            same = (
-                "same values"
-                if chk.get("equal")
-                else f"VALUES DIFFER {chk.get('mismatched_values')}"
-            )
+            same = "same values" if chk.get("equal") else f"VALUES DIFFER {_differences(chk)}"
             row(
                 "plain DuckDB query (process)",
                 q,
