@@ -187,6 +187,32 @@ def _with_features(pairs: pd.DataFrame, table: pd.DataFrame, names: Sequence[str
     return out.sort_values(_ID, kind="stable").reset_index(drop=True)
 
 
+class _FeatureStore:
+    """Features of (customer, snapshot) pairs gathered in as few queries as the chapter's
+    order allows (:func:`_feature_table`): pairs already held are not asked for again.
+
+    ``names`` are fixed up front: every part asks for the same columns.
+    """
+
+    def __init__(self, ds: Dataset, names: Sequence[str]):
+        self.ds = ds
+        self.names = list(dict.fromkeys(names))
+        self.table: pd.DataFrame | None = None
+
+    def fetch(self, pairs: pd.DataFrame) -> pd.DataFrame:
+        """The table, holding at least ``pairs``."""
+        ids = pairs[_ID].copy()
+        ids["snapshot_date"] = pd.to_datetime(ids["snapshot_date"]).astype("datetime64[ns]")
+        if self.table is not None:
+            held = pd.MultiIndex.from_frame(self.table[_ID])
+            ids = ids[~pd.MultiIndex.from_frame(ids).isin(held)]
+        if self.table is None or len(ids):
+            part = _feature_table(self.ds, ids, self.names)
+            parts = [part] if self.table is None else [self.table, part]
+            self.table = pd.concat(parts, ignore_index=True) if len(parts) > 1 else part
+        return self.table
+
+
 def fit_frame(
     ds: Dataset,
     status: pd.DataFrame,
@@ -1306,13 +1332,9 @@ def _select(base: pd.DataFrame, scenario: Scenario, order: Sequence[str]) -> np.
     return keep
 
 
-def _health_bands(ds: Dataset, live: pd.DataFrame, now: pd.Timestamp) -> pd.Series:
-    """Chapter 2's learned health band of each live customer, refitted here."""
-    from fupan import atrisk
-
-    model = atrisk.train(ds)
-    feats = F.customer_features(ds, now)
-    feats = feats[feats.customer_id.isin(live.customer_id)]
+def _health_bands(model: Any, feats: pd.DataFrame) -> pd.Series:
+    """Chapter 2's learned health band (``model``: :func:`fupan.atrisk.train`) of each
+    customer in ``feats`` (one row per customer, features as of the projection date)."""
     return pd.Series(model.band(feats), index=feats.customer_id.to_numpy())
 
 
@@ -1439,8 +1461,39 @@ def simulate(
             skipped.append({"name": s.name, "reason": "missing_table", "table": missing[0]})
         else:
             retention.append(s)
-    if any(s.target.health_bands for s in retention):
-        live["band"] = live.customer_id.map(_health_bands(ds, live, now)).to_numpy()
+    # Every feature this chapter needs comes from as few queries as possible (see
+    # _feature_table): the fit's snapshots, the model check's sample, the health model's
+    # features now and, once the targets are known, the targeted customers' months.
+    store: _FeatureStore | None = None
+    fit_pairs = check = check_pairs = None
+    if retention:
+        every_lever = sorted({f for s in retention for f in s.change.levers()})
+        wide = [n for n in sp.features if n in avail]
+        wide += [n for n in every_lever if n not in wide]
+        wide = [n for n in dict.fromkeys([*wide, "spend_365d"]) if n in avail]
+        fit_pairs = _fit_pairs(
+            status,
+            fit_dates(outcomes_known_until(P, ds), sp.fit_months),
+            sp.max_fit_customers,
+            P.seed,
+        )
+        check = _check_sample(live, P.seed)
+        check_pairs = _trajectory_pairs(check, now, sp.projection_months)
+        early = [fit_pairs[_ID], check_pairs]
+        if any(s.target.health_bands for s in retention):
+            from fupan import atrisk
+
+            hmodel = atrisk.train(ds)
+            band_names = list(dict.fromkeys([*hmodel.numeric, *hmodel.categorical]))
+            band_pairs = pd.DataFrame(
+                {"customer_id": live.customer_id.to_numpy(), "snapshot_date": now}
+            )
+            store = _FeatureStore(ds, [*wide, *band_names])
+            table = store.fetch(pd.concat([*early, band_pairs]))
+            feats = _with_features(band_pairs, table, band_names)
+            live["band"] = live.customer_id.map(_health_bands(hmodel, feats)).to_numpy()
+        else:
+            store = _FeatureStore(ds, wide)
     if any(s.change.retier for s in retention):
         live["recommended"] = live.customer_id.map(_recommended(ds, now)).to_numpy()
     targets: dict[str, np.ndarray] = {}
@@ -1452,25 +1505,23 @@ def simulate(
             skipped.append({"name": s.name, "reason": "no_targets"})
             retention.remove(s)
     if retention:
+        assert store is not None and fit_pairs is not None and check is not None
         levers = sorted({f for s in retention for f in s.change.levers()})
         names = [n for n in sp.features if n in avail]
         names += [n for n in levers if n not in names]
         proj_names = [n for n in dict.fromkeys([*names, "spend_365d"]) if n in avail]
-        # One feature query for the fit's snapshots, every targeted customer's months and
-        # the model check's sample (see _feature_table); each part is cut from it below.
-        fit_pairs = _fit_pairs(
-            status,
-            fit_dates(outcomes_known_until(P, ds), sp.fit_months),
-            sp.max_fit_customers,
-            P.seed,
-        )
-        check = _check_sample(live, P.seed)
         wanted = np.unique(np.concatenate([targets[s.name] for s in retention]))
-        projected = cust[cust.customer_id.isin(np.union1d(wanted, check.customer_id.to_numpy()))]
-        traj_pairs = _trajectory_pairs(
-            projected[["customer_id", "acquired_at"]], now, sp.projection_months
+        projected = cust[cust.customer_id.isin(wanted) & ~cust.customer_id.isin(check.customer_id)]
+        traj_pairs = pd.concat(
+            [
+                check_pairs,
+                _trajectory_pairs(
+                    projected[["customer_id", "acquired_at"]], now, sp.projection_months
+                ),
+            ],
+            ignore_index=True,
         )
-        table = _feature_table(ds, pd.concat([fit_pairs[_ID], traj_pairs[_ID]]), proj_names)
+        table = store.fetch(pd.concat([fit_pairs[_ID], traj_pairs]))
         fit = _fit(ds, status, names, fit_pairs, table)
         model = fit.model
         for s in list(retention):
