@@ -333,8 +333,10 @@ class Design:
 
     def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         """Standardised design matrix (mean 0, SD 1 on the fitting data)."""
-        raw = self._raw(df)
-        return (raw[self.columns_] - self.mean_[self.columns_]) / self.sd_[self.columns_]
+        raw = self._raw(df)[self.columns_].to_numpy(dtype=float)
+        # the same element-wise arithmetic as on the frame, without pandas' alignment
+        z = (raw - self.mean_[self.columns_].to_numpy()) / self.sd_[self.columns_].to_numpy()
+        return pd.DataFrame(z, index=df.index, columns=self.columns_)
 
     def fit_transform(self, df: pd.DataFrame) -> pd.DataFrame:
         return self.fit(df).transform(df)
@@ -462,10 +464,12 @@ def fit_logit(Z: pd.DataFrame, y: np.ndarray, clusters: Sequence[Any]) -> pd.Dat
     -------
     DataFrame indexed by design column: ``coef, se, odds_ratio, or_low, or_high, p``.
     """
-    import statsmodels.api as sm
+    # the model's own module: statsmodels.api would also import every other model family
+    from statsmodels.discrete.discrete_model import Logit
+    from statsmodels.tools.tools import add_constant
 
-    X = sm.add_constant(Z.to_numpy(), has_constant="add")
-    model = sm.Logit(np.asarray(y, dtype=float), X)
+    X = add_constant(Z.to_numpy(), has_constant="add")
+    model = Logit(np.asarray(y, dtype=float), X)
     res = _fit_with_fallback(
         model.fit, disp=0, maxiter=200, cov_type="cluster", cov_kwds={"groups": _codes(clusters)}
     )
