@@ -54,10 +54,13 @@ treat model-based estimates as conservative and confirm them with a pilot.
 from __future__ import annotations
 
 import math
+import os
 import zlib
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -88,6 +91,7 @@ __all__ = [
     "SimulationResult",
 ]
 
+T = TypeVar("T")
 MONTHS_PER_YEAR = 12
 QUARTERS_PER_YEAR = 365.0 / 90.0  # touches_90d counts touches in 90 days
 MIN_EVENTS = 20
@@ -142,6 +146,12 @@ def fit_dates(known_until: pd.Timestamp, months: int) -> list[pd.Timestamp]:
     last = (known_until + pd.Timedelta(days=1) - pd.DateOffset(months=1)).to_period("M")
     last_ts = last.to_timestamp()
     return [last_ts - pd.DateOffset(months=k) for k in range(months - 1, -1, -1)]
+
+
+def _ns(day: pd.Timestamp, n: int) -> np.ndarray:
+    """``day`` repeated ``n`` times in the unit the feature tables use (pandas would keep a
+    Timestamp's microseconds, and every join would convert them again)."""
+    return np.full(n, pd.Timestamp(day).to_datetime64(), dtype="datetime64[ns]")
 
 
 def _coerce(df: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
@@ -267,7 +277,7 @@ def _fit_pairs(
             pd.DataFrame(
                 {
                     "customer_id": ids[live],
-                    "snapshot_date": s,
+                    "snapshot_date": _ns(s, int(live.sum())),
                     "label": (c >= s64) & (c < nxt),
                     "exact": exact[live],
                 }
@@ -350,7 +360,9 @@ def _newton_cloglog(
     for _ in range(max_iter):
         g, h = _cloglog_weights(e, y, w, ev)
         score = X.T @ g - pen * beta
-        info = (X * h[:, None]).T @ X + np.diag(pen)
+        # h >= 0 (rounding aside), and Xh.T @ Xh runs as a symmetric rank-k update
+        Xh = X * np.sqrt(np.maximum(h, 0.0))[:, None]
+        info = Xh.T @ Xh + np.diag(pen)
         step = np.linalg.solve(info, score)
         t = 1.0
         while True:
@@ -393,8 +405,15 @@ class HazardModel:
         return pd.Series(self.beta / sd, index=self.design.columns_)
 
 
-def _calibrate(offset: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
-    """The intercept at which the expected number of monthly churns equals the observed."""
+def _calibrate(
+    offset: np.ndarray, y: np.ndarray, w: np.ndarray, start: float | None = None
+) -> float:
+    """The intercept at which the expected number of monthly churns equals the observed.
+
+    The expected count rises with the intercept, so Newton's method from ``start`` (the
+    slope fit's own intercept, close by) is kept inside a bracket that every evaluation
+    narrows; bisection takes over when a step leaves it, Brent's method after 60 steps.
+    """
     target = float(np.sum(w * y))
     if target <= 0:
         return -40.0
@@ -402,7 +421,29 @@ def _calibrate(offset: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
     def gap(b0: float) -> float:
         return float(np.sum(w * _cloglog_mu(b0 + offset))) - target
 
-    return float(optimize.brentq(gap, -40.0, 5.0, xtol=1e-10))
+    lo, hi = -40.0, 5.0
+    if start is not None and lo < start < hi:
+        b = float(start)
+        for _ in range(60):
+            eta = b + offset
+            inside = (eta > -40.0) & (eta < 5.0)  # the clipped rows do not move with b
+            e = np.exp(np.clip(eta, -40.0, 5.0))
+            mu = -np.expm1(-e)
+            f = float(np.dot(w, mu)) - target
+            if f == 0.0:
+                return b
+            if f > 0:
+                hi = b
+            else:
+                lo = b
+            slope = float(np.dot(w[inside], (e * (1.0 - mu))[inside]))
+            nxt = b - f / slope if slope > 0 else math.nan
+            if not lo < nxt < hi:
+                nxt = 0.5 * (lo + hi)
+            if abs(nxt - b) < 1e-12:
+                return nxt
+            b = nxt
+    return float(optimize.brentq(gap, lo, hi, xtol=1e-10))
 
 
 def fit_hazard(
@@ -452,7 +493,7 @@ def _fit_hazard(
     with threadpool_limits(limits=1):
         coef = _newton_cloglog(X, y[use], w[use], start=start)
     beta = coef[1:]
-    intercept = _calibrate(Z[drawn] @ beta, y[drawn], w[drawn])
+    intercept = _calibrate(Z[drawn] @ beta, y[drawn], w[drawn], coef[0])
     return HazardModel(design=design, beta=beta, intercept=intercept), coef
 
 
@@ -481,7 +522,7 @@ class _Refit:
         use = w_exact > 0
         coef = _newton_cloglog(self.X[use], self.y_exact[use], w_exact[use], self.start)
         beta = coef[1:]
-        intercept = _calibrate((self.Z @ beta)[drawn], self.y[drawn], w[drawn])
+        intercept = _calibrate((self.Z @ beta)[drawn], self.y[drawn], w[drawn], coef[0])
         return HazardModel(design=self.design, beta=beta, intercept=intercept)
 
 
@@ -526,7 +567,9 @@ def _trajectory_pairs(customers: pd.DataFrame, now: pd.Timestamp, months: int) -
         s = pd.Timestamp(now) - pd.DateOffset(months=k)
         ok = acq < s.to_datetime64()
         if ok.any():
-            parts.append(pd.DataFrame({"customer_id": ids[ok], "snapshot_date": s}))
+            parts.append(
+                pd.DataFrame({"customer_id": ids[ok], "snapshot_date": _ns(s, int(ok.sum()))})
+            )
     if not parts:
         return pd.DataFrame(columns=_ID)
     return pd.concat(parts, ignore_index=True)
@@ -1016,6 +1059,30 @@ def _mean_by(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return sums / np.maximum(counts, 1)
 
 
+def _in_order(fn: Callable[..., T], items: Iterable[tuple]) -> Iterator[T]:
+    """``fn(*item)`` for each item, in the items' order, on up to two threads.
+
+    A bootstrap refit spends its time in numpy, which releases the GIL, so two cores refit
+    two replicates at once. Each result depends on its item alone and they come back in
+    order, so the numbers are those of a plain loop; at most four items are in flight (a
+    replicate's row weights are not all held at once).
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = min(2, cpus or 1)
+    if workers < 2:
+        for item in items:
+            yield fn(*item)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, *item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def _money(
     kept: np.ndarray,
     kept1: np.ndarray,
@@ -1486,7 +1553,7 @@ def simulate(
             hmodel = atrisk.train(ds)
             band_names = list(dict.fromkeys([*hmodel.numeric, *hmodel.categorical]))
             band_pairs = pd.DataFrame(
-                {"customer_id": live.customer_id.to_numpy(), "snapshot_date": now}
+                {"customer_id": live.customer_id.to_numpy(), "snapshot_date": _ns(now, len(live))}
             )
             store = _FeatureStore(ds, [*wide, *band_names])
             table = store.fetch(pd.concat([*early, band_pairs]))
@@ -1607,17 +1674,24 @@ def simulate(
         sd = model.design.sd_[model.design.columns_].to_numpy(dtype=float)
         refit = _Refit(fit.frame, model, fit.coef, model.matrix(fit.frame))
         weights = cluster_bootstrap_weights(fit.frame.customer_id.to_numpy(), B, P.seed)
+
+        def replicate(b: int, w: np.ndarray) -> tuple[np.ndarray, list[tuple]]:
+            mb = refit.fit(w)
+            hb = mb.hazard(Z0)
+            lams = []
+            for p in packs:
+                name = p.scenario.name
+                lams.append(p.hazards(mb, hb, hr_draws[name][1][b] if name in hr_draws else None))
+            return mb.beta / sd, lams  # per unit, as HazardModel.per_unit
+
         with threadpool_limits(limits=1):  # once: entering it costs ~15 ms
-            for b, w in enumerate(weights):
-                mb = refit.fit(w)
-                eff_reps.append(mb.beta / sd)  # per unit, as HazardModel.per_unit
-                hb = mb.hazard(Z0)
-                for p in packs:
+            for eff, lams in _in_order(replicate, enumerate(weights)):
+                eff_reps.append(eff)
+                for p, (lam0, lam1) in zip(packs, lams, strict=True):
                     name = p.scenario.name
-                    hr = hr_draws[name][1][b] if name in hr_draws else None
-                    lam0, lam1 = p.hazards(mb, hb, hr)
+                    u = fates[name].random(len(p.ids))  # drawn in replicate order
                     expected[name].append(_expected(p, lam0, lam1))
-                    realised[name].append(_realised(p, lam0, lam1, fates[name].random(len(p.ids))))
+                    realised[name].append(_realised(p, lam0, lam1, u))
         tl = traj_all[pd.Index(traj_all.customer_id).isin(check.customer_id)]
         info_model = _model_info(ds, fit, status, tl.reset_index(drop=True), eff_reps, level)
         for p in packs:
