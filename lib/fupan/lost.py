@@ -84,8 +84,19 @@ def lost_customers(
         m = keys.join(ev, [keys.customer_id == ev.customer_id, ev.churned_at == keys.cd])
         rows = m.select(customer_id=keys.customer_id, reason=ev.reason).distinct().to_pandas()
         rows = rows.dropna(subset=["reason"])
-        for cid, g in rows.groupby("customer_id"):
-            reasons[cid] = sorted(str(r) for r in g.reason)
+        # one sort instead of a Python loop over customers' groups: the same sorted lists
+        listed = (
+            pd.DataFrame(
+                {
+                    "customer_id": rows.customer_id.to_numpy(),
+                    "reason": [str(r) for r in rows.reason],
+                }
+            )
+            .sort_values(["customer_id", "reason"], kind="stable")
+            .groupby("customer_id", sort=False)
+            .reason.agg(list)
+        )
+        reasons = dict(zip(listed.index, listed.to_numpy(), strict=True))
     lost["reasons"] = [reasons.get(c, [UNRECORDED]) for c in lost.customer_id]
     recorded = lost.lost_value.notna()
     lost["value_source"] = np.where(recorded, "recorded", "spend_365d")
@@ -96,20 +107,25 @@ def lost_customers(
 
 def attribution(lost: pd.DataFrame) -> pd.DataFrame:
     """One row per (customer, reason) with weight 1/k and the matching share of lost value."""
-    rows = []
-    for r in lost.itertuples(index=False):
-        k = len(r.reasons)
-        for reason in r.reasons:
-            rows.append(
-                {
-                    "customer_id": r.customer_id,
-                    "tier": r.tier,
-                    "reason": reason,
-                    "weight": 1.0 / k,
-                    "value": float(r.lost_value) / k,
-                }
-            )
-    return pd.DataFrame(rows, columns=["customer_id", "tier", "reason", "weight", "value"])
+    cols = ["customer_id", "tier", "reason", "weight", "value"]
+    if lost.empty:
+        return pd.DataFrame([], columns=cols)
+    k = np.array(
+        [len(r) for r in lost.reasons], dtype=int
+    )  # a customer without reasons adds no row
+    row = np.repeat(np.arange(len(lost)), k)
+    share = 1.0 / np.maximum(k, 1)
+    value = lost.lost_value.to_numpy(dtype=float) / np.maximum(k, 1)
+    return pd.DataFrame(
+        {
+            "customer_id": lost.customer_id.to_numpy()[row].tolist(),
+            "tier": lost.tier.to_numpy()[row].tolist(),
+            "reason": [reason for r in lost.reasons for reason in r],
+            "weight": share[row],
+            "value": value[row],
+        },
+        columns=cols,
+    )
 
 
 def pareto(attrib: pd.DataFrame, by: str = "count") -> pd.DataFrame:
