@@ -152,6 +152,54 @@ def test_discrete_time_hazard_recovers_planted_log_hazard_ratios():
     assert np.all(np.abs(est - beta) < 3 * se), (est, se)
 
 
+def _hazard_frame(n_customers: int = 1500, months: int = 12, seed: int = 3) -> pd.DataFrame:
+    """Monthly rows of customers with two features and a rare churn label; a share of the
+    churns is not exactly dated (``exact`` False), as when dormancy infers them."""
+    rng = np.random.default_rng(seed)
+    ids = np.repeat([f"c{i:05d}" for i in range(n_customers)], months)
+    x1 = rng.normal(size=len(ids))
+    x2 = rng.gamma(2.0, 2.0, len(ids))
+    y = rng.random(len(ids)) < -np.expm1(-np.exp(-4.0 + 0.5 * x1 + 0.1 * x2))
+    exact = np.repeat(rng.random(n_customers) < 0.9, months)
+    return pd.DataFrame({"customer_id": ids, "label": y, "exact": exact, "x1": x1, "x2": x2})
+
+
+def test_bootstrap_refit_is_the_weighted_fit():
+    """The refit that reuses the full-data matrices and starts from the full-data slope fit
+    gives what fit_hazard gives with the same row weights and design."""
+    from fupan.health import cluster_bootstrap_weights
+
+    frame = _hazard_frame()
+    model, coef = simulate._fit_hazard(frame, ["x1", "x2"], [])
+    Z = model.matrix(frame)
+    refit = simulate._Refit(frame, model, coef, Z)
+    for w in cluster_bootstrap_weights(frame.customer_id.to_numpy(), 5, 7):
+        a = refit.fit(w)
+        b = simulate.fit_hazard(frame, ["x1", "x2"], [], weights=w, design=model.design, Z=Z)
+        np.testing.assert_allclose(a.beta, b.beta, rtol=0, atol=1e-9)
+        assert a.intercept == pytest.approx(b.intercept, abs=1e-9)
+
+
+def test_calibrated_intercept_matches_the_root_found_by_brent():
+    rng = np.random.default_rng(5)
+    offset = rng.normal(size=20_000)
+    y = (rng.random(20_000) < 0.02).astype(float)
+    w = rng.integers(0, 3, 20_000).astype(float)
+    brent = simulate._calibrate(offset, y, w)
+    for start in (-6.0, -4.5, -1.0, 4.9):
+        assert simulate._calibrate(offset, y, w, start) == pytest.approx(brent, abs=1e-9)
+    assert simulate._calibrate(offset, np.zeros(20_000), w, -4.0) == -40.0
+
+
+def test_threaded_replicates_come_back_in_order():
+    def slow_square(i: int, x: float) -> tuple[int, float]:
+        np.linalg.svd(np.full((60 - i % 60, 60 - i % 60), x))  # uneven work per item
+        return i, x * x
+
+    got = list(simulate._in_order(slow_square, enumerate(np.arange(50.0))))
+    assert got == [(i, float(i) ** 2) for i in range(50)]
+
+
 def test_effective_churn_dates_date_dormancy_on_the_last_order():
     status = pd.DataFrame(
         {

@@ -197,30 +197,20 @@ def _with_features(pairs: pd.DataFrame, table: pd.DataFrame, names: Sequence[str
     return out.sort_values(_ID, kind="stable").reset_index(drop=True)
 
 
-class _FeatureStore:
-    """Features of (customer, snapshot) pairs gathered in as few queries as the chapter's
-    order allows (:func:`_feature_table`): pairs already held are not asked for again.
-
-    ``names`` are fixed up front: every part asks for the same columns.
-    """
-
-    def __init__(self, ds: Dataset, names: Sequence[str]):
-        self.ds = ds
-        self.names = list(dict.fromkeys(names))
-        self.table: pd.DataFrame | None = None
-
-    def fetch(self, pairs: pd.DataFrame) -> pd.DataFrame:
-        """The table, holding at least ``pairs``."""
-        ids = pairs[_ID].copy()
-        ids["snapshot_date"] = pd.to_datetime(ids["snapshot_date"]).astype("datetime64[ns]")
-        if self.table is not None:
-            held = pd.MultiIndex.from_frame(self.table[_ID])
-            ids = ids[~pd.MultiIndex.from_frame(ids).isin(held)]
-        if self.table is None or len(ids):
-            part = _feature_table(self.ds, ids, self.names)
-            parts = [part] if self.table is None else [self.table, part]
-            self.table = pd.concat(parts, ignore_index=True) if len(parts) > 1 else part
-        return self.table
+def _more_features(
+    ds: Dataset, table: pd.DataFrame | None, pairs: pd.DataFrame, names: Sequence[str]
+) -> pd.DataFrame:
+    """``table`` (``names`` of some pairs, or None) extended to hold every pair in ``pairs``:
+    only the pairs it lacks are asked for (:func:`_feature_table`)."""
+    if table is None:
+        return _feature_table(ds, pairs, names)
+    ids = pairs[_ID].copy()
+    ids["snapshot_date"] = pd.to_datetime(ids["snapshot_date"]).astype("datetime64[ns]")
+    ids = ids[~pd.MultiIndex.from_frame(ids).isin(pd.MultiIndex.from_frame(table[_ID]))]
+    table = table[[*_ID, *names]]
+    if ids.empty:
+        return table
+    return pd.concat([table, _feature_table(ds, ids, names)], ignore_index=True)
 
 
 def fit_frame(
@@ -1531,8 +1521,9 @@ def simulate(
     # Every feature this chapter needs comes from as few queries as possible (see
     # _feature_table): the fit's snapshots, the model check's sample, the health model's
     # features now and, once the targets are known, the targeted customers' months.
-    store: _FeatureStore | None = None
+    table: pd.DataFrame | None = None
     fit_pairs = check = check_pairs = None
+    wide: list[str] = []
     if retention:
         every_lever = sorted({f for s in retention for f in s.change.levers()})
         wide = [n for n in sp.features if n in avail]
@@ -1546,7 +1537,6 @@ def simulate(
         )
         check = _check_sample(live, P.seed)
         check_pairs = _trajectory_pairs(check, now, sp.projection_months)
-        early = [fit_pairs[_ID], check_pairs]
         if any(s.target.health_bands for s in retention):
             from fupan import atrisk
 
@@ -1555,12 +1545,14 @@ def simulate(
             band_pairs = pd.DataFrame(
                 {"customer_id": live.customer_id.to_numpy(), "snapshot_date": _ns(now, len(live))}
             )
-            store = _FeatureStore(ds, [*wide, *band_names])
-            table = store.fetch(pd.concat([*early, band_pairs]))
+            # the health model's extra features are asked for the band pairs' query only
+            table = _feature_table(
+                ds,
+                pd.concat([fit_pairs[_ID], check_pairs, band_pairs]),
+                list(dict.fromkeys([*wide, *band_names])),
+            )
             feats = _with_features(band_pairs, table, band_names)
             live["band"] = live.customer_id.map(_health_bands(hmodel, feats)).to_numpy()
-        else:
-            store = _FeatureStore(ds, wide)
     if any(s.change.retier for s in retention):
         live["recommended"] = live.customer_id.map(_recommended(ds, now)).to_numpy()
     targets: dict[str, np.ndarray] = {}
@@ -1572,7 +1564,7 @@ def simulate(
             skipped.append({"name": s.name, "reason": "no_targets"})
             retention.remove(s)
     if retention:
-        assert store is not None and fit_pairs is not None and check is not None
+        assert fit_pairs is not None and check is not None
         levers = sorted({f for s in retention for f in s.change.levers()})
         names = [n for n in sp.features if n in avail]
         names += [n for n in levers if n not in names]
@@ -1588,7 +1580,7 @@ def simulate(
             ],
             ignore_index=True,
         )
-        table = store.fetch(pd.concat([fit_pairs[_ID], traj_pairs]))
+        table = _more_features(ds, table, pd.concat([fit_pairs[_ID], traj_pairs]), wide)
         fit = _fit(ds, status, names, fit_pairs, table)
         model = fit.model
         for s in list(retention):
