@@ -281,6 +281,20 @@ class Design:
         v = df[n].astype(object).where(df[n].notna(), _MISSING_LEVEL).astype(str)
         return v.where(v.isin(self.levels_[n]), _OTHER_LEVEL)
 
+    def _level_index(self, df: pd.DataFrame, n: str) -> np.ndarray:
+        """Per row, the position of its level in ``levels_[n]`` (-1: a level not kept)."""
+        position = {L: i for i, L in enumerate(self.levels_[n])}
+        codes, uniques = pd.factorize(df[n], use_na_sentinel=True)
+        if all(isinstance(u, str) for u in uniques):
+            # Text values: each distinct value is looked up once. Mixed types take the
+            # general path: factorize merges 1 and 1.0 (equal keys), different as text.
+            names = [*uniques, _MISSING_LEVEL]  # code -1 (missing) takes the last
+        else:
+            codes, names = pd.factorize(self._levels(df, n))
+        other = position.get(_OTHER_LEVEL, -1)
+        lookup = np.array([position.get(x, other) for x in names], dtype=np.intp)
+        return lookup[codes]
+
     def fit(self, df: pd.DataFrame) -> Design:
         self.lo_, self.hi_, self.median_ = {}, {}, {}
         self.numeric_ = []
@@ -333,9 +347,23 @@ class Design:
 
     def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         """Standardised design matrix (mean 0, SD 1 on the fitting data)."""
-        raw = self._raw(df)[self.columns_].to_numpy(dtype=float)
-        # the same element-wise arithmetic as on the frame, without pandas' alignment
-        z = (raw - self.mean_[self.columns_].to_numpy()) / self.sd_[self.columns_].to_numpy()
+        # The columns of _raw written straight into one array, then standardised with the
+        # same element-wise arithmetic: no frame per feature, no alignment, no object
+        # comparisons per dummy.
+        where = {c: i for i, c in enumerate(self.columns_)}
+        z = np.zeros((len(df), len(self.columns_)), order="F")
+        for n in self.numeric_:
+            if n in where:
+                v = pd.to_numeric(df[n], errors="coerce").astype(float)
+                z[:, where[n]] = v.clip(self.lo_[n], self.hi_[n]).fillna(self.median_[n])
+        for n in self.categorical_:
+            index = self._level_index(df, n)
+            for i, L in enumerate(self.levels_[n]):
+                c = f"{n}={L}"
+                if L != self.reference_[n] and c in where:
+                    z[:, where[c]] = index == i
+        z -= self.mean_[self.columns_].to_numpy()
+        z /= self.sd_[self.columns_].to_numpy()
         return pd.DataFrame(z, index=df.index, columns=self.columns_)
 
     def fit_transform(self, df: pd.DataFrame) -> pd.DataFrame:
