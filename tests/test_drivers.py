@@ -436,3 +436,23 @@ def test_permutation_importance_equals_sklearn():
     )
     np.testing.assert_allclose(ours.importances, ref.importances, rtol=1e-9, atol=1e-14)
     np.testing.assert_allclose(ours.importances_std, ref.importances_std, rtol=1e-9, atol=1e-14)
+
+
+def test_design_transform_equals_standardised_raw_columns():
+    """The array-filling transform gives exactly the standardised columns of _raw, for text
+    levels, missing and unseen values, pooled levels and mixed-type codes."""
+    rng = np.random.default_rng(4)
+    n = 3000
+    fit_df = pd.DataFrame(
+        {
+            "x": np.where(rng.random(n) < 0.1, np.nan, rng.gamma(2.0, 10.0, n)),
+            "region": rng.choice(["north", "south", "east", "rare"], n, p=[0.5, 0.3, 0.195, 0.005]),
+            "code": rng.choice(np.array([1, 1.0, "1", 2, None], dtype=object), n),
+        }
+    )
+    fit_df.loc[::9, "region"] = None
+    d = drivers.Design(["x"], ["region", "code"]).fit(fit_df)
+    new = fit_df.assign(region=fit_df.region.where(rng.random(n) > 0.05, "unseen"))
+    raw = d._raw(new)[d.columns_]
+    expected = (raw - d.mean_[d.columns_]) / d.sd_[d.columns_]
+    pd.testing.assert_frame_equal(d.transform(new), expected, check_exact=True)
