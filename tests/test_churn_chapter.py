@@ -207,13 +207,13 @@ def test_notebook_is_committed_without_outputs_and_with_the_model_parameters():
 # End to end
 
 
-def _review(work: Path, data: Path, lang: str = "zh") -> runner.RunResult:
+def _review(work: Path, data: Path, lang: str = "zh", extra: str = "") -> runner.RunResult:
     work.mkdir(parents=True, exist_ok=True)
     pf = work / "params.yaml"
     pf.write_text(
         f"name: churn test\nas_of: 2026-10-31\nperiod_start: 2025-11-01\nlang: {lang}\nseed: 42\n"
         f"benchmarks_file: null\ndata:\n  source: {data}\n"
-        "notebooks:\n  - 00_data_check\n  - 02_churn_root_cause\n",
+        "notebooks:\n  - 00_data_check\n  - 02_churn_root_cause\n" + extra,
         encoding="utf-8",
     )
     return runner.run(fparams.load(pf), pf, reports_dir=work / "reports", log=lambda m: None)
@@ -291,6 +291,20 @@ def test_acceptance_health_score_judged_on_a_later_period(demo_run):
         assert "并未显著优于" in text or "不如人工权重" in text
     for r in c["signal_backtest"]:
         assert {"precision", "recall", "lift", "median_lead_days", "churners_flagged"} <= set(r)
+
+
+@pytest.mark.slow
+def test_sampled_models_state_the_sample_and_its_precision(tmp_path, demo_small):
+    run = _review(tmp_path, demo_small, "en", "churn:\n  max_model_customers: 800\n")
+    c = run.results["churn"]
+    assert c["snapshots"]["sampled"] is True
+    text = " ".join(_chapter_text(run.deck).split())
+    low, high = c["health_auc_ci"]
+    assert "a random sample of 800 of 1,500 customers" in text
+    assert (
+        f"AUC on the held-out months is {c['health_auc']:.2f} (95% interval {low:.2f}–{high:.2f})"
+        in text
+    )
 
 
 @pytest.mark.slow
