@@ -80,7 +80,10 @@ def test_cell_timeout_names_notebook_and_cell(tmp_path, tiny_params, good_run):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_interrupt_mid_run(tmp_path, tiny_params, good_run, sig):
     params, res, digest = good_run
-    nb_dir = _notebook_with(tmp_path, "import time\ntime.sleep(120)")
+    marker = tmp_path / "cell-started"
+    nb_dir = _notebook_with(
+        tmp_path, f"import pathlib, time\npathlib.Path({str(marker)!r}).touch()\ntime.sleep(120)"
+    )
     script = (
         "import sys\nfrom fupan import cli, runner\n"
         f"runner.NOTEBOOK_DIR = __import__('pathlib').Path({str(nb_dir)!r})\n"
@@ -89,15 +92,13 @@ def test_interrupt_mid_run(tmp_path, tiny_params, good_run, sig):
     proc = subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    deadline = time.time() + 90
-    started = False
-    while time.time() < deadline and not started:
-        started = any(
-            p.exists() for p in res.run_dir.parent.glob(".*tmp-*/notebooks/00_data_check.ipynb")
-        )
+    # Wait for the sleeping cell itself: on a loaded machine the kernel can take longer
+    # than any fixed pause to start and run the cells before it.
+    deadline = time.time() + 120
+    while time.time() < deadline and not marker.exists():
         time.sleep(0.5)
-    assert started, "the run never reached the notebook"
-    time.sleep(4)  # let papermill reach the sleeping cell
+    assert marker.exists(), "the run never reached the sleeping cell"
+    time.sleep(1)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 1, (out, err)
