@@ -90,7 +90,13 @@ def test_interrupt_mid_run(tmp_path, tiny_params, good_run, sig):
         f"sys.exit(cli.main(['review', '--params', {str(tiny_params)!r}, '--out', {str(res.run_dir.parent)!r}]))\n"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A job started in the background (`cmd &`, as CI may start this suite) inherits
+        # SIGINT ignored, and a program rightly keeps ignoring it; the test is about Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     # Wait for the sleeping cell itself: on a loaded machine the kernel can take longer
     # than any fixed pause to start and run the cells before it.
