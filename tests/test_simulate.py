@@ -421,22 +421,26 @@ def test_a_change_without_planted_effect_has_an_interval_containing_zero(world):
     assert row.roi_high < 0  # 50,000 + 200 a touch buys nothing
 
 
+# Fields every scenario record in results.json carries (simulation.scenarios).
+RECORD_FIELDS = {
+    "name",
+    "label",
+    "target_customers",
+    "churn_change",
+    "customers_kept",
+    "ltv_retained",
+    "cost",
+    "roi",
+    "roi_low",
+    "roi_high",
+    "payback_months",
+    "pilot_n_per_arm",
+}
+
+
 def test_results_records_carry_the_required_fields(world):
     recs = world["res"].records({"sla": "SLA", "touch": "Touch", "winback": "Win-back"})
-    need = {
-        "name",
-        "label",
-        "target_customers",
-        "churn_change",
-        "customers_kept",
-        "ltv_retained",
-        "cost",
-        "roi",
-        "roi_low",
-        "roi_high",
-        "payback_months",
-        "pilot_n_per_arm",
-    }
+    need = RECORD_FIELDS
     assert [r["name"] for r in recs] == world["res"].table.name.tolist()
     for r in recs:
         assert need <= set(r)
@@ -560,20 +564,7 @@ def test_notebook_records_the_scenarios_and_builds_the_slides(tmp_path, demo_sma
     skipped = {s["name"] for s in sim["skipped"]}
     assert priced | skipped == set(labels) and not priced & skipped
     assert {"sla_core", "winback_lost"} <= priced
-    need = {
-        "name",
-        "label",
-        "target_customers",
-        "churn_change",
-        "customers_kept",
-        "ltv_retained",
-        "cost",
-        "roi",
-        "roi_low",
-        "roi_high",
-        "payback_months",
-        "pilot_n_per_arm",
-    }
+    need = RECORD_FIELDS
     for r in sim["scenarios"]:
         assert need <= set(r) and r["label"] == labels[r["name"]]
     assert sim["bootstrap"] == 20 and sim["scenarios_default"] is False
