@@ -345,3 +345,16 @@ def test_future_only_signal_is_not_used_on_generated_data(tmp_path, demo_small):
     pd.testing.assert_frame_equal(before, after)
     # The planted signal would have been perfect: every positive label's churn day carries it.
     assert before.label.sum() > 20
+
+
+def test_sampled_snapshots_are_the_full_snapshots_of_the_sample(demo_small, tmp_path):
+    p = fparams.load(tiny.params_file(tmp_path, demo_small), as_of="2026-09-30")
+    with fdata.loaded(p) as ds:
+        dates = F.snapshot_dates(p.as_of, 4, 90)
+        full = F.snapshots(ds, dates, 90)
+        part = F.snapshots(ds, dates, 90, max_customers=200, seed=3)
+    assert part.customer_id.nunique() <= 200 and len(part) > 200
+    want = full[full.customer_id.isin(set(part.customer_id))].reset_index(drop=True)
+    pd.testing.assert_frame_equal(part, want)
+    # the same seed draws the same customers; the sample is not the first ids in order
+    assert sorted(part.customer_id.unique())[:5] != sorted(full.customer_id.unique())[:5]

@@ -98,3 +98,19 @@ def test_wilson_interval_matches_published_values():
     assert (lo, hi) == (pytest.approx(0.0624, abs=5e-4), pytest.approx(0.1605, abs=5e-4))
     _, lo, hi = outcomes.rate_with_ci(0, 20)
     assert lo == 0.0 and hi == pytest.approx(0.1611, abs=5e-4)
+
+
+@pytest.mark.parametrize("model", ["non_contractual", "contractual"])
+def test_status_of_a_subset_equals_the_full_status_filtered(demo_small, tmp_path, model):
+    # Models fitted on a sample ask for the sample's status only; it must be the same rows.
+    p = fparams.load(
+        tiny.params_file(tmp_path, demo_small), business_model=model, as_of="2026-09-30"
+    )
+    with fdata.loaded(p) as ds:
+        for cut in ("2025-03-31", "2026-09-30"):
+            full = outcomes.churn_status(ds, cut)
+            ids = full.customer_id.sample(300, random_state=1).to_numpy()
+            part = outcomes.churn_status(ds, cut, customers=list(ids) + ["no-such-customer"])
+            want = full[full.customer_id.isin(ids)].reset_index(drop=True)
+            pd.testing.assert_frame_equal(part, want)
+            assert part.churned.sum() > 0

@@ -692,9 +692,14 @@ def snapshot_dates(
     return [last - pd.DateOffset(months=k) for k in range(months - 1, -1, -1)]
 
 
-def _status_at(ds: Dataset, day: pd.Timestamp, cache: dict[pd.Timestamp, pd.DataFrame]):
+def _status_at(
+    ds: Dataset,
+    day: pd.Timestamp,
+    cache: dict[pd.Timestamp, pd.DataFrame],
+    customers: np.ndarray | None,
+) -> pd.DataFrame:
     if day not in cache:
-        st = outcomes.churn_status(ds, day.date())
+        st = outcomes.churn_status(ds, day.date(), customers=customers)
         cache[day] = st[["customer_id", "acquired_at", "churned_at"]]
     return cache[day]
 
@@ -743,18 +748,16 @@ def snapshots(
     one = pd.Timedelta(days=1)
     for raw in dates:
         s = pd.Timestamp(raw).normalize()
-        before = _status_at(ds, s - one, cache)
+        before = _status_at(ds, s - one, cache, keep)
         live = before[(before.acquired_at < s) & before.churned_at.isna()]
         end = min(s + pd.Timedelta(days=horizon_days) - one, as_of)
-        after = _status_at(ds, end, cache).set_index("customer_id").churned_at
+        after = _status_at(ds, end, cache, keep).set_index("customer_id").churned_at
         frame = pd.DataFrame({"customer_id": live.customer_id.to_numpy(), "snapshot_date": s})
         churned_at = after.reindex(frame.customer_id).to_numpy()
         in_window = pd.Series(churned_at).between(s, end).to_numpy()
         frame["label_churned_at"] = pd.to_datetime(np.where(in_window, churned_at, pd.NaT))
         frame["label"] = in_window
         frame["label_complete"] = s + pd.Timedelta(days=horizon_days) - one <= as_of
-        if keep is not None:
-            frame = frame[frame.customer_id.isin(keep)]
         parts.append(frame)
     pairs = pd.concat(parts, ignore_index=True)
     if pairs.empty:
