@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from fupan import cache
+from fupan import cache, engine
 from fupan.data import Dataset
 
 
@@ -167,7 +167,10 @@ def _status(ds: Dataset, cut: dt.date, only: np.ndarray | None = None) -> pd.Dat
         "lost_value",
         "won_back",
     ]
-    df = out.select(cols).order_by("customer_id").to_pandas()
+    # a customer without orders has a count of 0, not null: keeps the column off Ibis' slow
+    # per-value path for nullable integers
+    out = out.mutate(orders=out.orders.fill_null(0))
+    df = engine.to_pandas(out.select(cols).order_by("customer_id"))
     df["orders"] = df["orders"].fillna(0).astype(int)
     for col in ("acquired_at", "first_order", "last_order", "churned_at"):
         df[col] = pd.to_datetime(df[col])
