@@ -358,3 +358,28 @@ def test_sampled_snapshots_are_the_full_snapshots_of_the_sample(demo_small, tmp_
     pd.testing.assert_frame_equal(part, want)
     # the same seed draws the same customers; the sample is not the first ids in order
     assert sorted(part.customer_id.unique())[:5] != sorted(full.customer_id.unique())[:5]
+
+
+def _activity(ids: list[str], step_days: int, periods: int) -> pd.DataFrame:
+    start = pd.Timestamp("2026-06-01")
+    rows = [
+        (cid, (start + pd.Timedelta(days=step_days * k + j % step_days)).date().isoformat(), 1)
+        for j, cid in enumerate(ids)
+        for k in range(periods)
+    ]
+    return pd.DataFrame(rows, columns=["customer_id", "period_start", "logins"])
+
+
+@pytest.mark.parametrize("step", [1, 7])
+def test_activity_period_is_the_most_common_gap(tmp_path, monkeypatch, step):
+    ids = list(tiny.frames()["customers"].customer_id)
+    act = _activity(ids, step, 6)
+    act = pd.concat([act, act.iloc[[0]].assign(period_start="2026-09-30")])  # one odd gap
+    ds = _ds(tmp_path, activity=act)
+    try:
+        assert F._period_days(ds) == step
+        # above the sample size, every k-th customer by id decides: the same answer here
+        monkeypatch.setattr(F, "PERIOD_SAMPLE_CUSTOMERS", 2)
+        assert F._period_days(ds) == step
+    finally:
+        ds.close()
