@@ -196,3 +196,149 @@ def test_revenue_retention():
     assert rr.loc["all", "grr"] == pytest.approx((100 + 0 + 50) / 300)
     assert rr.loc[2023, "nrr"] == pytest.approx(150 / 200)
     assert rr.loc[2024, "grr"] == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------------------
+# conversion, dwell_time and stage_snapshots' churn lookup work on integer codes; these are
+# the pandas versions they replaced (merges, isin and reindex on customer_id strings), and
+# both must give the same frames on any snapshots.
+
+
+def _conversion_by_merge(snapshots: pd.DataFrame, start: dt.date, end: dt.date) -> pd.DataFrame:
+    s, e = pd.Timestamp(start), pd.Timestamp(end)
+    first = snapshots[snapshots.cut == s].set_index("customer_id")
+    later = snapshots[(snapshots.cut > s) & (snapshots.cut <= e)]
+    final = (
+        snapshots[snapshots.cut == later.cut.max()].set_index("customer_id")
+        if len(later)
+        else first
+    )
+    rows = []
+    for i, stage in enumerate(funnel.STAGES[:-1]):
+        ids = first.index[first.stage == stage]
+        if stage == "first_deal":
+            moved = int((final.reindex(ids).orders_total.fillna(0) >= 2).sum())
+        elif stage in funnel.FORWARD:
+            seen = later[later.customer_id.isin(ids) & later.stage.isin(funnel.NEXT[stage])]
+            moved = int(seen.customer_id.nunique())
+        else:
+            moved = int(final.reindex(ids).stage.isin(funnel.NEXT[stage]).sum())
+        n = len(ids)
+        forward = stage in funnel.FORWARD
+        rows.append(
+            {
+                "stage": stage,
+                "next": funnel.STAGES[i + 1],
+                "cohort": n,
+                "moved": moved,
+                "rate": moved / n if n else np.nan,
+                "forward": forward,
+                "lost": (n - moved) if forward else moved,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _dwell_by_merge(snapshots: pd.DataFrame) -> pd.DataFrame:
+    snap = snapshots[snapshots.cut.dt.is_month_end]
+    cuts = sorted(snap.cut.unique())
+    nxt = dict(zip(cuts[:-1], cuts[1:], strict=False))
+    a = snap[snap.cut.isin(nxt)][["customer_id", "cut", "stage"]]
+    b = snap[["customer_id", "cut", "stage"]].rename(
+        columns={"cut": "next_cut", "stage": "next_stage"}
+    )
+    pairs = a.assign(next_cut=a.cut.map(nxt)).merge(b, on=["customer_id", "next_cut"])
+    rows = []
+    for stage in funnel.STAGES:
+        g = pairs[pairs.stage == stage]
+        stay = (g.next_stage == stage).mean() if len(g) else np.nan
+        months = 1.0 / (1.0 - stay) if stage != "churned" and len(g) and stay < 1 else np.nan
+        rows.append(
+            {
+                "stage": stage,
+                "transitions": len(g),
+                "p_stay": stay,
+                "months": months,
+                "days": months * funnel.MONTH_DAYS if months == months else np.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _random_snapshots(seed: int, duplicates: bool) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    cuts = list(pd.date_range("2025-09-30", periods=5, freq="ME")) + [pd.Timestamp("2026-02-14")]
+    n = int(rng.integers(1, 30))
+    ids = np.array([f"C{i:03d}" for i in range(n)], dtype=object)
+    stages = [*funnel.STAGES, "unknown", None]
+    rows = []
+    for c in cuts:
+        # customers come and go between dates; some ids are missing
+        here = ids[rng.random(n) < 0.8]
+        if duplicates and len(here):
+            here = np.concatenate([here, rng.choice(here, size=int(rng.integers(0, 3)))])
+        for cid in here:
+            cid = None if rng.random() < 0.03 else cid
+            stage = stages[int(rng.integers(0, len(stages)))] if rng.random() < 0.1 else None
+            stage = stage or funnel.STAGES[int(rng.integers(0, 6))]
+            rows.append((cid, c, stage, int(rng.integers(0, 4))))
+    df = pd.DataFrame(rows, columns=["customer_id", "cut", "stage", "orders_total"])
+    if rng.random() < 0.5:
+        df = df.sample(frac=1.0, random_state=seed).reset_index(drop=True)  # any row order
+    return df
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 100_000), st.booleans())
+def test_dwell_time_equals_merge(seed, duplicates):
+    snaps = _random_snapshots(seed, duplicates)
+    pd.testing.assert_frame_equal(funnel.dwell_time(snaps), _dwell_by_merge(snaps))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 100_000), st.sampled_from([0, 1, 2, 5]), st.sampled_from([1, 3, 5]))
+def test_conversion_equals_merge(seed, start, end):
+    snaps = _random_snapshots(seed, duplicates=False)
+    cuts = sorted(snaps.cut.unique())
+    s, e = cuts[min(start, len(cuts) - 1)].date(), cuts[min(end, len(cuts) - 1)].date()
+    try:
+        expected = _conversion_by_merge(snaps, s, e)
+    except ValueError:  # a customer twice at the final date: both refuse
+        with pytest.raises(ValueError):
+            funnel.conversion(snaps, s, e)
+        return
+    pd.testing.assert_frame_equal(funnel.conversion(snaps, s, e), expected)
+
+
+def test_conversion_refuses_a_customer_twice_at_the_end():
+    rows = [("a", "2025-10-31", "active", 3), ("a", "2025-11-30", "active", 3)]
+    rows += [("a", "2025-11-30", "declining", 3)]
+    with pytest.raises(ValueError):
+        funnel.conversion(_snaps(rows), dt.date(2025, 10, 31), dt.date(2025, 11, 30))
+
+
+def test_snapshot_churn_is_churn_status_at_each_date(ds):
+    from fupan.outcomes import churn_status
+
+    # 2023-01-31 comes before some customers were acquired; 2025-04-30 has C1 dormant
+    cuts = [
+        dt.date(2023, 1, 31),
+        dt.date(2025, 4, 30),
+        dt.date(2025, 10, 31),
+        dt.date(2026, 10, 31),
+    ]
+    snap = funnel.stage_snapshots(ds, cuts)
+    churn = pd.concat(
+        [churn_status(ds, c)[["customer_id", "churned"]].assign(cut=pd.Timestamp(c)) for c in cuts]
+    )
+    merged = snap[["customer_id", "cut"]].merge(churn, on=["customer_id", "cut"], how="left")
+    assert len(merged) == len(snap) and snap.cut.nunique() == len(cuts)
+    expected = merged.churned.fillna(False).astype(bool).to_numpy()
+    assert np.array_equal(snap.churned.to_numpy(), expected)
+    assert snap.churned.any() and not snap.churned.all()
+    assert (
+        not snap[["orders_total", "orders_year", "spend_recent", "days_since_order"]]
+        .isna()
+        .any()
+        .any()
+    )

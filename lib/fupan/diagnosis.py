@@ -27,10 +27,11 @@ import ibis
 import numpy as np
 import pandas as pd
 
+from fupan import engine
 from fupan.data import Dataset
 from fupan.outcomes import churn_rate, rate_with_ci
 from fupan.params import Params
-from fupan.segments import trailing_start
+from fupan.segments import isin, trailing_start
 
 
 def review_window(params: Params) -> tuple[dt.date, dt.date]:
@@ -109,11 +110,8 @@ def prior_year_revenue(ds: Dataset, cut: dt.date) -> pd.DataFrame:
     start = trailing_start(cut)
     o = ds["orders"]
     o = o.filter((o.order_date >= ibis.literal(start)) & (o.order_date <= ibis.literal(cut)))
-    return (
-        o.group_by("customer_id")
-        .aggregate(revenue=o.amount.sum())
-        .order_by("customer_id")
-        .to_pandas()
+    return engine.to_pandas(
+        o.group_by("customer_id").aggregate(revenue=o.amount.sum()).order_by("customer_id")
     )
 
 
@@ -168,7 +166,7 @@ def top_n_renewal(
         has_link = "renewal_of" in k.columns
         if has_link:
             cols.append("renewal_of")
-        k = k.filter(k.customer_id.isin(list(top.customer_id))).select(cols).to_pandas()
+        k = engine.to_pandas(k.filter(k.customer_id.isin(list(top.customer_id))).select(cols))
         if not has_link:
             k["renewal_of"] = None
         for col in ("start_date", "end_date"):
@@ -196,7 +194,7 @@ def top_n_renewal(
         basis = "repurchase"
         o = ds["orders"]
         o = o.filter((o.order_date >= ibis.literal(start)) & (o.order_date <= ibis.literal(end)))
-        bought = set(o.select("customer_id").distinct().to_pandas().customer_id)
+        bought = set(engine.to_pandas(o.select("customer_id").distinct()).customer_id)
         per = top.assign(due=True, renewed=top.customer_id.isin(bought))
     n_due, n_ren = int(per.due.sum()), int((per.due & per.renewed).sum())
     rate, lo, hi = rate_with_ci(n_ren, n_due)
@@ -298,7 +296,7 @@ def failure_point(
     the excess cannot be estimated).
     """
     then = set(affected_then)
-    ex = excess_churn(at_start.customer_id.isin(then), at_start.churned_in_period, at_start.tier)
+    ex = excess_churn(isin(at_start.customer_id, then), at_start.churned_in_period, at_start.tier)
     exposed = segment_revenue(affected_now, revenue)
     excess = ex["excess"]
     return {
@@ -355,5 +353,5 @@ def rank_failure_points(candidates: list[dict], top: int = 3) -> pd.DataFrame:
 def segment_revenue(customer_ids: pd.Series | set | list, revenue: pd.DataFrame) -> float:
     """Sum of non-negative revenue of the given customers (``revenue``: customer_id, revenue)."""
     ids = set(customer_ids)
-    r = revenue[revenue.customer_id.isin(ids)].revenue
+    r = revenue[isin(revenue.customer_id, ids)].revenue
     return float(r.clip(lower=0).sum())

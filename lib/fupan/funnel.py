@@ -27,6 +27,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
+from fupan import engine
 from fupan.data import Dataset
 from fupan.outcomes import churn_status
 from fupan.params import Params
@@ -123,21 +124,22 @@ def stage_snapshots(ds: Dataset, cuts: list[dt.date]) -> pd.DataFrame:
     )
     c = ds["customers"].select("customer_id", "acquired_at")
     base = c.cross_join(cal.select("cut")).filter(lambda t: t.acquired_at <= t.cut)
-    snap = (
-        base.left_join(agg, ["customer_id", "cut"])
-        .select(
-            "customer_id",
-            "cut",
-            "acquired_at",
-            "orders_total",
-            "last_order",
-            "orders_year",
-            "spend_recent",
-            "spend_before",
-        )
-        .order_by(["cut", "customer_id"])
-        .to_pandas()
+    snap = base.left_join(agg, ["customer_id", "cut"]).select(
+        "customer_id",
+        "cut",
+        "acquired_at",
+        "orders_total",
+        "last_order",
+        "orders_year",
+        "spend_recent",
+        "spend_before",
     )
+    # No orders by a cut counts 0 in the engine already: a nullable integer column comes
+    # back from Ibis one Python object per row (13M rows at 1M customers).
+    snap = snap.mutate(
+        orders_total=snap.orders_total.fill_null(0), orders_year=snap.orders_year.fill_null(0)
+    )
+    snap = engine.to_pandas(snap.order_by(["cut", "customer_id"]))
     snap["cut"] = pd.to_datetime(snap.cut)
     for col in ("orders_total", "orders_year"):
         snap[col] = snap[col].fillna(0).astype(int)
@@ -145,13 +147,24 @@ def stage_snapshots(ds: Dataset, cuts: list[dt.date]) -> pd.DataFrame:
         snap[col] = snap[col].fillna(0.0).astype(float)
     last = pd.to_datetime(snap.last_order).fillna(pd.to_datetime(snap.acquired_at))
     snap["days_since_order"] = (snap.cut - last).dt.days
-    parts = []
-    for cut in cuts:
-        st = churn_status(ds, cut)[["customer_id", "churned"]]
-        parts.append(st.assign(cut=pd.Timestamp(cut)))
-    churn = pd.concat(parts, ignore_index=True)
-    snap = snap.merge(churn, on=["customer_id", "cut"], how="left")
-    snap["churned"] = snap.churned.fillna(False).astype(bool)
+    # The rows are ordered by cut: each cut's status is looked up in its own block of rows
+    # by position (a hash lookup per customer), not merged on (customer_id, cut) strings.
+    at = snap.cut.to_numpy()
+    bounds = [*np.searchsorted(at, np.array(cuts, dtype="M8[D]").astype(at.dtype)), len(snap)]
+    churned = np.zeros(len(snap), dtype=bool)
+    for i, cut in enumerate(cuts):
+        lo, hi = bounds[i], bounds[i + 1]
+        st = churn_status(ds, cut)
+        ids = pd.concat([snap.customer_id.iloc[lo:hi], st.customer_id], ignore_index=True)
+        codes, size = _codes(ids)
+        at_status = _slots(codes, np.arange(hi - lo, len(ids)), size)
+        if at_status is None:
+            raise ValueError(f"churn_status at {cut} lists a customer twice")
+        # a customer without a status row (position -1) reads the appended False
+        flags = np.append(st.churned.to_numpy(dtype=bool), False)
+        pos = at_status[codes[: hi - lo]]
+        churned[lo:hi] = flags[np.where(pos >= 0, pos - (hi - lo), -1)]
+    snap["churned"] = churned
     snap["stage"] = assign_rules(snap, stage_rules(params))
     return snap.reset_index(drop=True)
 
@@ -164,6 +177,31 @@ def funnel_counts(stages: pd.Series) -> pd.DataFrame:
     return out
 
 
+def _codes(values: pd.Series) -> tuple[np.ndarray, int]:
+    """Integer codes, equal for equal values (missing values get one of their own), and their count.
+
+    Customer ids are compared as codes: hashing 13M Arrow strings once is cheap, comparing
+    them as Python strings again and again (merges, isin, reindex) is not.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    return codes, len(uniques)
+
+
+def _stage_numbers(stages: pd.Series) -> np.ndarray:
+    """Each row's position in :data:`STAGES`; -1 for anything else (missing included)."""
+    codes, uniques = pd.factorize(stages)
+    known = [STAGES.index(u) if u in STAGES else -1 for u in uniques]
+    return np.array([*known, -1], dtype=np.int64)[codes]  # code -1 (missing) reads the last
+
+
+def _slots(codes: np.ndarray, rows: np.ndarray, size: int) -> np.ndarray | None:
+    """``out[code]`` = the row among ``rows`` with that code, -1 for none; None if a code repeats."""
+    out = np.full(size, -1, dtype=np.int64)
+    out[codes[rows]] = rows
+    # with a repeated code the later row wins and the earlier one does not read back
+    return out if (out[codes[rows]] == rows).all() else None
+
+
 def conversion(snapshots: pd.DataFrame, start: dt.date, end: dt.date) -> pd.DataFrame:
     """Stage-to-stage movement of the customers in each stage at ``start`` by ``end``.
 
@@ -172,35 +210,47 @@ def conversion(snapshots: pd.DataFrame, start: dt.date, end: dt.date) -> pd.Data
     counts where customers stand at ``end`` (a dip they recovered from is not a loss): an
     active customer slid on if declining, at risk or churned at ``end``, and so on.
 
+    ``snapshots`` is :func:`stage_snapshots` (at least ``customer_id, cut, stage,
+    orders_total``); each customer appears at most once at the last date up to ``end``.
+
     Returns
     -------
     DataFrame with ``stage, next, cohort, moved, rate, forward, lost`` where ``lost`` is the
     customers who failed to move on (forward steps) or slid on (later steps).
     """
     s, e = pd.Timestamp(start), pd.Timestamp(end)
-    first = snapshots[snapshots.cut == s].set_index("customer_id")
-    later = snapshots[(snapshots.cut > s) & (snapshots.cut <= e)]
-    final = (
-        snapshots[snapshots.cut == later.cut.max()].set_index("customer_id")
-        if len(later)
-        else first
-    )
+    cut = snapshots.cut
+    first = (cut == s).to_numpy()
+    later = ((cut > s) & (cut <= e)).to_numpy()
+    final = (cut == cut[later].max()).to_numpy() if later.any() else first
+    codes, size = _codes(snapshots.customer_id)
+    stage = _stage_numbers(snapshots.stage)
+    at_final = _slots(codes, np.flatnonzero(final), size)
+    if at_final is None:
+        raise ValueError("a customer appears twice in the final snapshot")
+    # position -1 (not in the final snapshot) reads the appended missing value
+    final_stage = np.append(stage, -1)
+    final_orders = np.append(snapshots.orders_total.to_numpy(dtype=float), np.nan)
+    first_codes, first_stage = codes[first], stage[first]
     rows = []
-    for i, stage in enumerate(STAGES[:-1]):
-        ids = first.index[first.stage == stage]
-        if stage == "first_deal":
-            moved = int((final.reindex(ids).orders_total.fillna(0) >= 2).sum())
-        elif stage in FORWARD:
-            seen = later[later.customer_id.isin(ids) & later.stage.isin(NEXT[stage])]
-            moved = int(seen.customer_id.nunique())
+    for i, name in enumerate(STAGES[:-1]):
+        ids = first_codes[first_stage == STAGES.index(name)]
+        nxt = [STAGES.index(x) for x in NEXT[name] if x in STAGES]
+        if name == "first_deal":
+            moved = int((np.nan_to_num(final_orders[at_final[ids]], nan=0.0) >= 2).sum())
+        elif name in FORWARD:
+            seen = np.zeros(size, dtype=bool)
+            seen[codes[later & np.isin(stage, nxt)]] = True
+            seen[codes[snapshots.customer_id.isna().to_numpy()]] = False  # nunique skips NaN
+            moved = int(seen[np.unique(ids)].sum())
         else:
-            moved = int(final.reindex(ids).stage.isin(NEXT[stage]).sum())
+            moved = int(np.isin(final_stage[at_final[ids]], nxt).sum())
         n = len(ids)
         rate = moved / n if n else np.nan
-        forward = stage in FORWARD
+        forward = name in FORWARD
         rows.append(
             {
-                "stage": stage,
+                "stage": name,
                 "next": STAGES[i + 1],
                 "cohort": n,
                 "moved": moved,
@@ -221,31 +271,49 @@ def dwell_time(snapshots: pd.DataFrame) -> pd.DataFrame:
     """Mean time in each stage from month-to-month transitions: 1 / (1 - p_stay) months.
 
     Consecutive snapshots must be about a month apart; the as_of snapshot (a partial month)
-    is left out. Churned is absorbing and gets no dwell time.
+    is left out. Churned is absorbing and gets no dwell time. A transition is a customer's
+    row at one month end paired with their row at the next (every pair, were a customer
+    listed twice at a date).
     """
-    snap = snapshots[snapshots.cut.dt.is_month_end]
-    cuts = sorted(snap.cut.unique())
-    nxt = dict(zip(cuts[:-1], cuts[1:], strict=False))
-    a = snap[snap.cut.isin(nxt)][["customer_id", "cut", "stage"]]
-    b = snap[["customer_id", "cut", "stage"]].rename(
-        columns={"cut": "next_cut", "stage": "next_stage"}
-    )
-    pairs = a.assign(next_cut=a.cut.map(nxt)).merge(b, on=["customer_id", "next_cut"])
-    rows = []
-    for stage in STAGES:
-        g = pairs[pairs.stage == stage]
-        stay = (g.next_stage == stage).mean() if len(g) else np.nan
-        months = 1.0 / (1.0 - stay) if stage != "churned" and len(g) and stay < 1 else np.nan
-        rows.append(
+    values = snapshots.cut.to_numpy()
+    rows = np.flatnonzero(snapshots.cut.dt.is_month_end.to_numpy())
+    rows = rows[np.argsort(values[rows], kind="stable")]
+    cuts = np.unique(values[rows])
+    bounds = [*np.searchsorted(values[rows], cuts), len(rows)]
+    codes, size = _codes(snapshots.customer_id)
+    stage = _stage_numbers(snapshots.stage)
+    now_parts, next_parts = [], []
+    for i in range(len(cuts) - 1):
+        a, b = rows[bounds[i] : bounds[i + 1]], rows[bounds[i + 1] : bounds[i + 2]]
+        at_next = _slots(codes, b, size)
+        if at_next is not None:
+            pos = at_next[codes[a]]
+            now_parts.append(stage[a[pos >= 0]])
+            next_parts.append(stage[pos[pos >= 0]])
+        else:  # a customer twice at the next date: every pairing, as a merge would make
+            pairs = pd.DataFrame({"c": codes[a], "a": a}).merge(
+                pd.DataFrame({"c": codes[b], "b": b}), on="c"
+            )
+            now_parts.append(stage[pairs.a.to_numpy()])
+            next_parts.append(stage[pairs.b.to_numpy()])
+    now = np.concatenate([np.zeros(0, dtype=np.int64), *now_parts])
+    then = np.concatenate([np.zeros(0, dtype=np.int64), *next_parts])
+    out = []
+    for k, name in enumerate(STAGES):
+        here = now == k
+        n = int(here.sum())
+        stay = int((then[here] == k).sum()) / n if n else np.nan
+        months = 1.0 / (1.0 - stay) if name != "churned" and n and stay < 1 else np.nan
+        out.append(
             {
-                "stage": stage,
-                "transitions": len(g),
+                "stage": name,
+                "transitions": n,
                 "p_stay": stay,
                 "months": months,
                 "days": months * MONTH_DAYS if months == months else np.nan,
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(out)
 
 
 def stage_table(counts: pd.DataFrame, conv: pd.DataFrame, dwell: pd.DataFrame) -> pd.DataFrame:
@@ -272,7 +340,7 @@ def retention_curves(ds: Dataset, quarters: int = 8, cohorts: int | None = None)
     as_of = as_date(ds.params.as_of)
     c = ds["customers"].filter(lambda t: t.acquired_at <= ibis.literal(as_of))
     c = c.mutate(cohort=c.acquired_at.truncate("Q"))
-    sizes = c.group_by("cohort").aggregate(customers=c.count()).to_pandas()
+    sizes = engine.to_pandas(c.group_by("cohort").aggregate(customers=c.count()))
     o = (
         ds["orders"]
         .select("customer_id", "order_date")
@@ -283,7 +351,7 @@ def retention_curves(ds: Dataset, quarters: int = 8, cohorts: int | None = None)
         + (o.order_date.quarter() - o.cohort.quarter())
     )
     o = o.filter((o.k >= 0) & (o.k <= quarters))
-    act = o.group_by(["cohort", "k"]).aggregate(ordering=o.customer_id.nunique()).to_pandas()
+    act = engine.to_pandas(o.group_by(["cohort", "k"]).aggregate(ordering=o.customer_id.nunique()))
     sizes["cohort"] = pd.to_datetime(sizes.cohort)
     act["cohort"] = pd.to_datetime(act.cohort)
     grid = sizes.merge(pd.DataFrame({"k": range(quarters + 1)}), how="cross")

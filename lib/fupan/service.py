@@ -24,6 +24,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
+from fupan import engine
 from fupan.data import Dataset
 from fupan.params import Params
 from fupan.segments import as_date
@@ -89,7 +90,7 @@ def _aggregate(t: ir.Table, by: list[str]) -> pd.DataFrame:
         median_resolution_days=t.resolution_days.median(),
         p90_resolution_days=t.resolution_days.quantile(0.9),
     )
-    df = (t.group_by(by).aggregate(**metrics) if by else t.aggregate(**metrics)).to_pandas()
+    df = engine.to_pandas(t.group_by(by).aggregate(**metrics) if by else t.aggregate(**metrics))
     for col in ("tickets", "answered", "unanswered", "resolved", "due", "within_sla"):
         df[col] = df[col].fillna(0).astype(int)
     df["sla_compliance"] = np.where(df.due > 0, df.within_sla / df.due.where(df.due > 0, 1), np.nan)
@@ -145,7 +146,7 @@ def customer_service(
         unanswered=(~t.answered).sum(),
         median_first_response_days=t.first_response_days.median(),
     )
-    df = agg.order_by("customer_id").to_pandas()
+    df = engine.to_pandas(agg.order_by("customer_id"))
     for col in ("tickets", "breaches", "unanswered"):
         df[col] = df[col].fillna(0).astype(int)
     return df
@@ -165,14 +166,13 @@ def backlog_trend(ds: Dataset, months: int = 12) -> pd.DataFrame:
     t = ds["tickets"].select("ticket_id", "opened_at", "first_response_at", "resolved_at")
     j = t.cross_join(cal)
     j = j.filter(j.opened_at < j.cut)
-    out = (
+    out = engine.to_pandas(
         j.group_by("date")
         .aggregate(
             open=(j.resolved_at.isnull() | (j.resolved_at >= j.cut)).sum(),
             unanswered=(j.first_response_at.isnull() | (j.first_response_at >= j.cut)).sum(),
         )
         .order_by("date")
-        .to_pandas()
     )
     out["date"] = pd.to_datetime(out["date"])
     out = pd.DataFrame({"date": pd.to_datetime(ends)}).merge(out, on="date", how="left").fillna(0)

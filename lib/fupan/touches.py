@@ -23,6 +23,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
+from fupan import engine
 from fupan.data import Dataset
 from fupan.outcomes import rate_with_ci
 from fupan.segments import as_date
@@ -74,14 +75,12 @@ def customer_touches(
     j = t.inner_join(bounds, "customer_id")
     j = j.filter((j.day >= j.exposure_start) & (j.day <= j.exposure_end))
     recent_from = (e - pd.Timedelta(days=recent - 1)).date()
-    agg = (
-        j.group_by("customer_id")
-        .aggregate(
+    agg = engine.to_pandas(
+        j.group_by("customer_id").aggregate(
             touches=j.count(),
             last_touch=j.day.max(),
             recent=(j.day >= ibis.literal(recent_from)).sum(),
         )
-        .to_pandas()
     )
     out = st[
         [
@@ -176,7 +175,7 @@ def channel_mix(
     if "responded" in t.columns:
         aggs["known"] = t.responded.notnull().sum()
         aggs["responded"] = t.responded.fill_null(False).sum()
-    df = t.group_by("channel").aggregate(**aggs).to_pandas()
+    df = engine.to_pandas(t.group_by("channel").aggregate(**aggs))
     if "known" not in df.columns:
         df["known"], df["responded"] = 0, 0
     df[["touches", "known", "responded"]] = (
