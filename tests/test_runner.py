@@ -176,3 +176,40 @@ def test_rerun_reproduces_and_flags_changed_inputs(tmp_path, tiny_run, tiny_data
         text=True,
     )
     assert out.returncode == 1 and "orders.csv" in out.stderr
+
+
+def _recording_notebook(path: Path, code: str) -> None:
+    src = nbformat.read(str(ROOT / "notebooks" / "00_data_check.ipynb"), as_version=4)
+    body = nbformat.v4.new_code_cell(
+        "import time\nfrom fupan.results import Recorder\nrec = Recorder(run_dir)\n" + code
+    )
+    params_cell = [c for c in src.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    nb = nbformat.v4.new_notebook(cells=[*params_cell, body], metadata=src.metadata)
+    nbformat.write(nb, str(path))
+
+
+def test_parallel_notebooks_record_every_figure_and_wait_for_their_inputs(tmp_path, tiny_params):
+    # Two notebooks run at once and record 150 figures each into one results.json; chapter 5
+    # reads chapter 2's and 3's models from the run cache, so it starts only after both.
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    names = ["02_churn_root_cause", "03_ltv_loss", "05_kpi_tracking"]
+    for nb in names:
+        key = nb[:2]
+        _recording_notebook(
+            nb_dir / f"{nb}.ipynb",
+            f"rec.record('t.{key}_start', time.time())\n"
+            f"for i in range(150):\n    rec.record(f'fig.{key}.k{{i}}', i)\n"
+            f"time.sleep(2)\nrec.record('t.{key}_end', time.time())\n",
+        )
+    params = fparams.load(tiny_params, notebooks=names, parallel_notebooks=2)
+    res = runner.run(
+        params, tiny_params, reports_dir=tmp_path / "r", notebook_dir=nb_dir, log=lambda m: None
+    )
+    fig, t = res.results["fig"], res.results["t"]
+    assert all(len(fig[nb[:2]]) == 150 for nb in names)
+    # 02 and 03 overlapped; 05 began after both ended
+    assert t["02_start"] < t["03_end"] and t["03_start"] < t["02_end"]
+    assert t["05_start"] >= max(t["02_end"], t["03_end"])
+    assert not list((tmp_path / "r").rglob(".results.json.lock"))
+    assert set(res.timings) >= set(names)

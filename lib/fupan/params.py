@@ -542,6 +542,14 @@ class Params(_Model):
     data: DataSource
     notebooks: list[str] = list(NOTEBOOKS)
     cell_timeout_seconds: int = Field(900, gt=0)
+    parallel_notebooks: int = Field(
+        2,
+        ge=1,
+        description=(
+            "notebooks executed at once, each in its own kernel (1: one after another); "
+            "each kernel holds the data it reads, so memory grows with this"
+        ),
+    )
     benchmarks_file: str | None = "benchmarks.yaml"
     benchmarks: Benchmarks = Field(default_factory=Benchmarks)
     tiers: Tiers = Field(default_factory=Tiers)

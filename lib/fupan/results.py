@@ -6,14 +6,21 @@ the value that ``record`` returned, and tests read ``results.json``. One home pe
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: the runner then executes one notebook at a time
+    fcntl = None  # type: ignore[assignment]
 
 import numpy as np
 import pandas as pd
@@ -67,6 +74,28 @@ def write_json_atomic(path: str | Path, data: Any, indent: int | None = 2) -> No
     os.replace(tmp, path)
 
 
+def results_lock_available() -> bool:
+    """Whether notebooks of one run may record figures at the same time (POSIX locks)."""
+    return fcntl is not None
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int]:
+    # every write replaces the file, so a new inode marks a change even within one mtime tick
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as fh:
+        if fcntl is not None:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 class Recorder:
     """Records a run's headline figures into ``<run_dir>/results.json``.
 
@@ -81,7 +110,7 @@ class Recorder:
             run_dir = Path(tempfile.gettempdir()) / "fupan-scratch"
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / RESULTS_NAME
-        self._seen: tuple[int, int] | None = None
+        self._seen: tuple[int, int, int] | None = None
         self._data: dict[str, Any] = {}
 
     def _load(self) -> dict[str, Any]:
@@ -92,7 +121,7 @@ class Recorder:
         except FileNotFoundError:
             self._seen, self._data = None, {}
             return {}
-        stamp = (st.st_mtime_ns, st.st_size)
+        stamp = _stamp(st)
         if stamp != self._seen:
             self._data = json.loads(self.path.read_text(encoding="utf-8"))
             self._seen = stamp
@@ -100,17 +129,21 @@ class Recorder:
 
     def record(self, key: str, value: Any) -> Any:
         """Store ``value`` under a dotted key (``diagnosis.churn_rate``) and return it."""
-        data = self._load()
-        node = data
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"results key '{key}' crosses a recorded value at '{p}'")
-        node[parts[-1]] = to_jsonable(value)
-        write_json_atomic(self.path, data, indent=None)
-        st = self.path.stat()
-        self._seen, self._data = (st.st_mtime_ns, st.st_size), data
+        jsonable = to_jsonable(value)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        # Notebooks of one run execute at the same time: read, change and replace the file
+        # under an exclusive lock, or one notebook's figures would overwrite another's.
+        with _locked(self.run_dir / f".{RESULTS_NAME}.lock"):
+            data = self._load()
+            node = data
+            parts = key.split(".")
+            for p in parts[:-1]:
+                node = node.setdefault(p, {})
+                if not isinstance(node, dict):
+                    raise ValueError(f"results key '{key}' crosses a recorded value at '{p}'")
+            node[parts[-1]] = jsonable
+            write_json_atomic(self.path, data, indent=None)
+            self._seen, self._data = _stamp(self.path.stat()), data
         return value
 
     def get(self, key: str, default: Any = None) -> Any:

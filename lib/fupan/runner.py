@@ -25,7 +25,7 @@ from typing import Any
 from fupan import data as fdata
 from fupan import deck, i18n, summary
 from fupan.params import Params, dump
-from fupan.results import RESULTS_NAME, Recorder, write_json_atomic
+from fupan.results import RESULTS_NAME, Recorder, results_lock_available, write_json_atomic
 from fupan.validation import DataValidationError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -209,8 +209,6 @@ def run(
     RunError
         when a notebook fails; names the notebook, the cell and the error.
     """
-    import papermill as pm
-
     reports = Path(reports_dir) if reports_dir else PROJECT_ROOT / "reports"
     nb_dir = Path(notebook_dir) if notebook_dir else NOTEBOOK_DIR
     reports.mkdir(parents=True, exist_ok=True)
@@ -248,49 +246,17 @@ def run(
             },
         )
         passed = notebook_parameters(params, params_file, tmp)
-        sections: list[deck.Section] = []
-        for i, nb in enumerate(params.notebooks, 1):
-            current = nb
+        for nb in params.notebooks:
             src = nb_dir / f"{nb}.ipynb"
             if not src.exists():
                 raise RunError(f"notebook {src} not found")
             check_notebook_parameters(src, passed)
-            out = tmp / "notebooks" / f"{nb}.ipynb"
-            log(f"[fupan] [{i}/{len(params.notebooks)}] {nb} …")
-            t0 = time.perf_counter()
-            try:
-                pm.execute_notebook(
-                    str(src),
-                    str(out),
-                    parameters=passed,
-                    kernel_name="python3",
-                    progress_bar=False,
-                    execution_timeout=params.cell_timeout_seconds,
-                    cwd=str(nb_dir),
-                    log_output=False,
-                    # the kernel's own start-up chatter (transport warnings) is not a user's concern
-                    extra_arguments=["--IPKernelApp.log_level=ERROR"],
-                )
-            except pm.PapermillExecutionError as exc:
-                raise RunError(
-                    f"notebook {nb} failed in cell {exc.exec_count or exc.cell_index}: {exc.ename}: {exc.evalue}"
-                ) from None
-            except (_Terminated, KeyboardInterrupt) as exc:
-                raise RunError(
-                    f"run interrupted ({exc or 'SIGINT'}) in notebook {nb}, {_running_cell(out)}"
-                ) from None
-            except Exception as exc:  # noqa: BLE001 - a dead kernel, a cell past its timeout, ...
-                kind = type(exc).__name__
-                if "Timeout" in kind:
-                    what = f"exceeded the {params.cell_timeout_seconds}s cell timeout"
-                elif "DeadKernel" in kind:
-                    what = "lost its kernel (it died or was killed)"
-                else:
-                    what = f"failed: {kind}: {exc}"
-                raise RunError(f"notebook {nb} {what} in {_running_cell(out)}") from None
-            timings[nb] = round(time.perf_counter() - t0, 3)
-            log(f"[fupan] [{i}/{len(params.notebooks)}] {nb} done in {timings[nb]:.1f}s")
+        current = ", ".join(params.notebooks)
+        _execute_all(params, nb_dir, tmp, passed, timings, log)
+        sections: list[deck.Section] = []
+        for nb in params.notebooks:
             title, question = _chapter_labels(nb, params.lang)
+            out = tmp / "notebooks" / f"{nb}.ipynb"
             sections.append(deck.slides_from_notebook(out, nb, title, question))
         current = "deck"
         meta = {
@@ -324,6 +290,7 @@ def run(
                 tmp / RESULTS_NAME, json.loads((tmp / RESULTS_NAME).read_text(encoding="utf-8"))
             )
         shutil.rmtree(tmp / "work", ignore_errors=True)
+        (tmp / f".{RESULTS_NAME}.lock").unlink(missing_ok=True)
         _replace_dir(tmp, final)
         if failed.exists():
             shutil.rmtree(failed, ignore_errors=True)
@@ -352,6 +319,189 @@ def run(
             signal.signal(sig, handler)
 
 
+#: Notebooks that read what an earlier notebook of the run keeps in the run cache
+#: (:mod:`fupan.cache`): chapter 2's health model and chapter 3's valuations. Started before
+#: those are done they would still be right, but would compute the same models again.
+WAITS_FOR: dict[str, tuple[str, ...]] = {
+    "04_strategy_simulation": ("02_churn_root_cause", "03_ltv_loss"),
+    "05_kpi_tracking": ("02_churn_root_cause", "03_ltv_loss"),
+}
+#: How long a notebook process gets to shut its kernel down after SIGTERM.
+STOP_GRACE_SECONDS = 20
+
+
+@dataclass
+class _Job:
+    nb: str
+    out: Path
+    result: Path
+    proc: subprocess.Popen[bytes]
+    started: float
+
+
+def _execute_all(
+    params: Params,
+    nb_dir: Path,
+    tmp: Path,
+    passed: dict[str, Any],
+    timings: dict[str, float],
+    log: Callable[[str], None],
+) -> None:
+    """Execute the run's notebooks, up to ``params.parallel_notebooks`` at once.
+
+    Each notebook runs in its own process (which starts its own kernel), so an interrupt
+    or a failure stops every running notebook and its kernel, and each process's memory
+    is its own. Notebooks start in the params' order once what they wait for
+    (:data:`WAITS_FOR`) is done; the first failure stops the others and is raised.
+    """
+    order = list(params.notebooks)
+    waits = {
+        nb: {d for d in WAITS_FOR.get(nb, ()) if d in order[: order.index(nb)]} for nb in order
+    }
+    pending, running, done = list(order), {}, set()
+    total = len(order)
+    # without fcntl (Windows) results.json has no lock: one notebook at a time
+    slots = max(1, params.parallel_notebooks) if results_lock_available() else 1
+    try:
+        while pending or running:
+            while len(running) < slots:
+                nxt = next((nb for nb in pending if waits[nb] <= done), None)
+                if nxt is None:
+                    break
+                pending.remove(nxt)
+                log(f"[fupan] [{order.index(nxt) + 1}/{total}] {nxt} …")
+                running[nxt] = _start(nxt, nb_dir, tmp, passed, params.cell_timeout_seconds)
+            finished = [job for job in running.values() if job.proc.poll() is not None]
+            for job in finished:
+                del running[job.nb]
+                error = _outcome(job)
+                if error:
+                    raise RunError(error)
+                timings[job.nb] = round(time.perf_counter() - job.started, 3)
+                done.add(job.nb)
+                i = order.index(job.nb) + 1
+                log(f"[fupan] [{i}/{total}] {job.nb} done in {timings[job.nb]:.1f}s")
+            if not finished:
+                time.sleep(0.1)
+    except (_Terminated, KeyboardInterrupt) as exc:
+        where = "; ".join(f"notebook {j.nb}, {_running_cell(j.out)}" for j in running.values())
+        _stop(running)
+        raise RunError(f"run interrupted ({exc or 'SIGINT'}) in {where or 'a notebook'}") from None
+    finally:
+        _stop(running)
+
+
+def _start(nb: str, nb_dir: Path, tmp: Path, passed: dict[str, Any], timeout: int) -> _Job:
+    out = tmp / "notebooks" / f"{nb}.ipynb"
+    spec = tmp / "notebooks" / f".{nb}.job.json"
+    result = tmp / "notebooks" / f".{nb}.result.json"
+    spec_data = {
+        "nb": nb,
+        "src": str(nb_dir / f"{nb}.ipynb"),
+        "out": str(out),
+        "cwd": str(nb_dir),
+        "parameters": passed,
+        "timeout": timeout,
+        "result": str(result),
+    }
+    write_json_atomic(spec, spec_data)
+    proc = subprocess.Popen([sys.executable, "-m", "fupan.runner", str(spec)])
+    return _Job(nb, out, result, proc, time.perf_counter())
+
+
+def _outcome(job: _Job) -> str | None:
+    """``None`` when the notebook succeeded, else the message naming notebook and cell."""
+    try:
+        res = json.loads(job.result.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        res = {
+            "error": f"notebook {job.nb}: its process ended (exit {job.proc.returncode}) "
+            f"without a result, in {_running_cell(job.out)}"
+        }
+    finally:
+        for f in (job.result, job.result.with_name(f".{job.nb}.job.json")):
+            f.unlink(missing_ok=True)
+    return None if res.get("ok") else str(res.get("error"))
+
+
+def _stop(running: dict[str, _Job]) -> None:
+    """SIGTERM every running notebook process (each shuts its kernel down), then wait."""
+    for job in running.values():
+        if job.proc.poll() is None:
+            job.proc.terminate()
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for job in running.values():
+        try:
+            job.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            job.proc.kill()
+            job.proc.wait()
+    running.clear()
+
+
+def execute_notebook(
+    nb: str, src: Path, out: Path, parameters: dict[str, Any], timeout: int, cwd: Path
+) -> None:
+    """Execute one notebook with papermill; raise :class:`RunError` naming its cell."""
+    import papermill as pm
+
+    try:
+        pm.execute_notebook(
+            str(src),
+            str(out),
+            parameters=parameters,
+            kernel_name="python3",
+            progress_bar=False,
+            execution_timeout=timeout,
+            cwd=str(cwd),
+            log_output=False,
+            # the kernel's own start-up chatter (transport warnings) is not a user's concern
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+        )
+    except pm.PapermillExecutionError as exc:
+        raise RunError(
+            f"notebook {nb} failed in cell {exc.exec_count or exc.cell_index}: {exc.ename}: {exc.evalue}"
+        ) from None
+    except (_Terminated, KeyboardInterrupt) as exc:
+        raise RunError(
+            f"run interrupted ({exc or 'SIGINT'}) in notebook {nb}, {_running_cell(out)}"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - a dead kernel, a cell past its timeout, ...
+        kind = type(exc).__name__
+        if "Timeout" in kind:
+            what = f"exceeded the {timeout}s cell timeout"
+        elif "DeadKernel" in kind:
+            what = "lost its kernel (it died or was killed)"
+        else:
+            what = f"failed: {kind}: {exc}"
+        raise RunError(f"notebook {nb} {what} in {_running_cell(out)}") from None
+
+
+def _notebook_process(spec_file: str) -> int:
+    """``python -m fupan.runner SPEC``: one notebook of a run, in its own process."""
+    spec = json.loads(Path(spec_file).read_text(encoding="utf-8"))
+    signal.signal(signal.SIGTERM, _on_term)
+    try:
+        execute_notebook(
+            spec["nb"],
+            Path(spec["src"]),
+            Path(spec["out"]),
+            spec["parameters"],
+            int(spec["timeout"]),
+            Path(spec["cwd"]),
+        )
+        result: dict[str, Any] = {"ok": True}
+    except RunError as exc:
+        result = {"ok": False, "error": str(exc)}
+    except (_Terminated, KeyboardInterrupt) as exc:  # between cells, outside papermill
+        result = {
+            "ok": False,
+            "error": f"run interrupted ({exc or 'SIGINT'}) in notebook {spec['nb']}",
+        }
+    write_json_atomic(spec["result"], result)
+    return 0 if result["ok"] else 1
+
+
 def _running_cell(path: Path) -> str:
     """Name the cell papermill was executing, from the partial output notebook."""
     import nbformat
@@ -376,3 +526,7 @@ def _running_cell(path: Path) -> str:
 
 def python_executable() -> str:
     return sys.executable
+
+
+if __name__ == "__main__":
+    raise SystemExit(_notebook_process(sys.argv[1]))
