@@ -17,11 +17,8 @@ on or before ``as_of``; pandas receives one row per customer.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-from collections.abc import Sequence
 
 import ibis
-import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -34,20 +31,13 @@ def _as_date(value: str | dt.date | pd.Timestamp) -> dt.date:
     return pd.Timestamp(value).date()
 
 
-def churn_status(
-    ds: Dataset,
-    as_of: str | dt.date | pd.Timestamp | None = None,
-    customers: Sequence[str] | None = None,
-) -> pd.DataFrame:
+def churn_status(ds: Dataset, as_of: str | dt.date | pd.Timestamp | None = None) -> pd.DataFrame:
     """One row per customer acquired by ``as_of``: churned or not, when, and the recorded reason.
 
     Parameters
     ----------
     ds : the dataset.
     as_of : the cut date (default: the params' ``as_of``); only data on or before it is used.
-    customers : only these customer ids (default: all). Each customer's status depends on
-        their own rows alone, so a subset gives the same rows as filtering the full result;
-        a model fitted on a sample of customers asks for that sample only.
 
     Returns
     -------
@@ -56,30 +46,15 @@ def churn_status(
     lost_value, won_back``.
     """
     cut = _as_date(as_of if as_of is not None else ds.params.as_of)
-    if customers is None:
-        # Chapters 2, 4 and 5 each ask for the status at the same month ends: once per run.
-        return cache.memo(ds, "outcomes.churn_status", [cut.isoformat()], lambda: _status(ds, cut))
-    ids = np.unique(np.asarray(customers, dtype=object).astype(str))
-    digest = hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()[:20]
-    return cache.memo(
-        ds,
-        "outcomes.churn_status",
-        [cut.isoformat(), f"customers:{len(ids)}:{digest}"],
-        lambda: _status(ds, cut, ids),
-    )
+    # Chapters 2, 4 and 5 each ask for the status at the same month ends: once per run.
+    return cache.memo(ds, "outcomes.churn_status", [cut.isoformat()], lambda: _status(ds, cut))
 
 
-def _status(ds: Dataset, cut: dt.date, only: np.ndarray | None = None) -> pd.DataFrame:
+def _status(ds: Dataset, cut: dt.date) -> pd.DataFrame:
     params = ds.params
     lit = ibis.literal(cut)
-    keep = None if only is None else ibis.memtable(pd.DataFrame({"customer_id": only}))
-
-    def table(name: str) -> ir.Table:
-        # Restrict before aggregating: a 20k-customer sample should not group 1M customers.
-        return ds[name] if keep is None else ds[name].semi_join(keep, "customer_id")
-
-    customers = table("customers").filter(lambda t: t.acquired_at <= lit)
-    orders = table("orders").filter(lambda t: t.order_date <= lit)
+    customers = ds["customers"].filter(lambda t: t.acquired_at <= lit)
+    orders = ds["orders"].filter(lambda t: t.order_date <= lit)
     per = orders.group_by("customer_id").aggregate(
         first_order=orders.order_date.min(),
         last_order=orders.order_date.max(),
@@ -100,7 +75,7 @@ def _status(ds: Dataset, cut: dt.date, only: np.ndarray | None = None) -> pd.Dat
         derived_source=ibis.literal("dormancy"),
     )
     if params.business_model == "contractual" and ds.has("contracts"):
-        c = table("contracts").filter(lambda t: t.start_date <= lit)
+        c = ds["contracts"].filter(lambda t: t.start_date <= lit)
         last = c.group_by("customer_id").aggregate(last_end=c.end_date.max())
         grace = params.churn_definition.grace_days
         base = base.left_join(last, "customer_id").drop("customer_id_right")
@@ -117,7 +92,7 @@ def _status(ds: Dataset, cut: dt.date, only: np.ndarray | None = None) -> pd.Dat
             ),
         ).drop("last_end")
     if ds.has("churn_events"):
-        ev = table("churn_events").filter(lambda t: t.churned_at <= lit)
+        ev = ds["churn_events"].filter(lambda t: t.churned_at <= lit)
         latest = ev.group_by("customer_id").aggregate(rec_at=ev.churned_at.max())
         ev = ev.inner_join(
             latest, [ev.customer_id == latest.customer_id, ev.churned_at == latest.rec_at]
