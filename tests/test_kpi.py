@@ -12,6 +12,7 @@ import datetime as dt
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from fupan import data as fdata
@@ -928,3 +929,96 @@ def test_customer_clv_on_generated_data(demo_small, tmp_path, monkeypatch):
     assert clv.index.is_unique and (clv >= 0).all() and clv.mean() > 0
     avg = values.set_index("kpi").loc["avg_clv", "value"]
     assert avg == pytest.approx(clv.reindex(active).dropna().mean())
+
+
+# --------------------------------------------------------------------------------------
+# Faster paths against the code they replaced (generated data)
+
+
+def _random_orders(seed: int, n_customers: int = 80, scale: float = 1.0) -> dict[str, pd.DataFrame]:
+    """Customers acquired over four years and orders over five (some before acquisition,
+    several on one day, refunds, amounts with more than four decimals)."""
+    rng = np.random.default_rng(seed)
+    ids = [f"R{i:03d}" for i in range(n_customers)]
+    start = pd.Timestamp("2022-01-01")
+    acq = start + pd.to_timedelta(rng.integers(0, 4 * 365, n_customers), unit="D")
+    customers = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "acquired_at": acq.strftime("%Y-%m-%d"),
+            "industry": "retail",
+            "region": "华东",
+            "tier": rng.choice(["gold", "silver"], n_customers),
+            "account_manager": rng.choice(["AM-1", "AM-2", "AM-3"], n_customers),
+        }
+    )
+    n = 40 * n_customers
+    who = rng.integers(0, n_customers, n)
+    day = start + pd.to_timedelta(rng.integers(-60, 5 * 365 - 60, n), unit="D")
+    day = day.where(rng.random(n) > 0.3, acq[who] + pd.to_timedelta(rng.integers(0, 20, n), "D"))
+    amount = np.round(rng.gamma(2.0, 80.0, n) * np.where(rng.random(n) < 0.1, -1, 1), 6) * scale
+    orders = pd.DataFrame(
+        {
+            "order_id": [f"Q{i}" for i in range(n)],
+            "customer_id": np.asarray(ids)[who],
+            "order_date": day.strftime("%Y-%m-%d"),
+            "amount": amount,
+        }
+    )
+    return {"customers": customers, "orders": orders}
+
+
+@pytest.mark.parametrize(
+    "seed, as_of, scale",
+    [(1, "2026-10-31", 1.0), (2, "2026-10-17", 1.0), (3, "2026-02-28", 1.0), (4, AS_OF, 1e14)],
+)
+def test_revenue_by_segment_equals_the_per_month_query(tmp_path, seed, as_of, scale):
+    """Segment sums give the per-month query's totals exactly (a month not over at as_of
+    has bounds off the month ends; amounts of 10^16 overflow 64-bit units and fall back)."""
+    drop = ("contracts", "surveys", "tickets", "touches", "churn_events")
+    data = write_fixture(tmp_path / "data", drop=drop, **_random_orders(seed, scale=scale))
+    d = fdata.load(fparams.load(params_file(tmp_path, data, as_of=as_of)))
+    try:
+        last = kpi.parse_month(as_of)
+        months = kpi.month_range(kpi.shift_month(last, -25), last)
+        windows = [kpi.Window.of(m, d.params) for m in months]
+        ctx = kpi._Ctx(d)
+        old = kpi._revenue_by_query(ctx, windows)
+        new = kpi._revenue_by_segment(ctx, windows)
+        rows = kpi.revenue_kpis(ctx, windows)
+    finally:
+        d.close()
+    if scale > 1:
+        assert new is None  # too large for exact 64-bit sums: revenue_kpis runs the query
+        return
+    assert old and set(old) <= set(new)
+    for m, got in new.items():
+        want = old.get(m, dict.fromkeys(got, 0))
+        for k in ("buyers", "repeaters", "cohort", "prev", "kept", "net"):
+            assert got[k] == want[k], (m, k)
+    assert rows == _revenue_rows(old, windows, rows)
+
+
+def _revenue_rows(got, windows, rows):
+    # revenue_kpis' rows rebuilt from the query's totals (what the old code returned)
+    ctx_rows = []
+    by = {(r["month"], r["kpi"]): r for r in rows}
+    for w in windows:
+        r = got.get(w.month, {})
+        buyers = r.get("buyers") or 0
+        ctx_rows.append(
+            kpi._val(
+                w.month,
+                "repurchase_rate",
+                (r.get("repeaters") or 0) / buyers if buyers else None,
+                buyers,
+            )
+        )
+        prev = r.get("prev") or 0.0
+        if by[(w.month, "grr")]["reason"] == "history":
+            ctx_rows += [kpi._val(w.month, k, None, None, "history") for k in ("grr", "nrr")]
+        else:
+            n = r.get("cohort") or 0
+            ctx_rows.append(kpi._val(w.month, "grr", r["kept"] / prev if prev > 0 else None, n))
+            ctx_rows.append(kpi._val(w.month, "nrr", r["net"] / prev if prev > 0 else None, n))
+    return ctx_rows

@@ -33,6 +33,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,7 +42,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from fupan import outcomes
+from fupan import engine, outcomes
 from fupan.data import Dataset
 from fupan.params import Benchmarks, Params
 
@@ -426,7 +427,7 @@ def _val(
 
 
 def _by_month(expr: ir.Table) -> dict[str, dict[str, Any]]:
-    df = expr.to_pandas()
+    df = engine.to_pandas(expr)
     return {r["m_month"]: r for r in df.to_dict(orient="records")}
 
 
@@ -485,13 +486,12 @@ def _customer_revenue(ctx: _Ctx, grid: ir.Table) -> ir.Table:
     )
 
 
-def revenue_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
-    """Gross and net revenue retention, repurchase rate, from net order revenue.
+def _revenue_by_query(ctx: _Ctx, windows: list[Window]) -> dict[str, dict[str, Any]]:
+    """The revenue KPIs' per-month totals from one engine query over (month, customer).
 
-    GRR = sum(min(max(R12, 0), P12)) / sum(P12) and NRR = sum(max(R12, 0)) / sum(P12), over
-    customers with prior-year revenue P12 > 0 (R12: the trailing 12 months). Repurchase rate
-    = customers with two or more purchase days in the trailing 12 months / customers with one
-    or more (a purchase day has an order with amount >= 0).
+    Each order meets every month whose two years contain it (24 rows per order): the
+    reference :func:`_revenue_by_segment` is checked against, and its fallback when
+    amounts are too large for exact 64-bit sums.
     """
     grid = _grid(windows)
     per = _customer_revenue(ctx, grid)
@@ -506,7 +506,124 @@ def revenue_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
         kept=ibis.ifelse(base, ibis.least(cur_pos, per.rev_prev), zero).sum().cast("float64"),
         net=ibis.ifelse(base, cur_pos, zero).sum().cast("float64"),
     )
-    got = _by_month(agg)
+    return _by_month(agg)
+
+
+# Unscaled units of _EXACT (4 decimals): sums of amount x 10^4 as integers are exact.
+_UNITS = 10_000
+# Customers per block of the dense customer x segment arrays (bounds memory at 1M customers).
+_BLOCK = 1 << 18
+
+
+def _exact_float(units: int) -> float:
+    """``units / 10^4`` rounded once to float64: what DuckDB's cast of the exact decimal
+    sum gives (it rounds correctly)."""
+    return float(Decimal(units).scaleb(-4))
+
+
+def _segment(day: ir.DateValue, bounds: list[dt.date], lo: int, hi: int) -> ir.IntegerValue:
+    """Index ``k`` in ``[lo, hi)`` of the segment ``(bounds[k], bounds[k + 1]]`` holding
+    ``day`` (a day inside ``(bounds[lo], bounds[hi]]``), by bisection: a few comparisons
+    per row instead of one per segment."""
+    if hi - lo == 1:
+        return ibis.literal(lo, "int16")
+    mid = (lo + hi) // 2
+    return ibis.ifelse(
+        day <= bounds[mid], _segment(day, bounds, lo, mid), _segment(day, bounds, mid, hi)
+    )
+
+
+def _revenue_by_segment(ctx: _Ctx, windows: list[Window]) -> dict[str, dict[str, Any]] | None:
+    """The revenue KPIs' per-month totals, equal to :func:`_revenue_by_query`'s.
+
+    The windows' bounds (``y2 < y1 <= end``) cut time into segments; one query sums each
+    customer's orders per segment (exact decimals, as integer units of 10^-4) and counts
+    purchase days, so each order is read once instead of once per month. A window's
+    trailing and prior year are then runs of segments: prefix sums over a customer x
+    segment array give every month's per-customer values, and the totals are exact integer
+    sums. Segments are disjoint, so distinct purchase days add up across them.
+
+    Returns None when the amounts could overflow 64-bit integer sums (the caller then runs
+    the per-month query).
+    """
+    bounds = sorted({d for w in windows for d in (w.y2, w.y1, w.end)})
+    o = ctx.events("orders")
+    o = o.filter(o.order_date > bounds[0], o.order_date <= bounds[-1])
+    seg = _segment(o.order_date, bounds, 0, len(bounds) - 1)
+    day = ibis.ifelse(o.amount >= 0, o.order_date, ibis.null().cast("date"))
+    units = (o.amount.cast(_EXACT).sum() * _UNITS).try_cast("int64")
+    per = o.group_by(cid=o.customer_id, acq=o.acq, seg=seg).aggregate(
+        days=day.nunique(), units=units
+    )
+    t = per.to_pyarrow()
+    if t["units"].null_count:
+        return None  # a customer's segment sum does not fit in 64 bits
+    n_seg = len(bounds) - 1
+    units_arr = t["units"].to_numpy(zero_copy_only=False)
+    # every partial sum below is bounded by the sum of absolute values
+    if float(np.abs(units_arr.astype(np.float64)).sum()) >= 2.0**62:
+        return None
+    code, ids = pd.factorize(t["cid"].to_numpy(zero_copy_only=False))
+    n_cust = len(ids)
+    acq = np.empty(n_cust, dtype="datetime64[D]")
+    acq[code] = t["acq"].to_numpy(zero_copy_only=False).astype("datetime64[D]")
+    segs = t["seg"].to_numpy(zero_copy_only=False).astype(np.int64)
+    days = t["days"].to_numpy(zero_copy_only=False).astype(np.int64)
+    pos = {b: k for k, b in enumerate(bounds)}
+    spans = [(w, pos[w.y2], pos[w.y1], pos[w.end]) for w in windows]
+    ends = np.array([np.datetime64(w.end, "D") for w in windows])
+    # Months without a customer row total zero, which the KPIs read as "no value", as
+    # they read a month the query returns no row for.
+    tot = {
+        w.month: dict.fromkeys(("buyers", "repeaters", "cohort", "prev", "kept", "net"), 0)
+        for w in windows
+    }
+    for lo in range(0, n_cust, _BLOCK):
+        hi = min(lo + _BLOCK, n_cust)
+        rows = (code >= lo) & (code < hi)
+        r = code[rows] - lo
+        # prefix sums with a leading zero column: column k = segments before k
+        cu = np.zeros((hi - lo, n_seg + 1), dtype=np.int64)
+        cd = np.zeros((hi - lo, n_seg + 1), dtype=np.int64)
+        cu[r, segs[rows] + 1] = units_arr[rows]
+        cd[r, segs[rows] + 1] = days[rows]
+        np.cumsum(cu, axis=1, out=cu)
+        np.cumsum(cd, axis=1, out=cd)
+        for (w, a, b, e), end in zip(spans, ends, strict=True):
+            seen = acq[lo:hi] <= end  # the customer was acquired by the month end
+            cur = cu[seen, e] - cu[seen, b]
+            prev = cu[seen, b] - cu[seen, a]
+            d = cd[seen, e] - cd[seen, b]
+            base = prev > 0
+            cur_pos = np.maximum(cur[base], 0)
+            acc = tot[w.month]
+            acc["buyers"] += int((d >= 1).sum())
+            acc["repeaters"] += int((d >= 2).sum())
+            acc["cohort"] += int(base.sum())
+            acc["prev"] += int(prev[base].sum())
+            acc["kept"] += int(np.minimum(cur_pos, prev[base]).sum())
+            acc["net"] += int(cur_pos.sum())
+    return {
+        month: {
+            "m_month": month,
+            **{k: acc[k] for k in ("buyers", "repeaters", "cohort")},
+            **{k: _exact_float(acc[k]) for k in ("prev", "kept", "net")},
+        }
+        for month, acc in tot.items()
+    }
+
+
+def revenue_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
+    """Gross and net revenue retention, repurchase rate, from net order revenue.
+
+    GRR = sum(min(max(R12, 0), P12)) / sum(P12) and NRR = sum(max(R12, 0)) / sum(P12), over
+    customers with prior-year revenue P12 > 0 (R12: the trailing 12 months). Repurchase rate
+    = customers with two or more purchase days in the trailing 12 months / customers with one
+    or more (a purchase day has an order with amount >= 0).
+    """
+    got = _revenue_by_segment(ctx, windows)
+    if got is None:
+        got = _revenue_by_query(ctx, windows)
     first = ctx.ds["orders"].order_date.min().to_pyarrow().as_py()
     rows = []
     for w in windows:
@@ -916,9 +1033,8 @@ def customer_facts(ds: Dataset, as_of: dt.date, status: pd.DataFrame | None = No
     o = o.join(ids, o.customer_id == ids.cid)
     age = lit.delta(o.order_date, unit="day")
     buy_day = ibis.ifelse(o.amount >= 0, o.order_date, ibis.null().cast("date"))
-    per = (
-        o.group_by("customer_id")
-        .aggregate(
+    per = engine.to_pandas(
+        o.group_by("customer_id").aggregate(
             n_days=buy_day.nunique(),
             first_buy=buy_day.min(),
             last_order=buy_day.max(),
@@ -930,12 +1046,11 @@ def customer_facts(ds: Dataset, as_of: dt.date, status: pd.DataFrame | None = No
                 o.order_date > ibis.literal(_minus_months(day, 12)), o.amount, 0.0
             ).sum(),
         )
-        .to_pandas()
     )
     cols = ["customer_id", "account_manager", "tier"] + (
         ["customer_name"] if "customer_name" in cust.columns else []
     )
-    info = cust.select(*cols).to_pandas()
+    info = engine.to_pandas(cust.select(*cols))
     df = active.merge(info, on="customer_id", how="left").merge(per, on="customer_id", how="left")
     df["n_days"] = df.n_days.fillna(0).astype(int)
     for col in ("first_buy", "last_order"):
@@ -999,11 +1114,8 @@ def at_risk_list(ds: Dataset, as_of: dt.date, status: pd.DataFrame | None = None
         )
         last = s.group_by("customer_id").aggregate(at=s.surveyed_at.max())
         s = s.join(last, [s.customer_id == last.customer_id, s.surveyed_at == last.at])
-        det = (
-            s.group_by(s.customer_id)
-            .aggregate(nps=s.nps.min())
-            .filter(lambda t: t.nps <= 6)
-            .to_pandas()
+        det = engine.to_pandas(
+            s.group_by(s.customer_id).aggregate(nps=s.nps.min()).filter(lambda t: t.nps <= 6)
         )
         flags["detractor"] = df.customer_id.isin(det.customer_id).to_numpy()
     if ds.has("tickets"):
@@ -1016,7 +1128,7 @@ def at_risk_list(ds: Dataset, as_of: dt.date, status: pd.DataFrame | None = None
         late = t.filter(
             (opened < now_s) & unanswered & (opened + _Ctx(ds).sla_days(t.ctier) * 86400.0 < now_s)
         )
-        late = late.select("customer_id").distinct().to_pandas()
+        late = engine.to_pandas(late.select("customer_id").distinct())
         flags["sla_breach"] = df.customer_id.isin(late.customer_id).to_numpy()
     # Overdue alone is a strong signal; the others are common on their own (a detractor, one
     # slow quarter) and only flag a customer together.
