@@ -342,3 +342,125 @@ def test_snapshot_churn_is_churn_status_at_each_date(ds):
         .any()
         .any()
     )
+
+
+def _snapshots_by_query(ds, cuts: list[dt.date]) -> pd.DataFrame:
+    """stage_snapshots as one engine query and merges (what the numpy pass replaced)."""
+    import ibis
+    from fupan.outcomes import churn_status
+    from fupan.segments import assign_rules, trailing_start
+
+    d = ds.params.diagnosis
+    cuts = sorted(set(cuts))
+    cal = ibis.memtable(
+        {
+            "cut": cuts,
+            "year_from": [trailing_start(c) for c in cuts],
+            "recent_from": [c - dt.timedelta(days=d.stage_trend_days - 1) for c in cuts],
+            "before_from": [c - dt.timedelta(days=2 * d.stage_trend_days - 1) for c in cuts],
+        }
+    )
+    o = ds["orders"].select("customer_id", "order_date", "amount")
+    j = o.cross_join(cal).filter(lambda t: t.order_date <= t.cut)
+    agg = j.group_by(["customer_id", "cut"]).aggregate(
+        orders_total=j.count(),
+        last_order=j.order_date.max(),
+        orders_year=(j.order_date >= j.year_from).sum(),
+        spend_recent=ibis.ifelse(j.order_date >= j.recent_from, j.amount, 0.0).sum(),
+        spend_before=ibis.ifelse(
+            (j.order_date >= j.before_from) & (j.order_date < j.recent_from), j.amount, 0.0
+        ).sum(),
+    )
+    c = ds["customers"].select("customer_id", "acquired_at")
+    base = c.cross_join(cal.select("cut")).filter(lambda t: t.acquired_at <= t.cut)
+    cols = ["customer_id", "cut", "acquired_at", "orders_total", "last_order", "orders_year"]
+    snap = (
+        base.left_join(agg, ["customer_id", "cut"])
+        .select(*cols, "spend_recent", "spend_before")
+        .order_by(["cut", "customer_id"])
+        .to_pandas()
+    )
+    snap["cut"] = pd.to_datetime(snap.cut)
+    for col in ("orders_total", "orders_year"):
+        snap[col] = snap[col].fillna(0).astype(int)
+    for col in ("spend_recent", "spend_before"):
+        snap[col] = snap[col].fillna(0.0).astype(float)
+    last = pd.to_datetime(snap.last_order).fillna(pd.to_datetime(snap.acquired_at))
+    snap["days_since_order"] = (snap.cut - last).dt.days
+    churn = pd.concat(
+        [churn_status(ds, c)[["customer_id", "churned"]].assign(cut=pd.Timestamp(c)) for c in cuts]
+    )
+    snap = snap.merge(churn, on=["customer_id", "cut"], how="left")
+    snap["churned"] = snap.churned.fillna(False).astype(bool)
+    snap["stage"] = assign_rules(snap, funnel.stage_rules(ds.params))
+    return snap.reset_index(drop=True)
+
+
+def _assert_same_snapshots(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    # the spends are sums of floats; the engine adds them in no fixed order
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12, atol=0)
+    for col in ("spend_recent", "spend_before"):
+        assert ((got[col] == 0) == (expected[col] == 0)).all()
+        assert ((got[col] > 0) == (expected[col] > 0)).all()
+    assert (got.stage == expected.stage).all()
+
+
+def test_snapshots_equal_the_engine_query_on_generated_data(tmp_path, demo_small):
+    d = fdata.load(fparams.load(tiny.params_file(tmp_path, demo_small)))
+    as_of = d.params.as_of
+    # month ends, a mid-month date, and a date before the first customer
+    cuts = funnel.snapshot_dates(as_of, 14) + [as_of - dt.timedelta(days=45), dt.date(2000, 1, 31)]
+    got = funnel.stage_snapshots(d, cuts)
+    assert got.cut.nunique() == len(set(cuts)) - 1 and got.stage.nunique() == 6
+    _assert_same_snapshots(got, _snapshots_by_query(d, cuts))
+    d.close()
+
+
+def test_snapshots_equal_the_engine_query_by_hand(tmp_path):
+    # refunds, two orders on one day, an order on the window edges, a customer with no orders,
+    # an order dated before its customer's acquisition
+    orders = pd.DataFrame(
+        {
+            "order_id": [f"o{i}" for i in range(9)],
+            "customer_id": ["C1", "C1", "C1", "C1", "C5", "C5", "C5", "C3", "C2"],
+            "order_date": [
+                "2026-05-03",
+                "2026-05-03",
+                "2026-08-02",
+                "2026-10-31",
+                "2025-11-01",
+                "2026-02-01",
+                "2026-02-01",
+                "2021-06-30",
+                "2024-10-31",
+            ],
+            "amount": [100.0, -100.0, 50.5, 10.0, 7.0, 3.0, -3.0, 9.0, 1.0],
+            "category": ["x"] * 9,
+        }
+    )
+    data = tiny.write(tmp_path / "d", orders=orders)
+    d = fdata.load(fparams.load(tiny.params_file(tmp_path, data)))
+    cuts = [dt.date(2021, 12, 31), *funnel.snapshot_dates(dt.date(2026, 10, 31), 12)]
+    _assert_same_snapshots(funnel.stage_snapshots(d, cuts), _snapshots_by_query(d, cuts))
+    d.close()
+
+
+def test_snapshot_churn_lookup_when_status_rows_differ(ds, monkeypatch):
+    from fupan import outcomes
+
+    cuts = [dt.date(2025, 10, 31), dt.date(2026, 10, 31)]
+    expected = funnel.stage_snapshots(ds, cuts)
+
+    def shuffled(d, cut):  # another row order, and C2's row missing
+        st = outcomes.churn_status(d, cut)
+        return st[st.customer_id != "C2"].sample(frac=1.0, random_state=1)
+
+    monkeypatch.setattr(funnel, "churn_status", shuffled)
+    got = funnel.stage_snapshots(ds, cuts)
+    c2 = (got.customer_id == "C2").to_numpy()
+    assert expected.churned[c2].any() and not got.churned[c2].any()  # no status: not churned
+    assert (got.churned[~c2] == expected.churned[~c2]).all()
+
+    monkeypatch.setattr(funnel, "churn_status", lambda d, cut: pd.concat([shuffled(d, cut)] * 2))
+    with pytest.raises(ValueError, match="more than once"):
+        funnel.stage_snapshots(ds, cuts)

@@ -26,6 +26,8 @@ import datetime as dt
 import ibis
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from fupan import engine
 from fupan.data import Dataset
@@ -97,76 +99,128 @@ def snapshot_dates(as_of: dt.date, months: int) -> list[dt.date]:
 def stage_snapshots(ds: Dataset, cuts: list[dt.date]) -> pd.DataFrame:
     """Each customer's stage at each date in ``cuts`` (one row per customer and date).
 
-    Order aggregates for all dates are computed in one engine query; churn at each date is
+    Rows are ordered by date, then customer id. The order aggregates at every date come
+    from one pass over the orders up to the last date; churn at each date is
     :func:`fupan.outcomes.churn_status` at that date, so a snapshot uses only data up to it.
+
+    Returns
+    -------
+    DataFrame with ``customer_id, cut, acquired_at, orders_total, last_order, orders_year,
+    spend_recent, spend_before, days_since_order, churned, stage``.
     """
     params = ds.params
-    d = params.diagnosis
+    trend = params.diagnosis.stage_trend_days
     cuts = sorted({as_date(c) for c in cuts})
-    cal = ibis.memtable(
+    last_cut = ibis.literal(cuts[-1] if cuts else dt.date.min)
+    # A customer's code is their position in customer id order. Only customers acquired by
+    # the last date can appear in a snapshot.
+    c = ds["customers"].filter(lambda t: t.acquired_at <= last_cut)
+    c = c.select("customer_id", "acquired_at", code=ibis.row_number().over(order_by="customer_id"))
+    cust = c.order_by("customer_id").to_pyarrow()
+    o = ds["orders"].filter(lambda t: t.order_date <= last_cut)
+    o = o.inner_join(c.select("customer_id", "code"), "customer_id")
+    # Sorted by date, the orders up to a date are a prefix and a window is a slice. Code and
+    # amount break ties, so the sums below add in the same order on every run.
+    o = o.select("code", "order_date", amount=o.amount.fill_null(0.0))
+    orders = o.order_by(["order_date", "code", "amount"]).to_pyarrow()
+
+    n = cust.num_rows
+    ids = cust.column("customer_id").combine_chunks()
+    acquired = cust.column("acquired_at").to_numpy().astype("M8[D]")
+    position = np.empty(n, dtype=np.int64)
+    position[cust.column("code").to_numpy()] = np.arange(n)
+    code = position[orders.column("code").to_numpy()]
+    day = orders.column("order_date").to_numpy().astype("M8[D]")
+    amount = orders.column("amount").to_numpy().astype(float)
+
+    def upto(date: dt.date) -> int:
+        """How many orders are dated on or before ``date``."""
+        return int(np.searchsorted(day, np.datetime64(date, "D"), side="right"))
+
+    def count(lo: int, hi: int) -> np.ndarray:
+        return np.bincount(code[lo:hi], minlength=n)
+
+    def spend(lo: int, hi: int) -> np.ndarray:
+        return np.bincount(code[lo:hi], weights=amount[lo:hi], minlength=n)
+
+    total = np.zeros(n, dtype=np.int64)
+    nat = np.datetime64("NaT", "D").astype(np.int64)  # below every date: max() skips it
+    last = np.full(n, nat, dtype=np.int64)
+    done = 0
+    parts: dict[str, list[np.ndarray]] = {}
+    for cut in cuts:
+        end = upto(cut)
+        # the lifetime count and last order carry over from the date before
+        total += count(done, end)
+        np.maximum.at(last, code[done:end], day[done:end].astype(np.int64))
+        done = end
+        year = upto(trailing_start(cut) - dt.timedelta(days=1))
+        recent = upto(cut - dt.timedelta(days=trend))
+        before = upto(cut - dt.timedelta(days=2 * trend))
+        rows = np.flatnonzero(acquired <= np.datetime64(cut, "D"))
+        for name, values in (
+            ("code", rows),
+            ("cut", np.full(len(rows), np.datetime64(cut, "s"))),
+            ("orders_total", total[rows]),
+            ("last_order", last[rows]),
+            ("orders_year", count(year, end)[rows]),
+            ("spend_recent", spend(recent, end)[rows]),
+            ("spend_before", spend(before, max(before, recent))[rows]),
+        ):
+            parts.setdefault(name, []).append(values)
+    col = {k: np.concatenate(v) for k, v in parts.items()}
+    rows = col.get("code", np.zeros(0, dtype=np.int64))
+    snap = pd.DataFrame(
         {
-            "cut": cuts,
-            "year_from": [trailing_start(c) for c in cuts],
-            "recent_from": [c - dt.timedelta(days=d.stage_trend_days - 1) for c in cuts],
-            "before_from": [c - dt.timedelta(days=2 * d.stage_trend_days - 1) for c in cuts],
+            "customer_id": ids.take(pa.array(rows, type=pa.int64())).to_pandas(),
+            "cut": col.get("cut", np.zeros(0, dtype="M8[s]")),
+            "acquired_at": acquired[rows].astype("M8[s]"),
+            "orders_total": col.get("orders_total", np.zeros(0, dtype=np.int64)),
+            "last_order": col.get("last_order", np.zeros(0, dtype=np.int64))
+            .view("M8[D]")
+            .astype("M8[s]"),
+            "orders_year": col.get("orders_year", np.zeros(0, dtype=np.int64)).astype(np.int64),
+            "spend_recent": col.get("spend_recent", np.zeros(0)).astype(float),
+            "spend_before": col.get("spend_before", np.zeros(0)).astype(float),
         }
     )
-    o = ds["orders"].select("customer_id", "order_date", "amount")
-    j = o.cross_join(cal).filter(lambda t: t.order_date <= t.cut)
-    agg = j.group_by(["customer_id", "cut"]).aggregate(
-        orders_total=j.count(),
-        last_order=j.order_date.max(),
-        orders_year=(j.order_date >= j.year_from).sum(),
-        spend_recent=ibis.ifelse(j.order_date >= j.recent_from, j.amount, 0.0).sum(),
-        spend_before=ibis.ifelse(
-            (j.order_date >= j.before_from) & (j.order_date < j.recent_from), j.amount, 0.0
-        ).sum(),
-    )
-    c = ds["customers"].select("customer_id", "acquired_at")
-    base = c.cross_join(cal.select("cut")).filter(lambda t: t.acquired_at <= t.cut)
-    snap = base.left_join(agg, ["customer_id", "cut"]).select(
-        "customer_id",
-        "cut",
-        "acquired_at",
-        "orders_total",
-        "last_order",
-        "orders_year",
-        "spend_recent",
-        "spend_before",
-    )
-    # No orders by a cut counts 0 in the engine already: a nullable integer column comes
-    # back from Ibis one Python object per row (13M rows at 1M customers).
-    snap = snap.mutate(
-        orders_total=snap.orders_total.fill_null(0), orders_year=snap.orders_year.fill_null(0)
-    )
-    snap = engine.to_pandas(snap.order_by(["cut", "customer_id"]))
-    snap["cut"] = pd.to_datetime(snap.cut)
-    for col in ("orders_total", "orders_year"):
-        snap[col] = snap[col].fillna(0).astype(int)
-    for col in ("spend_recent", "spend_before"):
-        snap[col] = snap[col].fillna(0.0).astype(float)
-    last = pd.to_datetime(snap.last_order).fillna(pd.to_datetime(snap.acquired_at))
-    snap["days_since_order"] = (snap.cut - last).dt.days
-    # The rows are ordered by cut: each cut's status is looked up in its own block of rows
-    # by position (a hash lookup per customer), not merged on (customer_id, cut) strings.
-    at = snap.cut.to_numpy()
-    bounds = [*np.searchsorted(at, np.array(cuts, dtype="M8[D]").astype(at.dtype)), len(snap)]
-    churned = np.zeros(len(snap), dtype=bool)
-    for i, cut in enumerate(cuts):
-        lo, hi = bounds[i], bounds[i + 1]
-        st = churn_status(ds, cut)
-        ids = pd.concat([snap.customer_id.iloc[lo:hi], st.customer_id], ignore_index=True)
-        codes, size = _codes(ids)
-        at_status = _slots(codes, np.arange(hi - lo, len(ids)), size)
-        if at_status is None:
-            raise ValueError(f"churn_status at {cut} lists a customer twice")
-        # a customer without a status row (position -1) reads the appended False
-        flags = np.append(st.churned.to_numpy(dtype=bool), False)
-        pos = at_status[codes[: hi - lo]]
-        churned[lo:hi] = flags[np.where(pos >= 0, pos - (hi - lo), -1)]
-    snap["churned"] = churned
+    last_active = snap.last_order.fillna(snap.acquired_at)
+    snap["days_since_order"] = (snap.cut - last_active).dt.days
+    snap["churned"] = _churned(ds, cuts, snap.cut.to_numpy(), _arrow(snap.customer_id))
     snap["stage"] = assign_rules(snap, stage_rules(params))
-    return snap.reset_index(drop=True)
+    return snap
+
+
+def _arrow(values: pd.Series) -> pa.Array:
+    """A column as one Arrow array (no copy for Arrow-backed strings in one chunk)."""
+    out = pa.array(values)
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+
+
+def _churned(ds: Dataset, cuts: list[dt.date], at: np.ndarray, ids: pa.Array) -> np.ndarray:
+    """:func:`fupan.outcomes.churn_status`'s flag for each (customer, date) row.
+
+    ``at`` is sorted. Each date's rows are looked up in that date's status: read in place
+    when both list the same customers in the same order (the usual case), else by a hash
+    lookup of the ids; a customer without a status row is not churned.
+    """
+    out = np.zeros(len(at), dtype=bool)
+    bounds = [*np.searchsorted(at, np.array(cuts, dtype="M8[D]").astype(at.dtype)), len(at)]
+    for i, cut in enumerate(cuts):
+        lo, hi = int(bounds[i]), int(bounds[i + 1])
+        st = churn_status(ds, cut)
+        flags = st.churned.to_numpy(dtype=bool)
+        mine = ids.slice(lo, hi - lo).cast(pa.large_string())
+        theirs = _arrow(st.customer_id).cast(pa.large_string())
+        if mine.equals(theirs):
+            out[lo:hi] = flags
+            continue
+        if pc.count_distinct(theirs, mode="all").as_py() != len(theirs):
+            raise ValueError(f"churn_status at {cut} lists a customer more than once")
+        pos = pc.index_in(mine, value_set=theirs).to_numpy(zero_copy_only=False)
+        found = ~np.isnan(pos)
+        out[lo:hi][found] = flags[pos[found].astype(np.int64)]
+    return out
 
 
 def funnel_counts(stages: pd.Series) -> pd.DataFrame:
