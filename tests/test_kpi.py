@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from fupan import data as fdata
 from fupan import i18n, kpi
@@ -957,6 +958,10 @@ def _random_orders(seed: int, n_customers: int = 80, scale: float = 1.0) -> dict
     day = start + pd.to_timedelta(rng.integers(-60, 5 * 365 - 60, n), unit="D")
     day = day.where(rng.random(n) > 0.3, acq[who] + pd.to_timedelta(rng.integers(0, 20, n), "D"))
     amount = np.round(rng.gamma(2.0, 80.0, n) * np.where(rng.random(n) < 0.1, -1, 1), 6) * scale
+    # customers stop ordering at some point; a few orders after it are win-backs
+    stop = start + pd.to_timedelta(rng.integers(200, 5 * 365, n_customers), unit="D")
+    keep = (day <= stop[who]) | (rng.random(n) < 0.03)
+    who, day, amount, n = who[keep], day[keep], amount[keep], int(keep.sum())
     orders = pd.DataFrame(
         {
             "order_id": [f"Q{i}" for i in range(n)],
@@ -1022,3 +1027,87 @@ def _revenue_rows(got, windows, rows):
             ctx_rows.append(kpi._val(w.month, "grr", r["kept"] / prev if prev > 0 else None, n))
             ctx_rows.append(kpi._val(w.month, "nrr", r["net"] / prev if prev > 0 else None, n))
     return ctx_rows
+
+
+def _random_touches(seed: int, customers: pd.DataFrame, n: int = 1500) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    at = pd.Timestamp("2022-06-01") + pd.to_timedelta(rng.integers(0, 4 * 365 * 24, n), "h")
+    return pd.DataFrame(
+        {
+            "touch_id": [f"W{i}" for i in range(n)],
+            "customer_id": rng.choice(customers.customer_id.to_numpy(), n),
+            "touched_at": at.strftime("%Y-%m-%d %H:%M:%S"),
+            "channel": "visit",
+        }
+    )
+
+
+def _touch_reference(ctx, windows):
+    # the per-month query and pandas isin that touch_kpi replaced
+    grid = kpi._grid(windows)
+    t = ctx.events("touches")
+    day = t.touched_at.date()
+    j = t.join(grid, [day > grid.m_touch, day <= grid.m_end, t.acq <= grid.m_end])
+    touched = j.select("m_month", "customer_id").distinct().to_pandas()
+    by_month = touched.groupby("m_month").customer_id.apply(set).to_dict()
+    rows = []
+    for w in windows:
+        active = ctx.active(w.end).customer_id
+        hit = int(active.isin(by_month.get(w.month, set())).sum())
+        rows.append(
+            kpi._val(
+                w.month, "touch_coverage", hit / len(active) if len(active) else None, len(active)
+            )
+        )
+    return rows
+
+
+def _winback_reference(ctx, windows):
+    rows = []
+    for w in windows:
+        before = ctx.status(w.y1)
+        lost = before.loc[before.churned, "customer_id"]
+        now = ctx.status(w.end).set_index("customer_id")
+        back = int((now.reindex(lost).last_order > pd.Timestamp(w.y1)).sum())
+        rows.append(
+            kpi._val(w.month, "winback_rate", back / len(lost) if len(lost) else None, len(lost))
+        )
+    return rows
+
+
+@pytest.mark.parametrize("seed, as_of", [(5, "2026-10-31"), (6, "2026-10-17")])
+def test_touch_and_winback_equal_the_per_month_code(tmp_path, seed, as_of):
+    gen = _random_orders(seed)
+    gen["touches"] = _random_touches(seed, gen["customers"])
+    drop = ("contracts", "surveys", "tickets", "churn_events")
+    data = write_fixture(tmp_path / "data", drop=drop, **gen)
+    d = fdata.load(fparams.load(params_file(tmp_path, data, as_of=as_of)))
+    try:
+        last = kpi.parse_month(as_of)
+        windows = [kpi.Window.of(m, d.params) for m in kpi.month_range("2024-01", last)]
+        ctx = kpi._Ctx(d)
+        touch, touch_ref = kpi.touch_kpi(ctx, windows), _touch_reference(ctx, windows)
+        back, back_ref = kpi.winback_kpi(ctx, windows), _winback_reference(ctx, windows)
+    finally:
+        d.close()
+    assert touch == touch_ref
+    assert back == back_ref
+    assert len({r["value"] for r in touch}) > 5 and len({r["value"] for r in back}) > 3
+
+
+@pytest.mark.parametrize("dtype", ["str", object])
+def test_isin_equals_pandas_isin(dtype):
+    rng = np.random.default_rng(7)
+    pool = np.array([f"C{i}" for i in range(300)] + ["客户", ""], dtype=object)
+    values = pd.Series(rng.choice(pool, 500), dtype=dtype)
+    values[::37] = None
+    for allowed in (
+        pd.Series(rng.choice(pool, 80), dtype=dtype),
+        pd.Series([None, "C1"], dtype=dtype),
+        pd.Series([], dtype=dtype),
+    ):
+        want = values.isin(allowed).to_numpy()
+        assert kpi._isin(values, allowed).tolist() == want.tolist()
+        assert kpi._isin(values, pa.array(allowed, from_pandas=True)).tolist() == want.tolist()
+    ints = pd.Series([1, 2, 3])
+    assert kpi._isin(ints, pd.Series([3, 1])).tolist() == [True, False, True]

@@ -41,6 +41,8 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from fupan import engine, outcomes
 from fupan.data import Dataset
@@ -373,6 +375,7 @@ class _Ctx:
         self.model_months = model_months
         self.health_months = health_months
         self._status: dict[dt.date, pd.DataFrame] = {}
+        self._active: dict[dt.date, pd.Series] = {}
         self._clv: dict[dt.date, tuple[pd.Series | None, str | None]] = {}
         self._risk: dict[dt.date, pd.DataFrame] = {}
         self._health: dict[tuple[dt.date, dt.date | None], tuple[Any, str | None]] = {}
@@ -386,6 +389,13 @@ class _Ctx:
         """Customers acquired by ``day`` and not churned by then."""
         s = self.status(day)
         return s[~s.churned]
+
+    def active_ids(self, day: dt.date) -> pd.Series:
+        """The ids of :meth:`active`, kept per day (several KPIs count them)."""
+        if day not in self._active:
+            s = self.status(day)
+            self._active[day] = s.customer_id[~s.churned.to_numpy()]
+        return self._active[day]
 
     def customers(self) -> ir.Table:
         return self.ds["customers"].select(cid="customer_id", acq="acquired_at", ctier="tier")
@@ -401,6 +411,38 @@ class _Ctx:
         cases = [(tier == k, float(v)) for k, v in b.sla_first_response_days.items()]
         fallback = float(b.first_response_days)
         return ibis.cases(*cases, else_=fallback) if cases else ibis.literal(fallback)
+
+
+def _isin(values: pd.Series, allowed: pd.Series | pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """``values.isin(allowed)`` as a boolean array, by Arrow's hash lookup for text ids.
+
+    pandas' isin on Arrow-backed strings turns every allowed value into a Python object
+    first (seconds for a million customer ids); Arrow's kernel gives the same answer
+    without that. Anything but text on both sides goes through pandas.
+    """
+    try:
+        a = pa.array(values, from_pandas=True)
+        b = (
+            allowed
+            if isinstance(allowed, pa.Array | pa.ChunkedArray)
+            else pa.array(allowed, from_pandas=True)
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return values.isin(allowed).to_numpy(dtype=bool)
+    text = (pa.string(), pa.large_string())
+    if a.type not in text or b.type not in text:
+        return values.isin(allowed).to_numpy(dtype=bool)
+    if a.type != b.type:
+        b = b.cast(a.type)
+    return pc.is_in(a, value_set=b).to_numpy(zero_copy_only=False)
+
+
+def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Integer codes of an Arrow column's values and the distinct values they index."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    enc = pc.dictionary_encode(column)
+    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -444,7 +486,8 @@ def churn_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
     """
     rows = []
     for w in windows:
-        status = ctx.status(w.end)
+        # the two columns the rate reads: its at-risk subset is then a small copy
+        status = ctx.status(w.end)[["acquired_at", "churned_at"]]
         m = outcomes.churn_rate(status, w.prev_end, w.end).iloc[0]
         y = outcomes.churn_rate(status, w.y1, w.end).iloc[0]
         rows.append(_val(w.month, "churn_rate_monthly", m.rate, m.at_risk))
@@ -457,10 +500,10 @@ def winback_kpi(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
     rows = []
     for w in windows:
         before = ctx.status(w.y1)
-        lost = before.loc[before.churned, "customer_id"]
-        now = ctx.status(w.end).set_index("customer_id")
-        last = now.reindex(lost).last_order
-        back = int((last > pd.Timestamp(w.y1)).sum())
+        lost = before.customer_id[before.churned.to_numpy()]
+        now = ctx.status(w.end)
+        ordered = now.customer_id[(now.last_order > pd.Timestamp(w.y1)).to_numpy()]
+        back = int(_isin(lost, ordered).sum())
         rows.append(
             _val(w.month, "winback_rate", back / len(lost) if len(lost) else None, len(lost))
         )
@@ -511,8 +554,9 @@ def _revenue_by_query(ctx: _Ctx, windows: list[Window]) -> dict[str, dict[str, A
 
 # Unscaled units of _EXACT (4 decimals): sums of amount x 10^4 as integers are exact.
 _UNITS = 10_000
-# Customers per block of the dense customer x segment arrays (bounds memory at 1M customers).
-_BLOCK = 1 << 18
+# Cells per block of the dense customer x segment arrays (bounds their memory at 1M
+# customers or many months: 8M int64 cells, 64 MB, per array).
+_BLOCK_CELLS = 1 << 23
 
 
 def _exact_float(units: int) -> float:
@@ -563,7 +607,7 @@ def _revenue_by_segment(ctx: _Ctx, windows: list[Window]) -> dict[str, dict[str,
     # every partial sum below is bounded by the sum of absolute values
     if float(np.abs(units_arr.astype(np.float64)).sum()) >= 2.0**62:
         return None
-    code, ids = pd.factorize(t["cid"].to_numpy(zero_copy_only=False))
+    code, ids = _codes(t["cid"])
     n_cust = len(ids)
     acq = np.empty(n_cust, dtype="datetime64[D]")
     acq[code] = t["acq"].to_numpy(zero_copy_only=False).astype("datetime64[D]")
@@ -578,8 +622,9 @@ def _revenue_by_segment(ctx: _Ctx, windows: list[Window]) -> dict[str, dict[str,
         w.month: dict.fromkeys(("buyers", "repeaters", "cohort", "prev", "kept", "net"), 0)
         for w in windows
     }
-    for lo in range(0, n_cust, _BLOCK):
-        hi = min(lo + _BLOCK, n_cust)
+    block = max(1, _BLOCK_CELLS // (n_seg + 1))
+    for lo in range(0, n_cust, block):
+        hi = min(lo + block, n_cust)
         rows = (code >= lo) & (code < hi)
         r = code[rows] - lo
         # prefix sums with a leading zero column: column k = segments before k
@@ -816,16 +861,27 @@ def touch_kpi(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
     """Active customers touched at least once in the trailing ``kpi.touch_window_months`` / active."""
     if not ctx.ds.has("touches"):
         return _na(windows, "touch_coverage", "missing:touches")
-    grid = _grid(windows)
-    t = ctx.events("touches")
+    # The windows' bounds cut time into segments (as for revenue): one query lists each
+    # customer's segments with a touch, and a month's touched customers are those with a
+    # touch in the segments between its bounds. Only active customers are counted, and
+    # they were acquired by the month end, so the acquisition date needs no check here.
+    bounds = sorted({d for w in windows for d in (w.touch_lo, w.end)})
+    t = ctx.ds["touches"]
     day = t.touched_at.date()
-    j = t.join(grid, [day > grid.m_touch, day <= grid.m_end, t.acq <= grid.m_end])
-    touched = j.select("m_month", "customer_id").distinct().to_pandas()
-    by_month = touched.groupby("m_month").customer_id.apply(set).to_dict()
+    t = t.filter(day > bounds[0], day <= bounds[-1])
+    seg = _segment(day, bounds, 0, len(bounds) - 1)
+    pairs = t.select(cid=t.customer_id, seg=seg).distinct().to_pyarrow()
+    code, ids = _codes(pairs["cid"])
+    # had[c, k]: segments before k with a touch of customer c
+    had = np.zeros((len(ids), len(bounds)), dtype=np.int16)
+    had[code, pairs["seg"].to_numpy().astype(np.int64) + 1] = 1
+    np.cumsum(had, axis=1, out=had)
+    pos = {b: k for k, b in enumerate(bounds)}
     rows = []
     for w in windows:
-        active = ctx.active(w.end).customer_id
-        hit = int(active.isin(by_month.get(w.month, set())).sum())
+        active = ctx.active_ids(w.end)
+        touched = ids.filter(pa.array(had[:, pos[w.end]] > had[:, pos[w.touch_lo]]))
+        hit = int(_isin(active, touched).sum())
         rows.append(
             _val(w.month, "touch_coverage", hit / len(active) if len(active) else None, len(active))
         )
@@ -1183,8 +1239,10 @@ def health_at_risk(ctx: _Ctx, w: Window) -> tuple[pd.DataFrame, pd.DataFrame, st
     if scored is None:
         now = _risk(ctx, w.end)
         before = _risk(ctx, w.prev_end)
-        active_before = set(ctx.active(w.prev_end).customer_id)
-        fresh = now[~now.customer_id.isin(before.customer_id) & now.customer_id.isin(active_before)]
+        active_before = ctx.active_ids(w.prev_end)
+        fresh = now[
+            ~_isin(now.customer_id, before.customer_id) & _isin(now.customer_id, active_before)
+        ]
         return now, fresh.reset_index(drop=True), "rules"
     frame, prev = scored[w.end], scored[w.prev_end]
     facts = customer_facts(ctx.ds, w.end, ctx.status(w.end))
@@ -1223,7 +1281,7 @@ def ltv_at_risk(ctx: _Ctx, w: Window) -> tuple[float | None, int | None, str | N
         frame = scored[w.end]
         scores, _ = chapter3.normalise_scores(frame[frame.band == "red"])
     try:
-        risk = chapter3.at_risk(val, ctx.active(w.end).customer_id, ctx.params.ltv, scores)
+        risk = chapter3.at_risk(val, ctx.active_ids(w.end), ctx.params.ltv, scores)
     except _MODEL_ERRORS:
         return None, None, "model_failed:ltv"
     return float(risk.ltv_at_risk.sum()), len(risk), None
@@ -1241,7 +1299,7 @@ def value_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
         if ctx.model_months is not None and w.month not in ctx.model_months:
             rows += [_val(w.month, k, None, None, "not_computed") for k in MODEL_KPIS]
             continue
-        active = ctx.active(w.end).customer_id
+        active = ctx.active_ids(w.end)
         clv, why = _clv(ctx, w.end)
         if clv is None:
             rows.append(_val(w.month, "avg_clv", None, None, why))
