@@ -137,6 +137,100 @@ def test_period_ledger_values_each_churn_at_the_last_snapshot_before_it():
             assert pd.isna(row.churned_at) or row.churned_at > s
 
 
+def _period_ledger_loop(status, snapshots, value):
+    """The ledger as first written (string membership tests, a loop over customers): the
+    reference the array version must equal."""
+    start, now = snapshots[0], snapshots[-1]
+    end = now - pd.Timedelta(days=1)
+    st = status[(status.acquired_at <= end) & ~(status.churned_at <= start)]
+    st = st.set_index("customer_id")
+    churned_at = st.churned_at
+    in_period = churned_at.notna() & (churned_at > start) & (churned_at <= end)
+    entry_snap, entry_val, loss_snap, loss_val = {}, {}, {}, {}
+    for k, s in enumerate(snapshots):
+        nxt = snapshots[k + 1] if k + 1 < len(snapshots) else None
+        alive = churned_at.isna() | (churned_at > s)
+        not_entered = ~st.index.isin(list(entry_snap))
+        need_entry = alive & not_entered & (st.acquired_at < s)
+        if nxt is None:
+            need_loss = pd.Series(False, index=st.index)
+        else:
+            need_loss = in_period & (churned_at > s) & (churned_at <= nxt) & (st.acquired_at < s)
+        ids = sorted(set(st.index[need_entry | need_loss]))
+        if not ids:
+            continue
+        v = value(s, ids)
+        v = v[v.index.isin(ids)].astype(float)
+        for cid, val in v.items():
+            if cid not in entry_snap:
+                entry_snap[cid], entry_val[cid] = s, float(val)
+        for cid in st.index[need_loss]:
+            if cid in v.index:
+                loss_snap[cid], loss_val[cid] = s, float(v[cid])
+    out = pd.DataFrame({"customer_id": st.index})
+    out["entry_snapshot"] = pd.to_datetime(out.customer_id.map(entry_snap))
+    out["entry_clv"] = out.customer_id.map(entry_val).astype(float)
+    out["churned"] = in_period.reindex(out.customer_id).to_numpy()
+    out["churned_at"] = churned_at.reindex(out.customer_id).to_numpy()
+    out["loss_snapshot"] = pd.to_datetime(out.customer_id.map(loss_snap))
+    out["lost_ltv"] = out.customer_id.map(loss_val).astype(float)
+    out.loc[~out.churned, "lost_ltv"] = np.nan
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_period_ledger_equals_the_per_customer_loop(seed):
+    """Random customers (acquired before and in the period, churned before, on and between
+    snapshots, never), in no particular order, and a value function that cannot value some
+    customers, adds some it was not asked about, and values nobody at one snapshot."""
+    rng = np.random.default_rng(seed)
+    n = 600
+    # dates as the params give them: the snapshots then mix units (seconds, and "now" in
+    # microseconds), which the ledger's date columns must keep as the loop did
+    snaps = clv.snapshot_dates(TS("2025-11-15").date(), TS("2026-10-31").date())
+    acquired = TS("2024-06-01") + pd.to_timedelta(rng.integers(0, 880, n), unit="D")
+    churned = TS("2025-06-01") + pd.to_timedelta(rng.integers(0, 520, n), unit="D")
+    on_snap = rng.random(n) < 0.1
+    churned = churned.where(~on_snap, pd.DatetimeIndex(rng.choice(snaps[1:-1], n)))
+    churned = churned.where(rng.random(n) < 0.5, pd.NaT).where(churned > acquired, pd.NaT)
+    ids = np.array([f"k{i:04d}" for i in rng.permutation(n)], dtype=object)
+    status = pd.DataFrame({"customer_id": ids, "acquired_at": acquired, "churned_at": churned})
+    status["churned"] = status.churned_at.notna()
+    worth = pd.Series(rng.gamma(2.0, 500.0, n), index=ids)
+    unknown = set(rng.choice(ids, 40, replace=False))
+    strangers = pd.Series([1.0, 2.0], index=["zz-not-a-customer", ids[0]])
+
+    def value(s, asked):
+        k = snaps.index(s)
+        if k == 3:
+            return pd.Series(dtype=float)
+        known = [c for c in asked if c not in unknown or k > 6]
+        out = worth[known] - k
+        return pd.concat([out, strangers[~strangers.index.isin(known)]])
+
+    got = clv.period_ledger(status, snaps, value)
+    want = _period_ledger_loop(status, snaps, value)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got.lost_ltv.notna().sum() > 20 and got.entry_snapshot.nunique() > 5
+
+
+@pytest.mark.parametrize(
+    "values, of",
+    [
+        (pd.Index(["b", "a", None, "中", "c"]), ["a", "中", "x"]),
+        (pd.Index(["b", "a", None, "c"]), pd.Index([None, "c"])),
+        (pd.Index(["b", "a"], dtype=object), np.array(["a"], dtype=object)),
+        (pd.Index([3, 1, 2]), [2, 5]),
+        (pd.Index(["1", "2"], dtype=object), [1, "2"]),
+        (pd.Index([], dtype=str), ["a"]),
+    ],
+)
+def test_isin_equals_pandas(values, of):
+    got = clv._isin(values, of)
+    assert got.dtype == bool
+    np.testing.assert_array_equal(got, values.isin(of))
+
+
 def test_loss_by_group_shares_rates_and_order():
     ledger = pd.DataFrame(
         {
@@ -700,6 +794,24 @@ def test_valuation_uses_nothing_dated_on_or_after_its_snapshot(tmp_path, demo_sm
     later1 = clv.transaction_summary(ds1, "2026-03-02", ds1.params.ltv).loc[ids]
     bought = ~later0.recency.eq(later0["T"])  # customers who had not bought on 2026-03-01 anyway
     assert (later1.frequency[bought] == later0.frequency[bought] + 1).all() and bought.sum() > 40
+
+
+def test_valuer_summaries_equal_transaction_summary(tmp_path, demo_small):
+    """The review's one-pass summaries are the per-date queries' frames, holdout included."""
+    ds = connect(tmp_path, demo_small)
+    ltv = ds.params.ltv
+    snaps = clv.snapshot_dates(ds.params.period_start, ds.params.as_of)
+    valuer = clv.Valuer(ds, clv.TRANSACTIONS, snaps)
+    for s in snaps:
+        want = clv.transaction_summary(ds, s, ltv)
+        pd.testing.assert_frame_equal(valuer.summary(s), want, check_exact=True)
+        assert valuer.summary(s).attrs == want.attrs
+    want = clv.transaction_summary(ds, snaps[0], ltv, holdout_end=snaps[-1])
+    pd.testing.assert_frame_equal(valuer.summary(snaps[0], snaps[-1]), want, check_exact=True)
+    other = TS("2026-02-11")  # not a snapshot: summarised on its own
+    pd.testing.assert_frame_equal(
+        valuer.summary(other), clv.transaction_summary(ds, other, ltv), check_exact=True
+    )
 
 
 # --------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from fupan.ltv import (
     summary_from_orders,
     to_model_time,
 )
+from fupan.ltv.data import OrderHistory
 from scipy import integrate
 from scipy.special import gammaln, hyp2f1
 
@@ -125,6 +126,65 @@ def test_summary_from_orders_options_and_errors(orders: pd.DataFrame) -> None:
     broken.loc[2, "order_date"] = pd.NaT
     with pytest.raises(ValueError, match="order_date has 1 empty"):
         summary_from_orders(broken, "2024-03-01")
+
+
+def _random_orders(seed: int, customers: int = 300) -> pd.DataFrame:
+    """Orders with what the summary must get right: several orders a day, refunds on a
+    purchase day, refund-only days (before and after the first purchase), orders with a time
+    of day, orders on the snapshot dates themselves, and ids whose text order is not their
+    numeric or case-blind order."""
+    rng = np.random.default_rng(seed)
+    ids = [f"c{i}" for i in range(customers)] + ["Z", "a", "é", "10", "9", "中"]
+    n = 6000
+    day = pd.Timestamp("2023-06-01") + pd.to_timedelta(rng.integers(0, 640, n), unit="D")
+    on_snap = rng.random(n) < 0.05
+    day = day.where(~on_snap, pd.Timestamp("2024-01-01"))
+    hour = pd.to_timedelta(rng.integers(0, 24, n) * (rng.random(n) < 0.1), unit="h")
+    amount = np.round(rng.gamma(2.0, 40.0, n), 2)
+    amount = np.where(rng.random(n) < 0.12, -np.round(rng.gamma(1.5, 20.0, n), 2), amount)
+    frame = pd.DataFrame(
+        {"customer_id": rng.choice(ids, n), "order_date": day + hour, "amount": amount}
+    )
+    # a same-day duplicate of some orders
+    return pd.concat([frame, frame.sample(300, random_state=seed)], ignore_index=True)
+
+
+DATES = ["2023-09-01", "2024-01-01", "2024-02-01", "2024-02-02", "2024-06-01", "2025-01-01"]
+
+
+@pytest.mark.parametrize("path", ["pandas", "ibis"])
+@pytest.mark.parametrize("freq", ["D", "W"])
+def test_order_history_equals_summary_from_orders(path: str, freq: str) -> None:
+    orders = _as_input(_random_orders(1 if freq == "D" else 2), path)
+    history = OrderHistory(orders, reversed(DATES), freq=freq)
+    asked = [(d, None) for d in DATES] + [
+        (DATES[-1], DATES[0]),
+        (DATES[3], DATES[1]),
+        (DATES[4], DATES[3]),
+    ]
+    for as_of, cal_end in asked:
+        want = summary_from_orders(orders, as_of, freq=freq, calibration_end=cal_end)
+        got = history.summary(as_of, calibration_end=cal_end)
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+        assert got.attrs == want.attrs
+    renamed = _random_orders(3).rename(columns={"customer_id": "cid", "order_date": "d"})
+    bare = OrderHistory(renamed, DATES, "M", "cid", "d", amount_col=None)
+    want = summary_from_orders(renamed, DATES[2], "M", "cid", "d", amount_col=None)
+    pd.testing.assert_frame_equal(bare.summary(DATES[2]), want, check_exact=True)
+
+
+def test_order_history_errors(orders: pd.DataFrame) -> None:
+    history = OrderHistory(orders, ["2024-02-01", "2024-03-01"], freq="D")
+    with pytest.raises(ValueError, match="not one of the history's dates"):
+        history.summary("2024-02-15")
+    with pytest.raises(ValueError, match="after as_of"):
+        history.summary("2024-02-01", calibration_end="2024-03-01")
+    with pytest.raises(ValueError, match="would be empty"):
+        history.summary("2024-03-01", calibration_end="2024-03-01")
+    broken = orders.copy()
+    broken.loc[2, "amount"] = np.nan
+    with pytest.raises(ValueError, match="amount has 1 empty"):
+        OrderHistory(broken, ["2024-03-01"])
 
 
 def test_gamma_gamma_rejects_refund_dominated(orders: pd.DataFrame) -> None:

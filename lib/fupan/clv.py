@@ -35,6 +35,8 @@ from typing import Any
 import ibis
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from scipy.special import betaln
 from threadpoolctl import threadpool_limits
 
@@ -49,6 +51,7 @@ from fupan.ltv import (
     holdout_by_frequency,
     summary_from_orders,
 )
+from fupan.ltv.data import OrderHistory
 from fupan.params import LtvParams, Params
 
 TRANSACTIONS = "transactions"
@@ -68,6 +71,25 @@ YEAR_DAYS = UNIT_DAYS["Y"]
 
 def _ts(value: Any) -> pd.Timestamp:
     return pd.Timestamp(value).normalize()
+
+
+def _isin(values: Any, of: Any) -> np.ndarray:
+    """``pd.Index(values).isin(of)`` as a boolean array, by Arrow's hash set for text ids.
+
+    pandas' ``isin`` on its Arrow-backed ``str`` dtype first turns every element of ``of``
+    into a separate pyarrow scalar in Python: seconds per call at a million customers.
+    """
+    left, right = pd.Index(values), pd.Index(of)
+    text = pd.api.types.is_string_dtype(left.dtype) and pd.api.types.is_string_dtype(right.dtype)
+    if text:
+        try:
+            a = pa.array(left, type=pa.large_string())
+            b = pa.array(right, type=pa.large_string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # object columns holding non-text ids
+            text = False
+    if not text:
+        return np.asarray(left.isin(right), dtype=bool)
+    return pc.is_in(a, value_set=b).to_numpy(zero_copy_only=False)
 
 
 # --------------------------------------------------------------------------------------
@@ -655,39 +677,63 @@ def period_ledger(
     st = st.set_index("customer_id")
     churned_at = st.churned_at
     in_period = churned_at.notna() & (churned_at > start) & (churned_at <= end)
-    entry_snap: dict[str, pd.Timestamp] = {}
-    entry_val: dict[str, float] = {}
-    loss_snap: dict[str, pd.Timestamp] = {}
-    loss_val: dict[str, float] = {}
+    # customers are tracked by position in ``st``: a value's ids are matched to positions
+    # once per snapshot, instead of membership tests of string lists per customer
+    n = len(st)
+    acquired = st.acquired_at
+    entry_k = np.full(n, -1)
+    entry_val = np.full(n, np.nan)
+    loss_k = np.full(n, -1)
+    loss_val = np.full(n, np.nan)
     for k, s in enumerate(snapshots):
         nxt = snapshots[k + 1] if k + 1 < len(snapshots) else None
-        alive = churned_at.isna() | (churned_at > s)
-        not_entered = ~st.index.isin(list(entry_snap))
-        need_entry = alive & not_entered & (st.acquired_at < s)
+        alive = (churned_at.isna() | (churned_at > s)).to_numpy(dtype=bool)
+        need_entry = alive & (entry_k < 0) & (acquired < s).to_numpy(dtype=bool)
         if nxt is None:  # "now": only customers who entered during the last month
-            need_loss = pd.Series(False, index=st.index)
+            need_loss = np.zeros(n, dtype=bool)
         else:
-            need_loss = in_period & (churned_at > s) & (churned_at <= nxt) & (st.acquired_at < s)
-        ids = sorted(set(st.index[need_entry | need_loss]))
-        if not ids:
+            need_loss = (
+                in_period & (churned_at > s) & (churned_at <= nxt) & (acquired < s)
+            ).to_numpy(dtype=bool)
+        need = need_entry | need_loss
+        if not need.any():
             continue
+        ids = sorted(set(st.index[need]))
         v = value(s, ids)
-        v = v[v.index.isin(ids)].astype(float)
-        for cid, val in v.items():
-            if cid not in entry_snap:
-                entry_snap[cid], entry_val[cid] = s, float(val)
-        for cid in st.index[need_loss]:
-            if cid in v.index:
-                loss_snap[cid], loss_val[cid] = s, float(v[cid])
+        pos = st.index.get_indexer(v.index)
+        asked = pos >= 0
+        asked[asked] = need[pos[asked]]  # values of customers not asked for are ignored
+        pos = pos[asked]
+        val = v.to_numpy(dtype=float)[asked]
+        first = entry_k[pos] < 0
+        entry_k[pos[first]] = k
+        entry_val[pos[first]] = val[first]
+        lost = need_loss[pos]
+        loss_k[pos[lost]] = k
+        loss_val[pos[lost]] = val[lost]
     out = pd.DataFrame({"customer_id": st.index})
-    out["entry_snapshot"] = pd.to_datetime(out.customer_id.map(entry_snap))
-    out["entry_clv"] = out.customer_id.map(entry_val).astype(float)
-    out["churned"] = in_period.reindex(out.customer_id).to_numpy()
-    out["churned_at"] = churned_at.reindex(out.customer_id).to_numpy()
-    out["loss_snapshot"] = pd.to_datetime(out.customer_id.map(loss_snap))
-    out["lost_ltv"] = out.customer_id.map(loss_val).astype(float)
+    out["entry_snapshot"] = _snapshot_column(entry_k, snapshots)
+    out["entry_clv"] = entry_val
+    out["churned"] = in_period.to_numpy()
+    out["churned_at"] = churned_at.to_numpy()
+    out["loss_snapshot"] = _snapshot_column(loss_k, snapshots)
+    out["lost_ltv"] = loss_val
     out.loc[~out.churned, "lost_ltv"] = np.nan
     return out
+
+
+def _snapshot_column(k: np.ndarray, snapshots: Sequence[pd.Timestamp]) -> np.ndarray:
+    """The snapshot at each position ``k`` (``-1``: NaT) as a datetime64 array.
+
+    Its unit is the one pandas infers from the snapshots that occur (the period start is
+    in seconds, "now" in microseconds): the unit a per-customer map of Timestamps through
+    ``pd.to_datetime`` gives, inferred here from the distinct values only.
+    """
+    used = np.unique(k)
+    col = pd.to_datetime(
+        pd.Series(used).map({i: snapshots[i] for i in used.tolist() if i >= 0})
+    ).to_numpy()
+    return col[np.searchsorted(used, k)]
 
 
 @dataclass
@@ -875,11 +921,11 @@ def at_risk(
     One row per at-risk customer: ``customer_id, clv, p_churn, ltv_at_risk``, largest first.
     """
     v = now.values
-    active_ids = pd.Index(sorted(set(active)))
-    v = v[v.index.isin(active_ids)]
+    active_ids = active if isinstance(active, pd.Index | pd.Series | np.ndarray) else list(active)
+    v = v[_isin(v.index, active_ids)]
     if scores is not None:
         s = scores[scores.at_risk.astype(bool)].set_index("customer_id")
-        s = s[s.index.isin(active_ids)]
+        s = s[_isin(s.index, active_ids)]
         frame = pd.DataFrame({"p_churn": s.p_churn.astype(float)})
         frame["clv"] = v.clv.reindex(frame.index).fillna(0.0)
     else:
@@ -930,9 +976,12 @@ class Valuer:
     Between the full valuations (period start, now) only the customers asked for are valued:
     the model is fitted on everyone, the 36-month CLV sum is the costly part.
     ``Valuer(ds, kind)(snapshot, ids)`` is the ``value`` callable :func:`period_ledger` wants.
+    Given the review's ``snapshots``, the transaction summaries at all of them come from one
+    pass over the orders (:class:`fupan.ltv.data.OrderHistory`, equal to
+    :func:`transaction_summary` at each date); other dates are summarised one by one.
     """
 
-    def __init__(self, ds: Dataset, kind: str):
+    def __init__(self, ds: Dataset, kind: str, snapshots: Sequence[pd.Timestamp] = ()):
         self.ds = ds
         self.kind = kind
         self.ltv = ds.params.ltv
@@ -940,12 +989,28 @@ class Valuer:
         self._period = contract_period_years(ds) if kind == CONTRACTS else None
         self.full: dict[pd.Timestamp, Valuation] = {}
         self.summaries: dict[pd.Timestamp, pd.DataFrame] = {}
+        self._dates = {_ts(s).date() for s in snapshots}
+        self._history: OrderHistory | None = None
+
+    def summary(self, snapshot: Any, holdout_end: Any = None) -> pd.DataFrame:
+        """:func:`transaction_summary` ``(ds, snapshot, ltv, holdout_end)``."""
+        dates = {_ts(snapshot).date()} | (
+            set() if holdout_end is None else {_ts(holdout_end).date()}
+        )
+        if not dates <= self._dates:
+            return transaction_summary(self.ds, snapshot, self.ltv, holdout_end)
+        if self._history is None:
+            orders = self.ds["orders"].select("customer_id", "order_date", "amount")
+            self._history = OrderHistory(orders, sorted(self._dates), freq=self.ltv.time_unit)
+        if holdout_end is None:
+            return self._history.summary(_ts(snapshot).date())
+        return self._history.summary(_ts(holdout_end).date(), calibration_end=_ts(snapshot).date())
 
     def fit(self, snapshot: pd.Timestamp, summary: pd.DataFrame | None = None) -> Any:
         if snapshot not in self._fits:
             if self.kind == TRANSACTIONS:
                 if summary is None:
-                    summary = transaction_summary(self.ds, snapshot, self.ltv)
+                    summary = self.summary(snapshot)
                 self.summaries[snapshot] = summary
                 self._fits[snapshot] = fit_transactions(summary, self.ltv)
             else:
@@ -977,7 +1042,7 @@ class Valuer:
             return self.valuation(snapshot).values.clv
         fitted = self.fit(snapshot)
         summary = self.summaries[snapshot]
-        part = summary[summary.index.isin(ids)]
+        part = summary[_isin(summary.index, ids)]
         if part.empty:
             return pd.Series(dtype=float)
         return value_transactions(fitted, part, self.ltv, snapshot).values.clv
@@ -1002,10 +1067,10 @@ def _review(ds: Dataset, status: pd.DataFrame) -> Review:
     kind, fallback = choose_model(params, ds)
     snaps = snapshot_dates(params.period_start, params.as_of, ltv.snapshot_months)
     start, now = snaps[0], snaps[-1]
-    valuer = Valuer(ds, kind)
+    valuer = Valuer(ds, kind, snaps)
     if kind == TRANSACTIONS:
-        # the period-start summary with the review period as holdout: one query for both
-        cal = transaction_summary(ds, start, ltv, holdout_end=now)
+        # the period-start summary with the review period as holdout
+        cal = valuer.summary(start, holdout_end=now)
         models = valuer.fit(start, cal[["frequency", "recency", "T", "monetary"]])
         check = holdout_check(models, cal, ltv.holdout_max_freq)
     start_val = valuer.valuation(start)
@@ -1016,6 +1081,7 @@ def _review(ds: Dataset, status: pd.DataFrame) -> Review:
         )
     ledger = period_ledger(status, snaps, valuer)
     active = pd.Index(status.customer_id[~status.churned])
+    values = now_val.values
     return Review(
         kind=kind,
         fallback=fallback,
@@ -1023,12 +1089,12 @@ def _review(ds: Dataset, status: pd.DataFrame) -> Review:
         snapshots=snaps,
         start=start_val,
         now=now_val,
-        current=now_val.values[now_val.values.index.isin(active)],
+        current=values[_isin(values.index, active)],
         ledger=ledger,
         loss=summarise_loss(ledger),
         check=check,
         valuations=len(valuer._fits),
-        not_valued=sorted(set(active) - set(now_val.values.index)),
+        not_valued=sorted(set(active[~_isin(active, values.index)])),
     )
 
 
