@@ -128,6 +128,33 @@ def test_summary_from_orders_options_and_errors(orders: pd.DataFrame) -> None:
         summary_from_orders(broken, "2024-03-01")
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        BG,
+        {"r": 3.7, "alpha": 15.5, "a": 5e4, "b": 5e6},
+        {"r": 0.4, "alpha": 6.0, "a": 1.0, "b": 3.0},
+    ],
+)
+def test_bgnbd_grid_equals_expected_purchases(params: dict[str, float]) -> None:
+    """The grid (bracket per frequency and age, P(alive) per customer) gives exactly the
+    values of one call per customer and horizon, also where 2F1 overflows (a in the
+    thousands) and at the removable singularity a = 1."""
+    rng = np.random.default_rng(5)
+    n = 400
+    T = rng.integers(1, 40, n) / 7.0  # customers share ages, so the bracket is reused
+    x = np.where(rng.random(n) < 0.3, 0, rng.integers(1, 30, n)).astype(float)
+    tx = np.where(x > 0, T * rng.random(n), 0.0)
+    t = np.arange(1, 37) * (365.25 / 12 / 7)
+    m = BetaGeo()
+    m.params_, m.time_unit_ = dict(params), "W"
+    got = m.expected_purchases_grid(t, x, tx, T)
+    k = t.size
+    want = m.expected_purchases(np.tile(t, n), np.repeat(x, k), np.repeat(tx, k), np.repeat(T, k))
+    np.testing.assert_array_equal(got, np.asarray(want).reshape(n, k))
+    assert m.expected_purchases_grid(t, x[:0], tx[:0], T[:0]).shape == (0, k)
+
+
 def _random_orders(seed: int, customers: int = 300) -> pd.DataFrame:
     """Orders with what the summary must get right: several orders a day, refunds on a
     purchase day, refund-only days (before and after the first purchase), orders with a time

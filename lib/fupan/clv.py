@@ -271,12 +271,18 @@ def discounted_purchases(
     n = x.size
     step = UNIT_DAYS["M"] / UNIT_DAYS[model.time_unit_]  # one month in the model's unit
     k = np.arange(1, int(horizon) + 1, dtype=float)
-    cum = np.asarray(
-        model.expected_purchases(
-            np.tile(k * step, n), np.repeat(x, k.size), np.repeat(tx, k.size), np.repeat(T_, k.size)
-        ),
-        dtype=float,
-    ).reshape(n, k.size)
+    if isinstance(model, BetaGeo):  # the same values, its bracket once per (frequency, T)
+        cum = model.expected_purchases_grid(k * step, x, tx, T_)
+    else:
+        cum = np.asarray(
+            model.expected_purchases(
+                np.tile(k * step, n),
+                np.repeat(x, k.size),
+                np.repeat(tx, k.size),
+                np.repeat(T_, k.size),
+            ),
+            dtype=float,
+        ).reshape(n, k.size)
     monthly = np.diff(cum, axis=1, prepend=0.0)
     discount = (1.0 + discount_rate_annual) ** (-k / 12.0)
     return np.sum(monthly * discount[None, :], axis=1)[back.ravel()]

@@ -329,6 +329,28 @@ class BetaGeo(ParametricLTVModel):
 
         return wrap_like(unique_map([x, tx, T_, tt], fn), frequency)
 
+    def expected_purchases_grid(self, t: Any, frequency: Any, recency: Any, T: Any) -> np.ndarray:
+        """:meth:`expected_purchases` of every customer at every horizon in ``t``.
+
+        Returns an array of shape ``(customers, len(t))`` whose element ``[i, j]`` equals
+        ``expected_purchases(t[j], frequency[i], recency[i], T[i])``. The hypergeometric
+        bracket depends on ``(frequency, T, t)`` only and P(alive) on the customer alone,
+        so each is evaluated once per distinct value instead of once per customer and
+        horizon (many customers share a frequency and an age). ``t`` in ``time_unit_``.
+        """
+        r, alpha, a, b = self._p()
+        x, tx, T_, _ = check_rfm(frequency, recency, T)
+        tt = np.asarray(to_model_time(t, self.time_unit_), dtype=float).ravel()
+        k = tt.size
+        if x.size == 0 or k == 0:
+            return np.zeros((x.size, k))
+        xT, back = np.unique(np.column_stack([x, T_]), axis=0, return_inverse=True)
+        xs = np.repeat(xT[:, 0], k)
+        num = (a + b + xs - 1) * _cond_bracket(
+            a, b, r, xs, alpha + np.repeat(xT[:, 1], k), np.tile(tt, xT.shape[0])
+        )
+        return num.reshape(-1, k)[back.ravel()] * self._alive(x, tx, T_)[:, None]
+
     def probability_alive(self, frequency: Any, recency: Any, T: Any) -> Any:
         """P(customer still active | history) (FHL 2005 appendix). Exactly 1 for customers
         with frequency 0, by the model's assumption that drop-out follows a purchase.
