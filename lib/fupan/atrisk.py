@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fupan import cache, health, i18n, outcomes
+from fupan import cache, engine, health, i18n, outcomes
 from fupan import features as F
 from fupan.data import Dataset
 
@@ -132,6 +132,34 @@ def reasons_in_words(
     return ["; ".join(t for t in row if t) for row in texts.tolist()]
 
 
+def live_features(
+    ds: Dataset, day: pd.Timestamp, live: pd.Series, names: list[str]
+) -> pd.DataFrame:
+    """:func:`fupan.features.customer_features` at ``day`` for the ``live`` customers only.
+
+    One feature query over the live customers' (customer, day) pairs instead of every
+    customer acquired before ``day``: a customer's features use only their own events, so
+    the rows equal those of the full query (same columns, types and order by id).
+    """
+    pairs = pd.DataFrame({"customer_id": live.to_numpy(), "snapshot_date": day})
+    expr = F.feature_expr(ds, pairs, names)
+    df = engine.to_pandas(expr.order_by("customer_id"))
+    df["snapshot_date"] = pd.to_datetime(df["snapshot_date"])
+    for n in names:
+        if F.feature(n).kind == "categorical":
+            df[n] = df[n].astype(object).where(df[n].notna(), None)
+        else:
+            df[n] = pd.to_numeric(df[n], errors="coerce").astype("float64")
+    return df
+
+
+def model_names(ds: Dataset, model: health.LearnedHealth) -> list[str]:
+    """The available features the model scores with (and its reasons quote), in the
+    catalogue's order."""
+    used = {*model.numeric, *model.categorical}
+    return [n for n in F.available(ds) if n in used]
+
+
 def at_risk_list(
     ds: Dataset,
     as_of: str | dt.date | pd.Timestamp | None = None,
@@ -139,6 +167,7 @@ def at_risk_list(
     bands: tuple[str, ...] = ("red",),
     lang: str | None = None,
     top_reasons: int = 3,
+    reasons_for: tuple[str, ...] | None = None,
 ) -> pd.DataFrame:
     """Live customers in the given health bands, riskiest first, with reasons in words.
 
@@ -151,6 +180,9 @@ def at_risk_list(
     bands : which bands to list (``("red", "amber", "green")`` lists everyone).
     lang : language of the reasons (default: the params').
     top_reasons : reasons per customer.
+    reasons_for : the bands whose rows get reasons (default: all of ``bands``); other rows
+        have an empty text. Wording every live customer costs more than scoring them, and a
+        caller that lists everyone for the band counts may only show one band's reasons.
 
     Returns
     -------
@@ -162,12 +194,11 @@ def at_risk_list(
     lang = lang or p.lang
     model = model if model is not None else train(ds)
     status = outcomes.churn_status(ds, (day - pd.Timedelta(days=1)).date())
-    live = set(status.customer_id[status.churned_at.isna()])
-    names = [n for n in F.available(ds)]
-    feats = F.customer_features(ds, day, names)
-    feats = feats[feats.customer_id.isin(live)].reset_index(drop=True)
-    if feats.empty:
+    # the status lists customers acquired by the day before, the feature query's population
+    live = status.customer_id[status.churned_at.isna().to_numpy()]
+    if live.empty:
         return pd.DataFrame(columns=COLUMNS)
+    feats = live_features(ds, day, live, model_names(ds, model))
     score = model.health(feats)
     band = health.band(score, model.thresholds_)
     keep = pd.Index(band).isin(list(bands))
@@ -175,7 +206,7 @@ def at_risk_list(
     prob = model.predict_proba(feats) if len(feats) else np.array([])
     c = ds["customers"]
     info_cols = [x for x in ("customer_name", "account_manager", "tier") if x in c.columns]
-    info = c.select("customer_id", *info_cols).to_pandas().set_index("customer_id")
+    info = engine.to_pandas(c.select("customer_id", *info_cols)).set_index("customer_id")
     out = pd.DataFrame({"customer_id": feats.customer_id})
     for col in ("customer_name", "account_manager", "tier"):
         out[col] = out.customer_id.map(info[col]) if col in info.columns else None
@@ -187,11 +218,15 @@ def at_risk_list(
     def tier_label(tier: str) -> str:
         return p.tiers.labels.get(tier, {}).get(lang, tier)
 
-    out["reasons"] = (
-        reasons_in_words(model, feats, lang, fmt, top_reasons, tier_label=tier_label)
-        if len(feats)
-        else []
-    )
+    worded = np.ones(len(feats), dtype=bool)
+    if reasons_for is not None:
+        worded = pd.Index(band).isin(list(reasons_for))
+    words = np.full(len(feats), "", dtype=object)
+    if worded.any():
+        words[worded] = reasons_in_words(
+            model, feats[worded], lang, fmt, top_reasons, tier_label=tier_label
+        )
+    out["reasons"] = words if len(feats) else []
     # Scores are percentiles and tie at 0 for the riskiest; the probability breaks the tie.
     out = out.sort_values(
         ["score", "churn_probability", "customer_id"], ascending=[True, False, True], kind="stable"

@@ -1020,7 +1020,8 @@ def health_bands(
     Returns
     -------
     ``({date: frame}, None)`` with frames ``customer_id, customer_name, account_manager, tier,
-    score, band, churn_probability, reasons`` (reasons in words), or ``(None, why)``:
+    score, band, churn_probability, reasons`` (reasons in words for the red band at
+    ``as_of``, empty otherwise), or ``(None, why)``:
     ``disabled:health`` when ``kpi.at_risk_source`` is ``rules``, ``model:health`` when the
     module is missing, ``model_failed:health`` when it fails (for example too little data
     to train).
@@ -1047,9 +1048,17 @@ def health_bands(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = atrisk.train(view)
-            out = {as_of: atrisk.at_risk_list(view, as_of, model=model, bands=everyone)}
+            # Only the red band's reasons are shown (the at-risk list); the earlier date
+            # only says who was red then.
+            out = {
+                as_of: atrisk.at_risk_list(
+                    view, as_of, model=model, bands=everyone, reasons_for=("red",)
+                )
+            }
             if before is not None:
-                out[before] = atrisk.at_risk_list(view, before, model=model, bands=everyone)
+                out[before] = atrisk.at_risk_list(
+                    view, before, model=model, bands=everyone, reasons_for=()
+                )
     except _MODEL_ERRORS as exc:
         if source == "health":
             raise RuntimeError(
