@@ -348,7 +348,7 @@ def _snapshots_by_query(ds, cuts: list[dt.date]) -> pd.DataFrame:
     """stage_snapshots as one engine query and merges (what the numpy pass replaced)."""
     import ibis
     from fupan.outcomes import churn_status
-    from fupan.segments import assign_rules, trailing_start
+    from fupan.segments import trailing_start
 
     d = ds.params.diagnosis
     cuts = sorted(set(cuts))
@@ -392,7 +392,7 @@ def _snapshots_by_query(ds, cuts: list[dt.date]) -> pd.DataFrame:
     )
     snap = snap.merge(churn, on=["customer_id", "cut"], how="left")
     snap["churned"] = snap.churned.fillna(False).astype(bool)
-    snap["stage"] = assign_rules(snap, funnel.stage_rules(ds.params))
+    snap["stage"] = _assign_by_frame(snap, _cascade_rules(ds.params))
     return snap.reset_index(drop=True)
 
 
@@ -464,3 +464,89 @@ def test_snapshot_churn_lookup_when_status_rows_differ(ds, monkeypatch):
     monkeypatch.setattr(funnel, "churn_status", lambda d, cut: pd.concat([shuffled(d, cut)] * 2))
     with pytest.raises(ValueError, match="more than once"):
         funnel.stage_snapshots(ds, cuts)
+
+
+def _cascade_rules(params) -> list:
+    """The stage rules as first written: each one "none of the rules above, and ..."."""
+    from fupan.segments import SegmentRule
+
+    d = params.diagnosis
+
+    def churned(x):
+        return x.churned
+
+    def at_risk(x):
+        return ~x.churned & (x.days_since_order >= d.stage_at_risk_days)
+
+    def first_deal(x):
+        return ~x.churned & ~at_risk(x) & (x.orders_total <= 1)
+
+    def declining(x):
+        drop = (x.spend_before > 0) & (x.spend_recent < d.stage_declining_ratio * x.spend_before)
+        return ~x.churned & ~at_risk(x) & ~first_deal(x) & drop
+
+    def active(x):
+        rest = ~x.churned & ~at_risk(x) & ~first_deal(x) & ~declining(x)
+        return rest & (x.orders_year >= d.stage_active_orders)
+
+    def repeat(x):
+        return ~x.churned & ~at_risk(x) & ~first_deal(x) & ~declining(x) & ~active(x)
+
+    funcs = {
+        "churned": churned,
+        "at_risk": at_risk,
+        "first_deal": first_deal,
+        "declining": declining,
+        "active": active,
+        "repeat": repeat,
+    }
+    return [SegmentRule(s, funcs[s]) for s in funnel.STAGES]
+
+
+def _assign_by_frame(frame: pd.DataFrame, rules: list) -> pd.Series:
+    """segments.assign_rules as first written: a frame of masks reduced row by row."""
+    masks = pd.DataFrame(
+        {r.code: r.predicate(frame).fillna(False).astype(bool) for r in rules}, index=frame.index
+    )
+    hits = masks.sum(axis=1)
+    if len(frame) and not (hits == 1).all():
+        bad = frame.index[hits != 1][:5].tolist()
+        raise ValueError(f"segment rules are not mutually exclusive and exhaustive (rows {bad})")
+    return masks.idxmax(axis=1) if len(frame) else pd.Series([], dtype=object, index=frame.index)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 100_000), st.sampled_from(["numpy", "nan", "nullable"]))
+def test_stage_rules_equal_the_cascade(seed, kind):
+    p = fparams.Params.model_validate({"as_of": "2026-10-31", "data": {"source": "."}})
+    rng = np.random.default_rng(seed)
+    frame = _snapshot_frame(rng, 300)
+    if kind == "nan":  # missing spends
+        for col in ("spend_recent", "spend_before"):
+            frame.loc[rng.random(len(frame)) < 0.2, col] = np.nan
+    elif kind == "nullable":  # pandas' own missing values in every column
+        frame = frame.astype(
+            {
+                "churned": "boolean",
+                "days_since_order": "Int64",
+                "orders_total": "Int64",
+                "orders_year": "Int64",
+                "spend_recent": "Float64",
+                "spend_before": "Float64",
+            }
+        )
+        for col in frame.columns:
+            frame.loc[rng.random(len(frame)) < 0.1, col] = pd.NA
+    for new, old in zip(funnel.stage_rules(p), _cascade_rules(p), strict=True):
+        assert new.code == old.code
+        a = new.predicate(frame).fillna(False).astype(bool)
+        b = old.predicate(frame).fillna(False).astype(bool)
+        pd.testing.assert_series_equal(a, b, check_names=False)
+    try:
+        expected = _assign_by_frame(frame, _cascade_rules(p))
+    except ValueError as err:
+        with pytest.raises(ValueError, match="exclusive") as got:
+            funnel.assign_rules(frame, funnel.stage_rules(p))
+        assert str(got.value) == str(err)
+        return
+    pd.testing.assert_series_equal(funnel.assign_rules(frame, funnel.stage_rules(p)), expected)

@@ -225,6 +225,59 @@ def test_assign_rules_refuses_overlaps():
         segments.assign_rules(frame, rules)
 
 
+def _assign_by_frame(frame: pd.DataFrame, rules: list) -> pd.Series:
+    """assign_rules as first written: a frame of masks reduced row by row."""
+    masks = pd.DataFrame(
+        {r.code: r.predicate(frame).fillna(False).astype(bool) for r in rules}, index=frame.index
+    )
+    hits = masks.sum(axis=1)
+    if len(frame) and not (hits == 1).all():
+        bad = frame.index[hits != 1][:5].tolist()
+        raise ValueError(f"segment rules are not mutually exclusive and exhaustive (rows {bad})")
+    return masks.idxmax(axis=1) if len(frame) else pd.Series([], dtype=object, index=frame.index)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.integers(0, 5)), max_size=20),
+    st.lists(st.integers(0, 6), min_size=1, max_size=4),
+    st.sampled_from(["range", "shuffled", "text"]),
+    st.booleans(),
+)
+def test_assign_rules_equals_the_frame_version(xs, cuts, index, int_codes):
+    frame = pd.DataFrame({"x": pd.array(xs, dtype="Int64")})
+    if index == "shuffled":
+        frame.index = np.random.default_rng(len(xs)).permutation(len(xs)) * 3
+    elif index == "text":
+        frame.index = [f"r{i}" for i in range(len(xs))]
+    # bands [cut_i, cut_i+1): gaps, overlaps (repeated cuts give empty bands) and NA rows
+    bounds = [*sorted(cuts), 99]
+    rules = [
+        segments.SegmentRule(
+            i if int_codes else f"band{i}", lambda d, lo=lo, hi=hi: (d.x >= lo) & (d.x < hi)
+        )
+        for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
+    ]
+    rules.append(segments.SegmentRule("low", lambda d, lo=bounds[0]: d.x < lo))
+    try:
+        expected = _assign_by_frame(frame, rules)
+    except ValueError as err:
+        with pytest.raises(ValueError) as got:
+            segments.assign_rules(frame, rules)
+        assert str(got.value) == str(err)
+        return
+    pd.testing.assert_series_equal(segments.assign_rules(frame, rules), expected)
+
+
+def test_assign_rules_refuses_repeated_codes():
+    rules = [
+        segments.SegmentRule("a", lambda d: d.x >= 1),
+        segments.SegmentRule("a", lambda d: d.x < 1),
+    ]
+    with pytest.raises(ValueError, match="repeat"):
+        segments.assign_rules(pd.DataFrame({"x": [1, 2]}), rules)
+
+
 def test_growth_trend():
     f = pd.DataFrame({"spend_h1": [0.0, 100, 100, 0], "spend_h2": [100.0, 0, 300, 0]})
     assert segments.growth_trend(f).tolist() == [1.0, -1.0, 0.5, 0.0]

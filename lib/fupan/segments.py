@@ -427,15 +427,30 @@ def value_potential_rules(value_cut: float, potential_cut: float) -> list[Segmen
 
 
 def assign_rules(frame: pd.DataFrame, rules: list[SegmentRule]) -> pd.Series:
-    """The code of the one rule each row satisfies; raises if rules overlap or leave gaps."""
-    masks = pd.DataFrame(
-        {r.code: r.predicate(frame).fillna(False).astype(bool) for r in rules}, index=frame.index
-    )
-    hits = masks.sum(axis=1)
-    if len(frame) and not (hits == 1).all():
+    """The code of the one rule each row satisfies; raises if rules overlap or leave gaps.
+
+    A predicate's missing values count as not satisfied. Rule codes must be distinct.
+    """
+    codes = pd.Index([r.code for r in rules])
+    if not codes.is_unique:
+        raise ValueError(f"segment rule codes repeat: {codes[codes.duplicated()].tolist()}")
+    if not len(frame):
+        return pd.Series([], dtype=object, index=frame.index)
+    # One boolean array per rule and a running count, not a frame of masks reduced row by row
+    hits = np.zeros(len(frame), dtype=np.int64)
+    which = np.zeros(len(frame), dtype=np.int64)
+    for i, rule in enumerate(rules):
+        mask = rule.predicate(frame)
+        if not mask.index.equals(frame.index):
+            mask = mask.reindex(frame.index)
+        mask = mask.fillna(False).astype(bool).to_numpy()
+        hits += mask
+        which[mask] = i
+    if not (hits == 1).all():
         bad = frame.index[hits != 1][:5].tolist()
         raise ValueError(f"segment rules are not mutually exclusive and exhaustive (rows {bad})")
-    return masks.idxmax(axis=1) if len(frame) else pd.Series([], dtype=object, index=frame.index)
+    # as DataFrame.idxmax builds it: the codes' values, their dtype inferred again
+    return pd.Series(np.asarray(codes)[which], index=frame.index)
 
 
 def value_potential(
