@@ -1111,3 +1111,78 @@ def test_isin_equals_pandas_isin(dtype):
         assert kpi._isin(values, pa.array(allowed, from_pandas=True)).tolist() == want.tolist()
     ints = pd.Series([1, 2, 3])
     assert kpi._isin(ints, pd.Series([3, 1])).tolist() == [True, False, True]
+
+
+def _arrivals_reference(ev, grid):
+    # the two grid queries completeness() ran per table before _arrival_counts
+    import ibis
+
+    ev = ev.view()
+    j = ev.join(
+        grid,
+        [
+            ev.day <= grid.m_end,
+            ev.day > grid.m_end - ibis.interval(days=365),
+            ev.acq <= grid.m_end,
+        ],
+    )
+    gap = j.m_end.delta(j.day, unit="day")
+    zero = ibis.literal(0, "int64")
+    agg = j.group_by("m_month").aggregate(
+        latest=j.day.max(),
+        recent=ibis.ifelse(gap < kpi.RECENT_DAYS, j.n, zero).sum(),
+        base=ibis.ifelse(
+            (gap >= kpi.RECENT_DAYS) & (gap < kpi.RECENT_DAYS + kpi.BASELINE_DAYS), j.n, zero
+        ).sum(),
+    )
+    got = kpi._by_month(agg)
+    lat = agg.select("m_month", "latest")
+    per_day = ev.group_by("day").aggregate(n=ev.n.sum()).view()
+    r = per_day.join(
+        lat,
+        [
+            per_day.day <= lat.latest,
+            per_day.day > lat.latest - ibis.interval(days=kpi.QUARTER_DAYS),
+        ],
+    )
+    return got, kpi._by_month(r.group_by("m_month").aggregate(n90=r.n.sum()))
+
+
+@pytest.mark.parametrize("as_of", ["2026-10-31", "2026-10-17"])
+def test_arrival_counts_equal_the_grid_queries(tmp_path, as_of):
+    """completeness() sums each month's arrivals from the per-day rows in numpy; the grid
+    queries it ran before give the same latest day, recent, baseline and 90-day counts
+    (orders partly before acquisition, touches with gaps, a month not over)."""
+    import ibis
+
+    gen = _random_orders(8)
+    touches = _random_touches(8, gen["customers"], n=400)
+    gen["touches"] = touches[~touches.touched_at.between("2026-05-01", "2026-08-15")]
+    drop = ("contracts", "surveys", "tickets", "churn_events")
+    data = write_fixture(tmp_path / "data", drop=drop, **gen)
+    d = fdata.load(fparams.load(params_file(tmp_path, data, as_of=as_of)))
+    try:
+        windows = [
+            kpi.Window.of(m, d.params) for m in kpi.month_range("2022-01", kpi.parse_month(as_of))
+        ]
+        grid = kpi._grid(windows)
+        for table, col in (("orders", "order_date"), ("touches", "touched_at")):
+            t = d[table]
+            c = d["customers"].select(cid="customer_id", acq="acquired_at")
+            t = t.join(c, t.customer_id == c.cid)
+            day = t[col].date() if col == "touched_at" else t[col]
+            raw = t.select(day=day, acq=t.acq)
+            ev = raw.group_by(
+                day=raw.day, acq=ibis.ifelse(raw.acq > raw.day, raw.acq, raw.day)
+            ).aggregate(n=raw.count())
+            got, rates = kpi._arrival_counts(ev.to_pyarrow(), windows)
+            want, want_rates = _arrivals_reference(ev, grid)
+            assert set(got) == set(want) and len(got) > 20
+            for m, g in got.items():
+                w = want[m]
+                assert g["latest"] == pd.Timestamp(w["latest"]).date(), (table, m)
+                assert (g["recent"], g["base"]) == (w["recent"], w["base"]), (table, m)
+                assert rates[m]["n90"] == want_rates[m]["n90"], (table, m)
+            assert len({g["latest"] for g in got.values()}) > 5
+    finally:
+        d.close()
