@@ -213,3 +213,13 @@ def test_parallel_notebooks_record_every_figure_and_wait_for_their_inputs(tmp_pa
     assert t["05_start"] >= max(t["02_end"], t["03_end"])
     assert not list((tmp_path / "r").rglob(".results.json.lock"))
     assert set(res.timings) >= set(names)
+
+
+def test_parallel_kernels_get_one_blas_thread_unless_the_user_chose(monkeypatch):
+    for var in runner.THREAD_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    env = runner._env(2)
+    assert env["OPENBLAS_NUM_THREADS"] == "1" and env["MKL_NUM_THREADS"] == "1"
+    assert env["OMP_NUM_THREADS"] == "3"
+    assert "OPENBLAS_NUM_THREADS" not in runner._env(1)

@@ -370,7 +370,7 @@ def _execute_all(
                     break
                 pending.remove(nxt)
                 log(f"[fupan] [{order.index(nxt) + 1}/{total}] {nxt} …")
-                running[nxt] = _start(nxt, nb_dir, tmp, passed, params.cell_timeout_seconds)
+                running[nxt] = _start(nxt, nb_dir, tmp, passed, params.cell_timeout_seconds, slots)
             finished = [job for job in running.values() if job.proc.poll() is not None]
             for job in finished:
                 del running[job.nb]
@@ -391,7 +391,27 @@ def _execute_all(
         _stop(running)
 
 
-def _start(nb: str, nb_dir: Path, tmp: Path, passed: dict[str, Any], timeout: int) -> _Job:
+#: Thread pools of the numeric libraries a kernel loads (OpenBLAS/MKL, OpenMP).
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _env(slots: int) -> dict[str, str]:
+    """The notebook process's environment (its kernel inherits it).
+
+    With several notebooks at once, each kernel's BLAS and OpenMP pools get one thread:
+    two kernels each spinning two BLAS threads on two cores made a matrix-vector product
+    several times slower than on one thread. A value the user set is kept.
+    """
+    env = dict(os.environ)
+    if slots > 1:
+        for var in THREAD_VARS:
+            env.setdefault(var, "1")
+    return env
+
+
+def _start(
+    nb: str, nb_dir: Path, tmp: Path, passed: dict[str, Any], timeout: int, slots: int
+) -> _Job:
     out = tmp / "notebooks" / f"{nb}.ipynb"
     spec = tmp / "notebooks" / f".{nb}.job.json"
     result = tmp / "notebooks" / f".{nb}.result.json"
@@ -405,7 +425,7 @@ def _start(nb: str, nb_dir: Path, tmp: Path, passed: dict[str, Any], timeout: in
         "result": str(result),
     }
     write_json_atomic(spec, spec_data)
-    proc = subprocess.Popen([sys.executable, "-m", "fupan.runner", str(spec)])
+    proc = subprocess.Popen([sys.executable, "-m", "fupan.runner", str(spec)], env=_env(slots))
     return _Job(nb, out, result, proc, time.perf_counter())
 
 
