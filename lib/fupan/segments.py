@@ -449,7 +449,10 @@ def assign_rules(frame: pd.DataFrame, rules: list[SegmentRule]) -> pd.Series:
     if not (hits == 1).all():
         bad = frame.index[hits != 1][:5].tolist()
         raise ValueError(f"segment rules are not mutually exclusive and exhaustive (rows {bad})")
-    # as DataFrame.idxmax builds it: the codes' values, their dtype inferred again
+    # the dtype DataFrame.idxmax gives: the codes' values with their dtype inferred again
+    if codes.inferred_type == "string":
+        # text codes: an Arrow take, not millions of Python strings converted back to Arrow
+        return pd.Series(pd.array(list(codes), dtype="str").take(which), index=frame.index)
     return pd.Series(np.asarray(codes)[which], index=frame.index)
 
 
