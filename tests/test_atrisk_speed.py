@@ -98,9 +98,24 @@ def test_live_features_equal_customer_features(scored):
     names = list(F.available(ds))
     full = F.customer_features(ds, day, names)
     want = full[full.customer_id.isin(set(live))].reset_index(drop=True)
-    got = atrisk.live_features(ds, day, live, names)
+    got = atrisk.live_features(ds, {day: live}, names)[day]
     assert 0 < len(got) < len(full)
     pd.testing.assert_frame_equal(got, want, check_exact=True)
     assert atrisk.model_names(ds, model) == [
         n for n in names if n in {*model.numeric, *model.categorical}
     ]
+
+
+def test_two_dates_in_one_feature_query_equal_each_alone(scored):
+    ds, model = scored
+    now = pd.Timestamp(ds.params.as_of)
+    before = now - pd.Timedelta(days=31)
+    lists = atrisk.at_risk_lists(
+        ds, {now: ("red",), before.date(): ()}, model=model, bands=EVERYONE, lang="en"
+    )
+    assert set(lists) == {now, before}
+    for day, worded in ((now, ("red",)), (before, ())):
+        want = _reference(ds, day, model, EVERYONE, lang="en")
+        want.loc[~want.band.isin(worded), "reasons"] = ""
+        assert (want.reasons != "").any() == bool(worded)
+        pd.testing.assert_frame_equal(lists[day], want, check_exact=True)

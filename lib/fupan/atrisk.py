@@ -9,6 +9,7 @@ become the customer's reasons, written out with the customer's own values.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -133,24 +134,36 @@ def reasons_in_words(
 
 
 def live_features(
-    ds: Dataset, day: pd.Timestamp, live: pd.Series, names: list[str]
-) -> pd.DataFrame:
-    """:func:`fupan.features.customer_features` at ``day`` for the ``live`` customers only.
+    ds: Dataset, live: Mapping[pd.Timestamp, pd.Series], names: list[str]
+) -> dict[pd.Timestamp, pd.DataFrame]:
+    """:func:`fupan.features.customer_features` per day, for each day's live customers only.
 
-    One feature query over the live customers' (customer, day) pairs instead of every
-    customer acquired before ``day``: a customer's features use only their own events, so
-    the rows equal those of the full query (same columns, types and order by id).
+    One feature query over every day's live (customer, day) pairs instead of every
+    customer acquired before each day, one query per day: a customer's features use only
+    their own events before the day, so each day's rows equal those of its full query
+    (same columns, types and order by id), and the event tables are read once.
+
+    Parameters
+    ----------
+    ds : the dataset.
+    live : scoring day -> ids of the customers to compute (acquired before that day).
+    names : the features.
     """
-    pairs = pd.DataFrame({"customer_id": live.to_numpy(), "snapshot_date": day})
+    days = list(live)
+    pairs = pd.concat(
+        [pd.DataFrame({"customer_id": live[d].to_numpy(), "snapshot_date": d}) for d in days],
+        ignore_index=True,
+    )
     expr = F.feature_expr(ds, pairs, names)
-    df = engine.to_pandas(expr.order_by("customer_id"))
+    df = engine.to_pandas(expr.order_by(["snapshot_date", "customer_id"]))
     df["snapshot_date"] = pd.to_datetime(df["snapshot_date"])
     for n in names:
         if F.feature(n).kind == "categorical":
             df[n] = df[n].astype(object).where(df[n].notna(), None)
         else:
             df[n] = pd.to_numeric(df[n], errors="coerce").astype("float64")
-    return df
+    at = df["snapshot_date"].to_numpy()
+    return {d: df[at == np.datetime64(d)].reset_index(drop=True) for d in days}
 
 
 def model_names(ds: Dataset, model: health.LearnedHealth) -> list[str]:
@@ -189,35 +202,89 @@ def at_risk_list(
     DataFrame ``customer_id, customer_name, account_manager, tier, score`` (0-100, higher
     is healthier), ``band, churn_probability`` (within the horizon), ``reasons``.
     """
+    day = pd.Timestamp(as_of if as_of is not None else ds.params.as_of).normalize()
+    return at_risk_lists(ds, {day: reasons_for}, model, bands, lang, top_reasons)[day]
+
+
+def at_risk_lists(
+    ds: Dataset,
+    days: Mapping[str | dt.date | pd.Timestamp, tuple[str, ...] | None],
+    model: health.LearnedHealth | None = None,
+    bands: tuple[str, ...] = ("red",),
+    lang: str | None = None,
+    top_reasons: int = 3,
+) -> dict[pd.Timestamp, pd.DataFrame]:
+    """:func:`at_risk_list` at several dates, with one feature query for all of them.
+
+    Parameters
+    ----------
+    days : scoring date -> ``reasons_for`` at that date (``None``: every listed band).
+    model, bands, lang, top_reasons : as for :func:`at_risk_list`.
+
+    Returns
+    -------
+    Scoring date (a normalised Timestamp) -> that date's list, as :func:`at_risk_list`
+    gives it.
+    """
     p = ds.params
-    day = pd.Timestamp(as_of if as_of is not None else p.as_of).normalize()
     lang = lang or p.lang
     model = model if model is not None else train(ds)
-    status = outcomes.churn_status(ds, (day - pd.Timedelta(days=1)).date())
-    # the status lists customers acquired by the day before, the feature query's population
-    live = status.customer_id[status.churned_at.isna().to_numpy()]
-    if live.empty:
-        return pd.DataFrame(columns=COLUMNS)
-    feats = live_features(ds, day, live, model_names(ds, model))
+    wanted = {pd.Timestamp(d).normalize(): r for d, r in days.items()}
+    live: dict[pd.Timestamp, pd.Series] = {}
+    for day in wanted:
+        status = outcomes.churn_status(ds, (day - pd.Timedelta(days=1)).date())
+        # the status lists customers acquired by the day before, the feature query's
+        # population
+        ids = status.customer_id[status.churned_at.isna().to_numpy()]
+        if len(ids):
+            live[day] = ids
+    feats = live_features(ds, live, model_names(ds, model)) if live else {}
+    c = ds["customers"]
+    info_cols = [x for x in ("customer_name", "account_manager", "tier") if x in c.columns]
+    info = (
+        engine.to_pandas(c.select("customer_id", *info_cols)).set_index("customer_id")
+        if live
+        else None
+    )
+    fmt = i18n.Fmt(lang, p.format.currency_symbol, p.format.thousands, p.format.decimals)
+
+    def tier_label(tier: str) -> str:
+        return p.tiers.labels.get(tier, {}).get(lang, tier)
+
+    out: dict[pd.Timestamp, pd.DataFrame] = {}
+    for day, reasons_for in wanted.items():
+        if day not in feats:
+            out[day] = pd.DataFrame(columns=COLUMNS)
+            continue
+        out[day] = _listed(
+            model, feats[day], info, bands, reasons_for, lang, fmt, top_reasons, tier_label
+        )
+    return out
+
+
+def _listed(
+    model: health.LearnedHealth,
+    feats: pd.DataFrame,
+    info: pd.DataFrame,
+    bands: tuple[str, ...],
+    reasons_for: tuple[str, ...] | None,
+    lang: str,
+    fmt: i18n.Fmt,
+    top_reasons: int,
+    tier_label: Any,
+) -> pd.DataFrame:
+    """One date's list from its live customers' features (see :func:`at_risk_list`)."""
     score = model.health(feats)
     band = health.band(score, model.thresholds_)
     keep = pd.Index(band).isin(list(bands))
     feats, score, band = feats[keep].reset_index(drop=True), score[keep], band[keep]
     prob = model.predict_proba(feats) if len(feats) else np.array([])
-    c = ds["customers"]
-    info_cols = [x for x in ("customer_name", "account_manager", "tier") if x in c.columns]
-    info = engine.to_pandas(c.select("customer_id", *info_cols)).set_index("customer_id")
     out = pd.DataFrame({"customer_id": feats.customer_id})
     for col in ("customer_name", "account_manager", "tier"):
         out[col] = out.customer_id.map(info[col]) if col in info.columns else None
     out["score"] = score
     out["band"] = band
     out["churn_probability"] = prob
-    fmt = i18n.Fmt(lang, p.format.currency_symbol, p.format.thousands, p.format.decimals)
-
-    def tier_label(tier: str) -> str:
-        return p.tiers.labels.get(tier, {}).get(lang, tier)
-
     worded = np.ones(len(feats), dtype=bool)
     if reasons_for is not None:
         worded = pd.Index(band).isin(list(reasons_for))

@@ -1038,7 +1038,7 @@ def health_bands(
         from fupan import atrisk  # built by the churn chapter
     except ImportError:
         atrisk = None
-    if atrisk is None or not (hasattr(atrisk, "train") and hasattr(atrisk, "at_risk_list")):
+    if atrisk is None or not (hasattr(atrisk, "train") and hasattr(atrisk, "at_risk_lists")):
         if source == "health":
             raise RuntimeError("kpi.at_risk_source is 'health' but fupan.atrisk is not installed")
         return None, "model:health"
@@ -1049,16 +1049,14 @@ def health_bands(
             warnings.simplefilter("ignore")
             model = atrisk.train(view)
             # Only the red band's reasons are shown (the at-risk list); the earlier date
-            # only says who was red then.
-            out = {
-                as_of: atrisk.at_risk_list(
-                    view, as_of, model=model, bands=everyone, reasons_for=("red",)
-                )
-            }
-            if before is not None:
-                out[before] = atrisk.at_risk_list(
-                    view, before, model=model, bands=everyone, reasons_for=()
-                )
+            # only says who was red then. Both dates are scored with one feature query.
+            days: dict[dt.date, tuple[str, ...]] = {as_of: ("red",)}
+            if before is not None and before != as_of:
+                days[before] = ()
+            lists = atrisk.at_risk_lists(view, days, model=model, bands=everyone)
+            out = {d: lists[pd.Timestamp(d).normalize()] for d in days}
+            if before is not None and before == as_of:
+                out[before] = out[as_of]
     except _MODEL_ERRORS as exc:
         if source == "health":
             raise RuntimeError(
