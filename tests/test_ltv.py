@@ -155,6 +155,38 @@ def test_bgnbd_grid_equals_expected_purchases(params: dict[str, float]) -> None:
     assert m.expected_purchases_grid(t, x[:0], tx[:0], T[:0]).shape == (0, k)
 
 
+@pytest.mark.parametrize(
+    "series",
+    [
+        pd.Series([1.5, 2.0, 0.0], index=["a", "b", "c"]),
+        pd.Series([1, 2, 3], index=pd.Index(["x", "y", "z"], dtype=object)),
+        pd.Series([1, 2, 3], dtype="Int64"),
+        pd.Series([True, False]),
+        pd.Series([1.0, 2.0], dtype="float32"),
+    ],
+)
+def test_as_float_array_of_a_series_is_numpys(series: pd.Series) -> None:
+    """Series are read through their values (no lookup among the index labels): the same
+    array numpy makes of the Series itself."""
+    from fupan.ltv._core import as_float_array
+
+    got = as_float_array(series, "x")
+    np.testing.assert_array_equal(got, np.asarray(series, dtype=float))
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(as_float_array(pd.Index(series), "x"), got)
+
+
+def test_as_float_array_errors_on_series() -> None:
+    from fupan.ltv._core import as_float_array
+
+    with pytest.raises(ValueError, match="must be numeric"):
+        as_float_array(pd.Series(["a", "b"]), "x")
+    with pytest.raises(ValueError, match="1 missing"):
+        as_float_array(pd.Series([1, None], dtype="Int64"), "x")
+    with pytest.raises(ValueError, match="1 missing"):
+        as_float_array(pd.Series([1.0, np.nan]), "x")
+
+
 def _random_orders(seed: int, customers: int = 300) -> pd.DataFrame:
     """Orders with what the summary must get right: several orders a day, refunds on a
     purchase day, refund-only days (before and after the first purchase), orders with a time

@@ -221,13 +221,14 @@ def fit_transactions(summary: pd.DataFrame, ltv: LtvParams) -> TransactionModels
         model has no finite mean (``q <= 1``).
     """
     cls = BetaGeo if ltv.transaction_model == "bgnbd" else ParetoNBD
-    fit_rows = summary[summary["T"] > 0]
+    # boolean arrays, not Series: a Series mask makes pandas hash the customer ids
+    fit_rows = summary[(summary["T"] > 0).to_numpy()]
     if fit_rows.empty:
         raise ValueError("no customer has an order before the snapshot: nothing to fit")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # convergence is recorded in info
         purchases = cls().fit(fit_rows, time_unit=ltv.time_unit)
-    repeat = fit_rows[(fit_rows.frequency > 0) & (fit_rows.monetary > 0)]
+    repeat = fit_rows[((fit_rows.frequency > 0) & (fit_rows.monetary > 0)).to_numpy()]
     if repeat.empty:
         raise ValueError(
             "no customer has a repeat purchase with positive net spend: the spend model "
@@ -301,7 +302,7 @@ def value_transactions(
     """
     unit = ltv.time_unit
     s = summary[["frequency", "recency", "T", "monetary"]].copy()
-    first_day = s["T"] <= 0
+    first_day = (s["T"] <= 0).to_numpy()
     s.loc[first_day, "T"] = 1.0 / UNIT_DAYS[unit]
     nonpos = (s.frequency > 0) & (s.monetary <= 0)
     monetary = s.monetary.where(~nonpos, models.population_spend)
@@ -603,7 +604,7 @@ def holdout_check(
     fitted on its calibration columns. Metrics are in ``attrs`` (see
     :func:`fupan.ltv.holdout_by_frequency`).
     """
-    rows = summary[summary["T"] > 0]
+    rows = summary[(summary["T"] > 0).to_numpy()]
     return holdout_by_frequency(models.purchases, rows, max_freq=max_freq)
 
 
