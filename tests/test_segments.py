@@ -322,6 +322,18 @@ def test_clustering_is_seeded():
     assert a.silhouettes_ == b.silhouettes_
 
 
+def test_clustering_on_threads_equals_one_at_a_time():
+    rng = np.random.default_rng(5)
+    x = pd.DataFrame(rng.gamma(2.0, 1.0, size=(4000, 5)), columns=list("abcde"))
+    value = pd.Series(rng.gamma(1.0, 100.0, size=len(x)))
+    one = segments.BehaviouralSegments((2, 7), random_state=4, n_jobs=1).fit(x, value=value)
+    two = segments.BehaviouralSegments((2, 7), random_state=4, n_jobs=2).fit(x, value=value)
+    assert one.k_ == two.k_ and one.silhouettes_ == two.silhouettes_
+    np.testing.assert_array_equal(one.labels_, two.labels_)
+    np.testing.assert_array_equal(one.kmeans_.cluster_centers_, two.kmeans_.cluster_centers_)
+    pd.testing.assert_frame_equal(one.profile_, two.profile_, check_exact=True)
+
+
 def test_clustering_needs_customers():
     with pytest.raises(ValueError, match="at least 3"):
         segments.BehaviouralSegments().fit(pd.DataFrame({"a": [1.0, 2.0]}))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -561,6 +562,8 @@ class BehaviouralSegments:
     random_state : seed for KMeans and the silhouette sample.
     silhouette_sample : customers sampled for the silhouette score (it is quadratic).
     n_init : KMeans restarts per k.
+    n_jobs : KMeans fits (one per k) run side by side on this many threads. Each fit runs on
+        one thread, so the result is the same for any ``n_jobs``.
 
     Attributes
     ----------
@@ -579,11 +582,13 @@ class BehaviouralSegments:
         random_state: int = 0,
         silhouette_sample: int = 3000,
         n_init: int = 4,
+        n_jobs: int = 2,
     ):
         self.k_range = k_range
         self.random_state = random_state
         self.silhouette_sample = silhouette_sample
         self.n_init = n_init
+        self.n_jobs = n_jobs
 
     def fit(self, x: pd.DataFrame, value: pd.Series | None = None) -> BehaviouralSegments:
         from sklearn.cluster import KMeans
@@ -603,10 +608,25 @@ class BehaviouralSegments:
         sample = min(n, self.silhouette_sample)
         self.silhouettes_: dict[int, float] = {}
         fits = {}
-        for k in range(lo, hi + 1):
-            # One thread: on a busy machine OpenMP workers spin and a small fit takes 100x longer.
-            with threadpool_limits(1):
-                km = KMeans(n_clusters=k, n_init=self.n_init, random_state=self.random_state).fit(z)
+        ks = list(range(lo, hi + 1))
+
+        def fit_one(k: int) -> KMeans:
+            # One thread per fit: on a busy machine OpenMP workers spin and a small fit takes
+            # 100x longer, and a fit on one thread adds up in one order whatever runs beside
+            # it. OpenMP's thread count is per calling thread, so each worker sets its own.
+            with threadpool_limits(1, user_api="openmp"):
+                km = KMeans(n_clusters=k, n_init=self.n_init, random_state=self.random_state)
+                return km.fit(z)
+
+        # BLAS is limited for the whole process, here, not by workers that finish at
+        # different times and would restore it under each other.
+        with threadpool_limits(1):
+            if self.n_jobs > 1 and len(ks) > 1:
+                with ThreadPoolExecutor(min(self.n_jobs, len(ks))) as pool:
+                    fitted = list(pool.map(fit_one, ks))
+            else:
+                fitted = [fit_one(k) for k in ks]
+        for k, km in zip(ks, fitted, strict=True):
             if len(np.unique(km.labels_)) < 2:
                 continue
             self.silhouettes_[k] = float(
