@@ -38,7 +38,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from fupan import cache, outcomes
+from fupan import cache, engine, outcomes
 from fupan.data import Dataset
 
 Kind = Literal["numeric", "binary", "categorical"]
@@ -672,7 +672,7 @@ def feature_expr(
 
 
 def _to_frame(expr: ir.Table, names: Sequence[str]) -> pd.DataFrame:
-    df = expr.to_pandas()
+    df = engine.to_pandas(expr)
     df["snapshot_date"] = pd.to_datetime(df["snapshot_date"])
     for n in names:
         k = feature(n).kind

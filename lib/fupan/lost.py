@@ -20,8 +20,8 @@ import ibis
 import numpy as np
 import pandas as pd
 
+from fupan import engine, outcomes
 from fupan import features as F
-from fupan import outcomes
 from fupan.data import Dataset
 from fupan.health import rate_with_ci
 
@@ -76,13 +76,14 @@ def lost_customers(
             o.order_date >= keys.cd - ibis.interval(days=365),
         ],
     )
-    spend = j.group_by(keys.customer_id).aggregate(spend=j.amount.sum()).to_pandas()
+    spend = j.group_by(keys.customer_id).aggregate(spend=j.amount.sum())
+    spend = engine.to_pandas(spend)
     spend = spend.set_index("customer_id").spend
     reasons: dict[str, list[str]] = {}
     if ds.has("churn_events"):
         ev = ds["churn_events"]
         m = keys.join(ev, [keys.customer_id == ev.customer_id, ev.churned_at == keys.cd])
-        rows = m.select(customer_id=keys.customer_id, reason=ev.reason).distinct().to_pandas()
+        rows = engine.to_pandas(m.select(customer_id=keys.customer_id, reason=ev.reason).distinct())
         rows = rows.dropna(subset=["reason"])
         # one sort instead of a Python loop over customers' groups: the same sorted lists
         listed = (
@@ -181,7 +182,7 @@ def features_before_churn(
     )
     names = list(F.available(ds) if names is None else names)
     expr = F.feature_expr(ds, pairs, names)
-    df = expr.to_pandas()
+    df = engine.to_pandas(expr)
     df["snapshot_date"] = pd.to_datetime(df["snapshot_date"])
     return df
 

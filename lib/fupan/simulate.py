@@ -67,7 +67,7 @@ import pandas as pd
 from scipy import optimize
 from threadpoolctl import threadpool_limits
 
-from fupan import drivers, outcomes
+from fupan import drivers, engine, outcomes
 from fupan import features as F
 from fupan.data import Dataset
 from fupan.params import Params, SimulationParams
@@ -179,7 +179,7 @@ def _feature_table(ds: Dataset, pairs: pd.DataFrame, names: Sequence[str]) -> pd
         for n in names:
             out[n] = pd.Series(dtype=object if F.kinds([n])[n] == "categorical" else float)
         return out
-    out = F.feature_expr(ds, ids, list(names)).to_pandas()
+    out = engine.to_pandas(F.feature_expr(ds, ids, list(names)))
     out["snapshot_date"] = pd.to_datetime(out["snapshot_date"]).astype("datetime64[ns]")
     return _coerce(out[[*_ID, *names]], names)
 
@@ -685,7 +685,7 @@ def spend_before(ds: Dataset, ends: pd.Series) -> pd.Series:
     o = o.select("customer_id", "amount", od=o.order_date.epoch_days())
     j = o.join(t, o.customer_id == t.cid)
     j = j.filter((j.od <= j.end_day) & (j.od > j.end_day - 365))
-    agg = j.group_by("cid").aggregate(spend=j.amount.sum()).to_pandas()
+    agg = engine.to_pandas(j.group_by("cid").aggregate(spend=j.amount.sum()))
     return agg.set_index("cid")["spend"].reindex(ends.index.astype(str)).fillna(0.0).astype(float)
 
 
@@ -1361,7 +1361,7 @@ def _winback_pack(
 
 def _customer_frame(ds: Dataset) -> pd.DataFrame:
     c = ds["customers"]
-    return c.to_pandas().sort_values("customer_id", kind="stable").reset_index(drop=True)
+    return engine.to_pandas(c).sort_values("customer_id", kind="stable").reset_index(drop=True)
 
 
 def _select(base: pd.DataFrame, scenario: Scenario, order: Sequence[str]) -> np.ndarray:
