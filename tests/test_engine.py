@@ -64,3 +64,25 @@ def test_churn_status_query_converts_as_ibis_does(tmp_path):
         expr = cust.left_join(ds["churn_events"], "customer_id").order_by("customer_id")
         _same(engine.to_pandas(expr), expr.to_pandas())
         assert len(outcomes.churn_status(ds)) > 0
+
+
+@pytest.mark.parametrize("dtype", ["str", object])
+def test_isin_answers_as_pandas_does(dtype):
+    ids = pd.Series(["C1", "C2", None, "C10", "C2", "é客户"], dtype=dtype)
+    cases = [
+        {"C2", "é客户"},
+        ["C10", None],
+        pd.Series(["C1", "C9"], dtype="str"),
+        pd.Index(["C2"], dtype=object),
+        np.array(["C1", "C10"], dtype=object),
+        [],
+        [1, 2, "C1"],  # not all text: pandas decides
+    ]
+    for members in cases:
+        want = pd.Index(ids).isin(list(members) if isinstance(members, set) else members)
+        np.testing.assert_array_equal(engine.isin(ids, members), np.asarray(want, dtype=bool))
+    import pyarrow as pa
+
+    got = engine.isin(ids, pa.array(["C1", "C2"]))
+    np.testing.assert_array_equal(got, [True, True, False, False, True, False])
+    np.testing.assert_array_equal(engine.isin(pd.Series([1, 2, 3]), {2, 5}), [False, True, False])

@@ -157,3 +157,50 @@ def to_pandas(expr: Any) -> Any:
     )
     df = DuckDBPandasData.convert_table(df, expr.as_table().schema())
     return expr.__pandas_result__(df)
+
+
+def isin(values: Any, members: Any) -> Any:
+    """``pd.Index(values).isin(members)`` as a boolean array, fast for text ids.
+
+    pandas' ``isin`` on its Arrow-backed ``str`` dtype (customer ids, from every query)
+    turns each of ``members`` into an Arrow scalar in Python first: about a second per
+    million members, however short ``values`` is. When both sides are text, Arrow's
+    hash-set kernel answers instead; anything else goes to pandas. Missing values match
+    each other, as in pandas.
+
+    Parameters
+    ----------
+    values : Series, Index, array or list to test.
+    members : set, list, array, Series, Index or Arrow array of the values looked for.
+
+    Returns
+    -------
+    Boolean numpy array, one entry per element of ``values``.
+    """
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    left = pd.Index(values)
+    if isinstance(members, pa.Array | pa.ChunkedArray):
+        right = members
+    else:
+        listed = members if hasattr(members, "dtype") else list(members)
+        right = pd.Index(listed)
+    if pd.api.types.is_string_dtype(left.dtype):
+        try:
+            a = pa.array(left, type=pa.large_string(), from_pandas=True)
+            if isinstance(right, pd.Index):
+                if not pd.api.types.is_string_dtype(right.dtype):
+                    raise TypeError("members are not text")
+                right = pa.array(right, type=pa.large_string(), from_pandas=True)
+            b = right.cast(pa.large_string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
+            pass  # object ids that are not all text: pandas decides
+        else:
+            hit = pc.is_in(a, value_set=b, skip_nulls=False)
+            return np.asarray(hit.fill_null(False), dtype=bool)
+    if isinstance(right, pa.Array | pa.ChunkedArray):
+        right = pd.Index(right.to_pylist())
+    return np.asarray(left.isin(right), dtype=bool)
