@@ -114,9 +114,9 @@ def touch_frequency(
     assessed, meeting_policy, meeting_share`` (ratio = per_quarter / policy).
     """
     rows = []
-    for tier in [t for t in order if t in set(per_customer.tier)] + sorted(
-        set(per_customer.tier) - set(order)
-    ):
+    # the tiers present, found once (not once per tier of the order)
+    present = set(per_customer.tier.unique())
+    for tier in [t for t in order if t in present] + sorted(present - set(order)):
         g = per_customer[per_customer.tier == tier]
         exp = g.exposure_quarters.sum()
         rate = g.touches.sum() / exp if exp > 0 else np.nan
@@ -144,7 +144,8 @@ def coverage(per_customer: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     """Share of customers active at the window's end touched recently, overall and by tier."""
     act = per_customer[per_customer.active_at_end]
     rows = []
-    tiers = [t for t in order if t in set(act.tier)] + sorted(set(act.tier) - set(order))
+    present = set(act.tier.unique())  # once, not once per tier of the order
+    tiers = [t for t in order if t in present] + sorted(present - set(order))
     for key, g in [("all", act)] + [(t, act[act.tier == t]) for t in tiers]:
         k = int(g.touched_recently.sum())
         p, lo, hi = rate_with_ci(k, len(g))
