@@ -187,6 +187,27 @@ def test_as_float_array_errors_on_series() -> None:
         as_float_array(pd.Series([1.0, np.nan]), "x")
 
 
+def test_unique_rows_finds_the_distinct_rows() -> None:
+    from fupan.ltv._core import unique_rows
+
+    rng = np.random.default_rng(11)
+    n = 5000
+    cols = [
+        rng.integers(0, 6, n).astype(float),
+        rng.integers(0, 4, n) / 7.0,
+        np.where(rng.random(n) < 0.01, np.nan, rng.integers(1, 5, n) * 1.5),
+    ]
+    first, inverse = unique_rows(*cols)
+    for c in cols:
+        np.testing.assert_array_equal(c[first][inverse], c)
+    assert np.array_equal(np.sort(first), first)  # in order of appearance
+    rows = np.nan_to_num(np.column_stack(cols), nan=-1.0)  # NaN as one more value
+    assert first.size == len(np.unique(rows, axis=0))
+    assert len({tuple(r) for r in rows[first]}) == first.size
+    one_first, one_inv = unique_rows(np.array([2.0, 1.0, 2.0]))
+    assert one_first.tolist() == [0, 1] and one_inv.tolist() == [0, 1, 0]
+
+
 def _random_orders(seed: int, customers: int = 300) -> pd.DataFrame:
     """Orders with what the summary must get right: several orders a day, refunds on a
     purchase day, refund-only days (before and after the first purchase), orders with a time

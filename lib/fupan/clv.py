@@ -51,6 +51,7 @@ from fupan.ltv import (
     holdout_by_frequency,
     summary_from_orders,
 )
+from fupan.ltv._core import unique_rows
 from fupan.ltv.data import OrderHistory
 from fupan.params import LtvParams, Params
 
@@ -262,13 +263,11 @@ def discounted_purchases(
     customer evaluated in one call. ``recency`` and ``T`` are in ``model.time_unit_``.
     Customers with the same history (one-time buyers of the same age, say) are computed once.
     """
-    rows = np.column_stack(
-        [np.asarray(v, dtype=float).ravel() for v in (frequency, recency, T)]
-    ).reshape(-1, 3)
-    if rows.shape[0] == 0:
+    f, r, t = (np.asarray(v, dtype=float).ravel() for v in (frequency, recency, T))
+    if f.size == 0:
         return np.zeros(0)
-    uniq, back = np.unique(rows, axis=0, return_inverse=True)
-    x, tx, T_ = uniq.T
+    first, back = unique_rows(f, r, t)
+    x, tx, T_ = f[first], r[first], t[first]
     n = x.size
     step = UNIT_DAYS["M"] / UNIT_DAYS[model.time_unit_]  # one month in the model's unit
     k = np.arange(1, int(horizon) + 1, dtype=float)
@@ -286,7 +285,7 @@ def discounted_purchases(
         ).reshape(n, k.size)
     monthly = np.diff(cum, axis=1, prepend=0.0)
     discount = (1.0 + discount_rate_annual) ** (-k / 12.0)
-    return np.sum(monthly * discount[None, :], axis=1)[back.ravel()]
+    return np.sum(monthly * discount[None, :], axis=1)[back]
 
 
 def value_transactions(

@@ -26,6 +26,7 @@ from ._core import (
     split_rfm_frame,
     to_model_time,
     unique_map,
+    unique_rows,
     warm_start,
     wrap_like,
     wsum,
@@ -344,12 +345,12 @@ class BetaGeo(ParametricLTVModel):
         k = tt.size
         if x.size == 0 or k == 0:
             return np.zeros((x.size, k))
-        xT, back = np.unique(np.column_stack([x, T_]), axis=0, return_inverse=True)
-        xs = np.repeat(xT[:, 0], k)
+        first, back = unique_rows(x, T_)
+        xs = np.repeat(x[first], k)
         num = (a + b + xs - 1) * _cond_bracket(
-            a, b, r, xs, alpha + np.repeat(xT[:, 1], k), np.tile(tt, xT.shape[0])
+            a, b, r, xs, alpha + np.repeat(T_[first], k), np.tile(tt, first.size)
         )
-        return num.reshape(-1, k)[back.ravel()] * self._alive(x, tx, T_)[:, None]
+        return num.reshape(-1, k)[back] * self._alive(x, tx, T_)[:, None]
 
     def probability_alive(self, frequency: Any, recency: Any, T: Any) -> Any:
         """P(customer still active | history) (FHL 2005 appendix). Exactly 1 for customers
