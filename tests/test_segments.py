@@ -322,6 +322,18 @@ def test_clustering_is_seeded():
     assert a.silhouettes_ == b.silhouettes_
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.sampled_from(["p", "g", "s", "b", "x"])), max_size=30),
+    st.lists(st.sampled_from(["p", "g", "s", "b", "p"]), max_size=5),
+    st.sampled_from(["str", "object"]),
+)
+def test_tier_index_equals_map(tiers, order, dtype):
+    s = pd.Series(tiers, dtype=dtype, name="tier", index=np.arange(len(tiers)) * 2)
+    expected = s.map({code: i for i, code in enumerate(order)}).astype(float)
+    pd.testing.assert_series_equal(segments.tier_index(s, order), expected)
+
+
 def test_clustering_on_threads_equals_one_at_a_time():
     rng = np.random.default_rng(5)
     x = pd.DataFrame(rng.gamma(2.0, 1.0, size=(4000, 5)), columns=list("abcde"))

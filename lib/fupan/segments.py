@@ -319,7 +319,11 @@ def spend_tier_rules(order: list[str], floors: list[float], dormant_days: int) -
 
 def tier_index(tiers: pd.Series, order: list[str]) -> pd.Series:
     """Position of each tier in ``order`` (0 = best); NaN for codes not in the vocabulary."""
-    return tiers.map({code: i for i, code in enumerate(order)}).astype(float)
+    # looked up once per distinct tier, not once per customer
+    codes, uniques = pd.factorize(tiers)
+    rank = {code: i for i, code in enumerate(order)}
+    known = np.array([rank.get(u, np.nan) for u in uniques] + [np.nan], dtype=float)
+    return pd.Series(known[codes], index=tiers.index, name=tiers.name)  # code -1: missing
 
 
 def retier(
