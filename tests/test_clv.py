@@ -765,6 +765,28 @@ def test_review_on_demo_data_contractual_and_its_fallback(tmp_path, demo_contrac
     assert clv.choose_model(ds2.params, ds2) == (clv.TRANSACTIONS, "no_contracts")
 
 
+def test_frames_read_with_engine_to_pandas_equal_ibis(tmp_path, demo_contractual, monkeypatch):
+    """Chains, contract valuations and customer attributes read through
+    ``fupan.engine.to_pandas`` are the frames Ibis' own ``to_pandas`` gave."""
+    ds = connect(tmp_path, demo_contractual, extra="business_model: contractual\n")
+    now = TS(ds.params.as_of) + pd.Timedelta(days=1)
+    status = churn_status(ds)
+
+    def frames():
+        val = clv.value_contracts(ds, now, ds.params.ltv)
+        return (
+            clv.contract_chains(ds, now),
+            val.values,
+            val.chains,
+            clv.customer_attributes(ds, status),
+        )
+
+    fast = frames()
+    monkeypatch.setattr(clv.engine, "to_pandas", lambda expr: expr.to_pandas())
+    for got, want in zip(fast, frames(), strict=True):
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+
 def test_valuation_uses_nothing_dated_on_or_after_its_snapshot(tmp_path, demo_small):
     """Plant large orders dated on a snapshot: its valuation does not move; the next day's does."""
     snap = TS("2026-03-01")

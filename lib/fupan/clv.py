@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 from scipy.special import betaln
 from threadpoolctl import threadpool_limits
 
-from fupan import cache
+from fupan import cache, engine
 from fupan.data import Dataset
 from fupan.ltv import (
     UNIT_DAYS,
@@ -394,7 +394,7 @@ def contract_chains(ds: Dataset, snapshot: Any) -> pd.DataFrame:
         last_end=c.end_date.max(),
         annual_value=c.annual_value.argmax(c.start_date),
     )
-    df = per.order_by(["customer_id", "chain"]).to_pandas()
+    df = engine.to_pandas(per.order_by(["customer_id", "chain"]))
     for col in ("first_start", "last_end"):
         df[col] = pd.to_datetime(df[col])
     df["annual_value"] = df["annual_value"].astype(float)
@@ -538,9 +538,9 @@ def value_contracts(
         chains = contract_chains(ds, snap)
     if period_years is None:
         period_years = contract_period_years(ds)
-    tiers = (
-        ds["customers"].select("customer_id", "tier").to_pandas().set_index("customer_id")["tier"]
-    )
+    tiers = engine.to_pandas(ds["customers"].select("customer_id", "tier")).set_index(
+        "customer_id"
+    )["tier"]
     seg = segment_of(chains, tiers, ltv.sbg_segment)
     models, uses = fit_sbg(chains, seg, ltv.sbg_min_chains, ltv.sbg_min_churned)
     running = chains[~chains.ended].copy()
@@ -1165,7 +1165,7 @@ def customer_attributes(ds: Dataset, status: pd.DataFrame) -> pd.DataFrame:
     """One row per customer: name, tier, industry, acquisition-year cohort and churn details."""
     cust = ds["customers"]
     cols = [c for c in ("customer_id", "customer_name", "tier", "industry") if c in cust.columns]
-    df = cust.select(cols).to_pandas()
+    df = engine.to_pandas(cust.select(cols))
     st = status[["customer_id", "acquired_at", "reason", "competitor", "lost_value"]]
     df = df.merge(st, on="customer_id", how="left")
     df["cohort"] = pd.to_datetime(df.acquired_at).dt.year.astype("Int64").astype(str)
