@@ -40,6 +40,7 @@ from scipy.spatial.distance import squareform
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
+from fupan import engine
 from fupan import features as F
 
 METHODS = ("logit", "cox", "gbm")
@@ -160,7 +161,7 @@ def driver_rows(
     info = {"inferred_churners_left_out": 0, "open_rows_only": False, "renewal_due_only": False}
     if (status.source == "recorded").any():
         inferred = set(status.customer_id[status.source == "dormancy"])
-        mask = ~snap.customer_id.isin(inferred)
+        mask = pd.Series(~engine.isin(snap.customer_id, inferred), index=snap.index)
         info["inferred_churners_left_out"] = len(inferred)
     else:
         mask = open_rows(snap, params)

@@ -253,7 +253,7 @@ def _fit_pairs(
         rng = np.random.default_rng(seed)
         chosen = set(rng.choice(np.sort(ids), size=max_customers, replace=False).tolist())
         # hash lookup: np.isin compares object arrays element by element (minutes at 100k)
-        keep = pd.Index(ids).isin(list(chosen))
+        keep = engine.isin(ids, chosen)
     parts = []
     for s in dates:
         s = pd.Timestamp(s)
@@ -1214,7 +1214,7 @@ def _sample_ids(ids: np.ndarray, n: int, seed: int) -> np.ndarray:
 def _check_sample(live: pd.DataFrame, seed: int) -> pd.DataFrame:
     """The live customers whose projection checks the model's level (a seeded sample)."""
     ids = _sample_ids(live.customer_id.to_numpy(), 20_000, seed)
-    return live[live.customer_id.isin(ids)][["customer_id", "acquired_at"]]
+    return live[engine.isin(live.customer_id, ids)][["customer_id", "acquired_at"]]
 
 
 def _model_info(
@@ -1570,7 +1570,10 @@ def simulate(
         names += [n for n in levers if n not in names]
         proj_names = [n for n in dict.fromkeys([*names, "spend_365d"]) if n in avail]
         wanted = np.unique(np.concatenate([targets[s.name] for s in retention]))
-        projected = cust[cust.customer_id.isin(wanted) & ~cust.customer_id.isin(check.customer_id)]
+        projected = cust[
+            engine.isin(cust.customer_id, wanted)
+            & ~engine.isin(cust.customer_id, check.customer_id)
+        ]
         traj_pairs = pd.concat(
             [
                 check_pairs,
@@ -1590,7 +1593,7 @@ def simulate(
     if retention:
         traj_all = _with_features(traj_pairs, table, proj_names)
         union = np.unique(np.concatenate([targets[s.name] for s in retention]))
-        traj = traj_all[pd.Index(traj_all.customer_id).isin(union)].reset_index(drop=True)
+        traj = traj_all[engine.isin(traj_all.customer_id, union)].reset_index(drop=True)
         Z0 = model.matrix(traj)
         row_ids = traj.customer_id.to_numpy()
         values, value_model = customer_values(ds, now)
@@ -1609,7 +1612,7 @@ def simulate(
         for s in retention:
             ids = targets[s.name]
             pos = pd.Series(np.arange(len(ids)), index=ids)
-            sel = np.flatnonzero(pd.Index(row_ids).isin(ids))  # hash lookup, not np.isin
+            sel = np.flatnonzero(engine.isin(row_ids, ids))
             sub = traj.iloc[sel]
             changed, extra = apply_change(sub, s, tiers, policy)
             codes = pos.reindex(sub.customer_id).to_numpy(dtype=np.int64)
@@ -1684,7 +1687,7 @@ def simulate(
                     u = fates[name].random(len(p.ids))  # drawn in replicate order
                     expected[name].append(_expected(p, lam0, lam1))
                     realised[name].append(_realised(p, lam0, lam1, u))
-        tl = traj_all[pd.Index(traj_all.customer_id).isin(check.customer_id)]
+        tl = traj_all[engine.isin(traj_all.customer_id, check.customer_id)]
         info_model = _model_info(ds, fit, status, tl.reset_index(drop=True), eff_reps, level)
         for p in packs:
             s = p.scenario
