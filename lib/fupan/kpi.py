@@ -361,6 +361,10 @@ def status_of(
 # Computation context
 
 
+# What the KPIs read of a churn status (churn rates, win-back, active customers, facts).
+_STATUS_COLUMNS = ("customer_id", "acquired_at", "churned_at", "churned", "last_order")
+
+
 class _Ctx:
     """One dataset, with per-date caches (churn status, CLV, at-risk lists)."""
 
@@ -381,8 +385,14 @@ class _Ctx:
         self._health: dict[tuple[dt.date, dt.date | None], tuple[Any, str | None]] = {}
 
     def status(self, day: dt.date) -> pd.DataFrame:
+        """:func:`fupan.outcomes.churn_status` at ``day``, with the columns the KPIs read.
+
+        A report holds the status at some 36 month ends; at a million customers the full
+        frames (reasons, competitors, sources) took 5 GB together.
+        """
         if day not in self._status:
-            self._status[day] = outcomes.churn_status(self.ds, day)
+            full = outcomes.churn_status(self.ds, day)
+            self._status[day] = full[list(_STATUS_COLUMNS)].copy()
         return self._status[day]
 
     def active(self, day: dt.date) -> pd.DataFrame:
