@@ -189,27 +189,32 @@ def _recording_notebook(path: Path, code: str) -> None:
 
 
 def test_parallel_notebooks_record_every_figure_and_wait_for_their_inputs(tmp_path, tiny_params):
-    # Two notebooks run at once and record 150 figures each into one results.json; chapter 5
-    # reads chapter 2's and 3's models from the run cache, so it starts only after both.
+    # Two notebooks run at once and record 150 figures each into one results.json; chapter 3
+    # quotes chapter 2's export and chapter 5 reads chapter 2's and 3's models from the run
+    # cache, so they wait; chapter 2, waited for, starts before chapter 0.
     nb_dir = tmp_path / "nbs"
     nb_dir.mkdir()
-    names = ["02_churn_root_cause", "03_ltv_loss", "05_kpi_tracking"]
+    names = ["00_data_check", "02_churn_root_cause", "03_ltv_loss", "05_kpi_tracking"]
     for nb in names:
         key = nb[:2]
         _recording_notebook(
             nb_dir / f"{nb}.ipynb",
             f"rec.record('t.{key}_start', time.time())\n"
             f"for i in range(150):\n    rec.record(f'fig.{key}.k{{i}}', i)\n"
-            f"time.sleep(2)\nrec.record('t.{key}_end', time.time())\n",
+            f"time.sleep(4)\nrec.record('t.{key}_end', time.time())\n",
         )
     params = fparams.load(tiny_params, notebooks=names, parallel_notebooks=2)
+    logged: list[str] = []
     res = runner.run(
-        params, tiny_params, reports_dir=tmp_path / "r", notebook_dir=nb_dir, log=lambda m: None
+        params, tiny_params, reports_dir=tmp_path / "r", notebook_dir=nb_dir, log=logged.append
     )
+    started = [m.split()[-2] for m in logged if m.endswith(" …")]
+    assert started == ["02_churn_root_cause", "00_data_check", "03_ltv_loss", "05_kpi_tracking"]
     fig, t = res.results["fig"], res.results["t"]
     assert all(len(fig[nb[:2]]) == 150 for nb in names)
-    # 02 and 03 overlapped; 05 began after both ended
-    assert t["02_start"] < t["03_end"] and t["03_start"] < t["02_end"]
+    # 00 and 02 overlapped; 03 after 02; 05 after 02 and 03
+    assert t["00_start"] < t["02_end"] and t["02_start"] < t["00_end"]
+    assert t["03_start"] >= t["02_end"]
     assert t["05_start"] >= max(t["02_end"], t["03_end"])
     assert not list((tmp_path / "r").rglob(".results.json.lock"))
     assert set(res.timings) >= set(names)

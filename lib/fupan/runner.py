@@ -319,10 +319,12 @@ def run(
             signal.signal(sig, handler)
 
 
-#: Notebooks that read what an earlier notebook of the run keeps in the run cache
-#: (:mod:`fupan.cache`): chapter 2's health model and chapter 3's valuations. Started before
-#: those are done they would still be right, but would compute the same models again.
+#: Notebooks that use what an earlier notebook of the run leaves: chapter 3 quotes the
+#: at-risk list chapter 2 exports (otherwise it would score the customers again, and say
+#: so); chapters 4 and 5 read chapter 2's health model and chapter 3's valuations from the
+#: run cache (:mod:`fupan.cache`; started earlier they would compute them again).
 WAITS_FOR: dict[str, tuple[str, ...]] = {
+    "03_ltv_loss": ("02_churn_root_cause",),
     "04_strategy_simulation": ("02_churn_root_cause", "03_ltv_loss"),
     "05_kpi_tracking": ("02_churn_root_cause", "03_ltv_loss"),
 }
@@ -351,17 +353,23 @@ def _execute_all(
 
     Each notebook runs in its own process (which starts its own kernel), so an interrupt
     or a failure stops every running notebook and its kernel, and each process's memory
-    is its own. Notebooks start in the params' order once what they wait for
-    (:data:`WAITS_FOR`) is done; the first failure stops the others and is raised.
+    is its own. A notebook starts once what it waits for (:data:`WAITS_FOR`) is done; of
+    those ready, the ones others wait for first, then the params' order (one at a time:
+    the params' order). The first failure stops the others and is raised.
     """
     order = list(params.notebooks)
     waits = {
         nb: {d for d in WAITS_FOR.get(nb, ()) if d in order[: order.index(nb)]} for nb in order
     }
-    pending, running, done = list(order), {}, set()
     total = len(order)
     # without fcntl (Windows) results.json has no lock: one notebook at a time
     slots = max(1, params.parallel_notebooks) if results_lock_available() else 1
+    pending, running, done = list(order), {}, set()
+    if slots > 1:
+        # of the notebooks ready to start, the one others wait for goes first (chapter 2
+        # before chapters 0 and 1): it starts the chain that ends the run
+        waited_on = {nb: sum(nb in waits[m] for m in order) for nb in order}
+        pending.sort(key=lambda nb: -waited_on[nb])
     try:
         while pending or running:
             while len(running) < slots:
