@@ -1186,3 +1186,72 @@ def test_arrival_counts_equal_the_grid_queries(tmp_path, as_of):
             assert len({g["latest"] for g in got.values()}) > 5
     finally:
         d.close()
+
+
+def _with_top_ties(gen: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Three big customers with the same orders (amounts exact in binary, so every order of
+    addition gives equal sums): the top-N cut falls inside their tie."""
+    c, o = gen["customers"], gen["orders"]
+    twins = pd.DataFrame(
+        {
+            "customer_id": ["T2", "T0", "T1"],
+            "acquired_at": "2022-01-01",
+            "industry": "retail",
+            "region": "华东",
+            "tier": "gold",
+            "account_manager": "AM-1",
+        }
+    )
+    days = pd.date_range("2022-01-15", "2026-10-15", freq="MS").strftime("%Y-%m-%d")
+    rows = [
+        (f"TO{t}{i}", t, d, 5000.25 + 0.25 * (i % 3))
+        for t in twins.customer_id
+        for i, d in enumerate(days)
+    ]
+    orders = pd.DataFrame(rows, columns=["order_id", "customer_id", "order_date", "amount"])
+    return {"customers": pd.concat([c, twins]), "orders": pd.concat([o, orders])}
+
+
+def _random_contracts(seed: int, customers: pd.DataFrame, n: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    who = rng.choice(customers.customer_id.to_numpy(), n)
+    start = pd.Timestamp("2022-01-01") + pd.to_timedelta(rng.integers(0, 4 * 365, n), "D")
+    end = start + pd.to_timedelta(rng.integers(150, 400, n), "D")
+    return pd.DataFrame(
+        {
+            "contract_id": [f"K{i}" for i in range(n)],
+            "customer_id": who,
+            "start_date": start.strftime("%Y-%m-%d"),
+            "end_date": end.strftime("%Y-%m-%d"),
+            "annual_value": 1000.0,
+            "renewal_of": None,
+        }
+    )
+
+
+@pytest.mark.parametrize("seed, as_of", [(9, "2026-10-31"), (10, "2026-10-17")])
+def test_top_customers_equal_the_ranking_query(tmp_path, seed, as_of, monkeypatch):
+    gen = _with_top_ties(_random_orders(seed))
+    gen["contracts"] = _random_contracts(seed, gen["customers"])
+    drop = ("surveys", "tickets", "touches", "churn_events")
+    data = write_fixture(tmp_path / "data", drop=drop, **gen)
+    d = fdata.load(fparams.load(params_file(tmp_path, data, as_of=as_of)))
+    try:
+        windows = [
+            kpi.Window.of(m, d.params) for m in kpi.month_range("2023-06", kpi.parse_month(as_of))
+        ]
+        ctx = kpi._Ctx(d)
+        got = kpi._top_customers(ctx, windows)
+        want = kpi._top_by_query(ctx, kpi._grid(windows)).to_pandas()
+        rows = kpi.renewal_kpis(ctx, windows)
+        monkeypatch.setattr(kpi, "_top_customers", lambda ctx, windows: None)
+        rows_query = kpi.renewal_kpis(kpi._Ctx(d), windows)
+    finally:
+        d.close()
+    assert d.params.diagnosis.top_n == 2
+    key = ["t_month", "t_cid"]
+    assert sorted(map(tuple, got[key].to_numpy())) == sorted(map(tuple, want[key].to_numpy()))
+    # the twins tie: the cut keeps the smaller ids
+    assert {"T0", "T1"} <= set(got.t_cid) and "T2" not in set(got.t_cid)
+    assert rows == rows_query
+    assert len({r["value"] for r in rows if r["kpi"] == "renewal_rate_top_n"}) > 2

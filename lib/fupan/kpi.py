@@ -380,6 +380,7 @@ class _Ctx:
         self.health_months = health_months
         self._status: dict[dt.date, pd.DataFrame] = {}
         self._active: dict[dt.date, pd.Series] = {}
+        self._orders: dict[tuple[dt.date, ...], _OrderSegments | None] = {}
         self._clv: dict[dt.date, tuple[pd.Series | None, str | None]] = {}
         self._risk: dict[dt.date, pd.DataFrame] = {}
         self._health: dict[tuple[dt.date, dt.date | None], tuple[Any, str | None]] = {}
@@ -399,6 +400,12 @@ class _Ctx:
         """Customers acquired by ``day`` and not churned by then."""
         s = self.status(day)
         return s[~s.churned]
+
+    def order_segments(self, bounds: tuple[dt.date, ...]) -> _OrderSegments | None:
+        """:func:`_order_segments` for these bounds, once (revenue and top-N share it)."""
+        if bounds not in self._orders:
+            self._orders[bounds] = _order_segments(self, list(bounds))
+        return self._orders[bounds]
 
     def active_ids(self, day: dt.date) -> pd.Series:
         """The ids of :meth:`active`, kept per day (several KPIs count them)."""
@@ -587,6 +594,59 @@ def _segment(day: ir.DateValue, bounds: list[dt.date], lo: int, hi: int) -> ir.I
     )
 
 
+@dataclass
+class _OrderSegments:
+    """Each customer's orders summed per segment ``(bounds[k], bounds[k + 1]]``.
+
+    One row per (customer, segment) with orders: ``code`` indexes ``ids`` (and ``acq``,
+    the customer's acquisition day), ``seg`` the segment, ``days`` the distinct purchase
+    days (amount >= 0), ``units`` the exact net amount in 10^-4 and ``amount`` its float
+    sum.
+    """
+
+    bounds: list[dt.date]
+    ids: pa.Array
+    acq: np.ndarray
+    code: np.ndarray
+    seg: np.ndarray
+    days: np.ndarray
+    units: np.ndarray
+    amount: np.ndarray
+
+
+def _order_segments(ctx: _Ctx, bounds: list[dt.date]) -> _OrderSegments | None:
+    """One pass over the orders (of customers in the customers table), summed per
+    customer and segment of ``bounds``; None when an exact sum does not fit in 64 bits."""
+    o = ctx.events("orders")
+    o = o.filter(o.order_date > bounds[0], o.order_date <= bounds[-1])
+    seg = _segment(o.order_date, bounds, 0, len(bounds) - 1)
+    day = ibis.ifelse(o.amount >= 0, o.order_date, ibis.null().cast("date"))
+    units = (o.amount.cast(_EXACT).sum() * _UNITS).try_cast("int64")
+    per = o.group_by(cid=o.customer_id, acq=o.acq, seg=seg).aggregate(
+        days=day.nunique(), units=units, amount=o.amount.sum()
+    )
+    t = per.to_pyarrow()
+    if t["units"].null_count:
+        return None  # a customer's segment sum does not fit in 64 bits
+    units_arr = t["units"].to_numpy(zero_copy_only=False)
+    # every partial sum of the revenue KPIs is bounded by the sum of absolute values
+    if float(np.abs(units_arr.astype(np.float64)).sum()) >= 2.0**62:
+        return None
+    code, ids = _codes(t["cid"])
+    acq = np.empty(len(ids), dtype="datetime64[D]")
+    acq[code] = t["acq"].to_numpy(zero_copy_only=False).astype("datetime64[D]")
+    return _OrderSegments(
+        bounds=bounds,
+        ids=ids,
+        acq=acq,
+        code=code,
+        seg=t["seg"].to_numpy(zero_copy_only=False).astype(np.int64),
+        days=t["days"].to_numpy(zero_copy_only=False).astype(np.int64),
+        units=units_arr,
+        amount=t["amount"].to_numpy(zero_copy_only=False).astype(np.float64),
+    )
+
+
 def _revenue_by_segment(ctx: _Ctx, windows: list[Window]) -> dict[str, dict[str, Any]] | None:
     """The revenue KPIs' per-month totals, equal to :func:`_revenue_by_query`'s.
 
@@ -601,28 +661,18 @@ def _revenue_by_segment(ctx: _Ctx, windows: list[Window]) -> dict[str, dict[str,
     the per-month query).
     """
     bounds = sorted({d for w in windows for d in (w.y2, w.y1, w.end)})
-    o = ctx.events("orders")
-    o = o.filter(o.order_date > bounds[0], o.order_date <= bounds[-1])
-    seg = _segment(o.order_date, bounds, 0, len(bounds) - 1)
-    day = ibis.ifelse(o.amount >= 0, o.order_date, ibis.null().cast("date"))
-    units = (o.amount.cast(_EXACT).sum() * _UNITS).try_cast("int64")
-    per = o.group_by(cid=o.customer_id, acq=o.acq, seg=seg).aggregate(
-        days=day.nunique(), units=units
-    )
-    t = per.to_pyarrow()
-    if t["units"].null_count:
-        return None  # a customer's segment sum does not fit in 64 bits
-    n_seg = len(bounds) - 1
-    units_arr = t["units"].to_numpy(zero_copy_only=False)
-    # every partial sum below is bounded by the sum of absolute values
-    if float(np.abs(units_arr.astype(np.float64)).sum()) >= 2.0**62:
+    segs_of = ctx.order_segments(tuple(bounds))
+    if segs_of is None:
         return None
-    code, ids = _codes(t["cid"])
-    n_cust = len(ids)
-    acq = np.empty(n_cust, dtype="datetime64[D]")
-    acq[code] = t["acq"].to_numpy(zero_copy_only=False).astype("datetime64[D]")
-    segs = t["seg"].to_numpy(zero_copy_only=False).astype(np.int64)
-    days = t["days"].to_numpy(zero_copy_only=False).astype(np.int64)
+    n_seg = len(bounds) - 1
+    code, segs, days, units_arr, acq = (
+        segs_of.code,
+        segs_of.seg,
+        segs_of.days,
+        segs_of.units,
+        segs_of.acq,
+    )
+    n_cust = len(segs_of.ids)
     pos = {b: k for k, b in enumerate(bounds)}
     spans = [(w, pos[w.y2], pos[w.y1], pos[w.end]) for w in windows]
     ends = np.array([np.datetime64(w.end, "D") for w in windows])
@@ -735,6 +785,73 @@ def _renewed_contracts(ctx: _Ctx) -> ir.Table:
     )
 
 
+def _top_by_query(ctx: _Ctx, grid: ir.Table) -> ir.Table:
+    """Per month, the top ``diagnosis.top_n`` customers by net revenue in ``(y2, y1]``
+    (acquired by the month end), ties by id: one query joining every order to the months
+    whose prior year holds it. :func:`_top_customers` is checked against it, and falls
+    back to it."""
+    o = ctx.events("orders")
+    oj = o.join(grid, [o.order_date > grid.m_y2, o.order_date <= grid.m_y1, o.acq <= grid.m_end])
+    rev = oj.group_by(["m_month", "customer_id"]).aggregate(rev=oj.amount.sum())
+    rev = rev.filter(rev.rev > 0)
+    rank = ibis.row_number().over(
+        group_by=rev.m_month, order_by=[ibis.desc(rev.rev), rev.customer_id]
+    )
+    top = rev.mutate(rk=rank).filter(lambda t: t.rk < ctx.params.diagnosis.top_n)
+    return top.select(t_month="m_month", t_cid="customer_id")
+
+
+def _top_customers(ctx: _Ctx, windows: list[Window]) -> pd.DataFrame | None:
+    """:func:`_top_by_query`'s customers from the orders' segment sums (shared with the
+    revenue KPIs), without joining every order to twelve months.
+
+    A customer's revenue in ``(y2, y1]`` is the float sum of their segment sums there, so
+    it equals the query's sum up to float rounding (the query's own order of addition
+    follows the engine's threads); the ranking differs only where two customers' revenues
+    differ by less than that at the top-N cut.
+
+    Returns
+    -------
+    ``t_month, t_cid`` rows, or None when the segment sums are not available.
+    """
+    bounds = sorted({d for w in windows for d in (w.y2, w.y1, w.end)})
+    segs = ctx.order_segments(tuple(bounds))
+    if segs is None:
+        return None
+    k = int(ctx.params.diagnosis.top_n)
+    pos = {b: i for i, b in enumerate(bounds)}
+    n = len(segs.ids)
+    months: list[str] = []
+    chosen: list[np.ndarray] = []
+    for w in windows:
+        rows = (segs.seg >= pos[w.y2]) & (segs.seg < pos[w.y1])
+        rows &= segs.acq[segs.code] <= np.datetime64(w.end, "D")
+        rev = np.bincount(segs.code[rows], weights=segs.amount[rows], minlength=n)
+        top = _largest(rev, segs.ids, k)
+        months += [w.month] * len(top)
+        chosen.append(top)
+    codes = np.concatenate(chosen) if chosen else np.array([], dtype=np.int64)
+    ids = segs.ids.take(pa.array(codes, type=pa.int64())).to_pylist()
+    return pd.DataFrame({"t_month": months, "t_cid": ids}, dtype=object)
+
+
+def _largest(rev: np.ndarray, ids: pa.Array, k: int) -> np.ndarray:
+    """Positions of the ``k`` largest positive values, ties broken by the smaller id (the
+    query's ``row_number() over (order by rev desc, id)``)."""
+    cand = np.flatnonzero(rev > 0)
+    if k <= 0:
+        return cand[:0]
+    if len(cand) <= k:
+        return cand
+    r = rev[cand]
+    kth = np.partition(r, len(r) - k)[len(r) - k]
+    sure = cand[r > kth]
+    tied = cand[r == kth]
+    names = ids.take(pa.array(tied, type=pa.int64())).to_pylist()
+    by_id = sorted(range(len(tied)), key=names.__getitem__)[: k - len(sure)]
+    return np.concatenate([sure, tied[by_id]])
+
+
 def renewal_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
     """Renewal rate: contracts decided (end + grace) in the trailing 12 months that were renewed.
 
@@ -748,16 +865,12 @@ def renewal_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
     grid = _grid(windows)
     c = _renewed_contracts(ctx)
     j = c.join(grid, [c.decided > grid.m_y1, c.decided <= grid.m_end, c.acq <= grid.m_end])
-    # top-N by revenue in (y2, y1]: per month, rank customers
-    o = ctx.events("orders")
-    oj = o.join(grid, [o.order_date > grid.m_y2, o.order_date <= grid.m_y1, o.acq <= grid.m_end])
-    rev = oj.group_by(["m_month", "customer_id"]).aggregate(rev=oj.amount.sum())
-    rev = rev.filter(rev.rev > 0)
-    rank = ibis.row_number().over(
-        group_by=rev.m_month, order_by=[ibis.desc(rev.rev), rev.customer_id]
-    )
-    top = rev.mutate(rk=rank).filter(lambda t: t.rk < ctx.params.diagnosis.top_n)
-    top = top.select(t_month="m_month", t_cid="customer_id", is_top=ibis.literal(True))
+    top = _top_customers(ctx, windows)
+    if top is None:
+        top = _top_by_query(ctx, grid)
+    else:
+        top = ibis.memtable(top, schema={"t_month": "string", "t_cid": "string"})
+    top = top.select("t_month", "t_cid", is_top=ibis.literal(True))
     jt = j.left_join(top, [j.m_month == top.t_month, j.customer_id == top.t_cid])
     jt = jt.mutate(is_top=jt.is_top.fill_null(False))
     agg = jt.group_by("m_month").aggregate(
