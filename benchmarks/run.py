@@ -158,19 +158,26 @@ def compare_lifetimes(data: Path, ours: dict) -> dict:
 
 
 _DONE = re.compile(r"^\[fupan\] \[\d+/\d+\] (\S+) done in ([\d.]+)s")
+_START = re.compile(r"^\[fupan\] \[\d+/\d+\] (\S+) …")
 _DATA_OK = re.compile(r"^\[fupan\] data ok .* in ([\d.]+)s")
 
 
 def _parse_log(m: measure.Measurement) -> dict:
     out: dict = {"notebooks": {}}
-    last_done = None
+    last_done = first_start = None
     for t, line in m.lines:
         if hit := _DATA_OK.match(line):
             out["load_validate"] = float(hit.group(1))
             last_done = t
+        elif hit := _START.match(line):
+            first_start = t if first_start is None else first_start
         elif hit := _DONE.match(line):
             out["notebooks"][hit.group(1)] = float(hit.group(2))
             last_done = t
+            if first_start is not None:
+                # notebooks run side by side (params.parallel_notebooks): their wall time
+                # is first start to last end, not the sum of their times
+                out["notebooks_wall_seconds"] = round(t - first_start, 2)
         elif line.startswith("[fupan] deck:") and last_done is not None:
             # the deck (summary slides, every chapter's slides, one HTML file) is rendered
             # between the last notebook and this line
@@ -283,7 +290,8 @@ def review(n: int, data: Path, keep: bool, retry: bool = True) -> dict:
     res["complete"] = bool(res.get("ok")) and not failed
     if res.get("ok") and res.get("notebooks") and res.get("load_validate") is not None:
         # process start, params, slides taken from each notebook, summary, deck, folder moves
-        inside = res["load_validate"] + sum(res["notebooks"].values())
+        nb_wall = res.get("notebooks_wall_seconds") or sum(res["notebooks"].values())
+        inside = res["load_validate"] + nb_wall
         res["outside_notebooks_seconds"] = round(res["seconds"] - inside, 2)
     res["notebooks_in_params"] = notebooks
     if len(attempts) > 1:
@@ -571,6 +579,8 @@ def table(result: dict) -> str:
                 extra.append(f"load {rev['load_validate']:.0f}s")
             if nb:
                 extra.append(nb)
+            if rev.get("notebooks_wall_seconds") is not None:
+                extra.append(f"notebooks together {rev['notebooks_wall_seconds']:.0f}s wall")
             if rev.get("render_seconds") is not None:
                 extra.append(f"render {rev['render_seconds']:.0f}s")
             if rev.get("outside_notebooks_seconds") is not None:
