@@ -635,13 +635,14 @@ def _order_segments(ctx: _Ctx, bounds: list[dt.date]) -> _OrderSegments | None:
     code, ids = _codes(t["cid"])
     acq = np.empty(len(ids), dtype="datetime64[D]")
     acq[code] = t["acq"].to_numpy(zero_copy_only=False).astype("datetime64[D]")
+    # narrow types: the report holds these for every (customer, segment) with orders
     return _OrderSegments(
         bounds=bounds,
         ids=ids,
         acq=acq,
-        code=code,
-        seg=t["seg"].to_numpy(zero_copy_only=False).astype(np.int64),
-        days=t["days"].to_numpy(zero_copy_only=False).astype(np.int64),
+        code=code.astype(np.int32),
+        seg=t["seg"].to_numpy(zero_copy_only=False).astype(np.int32),
+        days=t["days"].to_numpy(zero_copy_only=False).astype(np.int32),
         units=units_arr,
         amount=t["amount"].to_numpy(zero_copy_only=False).astype(np.float64),
     )
