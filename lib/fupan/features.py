@@ -671,7 +671,9 @@ def feature_expr(
     )
 
 
-def _to_frame(expr: ir.Table, names: Sequence[str]) -> pd.DataFrame:
+def to_frame(expr: ir.Table, names: Sequence[str]) -> pd.DataFrame:
+    """A :func:`feature_expr` result in pandas: dates as datetimes, categorical features as
+    objects with ``None`` for missing, every other feature as float64."""
     df = engine.to_pandas(expr)
     df["snapshot_date"] = pd.to_datetime(df["snapshot_date"])
     for n in names:
@@ -698,7 +700,7 @@ def customer_features(
     pairs = c.filter(c.acquired_at < ibis.literal(day)).select(
         "customer_id", snapshot_date=ibis.literal(day)
     )
-    df = _to_frame(feature_expr(ds, pairs, names), names)
+    df = to_frame(feature_expr(ds, pairs, names), names)
     return df.sort_values("customer_id").reset_index(drop=True)
 
 
@@ -786,7 +788,7 @@ def snapshots(
             "label_complete",
         ]
         return pd.DataFrame(columns=cols)
-    feats = _to_frame(feature_expr(work, pairs[["customer_id", "snapshot_date"]], names), names)
+    feats = to_frame(feature_expr(work, pairs[["customer_id", "snapshot_date"]], names), names)
     if work is not ds:
         work.close()
     out = pairs.merge(feats, on=["customer_id", "snapshot_date"], how="left", validate="1:1")
