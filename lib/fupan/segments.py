@@ -139,8 +139,12 @@ def customer_features(
 
     c = ds["customers"].filter(lambda t: t.acquired_at <= lit_cut)
     o = ds["orders"].filter(lambda t: t.order_date <= lit_cut)
-    o = o.inner_join(c.select("customer_id", "acquired_at"), "customer_id")
-    first_end = (o.acquired_at + ibis.interval(years=1)).cast("date")
+    # the end of each customer's first year, worked out once per customer, not per order
+    first_year = c.select(
+        "customer_id", first_end=(c.acquired_at + ibis.interval(years=1)).cast("date")
+    )
+    o = o.inner_join(first_year, "customer_id")
+    first_end = o.first_end
 
     def _sum_if(cond: ibis.expr.types.BooleanValue) -> ibis.expr.types.Value:
         return ibis.ifelse(cond, o.amount, 0.0).sum()
