@@ -162,6 +162,19 @@ def test_orphans_dropped_or_fatal_by_policy(tmp_path):
         fdata.load(fparams.load(path))
 
 
+@pytest.mark.parametrize("table", ["churn_events", "activity"])
+def test_orphans_of_tables_without_their_own_key_are_reported(tmp_path, table):
+    # these tables name customer_id as their example key: it must appear once, not crash
+    frame = tiny.frames()[table].copy()
+    frame = pd.concat([frame, frame.iloc[[0]].assign(customer_id="C99")], ignore_index=True)
+    data = tiny.write(tmp_path / "d", **{table: frame})
+    with fdata.loaded(_params(tmp_path, data)) as ds:
+        p = _problem(ds.report, "orphans")
+        assert p.severity == "warning" and p.table == table
+        assert p.examples[0]["customer_id"] == "C99" and p.examples[0]["row"] == len(frame) + 1
+        assert ds[table].count().to_pyarrow().as_py() == len(frame) - 1
+
+
 def test_rows_after_as_of_are_excluded_and_reported(tmp_path):
     o = tiny.frames()["orders"].copy()
     o.loc[0, "order_date"] = "2027-01-01"

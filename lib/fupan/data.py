@@ -398,7 +398,8 @@ def _stage_raw_from_duckdb(con: Any, catalog: str, table: Table, name: str) -> N
 def _examples(
     t: ir.Table, pred: ir.BooleanValue, cols: list[str], n: int = 5
 ) -> list[dict[str, Any]]:
-    keep = [c for c in ["_row", *cols] if c in t.columns]
+    # a table without its own key names customer_id twice (as key and as the column)
+    keep = list(dict.fromkeys(c for c in ["_row", *cols] if c in t.columns))
     rows = t.filter(pred).select(keep).order_by("_row").limit(n).to_pyarrow().to_pylist()
     return [
         {("row" if k == "_row" else k.removeprefix("_raw_")): v for k, v in r.items()} for r in rows
