@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from fupan import data as fdata
-from fupan import i18n, kpi
+from fupan import engine, i18n, kpi
 from fupan import params as fparams
 
 AS_OF = "2026-10-31"
@@ -1107,10 +1107,10 @@ def test_isin_equals_pandas_isin(dtype):
         pd.Series([], dtype=dtype),
     ):
         want = values.isin(allowed).to_numpy()
-        assert kpi._isin(values, allowed).tolist() == want.tolist()
-        assert kpi._isin(values, pa.array(allowed, from_pandas=True)).tolist() == want.tolist()
+        assert engine.isin(values, allowed).tolist() == want.tolist()
+        assert engine.isin(values, pa.array(allowed, from_pandas=True)).tolist() == want.tolist()
     ints = pd.Series([1, 2, 3])
-    assert kpi._isin(ints, pd.Series([3, 1])).tolist() == [True, False, True]
+    assert engine.isin(ints, pd.Series([3, 1])).tolist() == [True, False, True]
 
 
 def _arrivals_reference(ev, grid):

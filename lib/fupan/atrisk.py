@@ -155,13 +155,7 @@ def live_features(
         ignore_index=True,
     )
     expr = F.feature_expr(ds, pairs, names)
-    df = engine.to_pandas(expr.order_by(["snapshot_date", "customer_id"]))
-    df["snapshot_date"] = pd.to_datetime(df["snapshot_date"])
-    for n in names:
-        if F.feature(n).kind == "categorical":
-            df[n] = df[n].astype(object).where(df[n].notna(), None)
-        else:
-            df[n] = pd.to_numeric(df[n], errors="coerce").astype("float64")
+    df = F.to_frame(expr.order_by(["snapshot_date", "customer_id"]), names)
     at = df["snapshot_date"].to_numpy()
     return {d: df[at == np.datetime64(d)].reset_index(drop=True) for d in days}
 
