@@ -31,7 +31,7 @@ from fupan import engine
 from fupan.data import Dataset
 from fupan.outcomes import churn_rate, rate_with_ci
 from fupan.params import Params
-from fupan.segments import isin, trailing_start
+from fupan.segments import trailing_start
 
 
 def review_window(params: Params) -> tuple[dt.date, dt.date]:
@@ -296,7 +296,9 @@ def failure_point(
     the excess cannot be estimated).
     """
     then = set(affected_then)
-    ex = excess_churn(isin(at_start.customer_id, then), at_start.churned_in_period, at_start.tier)
+    ex = excess_churn(
+        engine.isin(at_start.customer_id, then), at_start.churned_in_period, at_start.tier
+    )
     exposed = segment_revenue(affected_now, revenue)
     excess = ex["excess"]
     return {
@@ -353,5 +355,5 @@ def rank_failure_points(candidates: list[dict], top: int = 3) -> pd.DataFrame:
 def segment_revenue(customer_ids: pd.Series | set | list, revenue: pd.DataFrame) -> float:
     """Sum of non-negative revenue of the given customers (``revenue``: customer_id, revenue)."""
     ids = set(customer_ids)
-    r = revenue[isin(revenue.customer_id, ids)].revenue
+    r = revenue[engine.isin(revenue.customer_id, ids)].revenue
     return float(r.clip(lower=0).sum())

@@ -164,9 +164,9 @@ def isin(values: Any, members: Any) -> Any:
 
     pandas' ``isin`` on its Arrow-backed ``str`` dtype (customer ids, from every query)
     turns each of ``members`` into an Arrow scalar in Python first: about a second per
-    million members, however short ``values`` is. When both sides are text, Arrow's
-    hash-set kernel answers instead; anything else goes to pandas. Missing values match
-    each other, as in pandas.
+    million members, however short ``values`` is. When ``values`` are ``str`` and the
+    members are all text, Arrow's hash-set kernel answers instead; anything else goes to
+    pandas. Missing values match each other, as in pandas.
 
     Parameters
     ----------
@@ -182,25 +182,32 @@ def isin(values: Any, members: Any) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    left = pd.Index(values)
+    left = values if isinstance(values, pd.Series | pd.Index) else pd.Index(values)
+
+    def by_pandas() -> Any:
+        listed = members.to_pylist() if isinstance(members, pa.Array | pa.ChunkedArray) else members
+        if isinstance(listed, set | frozenset | dict):
+            listed = list(listed)
+        return np.asarray(pd.Index(left).isin(listed), dtype=bool)
+
+    dtype = left.dtype
+    if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
+        return by_pandas()
     if isinstance(members, pa.Array | pa.ChunkedArray):
-        right = members
+        found = members
+        if not (pa.types.is_string(found.type) or pa.types.is_large_string(found.type)):
+            return by_pandas()
     else:
-        listed = members if hasattr(members, "dtype") else list(members)
-        right = pd.Index(listed)
-    if pd.api.types.is_string_dtype(left.dtype):
-        try:
-            a = pa.array(left, type=pa.large_string(), from_pandas=True)
-            if isinstance(right, pd.Index):
-                if not pd.api.types.is_string_dtype(right.dtype):
-                    raise TypeError("members are not text")
-                right = pa.array(right, type=pa.large_string(), from_pandas=True)
-            b = right.cast(pa.large_string())
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
-            pass  # object ids that are not all text: pandas decides
+        mdtype = getattr(members, "dtype", None)
+        if isinstance(mdtype, pd.StringDtype) and mdtype.storage == "pyarrow":
+            found = pa.array(members)
         else:
-            hit = pc.is_in(a, value_set=b, skip_nulls=False)
-            return np.asarray(hit.fill_null(False), dtype=bool)
-    if isinstance(right, pa.Array | pa.ChunkedArray):
-        right = pd.Index(right.to_pylist())
-    return np.asarray(left.isin(right), dtype=bool)
+            listed = list(members)
+            if not all(type(m) is str for m in listed):
+                return by_pandas()
+            found = pa.array(listed, type=pa.large_string())
+    if len(found) == 0:
+        return np.zeros(len(left), dtype=bool)
+    column = pa.array(left)
+    hit = pc.is_in(column, value_set=found.cast(column.type))
+    return np.asarray(hit.fill_null(False), dtype=bool)

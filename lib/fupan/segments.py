@@ -22,10 +22,9 @@ the tier the business assigned, and their trailing-12-month spend is at least
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import ibis
 import numpy as np
@@ -62,49 +61,6 @@ def trailing_start(as_of: dt.date, years: int = 1) -> dt.date:
 
 def months_before(day: dt.date, months: int) -> dt.date:
     return (pd.Timestamp(day) - pd.DateOffset(months=months)).date()
-
-
-def isin(values: pd.Series, members: Iterable[Any]) -> np.ndarray:
-    """``values.isin(members).to_numpy()``, fast for Arrow-backed strings such as customer ids.
-
-    pandas' ``isin`` on an Arrow string column turns every one of ``members`` into an Arrow
-    scalar in Python first: about a second per million members, whatever the column's
-    length. Here a string column and members that are all strings (or a string column
-    themselves) go to Arrow's ``is_in`` as one array; anything else is left to pandas.
-    Missing values match each other as in pandas.
-
-    Parameters
-    ----------
-    values : the column to test.
-    members : a set, list, array, Series or Index of the values to look for.
-
-    Returns
-    -------
-    Boolean array, one entry per row of ``values``.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    dtype = values.dtype
-    if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
-        return values.isin(members).to_numpy(dtype=bool)
-    mdtype = getattr(members, "dtype", None)
-    if isinstance(mdtype, pd.StringDtype) and mdtype.storage == "pyarrow":
-        found = pa.array(members)
-    else:
-        listed = list(members)
-        if not all(type(m) is str for m in listed):
-            return values.isin(listed).to_numpy(dtype=bool)
-        found = pa.array(listed, type=pa.large_string())
-    if len(found) == 0:
-        return np.zeros(len(values), dtype=bool)
-    column = pa.array(values)
-    hit = pc.is_in(column, value_set=found.cast(column.type))
-    return np.asarray(hit.fill_null(False), dtype=bool)
-
-
-# --------------------------------------------------------------------------------------
-# Features
 
 
 def customer_features(
