@@ -216,23 +216,6 @@ def test_period_ledger_equals_the_per_customer_loop(seed):
     assert got.lost_ltv.notna().sum() > 20 and got.entry_snapshot.nunique() > 5
 
 
-@pytest.mark.parametrize(
-    "values, of",
-    [
-        (pd.Index(["b", "a", None, "中", "c"]), ["a", "中", "x"]),
-        (pd.Index(["b", "a", None, "c"]), pd.Index([None, "c"])),
-        (pd.Index(["b", "a"], dtype=object), np.array(["a"], dtype=object)),
-        (pd.Index([3, 1, 2]), [2, 5]),
-        (pd.Index(["1", "2"], dtype=object), [1, "2"]),
-        (pd.Index([], dtype=str), ["a"]),
-    ],
-)
-def test_isin_equals_pandas(values, of):
-    got = clv._isin(values, of)
-    assert got.dtype == bool
-    np.testing.assert_array_equal(got, values.isin(of))
-
-
 def test_loss_by_group_shares_rates_and_order():
     ledger = pd.DataFrame(
         {

@@ -86,3 +86,20 @@ def test_isin_answers_as_pandas_does(dtype):
     got = engine.isin(ids, pa.array(["C1", "C2"]))
     np.testing.assert_array_equal(got, [True, True, False, False, True, False])
     np.testing.assert_array_equal(engine.isin(pd.Series([1, 2, 3]), {2, 5}), [False, True, False])
+
+
+@pytest.mark.parametrize(
+    "values, of",
+    [
+        (pd.Index(["b", "a", None, "中", "c"]), ["a", "中", "x"]),
+        (pd.Index(["b", "a", None, "c"]), pd.Index([None, "c"])),
+        (pd.Index(["b", "a"], dtype=object), np.array(["a"], dtype=object)),
+        (pd.Index([3, 1, 2]), [2, 5]),
+        (pd.Index(["1", "2"], dtype=object), [1, "2"]),
+        (pd.Index([], dtype=str), ["a"]),
+    ],
+)
+def test_isin_on_indexes_equals_pandas(values, of):
+    got = engine.isin(values, of)
+    assert got.dtype == bool
+    np.testing.assert_array_equal(got, values.isin(of))
