@@ -7,11 +7,14 @@ import datetime as dt
 import ibis
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import tiny
 from fupan import data as fdata
 from fupan import engine, outcomes
 from fupan import params as fparams
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -103,3 +106,46 @@ def test_isin_on_indexes_equals_pandas(values, of):
     got = engine.isin(values, of)
     assert got.dtype == bool
     np.testing.assert_array_equal(got, values.isin(of))
+
+
+@pytest.mark.parametrize("dtype", ["str", object])
+def test_isin_with_nulls_and_arrow_members_equals_pandas(dtype):
+    rng = np.random.default_rng(7)
+    pool = np.array([f"C{i}" for i in range(300)] + ["客户", ""], dtype=object)
+    values = pd.Series(rng.choice(pool, 500), dtype=dtype)
+    values[::37] = None
+    for allowed in (
+        pd.Series(rng.choice(pool, 80), dtype=dtype),
+        pd.Series([None, "C1"], dtype=dtype),
+        pd.Series([], dtype=dtype),
+    ):
+        want = values.isin(allowed).to_numpy()
+        assert engine.isin(values, allowed).tolist() == want.tolist()
+        assert engine.isin(values, pa.array(allowed, from_pandas=True)).tolist() == want.tolist()
+    ints = pd.Series([1, 2, 3])
+    assert engine.isin(ints, pd.Series([3, 1])).tolist() == [True, False, True]
+
+
+_ID = st.one_of(st.none(), st.sampled_from(["C1", "C2", "C3", "é4", ""]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(_ID, max_size=30),
+    st.lists(st.one_of(_ID, st.just(float("nan")), st.integers(0, 3)), max_size=10),
+    st.sampled_from(["list", "set", "series", "index", "object", "array"]),
+    st.sampled_from(["str", "object"]),
+)
+def test_isin_equals_pandas(values, members, kind, dtype):
+    s = pd.Series(values, dtype=dtype)
+    if kind in ("series", "index"):
+        members = [m for m in members if not isinstance(m, int)]  # a str column of them
+        members = (pd.Series if kind == "series" else pd.Index)(members, dtype="str")
+    elif kind == "object":
+        members = pd.Series(members, dtype=object)
+    elif kind == "array":
+        members = np.array(members, dtype=object)
+    elif kind == "set":
+        members = set(members)
+    got = engine.isin(s, members)
+    assert got.dtype == bool and got.tolist() == s.isin(members).tolist()

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 from fupan import data as fdata
-from fupan import engine, i18n, kpi
+from fupan import i18n, kpi
 from fupan import params as fparams
 
 AS_OF = "2026-10-31"
@@ -1093,24 +1092,6 @@ def test_touch_and_winback_equal_the_per_month_code(tmp_path, seed, as_of):
     assert touch == touch_ref
     assert back == back_ref
     assert len({r["value"] for r in touch}) > 5 and len({r["value"] for r in back}) > 3
-
-
-@pytest.mark.parametrize("dtype", ["str", object])
-def test_isin_equals_pandas_isin(dtype):
-    rng = np.random.default_rng(7)
-    pool = np.array([f"C{i}" for i in range(300)] + ["客户", ""], dtype=object)
-    values = pd.Series(rng.choice(pool, 500), dtype=dtype)
-    values[::37] = None
-    for allowed in (
-        pd.Series(rng.choice(pool, 80), dtype=dtype),
-        pd.Series([None, "C1"], dtype=dtype),
-        pd.Series([], dtype=dtype),
-    ):
-        want = values.isin(allowed).to_numpy()
-        assert engine.isin(values, allowed).tolist() == want.tolist()
-        assert engine.isin(values, pa.array(allowed, from_pandas=True)).tolist() == want.tolist()
-    ints = pd.Series([1, 2, 3])
-    assert engine.isin(ints, pd.Series([3, 1])).tolist() == [True, False, True]
 
 
 def _arrivals_reference(ev, grid):

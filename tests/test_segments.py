@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import tiny
 from fupan import data as fdata
-from fupan import engine, segments
 from fupan import params as fparams
+from fupan import segments
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -371,28 +371,3 @@ def test_describe_segments():
     assert d.churn_rate.tolist() == [0.0, 1.0]
     assert d.value.tolist() == ["high", "low"] and d.activity.tolist() == ["active", "lapsed"]
     assert d.trait.tolist() == ["recency.lo", "recency.hi"]  # spend itself is never the trait
-
-
-_ID = st.one_of(st.none(), st.sampled_from(["C1", "C2", "C3", "é4", ""]))
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(_ID, max_size=30),
-    st.lists(st.one_of(_ID, st.just(float("nan")), st.integers(0, 3)), max_size=10),
-    st.sampled_from(["list", "set", "series", "index", "object", "array"]),
-    st.sampled_from(["str", "object"]),
-)
-def test_isin_equals_pandas(values, members, kind, dtype):
-    s = pd.Series(values, dtype=dtype)
-    if kind in ("series", "index"):
-        members = [m for m in members if not isinstance(m, int)]  # a str column of them
-        members = (pd.Series if kind == "series" else pd.Index)(members, dtype="str")
-    elif kind == "object":
-        members = pd.Series(members, dtype=object)
-    elif kind == "array":
-        members = np.array(members, dtype=object)
-    elif kind == "set":
-        members = set(members)
-    got = engine.isin(s, members)
-    assert got.dtype == bool and got.tolist() == s.isin(members).tolist()
