@@ -150,7 +150,9 @@ def to_pandas(expr: Any) -> Any:
                 if pat.is_nested(col.type)
                 or pat.is_dictionary(col.type)
                 or (col.null_count and not fast(col.type))
-                else col.to_pandas()
+                # dates straight to datetime64 (NaT for nulls), not a datetime.date object
+                # per value: Ibis then casts to its own unit either way
+                else col.to_pandas(date_as_object=not pat.is_date32(col.type))
             )
             for name, col in zip(table.column_names, table.columns, strict=True)
         }
