@@ -253,6 +253,8 @@ def run(
             check_notebook_parameters(src, passed)
         current = ", ".join(params.notebooks)
         _execute_all(params, nb_dir, tmp, passed, timings, log)
+        # notebooks end in any order side by side; the manifest lists them as the params do
+        timings.update({nb: timings.pop(nb) for nb in params.notebooks if nb in timings})
         sections: list[deck.Section] = []
         for nb in params.notebooks:
             title, question = _chapter_labels(nb, params.lang)
