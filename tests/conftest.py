@@ -6,6 +6,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 TESTS = Path(__file__).parent
@@ -51,3 +52,15 @@ def review_run(tmp_path_factory: pytest.TempPathFactory, demo_small: Path):
     return runner.run(
         params, work / "annual_review.yaml", reports_dir=work / "reports", log=lambda m: None
     )
+
+
+def assign_by_frame(frame: pd.DataFrame, rules: list) -> pd.Series:
+    """segments.assign_rules as first written (the reference its replacement must equal): a frame of masks reduced row by row."""
+    masks = pd.DataFrame(
+        {r.code: r.predicate(frame).fillna(False).astype(bool) for r in rules}, index=frame.index
+    )
+    hits = masks.sum(axis=1)
+    if len(frame) and not (hits == 1).all():
+        bad = frame.index[hits != 1][:5].tolist()
+        raise ValueError(f"segment rules are not mutually exclusive and exhaustive (rows {bad})")
+    return masks.idxmax(axis=1) if len(frame) else pd.Series([], dtype=object, index=frame.index)

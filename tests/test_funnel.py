@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tiny
+from conftest import assign_by_frame
 from fupan import data as fdata
 from fupan import funnel
 from fupan import params as fparams
@@ -392,7 +393,7 @@ def _snapshots_by_query(ds, cuts: list[dt.date]) -> pd.DataFrame:
     )
     snap = snap.merge(churn, on=["customer_id", "cut"], how="left")
     snap["churned"] = snap.churned.fillna(False).astype(bool)
-    snap["stage"] = _assign_by_frame(snap, _cascade_rules(ds.params))
+    snap["stage"] = assign_by_frame(snap, _cascade_rules(ds.params))
     return snap.reset_index(drop=True)
 
 
@@ -503,18 +504,6 @@ def _cascade_rules(params) -> list:
     return [SegmentRule(s, funcs[s]) for s in funnel.STAGES]
 
 
-def _assign_by_frame(frame: pd.DataFrame, rules: list) -> pd.Series:
-    """segments.assign_rules as first written: a frame of masks reduced row by row."""
-    masks = pd.DataFrame(
-        {r.code: r.predicate(frame).fillna(False).astype(bool) for r in rules}, index=frame.index
-    )
-    hits = masks.sum(axis=1)
-    if len(frame) and not (hits == 1).all():
-        bad = frame.index[hits != 1][:5].tolist()
-        raise ValueError(f"segment rules are not mutually exclusive and exhaustive (rows {bad})")
-    return masks.idxmax(axis=1) if len(frame) else pd.Series([], dtype=object, index=frame.index)
-
-
 @settings(max_examples=80, deadline=None)
 @given(st.integers(0, 100_000), st.sampled_from(["numpy", "nan", "nullable"]))
 def test_stage_rules_equal_the_cascade(seed, kind):
@@ -543,7 +532,7 @@ def test_stage_rules_equal_the_cascade(seed, kind):
         b = old.predicate(frame).fillna(False).astype(bool)
         pd.testing.assert_series_equal(a, b, check_names=False)
     try:
-        expected = _assign_by_frame(frame, _cascade_rules(p))
+        expected = assign_by_frame(frame, _cascade_rules(p))
     except ValueError as err:
         with pytest.raises(ValueError, match="exclusive") as got:
             funnel.assign_rules(frame, funnel.stage_rules(p))

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tiny
+from conftest import assign_by_frame
 from fupan import data as fdata
 from fupan import params as fparams
 from fupan import segments
@@ -225,18 +226,6 @@ def test_assign_rules_refuses_overlaps():
         segments.assign_rules(frame, rules)
 
 
-def _assign_by_frame(frame: pd.DataFrame, rules: list) -> pd.Series:
-    """assign_rules as first written: a frame of masks reduced row by row."""
-    masks = pd.DataFrame(
-        {r.code: r.predicate(frame).fillna(False).astype(bool) for r in rules}, index=frame.index
-    )
-    hits = masks.sum(axis=1)
-    if len(frame) and not (hits == 1).all():
-        bad = frame.index[hits != 1][:5].tolist()
-        raise ValueError(f"segment rules are not mutually exclusive and exhaustive (rows {bad})")
-    return masks.idxmax(axis=1) if len(frame) else pd.Series([], dtype=object, index=frame.index)
-
-
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.one_of(st.none(), st.integers(0, 5)), max_size=20),
@@ -260,7 +249,7 @@ def test_assign_rules_equals_the_frame_version(xs, cuts, index, int_codes):
     ]
     rules.append(segments.SegmentRule("low", lambda d, lo=bounds[0]: d.x < lo))
     try:
-        expected = _assign_by_frame(frame, rules)
+        expected = assign_by_frame(frame, rules)
     except ValueError as err:
         with pytest.raises(ValueError) as got:
             segments.assign_rules(frame, rules)
