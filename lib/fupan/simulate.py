@@ -1592,10 +1592,16 @@ def simulate(
                 retention.remove(s)
     if retention:
         traj_all = _with_features(traj_pairs, table, proj_names)
+        # At a million customers the feature table, the pairs and the trajectories each hold
+        # some ten million rows (every target's twelve months): keep one of them.
+        del table, traj_pairs
+        tl = traj_all[engine.isin(traj_all.customer_id, check.customer_id)]
+        tl = tl.reset_index(drop=True)
         union = np.unique(np.concatenate([targets[s.name] for s in retention]))
-        traj = traj_all[engine.isin(traj_all.customer_id, union)].reset_index(drop=True)
+        keep = engine.isin(traj_all.customer_id, union)
+        traj = traj_all if keep.all() else traj_all[keep].reset_index(drop=True)
+        del traj_all, keep
         Z0 = model.matrix(traj)
-        row_ids = traj.customer_id.to_numpy()
         values, value_model = customer_values(ds, now)
         last = traj.groupby("customer_id", sort=True).tail(1).set_index("customer_id")
         spend = last["spend_365d"].clip(lower=0.0) if "spend_365d" in last else None
@@ -1612,7 +1618,7 @@ def simulate(
         for s in retention:
             ids = targets[s.name]
             pos = pd.Series(np.arange(len(ids)), index=ids)
-            sel = np.flatnonzero(engine.isin(row_ids, ids))
+            sel = np.flatnonzero(engine.isin(traj.customer_id, ids))
             sub = traj.iloc[sel]
             changed, extra = apply_change(sub, s, tiers, policy)
             codes = pos.reindex(sub.customer_id).to_numpy(dtype=np.int64)
@@ -1687,8 +1693,8 @@ def simulate(
                     u = fates[name].random(len(p.ids))  # drawn in replicate order
                     expected[name].append(_expected(p, lam0, lam1))
                     realised[name].append(_realised(p, lam0, lam1, u))
-        tl = traj_all[engine.isin(traj_all.customer_id, check.customer_id)]
-        info_model = _model_info(ds, fit, status, tl.reset_index(drop=True), eff_reps, level)
+        del replicate, refit, weights, Z0, h0, traj
+        info_model = _model_info(ds, fit, status, tl, eff_reps, level)
         for p in packs:
             s = p.scenario
             lam0, lam1 = point[s.name]
