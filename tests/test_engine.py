@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import ibis
 import numpy as np
@@ -149,3 +150,50 @@ def test_isin_equals_pandas(values, members, kind, dtype):
         members = set(members)
     got = engine.isin(s, members)
     assert got.dtype == bool and got.tolist() == s.isin(members).tolist()
+
+
+# ---- engine_memory_gb: DuckDB's memory cap in a run's notebooks ------------------------
+
+
+def _big_aggregate(con) -> ibis.expr.types.Table:
+    """Three million rows grouped into two million: some 100 MB of hash table in DuckDB."""
+    t = con.sql("SELECT (range * 7919) % 2000003 AS k, range::DOUBLE AS v FROM range(3000000)")
+    return t.group_by("k").agg(total=t.v.sum(), n=t.count()).order_by("k")
+
+
+def test_staged_dataset_caps_duckdb_and_spills_inside_the_run(tmp_path):
+    params = fparams.load(tiny.params_file(tmp_path, tiny.write(tmp_path / "data")))
+    fdata.load(params, work_dir=tmp_path / "work").close()
+    capped = params.model_copy(update={"engine_memory_gb": 0.25})
+    ds = fdata.connect(capped, tmp_path)
+    limit, spill = ds.con.raw_sql(
+        "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
+    ).fetchone()
+    assert limit.endswith("MiB") and 230 <= float(limit.split()[0]) <= 250  # 0.25 GB
+    # one folder per process: two kernels must not share DuckDB's fixed temp-file names
+    assert Path(spill).parent == tmp_path / "work" and Path(spill).name.startswith("spill-")
+    ds.close()
+    default = fdata.connect(params.model_copy(update={"engine_memory_gb": None}), tmp_path)
+    limit = default.con.raw_sql("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert float(limit.split()[0]) > 250 or limit.endswith("GiB")
+    default.close()
+
+
+def test_a_query_over_the_cap_spills_to_the_same_result(tmp_path):
+    free = ibis.duckdb.connect()
+    expected = engine.to_pandas(_big_aggregate(free))
+    capped = ibis.duckdb.connect(str(tmp_path / "x.duckdb"))
+    capped.raw_sql("SET memory_limit = '64MB'")
+    capped.raw_sql(f"SET temp_directory = '{tmp_path / 'spill'}'")
+    got = engine.to_pandas(_big_aggregate(capped))
+    _same(got, expected)
+
+
+def test_a_query_that_cannot_fit_the_cap_runs_without_it(tmp_path):
+    capped = ibis.duckdb.connect(str(tmp_path / "x.duckdb"))
+    capped.raw_sql("SET memory_limit = '20MB'")
+    capped.raw_sql(f"SET temp_directory = '{tmp_path / 'spill'}'")
+    with pytest.warns(RuntimeWarning, match="engine_memory_gb"):
+        got = engine.to_pandas(_big_aggregate(capped))
+    assert len(got) == 2000003 and got.n.sum() == 3000000
+    assert got.total.sum() == pytest.approx(3000000 * 2999999 / 2, rel=1e-12)

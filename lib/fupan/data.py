@@ -1084,6 +1084,7 @@ def open_staged(params: Params, work_dir: str | Path) -> Dataset:
         con = engine.spark_backend(work / engine.PARQUET_DIR, present)
     else:
         con = ibis.duckdb.connect(str(work / STAGED_NAME), read_only=True)
+        _limit_memory(con, params, work)
     return Dataset(
         con=con,
         params=params,
@@ -1091,6 +1092,23 @@ def open_staged(params: Params, work_dir: str | Path) -> Dataset:
         fingerprints=meta.get("fingerprints", {}),
         cache_dir=work / "cache",
     )
+
+
+def _limit_memory(con: Any, params: Params, work: Path) -> None:
+    """Cap what DuckDB holds in this process at ``params.engine_memory_gb``.
+
+    By default each DuckDB instance may take 80% of the machine's memory, keeps the staged
+    tables' blocks it has read cached up to that, and a review runs two kernels at once:
+    at a million customers the two chapters' engines held several GB each. Beyond the cap,
+    large joins and aggregations spill to disk, which costs time, not results. Each process
+    spills into its own folder under the run's ``work/`` (DuckDB's temporary files have
+    fixed names, and ``work/`` is deleted with the run: they hold customer data).
+    """
+    if params.engine_memory_gb is None:
+        return
+    spill = Path(tempfile.mkdtemp(prefix="spill-", dir=work))
+    con.raw_sql(f"SET memory_limit = '{params.engine_memory_gb:g}GB'")
+    con.raw_sql(f"SET temp_directory = '{spill.as_posix()}'")
 
 
 def connect(params: Params, run_dir: str | Path | None = None) -> Dataset:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -128,9 +129,26 @@ def to_pandas(expr: Any) -> Any:
     backend = expr._find_backend()
     if getattr(backend, "name", None) != "duckdb":
         return expr.to_pandas()
+    import duckdb
     from ibis.backends.duckdb.converter import DuckDBPandasData
 
-    table = backend._to_duckdb_relation(expr).to_arrow_table()
+    try:
+        table = backend._to_duckdb_relation(expr).to_arrow_table()
+    except duckdb.OutOfMemoryException as exc:
+        # ``engine_memory_gb`` caps DuckDB so that two notebooks share the machine; a query
+        # that cannot run under the cap even by spilling is better slow than a failed review
+        warnings.warn(
+            f"DuckDB needed more than engine_memory_gb ({exc.__class__.__name__}); "
+            "this notebook continues with DuckDB's default memory limit",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        # RESET alone changes the setting but not the limit in force (DuckDB 1.5): set the
+        # default it reports back explicitly
+        backend.raw_sql("RESET memory_limit")
+        default = backend.raw_sql("SELECT current_setting('memory_limit')").fetchone()[0]
+        backend.raw_sql(f"SET memory_limit = '{default}'")
+        table = backend._to_duckdb_relation(expr).to_arrow_table()
 
     def fast(t: Any) -> bool:
         # with nulls, Arrow's conversion gives what Ibis builds from to_pylist(): float NaN;

@@ -550,6 +550,14 @@ class Params(_Model):
             "each kernel holds the data it reads, so memory grows with this"
         ),
     )
+    engine_memory_gb: float | None = Field(
+        2.0,
+        gt=0,
+        description=(
+            "memory each notebook's DuckDB engine may hold before it spills to disk in the "
+            "run's work folder (null: DuckDB's default, 80% of the machine per notebook)"
+        ),
+    )
     benchmarks_file: str | None = "benchmarks.yaml"
     benchmarks: Benchmarks = Field(default_factory=Benchmarks)
     tiers: Tiers = Field(default_factory=Tiers)
