@@ -1236,3 +1236,20 @@ def test_top_customers_equal_the_ranking_query(tmp_path, seed, as_of, monkeypatc
     assert {"T0", "T1"} <= set(got.t_cid) and "T2" not in set(got.t_cid)
     assert rows == rows_query
     assert len({r["value"] for r in rows if r["kpi"] == "renewal_rate_top_n"}) > 2
+
+
+def test_release_keeps_the_report_dates_and_recomputes_the_rest_alike(ds, fast_clv):
+    ctx = kpi._Ctx(ds)
+    w = kpi.Window.of("2026-10", ds.params)
+    days = [w.end, w.prev_end, w.y1, w.y2]
+    before = {d: ctx.status(d).copy() for d in days}
+    kept = ctx.status(w.end)
+    for d in days:
+        ctx.active_ids(d)
+    ctx.order_segments((w.y2, w.y1, w.end))
+    ctx.release({w.end, w.prev_end})
+    assert set(ctx._status) == set(ctx._active) == {w.end, w.prev_end}
+    assert not ctx._orders
+    assert ctx.status(w.end) is kept  # kept, not recomputed
+    for d in days:  # a released date is computed again, to the same frame
+        pd.testing.assert_frame_equal(ctx.status(d), before[d])
