@@ -25,6 +25,10 @@ class Measurement:
     cpu_seconds: float = 0.0
     # mean 1-minute load average while it ran (the machine is shared: > cores = contention)
     load_mean: float = 0.0
+    # when the peak was seen (seconds since start) and what each child held then (MB, by
+    # the child's last argument: a review's notebook job files name the notebook)
+    peak_at: float = 0.0
+    peak_parts: dict[str, float] = field(default_factory=dict)
 
 
 def _tree_rss(proc: psutil.Process) -> int:
@@ -39,6 +43,23 @@ def _tree_rss(proc: psutil.Process) -> int:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return total
+
+
+def _parts(proc: psutil.Process) -> dict[str, float]:
+    """MB held by the command itself and by each direct child with its descendants."""
+    parts = {"(command)": 0.0}
+    try:
+        parts["(command)"] = proc.memory_info().rss / 2**20
+        children = proc.children()
+    except psutil.NoSuchProcess:
+        return parts
+    for child in children:
+        try:
+            label = child.cmdline()[-1].rsplit("/", 1)[-1]
+        except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
+            label = str(child.pid)
+        parts[label] = parts.get(label, 0.0) + _tree_rss(child) / 2**20
+    return parts
 
 
 def run(
@@ -78,9 +99,14 @@ def run(
         t.start()
     proc = psutil.Process(popen.pid)
     peak = 0
+    peak_at = 0.0
+    peak_parts: dict[str, float] = {}
     loads: list[float] = []
     while popen.poll() is None:
-        peak = max(peak, _tree_rss(proc))
+        now = _tree_rss(proc)
+        if now > peak:
+            peak, peak_at = now, time.perf_counter() - start
+            peak_parts = _parts(proc)
         loads.append(os.getloadavg()[0])
         time.sleep(interval)
     seconds = time.perf_counter() - start
@@ -97,4 +123,6 @@ def run(
         lines,
         cpu,
         sum(loads) / len(loads) if loads else os.getloadavg()[0],
+        peak_at,
+        peak_parts,
     )

@@ -240,6 +240,8 @@ def review(n: int, data: Path, keep: bool, retry: bool = True) -> dict:
             "notebooks_run": list(remaining),
             "cpu_seconds": round(m.cpu_seconds, 1),
             "load_mean": round(m.load_mean, 2),
+            "peak_at_seconds": round(m.peak_at, 1),
+            "peak_parts_mb": {k: round(v) for k, v in m.peak_parts.items() if v >= 1},
             **_parse_log(m),
         }
         print(
@@ -585,6 +587,13 @@ def table(result: dict) -> str:
                 extra.append(f"render {rev['render_seconds']:.0f}s")
             if rev.get("outside_notebooks_seconds") is not None:
                 extra.append(f"outside notebooks {rev['outside_notebooks_seconds']:.0f}s")
+            if rev.get("peak_parts_mb"):
+                # a notebook's job file is ".<notebook>.job.json"
+                held = ", ".join(
+                    f"{k.strip('.').split('.')[0]} {v:,} MB"
+                    for k, v in sorted(rev["peak_parts_mb"].items(), key=lambda kv: -kv[1])
+                )
+                extra.append(f"peak at {rev['peak_at_seconds']:.0f}s: {held}")
             if rev.get("deck_mb") is not None:
                 extra.append(f"deck {rev['deck_mb']} MB")
             if rev.get("exports_mb") is not None:
