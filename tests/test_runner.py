@@ -228,3 +228,11 @@ def test_parallel_kernels_get_one_blas_thread_unless_the_user_chose(monkeypatch)
     assert env["OPENBLAS_NUM_THREADS"] == "1" and env["MKL_NUM_THREADS"] == "1"
     assert env["OMP_NUM_THREADS"] == "3"
     assert "OPENBLAS_NUM_THREADS" not in runner._env(1)
+
+
+def test_kernels_return_freed_arrays_to_the_system_unless_the_user_chose(monkeypatch):
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    assert runner._env(1)["MALLOC_MMAP_THRESHOLD_"] == "131072"
+    assert runner._env(2)["MALLOC_MMAP_THRESHOLD_"] == "131072"
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "4096")
+    assert runner._env(2)["MALLOC_MMAP_THRESHOLD_"] == "4096"
