@@ -11,8 +11,9 @@ swallowed. Each cell's peak resident memory is printed too (the kernel's high-wa
 reset before every cell through ``/proc/self/clear_refs``; Linux only), and, with
 ``--memory``, where inside the package memory peaks: a thread samples the resident size every
 0.1 s with the line of ``fupan`` code the main thread is on; the lines seen at the highest
-sizes are listed and every sample goes to ``<run-dir>/<notebook>.memory.tsv``. This is how the 2026-11 speed work found its targets; ``make bench`` times whole
-commands, this says where the time goes inside them.
+sizes are listed and every sample goes to ``<run-dir>/<notebook>.memory.tsv``. This is how
+the 2026-11 speed work found its targets; ``make bench`` times whole commands, this says
+where the time goes inside them.
 """
 
 from __future__ import annotations
