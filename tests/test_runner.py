@@ -236,3 +236,35 @@ def test_kernels_return_freed_arrays_to_the_system_unless_the_user_chose(monkeyp
     assert runner._env(2)["MALLOC_MMAP_THRESHOLD_"] == "131072"
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "4096")
     assert runner._env(2)["MALLOC_MMAP_THRESHOLD_"] == "4096"
+
+
+@pytest.mark.skipif(runner.os.name != "posix", reason="Unix sockets: TCP stays on Windows")
+def test_kernels_talk_over_private_unix_sockets_that_are_removed(tmp_path):
+    # Over TCP a port chosen free could be taken before the kernel bound it (seen on CI
+    # with two notebooks starting together); a socket in the kernel's own folder cannot be.
+    seen = tmp_path / "seen.json"
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [
+        nbformat.v4.new_code_cell("seen = ''", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "import json\n"
+            "from ipykernel.kernelapp import IPKernelApp\n"
+            "app = IPKernelApp.instance()\n"
+            "open(seen, 'w').write(json.dumps({'transport': app.transport, 'ip': app.ip}))"
+        ),
+    ]
+    src = tmp_path / "probe.ipynb"
+    nbformat.write(nb, str(src))
+    runner.execute_notebook(
+        "probe", src, tmp_path / "out.ipynb", {"seen": str(seen)}, timeout=120, cwd=tmp_path
+    )
+    info = json.loads(seen.read_text())
+    assert info["transport"] == "ipc"
+    folder = Path(info["ip"]).parent
+    assert folder.is_absolute() and folder.name.startswith("fupan-kernel-")
+    assert not folder.exists()

@@ -15,8 +15,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -478,6 +480,28 @@ def _stop(running: dict[str, _Job]) -> None:
     running.clear()
 
 
+@contextmanager
+def kernel_sockets() -> Iterator[dict[str, Any]]:
+    """Papermill arguments that connect a notebook to its kernel over private Unix sockets.
+
+    Over TCP, jupyter_client finds free ports by binding and releasing them, and the kernel
+    binds them a moment later. A notebook started beside another (or beside any program
+    opening connections) can lose a port in between: CI saw "Address already in use" and
+    "Kernel died before replying to kernel_info". Unix sockets in a folder only this kernel
+    uses cannot collide; the folder is short (a socket path is limited to ~100 bytes) and
+    removed afterwards. Windows has no ``ipc`` transport, so TCP stays there.
+    """
+    if os.name != "posix":
+        yield {}
+        return
+    from traitlets.config import Config
+
+    with tempfile.TemporaryDirectory(prefix="fupan-kernel-") as folder:
+        # the manager and the kernel run in different folders: the path must be absolute
+        ip = os.path.join(os.path.realpath(folder), "kernel")
+        yield {"config": Config({"KernelManager": {"transport": "ipc", "ip": ip}})}
+
+
 def execute_notebook(
     nb: str, src: Path, out: Path, parameters: dict[str, Any], timeout: int, cwd: Path
 ) -> None:
@@ -485,18 +509,20 @@ def execute_notebook(
     import papermill as pm
 
     try:
-        pm.execute_notebook(
-            str(src),
-            str(out),
-            parameters=parameters,
-            kernel_name="python3",
-            progress_bar=False,
-            execution_timeout=timeout,
-            cwd=str(cwd),
-            log_output=False,
-            # the kernel's own start-up chatter (transport warnings) is not a user's concern
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
-        )
+        with kernel_sockets() as sockets:
+            pm.execute_notebook(
+                str(src),
+                str(out),
+                parameters=parameters,
+                kernel_name="python3",
+                progress_bar=False,
+                execution_timeout=timeout,
+                cwd=str(cwd),
+                log_output=False,
+                # the kernel's own start-up chatter (transport warnings) is not a user's concern
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                **sockets,
+            )
     except pm.PapermillExecutionError as exc:
         raise RunError(
             f"notebook {nb} failed in cell {exc.exec_count or exc.cell_index}: {exc.ename}: {exc.evalue}"
