@@ -20,6 +20,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,11 @@ SEED = 42
 # Targets (2 cores). Review: seconds and peak MB of the whole `fupan review` process tree.
 REVIEW_TARGETS = {100_000: (180, 4096), 1_000_000: (900, 12288)}
 FEATURES_VS_FLOOR = 2.0  # feature stage within 2x the plain DuckDB query
+# A feature query of a fraction of a second moves by a third from one run to the next on a
+# shared machine (10k: 0.48-0.60 s on the same code). Below this many seconds for the pair,
+# features and floor run FLOOR_REPEATS times, interleaved, and their medians are compared.
+FLOOR_REPEATS = 3
+FLOOR_REPEAT_BELOW_SECONDS = 60.0
 DECK_MB = 10.0
 LTV_SPEEDUP = 10.0  # fupan's fit vs lifetimes' on the same data
 LTV_LL_RTOL = 1e-6
@@ -338,8 +344,7 @@ def one_size(n: int, args: argparse.Namespace, save=lambda r: None) -> dict:
     save(r)
     r["load_validate"] = stage("load + validate", [*st, "load", str(data)])
     save(r)
-    r["features"] = stage("features", [*st, "features", str(data)])
-    r["duckdb_floor"] = stage("plain DuckDB query", [*st, "duckdb_floor", str(data)])
+    r["features"], r["duckdb_floor"] = features_and_floor(st, data)
     fs, qs = r["features"].get("feature_seconds"), r["duckdb_floor"].get("query_seconds")
     if fs and qs:
         r["features_vs_floor"] = round(fs / qs, 2)
@@ -355,6 +360,33 @@ def one_size(n: int, args: argparse.Namespace, save=lambda r: None) -> dict:
     if not args.keep_data:
         shutil.rmtree(data, ignore_errors=True)
     return r
+
+
+def features_and_floor(st: list[str], data: Path) -> tuple[dict, dict]:
+    """The feature stage and the plain DuckDB query, repeated while they are short.
+
+    Each returned dict is the run with the median time; every run's time is kept beside
+    it (``runs``) so the spread is on record.
+    """
+    feats: list[dict] = []
+    floors: list[dict] = []
+    while True:
+        feats.append(stage("features", [*st, "features", str(data)]))
+        floors.append(stage("plain DuckDB query", [*st, "duckdb_floor", str(data)]))
+        ok = all(x.get("ok") for x in (*feats, *floors))
+        short = feats[0]["seconds"] + floors[0]["seconds"] < FLOOR_REPEAT_BELOW_SECONDS
+        if not ok or not short or len(feats) >= FLOOR_REPEATS:
+            break
+    if not ok:
+        return feats[-1], floors[-1]
+
+    def median_run(runs: list[dict], key: str) -> dict:
+        mid = statistics.median_low(x[key] for x in runs)
+        out = dict(next(x for x in runs if x[key] == mid))
+        out["runs"] = [round(x[key], 3) for x in runs]
+        return out
+
+    return median_run(feats, "feature_seconds"), median_run(floors, "query_seconds")
 
 
 def targets(n: int, r: dict) -> list[dict]:
@@ -502,6 +534,14 @@ def _fmt(x) -> str:
     return f"{x:,}" if isinstance(x, int) else str(x)
 
 
+def _runs(v: dict) -> str:
+    """The note on a repeated stage, e.g. ' (median of 0.48, 0.52, 0.60 s)'; else empty."""
+    runs = v.get("runs") or []
+    if len(runs) < 2:
+        return ""
+    return f" (median of {', '.join(f'{x:.2f}' for x in runs)} s)"
+
+
 def table(result: dict) -> str:
     rows = [
         "| customers | stage | seconds | CPU s | peak MB | load | note |",
@@ -533,7 +573,7 @@ def table(result: dict) -> str:
             f, q = r["features"], r.get("duckdb_floor", {})
             note = (
                 f"load {f.get('load_seconds', 0):.1f}s + {f.get('features', '?')} features "
-                f"{f.get('feature_seconds', 0):.2f}s"
+                f"{f.get('feature_seconds', 0):.2f}s{_runs(f)}"
             )
             row("features (process: load + features)", f, note)
             chk = q.get("check", {})
@@ -541,8 +581,8 @@ def table(result: dict) -> str:
             row(
                 "plain DuckDB query (process)",
                 q,
-                f"query {q.get('query_seconds', 0):.2f}s; features/floor {r.get('features_vs_floor', '?')}× "
-                f"(target ≤ 2×); {same}",
+                f"query {q.get('query_seconds', 0):.2f}s{_runs(q)}; features/floor "
+                f"{r.get('features_vs_floor', '?')}× (target ≤ 2×); {same}",
             )
         if "ltv_fit" in r:
             lf = r["ltv_fit"]
