@@ -208,6 +208,26 @@ def test_unique_rows_finds_the_distinct_rows() -> None:
     assert one_first.tolist() == [0, 1] and one_inv.tolist() == [0, 1, 0]
 
 
+def test_compress_rows_sums_the_weights_a_group_by_sums() -> None:
+    from fupan.ltv._core import compress_rows
+
+    rng = np.random.default_rng(12)
+    n = 4000
+    cols = [rng.integers(0, 5, n).astype(float), rng.integers(0, 3, n) * 2.5]
+    w = rng.integers(0, 4, n).astype(float)  # a quarter of the rows weigh nothing
+    got_cols, got_w = compress_rows(*cols, weights=w)
+    want = (
+        pd.DataFrame({"a": cols[0], "b": cols[1], "w": w})[w > 0]
+        .groupby(["a", "b"], sort=False)["w"]
+        .sum()
+    )
+    got = pd.Series(got_w, index=pd.MultiIndex.from_arrays(got_cols, names=["a", "b"]))
+    pd.testing.assert_series_equal(got, want, check_names=False)  # same rows, same order
+    assert got_w.sum() == w.sum()
+    empty_cols, empty_w = compress_rows(cols[0][:3], weights=np.zeros(3))
+    assert empty_w.size == 0 and empty_cols[0].size == 0
+
+
 def _random_orders(seed: int, customers: int = 300) -> pd.DataFrame:
     """Orders with what the summary must get right: several orders a day, refunds on a
     purchase day, refund-only days (before and after the first purchase), orders with a time

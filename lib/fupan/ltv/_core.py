@@ -162,14 +162,19 @@ def check_rfm(
 
 
 def compress_rows(*columns: np.ndarray, weights: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """Collapse identical rows, summing their weights (zero-weight rows are dropped)."""
-    frame = pd.DataFrame({f"c{i}": c for i, c in enumerate(columns)})
-    frame["w"] = weights
-    frame = frame[frame["w"] > 0]
-    grouped = frame.groupby([f"c{i}" for i in range(len(columns))], sort=True)["w"].sum()
-    grouped = grouped.reset_index()
-    cols = [grouped[f"c{i}"].to_numpy(dtype=float) for i in range(len(columns))]
-    return cols, grouped["w"].to_numpy(dtype=float)
+    """Collapse identical rows, summing their weights (zero-weight rows are dropped).
+
+    Rows come out in order of first appearance. Hashing with :func:`unique_rows` takes
+    about half the time of a pandas group-by, and a fraction of its first-call cost, which
+    is most of a small fit's fixed cost.
+    """
+    keep = np.asarray(weights) > 0
+    cols = [np.asarray(c, dtype=float)[keep] for c in columns]
+    w = np.asarray(weights, dtype=float)[keep]
+    if w.size == 0:
+        return cols, w
+    first, key = unique_rows(*cols)
+    return [c[first] for c in cols], np.bincount(key, weights=w, minlength=first.size)
 
 
 def dot(u: np.ndarray, v: np.ndarray) -> float:
