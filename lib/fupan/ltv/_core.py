@@ -171,8 +171,6 @@ def compress_rows(*columns: np.ndarray, weights: np.ndarray) -> tuple[list[np.nd
     keep = np.asarray(weights) > 0
     cols = [np.asarray(c, dtype=float)[keep] for c in columns]
     w = np.asarray(weights, dtype=float)[keep]
-    if w.size == 0:
-        return cols, w
     first, key = unique_rows(*cols)
     return [c[first] for c in cols], np.bincount(key, weights=w, minlength=first.size)
 
@@ -235,8 +233,8 @@ def mostly_distinct(columns: Sequence[np.ndarray], sample: int = 20_000) -> bool
     if n <= sample:
         return False
     idx = np.random.default_rng(0).choice(n, sample, replace=False)
-    probe = pd.DataFrame({f"c{i}": np.asarray(c)[idx] for i, c in enumerate(columns)})
-    return bool((~probe.duplicated()).sum() > 0.9 * sample)
+    first, _ = unique_rows(*(np.asarray(c)[idx] for c in columns))
+    return bool(first.size > 0.9 * sample)
 
 
 def maybe_compress(
@@ -280,9 +278,7 @@ def unique_map(
     cols = [np.asarray(c, dtype=float) for c in columns]
     if mostly_distinct(cols):
         return fn(*cols)
-    frame = pd.DataFrame({f"c{i}": c for i, c in enumerate(cols)})
-    codes = frame.groupby(list(frame.columns), sort=False).ngroup().to_numpy()
-    first = np.unique(codes, return_index=True)[1]
+    first, codes = unique_rows(*cols)
     out = fn(*(c[first] for c in cols))
     if isinstance(out, tuple):
         return tuple(o[codes] for o in out)
