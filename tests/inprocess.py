@@ -1,0 +1,113 @@
+"""Run a review's notebooks inside the test process, for the data-shape matrix.
+
+A kernel start and the package imports cost seconds per notebook; the shape matrix runs a
+dozen small reviews, so most of its time would go there. This harness executes each
+notebook's code cells in one IPython shell in this process (a fresh namespace per
+notebook), keeps what the cells displayed as notebook outputs, and builds the deck from
+them with the runner's own pieces. Three shapes still run through ``fupan review`` proper
+(``tests/test_shapes.py``), so the real path stays covered.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+
+@dataclass
+class InProcessRun:
+    run_dir: Path
+    deck: Path
+    results: dict[str, Any]
+
+
+class CellError(RuntimeError):
+    pass
+
+
+def _shell() -> Any:
+    from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+
+    class Capture(DisplayPublisher):
+        outputs: list[dict[str, Any]] = []
+
+        def publish(self, data, metadata=None, source=None, *, transient=None, update=False):  # noqa: ARG002
+            type(self).outputs.append(
+                nbformat.v4.new_output("display_data", data=data, metadata=metadata or {})
+            )
+
+        def clear_output(self, wait=False):  # noqa: ARG002
+            pass
+
+    shell = InteractiveShell.instance()
+    if not isinstance(shell.display_pub, Capture):
+        shell.display_pub = Capture(shell=shell)
+        # a cell's last expression is a notebook's execute_result; the deck ignores it
+        shell.displayhook.write_output_prompt = lambda: None
+        shell.displayhook.write_format_data = lambda *a, **k: None
+    return shell
+
+
+def execute(src: Path, out: Path, parameters: dict[str, Any]) -> None:
+    """Execute ``src`` with ``parameters`` injected after its parameters cell; write ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    shell = _shell()
+    shell.reset(new_session=False)
+    nb = nbformat.read(str(src), as_version=4)
+    injected = "\n".join(f"{k} = {v!r}" for k, v in parameters.items())
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        tags = cell.get("metadata", {}).get("tags", [])
+        code = cell.source + ("\n" + injected if "parameters" in tags else "")
+        shell.display_pub.outputs = []
+        type(shell.display_pub).outputs = shell.display_pub.outputs
+        res = shell.run_cell(code, store_history=False, silent=False)
+        cell.outputs = list(shell.display_pub.outputs)
+        err = res.error_before_exec or res.error_in_exec
+        if err is not None:
+            nbformat.write(nb, str(out))
+            raise CellError(f"{src.name} cell {i}: {type(err).__name__}: {err}") from err
+    nbformat.write(nb, str(out))
+
+
+def review(params_path: Path, reports: Path) -> InProcessRun:
+    """The review of ``params_path`` with every notebook run in this process."""
+    import matplotlib.pyplot as plt
+
+    from fupan import data as fdata
+    from fupan import deck, runner, summary
+    from fupan import params as fparams
+    from fupan.results import RESULTS_NAME, Recorder
+
+    params = fparams.load(params_path)
+    run_dir = reports / runner.run_name(params)
+    (run_dir / "notebooks").mkdir(parents=True)
+    (run_dir / "exports").mkdir()
+    fdata.load(params, work_dir=run_dir / "work", strict=True, handoff=False).close()
+    Recorder(run_dir).record(
+        "run",
+        {"name": params.name, "as_of": params.as_of, "lang": params.lang, "kind": params.kind},
+    )
+    passed = runner.notebook_parameters(params, params_path, run_dir)
+    sections = []
+    for nb in params.notebooks:
+        out = run_dir / "notebooks" / f"{nb}.ipynb"
+        execute(runner.NOTEBOOK_DIR / f"{nb}.ipynb", out, passed)
+        plt.close("all")
+        title, question = runner._chapter_labels(nb, params.lang)
+        sections.append(deck.slides_from_notebook(out, nb, title, question))
+    results = json.loads((run_dir / RESULTS_NAME).read_text(encoding="utf-8"))
+    sections = summary.sections(results, params) + sections
+    meta = {"name": params.name, "as_of": params.as_of.isoformat(), "period_start": ""}
+    path = deck.render(
+        sections, meta, runner.deck_labels(params.lang), params.lang, run_dir / "deck.html"
+    )
+    return InProcessRun(run_dir, path, results)
