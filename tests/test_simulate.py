@@ -100,8 +100,17 @@ def test_scenarios_are_a_contract(tiny_params):
     bad_key = {"scenarios": [{**SLA, "change": {"first_respons_days": 3.5}}]}
     with pytest.raises(ParamsError, match="did you mean 'first_response_days'"):
         fsc.parse(bad_key, params)
-    with pytest.raises(ParamsError, match=r"unknown tier\(s\) \['diamond'\]"):
-        fsc.parse({"scenarios": [{**SLA, "target": {"tiers": ["diamond"]}}]}, params)
+    # A tier no customer holds does not stop the run (chapter 4 says the scenario is not
+    # applicable); check_against names it for validation, with the tiers present.
+    diamond = fsc.parse({"scenarios": [{**SLA, "target": {"tiers": ["diamond", "gold"]}}]}, params)
+    problems = fsc.check_against(params, ["gold", "silver"], diamond)
+    assert len(problems) == 1 and "'sla'" in problems[0] and "['diamond']" in problems[0]
+    assert "tiers present: gold, silver" in problems[0] and "tiers.order" in problems[0]
+    assert (
+        fsc.check_against(params, ["platinum", "gold"], fsc.parse({"scenarios": [SLA]}, params))
+        == []
+    )
+    assert "no tier column" in fsc.check_against(params, [], diamond)[0]
     with pytest.raises(ParamsError, match="status: lost"):
         fsc.parse({"scenarios": [{**WINBACK, "target": {}}]}, params)
     with pytest.raises(ParamsError, match="unique"):

@@ -10,7 +10,9 @@ run's params) lists the changes a review wants priced. Each scenario names
   offer with its cost and reactivation prior. (A follow-up after the first repeat purchase
   is not a lever here: for today's customers that purchase is history, so the projection of
   the existing base cannot price it.)
-* its **cost model**: per targeted customer a year, per extra touch, fixed;
+* its **cost model**: per targeted customer a year, per extra touch, fixed. Any amount left
+  out is scaled from the data (:data:`DEFAULT_COST_SHARES`), in the data's own currency and
+  scale; an amount written in the file always wins;
 * its **horizon** in years, and optionally the **evidence** its effect rests on (the
   observational churn model by default, or a pilot's results).
 
@@ -21,6 +23,7 @@ name and every problem is reported at once (:class:`fupan.params.ParamsError`).
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -39,6 +42,9 @@ __all__ = [
     "load",
     "parse",
     "label",
+    "absent_tiers",
+    "check_against",
+    "DEFAULT_COST_SHARES",
 ]
 
 #: The features a change writes (the churn model must include them).
@@ -53,6 +59,23 @@ LEVER_TABLES = {
     "touches_90d": "touches",
 }
 HEALTH_BANDS = ("green", "amber", "red")
+
+#: Amounts a scenario leaves out are scaled from the data, never taken as constants in one
+#: currency. ``M`` is the median net spend over the 365 days to ``as_of`` of the customers
+#: who bought in that year (the median customer's annual value); ``M_lost`` the median net
+#: spend of the targeted lost customers in their last 365 days as customers.
+#:
+#: * ``per_customer``: 10% of M a year per targeted customer (a service package);
+#: * ``per_touch``: 2% of M per extra touch (a call or visit);
+#: * ``fixed``: 2% of the targeted customers' own annual spend (retention: the targeted live
+#:   customers' last year; win-back: the contacted lost customers' last year as customers);
+#: * ``offer_cost`` (win-back): 10% of M_lost per contacted customer (an incentive).
+DEFAULT_COST_SHARES = {
+    "per_customer": 0.10,
+    "per_touch": 0.02,
+    "fixed": 0.02,
+    "offer_cost": 0.10,
+}
 
 
 class _Model(BaseModel):
@@ -89,8 +112,11 @@ class WinBack(_Model):
     below ``offer_cost`` are not contacted.
     """
 
-    offer_cost: float = Field(
-        ge=0, description="cost per contacted customer (discount, gift, visit)"
+    offer_cost: float | None = Field(
+        None,
+        ge=0,
+        description="cost per contacted customer (discount, gift, visit); default: a share of "
+        "the targeted lost customers' median annual spend (DEFAULT_COST_SHARES)",
     )
     reactivation_rate: float = Field(
         gt=0, lt=1, description="prior share of contacted customers won back"
@@ -158,13 +184,14 @@ class Change(_Model):
 
 
 class Cost(_Model):
-    """What the change costs, in the params' currency. Total = fixed + years x (per customer
+    """What the change costs, in the data's currency. Total = fixed + years x (per customer
     x targeted customers + per touch x extra touches); a win-back adds its offer cost per
-    contacted customer."""
+    contacted customer. An amount left out (None) is scaled from the data
+    (:data:`DEFAULT_COST_SHARES`); write 0 for "no such cost"."""
 
-    per_customer: float = Field(0.0, ge=0, description="a year, per targeted customer")
-    per_touch: float = Field(0.0, ge=0, description="per extra touch the change implies")
-    fixed: float = Field(0.0, ge=0, description="one-off: systems, training, set-up")
+    per_customer: float | None = Field(None, ge=0, description="a year, per targeted customer")
+    per_touch: float | None = Field(None, ge=0, description="per extra touch the change implies")
+    fixed: float | None = Field(None, ge=0, description="one-off: systems, training, set-up")
 
 
 class PilotEvidence(_Model):
@@ -281,29 +308,21 @@ def _format_error(err: ValidationError, source: str) -> str:
 
 
 def parse(raw: dict[str, Any], params: Params, source: str = "scenarios") -> list[Scenario]:
-    """Validate a scenarios mapping against the schema and the run's params.
+    """Validate a scenarios mapping against the schema.
+
+    Target tiers are not checked here: a scenario aimed at tiers the data does not hold is
+    reported as not applicable by :func:`fupan.simulate.simulate` while the others run, and
+    :func:`check_against` lists such references for validation before a run.
 
     Raises
     ------
     ParamsError
-        listing every problem (unknown keys with the nearest valid name, unknown tiers).
+        listing every problem (unknown keys with the nearest valid name, bad values).
     """
     try:
         parsed = ScenarioFile.model_validate(raw)
     except ValidationError as err:
         raise ParamsError(_format_error(err, source)) from None
-    problems = []
-    for s in parsed.scenarios:
-        bad = [t for t in s.target.tiers if t not in params.tiers.order]
-        if bad:
-            problems.append(
-                f"  - scenario '{s.name}': unknown tier(s) {bad}; "
-                f"tiers.order is {params.tiers.order}"
-            )
-    if problems:
-        raise ParamsError(
-            f"{source}: {len(problems)} problem(s) in the scenarios\n" + "\n".join(problems)
-        )
     return parsed.scenarios
 
 
@@ -344,3 +363,50 @@ def load(params: Params, path: str | Path | None = None) -> list[Scenario]:
 def label(scenario: Scenario, lang: str) -> str:
     """The scenario's display name in ``lang``."""
     return scenario.label[lang]  # type: ignore[index]
+
+
+def absent_tiers(scenario: Scenario, tiers_present: Iterable[str]) -> list[str]:
+    """The scenario's target tiers that no customer holds (``tiers_present``)."""
+    present = {str(t) for t in tiers_present}
+    return [t for t in scenario.target.tiers if t not in present]
+
+
+def check_against(
+    params: Params,
+    tiers_present: Iterable[str],
+    scenarios: Sequence[Scenario] | None = None,
+) -> list[str]:
+    """Problems between the run's scenarios and its data, for validation before a run.
+
+    Parameters
+    ----------
+    params : the run's params (its scenarios file is read when ``scenarios`` is None).
+    tiers_present : the tier codes the customers table holds (``customers.tier`` values;
+        empty when the data has no tier column).
+    scenarios : already loaded scenarios.
+
+    Returns
+    -------
+    One sentence per problem, naming the scenario, the tiers it targets that no customer
+    holds, and the fix; empty when every reference resolves. None of them stops chapter 4
+    (the scenario is reported there as not applicable); validation decides how loud to be.
+    """
+    present = sorted({str(t) for t in tiers_present})
+    scen = list(scenarios) if scenarios is not None else load(params)
+    order = set(params.tiers.order)
+    out = []
+    for s in scen:
+        missing = absent_tiers(s, present)
+        if not missing:
+            continue
+        unknown = [t for t in missing if t not in order]
+        where = (
+            f"; {unknown} not in tiers.order {list(params.tiers.order)} either" if unknown else ""
+        )
+        shown = ", ".join(present) if present else "none: the data has no tier column"
+        out.append(
+            f"scenario '{s.name}' targets tier(s) {missing} that no customer holds "
+            f"(tiers present: {shown}){where}; edit target.tiers in the scenarios file or "
+            "drop the scenario (chapter 4 reports it as not applicable)"
+        )
+    return out

@@ -71,7 +71,7 @@ from fupan import drivers, engine, outcomes
 from fupan import features as F
 from fupan.data import Dataset
 from fupan.params import Params, SimulationParams
-from fupan.scenarios import LEVER_TABLES, PilotEvidence, Scenario
+from fupan.scenarios import DEFAULT_COST_SHARES, LEVER_TABLES, PilotEvidence, Scenario, absent_tiers
 
 __all__ = [
     "SimulationError",
@@ -89,6 +89,10 @@ __all__ = [
     "roadmap",
     "simulate",
     "SimulationResult",
+    "reference_spend",
+    "natural_return",
+    "funded_totals",
+    "skip_reason",
 ]
 
 T = TypeVar("T")
@@ -1277,6 +1281,7 @@ class _WinBack:
     natural: float  # without it (observed natural return rate, or the pilot's control)
     cost: float
     years: float
+    costs: _Costs | None = None
 
     @property
     def contacted(self) -> pd.DataFrame:
@@ -1338,6 +1343,13 @@ def _winback_pack(
     spend = spend_before(ds, ends).clip(lower=0.0).to_numpy(dtype=float)
     margin = P.ltv.margin * spend
     years = float(s.horizon_years or P.simulation.horizon_years)
+    # Amounts left out of the file scale with these customers' own spend (their last year as
+    # customers): an offer is a share of the median; no yearly service cost for the lost.
+    basis: dict[str, str] = {}
+    offer = _amount(
+        wbp.offer_cost, DEFAULT_COST_SHARES["offer_cost"] * float(np.median(spend)), "offer", basis
+    )
+    per_customer = _amount(s.cost.per_customer, 0.0, "per_customer", basis)
     frame = pd.DataFrame(
         {
             "customer_id": tgt.customer_id.to_numpy(),
@@ -1349,11 +1361,160 @@ def _winback_pack(
         }
     )
     frame["expected_value"] = max(rate - nat, 0.0) * frame.value_if_back
-    frame["cost"] = wbp.offer_cost + years * s.cost.per_customer
-    frame["contacted"] = frame.expected_value >= frame.cost
+    frame["cost"] = offer + years * per_customer
+    # a customer worth nothing is never contacted, even by a free offer
+    frame["contacted"] = (frame.expected_value >= frame.cost) & (frame.expected_value > 0)
     n = int(frame.contacted.sum())
-    cost = s.cost.fixed + n * (wbp.offer_cost + years * s.cost.per_customer)
-    return _WinBack(s, frame, float(rate), float(nat), float(cost), years)
+    contacted_spend = float(frame.loc[frame.contacted, "annual_spend"].sum())
+    fixed = _amount(s.cost.fixed, DEFAULT_COST_SHARES["fixed"] * contacted_spend, "fixed", basis)
+    costs = _Costs(per_customer=per_customer, per_touch=0.0, fixed=fixed, offer=offer, basis=basis)
+    cost = fixed + n * (offer + years * per_customer)
+    return _WinBack(s, frame, float(rate), float(nat), float(cost), years, costs)
+
+
+# ---- money in the data's scale -----------------------------------------------------------
+
+
+def reference_spend(ds: Dataset, as_of: pd.Timestamp) -> float:
+    """The median customer's annual value: the median net spend over the 365 days to
+    ``as_of`` (inclusive) of the customers with an order in that year (refunds netted, a
+    negative total counted as 0). NaN when nobody bought in that year.
+
+    Default scenario costs are shares of it (:data:`fupan.scenarios.DEFAULT_COST_SHARES`),
+    so they follow the data's currency and scale.
+    """
+    import ibis
+
+    day = pd.Timestamp(as_of).normalize()
+    o = ds["orders"]
+    o = o.filter(
+        (o.order_date.cast("date") <= ibis.literal(day.date()))
+        & (o.order_date.cast("date") > ibis.literal((day - pd.Timedelta(days=365)).date()))
+    )
+    agg = engine.to_pandas(o.group_by("customer_id").aggregate(spend=o.amount.sum()))
+    if agg.empty:
+        return float("nan")
+    return float(np.median(agg["spend"].astype(float).clip(lower=0.0)))
+
+
+@dataclass
+class _Costs:
+    """A scenario's unit costs after the defaults are filled in, and where each came from."""
+
+    per_customer: float
+    per_touch: float
+    fixed: float
+    offer: float = 0.0
+    basis: dict[str, str] = field(default_factory=dict)  # amount -> "file" | "data"
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "cost_per_customer": self.per_customer,
+            "cost_per_touch": self.per_touch,
+            "cost_fixed": self.fixed,
+            "cost_basis": "file"
+            if all(v == "file" for v in self.basis.values())
+            else ("data" if all(v == "data" for v in self.basis.values()) else "mixed"),
+        }
+
+
+def _amount(given: float | None, default: float, name: str, basis: dict[str, str]) -> float:
+    basis[name] = "file" if given is not None else "data"
+    return float(given) if given is not None else float(default)
+
+
+def _retention_costs(s: Scenario, ref: float, target_spend: float) -> _Costs:
+    """Unit costs of a retention scenario: the file's amounts, else shares of the data."""
+    sh, c, basis = DEFAULT_COST_SHARES, s.cost, {}
+    ref = ref if np.isfinite(ref) else 0.0
+    return _Costs(
+        per_customer=_amount(c.per_customer, sh["per_customer"] * ref, "per_customer", basis),
+        per_touch=_amount(c.per_touch, sh["per_touch"] * ref, "per_touch", basis),
+        fixed=_amount(c.fixed, sh["fixed"] * target_spend, "fixed", basis),
+        basis=basis,
+    )
+
+
+def natural_return(
+    ds: Dataset, status: pd.DataFrame, as_of: pd.Timestamp, within_days: int
+) -> tuple[float, int, str]:
+    """How many lost customers come back without an offer: (rate, customers, basis).
+
+    With recorded churn, the share of recorded churners who ordered again (``won_back``).
+    Without it (churn inferred from dormancy), the customers already lost a year before
+    ``as_of`` (churned in the ``within_days`` before that date) and the share of them who
+    ordered again in the year since; ``basis`` says which (``recorded`` or ``dormancy``),
+    and a rate resting on no customer is 0 with ``customers`` 0.
+    """
+    won = int(status.won_back.sum())
+    recorded = int((status.source == "recorded").sum())
+    if won + recorded:
+        return won / (won + recorded), won + recorded, "recorded"
+    d0 = pd.Timestamp(as_of).normalize() - pd.Timedelta(days=365)
+    before = outcomes.churn_status(ds, d0.date())
+    at = pd.to_datetime(before.churned_at)
+    lost = before[before.churned.astype(bool) & (at > d0 - pd.Timedelta(days=within_days))]
+    if lost.empty:
+        return 0.0, 0, "dormancy"
+    last_now = pd.to_datetime(status.set_index("customer_id").last_order)
+    back = last_now.reindex(lost.customer_id).to_numpy() > np.datetime64(d0)
+    return float(np.mean(back)), len(lost), "dormancy"
+
+
+def funded_totals(table: pd.DataFrame) -> dict[str, Any]:
+    """What the funded scenarios (roadmap phase other than ``hold``) add up to.
+
+    The overview's tiles quote these sums and its table lists every scenario with its
+    phase, so a tile equals the table's figures for the scenarios it names.
+
+    Returns
+    -------
+    dict ``n, names, customers_kept, ltv_retained, cost`` (sums over the funded scenarios).
+    """
+    funded = table[table.phase != "hold"] if len(table) else table
+    return {
+        "n": len(funded),
+        "names": list(funded.name) if len(funded) else [],
+        "customers_kept": float(funded.customers_kept.sum()) if len(funded) else 0.0,
+        "ltv_retained": float(funded.ltv_retained.sum()) if len(funded) else 0.0,
+        "cost": float(funded.cost.sum()) if len(funded) else 0.0,
+    }
+
+
+def skip_reason(skip: Mapping[str, Any], lang: str, label: str, fmt: Any) -> str:
+    """The sentence that says why a scenario was not priced (``SimulationResult.skipped``).
+
+    Parameters
+    ----------
+    skip : one entry of ``skipped`` (``name, reason`` and the reason's details).
+    lang : zh or en.
+    label : the scenario's display name.
+    fmt : a :class:`fupan.i18n.Fmt` for money and percentages.
+    """
+    from fupan import i18n
+    from fupan.atrisk import feature_label
+
+    why = skip["reason"]
+    sep = "、" if lang == "zh" else ", "
+    kw: dict[str, Any] = {"name": label}
+    if why == "missing_table":
+        kw["table"] = i18n.t(f"table.{skip.get('table', 'tickets')}", lang)
+    elif why == "tiers_absent":
+        kw["tiers"] = sep.join(skip["tiers"])
+        kw["present"] = sep.join(skip["present"]) or i18n.t("sim.no_tiers", lang)
+    elif why == "no_effect":
+        kw["levers"] = sep.join(feature_label(f, lang) for f in skip["levers"])
+    elif why == "no_uplift":
+        kw.update(rate=fmt.pct(skip["rate"]), natural=fmt.pct(skip["natural"]))
+    elif why == "none_worth":
+        kw.update(
+            offer=fmt.money(skip["offer"]),
+            targets=fmt.int(skip["targets"]),
+            best=fmt.money(skip["best_value"]),
+        )
+    elif why == "model":
+        kw["detail"] = skip["detail"]
+    return i18n.t(f"sim.skip.{why}", lang, **kw)
 
 
 # ---- targets -----------------------------------------------------------------------------
@@ -1361,7 +1522,10 @@ def _winback_pack(
 
 def _customer_frame(ds: Dataset) -> pd.DataFrame:
     c = ds["customers"]
-    return engine.to_pandas(c).sort_values("customer_id", kind="stable").reset_index(drop=True)
+    out = engine.to_pandas(c).sort_values("customer_id", kind="stable").reset_index(drop=True)
+    if "tier" not in out:  # a transaction log assigns no tier
+        out["tier"] = None
+    return out
 
 
 def _select(base: pd.DataFrame, scenario: Scenario, order: Sequence[str]) -> np.ndarray:
@@ -1494,7 +1658,7 @@ def simulate(
     as_of = pd.Timestamp(P.as_of).normalize()
     status = outcomes.churn_status(ds) if status is None else status
     status = status.sort_values("customer_id", kind="stable").reset_index(drop=True)
-    skipped: list[dict[str, str]] = []
+    skipped: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     draws: dict[str, pd.DataFrame] = {}
     per_customer: dict[str, pd.DataFrame] = {}
@@ -1509,10 +1673,22 @@ def simulate(
     churned_at = status.set_index("customer_id").churned_at
     live = cust[cust.customer_id.map(churned_at).isna().to_numpy()].reset_index(drop=True)
     avail = set(F.available(ds))
+    ref = reference_spend(ds, as_of)
+    # A scenario aimed only at tiers no customer holds is not applicable; the rest run.
+    present = sorted(str(t) for t in cust.tier.dropna().unique())
+    applicable = []
+    for s in scenarios:
+        absent = absent_tiers(s, present)
+        if s.target.tiers and len(absent) == len(s.target.tiers):
+            skipped.append(
+                {"name": s.name, "reason": "tiers_absent", "tiers": absent, "present": present}
+            )
+        else:
+            applicable.append(s)
 
     # ---- retention: who, the model, the projection ------------------------------------
     retention: list[Scenario] = []
-    for s in (s for s in scenarios if s.kind == "retention"):
+    for s in (s for s in applicable if s.kind == "retention"):
         missing = [LEVER_TABLES[f] for f in s.change.levers() if f not in avail]
         if missing:
             skipped.append({"name": s.name, "reason": "missing_table", "table": missing[0]})
@@ -1584,7 +1760,14 @@ def simulate(
             ignore_index=True,
         )
         table = _more_features(ds, table, pd.concat([fit_pairs[_ID], traj_pairs]), wide)
-        fit = _fit(ds, status, names, fit_pairs, table)
+        try:
+            fit = _fit(ds, status, names, fit_pairs, table)
+        except SimulationError as exc:
+            # the retention scenarios cannot be priced; a win-back rests on its prior and runs
+            for s in retention:
+                skipped.append({"name": s.name, "reason": "model", "detail": str(exc)})
+            retention = []
+    if retention:
         model = fit.model
         for s in list(retention):
             if any(f not in model.design.columns_ for f in s.change.levers()):
@@ -1615,6 +1798,7 @@ def simulate(
         )
         tiers = cust.set_index("customer_id")["tier"]
         packs: list[_Retention] = []
+        costs_of: dict[str, _Costs] = {}
         for s in retention:
             ids = targets[s.name]
             pos = pd.Series(np.arange(len(ids)), index=ids)
@@ -1624,16 +1808,27 @@ def simulate(
             codes = pos.reindex(sub.customer_id).to_numpy(dtype=np.int64)
             years = float(s.horizon_years or sp.horizon_years)
             extra_year = float(np.sum(_mean_by(codes, extra, len(ids)))) * QUARTERS_PER_YEAR
-            cost = s.cost.fixed + years * (
-                s.cost.per_customer * len(ids) + s.cost.per_touch * extra_year
+            own = spend.reindex(ids).fillna(0.0) if spend is not None else None
+            costs = _retention_costs(
+                s, ref, float(own.sum()) if own is not None else ref * len(ids)
+            )
+            cost = costs.fixed + years * (
+                costs.per_customer * len(ids) + costs.per_touch * extra_year
             )
             margin = (
-                (P.ltv.margin * spend.reindex(ids).fillna(0.0)).to_numpy(dtype=float)
-                if spend is not None
+                (P.ltv.margin * own).to_numpy(dtype=float)
+                if own is not None
                 else np.zeros(len(ids))
             )
             Z1 = model.matrix(changed)
             moved = np.flatnonzero((Z1 != Z0[sel]).any(axis=1))
+            if not len(moved) and s.pilot is None:
+                skipped.append({"name": s.name, "reason": "no_effect", "levers": s.change.levers()})
+                continue
+            if not cost > 0:
+                skipped.append({"name": s.name, "reason": "zero_cost"})
+                continue
+            costs_of[s.name] = costs
             packs.append(
                 _Retention(
                     scenario=s,
@@ -1709,6 +1904,7 @@ def simulate(
                 pilot_n_per_arm=design["n_per_arm"],
                 pilot_months=design["months"],
                 extra_touches_per_year=p.extra_touches,
+                **costs_of[s.name].record(),
             )
             rows.append(row)
             per_customer[s.name] = pd.DataFrame(
@@ -1736,12 +1932,11 @@ def simulate(
             sens.append(_sensitivity(s.name, roi_at, m0["roi"], lo_m, hi_m))
 
     # ---- win-back ---------------------------------------------------------------------
-    wb_scenarios = [s for s in scenarios if s.kind == "winback"]
+    wb_scenarios = [s for s in applicable if s.kind == "winback"]
     if wb_scenarios:
         eff = effective_churn_dates(status)
-        won = int(status.won_back.sum())
-        recorded = int((status.source == "recorded").sum())
-        natural = won / (won + recorded) if won + recorded else 0.0
+        within = max(s.target.lost_within_days for s in wb_scenarios)
+        natural, natural_n, natural_basis = natural_return(ds, status, as_of, within)
         year = outcomes.churn_rate(status, as_of - pd.Timedelta(days=365), as_of)
         base_churn = float(year.rate.iloc[0]) if len(year) else 0.0
         base_churn = base_churn if np.isfinite(base_churn) else 0.0
@@ -1755,6 +1950,26 @@ def simulate(
             w = _winback_pack(ds, s, pool, eff, natural, years_value)
             if w is None:
                 skipped.append({"name": s.name, "reason": "no_targets"})
+                continue
+            if not w.rate > w.natural:
+                skipped.append(
+                    {"name": s.name, "reason": "no_uplift", "rate": w.rate, "natural": w.natural}
+                )
+                continue
+            if not w.frame.contacted.any():
+                assert w.costs is not None
+                skipped.append(
+                    {
+                        "name": s.name,
+                        "reason": "none_worth",
+                        "targets": len(w.frame),
+                        "best_value": float(w.frame.expected_value.max()),
+                        "offer": w.costs.offer,
+                    }
+                )
+                continue
+            if not w.cost > 0:
+                skipped.append({"name": s.name, "reason": "zero_cost"})
                 continue
             m0 = _wb_expected(w, w.rate, w.natural)
             rng = _seed(P.seed, "winback", s.name)
@@ -1791,8 +2006,12 @@ def simulate(
                 contacted=n_c,
                 excluded=int(len(w.frame) - n_c),
                 natural_return_rate=w.natural,
+                natural_return_customers=natural_n,
+                natural_return_basis=natural_basis,
                 reactivation_rate=w.rate,
                 value_years=years_value,
+                offer_cost=w.costs.offer if w.costs is not None else float("nan"),
+                **(w.costs.record() if w.costs is not None else {}),
             )
             rows.append(row)
             winback[s.name] = w.frame
@@ -1852,5 +2071,6 @@ def simulate(
             "as_of": as_of,
             "value_model": value_model,
             "projection_months": sp.projection_months,
+            "reference_spend": ref,
         },
     )
