@@ -483,13 +483,26 @@ def _stage_parquet(
             "write the file again (it may be cut short or not Parquet at all), or export CSV",
         ) from None
     names = [c for c in src.columns if c != _FILE_ROW]
-    if not _columns_unambiguous(names, table, params, report, path.name):
+    # DuckDB renames repeated names (amount, amount_1): the file's own schema has them.
+    own = _parquet_names(path)
+    if not _columns_unambiguous(
+        own if len(own) == len(names) else names, table, params, report, path.name
+    ):
         raise _Reported
     cols = {_normalise_header(c): src[c] for c in names}
     if _FILE_ROW in cols:
         cols[_FILE_ROW] = src[_FILE_ROW]
     _create_temp_view(con, f"raw_{table.name}", src.select(**cols, _row=row))
     return _RawTable(table.name, str(path), 0)
+
+
+def _parquet_names(path: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    try:
+        return [n for n in pq.read_schema(path).names if n != _FILE_ROW]
+    except Exception:  # noqa: BLE001 - DuckDB read the file: its names are enough
+        return []
 
 
 def _text_codec(path: Path, table: Table, params: Params, report: ValidationReport) -> str:
@@ -596,7 +609,7 @@ def _read_csv(con: Any, path: Path, table: Table, skip: int) -> ir.Table:
                 **({"max_line_size": limit} if limit else {}),
             )
         except Exception as exc:  # noqa: BLE001 - retried only for the line-size error
-            size = re.search(r"Actual Size:\s*(\d+)", str(exc))
+            size = re.search(r"Actual Size:\s*(\d+)", sources.engine_message(exc))
             if not size:
                 raise
             limit = 2 * int(size.group(1))
@@ -1324,7 +1337,7 @@ def load(
                         None,
                         "missing_file",
                         0,
-                        f"required table '{name}' is missing from {source}",
+                        f"required table '{name}' is missing from {sources.redact(source)}",
                         fix=f"add {name}.csv (or .parquet/.xlsx), or name the file in params: data.files.{name}",
                     )
                 else:

@@ -452,9 +452,18 @@ def _first_line(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def engine_message(exc: BaseException) -> str:
+    """An engine error's text. DuckDB quotes the offending line cut at a byte count: when
+    the cut splits a character, the message itself fails to decode and the exception is a
+    UnicodeDecodeError holding the message's bytes."""
+    if isinstance(exc, UnicodeDecodeError) and isinstance(exc.object, bytes):
+        return exc.object.decode("utf-8", errors="replace")
+    return str(exc)
+
+
 def short_detail(exc: BaseException, n: int = 3, width: int = 200) -> str:
     """The first lines of an engine error, each cut to ``width`` (a CSV line may be MBs)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in engine_message(exc).splitlines() if ln.strip()]
     return "; ".join(ln if len(ln) <= width else ln[: width - 3] + "..." for ln in lines[:n])
 
 
