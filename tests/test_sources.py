@@ -59,11 +59,19 @@ def _problems(report, table: str, severity: str = "error"):
 # Encodings
 
 
-@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-8-sig"])
-@pytest.mark.parametrize("bom", [True, False])
+@pytest.mark.parametrize(
+    ("codec", "bom"),
+    [
+        ("utf-16", True),  # little-endian with BOM (what Excel's "Unicode text" writes)
+        ("utf-16-le", True),
+        ("utf-16-be", True),
+        ("utf-16-le", False),
+        ("utf-16-be", False),
+        ("utf-32", True),
+        ("utf-8-sig", True),
+    ],
+)
 def test_unicode_files_with_and_without_bom_load_the_same_values(tmp_path, codec, bom):
-    if not bom and codec in ("utf-16", "utf-32", "utf-8-sig"):
-        pytest.skip("these codecs always write a byte-order mark")
     data = tiny.write(tmp_path / "d")
     text = tiny.frames()["customers"].to_csv(index=False)
     raw = text.encode(codec)
