@@ -702,3 +702,17 @@ def test_a_password_in_a_url_never_reaches_the_message():
 )
 def test_sniff_encoding(head, codec):
     assert sources.sniff_encoding(head) == codec
+
+
+def test_data_files_may_name_one_workbook_for_several_tables(tmp_path):
+    data = tiny.write(tmp_path / "d", drop=("orders", "customers"))
+    frames = tiny.frames()
+    _workbook(
+        data / "crm.xlsx", {"说明": _NOTES, "Orders": frames["orders"], "客户": frames["customers"]}
+    )
+    lines = "  files: {orders: crm.xlsx, customers: crm.xlsx}\n  sheets: {customers: 客户}\n"
+    with _load(_params_file(tmp_path, data, lines)) as ds:
+        assert ds["orders"].count().to_pyarrow().as_py() == 10
+        c = ds["customers"].to_pandas().set_index("customer_id")
+        assert not ds.report.warnings or all(p.check != "sheet" for p in ds.report.warnings)
+    assert c.loc["C5", "customer_name"] == "戊公司"
