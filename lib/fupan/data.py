@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -27,8 +28,10 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pandas as pd
 
+from fupan import sources
 from fupan.params import Params
 from fupan.schema import TABLES, Column, Table
+from fupan.sources import SourceError
 from fupan.validation import DataValidationError, Severity, ValidationReport
 
 warnings.filterwarnings("ignore", message=".*infer_string.*")
@@ -38,8 +41,6 @@ STAGED_NAME = "staged.duckdb"
 REPORT_NAME = "validation.json"
 _TRUE = ("true", "t", "1", "yes", "y", "是", "对", "true.")
 _FALSE = ("false", "f", "0", "no", "n", "否", "错")
-# Header cells like "客户编号 " or "\ufeffcustomer_id" are normal in CRM exports.
-_HEADER_JUNK = re.compile(r"^[\s\ufeff\"']+|[\s\"']+$")
 # DuckDB's per-file row counter column of read_parquet.
 _FILE_ROW = "file_row_number"
 # Catalog name of an attached DuckDB file source while it is read.
@@ -151,15 +152,17 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def detect_encoding(path: str | Path, declared: str = "auto") -> str:
-    """The codec a CSV file really uses: UTF-8 (with or without BOM) or GB18030.
+    """The codec a CSV file really uses: one its byte-order mark (or UTF-16 shape) proves,
+    else UTF-8 or GB18030.
 
     A file declared UTF-8 that does not decode as UTF-8 is treated as GB18030 (the safe
     superset of GBK) when it decodes as that; the caller reports the mismatch.
     """
     with open(path, "rb") as fh:
-        head = fh.read(4)
-    if head.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
+        head = fh.read(4096)
+    sniffed = sources.sniff_encoding(head)
+    if sniffed:
+        return sniffed
     if declared not in ("auto", "utf-8", "utf8"):
         return declared
     if _decodes(path, "utf-8"):
@@ -192,61 +195,178 @@ def _transcode_to_utf8(path: Path, codec: str, out: Path) -> Path:
 
 
 def find_source_files(params: Params) -> dict[str, Path]:
-    """Map each contract table to its file in a source folder (absent tables are left out)."""
+    """Map each contract table to its file in a source folder (absent tables are left out).
+
+    A file is found by its table's name, case aside. A broken or looping link counts as
+    found, so its problem is reported rather than the table called missing.
+    """
     folder = Path(params.resolve(params.data.source))
     found: dict[str, Path] = {}
     for table in TABLES:
         if table in params.data.files:
             found[table] = folder / params.data.files[table]
             continue
-        for suffix in FILE_SUFFIXES:
-            candidate = folder / f"{table}{suffix}"
-            if candidate.exists():
-                found[table] = candidate
-                break
+        hits = _table_files(folder, table)
+        if hits:
+            found[table] = hits[0]
     return found
 
 
+def _table_files(folder: Path, table: str) -> list[Path]:
+    """Every file of ``folder`` named after ``table`` (any readable suffix, any case)."""
+    exact = [folder / f"{table}{s}" for s in FILE_SUFFIXES]
+    hits = [p for p in exact if os.path.lexists(p)]
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError:
+        return hits
+    for entry in entries:
+        p = folder / entry
+        if p not in hits and p.stem.lower() == table and p.suffix.lower() in FILE_SUFFIXES:
+            hits.append(p)
+    return hits
+
+
 def _normalise_header(name: Any) -> str:
-    return _HEADER_JUNK.sub("", str(name))
+    return sources.normalise_header(name)
 
 
 def _expected_headers(table: Table, params: Params) -> set[str]:
-    mapped = params.data.columns.get(table.name, {})
-    names = {c.lower() for c in table.column_names}
-    names |= {src.lower() for src in mapped}
-    return names
+    return sources.expected_headers(table, params)
 
 
 def _detect_header_row(rows: list[list[Any]], expected: set[str]) -> int:
     """First row of a sheet that looks like the header (title rows above it are skipped)."""
-    best, best_hits = 0, 0
-    for i, row in enumerate(rows[:15]):
-        hits = sum(1 for v in row if v is not None and _normalise_header(v).lower() in expected)
-        if hits > best_hits:
-            best, best_hits = i, hits
-    return best
+    return sources.detect_header_row(rows, expected)
 
 
-def _read_excel_text(path: Path, table: Table, params: Params) -> tuple[pd.DataFrame, int]:
-    sheet = params.data.sheet if params.data.sheet is not None else 0
+def _sheet_head(path: Path, sheet: str | int) -> list[list[Any]]:
+    head = pd.read_excel(path, sheet_name=sheet, header=None, nrows=15, dtype=str)
+    return [[None if pd.isna(v) else v for v in r] for r in head.values.tolist()]
+
+
+def _pick_sheet(path: Path, table: Table, params: Params, report: ValidationReport) -> str:
+    """The sheet of a table's own workbook to read.
+
+    The sheet data.sheets (or data.sheet) names; else the one named after the table; else
+    the only sheet. In a workbook of several sheets, a first sheet without a single contract
+    header (a cover or notes sheet) is skipped for the one sheet that holds the table's
+    required columns; with none or several such sheets, one error asks for the setting.
+    """
+    names = sources.sheet_names(path)
+    wanted = sources.sheet_setting(params, table.name)
+    if wanted is not None:
+        return sources.resolve_sheet(names, wanted, path.name, table.name)
+    own = sources.table_sheet(names, table.name)
+    if own is not None or len(names) == 1:
+        return own or names[0]
+    expected = _expected_headers(table, params)
+    heads = {n: _sheet_head(path, n) for n in names}
+    headers = {
+        n: (rows[_detect_header_row(rows, expected)] if rows else []) for n, rows in heads.items()
+    }
+    fits = [n for n in names if sources.has_required(headers[n], table, params)]
+    first_hits = sources.header_hits(headers[names[0]], expected)
+    if names[0] in fits or (first_hits and not fits):
+        return names[0]
+    if len(fits) == 1:
+        report.add(
+            "warning",
+            table.name,
+            None,
+            "sheet",
+            0,
+            f"{path.name}: read sheet '{fits[0]}', the only one with the columns of "
+            f"{table.name}; its first sheet '{names[0]}' holds no table",
+            fix=f"set data.sheets.{table.name}: '{fits[0]}' to say so in the params",
+        )
+        return fits[0]
+    required = ", ".join(table.required_columns)
+    if fits:
+        raise SourceError(
+            f"{path.name} has {len(fits)} sheets with the columns of {table.name} "
+            f"({', '.join(map(repr, fits))}); fupan reads one sheet per table",
+            f"set data.sheets.{table.name} to the sheet to read (or combine the sheets)",
+            "sheet",
+        )
+    shown = "; ".join(
+        f"'{n}' (first row: {', '.join(str(v) for v in headers[n][:4] if v is not None) or 'empty'})"
+        for n in names[:6]
+    )
+    raise SourceError(
+        f"no sheet of {path.name} holds the columns of {table.name} ({required}); "
+        f"its sheets: {shown}",
+        f"set data.sheets.{table.name} to the sheet that holds the table, and map its "
+        f"headers in data.columns.{table.name} if they have other names",
+        "sheet",
+    )
+
+
+def _read_excel_text(
+    path: Path,
+    table: Table,
+    params: Params,
+    report: ValidationReport | None = None,
+    sheet: str | int | None = None,
+) -> tuple[pd.DataFrame, int]:
+    if sheet is None:
+        sheet = _pick_sheet(path, table, params, report or ValidationReport())
     header_row = params.data.header_row
+    rows = _sheet_head(path, sheet)
+    if not rows:
+        raise SourceError(
+            f"sheet '{sheet}' of {path.name} is empty: no header, no rows",
+            f"export the {table.name} table again, or set data.sheets.{table.name}",
+            "empty_file",
+        )
     if header_row is None:
-        head = pd.read_excel(path, sheet_name=sheet, header=None, nrows=15, dtype=str)
-        rows = [[None if pd.isna(v) else v for v in r] for r in head.values.tolist()]
         header_row = _detect_header_row(rows, _expected_headers(table, params))
+    if report is not None and header_row < len(rows):
+        header = [v for v in rows[header_row] if v is not None]
+        if not _columns_unambiguous(header, table, params, report, f"{path.name} [{sheet}]"):
+            raise _Reported
     frame = pd.read_excel(path, sheet_name=sheet, header=header_row, dtype=str)
     return frame, header_row
 
 
 def _csv_header_row(path: Path, codec: str, table: Table, params: Params) -> int:
-    if params.data.header_row is not None:
-        return params.data.header_row
-    import csv
+    expected = _expected_headers(table, params)
+    return sources.text_header(path, codec, expected, params.data.header_row)[0]
 
-    with open(path, encoding=codec, newline="", errors="replace") as fh:
-        rows = [row for _, row in zip(range(15), csv.reader(fh), strict=False)]
-    return _detect_header_row(rows, _expected_headers(table, params))
+
+class _Reported(Exception):
+    """A problem already in the report: the table is not staged."""
+
+
+def _columns_unambiguous(
+    headers: list[Any], table: Table, params: Params, report: ValidationReport, where: str
+) -> bool:
+    """Report source columns that claim the same contract column; False if any do."""
+    errors, notes = sources.ambiguous_columns([str(h) for h in headers], table, params)
+    for dst, srcs in errors:
+        report.add(
+            "error",
+            table.name,
+            dst,
+            "ambiguous_column",
+            len(srcs),
+            f"{where} has {len(srcs)} columns that would fill '{dst}': "
+            f"{', '.join(map(repr, srcs))}; fupan will not pick one",
+            fix="delete or rename all but one of them in the export, or map the one to use "
+            f"in data.columns.{table.name}",
+        )
+    for dst, used, others in notes:
+        report.add(
+            "warning",
+            table.name,
+            dst,
+            "ambiguous_column",
+            len(others),
+            f"{where}: '{dst}' is read from '{used}' as data.columns maps it; the column "
+            f"{', '.join(map(repr, others))} of the same name is ignored",
+            fix="remove or rename the ignored column in the export if it is not needed",
+        )
+    return not errors
 
 
 @dataclass
@@ -278,25 +398,77 @@ def _materialise(con: Any, name: str, expr: ir.Table, temp: bool) -> ir.Table:
 
 
 def _stage_raw_file(
-    con: Any, table: Table, path: Path, params: Params, tmp: Path, report: ValidationReport
+    con: Any,
+    table: Table,
+    path: Path,
+    params: Params,
+    tmp: Path,
+    report: ValidationReport,
+    sheet: str | int | None = None,
 ) -> _RawTable | None:
     """Expose one file as ``raw_<table>`` with a source row number ``_row``.
 
     Text formats arrive with every column as text. Parquet keeps its own column types: the
     typing step reads a column that already has the contract's type as it is and parses the
-    others from their text form, so both give the same values.
+    others from their text form, so both give the same values. A file that cannot be read
+    is reported (file, problem, fix) and None returned.
     """
-    raw_name = f"raw_{table.name}"
     suffix = path.suffix.lower()
-    if suffix in (".xlsx", ".xlsm"):
-        frame, header_row = _read_excel_text(path, table, params)
-        frame.columns = [_normalise_header(c) for c in frame.columns]
-        header_line = header_row + 1
-        frame.insert(0, "_row", range(header_line + 1, header_line + 1 + len(frame)))
-        frame = frame.dropna(how="all", subset=[c for c in frame.columns if c != "_row"])
-        con.create_table(raw_name, frame, temp=True, overwrite=True)
-        return _RawTable(table.name, str(path), header_line)
-    if suffix in (".parquet", ".pq"):
+    try:
+        if suffix in (".xlsx", ".xlsm"):
+            return _stage_excel(con, table, path, params, report, sheet)
+        if suffix in (".parquet", ".pq"):
+            return _stage_parquet(con, table, path, params, report)
+        return _stage_csv(con, table, path, params, tmp, report)
+    except _Reported:
+        return None
+    except SourceError as err:
+        _report_source_error(report, table, err)
+        return None
+
+
+def _report_source_error(report: ValidationReport, table: Table, err: SourceError) -> None:
+    # An empty optional table is absent, as a header-only one is; a required one stops.
+    optional_empty = err.check == "empty_file" and not table.required
+    report.add(
+        "warning" if optional_empty else "error",
+        table.name,
+        None,
+        err.check,
+        0,
+        err.message + ("; the table is treated as absent" if optional_empty else ""),
+        fix=err.fix,
+    )
+
+
+def _stage_excel(
+    con: Any,
+    table: Table,
+    path: Path,
+    params: Params,
+    report: ValidationReport,
+    sheet: str | int | None,
+) -> _RawTable:
+    if not (sources.signature(path) or ("",))[0].startswith("an Excel .xlsx"):
+        sig = sources.signature(path)
+        what = sig[0] if sig else "not a zip archive (perhaps CSV or HTML saved with .xlsx)"
+        raise SourceError(
+            f"{path.name} is not an Excel .xlsx workbook: it is {what}",
+            "open it in Excel and save it as .xlsx (Excel Workbook), or export CSV",
+        )
+    frame, header_row = _read_excel_text(path, table, params, report, sheet)
+    frame.columns = [_normalise_header(c) for c in frame.columns]
+    header_line = header_row + 1
+    frame.insert(0, "_row", range(header_line + 1, header_line + 1 + len(frame)))
+    frame = frame.dropna(how="all", subset=[c for c in frame.columns if c != "_row"])
+    con.create_table(f"raw_{table.name}", frame, temp=True, overwrite=True)
+    return _RawTable(table.name, str(path), header_line)
+
+
+def _stage_parquet(
+    con: Any, table: Table, path: Path, params: Params, report: ValidationReport
+) -> _RawTable:
+    try:
         src = con.read_parquet(str(path), table_name=f"src_{table.name}")
         if _FILE_ROW not in src.columns:
             # The reader's own row counter runs in parallel; a window row_number() would
@@ -305,57 +477,143 @@ def _stage_raw_file(
             row = src[_FILE_ROW] + 1
         else:
             row = ibis.row_number() + 1
-        cols = {_normalise_header(c): src[c] for c in src.columns if c != _FILE_ROW}
-        if _FILE_ROW in cols:
-            cols[_FILE_ROW] = src[_FILE_ROW]
-        _create_temp_view(con, raw_name, src.select(**cols, _row=row))
-        return _RawTable(table.name, str(path), 0)
-    # CSV / TXT
-    codec = detect_encoding(path, params.data.encoding)
-    declared = params.data.encoding.lower()
-    if declared in ("utf-8", "utf8") and codec == "gb18030":
-        report.add(
-            "warning",
-            table.name,
-            None,
-            "encoding",
-            0,
-            f"{path.name} is declared UTF-8 but is GBK/GB18030; it was decoded as GB18030",
-            fix="set data.encoding: gb18030 (or auto), or re-export the file as UTF-8",
-        )
-    if codec not in ("utf-8", "utf-8-sig"):
-        path = _transcode_to_utf8(path, codec, tmp / f"{table.name}.utf8.csv")
-        codec = "utf-8"
-    skip = _csv_header_row(path, codec, table, params)
+    except Exception as exc:  # noqa: BLE001 - DuckDB raises many kinds for a bad file
+        raise SourceError(
+            f"{path.name} could not be read as Parquet: {sources.short_detail(exc, 1)}",
+            "write the file again (it may be cut short or not Parquet at all), or export CSV",
+        ) from None
+    names = [c for c in src.columns if c != _FILE_ROW]
+    # DuckDB renames repeated names (amount, amount_1): the file's own schema has them.
+    own = _parquet_names(path)
+    if not _columns_unambiguous(
+        own if len(own) == len(names) else names, table, params, report, path.name
+    ):
+        raise _Reported
+    cols = {_normalise_header(c): src[c] for c in names}
+    if _FILE_ROW in cols:
+        cols[_FILE_ROW] = src[_FILE_ROW]
+    _create_temp_view(con, f"raw_{table.name}", src.select(**cols, _row=row))
+    return _RawTable(table.name, str(path), 0)
+
+
+def _parquet_names(path: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
     try:
-        # The sniffer reads a sample only: a quoted field after it would break the whole load,
-        # so quoting is fixed to the CSV standard rather than guessed.
-        src = con.read_csv(
-            str(path),
-            table_name=f"src_{table.name}",
-            all_varchar=True,
-            header=True,
-            skip=skip,
-            quote='"',
-            escape='"',
+        return [n for n in pq.read_schema(path).names if n != _FILE_ROW]
+    except Exception:  # noqa: BLE001 - DuckDB read the file: its names are enough
+        return []
+
+
+def _text_codec(path: Path, table: Table, params: Params, report: ValidationReport) -> str:
+    """The codec of a text file: its byte-order mark, its declared encoding, or detected."""
+    declared = sources.declared_encoding(params, table.name)
+    low = declared.lower()
+    auto = low in ("auto", "utf-8", "utf8")
+    with open(path, "rb") as fh:
+        sniffed = sources.sniff_encoding(fh.read(4096))
+    if sniffed:
+        if not auto and not sources.check_codec(declared, table.name).startswith(sniffed[:6]):
+            report.add(
+                "warning",
+                table.name,
+                None,
+                "encoding",
+                0,
+                f"{path.name} is declared {declared} but is {sniffed} (its first bytes say so); "
+                f"it was decoded as {sniffed}",
+                fix=f"set data.encodings.{table.name}: {sniffed} (or auto)",
+            )
+        return sniffed
+    if not auto:
+        return sources.check_codec(declared, table.name)
+    if _decodes(path, "utf-8"):
+        return "utf-8"
+    if _decodes(path, "gb18030"):
+        if low != "auto":
+            report.add(
+                "warning",
+                table.name,
+                None,
+                "encoding",
+                0,
+                f"{path.name} is declared UTF-8 but is GBK/GB18030; it was decoded as GB18030",
+                fix=f"set data.encodings.{table.name}: gb18030 (or data.encoding: auto), "
+                "or re-export the file as UTF-8",
+            )
+        return "gb18030"
+    raise sources.undecodable(path, ["utf-8", "gb18030"], table.name)
+
+
+def _stage_csv(
+    con: Any, table: Table, path: Path, params: Params, tmp: Path, report: ValidationReport
+) -> _RawTable | None:
+    sig = sources.signature(path)
+    if sig is not None:
+        raise SourceError(
+            f"{path.name} is {sig[0]}, not CSV text",
+            f"rename it to {path.stem}{sig[1]}, or export the {table.name} table as CSV",
         )
-        cols = {_normalise_header(c): src[c] for c in src.columns}
-        expr = src.select(**cols).mutate(_row=ibis.row_number() + 2 + skip)
-        _create_temp_view(con, raw_name, expr)
+    name = path.name
+    codec = _text_codec(path, table, params, report)
+    if codec not in ("utf-8", "utf-8-sig"):
+        try:
+            path = _transcode_to_utf8(path, codec, tmp / f"{table.name}.utf8.csv")
+        except UnicodeDecodeError:
+            raise sources.undecodable(path, [codec], table.name) from None
+        codec = "utf-8"
+    skip, header = sources.text_header(
+        path, codec, _expected_headers(table, params), params.data.header_row
+    )
+    try:
+        src = _read_csv(con, path, table, skip)
     except Exception as exc:  # noqa: BLE001 - DuckDB raises many kinds; report them all the same way
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        detail = "; ".join(ln for ln in lines[:3])
         report.add(
             "error",
             table.name,
             None,
             "unreadable",
             0,
-            f"{path.name} could not be read as CSV: {detail}",
+            f"{name} could not be read as CSV: {sources.short_detail(exc)}",
             fix="check the delimiter, quoting and number of columns on the line named",
         )
         return None
+    # DuckDB renames repeated headers (amount, amount_1); the file's own header row, when it
+    # splits into the same number of cells, names them as the user sees them.
+    names = [_normalise_header(h) for h in header]
+    if len(names) != len(src.columns):
+        names = [_normalise_header(c) for c in src.columns]
+    if not _columns_unambiguous(names, table, params, report, name):
+        return None
+    cols = {_normalise_header(c): src[c] for c in src.columns}
+    expr = src.select(**cols).mutate(_row=ibis.row_number() + 2 + skip)
+    _create_temp_view(con, f"raw_{table.name}", expr)
     return _RawTable(table.name, str(path), 1 + skip)
+
+
+def _read_csv(con: Any, path: Path, table: Table, skip: int) -> ir.Table:
+    """The file as text columns; a line over DuckDB's 2 MB default is read with a larger limit."""
+    limit: int | None = None
+    for _ in range(4):
+        try:
+            # The sniffer reads a sample only: a quoted field after it would break the whole
+            # load, so quoting is fixed to the CSV standard rather than guessed.
+            return con.read_csv(
+                str(path),
+                table_name=f"src_{table.name}",
+                all_varchar=True,
+                header=True,
+                skip=skip,
+                quote='"',
+                escape='"',
+                **({"max_line_size": limit} if limit else {}),
+            )
+        except Exception as exc:  # noqa: BLE001 - retried only for the line-size error
+            size = re.search(r"Actual Size:\s*(\d+)", sources.engine_message(exc))
+            if not size:
+                raise
+            limit = 2 * int(size.group(1))
+    raise RuntimeError(f"{path.name}: lines keep exceeding the line-size limit ({limit} bytes)")
 
 
 def _kept_natively(dtype: dt.DataType) -> bool:
@@ -394,6 +652,157 @@ def _stage_raw_from_duckdb(con: Any, catalog: str, table: Table, name: str) -> N
     _create_temp_view(
         con, f"raw_{table.name}", src.select(**cols).mutate(_row=ibis.row_number() + 1)
     )
+
+
+def _stage_source(
+    con: Any, params: Params, source: str, tmp: Path, report: ValidationReport
+) -> tuple[list[str], dict[str, str], bool]:
+    """Expose every table the source holds as ``raw_<table>``.
+
+    Returns the staged tables, the inputs' fingerprints and whether a DuckDB file is
+    attached (to detach when done). A source that cannot be opened at all raises
+    :class:`DataValidationError` with one entry naming it, the problem and the fix; a table
+    that cannot be read is reported under its name and left out.
+    """
+    try:
+        kind = sources.source_kind(source)
+        if kind in ("url", "sqlite"):
+            url = source if kind == "url" else f"sqlite://{Path(source).resolve()}"
+            staged = _stage_from_url(con, params, url, report)
+            return staged, {"url": hashlib.sha256(source.encode()).hexdigest()}, False
+        if kind == "duckdb":
+            staged = _stage_from_duckdb_file(con, params, Path(source), report)
+            return staged, {Path(source).name: sha256_file(source)}, True
+        if kind == "workbook":
+            staged = _stage_from_workbook(con, params, Path(source), tmp, report)
+            return staged, {Path(source).name: sha256_file(source)}, False
+    except SourceError as err:
+        report.add("error", "(source)", None, err.check, 0, err.message, fix=err.fix)
+        raise DataValidationError(report) from None
+    return _stage_from_folder(con, params, tmp, report)
+
+
+def _stage_from_url(con: Any, params: Params, url: str, report: ValidationReport) -> list[str]:
+    other = sources.connect_url(url)
+    names = set(other.list_tables())
+    staged = []
+    for name, table in TABLES.items():
+        if name not in names:
+            continue
+        try:
+            if not _columns_unambiguous(
+                other.table(name).columns, table, params, report, f"table {name}"
+            ):
+                continue
+            _stage_raw_from_backend(con, other, table, name)
+        except Exception as exc:  # noqa: BLE001 - every driver raises its own error types
+            report.add(
+                "error",
+                name,
+                None,
+                "unreadable",
+                0,
+                f"table {name} of {sources.redact(url)} could not be read: "
+                f"{type(exc).__name__}: {sources.short_detail(exc, 1)}",
+                fix="check that the database user may read the table (SELECT permission) "
+                "and that the server is still reachable",
+            )
+            continue
+        staged.append(name)
+    return staged
+
+
+def _stage_from_duckdb_file(
+    con: Any, params: Params, path: Path, report: ValidationReport
+) -> list[str]:
+    try:
+        # Attached read-only and read in place: no copy through Python.
+        con.raw_sql(f"ATTACH {_sql_string(str(path))} AS {_SOURCE_DB} (READ_ONLY)")
+    except Exception as exc:  # noqa: BLE001 - IO, lock and format errors alike
+        raise SourceError(
+            f"{path.name} could not be opened as a DuckDB database: {sources.short_detail(exc, 1)}",
+            "check that it is a DuckDB file (not another database or a CSV), that no other "
+            "program holds it open for writing, and that this DuckDB can read its version",
+        ) from None
+    names = set(con.list_tables(database=(_SOURCE_DB, "main")))
+    staged = []
+    for name, table in TABLES.items():
+        if name not in names:
+            continue
+        cols = con.table(name, database=(_SOURCE_DB, "main")).columns
+        if _columns_unambiguous(cols, table, params, report, f"table {name}"):
+            _stage_raw_from_duckdb(con, _SOURCE_DB, table, name)
+            staged.append(name)
+    return staged
+
+
+def _stage_from_workbook(
+    con: Any, params: Params, path: Path, tmp: Path, report: ValidationReport
+) -> list[str]:
+    """One .xlsx workbook, one sheet per table: named after the table, or by data.sheets."""
+    names = sources.sheet_names(path)
+    per_table = getattr(params.data, "sheets", None) or {}
+    staged = []
+    for name, table in TABLES.items():
+        try:
+            if name in per_table:
+                sheet = sources.resolve_sheet(names, per_table[name], path.name, name)
+            else:
+                sheet = sources.table_sheet(names, name)
+        except SourceError as err:
+            _report_source_error(report, table, err)
+            continue
+        if sheet is None:
+            if table.required:
+                report.add(
+                    "error",
+                    name,
+                    None,
+                    "missing_file",
+                    0,
+                    f"workbook {path.name} has no sheet for the required table '{name}' "
+                    f"(its sheets: {', '.join(map(repr, names))})",
+                    fix=f"name the sheet '{name}', or map it in params: data.sheets.{name}: "
+                    "<sheet name>",
+                )
+            continue
+        if _stage_raw_file(con, table, path, params, tmp, report, sheet=sheet):
+            staged.append(name)
+    return staged
+
+
+def _stage_from_folder(
+    con: Any, params: Params, tmp: Path, report: ValidationReport
+) -> tuple[list[str], dict[str, str], bool]:
+    folder = Path(params.resolve(params.data.source))
+    fingerprints: dict[str, str] = {}
+    staged = []
+    for name, path in find_source_files(params).items():
+        table = TABLES[name]
+        if name not in params.data.files:
+            others = _table_files(folder, name)
+            if len(others) > 1:
+                report.add(
+                    "error",
+                    name,
+                    None,
+                    "ambiguous_file",
+                    len(others),
+                    f"{len(others)} files could be the {name} table: "
+                    f"{', '.join(p.name for p in others)}; fupan will not pick one",
+                    fix=f"remove or rename all but one, or name the file in data.files.{name}",
+                )
+                continue
+        problem = sources.file_problem(path, name)
+        if problem is not None:
+            if problem.check == "missing_file":
+                problem.message = f"file {path} (from data.files) does not exist"
+            _report_source_error(report, table, problem)
+            continue
+        fingerprints[path.name] = sha256_file(path)
+        if _stage_raw_file(con, table, path, params, tmp, report):
+            staged.append(name)
+    return staged, fingerprints, False
 
 
 # --------------------------------------------------------------------------------------
@@ -916,51 +1325,9 @@ def load(
         con = _connect_staging(db)
     else:
         con = ibis.duckdb.connect()
-    fingerprints: dict[str, str] = {}
-    attached = False
     with tempfile.TemporaryDirectory(prefix="fupan-load-") as tmpdir:
         tmp = Path(tmpdir)
-        staged: list[str] = []
-        if "://" in source:
-            other = ibis.connect(source)
-            names = set(other.list_tables())
-            for name, table in TABLES.items():
-                if name in names:
-                    _stage_raw_from_backend(con, other, table, name)
-                    staged.append(name)
-            fingerprints["url"] = hashlib.sha256(source.encode()).hexdigest()
-        elif source.endswith((".duckdb", ".ddb", ".db")):
-            path = source
-            if not Path(path).exists():
-                raise DataValidationError(_missing_source(report, path))
-            # Attached read-only and read in place: no copy through Python.
-            con.raw_sql(f"ATTACH {_sql_string(str(path))} AS {_SOURCE_DB} (READ_ONLY)")
-            attached = True
-            names = set(con.list_tables(database=(_SOURCE_DB, "main")))
-            for name, table in TABLES.items():
-                if name in names:
-                    _stage_raw_from_duckdb(con, _SOURCE_DB, table, name)
-                    staged.append(name)
-            fingerprints[Path(path).name] = sha256_file(path)
-        else:
-            if not Path(source).is_dir():
-                raise DataValidationError(_missing_source(report, source))
-            files = find_source_files(params)
-            for name, path in files.items():
-                if not path.exists():
-                    report.add(
-                        "error",
-                        name,
-                        None,
-                        "missing_file",
-                        0,
-                        f"file {path} (from data.files) does not exist",
-                        fix="correct data.files or add the file",
-                    )
-                    continue
-                fingerprints[path.name] = sha256_file(path)
-                if _stage_raw_file(con, TABLES[name], path, params, tmp, report):
-                    staged.append(name)
+        staged, fingerprints, attached = _stage_source(con, params, source, tmp, report)
         for name in TABLES:
             if name not in staged and not any(p.table == name for p in report.errors):
                 if TABLES[name].required:
@@ -970,7 +1337,7 @@ def load(
                         None,
                         "missing_file",
                         0,
-                        f"required table '{name}' is missing from {source}",
+                        f"required table '{name}' is missing from {sources.redact(source)}",
                         fix=f"add {name}.csv (or .parquet/.xlsx), or name the file in params: data.files.{name}",
                     )
                 else:

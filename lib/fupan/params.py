@@ -57,6 +57,13 @@ class DataSource(_Model):
         "auto", description="CSV encoding: auto (UTF-8, UTF-8-SIG, GB18030) or a codec"
     )
     sheet: str | int | None = Field(None, description="Excel sheet name or index (default: first)")
+    sheets: dict[str, str | int] = Field(
+        default_factory=dict,
+        description="table -> Excel sheet name or 0-based index; overrides data.sheet",
+    )
+    encodings: dict[str, str] = Field(
+        default_factory=dict, description="table -> CSV encoding; overrides data.encoding"
+    )
     header_row: int | None = Field(
         None,
         description="0-based header row in Excel/CSV files; default: detected (title rows skipped)",
