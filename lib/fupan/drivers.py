@@ -173,6 +173,100 @@ def driver_rows(
     return mask, info
 
 
+@dataclass
+class DriverData:
+    """The rows the driver models are fitted and judged on, or why there are none.
+
+    Attributes
+    ----------
+    train, test : snapshot rows (fitting period, later period).
+    info : what was left out and how the rows were chosen (:func:`driver_rows`' keys and
+        ``dormancy_windows``: True when the rows are dates one dormancy apart).
+    step_days : the interval each row's event is counted over (None: to the next snapshot).
+    reason : None when the models can be fitted; else ``history`` (too short for two
+        dormancy windows) or ``events`` (too few churn events).
+    values : the numbers that sentence quotes (``need``, ``have``, ``events``, ``min`` ...).
+    """
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    info: dict
+    step_days: int | None = None
+    reason: str | None = None
+    values: dict = field(default_factory=dict)
+
+
+def driver_data(
+    ds: Any,
+    status: pd.DataFrame,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    params: Any,
+    max_customers: int | None = None,
+    seed: int = 0,
+    min_events: int = 20,
+    min_test_events: int = 5,
+) -> DriverData:
+    """Choose the driver models' rows for this business model and data.
+
+    Recorded churn or a contractual definition: the chapter's monthly snapshots filtered
+    by :func:`driver_rows`. A non-contractual business without recorded churn learns churn
+    from orders alone: a month-long interval can only end in churn for customers whose
+    dormancy clock is about to run out, so each row is instead a live customer on a date of
+    :func:`fupan.features.dormancy_snapshot_dates`, and the event is churn before the next
+    such date (the dormancy completing without a new order). The latest date is held out to
+    judge on.
+
+    Parameters
+    ----------
+    ds : the dataset (snapshots on the dormancy dates are computed from it).
+    status : :func:`fupan.outcomes.churn_status` at the dataset's as-of date.
+    train, test : the chapter's monthly snapshots (:func:`fupan.features.split`).
+    max_customers, seed : the seeded customer sample for new snapshots.
+    min_events, min_test_events : churn events the fitting and the later period need.
+    """
+    empty = train.iloc[0:0]
+    recorded = bool((status.source == "recorded").any())
+    step: int | None = None
+    if params.business_model != "contractual" and not recorded:
+        dormancy = int(params.churn_definition.dormancy_days)
+        firsts = [status.acquired_at.min(), status.first_order.min()]
+        firsts = [x for x in firsts if pd.notna(x)]
+        first = min(firsts) if firsts else pd.Timestamp(params.as_of)
+        dates = F.dormancy_snapshot_dates(first, params.as_of, dormancy)
+        info = {
+            "inferred_churners_left_out": 0,
+            "open_rows_only": False,
+            "renewal_due_only": False,
+            "dormancy_windows": True,
+            "dates": [d.strftime("%Y-%m-%d") for d in dates],
+        }
+        if len(dates) < 2:
+            have = int((pd.Timestamp(params.as_of) - pd.Timestamp(first)).days) + 1
+            need = F.QUARTER + 2 * dormancy
+            return DriverData(empty, empty, info, dormancy, "history", {"need": need, "have": have})
+        snap = F.snapshots(ds, dates, dormancy, max_customers=max_customers, seed=seed)
+        snap = snap[snap.label_complete.astype(bool)]
+        if snap.snapshot_date.nunique() < 2:
+            have = int((pd.Timestamp(params.as_of) - pd.Timestamp(first)).days) + 1
+            need = F.QUARTER + 2 * dormancy
+            return DriverData(empty, empty, info, dormancy, "history", {"need": need, "have": have})
+        tr, te, _ = F.split(snap, 1, dormancy)
+        step = dormancy
+    else:
+        mask_tr, info = driver_rows(train, status, params)
+        mask_te, _ = driver_rows(test, status, params)
+        info["dormancy_windows"] = False
+        tr, te = train[mask_tr], test[mask_te]
+    ev_tr = int(counting_process(tr, step).event.sum()) if len(tr) else 0
+    ev_te = int(counting_process(te, step).event.sum()) if len(te) else 0
+    values = {"events": ev_tr, "min": min_events, "test_events": ev_te, "min_test": min_test_events}
+    # a model needs both outcomes in both periods
+    if ev_tr < min_events or ev_te < min_test_events or ev_tr == len(tr) or ev_te == len(te):
+        return DriverData(tr, te, info, step, "events", values)
+    return DriverData(tr, te, info, step, None, values)
+
+
 class RankAUC:
     """Area under the ROC curve of one fixed score, under any number of row weightings.
 
@@ -977,6 +1071,7 @@ def analyse(
     top_n: int = 3,
     permutation_rows: int = 20_000,
     random_state: int = 0,
+    step_days: int | None = None,
 ) -> DriverResult:
     """Fit the three driver models on ``train`` snapshots and judge them on ``test``.
 
@@ -992,13 +1087,15 @@ def analyse(
     definitional : features adjusted for but never ranked.
     group_correlation : |Spearman rho| above which metrics are grouped.
     top_n : how many top drivers to report.
+    step_days : the interval a row's event is counted over (default: to the next snapshot;
+        :class:`DriverData`'s ``step_days``).
     """
     # The event is churn before the next snapshot (a discrete-time hazard): drivers explain
     # churn from what was measured just before it, and the logit then estimates the same
     # quantity as the Cox model's intervals.
-    cp = counting_process(train)
+    cp = counting_process(train, step_days)
     y_tr = cp.event.to_numpy(bool)
-    y_te = counting_process(test).event.to_numpy(bool)
+    y_te = counting_process(test, step_days).event.to_numpy(bool)
     design = Design(numeric, categorical).fit(train)
     Z_tr = design.transform(train)
     # Definitional features are adjustments: each kept as is, never grouped away.
