@@ -599,7 +599,7 @@ def fit_logit(Z: pd.DataFrame, y: np.ndarray, clusters: Sequence[Any]) -> pd.Dat
     coef = pd.Series(res.params[1:], index=Z.columns)
     se = pd.Series(res.bse[1:], index=Z.columns)
     z = stats.norm.ppf(0.975)
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "coef": coef,
             "se": se,
@@ -609,6 +609,11 @@ def fit_logit(Z: pd.DataFrame, y: np.ndarray, clusters: Sequence[Any]) -> pd.Dat
             "p": pd.Series(res.pvalues[1:], index=Z.columns),
         }
     ).assign(intercept=float(res.params[0]))
+    # the clustered covariance of the coefficients, for joint (Wald) tests over several columns
+    out.attrs["cov"] = pd.DataFrame(
+        np.asarray(res.cov_params())[1:, 1:], index=Z.columns, columns=Z.columns
+    )
+    return out
 
 
 def counting_process(snap: pd.DataFrame, step_days: int | None = None) -> pd.DataFrame:
@@ -774,7 +779,7 @@ def fit_cox(Z: pd.DataFrame, cp: pd.DataFrame, clusters: Sequence[Any]) -> pd.Da
     )
     fitted = _cox_newton(risk) if risk.n_times else None
     if fitted is None:
-        params, bse, pvalues = _fit_cox_statsmodels(X, cp, clusters)
+        params, bse, pvalues, cov = _fit_cox_statsmodels(X, cp, clusters)
     else:
         params, hess, parts = fitted
         resid = risk.score_residuals(parts)
@@ -789,7 +794,7 @@ def fit_cox(Z: pd.DataFrame, cp: pd.DataFrame, clusters: Sequence[Any]) -> pd.Da
     coef = pd.Series(params, index=Z.columns)
     se = pd.Series(bse, index=Z.columns)
     z = stats.norm.ppf(0.975)
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "coef": coef,
             "se": se,
@@ -799,11 +804,13 @@ def fit_cox(Z: pd.DataFrame, cp: pd.DataFrame, clusters: Sequence[Any]) -> pd.Da
             "p": pd.Series(pvalues, index=Z.columns),
         }
     )
+    out.attrs["cov"] = pd.DataFrame(np.asarray(cov), index=Z.columns, columns=Z.columns)
+    return out
 
 
 def _fit_cox_statsmodels(
     X: np.ndarray, cp: pd.DataFrame, clusters: Sequence[Any]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from statsmodels.duration.hazard_regression import PHReg
 
     model = PHReg(
@@ -814,7 +821,12 @@ def _fit_cox_statsmodels(
         ties="breslow",
     )
     res = _fit_with_fallback(model.fit, groups=_codes(clusters))
-    return np.asarray(res.params), np.asarray(res.bse), np.asarray(res.pvalues)
+    return (
+        np.asarray(res.params),
+        np.asarray(res.bse),
+        np.asarray(res.pvalues),
+        np.asarray(res.cov_params()),
+    )
 
 
 def _gbm_frame(
@@ -1010,6 +1022,183 @@ def _tree_permutation_importance(
     )
 
 
+# --------------------------------------------------------------------------------------
+# Which ranked features the data supports as drivers
+
+ALPHA = 0.05
+PERMUTATIONS = 199
+
+
+def joint_wald(fit: pd.DataFrame, columns_of: dict[str, list[str]]) -> pd.Series:
+    """p-value per feature of the Wald test that all its coefficients are 0.
+
+    A categorical feature enters as one test over all its levels (one column per level
+    but the reference), so a feature with many levels gets no extra chances to look
+    significant. ``fit`` is :func:`fit_logit` or :func:`fit_cox` output; the covariance is
+    its clustered (robust) one, so repeated rows of a customer do not inflate the evidence.
+    """
+    cov = fit.attrs["cov"]
+    out = {}
+    for f, cols in columns_of.items():
+        b = fit.coef[cols].to_numpy(float)
+        V = cov.loc[cols, cols].to_numpy(float)
+        if not (np.isfinite(b).all() and np.isfinite(V).all()):
+            out[f] = 1.0
+            continue
+        df = max(1, int(np.linalg.matrix_rank(V)))
+        out[f] = float(stats.chi2.sf(float(b @ np.linalg.pinv(V) @ b), df))
+    return pd.Series(out, dtype=float)
+
+
+def holm(p: pd.Series) -> pd.Series:
+    """Holm's step-down adjusted p-values (family-wise error control).
+
+    Holm rather than Benjamini-Hochberg: the top drivers steer actions (the summary, the
+    at-risk reasons), so one noise feature among them is the costly error, and Holm holds
+    under any dependence between the tests (features are correlated) where BH needs
+    positive dependence; with the few dozen candidates of a review it costs little power.
+    """
+    v = p.fillna(1.0).to_numpy(float)
+    m = len(v)
+    adj = np.empty(m)
+    running = 0.0
+    for k, i in enumerate(np.argsort(v, kind="stable")):
+        running = max(running, min(1.0, (m - k) * v[i]))
+        adj[i] = running
+    return pd.Series(adj, index=p.index)
+
+
+def heldout_permutation_test(
+    Z: pd.DataFrame,
+    coef: pd.Series,
+    y: np.ndarray,
+    columns_of: dict[str, list[str]],
+    n_permutations: int = PERMUTATIONS,
+    max_rows: int = 20_000,
+    random_state: int = 0,
+) -> pd.DataFrame:
+    """Does a feature's fitted effect predict churn in the later period? A permutation test.
+
+    For each feature, its columns of the later period's design are shuffled together
+    across rows (breaking only its link with the outcome) and the AUC of the fitted linear
+    predictor recomputed, ``n_permutations`` times. The p-value is the share of shuffles
+    that do as well as the real column, ``(1 + #{AUC_perm >= AUC}) / (n + 1)``: under no
+    effect the real AUC is one more draw from the same distribution.
+
+    Returns
+    -------
+    DataFrame indexed by feature: ``auc_drop`` (AUC minus the mean shuffled AUC), ``p``.
+    """
+    y = np.asarray(y, dtype=bool)
+    rng = np.random.default_rng(random_state)
+    idx = np.arange(len(y))
+    if len(y) > max_rows:
+        pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
+        n_pos = min(len(pos), max_rows // 2)
+        idx = np.sort(
+            np.r_[
+                rng.choice(pos, n_pos, replace=False),
+                rng.choice(neg, min(len(neg), max_rows - n_pos), replace=False),
+            ]
+        )
+    y = y[idx]
+    X = Z[coef.index].to_numpy(float)[idx]
+    b = coef.to_numpy(float)
+    lin = X @ b
+    rows = {}
+    if y.all() or not y.any():
+        return pd.DataFrame(
+            {"auc_drop": np.nan, "p": 1.0}, index=pd.Index(list(columns_of), dtype=object)
+        )
+    base = RankAUC(y, lin)()
+    position = {c: i for i, c in enumerate(coef.index)}
+    for f, cols in columns_of.items():
+        j = [position[c] for c in cols]
+        part = X[:, j] @ b[j]
+        rest = lin - part
+        aucs = np.array(
+            [RankAUC(y, rest + part[rng.permutation(len(y))])() for _ in range(n_permutations)]
+        )
+        rows[f] = {
+            "auc_drop": float(base - aucs.mean()),
+            "p": float((1 + np.sum(aucs >= base)) / (n_permutations + 1)),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def support(
+    logit_p: pd.Series,
+    cox_p: pd.Series,
+    gbm_importance: pd.Series,
+    gbm_sd: pd.Series,
+    permutation_p: pd.Series,
+    alpha: float = ALPHA,
+) -> pd.DataFrame:
+    """Which candidate drivers the three methods support.
+
+    A method supports a feature when its joint test survives Holm's correction over all
+    candidates (logit, Cox), or when its permutation importance on the later period
+    exceeds twice the spread of its shuffles (boosted trees). A feature is a *supported*
+    driver when at least two methods support it and its fitted logit effect passes the
+    later-period permutation test (:func:`heldout_permutation_test`) at ``alpha``: only
+    then does it rank among the top drivers, weigh in the health score, or reach the
+    summary and the at-risk reasons.
+
+    Returns
+    -------
+    DataFrame indexed by feature: ``logit_p_holm, cox_p_holm, logit_supports,
+    cox_supports, gbm_supports, methods_supporting, supported``.
+    """
+    f = logit_p.index
+    out = pd.DataFrame(index=f)
+    out["logit_p_holm"] = holm(logit_p)
+    out["cox_p_holm"] = holm(cox_p.reindex(f))
+    out["logit_supports"] = out.logit_p_holm < alpha
+    out["cox_supports"] = out.cox_p_holm < alpha
+    imp, sd = gbm_importance.reindex(f).fillna(0.0), gbm_sd.reindex(f).fillna(0.0)
+    out["gbm_supports"] = (imp > 0) & (imp > 2 * sd)
+    out["methods_supporting"] = out[["logit_supports", "cox_supports", "gbm_supports"]].sum(axis=1)
+    out["supported"] = (out.methods_supporting >= 2) & (
+        permutation_p.reindex(f).fillna(1.0) < alpha
+    )
+    return out
+
+
+def screen_categoricals(
+    df: pd.DataFrame,
+    y: Sequence[bool],
+    clusters: Sequence[Any] | None,
+    categorical: Sequence[str],
+    alpha: float = ALPHA,
+) -> list[str]:
+    """The categorical features whose levels, taken jointly, go with the outcome.
+
+    One logistic regression per feature on its level dummies, a joint Wald test with
+    standard errors clustered by customer, Holm's correction over the features; those
+    with an adjusted p-value below ``alpha`` are kept, in their given order. Constant
+    (single-level or all-missing) features are never kept. A model that weighs features
+    by their fit (the learned health score) cannot otherwise tell a column assigned at
+    random from a real segment: nine level dummies fit noise nine ways.
+    """
+    if not categorical:
+        return []
+    design = Design([], list(categorical)).fit(df)
+    if not design.categorical_:
+        return []
+    Z = design.transform(df)
+    y = np.asarray(y, dtype=bool)
+    ids = np.arange(len(df)) if clusters is None else np.asarray(clusters)
+    pvals = {}
+    for f in design.categorical_:
+        cols = independent_columns(Z[[c for c in design.columns_ if design.feature_of_[c] == f]])
+        if not cols or y.all() or not y.any():
+            pvals[f] = 1.0
+            continue
+        pvals[f] = float(joint_wald(fit_logit(Z[cols], y, ids), {f: cols})[f])
+    adj = holm(pd.Series(pvals, dtype=float))
+    return [f for f in categorical if f in adj.index and adj[f] < alpha]
+
+
 def rank_drivers(importance: dict[str, pd.Series], exclude: Sequence[str] = ()) -> pd.DataFrame:
     """Rank features by each method and by their mean rank (agreement across methods).
 
@@ -1036,8 +1225,14 @@ class DriverResult:
     Attributes
     ----------
     table : per ranked feature: group members, direction, OR/HR per SD with CI, GBM
-        importance, ranks (``churn.driver_table``).
-    top : the top features by mean rank (``churn.top_drivers``).
+        importance, ranks, the joint tests (``logit_p``, ``cox_p`` and their Holm-adjusted
+        ``*_holm``), the later-period permutation test (``heldout_auc_drop``,
+        ``heldout_p``), ``methods_supporting`` and ``supported`` (:func:`support`): False
+        marks a feature the data does not support as a driver, which every consumer (top
+        drivers, health weights, summary, at-risk reasons) must skip
+        (``churn.driver_table``). Supported features come first.
+    top : up to ``top_n`` supported features by mean rank (``churn.top_drivers``); may be
+        shorter, or empty.
     forest : per design column: odds ratio per SD and 95% CI (the forest plot).
     groups : representative -> members of its correlated group.
     adjusted_for : definitional features kept in the models but not ranked.
@@ -1058,6 +1253,13 @@ class DriverResult:
     logit: pd.DataFrame | None = None
     cox: pd.DataFrame | None = None
     agreement: list[str] = field(default_factory=list)
+
+    @property
+    def unsupported(self) -> list[str]:
+        """Ranked candidates the data does not support as drivers (``supported`` False)."""
+        if "supported" not in self.table:
+            return []
+        return self.table.feature[~self.table.supported.astype(bool)].tolist()
 
 
 @single_threaded
@@ -1143,10 +1345,21 @@ def analyse(
     ranking = rank_drivers(
         {"logit": imp_logit, "cox": imp_cox, "gbm": gbm_imp}, exclude=definitional
     )
+    columns_of = {f: [c for c in keep_cols if feature_of[c] == f] for f in ranking.index}
+    logit_joint, cox_joint = joint_wald(logit, columns_of), joint_wald(cox, columns_of)
+    perm = heldout_permutation_test(
+        Z_te, logit.coef, y_te, columns_of, max_rows=permutation_rows, random_state=random_state
+    )
+    sup = support(logit_joint, cox_joint, gbm_imp, gbm_sd, perm.p)
+    # supported drivers first (by mean rank), then the rest: a feature the data does not
+    # support never outranks one it does
+    ranking = ranking.assign(_unsupported=~sup.supported.reindex(ranking.index).astype(bool))
+    ranking = ranking.sort_values(["_unsupported", "mean_rank", ranking.columns[0]], kind="stable")
+    ranking["rank"] = np.arange(1, len(ranking) + 1)
     direction = _signed_direction(logit.coef, feature_of)
     rows = []
     for f, r in ranking.iterrows():
-        cols = [c for c in keep_cols if feature_of[c] == f]
+        cols = columns_of[f]
         one = cols[0] if len(cols) == 1 else None
         rows.append(
             {
@@ -1158,20 +1371,28 @@ def analyse(
                 "odds_ratio_per_sd": float(logit.odds_ratio[one]) if one else None,
                 "or_low": float(logit.or_low[one]) if one else None,
                 "or_high": float(logit.or_high[one]) if one else None,
-                "logit_p": float(logit.p[one]) if one else float(logit.p[cols].min()),
+                "logit_p": float(logit_joint[f]),
+                "logit_p_holm": float(sup.logit_p_holm[f]),
                 "cox_sd_effect": float(imp_cox[f]),
                 "hazard_ratio_per_sd": float(cox.hazard_ratio[one]) if one else None,
                 "hr_low": float(cox.hr_low[one]) if one else None,
                 "hr_high": float(cox.hr_high[one]) if one else None,
+                "cox_p": float(cox_joint[f]),
+                "cox_p_holm": float(sup.cox_p_holm[f]),
                 "gbm_importance": float(gbm_imp[f]),
                 "gbm_importance_sd": float(gbm_sd[f]),
                 "rank_logit": int(r["rank_logit"]),
                 "rank_cox": int(r["rank_cox"]),
                 "rank_gbm": int(r["rank_gbm"]),
+                "levels": len(cols) + 1 if one is None else 1,
+                "heldout_auc_drop": float(perm.auc_drop[f]),
+                "heldout_p": float(perm.p[f]),
+                "methods_supporting": int(sup.methods_supporting[f]),
+                "supported": bool(sup.supported[f]),
             }
         )
     table = pd.DataFrame(rows)
-    top = table.feature.head(top_n).tolist()
+    top = table.feature[table.supported].head(top_n).tolist()
     per_method_top = [set(table.nsmallest(top_n, f"rank_{m}").feature) for m in METHODS]
     agreement = [f for f in top if all(f in s for s in per_method_top)]
     forest = logit.loc[[c for c in keep_cols if feature_of[c] not in definitional]].copy()
