@@ -182,7 +182,7 @@ def test_every_label_the_notebook_uses_exists_in_both_languages():
         "churn.reason.": (*fparams.ChurnDefinition().reasons, lost.UNRECORDED),
         "churn.acol.": tuple(atrisk.COLUMNS),
         "churn.col.": ("rule", "flagged", "precision", "lift", "recall", "lead", "churners"),
-        "churn.dcol.": ("rank", "feature", "or", "hr", "gbm", "ranks"),
+        "churn.dcol.": ("rank", "feature", "or", "hr", "gbm", "ranks", "verdict"),
         "churn.svm.col.": ("reason", "stated_share", "model_share", "gap"),
     }.items():
         for v in values:

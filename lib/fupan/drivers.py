@@ -1169,22 +1169,22 @@ def screen_categoricals(
     y: Sequence[bool],
     clusters: Sequence[Any] | None,
     categorical: Sequence[str],
-    alpha: float = ALPHA,
-) -> list[str]:
-    """The categorical features whose levels, taken jointly, go with the outcome.
+) -> pd.Series:
+    """Holm-adjusted p-values of the categorical features whose levels vary: does a
+    feature's level, taken jointly over all levels, go with the outcome?
 
     One logistic regression per feature on its level dummies, a joint Wald test with
-    standard errors clustered by customer, Holm's correction over the features; those
-    with an adjusted p-value below ``alpha`` are kept, in their given order. Constant
-    (single-level or all-missing) features are never kept. A model that weighs features
+    standard errors clustered by customer, Holm's correction over the features. Constant
+    (single-level or all-missing) features are not tested and not in the result: they
+    carry no information. Keep those below :data:`ALPHA`. A model that weighs features
     by their fit (the learned health score) cannot otherwise tell a column assigned at
     random from a real segment: nine level dummies fit noise nine ways.
     """
     if not categorical:
-        return []
+        return pd.Series(dtype=float)
     design = Design([], list(categorical)).fit(df)
     if not design.categorical_:
-        return []
+        return pd.Series(dtype=float)
     Z = design.transform(df)
     y = np.asarray(y, dtype=bool)
     ids = np.arange(len(df)) if clusters is None else np.asarray(clusters)
@@ -1195,8 +1195,7 @@ def screen_categoricals(
             pvals[f] = 1.0
             continue
         pvals[f] = float(joint_wald(fit_logit(Z[cols], y, ids), {f: cols})[f])
-    adj = holm(pd.Series(pvals, dtype=float))
-    return [f for f in categorical if f in adj.index and adj[f] < alpha]
+    return holm(pd.Series(pvals, dtype=float))
 
 
 def rank_drivers(importance: dict[str, pd.Series], exclude: Sequence[str] = ()) -> pd.DataFrame:

@@ -28,6 +28,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from fupan.drivers import (
+    ALPHA,
     Design,
     RankAUC,
     correlated_groups,
@@ -137,7 +138,8 @@ class LearnedHealth:
     weights_ : DataFrame ``group, members, coef, weight`` (share of the summed |coef| x SD
         of each group's contribution) and ``direction`` (+1 = more of it, more risk).
     reference_ : sorted linear predictors of the fitting rows (the 0-100 scale).
-    screened_out_ : categorical features left out by the screen.
+    screened_out_ : categorical features the screen tested and left out (constant ones are
+        never tested: they carry no information).
     """
 
     def __init__(
@@ -175,10 +177,11 @@ class LearnedHealth:
         self, df: pd.DataFrame, y: Sequence[bool], clusters: Sequence[Any] | None = None
     ) -> LearnedHealth:
         y = np.asarray(y, dtype=int)
-        cats = self.categorical
+        cats, self.screened_out_ = self.categorical, []
         if self.screen_categorical:
-            cats = screen_categoricals(df, y, clusters, self.categorical)
-        self.screened_out_ = [c for c in self.categorical if c not in cats]
+            adj = screen_categoricals(df, y, clusters, self.categorical)
+            cats = [c for c in self.categorical if c in adj.index and adj[c] < ALPHA]
+            self.screened_out_ = [c for c in adj.index if c not in cats]
         self.design_ = Design(self.numeric, cats).fit(df)
         Z = self.design_.transform(df)
         num_cols = [
