@@ -182,7 +182,7 @@ def test_every_label_the_notebook_uses_exists_in_both_languages():
         "churn.reason.": (*fparams.ChurnDefinition().reasons, lost.UNRECORDED),
         "churn.acol.": tuple(atrisk.COLUMNS),
         "churn.col.": ("rule", "flagged", "precision", "lift", "recall", "lead", "churners"),
-        "churn.dcol.": ("rank", "feature", "or", "hr", "gbm", "ranks"),
+        "churn.dcol.": ("rank", "feature", "or", "hr", "gbm", "ranks", "verdict"),
         "churn.svm.col.": ("reason", "stated_share", "model_share", "gap"),
     }.items():
         for v in values:
@@ -316,3 +316,38 @@ def test_acceptance_at_risk_export(demo_run):
     xlsx = pd.read_excel(exports / "at_risk.xlsx")
     assert len(csv) == len(xlsx) == c["at_risk_count"] > 0
     assert i18n.t("churn.acol.reasons", "zh") in csv.columns
+
+
+# a value shown in place of a number: "–" standing alone (ranges like 0.64–0.73 are fine),
+# or a Python/NumPy missing value written out
+_PLACEHOLDER = re.compile(r"(?:^|[\s(:：])–(?:$|[\s),，。.])|\bnan\b|\bNone\b|\binf\b")
+
+
+@pytest.mark.slow
+def test_orders_only_log_runs_and_says_why_in_words(tmp_path):
+    # a two-table transaction log (orders + key-only customers, no churn_events); industry
+    # is a 10-level column assigned at random, region a planted driver
+    import orders_only
+
+    data, as_of = orders_only.write(tmp_path / "d", n=1500, seed=0)
+    work = tmp_path / "run"
+    work.mkdir()
+    pf = orders_only.params_file(
+        work,
+        data,
+        as_of,
+        "lang: en\nseed: 1\nnotebooks:\n  - 00_data_check\n  - 02_churn_root_cause\n",
+    )
+    res = runner.run(fparams.load(pf), pf, reports_dir=work / "reports", log=lambda m: None)
+    c = res.results["churn"]
+    assert c["driver_sample"]["dormancy_windows"] is True
+    assert c["top_drivers"] and "industry" not in c["top_drivers"]
+    assert "industry" in c["unsupported_drivers"]
+    table = {r["feature"]: r for r in c["driver_table"]}
+    assert table["industry"]["supported"] is False and table["industry"]["levels"] == 10
+    weights = {r["group"] for r in c["health_weights"]}
+    assert "industry" not in weights
+    text = " ".join(_chapter_text(res.deck).split())
+    assert not _PLACEHOLDER.findall(text), _PLACEHOLDER.findall(text)
+    assert "a customers.tier column with two or more tiers would enable" in text.lower()
+    assert "Satisfaction vs churn: no surveys" in text

@@ -170,3 +170,29 @@ def test_warm_started_cross_validation_matches_cold_starts():
     for C in m.Cs:
         assert warm[C] == pytest.approx(cold[C], rel=1e-6)
     assert m.C_ == min(m.Cs, key=lambda C: (cold[C], m.Cs.index(C)))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_random_categorical_gets_no_health_weight(seed):
+    # Known truth: churn follows x1, x2 and a 2-level segment (log-OR 0.9); noise10 is a
+    # 10-level column assigned at random per customer. The screen keeps the segment and
+    # leaves the noise out on every seed, so it never carries weight.
+    df, _ = _sim(n_customers=1500, months=6, seed=seed)
+    rng = np.random.default_rng(100 + seed)
+    ids = df.customer_id.unique()
+    seg = pd.Series(rng.choice(["a", "b"], len(ids)), index=ids)
+    noise = pd.Series(rng.choice([f"L{k}" for k in range(10)], len(ids)), index=ids)
+    df["segment"] = df.customer_id.map(seg).to_numpy()
+    df["noise10"] = df.customer_id.map(noise).to_numpy()
+    eta = -3 + 1.2 * df.x1 - 0.8 * df.x2 + 0.9 * (df.segment == "b")
+    df["label"] = rng.random(len(df)) < 1 / (1 + np.exp(-eta))
+    m = health.LearnedHealth(["x1", "x2"], ["segment", "noise10"], random_state=0)
+    m.fit(df, df.label, df.customer_id)
+    assert m.screened_out_ == ["noise10"]
+    w = m.weights_.set_index("group")
+    assert "noise10" not in w.index and w.loc["segment", "weight"] > 0.05
+    # an all-missing or single-level column never enters
+    df["empty"], df["one"] = None, "x"
+    m2 = health.LearnedHealth(["x1"], ["empty", "one"], random_state=0)
+    m2.fit(df, df.label, df.customer_id)
+    assert m2.design_.categorical_ == [] and m2.screened_out_ == []

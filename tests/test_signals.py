@@ -169,3 +169,16 @@ def test_bootstrap_intervals_equal_row_weighted_sums():
     row = bt.iloc[0]
     assert [row.precision_low, row.recall_low, row.lift_low] == list(lo)
     assert [row.precision_high, row.recall_high, row.lift_high] == list(hi)
+
+
+def test_a_rule_with_lift_at_most_one_is_not_a_warning():
+    snap = _snap()
+    rules = {
+        **RULES,
+        # fires on a and b only, who never churn: lift 0
+        "spend_up": WarningRule(feature="spend_change_qoq", op=">=", threshold=0.05),
+    }
+    r = signals.backtest_rules(snap, rules, CHURNED_AT, n_boot=30, seed=1).set_index("rule")
+    assert r.loc["spend_down", "warning"] and r.loc["spend_down", "lift"] > 1
+    assert r.loc["spend_up", "lift"] < 1 and not r.loc["spend_up", "warning"]
+    assert pd.isna(r.loc["no_login"].get("warning")) or not r.loc["no_login", "warning"]

@@ -173,6 +173,100 @@ def driver_rows(
     return mask, info
 
 
+@dataclass
+class DriverData:
+    """The rows the driver models are fitted and judged on, or why there are none.
+
+    Attributes
+    ----------
+    train, test : snapshot rows (fitting period, later period).
+    info : what was left out and how the rows were chosen (:func:`driver_rows`' keys and
+        ``dormancy_windows``: True when the rows are dates one dormancy apart).
+    step_days : the interval each row's event is counted over (None: to the next snapshot).
+    reason : None when the models can be fitted; else ``history`` (too short for two
+        dormancy windows) or ``events`` (too few churn events).
+    values : the numbers that sentence quotes (``need``, ``have``, ``events``, ``min`` ...).
+    """
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    info: dict
+    step_days: int | None = None
+    reason: str | None = None
+    values: dict = field(default_factory=dict)
+
+
+def driver_data(
+    ds: Any,
+    status: pd.DataFrame,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    params: Any,
+    max_customers: int | None = None,
+    seed: int = 0,
+    min_events: int = 20,
+    min_test_events: int = 5,
+) -> DriverData:
+    """Choose the driver models' rows for this business model and data.
+
+    Recorded churn or a contractual definition: the chapter's monthly snapshots filtered
+    by :func:`driver_rows`. A non-contractual business without recorded churn learns churn
+    from orders alone: a month-long interval can only end in churn for customers whose
+    dormancy clock is about to run out, so each row is instead a live customer on a date of
+    :func:`fupan.features.dormancy_snapshot_dates`, and the event is churn before the next
+    such date (the dormancy completing without a new order). The latest date is held out to
+    judge on.
+
+    Parameters
+    ----------
+    ds : the dataset (snapshots on the dormancy dates are computed from it).
+    status : :func:`fupan.outcomes.churn_status` at the dataset's as-of date.
+    train, test : the chapter's monthly snapshots (:func:`fupan.features.split`).
+    max_customers, seed : the seeded customer sample for new snapshots.
+    min_events, min_test_events : churn events the fitting and the later period need.
+    """
+    empty = train.iloc[0:0]
+    recorded = bool((status.source == "recorded").any())
+    step: int | None = None
+    if params.business_model != "contractual" and not recorded:
+        dormancy = int(params.churn_definition.dormancy_days)
+        firsts = [status.acquired_at.min(), status.first_order.min()]
+        firsts = [x for x in firsts if pd.notna(x)]
+        first = min(firsts) if firsts else pd.Timestamp(params.as_of)
+        dates = F.dormancy_snapshot_dates(first, params.as_of, dormancy)
+        info = {
+            "inferred_churners_left_out": 0,
+            "open_rows_only": False,
+            "renewal_due_only": False,
+            "dormancy_windows": True,
+            "dates": [d.strftime("%Y-%m-%d") for d in dates],
+        }
+        if len(dates) < 2:
+            have = int((pd.Timestamp(params.as_of) - pd.Timestamp(first)).days) + 1
+            need = F.QUARTER + 2 * dormancy
+            return DriverData(empty, empty, info, dormancy, "history", {"need": need, "have": have})
+        snap = F.snapshots(ds, dates, dormancy, max_customers=max_customers, seed=seed)
+        snap = snap[snap.label_complete.astype(bool)]
+        if snap.snapshot_date.nunique() < 2:
+            have = int((pd.Timestamp(params.as_of) - pd.Timestamp(first)).days) + 1
+            need = F.QUARTER + 2 * dormancy
+            return DriverData(empty, empty, info, dormancy, "history", {"need": need, "have": have})
+        tr, te, _ = F.split(snap, 1, dormancy)
+        step = dormancy
+    else:
+        mask_tr, info = driver_rows(train, status, params)
+        mask_te, _ = driver_rows(test, status, params)
+        info["dormancy_windows"] = False
+        tr, te = train[mask_tr], test[mask_te]
+    ev_tr = int(counting_process(tr, step).event.sum()) if len(tr) else 0
+    ev_te = int(counting_process(te, step).event.sum()) if len(te) else 0
+    values = {"events": ev_tr, "min": min_events, "test_events": ev_te, "min_test": min_test_events}
+    # a model needs both outcomes in both periods
+    if ev_tr < min_events or ev_te < min_test_events or ev_tr == len(tr) or ev_te == len(te):
+        return DriverData(tr, te, info, step, "events", values)
+    return DriverData(tr, te, info, step, None, values)
+
+
 class RankAUC:
     """Area under the ROC curve of one fixed score, under any number of row weightings.
 
@@ -505,7 +599,7 @@ def fit_logit(Z: pd.DataFrame, y: np.ndarray, clusters: Sequence[Any]) -> pd.Dat
     coef = pd.Series(res.params[1:], index=Z.columns)
     se = pd.Series(res.bse[1:], index=Z.columns)
     z = stats.norm.ppf(0.975)
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "coef": coef,
             "se": se,
@@ -515,6 +609,11 @@ def fit_logit(Z: pd.DataFrame, y: np.ndarray, clusters: Sequence[Any]) -> pd.Dat
             "p": pd.Series(res.pvalues[1:], index=Z.columns),
         }
     ).assign(intercept=float(res.params[0]))
+    # the clustered covariance of the coefficients, for joint (Wald) tests over several columns
+    out.attrs["cov"] = pd.DataFrame(
+        np.asarray(res.cov_params())[1:, 1:], index=Z.columns, columns=Z.columns
+    )
+    return out
 
 
 def counting_process(snap: pd.DataFrame, step_days: int | None = None) -> pd.DataFrame:
@@ -680,7 +779,7 @@ def fit_cox(Z: pd.DataFrame, cp: pd.DataFrame, clusters: Sequence[Any]) -> pd.Da
     )
     fitted = _cox_newton(risk) if risk.n_times else None
     if fitted is None:
-        params, bse, pvalues = _fit_cox_statsmodels(X, cp, clusters)
+        params, bse, pvalues, cov = _fit_cox_statsmodels(X, cp, clusters)
     else:
         params, hess, parts = fitted
         resid = risk.score_residuals(parts)
@@ -695,7 +794,7 @@ def fit_cox(Z: pd.DataFrame, cp: pd.DataFrame, clusters: Sequence[Any]) -> pd.Da
     coef = pd.Series(params, index=Z.columns)
     se = pd.Series(bse, index=Z.columns)
     z = stats.norm.ppf(0.975)
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "coef": coef,
             "se": se,
@@ -705,11 +804,13 @@ def fit_cox(Z: pd.DataFrame, cp: pd.DataFrame, clusters: Sequence[Any]) -> pd.Da
             "p": pd.Series(pvalues, index=Z.columns),
         }
     )
+    out.attrs["cov"] = pd.DataFrame(np.asarray(cov), index=Z.columns, columns=Z.columns)
+    return out
 
 
 def _fit_cox_statsmodels(
     X: np.ndarray, cp: pd.DataFrame, clusters: Sequence[Any]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from statsmodels.duration.hazard_regression import PHReg
 
     model = PHReg(
@@ -720,7 +821,12 @@ def _fit_cox_statsmodels(
         ties="breslow",
     )
     res = _fit_with_fallback(model.fit, groups=_codes(clusters))
-    return np.asarray(res.params), np.asarray(res.bse), np.asarray(res.pvalues)
+    return (
+        np.asarray(res.params),
+        np.asarray(res.bse),
+        np.asarray(res.pvalues),
+        np.asarray(res.cov_params()),
+    )
 
 
 def _gbm_frame(
@@ -916,6 +1022,182 @@ def _tree_permutation_importance(
     )
 
 
+# --------------------------------------------------------------------------------------
+# Which ranked features the data supports as drivers
+
+ALPHA = 0.05
+PERMUTATIONS = 199
+
+
+def joint_wald(fit: pd.DataFrame, columns_of: dict[str, list[str]]) -> pd.Series:
+    """p-value per feature of the Wald test that all its coefficients are 0.
+
+    A categorical feature enters as one test over all its levels (one column per level
+    but the reference), so a feature with many levels gets no extra chances to look
+    significant. ``fit`` is :func:`fit_logit` or :func:`fit_cox` output; the covariance is
+    its clustered (robust) one, so repeated rows of a customer do not inflate the evidence.
+    """
+    cov = fit.attrs["cov"]
+    out = {}
+    for f, cols in columns_of.items():
+        b = fit.coef[cols].to_numpy(float)
+        V = cov.loc[cols, cols].to_numpy(float)
+        if not (np.isfinite(b).all() and np.isfinite(V).all()):
+            out[f] = 1.0
+            continue
+        df = max(1, int(np.linalg.matrix_rank(V)))
+        out[f] = float(stats.chi2.sf(float(b @ np.linalg.pinv(V) @ b), df))
+    return pd.Series(out, dtype=float)
+
+
+def holm(p: pd.Series) -> pd.Series:
+    """Holm's step-down adjusted p-values (family-wise error control).
+
+    Holm rather than Benjamini-Hochberg: the top drivers steer actions (the summary, the
+    at-risk reasons), so one noise feature among them is the costly error, and Holm holds
+    under any dependence between the tests (features are correlated) where BH needs
+    positive dependence; with the few dozen candidates of a review it costs little power.
+    """
+    v = p.fillna(1.0).to_numpy(float)
+    m = len(v)
+    adj = np.empty(m)
+    running = 0.0
+    for k, i in enumerate(np.argsort(v, kind="stable")):
+        running = max(running, min(1.0, (m - k) * v[i]))
+        adj[i] = running
+    return pd.Series(adj, index=p.index)
+
+
+def heldout_permutation_test(
+    Z: pd.DataFrame,
+    coef: pd.Series,
+    y: np.ndarray,
+    columns_of: dict[str, list[str]],
+    n_permutations: int = PERMUTATIONS,
+    max_rows: int = 20_000,
+    random_state: int = 0,
+) -> pd.DataFrame:
+    """Does a feature's fitted effect predict churn in the later period? A permutation test.
+
+    For each feature, its columns of the later period's design are shuffled together
+    across rows (breaking only its link with the outcome) and the AUC of the fitted linear
+    predictor recomputed, ``n_permutations`` times. The p-value is the share of shuffles
+    that do as well as the real column, ``(1 + #{AUC_perm >= AUC}) / (n + 1)``: under no
+    effect the real AUC is one more draw from the same distribution.
+
+    Returns
+    -------
+    DataFrame indexed by feature: ``auc_drop`` (AUC minus the mean shuffled AUC), ``p``.
+    """
+    y = np.asarray(y, dtype=bool)
+    rng = np.random.default_rng(random_state)
+    idx = np.arange(len(y))
+    if len(y) > max_rows:
+        pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
+        n_pos = min(len(pos), max_rows // 2)
+        idx = np.sort(
+            np.r_[
+                rng.choice(pos, n_pos, replace=False),
+                rng.choice(neg, min(len(neg), max_rows - n_pos), replace=False),
+            ]
+        )
+    y = y[idx]
+    X = Z[coef.index].to_numpy(float)[idx]
+    b = coef.to_numpy(float)
+    lin = X @ b
+    rows = {}
+    if y.all() or not y.any():
+        return pd.DataFrame(
+            {"auc_drop": np.nan, "p": 1.0}, index=pd.Index(list(columns_of), dtype=object)
+        )
+    base = RankAUC(y, lin)()
+    position = {c: i for i, c in enumerate(coef.index)}
+    for f, cols in columns_of.items():
+        j = [position[c] for c in cols]
+        part = X[:, j] @ b[j]
+        rest = lin - part
+        aucs = np.array(
+            [RankAUC(y, rest + part[rng.permutation(len(y))])() for _ in range(n_permutations)]
+        )
+        rows[f] = {
+            "auc_drop": float(base - aucs.mean()),
+            "p": float((1 + np.sum(aucs >= base)) / (n_permutations + 1)),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def support(
+    logit_p: pd.Series,
+    cox_p: pd.Series,
+    gbm_importance: pd.Series,
+    gbm_sd: pd.Series,
+    permutation_p: pd.Series,
+    alpha: float = ALPHA,
+) -> pd.DataFrame:
+    """Which candidate drivers the three methods support.
+
+    A method supports a feature when its joint test survives Holm's correction over all
+    candidates (logit, Cox), or when its permutation importance on the later period
+    exceeds twice the spread of its shuffles (boosted trees). A feature is a *supported*
+    driver when at least two methods support it and its fitted logit effect passes the
+    later-period permutation test (:func:`heldout_permutation_test`) at ``alpha``: only
+    then does it rank among the top drivers, weigh in the health score, or reach the
+    summary and the at-risk reasons.
+
+    Returns
+    -------
+    DataFrame indexed by feature: ``logit_p_holm, cox_p_holm, logit_supports,
+    cox_supports, gbm_supports, methods_supporting, supported``.
+    """
+    f = logit_p.index
+    out = pd.DataFrame(index=f)
+    out["logit_p_holm"] = holm(logit_p)
+    out["cox_p_holm"] = holm(cox_p.reindex(f))
+    out["logit_supports"] = out.logit_p_holm < alpha
+    out["cox_supports"] = out.cox_p_holm < alpha
+    imp, sd = gbm_importance.reindex(f).fillna(0.0), gbm_sd.reindex(f).fillna(0.0)
+    out["gbm_supports"] = (imp > 0) & (imp > 2 * sd)
+    out["methods_supporting"] = out[["logit_supports", "cox_supports", "gbm_supports"]].sum(axis=1)
+    out["supported"] = (out.methods_supporting >= 2) & (
+        permutation_p.reindex(f).fillna(1.0) < alpha
+    )
+    return out
+
+
+def screen_categoricals(
+    df: pd.DataFrame,
+    y: Sequence[bool],
+    clusters: Sequence[Any] | None,
+    categorical: Sequence[str],
+) -> pd.Series:
+    """Holm-adjusted p-values of the categorical features whose levels vary: does a
+    feature's level, taken jointly over all levels, go with the outcome?
+
+    One logistic regression per feature on its level dummies, a joint Wald test with
+    standard errors clustered by customer, Holm's correction over the features. Constant
+    (single-level or all-missing) features are not tested and not in the result: they
+    carry no information. Keep those below :data:`ALPHA`. A model that weighs features
+    by their fit (the learned health score) cannot otherwise tell a column assigned at
+    random from a real segment: nine level dummies fit noise nine ways.
+    """
+    if not categorical:
+        return pd.Series(dtype=float)
+    design = Design([], list(categorical)).fit(df)
+    if not design.categorical_:
+        return pd.Series(dtype=float)
+    Z = design.transform(df)
+    y = np.asarray(y, dtype=bool)
+    ids = np.arange(len(df)) if clusters is None else np.asarray(clusters)
+    pvals = {}
+    for f in design.categorical_:
+        cols = independent_columns(Z[[c for c in design.columns_ if design.feature_of_[c] == f]])
+        if not cols or y.all() or not y.any():
+            pvals[f] = 1.0
+            continue
+        pvals[f] = float(joint_wald(fit_logit(Z[cols], y, ids), {f: cols})[f])
+    return holm(pd.Series(pvals, dtype=float))
+
+
 def rank_drivers(importance: dict[str, pd.Series], exclude: Sequence[str] = ()) -> pd.DataFrame:
     """Rank features by each method and by their mean rank (agreement across methods).
 
@@ -942,8 +1224,14 @@ class DriverResult:
     Attributes
     ----------
     table : per ranked feature: group members, direction, OR/HR per SD with CI, GBM
-        importance, ranks (``churn.driver_table``).
-    top : the top features by mean rank (``churn.top_drivers``).
+        importance, ranks, the joint tests (``logit_p``, ``cox_p`` and their Holm-adjusted
+        ``*_holm``), the later-period permutation test (``heldout_auc_drop``,
+        ``heldout_p``), ``methods_supporting`` and ``supported`` (:func:`support`): False
+        marks a feature the data does not support as a driver, which every consumer (top
+        drivers, health weights, summary, at-risk reasons) must skip
+        (``churn.driver_table``). Supported features come first.
+    top : up to ``top_n`` supported features by mean rank (``churn.top_drivers``); may be
+        shorter, or empty.
     forest : per design column: odds ratio per SD and 95% CI (the forest plot).
     groups : representative -> members of its correlated group.
     adjusted_for : definitional features kept in the models but not ranked.
@@ -965,6 +1253,13 @@ class DriverResult:
     cox: pd.DataFrame | None = None
     agreement: list[str] = field(default_factory=list)
 
+    @property
+    def unsupported(self) -> list[str]:
+        """Ranked candidates the data does not support as drivers (``supported`` False)."""
+        if "supported" not in self.table:
+            return []
+        return self.table.feature[~self.table.supported.astype(bool)].tolist()
+
 
 @single_threaded
 def analyse(
@@ -977,6 +1272,7 @@ def analyse(
     top_n: int = 3,
     permutation_rows: int = 20_000,
     random_state: int = 0,
+    step_days: int | None = None,
 ) -> DriverResult:
     """Fit the three driver models on ``train`` snapshots and judge them on ``test``.
 
@@ -992,13 +1288,15 @@ def analyse(
     definitional : features adjusted for but never ranked.
     group_correlation : |Spearman rho| above which metrics are grouped.
     top_n : how many top drivers to report.
+    step_days : the interval a row's event is counted over (default: to the next snapshot;
+        :class:`DriverData`'s ``step_days``).
     """
     # The event is churn before the next snapshot (a discrete-time hazard): drivers explain
     # churn from what was measured just before it, and the logit then estimates the same
     # quantity as the Cox model's intervals.
-    cp = counting_process(train)
+    cp = counting_process(train, step_days)
     y_tr = cp.event.to_numpy(bool)
-    y_te = counting_process(test).event.to_numpy(bool)
+    y_te = counting_process(test, step_days).event.to_numpy(bool)
     design = Design(numeric, categorical).fit(train)
     Z_tr = design.transform(train)
     # Definitional features are adjustments: each kept as is, never grouped away.
@@ -1046,10 +1344,21 @@ def analyse(
     ranking = rank_drivers(
         {"logit": imp_logit, "cox": imp_cox, "gbm": gbm_imp}, exclude=definitional
     )
+    columns_of = {f: [c for c in keep_cols if feature_of[c] == f] for f in ranking.index}
+    logit_joint, cox_joint = joint_wald(logit, columns_of), joint_wald(cox, columns_of)
+    perm = heldout_permutation_test(
+        Z_te, logit.coef, y_te, columns_of, max_rows=permutation_rows, random_state=random_state
+    )
+    sup = support(logit_joint, cox_joint, gbm_imp, gbm_sd, perm.p)
+    # supported drivers first (by mean rank), then the rest: a feature the data does not
+    # support never outranks one it does
+    ranking = ranking.assign(_unsupported=~sup.supported.reindex(ranking.index).astype(bool))
+    ranking = ranking.sort_values(["_unsupported", "mean_rank", ranking.columns[0]], kind="stable")
+    ranking["rank"] = np.arange(1, len(ranking) + 1)
     direction = _signed_direction(logit.coef, feature_of)
     rows = []
     for f, r in ranking.iterrows():
-        cols = [c for c in keep_cols if feature_of[c] == f]
+        cols = columns_of[f]
         one = cols[0] if len(cols) == 1 else None
         rows.append(
             {
@@ -1061,20 +1370,28 @@ def analyse(
                 "odds_ratio_per_sd": float(logit.odds_ratio[one]) if one else None,
                 "or_low": float(logit.or_low[one]) if one else None,
                 "or_high": float(logit.or_high[one]) if one else None,
-                "logit_p": float(logit.p[one]) if one else float(logit.p[cols].min()),
+                "logit_p": float(logit_joint[f]),
+                "logit_p_holm": float(sup.logit_p_holm[f]),
                 "cox_sd_effect": float(imp_cox[f]),
                 "hazard_ratio_per_sd": float(cox.hazard_ratio[one]) if one else None,
                 "hr_low": float(cox.hr_low[one]) if one else None,
                 "hr_high": float(cox.hr_high[one]) if one else None,
+                "cox_p": float(cox_joint[f]),
+                "cox_p_holm": float(sup.cox_p_holm[f]),
                 "gbm_importance": float(gbm_imp[f]),
                 "gbm_importance_sd": float(gbm_sd[f]),
                 "rank_logit": int(r["rank_logit"]),
                 "rank_cox": int(r["rank_cox"]),
                 "rank_gbm": int(r["rank_gbm"]),
+                "levels": len(cols) + 1 if one is None else 1,
+                "heldout_auc_drop": float(perm.auc_drop[f]),
+                "heldout_p": float(perm.p[f]),
+                "methods_supporting": int(sup.methods_supporting[f]),
+                "supported": bool(sup.supported[f]),
             }
         )
     table = pd.DataFrame(rows)
-    top = table.feature.head(top_n).tolist()
+    top = table.feature[table.supported].head(top_n).tolist()
     per_method_top = [set(table.nsmallest(top_n, f"rank_{m}").feature) for m in METHODS]
     agreement = [f for f in top if all(f in s for s in per_method_top)]
     forest = logit.loc[[c for c in keep_cols if feature_of[c] not in definitional]].copy()

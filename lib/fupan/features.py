@@ -17,6 +17,8 @@ Public API
     one row per customer acquired before ``as_of``, as a pandas DataFrame.
 ``snapshot_dates(as_of, months, horizon_days)``
     monthly snapshot dates whose labels are fully observed by ``as_of``.
+``dormancy_snapshot_dates(first_day, as_of, dormancy_days)``
+    dates one dormancy apart, for churn learned from orders alone.
 ``snapshots(ds, dates, horizon_days, names)``
     features + label per live customer per snapshot.
 ``split(snap, test_months, horizon_days)``
@@ -721,6 +723,42 @@ def snapshot_dates(
     end = pd.Timestamp(as_of).normalize() - pd.Timedelta(days=horizon_days - 1)
     last = end.to_period("M").to_timestamp()
     return [last - pd.DateOffset(months=k) for k in range(months - 1, -1, -1)]
+
+
+def dormancy_snapshot_dates(
+    first_day: str | dt.date | pd.Timestamp,
+    as_of: str | dt.date | pd.Timestamp,
+    dormancy_days: int,
+    min_history_days: int = QUARTER,
+) -> list[pd.Timestamp]:
+    """Snapshot dates ``dormancy_days`` apart whose dormancy-length outcome is seen by ``as_of``.
+
+    Under a dormancy rule a live customer can churn within ``dormancy_days`` of any date
+    (their clock is already running), but within a shorter horizon only if their last order
+    is old already: the label would be the rule itself. Dates spaced by the dormancy make
+    each interval ``[s, next s)`` a window in which every live customer's churn is possible
+    and observed, with no customer's outcome counted twice.
+
+    Parameters
+    ----------
+    first_day : the first day of data (earliest order or acquisition).
+    as_of : the last day of data.
+    dormancy_days : the dormancy of the churn definition.
+    min_history_days : the first date leaves at least this much history for the features.
+
+    Returns
+    -------
+    Dates in ascending order, the last the latest whose window ``[s, s + dormancy)`` ends by
+    ``as_of``; empty when the history is too short for one.
+    """
+    last = pd.Timestamp(as_of).normalize() - pd.Timedelta(days=dormancy_days - 1)
+    first = pd.Timestamp(first_day).normalize() + pd.Timedelta(days=min_history_days)
+    out = []
+    s = last
+    while s >= first:
+        out.append(s)
+        s = s - pd.Timedelta(days=dormancy_days)
+    return out[::-1]
 
 
 def _status_at(ds: Dataset, day: pd.Timestamp, cache: dict[pd.Timestamp, pd.DataFrame]):

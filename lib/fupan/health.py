@@ -27,7 +27,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from fupan.drivers import Design, RankAUC, correlated_groups, single_threaded
+from fupan.drivers import (
+    ALPHA,
+    Design,
+    RankAUC,
+    correlated_groups,
+    screen_categoricals,
+    single_threaded,
+)
 from fupan.outcomes import rate_with_ci as _wilson
 
 BANDS = ("red", "amber", "green")
@@ -113,6 +120,9 @@ class LearnedHealth:
     Cs : inverse penalty strengths tried.
     n_folds : cross-validation folds (split by customer).
     random_state : seed for the fold assignment and the correlation sample.
+    screen_categorical : a categorical feature enters only if its levels jointly go with
+        churn (:func:`fupan.drivers.screen_categoricals`: clustered Wald test, Holm), so a
+        column assigned at random gets no weight.
 
     Attributes
     ----------
@@ -128,6 +138,8 @@ class LearnedHealth:
     weights_ : DataFrame ``group, members, coef, weight`` (share of the summed |coef| x SD
         of each group's contribution) and ``direction`` (+1 = more of it, more risk).
     reference_ : sorted linear predictors of the fitting rows (the 0-100 scale).
+    screened_out_ : categorical features the screen tested and left out (constant ones are
+        never tested: they carry no information).
     """
 
     def __init__(
@@ -138,9 +150,11 @@ class LearnedHealth:
         Cs: Sequence[float] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
         n_folds: int = 5,
         random_state: int = 0,
+        screen_categorical: bool = True,
     ):
         self.numeric = list(numeric)
         self.categorical = list(categorical)
+        self.screen_categorical = screen_categorical
         self.group_correlation = group_correlation
         self.Cs = tuple(Cs)
         self.n_folds = n_folds
@@ -163,7 +177,12 @@ class LearnedHealth:
         self, df: pd.DataFrame, y: Sequence[bool], clusters: Sequence[Any] | None = None
     ) -> LearnedHealth:
         y = np.asarray(y, dtype=int)
-        self.design_ = Design(self.numeric, self.categorical).fit(df)
+        cats, self.screened_out_ = self.categorical, []
+        if self.screen_categorical:
+            adj = screen_categoricals(df, y, clusters, self.categorical)
+            cats = [c for c in self.categorical if c in adj.index and adj[c] < ALPHA]
+            self.screened_out_ = [c for c in adj.index if c not in cats]
+        self.design_ = Design(self.numeric, cats).fit(df)
         Z = self.design_.transform(df)
         num_cols = [
             c for c in self.design_.columns_ if self.design_.feature_of_[c] in self.design_.numeric_
@@ -608,13 +627,15 @@ def rate_by_band(bands: np.ndarray, y: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fit_health_model(snap: pd.DataFrame, params: Any) -> LearnedHealth:
+def fit_health_model(snap: pd.DataFrame, params: Any, exclude: Sequence[str] = ()) -> LearnedHealth:
     """The learned health score fitted on labelled snapshots, with bands from params.
 
     Parameters
     ----------
     snap : snapshots with complete labels (every customer-month the model may learn from).
     params : run params (``churn`` section: grouping, alert volume, target precision).
+    exclude : features to leave out as well, e.g. the candidates the driver analysis does
+        not support (:attr:`fupan.drivers.DriverResult.unsupported`).
     """
     from fupan import drivers
 
@@ -624,6 +645,8 @@ def fit_health_model(snap: pd.DataFrame, params: Any) -> LearnedHealth:
         if c not in ("customer_id", "snapshot_date", "label", "label_churned_at", "label_complete")
     ]
     numeric, categorical = drivers.model_features(feats, params)
+    numeric = [n for n in numeric if n not in exclude]
+    categorical = [n for n in categorical if n not in exclude]
     model = LearnedHealth(
         numeric,
         categorical,

@@ -154,7 +154,9 @@ def backtest_rules(
 
     Returns
     -------
-    DataFrame per rule (``available`` False when its feature is missing from the data).
+    DataFrame per rule (``available`` False when its feature is missing from the data);
+    ``warning`` is True only for a rule whose lift exceeds 1 (a rule with lift <= 1 must
+    never be presented as a warning sign).
     """
     flags, skipped = rule_flags(snap, rules)
     y = snap.label.to_numpy(bool)
@@ -204,6 +206,9 @@ def backtest_rules(
                 "recall_low": float(lo[1]),
                 "recall_high": float(hi[1]),
                 "lift": float(lift),
+                # only a rule that raises churn risk is a warning sign: lift <= 1 means the
+                # flagged customers churn no more (or less) than the rest
+                "warning": bool(lift > 1),
                 "lift_low": float(lo[2]),
                 "lift_high": float(hi[2]),
                 "median_lead_days": float(flagged.lead_days.median())
