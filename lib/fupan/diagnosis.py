@@ -60,7 +60,8 @@ def headline_churn(status: pd.DataFrame, dims: pd.DataFrame, params: Params) -> 
     Core tiers are judged against the core benchmark, every other group against the overall.
     """
     start, end = review_window(params)
-    keep = [c for c in ("industry", "region") if c in dims.columns]
+    # a breakdown needs the column and at least one known value
+    keep = [c for c in ("industry", "region") if c in dims.columns and dims[c].notna().any()]
     st = status.merge(dims[["customer_id", *keep]], on="customer_id", how="left")
     st["core"] = st.tier.isin(params.tiers.core)
     b_all, b_core = params.benchmarks.churn_rate, params.benchmarks.core_churn_rate
@@ -81,10 +82,10 @@ def headline_churn(status: pd.DataFrame, dims: pd.DataFrame, params: Params) -> 
     by_tier["benchmark"] = np.where(by_tier.group.isin(params.tiers.core), b_core, b_all)
     parts.append(by_tier)
     for col in keep:
-        g = churn_rate(st.dropna(subset=[col]), start, end, by=col).assign(
-            dimension=col, benchmark=b_all
-        )
-        parts.append(g.sort_values("rate", ascending=False))
+        g = churn_rate(st.dropna(subset=[col]), start, end, by=col)
+        if len(g):
+            g = g.assign(dimension=col, benchmark=b_all)
+            parts.append(g.sort_values("rate", ascending=False))
     out = pd.concat(parts, ignore_index=True)
     out["gap"] = out.rate - out.benchmark
     out["gap_ci_low"] = out.ci_low - out.benchmark
