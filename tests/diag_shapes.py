@@ -160,11 +160,14 @@ class Deck:
 
 
 BAD = re.compile(r"(?<![\w])(nan|NaN|None|inf|-inf|NaT)(?![\w])|–|∞")
+# a dash between two numbers is a range ("1–5", "88.8%–97.8%", "¥1k–¥2k"), not a placeholder
+RANGE = re.compile(r"(?<=[\d%kMB])\s?–\s?(?=[-\d¥$€£])")
 
 
 def bad_text(text: str) -> list[str]:
     """Placeholders a slide must never hold."""
-    return [m.group(0) for m in BAD.finditer(re.sub(r"<[^>]+>", " ", text))]
+    plain = RANGE.sub(" to ", re.sub(r"<[^>]+>", " ", text))
+    return [m.group(0) for m in BAD.finditer(plain)]
 
 
 def run_diagnosis(params_path: Path, run_dir: Path, supplied: bool | None = None) -> Deck:
@@ -188,9 +191,7 @@ def run_diagnosis(params_path: Path, run_dir: Path, supplied: bool | None = None
 
     def figure(fig: Any, close: bool = True) -> None:
         title = next((ax.get_title() for ax in fig.axes if ax.get_title()), "")
-        has_data = any(
-            ax.patches or ax.lines or ax.collections or ax.images for ax in fig.axes
-        )
+        has_data = any(ax.patches or ax.lines or ax.collections or ax.images for ax in fig.axes)
         if not has_data:
             empty.append(title)
         deck.add({"text/plain": title, "empty": not has_data}, "figure")

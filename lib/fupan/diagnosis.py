@@ -72,15 +72,16 @@ def headline_churn(status: pd.DataFrame, dims: pd.DataFrame, params: Params) -> 
         dimension="core", group="core", benchmark=b_core
     )
     parts.append(core)
-    by_tier = churn_rate(st, start, end, by="tier").assign(dimension="tier")
-    order = {t: i for i, t in enumerate(params.tiers.order)}
-    by_tier = (
-        by_tier.assign(_o=by_tier.group.map(order).fillna(len(order)))
-        .sort_values("_o")
-        .drop(columns="_o")
-    )
-    by_tier["benchmark"] = np.where(by_tier.group.isin(params.tiers.core), b_core, b_all)
-    parts.append(by_tier)
+    by_tier = churn_rate(st, start, end, by="tier")
+    if len(by_tier):  # nobody at risk at the start: no groups (the overall row says so)
+        order = {t: i for i, t in enumerate(params.tiers.order)}
+        by_tier = (
+            by_tier.assign(dimension="tier", _o=by_tier.group.map(order).fillna(len(order)))
+            .sort_values("_o")
+            .drop(columns="_o")
+        )
+        by_tier["benchmark"] = np.where(by_tier.group.isin(params.tiers.core), b_core, b_all)
+        parts.append(by_tier)
     for col in keep:
         g = churn_rate(st.dropna(subset=[col]), start, end, by=col)
         if len(g):
@@ -358,3 +359,60 @@ def segment_revenue(customer_ids: pd.Series | set | list, revenue: pd.DataFrame)
     ids = set(customer_ids)
     r = revenue[engine.isin(revenue.customer_id, ids)].revenue
     return float(r.clip(lower=0).sum())
+
+
+# --------------------------------------------------------------------------------------
+# What the data can show: supplied columns, breakdowns, superlatives
+
+
+def tiers_supplied(ds: Dataset) -> bool:
+    """Whether the business supplied an assigned tier per customer.
+
+    Asks the data layer (``ds.supplied("customers", "tier")``) when it can answer; else a
+    tier column that is absent or entirely null counts as not supplied.
+    """
+    supplied = getattr(ds, "supplied", None)
+    if callable(supplied):
+        return bool(supplied("customers", "tier"))
+    c = ds["customers"]
+    if "tier" not in c.columns:
+        return False
+    n = engine.to_pandas(c.aggregate(n=c.tier.notnull().sum())).n.iloc[0]
+    return bool(n and n > 0)
+
+
+def breakdown_status(values: pd.Series | None) -> tuple[str, list[str]]:
+    """Whether a column can break a metric down: ``ok`` (two or more known values),
+    ``one`` (a single value: the breakdown is the total) or ``none`` (absent or empty).
+
+    Returns
+    -------
+    (status, the distinct known values, sorted)
+    """
+    if values is None:
+        return "none", []
+    known = sorted({str(v) for v in values.dropna()})
+    if not known:
+        return "none", []
+    return ("ok" if len(known) > 1 else "one"), known
+
+
+def highest(frame: pd.DataFrame, column: str, min_groups: int = 2) -> pd.Series | None:
+    """The row with the strictly highest ``column`` among at least ``min_groups`` rows.
+
+    None when fewer rows have a value, or when the top value is shared (a tie or every
+    group equal): a superlative needs a group that stands above the others.
+    """
+    rated = frame.dropna(subset=[column])
+    if len(rated) < min_groups:
+        return None
+    ranked = rated.sort_values(column, ascending=False, kind="stable")
+    top, second = ranked[column].iloc[0], ranked[column].iloc[1]
+    return ranked.iloc[0] if top > second else None
+
+
+def lowest(frame: pd.DataFrame, column: str, min_groups: int = 2) -> pd.Series | None:
+    """The row with the strictly lowest ``column`` (see :func:`highest`)."""
+    flipped = frame.assign(_neg=-frame[column])
+    row = highest(flipped, "_neg", min_groups)
+    return None if row is None else row.drop("_neg")
