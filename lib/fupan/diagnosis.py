@@ -29,7 +29,7 @@ import pandas as pd
 
 from fupan import engine
 from fupan.data import Dataset
-from fupan.outcomes import churn_rate, rate_with_ci
+from fupan.outcomes import churn_rate, period_churn, rate_with_ci
 from fupan.params import Params
 from fupan.segments import trailing_start
 
@@ -220,8 +220,9 @@ def lost_revenue(
 ) -> tuple[int, float]:
     """Customers churned in the review period and their revenue in the year before it."""
     start, end = review_window(params)
-    s, e = pd.Timestamp(start), pd.Timestamp(end)
-    lost = status[(status.churned_at > s) & (status.churned_at <= e) & (status.acquired_at <= s)]
+    # the headline's population and flag: one definition of "churned in the period"
+    at_start = period_churn(status, start, end)
+    lost = at_start[at_start.churned_in_period]
     rev = (
         revenue_before.set_index("customer_id")
         .revenue.reindex(lost.customer_id)
@@ -229,6 +230,36 @@ def lost_revenue(
         .clip(lower=0)
     )
     return len(lost), float(rev.sum())
+
+
+def churn_counts(status: pd.DataFrame, params: Params) -> dict[str, int]:
+    """The churned counts the diagnosis quotes, each with its population, and how they add up.
+
+    All come from one :func:`fupan.outcomes.churn_status` at ``as_of``:
+
+    * ``at_start`` - customers on the books when the review period began (acquired by the
+      day before ``period_start`` and not churned by then): the churn rate's denominator;
+    * ``churned_in_period`` - of those, lost during the period: the churn rate's numerator,
+      the churn failure point's customers (:func:`lost_revenue`);
+    * ``churned_before_period`` - lost on or before the day before ``period_start``;
+    * ``new_churned_in_period`` - acquired during the period and already lost by ``as_of``
+      (not in the churn rate: they were not at risk at its start);
+    * ``churned_by_as_of`` - everyone lost by ``as_of``: the funnel's churned stage. It is
+      the sum of the three above.
+    """
+    start, end = review_window(params)
+    s, e = pd.Timestamp(start), pd.Timestamp(end)
+    at_start = period_churn(status, start, end)
+    churned = status.churned_at.notna() & (status.churned_at <= e)
+    before = churned & (status.churned_at <= s)
+    new = churned & (status.acquired_at > s)
+    return {
+        "at_start": len(at_start),
+        "churned_in_period": int(at_start.churned_in_period.sum()),
+        "churned_before_period": int(before.sum()),
+        "new_churned_in_period": int(new.sum()),
+        "churned_by_as_of": int(churned.sum()),
+    }
 
 
 def excess_share(rate: float, benchmark: float) -> float:
