@@ -116,7 +116,12 @@ def build(shape: str, folder: Path) -> tuple[Path, str, bool]:
         )
         floors = [200_000, 50_000, 10_000, 0] if tiers == "none" else [2000, 800, 200, 0]
         names = ["platinum", "gold", "silver", "attention"]
-        customers["tier"] = [names[next(i for i, f in enumerate(floors) if s >= f)] for s in spend]
+        level = np.array([next(i for i, f in enumerate(floors) if s >= f) for s in spend])
+        if tiers == "spend":
+            # a business's tiers lag its customers' spend: a quarter sit one tier too low
+            lag = np.random.default_rng(seed).random(n) < 0.25
+            level = np.where(lag, np.minimum(level + 1, len(names) - 1), level)
+        customers["tier"] = [names[i] for i in level]
         if tiers == "spend":
             extra = "tiers:\n  spend_floors: [2000, 800, 200, 0]\n"
     for col in ("industry", "region", "account_manager"):
