@@ -313,3 +313,45 @@ def test_tiers_supplied(tmp_path):
 
 def test_retention_base_start():
     assert funnel.retention_base_start(dt.date(1998, 6, 30)) == dt.date(1996, 7, 1)
+
+
+def test_group_breakdowns_say_why_a_dimension_is_left_out():
+    feat = pd.DataFrame(
+        {
+            "customer_id": list("abcd"),
+            "tier": ["gold", "gold", "silver", "silver"],
+            "industry": [None] * 4,
+            "region": ["unknown"] * 4,
+        }
+    )
+    shown, why = diagnosis.group_breakdowns(feat, tiers_given=True)
+    assert shown == ["tier"]
+    assert why == [
+        ("diag.cannot.no_column", {"column": "customers.industry"}),
+        ("diag.cannot.one_value", {"column": "customers.region", "value": "unknown"}),
+    ]
+    shown, why = diagnosis.group_breakdowns(feat.drop(columns="industry"), tiers_given=False)
+    assert shown == []
+    assert why[0] == ("diag.cannot.tiers_not_supplied", {})
+    assert why[1] == ("diag.cannot.no_column", {"column": "customers.industry"})
+
+
+def test_tier_blocker():
+    two = pd.Series(["gold", "silver"])
+    one = pd.Series(["attention", "attention"])
+    order = ["gold", "silver", "attention"]
+    assert diagnosis.tier_blocker(True, order, two) is None
+    assert diagnosis.tier_blocker(True, order, two, breakdown=True) is None
+    assert diagnosis.tier_blocker(False, order, two)[0] == "diag.cannot.tiers_only_recommended"
+    assert diagnosis.tier_blocker(True, ["member"], one) == (
+        "diag.cannot.one_tier",
+        {"tier": "member"},
+    )
+    assert diagnosis.tier_blocker(True, order, one.iloc[:0])[0] == "diag.cannot.no_current"
+    # everyone in one assigned tier: the comparison with the recommended tier still holds,
+    # a split by assigned tier does not
+    assert diagnosis.tier_blocker(True, order, one) is None
+    assert diagnosis.tier_blocker(True, order, one, breakdown=True) == (
+        "diag.cannot.one_value_current",
+        {"column": "customers.tier", "tier": "attention"},
+    )

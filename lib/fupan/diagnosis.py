@@ -447,3 +447,63 @@ def lowest(frame: pd.DataFrame, column: str, min_groups: int = 2) -> pd.Series |
     flipped = frame.assign(_neg=-frame[column])
     row = highest(flipped, "_neg", min_groups)
     return None if row is None else row.drop("_neg")
+
+
+def group_breakdowns(
+    features: pd.DataFrame, tiers_given: bool
+) -> tuple[list[str], list[tuple[str, dict]]]:
+    """Which of tier, industry and region can break churn down, and why the others cannot.
+
+    A dimension breaks a metric down when it has two or more known values (and, for the
+    tier, when the business supplied tiers: a tier derived from spend is not the business's
+    segmentation).
+
+    Returns
+    -------
+    (dimensions to show, reasons): each reason is a ``diag.cannot.*`` catalogue key and its
+    values (``column``, ``value``).
+    """
+    shown, why = [], []
+    for dim in ("tier", "industry", "region"):
+        state, values = breakdown_status(features[dim] if dim in features.columns else None)
+        column = f"customers.{dim}"
+        if dim == "tier" and not tiers_given:
+            why.append(("diag.cannot.tiers_not_supplied", {}))
+        elif state == "none":
+            why.append(("diag.cannot.no_column", {"column": column}))
+        elif state == "one":
+            why.append(("diag.cannot.one_value", {"column": column, "value": values[0]}))
+        else:
+            shown.append(dim)
+    return shown, why
+
+
+def tier_blocker(
+    tiers_given: bool, order: list[str], current_tiers: pd.Series, breakdown: bool = False
+) -> tuple[str, dict] | None:
+    """Why assigned tiers cannot be set against recommended ones (None when they can).
+
+    With ``breakdown`` (a metric split by assigned tier), current customers must also sit in
+    two or more tiers; a comparison with the recommended tier needs only one.
+
+    Parameters
+    ----------
+    tiers_given : whether the business supplied tiers (:func:`tiers_supplied`).
+    order : ``tiers.order`` from the params.
+    current_tiers : the assigned tier of each current (not churned) customer.
+    breakdown : whether the slide splits by assigned tier.
+
+    Returns
+    -------
+    A ``diag.cannot.*`` catalogue key and its values (``tier`` is a tier code), or None.
+    """
+    if not tiers_given:
+        return "diag.cannot.tiers_only_recommended", {}
+    if len(order) < 2:
+        return "diag.cannot.one_tier", {"tier": order[0]}
+    if current_tiers.empty:
+        return "diag.cannot.no_current", {}
+    state, values = breakdown_status(current_tiers)
+    if breakdown and state != "ok":
+        return "diag.cannot.one_value_current", {"column": "customers.tier", "tier": values[0]}
+    return None
