@@ -166,7 +166,7 @@ class Deck:
 
 BAD = re.compile(r"(?<![\w])(nan|NaN|None|inf|-inf|NaT)(?![\w])|–|∞")
 # a dash between two numbers is a range ("1–5", "88.8%–97.8%", "¥1k–¥2k"), not a placeholder
-RANGE = re.compile(r"(?<=[\d%kMB])\s?–\s?(?=[-\d¥$€£])")
+RANGE = re.compile(r"(?<=[\d%kMB万亿])\s?–\s?(?=[-\d¥$€£])")
 
 
 def bad_text(text: str) -> list[str]:

@@ -355,3 +355,13 @@ def test_tier_blocker():
         "diag.cannot.one_value_current",
         {"column": "customers.tier", "tier": "attention"},
     )
+
+
+@pytest.mark.parametrize("shape", ["orders_only", "short_history"])
+def test_chinese_deck_has_no_placeholders_either(tmp_path, shape):
+    data, extra, supplied = shapes.build(shape, tmp_path / "data")
+    pf = shapes.params_file(tmp_path, data, extra, lang="zh")
+    deck = shapes.run_diagnosis(pf, tmp_path / "run", supplied=None if supplied else False)
+    assert not [t for t in deck.texts() if shapes.bad_text(t)]
+    assert not deck.empty_charts
+    assert deck.results["diagnosis"]["skipped"]
