@@ -365,3 +365,19 @@ def test_chinese_deck_has_no_placeholders_either(tmp_path, shape):
     assert not [t for t in deck.texts() if shapes.bad_text(t)]
     assert not deck.empty_charts
     assert deck.results["diagnosis"]["skipped"]
+
+
+def test_renewal_by_band():
+    top = pd.DataFrame(
+        {
+            "rank": range(1, 9),
+            "due": [True, True, False, True, True, True, True, True],
+            "renewed": [True, False, False, True, True, True, False, False],
+        }
+    )
+    b = diagnosis.renewal_by_band(top, bands=4)
+    assert b.band.tolist() == [0, 1, 2, 3]
+    assert b.due.tolist() == [2, 1, 2, 2]
+    assert b.renewed.tolist() == [1, 1, 2, 0]
+    assert b[["first", "last"]].values.tolist() == [[1, 2], [4, 4], [5, 6], [7, 8]]
+    assert b.rate.tolist() == [0.5, 1.0, 1.0, 0.0]

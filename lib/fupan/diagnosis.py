@@ -215,6 +215,30 @@ def top_n_renewal(
     return summary, per
 
 
+def renewal_by_band(top: pd.DataFrame, bands: int = 4) -> pd.DataFrame:
+    """Renewal of the top-N customers in ``bands`` rank bands of equal width.
+
+    Parameters
+    ----------
+    top : the per-customer frame of :func:`top_n_renewal` (``rank, due, renewed``).
+
+    Returns
+    -------
+    One row per band with a customer due: ``band, due, renewed, first, last`` (the ranks it
+    spans among the due) and ``rate``.
+    """
+    width = max(1, int(np.ceil(len(top) / bands)))
+    due = top[top.due].assign(band=lambda d: (d["rank"] - 1) // width)
+    out = due.groupby("band").agg(
+        due=("due", "size"),
+        renewed=("renewed", "sum"),
+        first=("rank", "min"),
+        last=("rank", "max"),
+    )
+    out["rate"] = out.renewed / out.due
+    return out.reset_index()
+
+
 def lost_revenue(
     status: pd.DataFrame, revenue_before: pd.DataFrame, params: Params
 ) -> tuple[int, float]:
