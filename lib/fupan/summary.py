@@ -7,6 +7,7 @@ computes. A chapter that did not run leaves its line out rather than inventing o
 from __future__ import annotations
 
 import html
+import math
 from typing import Any
 
 from fupan import i18n
@@ -21,6 +22,46 @@ def _get(results: dict[str, Any], key: str) -> Any:
             return None
         node = node[part]
     return node
+
+
+def _num(value: Any) -> float | None:
+    """A recorded figure as a finite number, or None (missing, NaN, inf, not a number)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+# Flags chapter 2 may set on a row of ``churn.driver_table`` to say the methods do not
+# support the driver (read defensively: whichever the chapter records).
+_UNSUPPORTED = {"supported": False, "unsupported": True, "noise": True, "ranks": False}
+
+
+def supported_drivers(results: dict[str, Any]) -> list[str]:
+    """``churn.top_drivers`` without those the driver table marks as unsupported."""
+    top = [d for d in (_get(results, "churn.top_drivers") or []) if isinstance(d, str) and d]
+    table = _get(results, "churn.driver_table") or []
+    rows = table if isinstance(table, list) else []
+    out = set()
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        if any(k in row and row[k] is v for k, v in _UNSUPPORTED.items()):
+            out.add(row.get("feature"))
+    return [d for d in top if d not in out]
+
+
+def estimable_scenarios(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Scenarios with a finite ROI and an effect: never a 0-effect or 'not estimable' one."""
+    keep = []
+    for s in _get(results, "simulation.scenarios") or []:
+        if not isinstance(s, dict) or _num(s.get("roi")) is None:
+            continue
+        if s.get("estimable") is False or s.get("effect_source") in ("none", "not_estimable"):
+            continue
+        if "churn_change" in s and not _num(s.get("churn_change")):
+            continue  # no estimable effect on churn: nothing to rank
+        keep.append(s)
+    return keep
 
 
 def _feature_label(name: str, lang: str) -> str:
@@ -38,10 +79,8 @@ def summary_items(results: dict[str, Any], params: Params) -> dict[str, Any]:
     tiles: list[tuple[str, str, str | None]] = []
     bullets: list[str] = []
     headline = t("summary.title_plain", name=params.name)
-    churn, bench = (
-        _get(results, "diagnosis.churn_rate"),
-        _get(results, "diagnosis.benchmark_churn_rate"),
-    )
+    churn = _num(_get(results, "diagnosis.churn_rate"))
+    bench = _num(_get(results, "diagnosis.benchmark_churn_rate"))
     if churn is not None and bench is not None:
         key = "summary.title_above" if churn > bench else "summary.title_below"
         headline = t(key, rate=f.pct(churn), bench=f.pct(bench), gap=f.pts(churn - bench))
@@ -52,7 +91,7 @@ def summary_items(results: dict[str, Any], params: Params) -> dict[str, Any]:
                 "red" if churn > bench else "green",
             )
         )
-    core = _get(results, "diagnosis.core_churn_rate")
+    core = _num(_get(results, "diagnosis.core_churn_rate"))
     if core is not None:
         cb = params.benchmarks.core_churn_rate
         tiles.append(
@@ -62,7 +101,8 @@ def summary_items(results: dict[str, Any], params: Params) -> dict[str, Any]:
                 "red" if core > cb else "green",
             )
         )
-    lost, lost_rate = _get(results, "ltv.lost_ltv"), _get(results, "ltv.lost_ltv_rate")
+    lost = _num(_get(results, "ltv.lost_ltv"))
+    lost_rate = _num(_get(results, "ltv.lost_ltv_rate"))
     if lost is not None:
         tiles.append(
             (
@@ -71,17 +111,18 @@ def summary_items(results: dict[str, Any], params: Params) -> dict[str, Any]:
                 "red" if (lost_rate or 0) > params.benchmarks.lost_ltv_rate else "amber",
             )
         )
-    at_risk = _get(results, "ltv.at_risk_ltv")
+    at_risk = _num(_get(results, "ltv.at_risk_ltv"))
     if at_risk is not None:
         tiles.append((t("summary.tile.at_risk_ltv"), f.money(at_risk), "amber"))
     findings = _get(results, "diagnosis.findings") or []
     for i, item in enumerate(findings[:3], 1):
         if isinstance(item, dict) and item.get("title"):
             bullets.append(t("summary.failure", i=i, text=item["title"]))
-    drivers = _get(results, "churn.top_drivers") or []
+    drivers = supported_drivers(results)
     if drivers:
         names = [_feature_label(d, lang) for d in drivers[:3]]
-        bullets.append(t("summary.drivers", drivers=("、" if lang == "zh" else ", ").join(names)))
+        key = "summary.drivers" if len(names) > 1 else "summary.driver_one"
+        bullets.append(t(key, n=len(names), drivers=("、" if lang == "zh" else ", ").join(names)))
     if lost is not None and lost_rate is not None:
         bullets.append(
             t(
@@ -91,20 +132,27 @@ def summary_items(results: dict[str, Any], params: Params) -> dict[str, Any]:
                 bench=f.pct(params.benchmarks.lost_ltv_rate),
             )
         )
-    scenarios = [
-        s
-        for s in (_get(results, "simulation.scenarios") or [])
-        if isinstance(s, dict) and s.get("roi") is not None
-    ]
+    scenarios = estimable_scenarios(results)
     if scenarios:
-        best = max(scenarios, key=lambda s: s["roi"])
+        ranked = sorted(scenarios, key=lambda s: _num(s["roi"]), reverse=True)
+        best = ranked[0]
+        # "best" needs a second option it beats; one option is named as what it is
+        if len(ranked) > 1 and _num(best["roi"]) > _num(ranked[1]["roi"]):
+            key = "summary.scenario"
+        elif len(ranked) == 1:
+            key = "summary.scenario_one"
+        else:
+            key = "summary.scenario_tie"
+        low, high = _num(best.get("roi_low")), _num(best.get("roi_high"))
+        if low is None or high is None:
+            key += "_point"
         bullets.append(
             t(
-                "summary.scenario",
+                key,
                 name=best.get("label") or best["name"],
-                roi=f.pct(best["roi"], 0),
-                low=f.pct(best.get("roi_low"), 0),
-                high=f.pct(best.get("roi_high"), 0),
+                roi=f.pct(_num(best["roi"]), 0),
+                low=f.pct(low, 0) if low is not None else "",
+                high=f.pct(high, 0) if high is not None else "",
             )
         )
     status = _get(results, "kpi.status") or {}
