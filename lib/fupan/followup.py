@@ -227,6 +227,8 @@ def red_list_then(ds_cut: Dataset) -> tuple[pd.DataFrame, str]:
         scored, why = kpi.health_bands(ds_cut, cut)
     except RuntimeError:
         scored, why = None, "model_failed:health"
+    if scored is None:
+        warnings.warn(f"follow-up: health score not available as of {cut} ({why})", stacklevel=2)
     if scored is not None:
         f = scored[cut]
         out = f[["customer_id", "score", "churn_probability"]].copy()
@@ -660,7 +662,7 @@ def headline(fu: Followup, results_then: dict[str, Any]) -> pd.DataFrame:
     """Last year's forecasts next to what happened: expected vs actual churners within the
     probability's horizon, the red list's churners, predicted vs realised 12-month spend."""
     rows = []
-    c, r, v = fu.calibration, fu.red, fu.clv
+    c, v = fu.calibration, fu.clv
     if c:
         rows.append({"metric": "churners_in_horizon", "forecast": c["expected_churners"],
                      "actual": float(c["churners"])})  # fmt: skip
