@@ -708,3 +708,139 @@ def follow_up(
         fu.clv = clv_grades(fc.clv, realised_spend(ds, then, months))
     fu.headline = headline(fu, fc.results_then)
     return fu
+
+
+# --------------------------------------------------------------------------------------
+# The notebook's helpers
+
+
+def resolve_previous(params_file: str | Path, run_dir: str | Path, as_of: dt.date) -> Path | None:
+    """The previous run to grade: ``followup.previous`` from the params file, else (with
+    ``auto_previous``) the newest earlier annual run beside this run's folder, else none."""
+    s = load_settings(params_file)
+    if s.previous:
+        return Path(s.previous)
+    if not s.auto_previous or not run_dir:
+        return None
+    here = Path(run_dir).resolve()
+    return find_previous(here.parent, as_of, s.months, exclude=here)
+
+
+def calibration_figure(table: pd.DataFrame, labels: dict[str, str]) -> Any:
+    """Predicted vs realised churn rate by decile, realised with its interval."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    x = table["bin"].to_numpy()
+    ax.plot(x, table.predicted, "o-", label=labels["predicted"])
+    err = [table.observed - table.low, table.high - table.observed]
+    ax.errorbar(x, table.observed, yerr=err, fmt="s", capsize=3, label=labels["observed"])
+    ax.set_xticks(x)
+    ax.set_xlabel(labels["x"])
+    ax.set_ylabel(labels["y"])
+    ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
+    ax.set_title(labels["title"])
+    ax.legend(frameon=False)
+    return fig
+
+
+def clv_figure(table: pd.DataFrame, labels: dict[str, str]) -> Any:
+    """Mean predicted vs realised 12-month spend per decile of the prediction."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    x = table.decile.to_numpy()
+    w = 0.4
+    ax.bar(x - w / 2, table.predicted, w, label=labels["predicted"])
+    ax.bar(x + w / 2, table.realised, w, label=labels["observed"])
+    ax.set_xticks(x)
+    ax.set_xlabel(labels["x"])
+    ax.set_ylabel(labels["y"])
+    ax.set_title(labels["title"])
+    ax.legend(frameon=False)
+    return fig
+
+
+def red_table(red: dict[str, Any], lang: str, fmt: Any) -> pd.DataFrame:
+    """The red list's grades as a slide table: measure, value, 95% interval, counts."""
+    from fupan import i18n
+
+    def t(key: str, **v: Any) -> str:
+        return i18n.t(key, lang, **v)
+
+    rows = []
+    for key, k, n in (
+        ("precision", red["flagged_churned"], red["flagged"]),
+        ("recall", red["flagged_churned"], red["churned"]),
+        ("base_rate", red["churned"], red["graded"]),
+    ):
+        rows.append(
+            [t(f"fu.red.{key}"), fmt.pct(red[key], 1),
+             f"{fmt.pct(red[f'{key}_low'], 1)} – {fmt.pct(red[f'{key}_high'], 1)}",
+             t(f"fu.red.count.{key}", k=fmt.int(k), n=fmt.int(n))]
+        )  # fmt: skip
+    if math.isfinite(red["lift"]):
+        rows.append(
+            [t("fu.red.lift"), f"{fmt.num(red['lift'], 2)}×",
+             f"{fmt.num(red['lift_low'], 2)}× – {fmt.num(red['lift_high'], 2)}×",
+             t("fu.red.count.precision", k=fmt.int(red["flagged_churned"]), n=fmt.int(red["flagged"]))]
+        )  # fmt: skip
+    if math.isfinite(red["median_lead_days"]):
+        ci = ""
+        if math.isfinite(red["median_lead_days_low"]):
+            ci = f"{fmt.num(red['median_lead_days_low'], 0)} – {fmt.num(red['median_lead_days_high'], 0)}"
+        rows.append(
+            [t("fu.red.lead"), fmt.num(red["median_lead_days"], 0), ci,
+             t("fu.red.count.lead", k=fmt.int(red["flagged_churned"]))]
+        )  # fmt: skip
+    cols = [t(f"fu.red.col.{c}") for c in ("measure", "value", "interval", "count")]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def headline_table(head: pd.DataFrame, horizon: int, lang: str, fmt: Any) -> pd.DataFrame:
+    """Headline forecasts vs actuals as a slide table."""
+    from fupan import i18n
+
+    rows = []
+    for r in head.itertuples():
+        money = r.metric == "spend_12m"
+        show = fmt.money if money else (lambda x: fmt.num(x, 0))
+        off = (r.forecast - r.actual) / r.actual if r.actual else float("nan")
+        rows.append(
+            [i18n.t(f"fu.head.{r.metric}", lang, horizon=horizon), show(r.forecast),
+             show(r.actual), f"{100 * off:+.0f}%" if math.isfinite(off) else ""]
+        )  # fmt: skip
+    cols = [i18n.t(f"fu.head.col.{c}", lang) for c in ("metric", "forecast", "actual", "error")]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def pilot_lines(pilots: pd.DataFrame, as_of: Any, lang: str, fmt: Any) -> list[tuple[str, ...]]:
+    """Per pilot: a slide (title, finding) and a note comparing it with the prediction."""
+    from fupan import i18n
+
+    def t(key: str, **v: Any) -> str:
+        return i18n.t(key, lang, **v)
+
+    def pp(x: float) -> str:
+        return f"{100 * x:+.1f} pp" if lang == "en" else f"{100 * x:+.1f} 个百分点"
+
+    out: list[tuple[str, ...]] = []
+    for r in pilots.to_dict(orient="records"):
+        if r.get("effect") is None or not math.isfinite(r.get("effect", float("nan"))):
+            out.append(("slide", t("fu.pilot.one_arm", pilot=r["pilot"])))
+            continue
+        title = t("fu.pilot.title", pilot=r["pilot"], t=fmt.pct(r["treated_rate"], 1),
+                  c=fmt.pct(r["control_rate"], 1), d=pp(r["effect"]), low=pp(r["effect_low"]),
+                  high=pp(r["effect_high"]))  # fmt: skip
+        finding = t("fu.pilot.finding", start=str(r["started_at"]), nt=fmt.int(r["treated"]),
+                    nc=fmt.int(r["control"]), as_of=str(as_of),
+                    decision=t(f"fu.decision.{r['decision']}"))  # fmt: skip
+        out.append(("slide", title, finding))
+        held = r.get("prediction_held")
+        if held is None or (isinstance(held, float) and math.isnan(held)):
+            out.append(("note", t("fu.pilot.no_prediction")))
+        else:
+            key = "fu.pilot.held" if held else "fu.pilot.missed"
+            out.append(("note", t(key, p=pp(r["predicted_effect"]), low=pp(r["predicted_low"]),
+                                  high=pp(r["predicted_high"]), d=pp(r["effect"]))))  # fmt: skip
+    return out
