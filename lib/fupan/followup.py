@@ -154,6 +154,15 @@ def history_problem(ds: Dataset, cut: dt.date) -> dict[str, Any] | None:
     return None
 
 
+def _period_days(activity: ibis.expr.types.Table) -> int:
+    """The activity table's period length in days: the smallest gap between its distinct
+    period starts (1 for daily, 7 for weekly rows; 1 when there is a single period)."""
+    d = engine.to_pandas(activity.select("period_start").distinct()).period_start
+    gaps = pd.to_datetime(d).sort_values().diff().dt.days.dropna()
+    gaps = gaps[gaps > 0]
+    return int(gaps.min()) if len(gaps) else 1
+
+
 def as_of_cut(ds: Dataset, cut: dt.date) -> Dataset:
     """A copy of ``ds`` as it stood at the end of ``cut``: every table restricted to rows
     dated on or before it, ticket answers and resolutions after it removed, and
@@ -168,6 +177,11 @@ def as_of_cut(ds: Dataset, cut: dt.date) -> Dataset:
         if col and col in t.columns:
             is_ts = t[col].type().is_timestamp()
             t = t.filter(t[col] < end if is_ts else t[col] <= lit)
+        if name == "activity":
+            # a period that began by the cut but ends after it holds logins from after it
+            t = t.filter(
+                t.period_start <= ibis.literal(cut - dt.timedelta(days=_period_days(t) - 1))
+            )
         if name == "tickets":
             later = {
                 c: ibis.ifelse(t[c] < end, t[c], ibis.null().cast(t[c].type()))
@@ -620,6 +634,8 @@ class Followup:
     clv: dict[str, Any] | None = None
     pilots: pd.DataFrame | None = None
     headline: pd.DataFrame | None = None
+    findings: pd.DataFrame | None = None
+    pilots_not_run: list[str] = field(default_factory=list)
 
     def record(self) -> dict[str, Any]:
         """results.json ``followup``."""
@@ -645,7 +661,9 @@ class Followup:
             "clv_mae": v.get("mae"),
             "clv": {k: x for k, x in v.items() if k != "customers_frame"} or None,
             "pilots": self.pilots,
+            "pilots_not_run": self.pilots_not_run,
             "headline": self.headline,
+            "findings": self.findings,
         }
 
     def export_frame(self) -> pd.DataFrame:
@@ -677,16 +695,41 @@ def headline(fu: Followup, results_then: dict[str, Any]) -> pd.DataFrame:
     return df[df.forecast.notna()].reset_index(drop=True)
 
 
+def findings_table(
+    results_then: dict[str, Any], results_now: dict[str, Any]
+) -> pd.DataFrame | None:
+    """Last year's failure points (chapter 1's ``diagnosis.findings``) next to this year's
+    value of the same metric; ``None`` when last year recorded none."""
+    found = (results_then.get("diagnosis") or {}).get("findings") or []
+    if not found:
+        return None
+    now = results_now.get("diagnosis") or {}
+    rows = []
+    for f in found:
+        metric = f.get("metric")
+        value_now = now.get(metric) if isinstance(now.get(metric), (int, float)) else None
+        rows.append(
+            {"key": f.get("key"), "metric": metric, "finding_then": f.get("title", ""),
+             "value_then": f.get("value"), "value_now": value_now}
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def follow_up(
     ds: Dataset,
     previous: str | Path | None = None,
     months: int = MONTHS,
-    predicted: list[dict[str, Any]] | None = None,
+    results_now: dict[str, Any] | None = None,
 ) -> Followup:
     """Grade last year's forecasts: ``previous`` run's red list when given, else a backtest
     as of ``as_of - months``. Never raises for data that cannot be graded: ``problem``
-    says why (``short_history``, ``no_follow_up``, ``no_churn``)."""
+    says why (``short_history``, ``no_follow_up``, ``no_churn``).
+
+    ``results_now`` is this run's results so far (chapter 1's findings and, for a
+    backtest, chapter 4's scenarios are quoted from it when present).
+    """
     seed = ds.params.seed
+    results_now = results_now or {}
     if previous is not None:
         fc = from_previous_run(previous)
         then = fc.as_of_then
@@ -696,7 +739,13 @@ def follow_up(
         problem = history_problem(ds, then)
         fc = None if problem else backtest(ds, months)
     fu = Followup("previous_run" if previous is not None else "backtest", then, problem, fc)
-    fu.pilots = pilot_readouts(ds, predicted)
+    then_results = fc.results_then if fc is not None else {}
+    sim = (then_results if previous is not None else results_now).get("simulation") or {}
+    fu.pilots = pilot_readouts(ds, sim.get("scenarios"))
+    run = set(fu.pilots.pilot) if fu.pilots is not None else set()
+    designed = (then_results.get("simulation") or {}).get("pilots") or []
+    fu.pilots_not_run = [d["name"] for d in designed if d.get("name") not in run]
+    fu.findings = findings_table(then_results, results_now)
     if problem or fc is None:
         return fu
     fu.graded = outcomes_since(ds, then, fc)
@@ -844,3 +893,21 @@ def pilot_lines(pilots: pd.DataFrame, as_of: Any, lang: str, fmt: Any) -> list[t
             out.append(("note", t(key, p=pp(r["predicted_effect"]), low=pp(r["predicted_low"]),
                                   high=pp(r["predicted_high"]), d=pp(r["effect"]))))  # fmt: skip
     return out
+
+
+def findings_lines(findings: pd.DataFrame, lang: str, fmt: Any) -> pd.DataFrame:
+    """Last year's findings vs this year's values, as a slide table."""
+    from fupan import i18n
+
+    def value(metric: str, x: Any) -> str:
+        if x is None or (isinstance(x, float) and not math.isfinite(x)):
+            return i18n.t("fu.find.not_measured", lang)
+        share = metric.endswith(("_rate", "_share")) or metric in ("sla_compliance",)
+        return fmt.pct(float(x), 1) if share else fmt.num(float(x), 0)
+
+    rows = [
+        [r.finding_then, value(r.metric, r.value_then), value(r.metric, r.value_now)]
+        for r in findings.itertuples()
+    ]
+    cols = [i18n.t(f"fu.find.col.{c}", lang) for c in ("finding", "then", "now")]
+    return pd.DataFrame(rows, columns=cols)
