@@ -229,7 +229,14 @@ def test_previous_run_grades_exactly_the_customers_it_flagged(world, tmp_path):
         (run / "results.json").write_text(
             json.dumps(
                 {"run": {"as_of": str(CUT.date()), "kind": "annual_review"},
-                 "churn": {"at_risk_count": len(flagged)}}
+                 "churn": {"at_risk_count": len(flagged)},
+                 "diagnosis": {"findings": [
+                     {"key": "churn", "metric": "churn_rate", "value": 0.3, "title": "t1"},
+                     {"key": "service", "metric": "sla_compliance", "value": 0.5, "title": "t2"}]},
+                 "simulation": {
+                     "pilots": [{"name": "amber_monthly_touch"}, {"name": "sla_core"}],
+                     "scenarios": [{"name": "amber_monthly_touch", "churn_change": -0.05,
+                                    "churn_change_low": -0.3, "churn_change_high": 0.1}]}}
             ),
             encoding="utf-8",
         )  # fmt: skip
@@ -237,11 +244,21 @@ def test_previous_run_grades_exactly_the_customers_it_flagged(world, tmp_path):
             run / "exports" / "at_risk.csv", index=False, encoding="utf-8-sig"
         )
         assert followup.find_previous(tmp_path / "reports", pd.Timestamp(AS_OF).date()) == run
-        fu = followup.follow_up(ds, previous=run)
+        fu = followup.follow_up(ds, previous=run, results_now={"diagnosis": {"churn_rate": 0.2}})
     assert fu.source == "previous_run" and fu.as_of_then == CUT.date()
     assert set(fu.graded.customer_id[fu.graded.flagged]) == set(flagged)
     assert fu.red["flagged"] == len(flagged) == fu.record()["at_risk_count_then_recorded"]
     assert fu.calibration is None and fu.forecast.notes["calibration"] == "red_list_only"
+    # last year's findings next to this year's values; a value not computed now stays empty
+    assert fu.findings.value_now.tolist()[0] == 0.2 and fu.findings.value_now.isna().tolist()[1]
+    assert fu.pilots_not_run == ["sla_core"]
+    # the pilot run is compared with last year's predicted change for its scenario
+    row = fu.pilots.iloc[0]
+    assert row.predicted_effect == -0.05
+    assert row.prediction_held == (-0.3 <= row.effect <= 0.1)
+    for lang in ("zh", "en"):
+        table = followup.findings_lines(fu.findings, lang, i18n.Fmt(lang))
+        assert "nan" not in table.to_string() and "None" not in table.to_string()
 
 
 def test_settings_read_from_the_params_file(tmp_path):
@@ -251,3 +268,20 @@ def test_settings_read_from_the_params_file(tmp_path):
     assert s.previous == str((tmp_path / "reports" / "r1").resolve()) and s.months == 12
     path.write_text("as_of: 2026-10-31\n", encoding="utf-8")
     assert followup.load_settings(path).previous is None
+
+
+def test_backtest_flags_what_a_review_run_as_of_the_cut_flags(world, graded, tmp_path):
+    """The backtest is the review we would have produced a year ago: the same red band as
+    chapter 2's list on the data loaded with ``as_of`` at the cut (the loader drops rows
+    dated after it)."""
+    from fupan import atrisk
+
+    data_dir, _ = world
+    P = _params(tmp_path, data_dir).model_copy(update={"as_of": CUT.date()})
+    P = fparams.Params.model_validate({**P.model_dump(), "period_start": None})
+    with fdata.loaded(P, strict=False) as ds:
+        red = atrisk.at_risk_list(ds)
+    scores = graded.forecast.scores
+    assert set(red.customer_id) == set(scores.customer_id[scores.flagged])
+    merged = red.merge(scores, on="customer_id", suffixes=("", "_backtest"))
+    np.testing.assert_allclose(merged.churn_probability, merged.churn_probability_backtest)
