@@ -47,6 +47,20 @@ def graded(world, tmp_path_factory):
     return fu
 
 
+def _no_nulls(node, path: str = "followup") -> None:
+    """results.json holds no number from nothing: each missing figure has a reason instead."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _no_nulls(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _no_nulls(v, f"{path}[{i}]")
+    else:
+        assert node is not None and not (isinstance(node, float) and not math.isfinite(node)), path
+    if isinstance(node, dict) and "skipped" in node:
+        assert all(isinstance(r, str) and len(r) > 10 for r in node["skipped"].values())
+
+
 def _raw(data_dir: Path) -> dict[str, pd.DataFrame]:
     out = {}
     for name, cols in (
@@ -89,6 +103,8 @@ def test_backtest_grades_equal_a_direct_computation_from_the_raw_tables(world, g
     assert r["precision_low"] <= r["precision"] <= r["precision_high"]
     assert r["lift_low"] <= r["lift"] <= r["lift_high"]
     rec = fu.record()
+    _no_nulls(rec)
+    assert set(rec["skipped"]) == {"findings"}  # a backtest has no findings of its own
     assert rec["at_risk_then"] == len(flagged) and rec["at_risk_lift"] == r["lift"]
     assert math.isfinite(rec["brier"]) and math.isfinite(rec["clv_mae"])
     exp = fu.export_frame()
@@ -205,8 +221,11 @@ def test_short_history_degrades_in_words(tmp_path):
     with fdata.loaded(P) as ds:
         fu = followup.follow_up(ds)
     assert fu.problem["reason"] == "short_history"
-    rec = fu.record()
-    assert rec["at_risk_precision"] is None and rec["pilots"] is None
+    rec = fu.record("en")
+    _no_nulls(rec)
+    assert "at_risk_precision" not in rec and "pilots" not in rec
+    assert "2026-01-05" in rec["skipped"]["at_risk_precision"]
+    assert "pilots table" in rec["skipped"]["pilots"]
     for lang in ("zh", "en"):
         text = i18n.t(
             "fu.short.short_history", lang, then=str(fu.as_of_then), need=13,
@@ -247,7 +266,10 @@ def test_previous_run_grades_exactly_the_customers_it_flagged(world, tmp_path):
         fu = followup.follow_up(ds, previous=run, results_now={"diagnosis": {"churn_rate": 0.2}})
     assert fu.source == "previous_run" and fu.as_of_then == CUT.date()
     assert set(fu.graded.customer_id[fu.graded.flagged]) == set(flagged)
-    assert fu.red["flagged"] == len(flagged) == fu.record()["at_risk_count_then_recorded"]
+    rec = fu.record("zh")
+    _no_nulls(rec)
+    assert fu.red["flagged"] == len(flagged) == rec["at_risk_count_then_recorded"]
+    assert {"brier", "clv_bias", "clv_mae"} <= set(rec["skipped"])
     assert fu.calibration is None and fu.forecast.notes["calibration"] == "red_list_only"
     # last year's findings next to this year's values; a value not computed now stays empty
     assert fu.findings.value_now.tolist()[0] == 0.2 and fu.findings.value_now.isna().tolist()[1]

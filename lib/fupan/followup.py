@@ -619,6 +619,34 @@ def pilot_readouts(
 # --------------------------------------------------------------------------------------
 # The chapter in one call
 
+#: The figures results.json ``followup`` holds or explains under ``skipped``.
+HEADLINE_KEYS = (
+    "method",
+    "at_risk_then",
+    "at_risk_precision",
+    "at_risk_recall",
+    "at_risk_lift",
+    "base_rate",
+    "median_lead_days",
+    "brier",
+    "calibration",
+    "clv_bias",
+    "clv_mae",
+    "clv",
+    "pilots",
+    "headline",
+    "findings",
+)
+
+
+def _prune(node: Any) -> Any:
+    """Drop null leaves from dicts (a record row keeps its other fields)."""
+    if isinstance(node, dict):
+        return {k: _prune(v) for k, v in node.items() if v is not None}
+    if isinstance(node, list):
+        return [_prune(v) for v in node if v is not None]
+    return node
+
 
 @dataclass
 class Followup:
@@ -637,34 +665,75 @@ class Followup:
     findings: pd.DataFrame | None = None
     pilots_not_run: list[str] = field(default_factory=list)
 
-    def record(self) -> dict[str, Any]:
-        """results.json ``followup``."""
+    def record(self, lang: str = "en") -> dict[str, Any]:
+        """results.json ``followup``: figures that exist, and under ``skipped`` the reason
+        (in ``lang``) for each headline figure that does not; never a null or NaN."""
+        from fupan.results import to_jsonable
+
         r, c, v = self.red or {}, self.calibration or {}, self.clv or {}
-        return {
+        fc = self.forecast
+        out = {
             "source": self.source,
             "as_of_then": self.as_of_then,
             "problem": self.problem,
-            "method": self.forecast.method if self.forecast else None,
-            "notes": self.forecast.notes if self.forecast else {},
+            "method": fc.method if fc else None,
+            "notes": fc.notes if fc else None,
             "at_risk_then": r.get("flagged"),
-            "at_risk_count_then_recorded": self.forecast.flagged_count_then
-            if self.forecast
-            else None,
+            "at_risk_count_then_recorded": fc.flagged_count_then if fc else None,
             "at_risk_precision": r.get("precision"),
             "at_risk_recall": r.get("recall"),
             "at_risk_lift": r.get("lift"),
             "base_rate": r.get("base_rate"),
+            "median_lead_days": r.get("median_lead_days"),
             "red_list": r or None,
             "brier": c.get("brier"),
-            "calibration": {k: x for k, x in c.items()} or None,
+            "calibration": dict(c) or None,
             "clv_bias": v.get("bias"),
             "clv_mae": v.get("mae"),
             "clv": {k: x for k, x in v.items() if k != "customers_frame"} or None,
             "pilots": self.pilots,
-            "pilots_not_run": self.pilots_not_run,
-            "headline": self.headline,
+            "pilots_not_run": list(self.pilots_not_run),
+            "headline": self.headline if self.headline is not None and len(self.headline) else None,
             "findings": self.findings,
         }
+        clean = _prune(to_jsonable(out))
+        skipped = {k: self.why(k, lang) for k in HEADLINE_KEYS if k not in clean}
+        if skipped:
+            clean["skipped"] = skipped
+        return clean
+
+    def why(self, key: str, lang: str) -> str:
+        """Why ``key`` of :meth:`record` is missing, in words."""
+        from fupan import i18n
+
+        def t(k: str, **v: Any) -> str:
+            return i18n.t(k, lang, **v)
+
+        p, then = self.problem or {}, str(self.as_of_then)
+        if key == "pilots":
+            return t("fu.pilot.none")
+        if key == "findings":
+            return t("fu.find.backtest" if self.source == "backtest" else "fu.find.none")
+        if p.get("reason") == "no_follow_up":
+            return t("fu.short.no_follow_up", then=then)
+        if p.get("reason") == "short_history":
+            key_ = "fu.short.short_history" if p.get("first_order") else "fu.short.no_orders"
+            return t(key_, then=then, need=MONTHS + 1, first=str(p.get("first_order")),
+                     months=p.get("months"))  # fmt: skip
+        notes = self.forecast.notes if self.forecast else {}
+        if key in ("brier", "calibration"):
+            return t(f"fu.cal.none.{notes.get('calibration', 'rules')}")
+        if key in ("clv", "clv_bias", "clv_mae"):
+            return t(f"fu.clv.none.{notes.get('clv', 'model_failed')}")
+        if key == "headline":
+            return t("fu.head.none")
+        if key == "pilots_not_run":
+            return t("fu.pilot.all_run")
+        if self.red is not None and self.red["flagged"] == 0:
+            return t("fu.red.none_flagged")
+        if key in ("at_risk_lift", "median_lead_days") and self.red and self.red["churned"]:
+            return t("fu.red.no_flagged_churner")
+        return t("fu.overview.no_churn", then=then, graded=(self.red or {}).get("graded", 0))
 
     def export_frame(self) -> pd.DataFrame:
         """``exports/followup_at_risk.csv``: every graded customer with the forecast and
@@ -825,19 +894,20 @@ def red_table(red: dict[str, Any], lang: str, fmt: Any) -> pd.DataFrame:
     ):
         rows.append(
             [t(f"fu.red.{key}"), fmt.pct(red[key], 1),
-             f"{fmt.pct(red[f'{key}_low'], 1)} – {fmt.pct(red[f'{key}_high'], 1)}",
+             t("fu.range", lo=fmt.pct(red[f"{key}_low"], 1), hi=fmt.pct(red[f"{key}_high"], 1)),
              t(f"fu.red.count.{key}", k=fmt.int(k), n=fmt.int(n))]
         )  # fmt: skip
     if math.isfinite(red["lift"]):
         rows.append(
             [t("fu.red.lift"), f"{fmt.num(red['lift'], 2)}×",
-             f"{fmt.num(red['lift_low'], 2)}× – {fmt.num(red['lift_high'], 2)}×",
+             t("fu.range", lo=f"{fmt.num(red['lift_low'], 2)}×", hi=f"{fmt.num(red['lift_high'], 2)}×"),
              t("fu.red.count.precision", k=fmt.int(red["flagged_churned"]), n=fmt.int(red["flagged"]))]
         )  # fmt: skip
     if math.isfinite(red["median_lead_days"]):
         ci = ""
         if math.isfinite(red["median_lead_days_low"]):
-            ci = f"{fmt.num(red['median_lead_days_low'], 0)} – {fmt.num(red['median_lead_days_high'], 0)}"
+            ci = t("fu.range", lo=fmt.num(red["median_lead_days_low"], 0),
+                   hi=fmt.num(red["median_lead_days_high"], 0))  # fmt: skip
         rows.append(
             [t("fu.red.lead"), fmt.num(red["median_lead_days"], 0), ci,
              t("fu.red.count.lead", k=fmt.int(red["flagged_churned"]))]
