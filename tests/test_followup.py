@@ -278,6 +278,9 @@ def test_previous_run_grades_exactly_the_customers_it_flagged(world, tmp_path):
     row = fu.pilots.iloc[0]
     assert row.predicted_effect == -0.05
     assert row.prediction_held == (-0.3 <= row.effect <= 0.1)
+    line = followup.summary_line({"followup": rec}, "en", i18n.Fmt("en"))
+    assert line.startswith(f"Of last year's {len(flagged)} red customers (2025-10-31)")
+    assert followup.resolve_previous(tmp_path / "x.yaml", "", CUT.date(), str(run)) == run
     for lang in ("zh", "en"):
         table = followup.findings_lines(fu.findings, lang, i18n.Fmt(lang))
         assert "nan" not in table.to_string() and "None" not in table.to_string()

@@ -832,9 +832,15 @@ def follow_up(
 # The notebook's helpers
 
 
-def resolve_previous(params_file: str | Path, run_dir: str | Path, as_of: dt.date) -> Path | None:
-    """The previous run to grade: ``followup.previous`` from the params file, else (with
-    ``auto_previous``) the newest earlier annual run beside this run's folder, else none."""
+def resolve_previous(
+    params_file: str | Path, run_dir: str | Path, as_of: dt.date, recorded: str | None = None
+) -> Path | None:
+    """The previous run to grade: ``recorded`` (the run's ``run.previous`` in results.json,
+    set by ``fupan review --previous``), else ``followup.previous`` from the params file,
+    else (with ``auto_previous``) the newest earlier annual run beside this run's folder,
+    else none."""
+    if recorded:
+        return Path(recorded)
     s = load_settings(params_file)
     if s.previous:
         return Path(s.previous)
@@ -842,6 +848,26 @@ def resolve_previous(params_file: str | Path, run_dir: str | Path, as_of: dt.dat
         return None
     here = Path(run_dir).resolve()
     return find_previous(here.parent, as_of, s.months, exclude=here)
+
+
+def summary_line(results: dict[str, Any], lang: str, fmt: Any) -> str | None:
+    """The executive summary's line from results.json ``followup`` ("Of last year's 390 red
+    customers, 27% left, 5.9x the base rate"), or ``None`` when the list was not graded."""
+    from fupan import i18n
+
+    fu = results.get("followup") or {}
+    need = ("at_risk_then", "at_risk_precision", "at_risk_lift", "base_rate")
+    if not all(isinstance(fu.get(k), (int, float)) for k in need) or not fu["at_risk_then"]:
+        return None
+    return i18n.t(
+        f"fu.summary.{fu.get('source', 'backtest')}",
+        lang,
+        n=fmt.int(fu["at_risk_then"]),
+        precision=fmt.pct(fu["at_risk_precision"], 0),
+        lift=fmt.num(fu["at_risk_lift"], 1),
+        base=fmt.pct(fu["base_rate"], 0),
+        then=fu.get("as_of_then", ""),
+    )
 
 
 def calibration_figure(table: pd.DataFrame, labels: dict[str, str]) -> Any:
