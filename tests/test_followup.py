@@ -310,3 +310,17 @@ def test_backtest_flags_what_a_review_run_as_of_the_cut_flags(world, graded, tmp
     assert set(red.customer_id) == set(scores.customer_id[scores.flagged])
     merged = red.merge(scores, on="customer_id", suffixes=("", "_backtest"))
     np.testing.assert_allclose(merged.churn_probability, merged.churn_probability_backtest)
+
+
+def test_a_list_of_everyone_is_not_graded(graded):
+    """A red list holding (nearly) every live customer has the base rate as its precision by
+    construction: its grades are replaced by the reason."""
+    fu = followup.Followup(graded.source, graded.as_of_then, None, graded.forecast)
+    fu.graded = graded.graded.assign(flagged=True)
+    fu.red = followup.red_list_grades(fu.graded)
+    assert fu.red["lift"] == pytest.approx(1.0)
+    fu.problem = {"reason": "flags_everyone", "share": 1.0, "graded": len(fu.graded)}
+    rec = fu.record("en")
+    _no_nulls(rec)
+    assert not set(followup.RED_LIST_KEYS) & set(rec)
+    assert "100%" in rec["skipped"]["at_risk_lift"]

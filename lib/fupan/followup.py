@@ -619,6 +619,11 @@ def pilot_readouts(
 # --------------------------------------------------------------------------------------
 # The chapter in one call
 
+#: A red list holding at least this share of the live customers grades nothing: its
+#: precision is the base rate and its lift 1 by construction.
+FLAGS_EVERYONE = 0.9
+#: The red list's grades, dropped from results.json when the list flags everyone.
+RED_LIST_KEYS = ("at_risk_precision", "at_risk_recall", "at_risk_lift", "median_lead_days")
 #: The figures results.json ``followup`` holds or explains under ``skipped``.
 HEADLINE_KEYS = (
     "method",
@@ -696,6 +701,8 @@ class Followup:
             "headline": self.headline if self.headline is not None and len(self.headline) else None,
             "findings": self.findings,
         }
+        if self.problem and self.problem["reason"] == "flags_everyone":
+            out.update(dict.fromkeys(RED_LIST_KEYS), red_list=None)
         clean = _prune(to_jsonable(out))
         skipped = {k: self.why(k, lang) for k in HEADLINE_KEYS if k not in clean}
         if skipped:
@@ -721,6 +728,8 @@ class Followup:
             return t(key_, then=then, need=MONTHS + 1, first=str(p.get("first_order")),
                      months=p.get("months"))  # fmt: skip
         notes = self.forecast.notes if self.forecast else {}
+        if p.get("reason") == "flags_everyone" and key in RED_LIST_KEYS:
+            return t("fu.red.everyone", share=f"{100 * p['share']:.0f}%", then=then)
         if key in ("brier", "calibration"):
             return t(f"fu.cal.none.{notes.get('calibration', 'rules')}")
         if key in ("clv", "clv_bias", "clv_mae"):
@@ -792,7 +801,7 @@ def follow_up(
 ) -> Followup:
     """Grade last year's forecasts: ``previous`` run's red list when given, else a backtest
     as of ``as_of - months``. Never raises for data that cannot be graded: ``problem``
-    says why (``short_history``, ``no_follow_up``, ``no_churn``).
+    says why (``short_history``, ``no_follow_up``, ``no_churn``, ``flags_everyone``).
 
     ``results_now`` is this run's results so far (chapter 1's findings and, for a
     backtest, chapter 4's scenarios are quoted from it when present).
@@ -821,6 +830,10 @@ def follow_up(
     if not fu.graded.churned.any():
         fu.problem = {"reason": "no_churn", "graded": len(fu.graded)}
     fu.red = red_list_grades(fu.graded, seed)
+    share = fu.red["flagged"] / max(fu.red["graded"], 1)
+    if share >= FLAGS_EVERYONE:
+        # a list of (nearly) everyone has the base rate as its precision by construction
+        fu.problem = {"reason": "flags_everyone", "share": share, "graded": fu.red["graded"]}
     fu.calibration = calibration_grades(fu.graded, seed) if fc.method == "health" else None
     if fc.clv is not None:
         fu.clv = clv_grades(fc.clv, realised_spend(ds, then, months))
