@@ -26,6 +26,7 @@ NOTEBOOKS = (
     "03_ltv_loss",
     "04_strategy_simulation",
     "05_kpi_tracking",
+    "06_followup",
 )
 
 

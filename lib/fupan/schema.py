@@ -181,6 +181,18 @@ TABLES: dict[str, Table] = {
                 Column("lost_value", "float", required=False, nullable=True),
             ),
         ),
+        Table(
+            "pilots",
+            required=False,
+            key=None,
+            description="who was in which arm of a pilot; outcomes come from the other tables",
+            columns=(
+                Column("pilot", "str", description="a roadmap scenario's name"),
+                Column("customer_id", "str"),
+                Column("arm", "str", allowed=("treatment", "control")),
+                Column("started_at", "date", not_after_as_of=True),
+            ),
+        ),
     )
 }
 

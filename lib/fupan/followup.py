@@ -1,0 +1,1022 @@
+"""The follow-up chapter: grade last year's forecasts against what happened since.
+
+A 复盘 replays the last round. Two sources of "last year's forecasts":
+
+``previous_run``
+    an earlier annual run's ``results.json`` and exports (its red list), graded against
+    the data since that run's ``as_of``;
+``backtest``
+    the forecasting steps rerun as of ``as_of - 12 months`` on a copy of the data cut at
+    that date (every table restricted to rows dated on or before the cut, answers to
+    tickets after it removed), so nothing after the cut can reach a flag or a fit.
+
+Grades, each with an interval and its base rate: the red list (precision, recall, lift,
+median warning lead time), calibration of the churn probabilities (by decile, Brier score),
+CLV (predicted vs realised 12-month spend), headline forecasts, and pilots read out
+against the simulation's predicted effect.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import ibis
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from fupan import engine, health, outcomes
+from fupan.data import Dataset
+
+#: How far back the backtest looks: the review we would have produced a year ago.
+MONTHS = 12
+#: After the cut, at least this much history must remain to grade anything.
+MIN_FOLLOW_MONTHS = 1
+#: The date each table's rows are known from (rows after the cut do not exist then).
+DATE_COLUMNS = {
+    "customers": "acquired_at",
+    "orders": "order_date",
+    "contracts": "start_date",
+    "touches": "touched_at",
+    "tickets": "opened_at",
+    "surveys": "surveyed_at",
+    "activity": "period_start",
+    "churn_events": "churned_at",
+    "pilots": "started_at",
+}
+#: Ticket timestamps that are later events of a ticket opened before the cut.
+LATER_TICKET_COLUMNS = ("first_response_at", "resolved_at")
+#: Headers a previous run's at-risk export may carry its customer id / probability under.
+ID_HEADERS = ("customer_id", "客户编号", "Customer ID", "Customer")
+PROBABILITY_HEADERS = ("churn_probability", "流失概率", "Churn probability")
+# Exports of the red list, newest name first (chapter 2's own, then the shared name).
+AT_RISK_EXPORTS = ("churn_at_risk.csv", "at_risk.csv")
+N_BOOT = 2000
+Source = Literal["previous_run", "backtest"]
+
+
+# --------------------------------------------------------------------------------------
+# Settings: ``followup: {previous: ...}`` in the params file
+
+
+class FollowupSettings(BaseModel):
+    """The chapter's own params (``followup:`` in the params file)."""
+
+    model_config = ConfigDict(extra="forbid")
+    previous: str | None = Field(
+        None, description="a previous run's folder (relative to the params file), or none"
+    )
+    months: int = Field(MONTHS, gt=0, description="how far back the backtest looks")
+    auto_previous: bool = Field(
+        True, description="without `previous`, grade the newest earlier annual run found"
+    )
+
+
+def load_settings(params_file: str | Path) -> FollowupSettings:
+    """``followup:`` from the params file (defaults when absent); ``previous`` resolved
+    against the file's folder."""
+    path = Path(params_file)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    s = FollowupSettings.model_validate(raw.get("followup") or {})
+    if s.previous and not Path(s.previous).is_absolute():
+        s = s.model_copy(update={"previous": str((path.parent / s.previous).resolve())})
+    return s
+
+
+def find_previous(
+    reports_dir: str | Path, as_of: dt.date, months: int = MONTHS, exclude: Path | None = None
+) -> Path | None:
+    """The newest annual run in ``reports_dir`` at least ``months - 1`` months before
+    ``as_of`` (a run a few weeks short of a year still counts), or ``None``."""
+    root = Path(reports_dir)
+    if not root.is_dir():
+        return None
+    latest = (pd.Timestamp(as_of) - pd.DateOffset(months=months - 1)).date()
+    best: tuple[dt.date, Path] | None = None
+    for d in root.iterdir():
+        res = d / "results.json"
+        if d.name.startswith(".") or d.name.endswith(".failed") or not res.exists():
+            continue
+        if exclude is not None and d.resolve() == exclude.resolve():
+            continue
+        try:
+            run = json.loads(res.read_text(encoding="utf-8")).get("run", {})
+            then = dt.date.fromisoformat(str(run.get("as_of")))
+        except (ValueError, TypeError, json.JSONDecodeError):
+            continue
+        if run.get("kind", "annual_review") != "annual_review" or then > latest:
+            continue
+        if best is None or then > best[0]:
+            best = (then, d)
+    return None if best is None else best[1]
+
+
+# --------------------------------------------------------------------------------------
+# The data as it was at the cut
+
+
+def cut_date(as_of: dt.date | str, months: int = MONTHS) -> dt.date:
+    """``as_of`` minus ``months`` calendar months (a month end stays a month end)."""
+    a = pd.Timestamp(as_of)
+    c = a - pd.DateOffset(months=months)
+    if a.is_month_end:
+        c = c + pd.offsets.MonthEnd(0)
+    return c.date()
+
+
+def history_problem(ds: Dataset, cut: dt.date) -> dict[str, Any] | None:
+    """Why the data cannot be graded from ``cut`` (``None`` when it can).
+
+    Needs orders on or before the cut (something to forecast from) and at least
+    :data:`MIN_FOLLOW_MONTHS` after it (something to grade against).
+    """
+    o = ds["orders"]
+    first, last = engine.to_pandas(
+        o.aggregate(first=o.order_date.min(), last=o.order_date.max())
+    ).iloc[0]
+    as_of = pd.Timestamp(ds.params.as_of)
+    if pd.isna(first) or pd.Timestamp(first) > pd.Timestamp(cut):
+        months = 0.0 if pd.isna(first) else (as_of - pd.Timestamp(first)).days / 30.44
+        return {
+            "reason": "short_history",
+            "first_order": None if pd.isna(first) else pd.Timestamp(first).date(),
+            "months": round(months, 1),
+        }
+    if pd.Timestamp(cut) + pd.DateOffset(months=MIN_FOLLOW_MONTHS) > as_of:
+        return {"reason": "no_follow_up", "first_order": pd.Timestamp(first).date(), "months": 0.0}
+    return None
+
+
+def _period_days(activity: ibis.expr.types.Table) -> int:
+    """The activity table's period length in days: the smallest gap between its distinct
+    period starts (1 for daily, 7 for weekly rows; 1 when there is a single period)."""
+    d = engine.to_pandas(activity.select("period_start").distinct()).period_start
+    gaps = pd.to_datetime(d).sort_values().diff().dt.days.dropna()
+    gaps = gaps[gaps > 0]
+    return int(gaps.min()) if len(gaps) else 1
+
+
+def as_of_cut(ds: Dataset, cut: dt.date) -> Dataset:
+    """A copy of ``ds`` as it stood at the end of ``cut``: every table restricted to rows
+    dated on or before it, ticket answers and resolutions after it removed, and
+    ``params.as_of`` moved to it. Held in memory in its own DuckDB; nothing is cached
+    (the run's cache holds models fitted on the whole data)."""
+    lit = ibis.literal(cut)
+    end = ibis.literal(pd.Timestamp(cut) + pd.Timedelta(days=1))
+    con = ibis.duckdb.connect()
+    for name in ds.present:
+        t = ds[name]
+        col = DATE_COLUMNS.get(name)
+        if col and col in t.columns:
+            is_ts = t[col].type().is_timestamp()
+            t = t.filter(t[col] < end if is_ts else t[col] <= lit)
+        if name == "activity":
+            # a period that began by the cut but ends after it holds logins from after it
+            t = t.filter(
+                t.period_start <= ibis.literal(cut - dt.timedelta(days=_period_days(t) - 1))
+            )
+        if name == "tickets":
+            later = {
+                c: ibis.ifelse(t[c] < end, t[c], ibis.null().cast(t[c].type()))
+                for c in LATER_TICKET_COLUMNS
+                if c in t.columns
+            }
+            t = t.mutate(**later)
+        con.create_table(name, t.to_pyarrow())
+    params = type(ds.params).model_validate(
+        {**ds.params.model_dump(), "as_of": cut, "period_start": None}
+    )
+    object.__setattr__(params, "base_dir", ds.params.base_dir)
+    return Dataset(con=con, params=params, report=ds.report, fingerprints=ds.fingerprints)
+
+
+# --------------------------------------------------------------------------------------
+# Last year's forecasts
+
+
+@dataclass
+class Forecast:
+    """What a review said at ``as_of_then``.
+
+    Attributes
+    ----------
+    source : ``previous_run`` or ``backtest``.
+    as_of_then : the forecast's date.
+    scores : one row per customer scored then: ``customer_id, flagged`` and, when known,
+        ``churn_probability`` (within ``horizon_days``) and ``score``.
+    method : ``health`` (chapter 2's learned health score) or ``rules`` (chapter 5's
+        interim rules) or ``export`` (a previous run's red list).
+    horizon_days : the churn probability's horizon.
+    clv : per customer ``customer_id, predicted_spend_12m, clv`` (``None`` when not made).
+    notes : why a part is missing, by part (``clv``, ``calibration``, ...), as codes.
+    flagged_count_then : the red list's size as that run recorded it (previous runs).
+    results_then : the previous run's results.json (empty for a backtest).
+    """
+
+    source: Source
+    as_of_then: dt.date
+    scores: pd.DataFrame
+    method: str
+    horizon_days: int
+    clv: pd.DataFrame | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+    flagged_count_then: int | None = None
+    results_then: dict[str, Any] = field(default_factory=dict)
+
+
+def red_list_then(ds_cut: Dataset) -> tuple[pd.DataFrame, str]:
+    """Every live customer at the cut scored the way the review would have: chapter 2's
+    health score when it can be trained (the red band flagged), else chapter 5's rules."""
+    from fupan import kpi
+
+    cut = pd.Timestamp(ds_cut.params.as_of).date()
+    try:
+        scored, why = kpi.health_bands(ds_cut, cut)
+    except RuntimeError:
+        scored, why = None, "model_failed:health"
+    if scored is None:
+        warnings.warn(f"follow-up: health score not available as of {cut} ({why})", stacklevel=2)
+    if scored is not None:
+        f = scored[cut]
+        out = f[["customer_id", "score", "churn_probability"]].copy()
+        out["flagged"] = (f.band == "red").to_numpy()
+        return out.reset_index(drop=True), "health"
+    status = outcomes.churn_status(ds_cut, cut)
+    live = status.loc[~status.churned, ["customer_id"]].reset_index(drop=True)
+    rules = kpi.at_risk_list(ds_cut, cut, status=status)
+    live["flagged"] = live.customer_id.isin(rules.customer_id)
+    return live, "rules"
+
+
+def predicted_spend(ds_cut: Dataset, months: int = MONTHS) -> pd.DataFrame:
+    """Chapter 3's transaction model as of the cut: expected net spend in the next
+    ``months`` months per customer (expected purchases x expected spend, undiscounted,
+    before margin) and the chapter's CLV.
+
+    Raises
+    ------
+    ValueError
+        for a contractual valuation (renewals, not spend) or a model that cannot be fitted.
+    """
+    from fupan import clv as chapter3
+    from fupan import kpi
+    from fupan.ltv._core import UNIT_DAYS
+
+    val = kpi.clv_valuation(ds_cut, pd.Timestamp(ds_cut.params.as_of).date())
+    if val.kind != chapter3.TRANSACTIONS:
+        raise ValueError("contracts")
+    v = val.values
+    model = val.models["transactions"]
+    t = months * UNIT_DAYS["M"] / UNIT_DAYS[model.time_unit_]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        n = np.asarray(
+            model.expected_purchases(
+                np.full(len(v), t), v.frequency.to_numpy(), v.recency.to_numpy(), v["T"].to_numpy()
+            ),
+            dtype=float,
+        )
+    return pd.DataFrame(
+        {
+            "customer_id": v.index.astype(str),
+            "predicted_spend_12m": n * v.spend.to_numpy(dtype=float),
+            "clv": v.clv.to_numpy(dtype=float),
+        }
+    )
+
+
+def backtest(ds: Dataset, months: int = MONTHS) -> Forecast:
+    """Rerun the forecasts as of ``as_of - months`` on the data as it stood then."""
+    cut = cut_date(ds.params.as_of, months)
+    ds_cut = as_of_cut(ds, cut)
+    notes: dict[str, str] = {}
+    try:
+        scores, method = red_list_then(ds_cut)
+        clv = None
+        try:
+            clv = predicted_spend(ds_cut, months)
+        except ValueError as exc:
+            notes["clv"] = "contracts" if str(exc) == "contracts" else "model_failed"
+        except ImportError:
+            notes["clv"] = "model_missing"
+    finally:
+        ds_cut.close()
+    if method == "rules":
+        notes["calibration"] = "rules"
+    return Forecast(
+        "backtest",
+        cut,
+        scores,
+        method,
+        ds.params.churn.horizon_days,
+        clv,
+        notes,
+        flagged_count_then=int(scores.flagged.sum()),
+    )
+
+
+def _column(df: pd.DataFrame, names: tuple[str, ...]) -> str | None:
+    return next((c for c in names if c in df.columns), None)
+
+
+def from_previous_run(run_dir: str | Path) -> Forecast:
+    """A previous run's red list (its exported at-risk list) and recorded figures.
+
+    Raises
+    ------
+    FileNotFoundError
+        when the folder has no results.json or no at-risk export.
+    """
+    run = Path(run_dir)
+    res_path = run / "results.json"
+    if not res_path.exists():
+        raise FileNotFoundError(f"{res_path} not found: is {run} a fupan run folder?")
+    results = json.loads(res_path.read_text(encoding="utf-8"))
+    then = dt.date.fromisoformat(str(results["run"]["as_of"]))
+    path = next(
+        (run / "exports" / n for n in AT_RISK_EXPORTS if (run / "exports" / n).exists()), None
+    )
+    if path is None:
+        raise FileNotFoundError(
+            f"{run / 'exports'} holds no at-risk list ({', '.join(AT_RISK_EXPORTS)})"
+        )
+    exp = pd.read_csv(path, dtype=str, encoding="utf-8-sig")
+    cid = _column(exp, ID_HEADERS)
+    if cid is None:
+        raise ValueError(f"{path}: no customer id column (looked for {list(ID_HEADERS)})")
+    scores = pd.DataFrame({"customer_id": exp[cid].astype(str), "flagged": True})
+    pcol = _column(exp, PROBABILITY_HEADERS)
+    if pcol is not None:
+        scores["churn_probability"] = pd.to_numeric(exp[pcol], errors="coerce")
+    scores = scores.drop_duplicates("customer_id").reset_index(drop=True)
+    churn = results.get("churn", {})
+    count = churn.get("at_risk_count")
+    notes = {"calibration": "red_list_only"}
+    clv = None
+    clv_path = run / "exports" / "ltv_customer_values.csv"
+    if clv_path.exists():
+        notes["clv"] = "no_spend_forecast"
+    else:
+        notes["clv"] = "no_export"
+    horizon = int((results.get("churn", {}).get("snapshots") or {}).get("horizon_days") or 90)
+    return Forecast(
+        "previous_run",
+        then,
+        scores,
+        "export",
+        horizon,
+        clv,
+        notes,
+        flagged_count_then=None if count is None else int(count),
+        results_then=results,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# What happened since
+
+
+def outcomes_since(ds: Dataset, then: dt.date, forecast: Forecast) -> pd.DataFrame:
+    """The graded population: customers live at ``then`` (by today's data), whether they
+    churned in ``(then, as_of]``, when, and what the forecast said about them.
+
+    Returns
+    -------
+    DataFrame ``customer_id, flagged, score, churn_probability, churned, churned_at,
+    lead_days, churned_in_horizon``.
+    """
+    now = pd.Timestamp(ds.params.as_of).date()
+    status = outcomes.churn_status(ds, now)
+    live = outcomes.period_churn(status, then, now)
+    out = live[["customer_id", "churned_in_period", "churned_at"]].rename(
+        columns={"churned_in_period": "churned"}
+    )
+    out["churned_at"] = out.churned_at.where(out.churned)
+    out = out.merge(forecast.scores, on="customer_id", how="left")
+    out["flagged"] = out.flagged.fillna(False).astype(bool)
+    out["lead_days"] = (out.churned_at - pd.Timestamp(then)).dt.days
+    h_end = pd.Timestamp(then) + pd.Timedelta(days=forecast.horizon_days)
+    out["churned_in_horizon"] = out.churned & (out.churned_at <= h_end)
+    for col in ("score", "churn_probability"):
+        if col not in out.columns:
+            out[col] = np.nan
+    cols = [
+        "customer_id",
+        "flagged",
+        "score",
+        "churn_probability",
+        "churned",
+        "churned_at",
+        "lead_days",
+        "churned_in_horizon",
+    ]
+    return out[cols].sort_values("customer_id").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------
+# Grades
+
+
+def _interval(draws: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    d = draws[np.isfinite(draws)]
+    if not len(d):
+        return float("nan"), float("nan")
+    a = (1 - level) / 2
+    lo, hi = np.quantile(d, [a, 1 - a])
+    return float(lo), float(hi)
+
+
+def red_list_grades(graded: pd.DataFrame, seed: int = 0, n_boot: int = N_BOOT) -> dict[str, Any]:
+    """Precision, recall and lift of the red list with 95% intervals, and the base rate.
+
+    precision = churned among flagged; recall = flagged among churned; base rate = churned
+    among everyone graded; lift = precision / base rate. Precision, recall and the base
+    rate have Wilson intervals; lift a multinomial bootstrap of the 2x2 table (the table
+    is all lift depends on, so resampling its four cells equals resampling customers).
+    The median warning lead time (flag to churn, flagged churners) has a bootstrap interval.
+    """
+    f = graded.flagged.to_numpy(bool)
+    y = graded.churned.to_numpy(bool)
+    n = len(graded)
+    cells = np.array([(f & y).sum(), (f & ~y).sum(), (~f & y).sum(), (~f & ~y).sum()])
+    tp, fp, fn, _ = (int(c) for c in cells)
+    prec = outcomes.rate_with_ci(tp, tp + fp)
+    rec = outcomes.rate_with_ci(tp, tp + fn)
+    base = outcomes.rate_with_ci(tp + fn, n)
+    lift = prec[0] / base[0] if n and tp + fp and base[0] > 0 else float("nan")
+    rng = np.random.default_rng(seed)
+    lift_lo = lift_hi = float("nan")
+    if n and tp + fp and tp + fn:
+        draws = rng.multinomial(n, cells / n, size=n_boot).astype(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p_b = draws[:, 0] / (draws[:, 0] + draws[:, 1])
+            b_b = (draws[:, 0] + draws[:, 2]) / n
+            lift_lo, lift_hi = _interval(p_b / b_b)
+    leads = graded.loc[f & y, "lead_days"].to_numpy(float)
+    lead = float(np.median(leads)) if len(leads) else float("nan")
+    lead_lo = lead_hi = float("nan")
+    if len(leads) >= 2:
+        idx = rng.integers(0, len(leads), size=(n_boot, len(leads)))
+        lead_lo, lead_hi = _interval(np.median(leads[idx], axis=1))
+    return {
+        "graded": n,
+        "flagged": tp + fp,
+        "churned": tp + fn,
+        "flagged_churned": tp,
+        "precision": prec[0], "precision_low": prec[1], "precision_high": prec[2],
+        "recall": rec[0], "recall_low": rec[1], "recall_high": rec[2],
+        "base_rate": base[0], "base_rate_low": base[1], "base_rate_high": base[2],
+        "lift": lift, "lift_low": lift_lo, "lift_high": lift_hi,
+        "median_lead_days": lead, "median_lead_days_low": lead_lo,
+        "median_lead_days_high": lead_hi,
+    }  # fmt: skip
+
+
+def brier(p: np.ndarray, y: np.ndarray) -> float:
+    """Mean squared difference between probability and outcome (0 is perfect)."""
+    p, y = np.asarray(p, float), np.asarray(y, float)
+    return float(np.mean((p - y) ** 2)) if len(p) else float("nan")
+
+
+def calibration_grades(
+    graded: pd.DataFrame, seed: int = 0, n_boot: int = N_BOOT
+) -> dict[str, Any] | None:
+    """Predicted vs realised churn within the probability's horizon, by decile, and the
+    Brier score (bootstrap 95% interval) next to the base rate's own Brier score (a
+    forecast of the base rate for everyone), or ``None`` without probabilities."""
+    g = graded[graded.churn_probability.notna()]
+    if g.empty:
+        return None
+    p = g.churn_probability.to_numpy(float)
+    y = g.churned_in_horizon.to_numpy(bool)
+    b = brier(p, y)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(p), size=(n_boot, len(p))) if len(p) <= 20_000 else None
+    lo = hi = float("nan")
+    if idx is not None:
+        lo, hi = _interval(np.mean((p[idx] - y[idx]) ** 2, axis=1))
+    ref = brier(np.full(len(y), y.mean()), y)
+    return {
+        "brier": b, "brier_low": lo, "brier_high": hi, "brier_base_rate": ref,
+        "expected_churners": float(p.sum()), "churners": int(y.sum()), "n": int(len(p)),
+        "table": health.calibration(p, y, bins=10),
+    }  # fmt: skip
+
+
+def realised_spend(ds: Dataset, then: dt.date, months: int = MONTHS) -> pd.DataFrame:
+    """Net order amount per customer in ``(then, then + months]`` (capped at ``as_of``)."""
+    end = min(pd.Timestamp(then) + pd.DateOffset(months=months), pd.Timestamp(ds.params.as_of))
+    o = ds["orders"].filter(
+        lambda t: (t.order_date > ibis.literal(then)) & (t.order_date <= ibis.literal(end.date()))
+    )
+    return engine.to_pandas(o.group_by("customer_id").aggregate(realised_spend_12m=o.amount.sum()))
+
+
+def clv_grades(predicted: pd.DataFrame, realised: pd.DataFrame) -> dict[str, Any] | None:
+    """Predicted vs realised 12-month spend per customer: bias (mean predicted - realised),
+    MAE, Spearman correlation, totals, and a table by decile of the prediction."""
+    df = predicted.merge(realised, on="customer_id", how="left")
+    df["realised_spend_12m"] = df.realised_spend_12m.fillna(0.0).astype(float)
+    if df.empty:
+        return None
+    err = df.predicted_spend_12m - df.realised_spend_12m
+    q = pd.qcut(df.predicted_spend_12m.rank(method="first"), min(10, len(df)), labels=False)
+    table = (
+        df.groupby(q.to_numpy())
+        .agg(customers=("customer_id", "size"),
+             predicted=("predicted_spend_12m", "mean"),
+             realised=("realised_spend_12m", "mean"))
+        .reset_index(names="decile")
+    )  # fmt: skip
+    table["decile"] += 1
+    rho = float(df.predicted_spend_12m.corr(df.realised_spend_12m, method="spearman"))
+    rho_dec = float(table.predicted.corr(table.realised)) if len(table) > 2 else float("nan")
+    total_p, total_r = float(df.predicted_spend_12m.sum()), float(df.realised_spend_12m.sum())
+    return {
+        "customers": int(len(df)),
+        "bias": float(err.mean()),
+        "mae": float(err.abs().mean()),
+        "spearman": rho,
+        "decile_correlation": rho_dec,
+        "predicted_total": total_p,
+        "realised_total": total_r,
+        "total_error": (total_p - total_r) / total_r if total_r else float("nan"),
+        "table": table,
+        "customers_frame": df,
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Pilots
+
+
+def diff_with_ci(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float, float]:
+    """Difference of two proportions ``k1/n1 - k2/n2`` with Newcombe's hybrid Wilson 95%
+    interval (good coverage for small arms and rates near 0)."""
+    p1, l1, u1 = outcomes.rate_with_ci(k1, n1)
+    p2, l2, u2 = outcomes.rate_with_ci(k2, n2)
+    d = p1 - p2
+    lo = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    hi = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return d, lo, hi
+
+
+def pilot_readouts(
+    ds: Dataset, predicted: list[dict[str, Any]] | None = None
+) -> pd.DataFrame | None:
+    """Each pilot's churn by arm among members live at its start, churned in
+    ``(started_at, as_of]``: the difference (treatment - control) with its interval,
+    chapter 4's go/no-go readout, and, when the simulation priced the pilot's scenario,
+    its predicted change and whether the predicted interval holds the measured effect.
+    ``None`` without a ``pilots`` table."""
+    if not ds.has("pilots"):
+        return None
+    from fupan import simulate
+
+    now = pd.Timestamp(ds.params.as_of).date()
+    status = outcomes.churn_status(ds, now)
+    pl = engine.to_pandas(ds["pilots"])
+    pl["started_at"] = pd.to_datetime(pl.started_at)
+    pred = {r.get("name"): r for r in (predicted or [])}
+    rows = []
+    for name, g in pl.groupby("pilot", sort=True):
+        start = g.started_at.min()
+        live = outcomes.period_churn(status, start.date(), now)
+        m = g.merge(live[["customer_id", "churned_in_period"]], on="customer_id", how="inner")
+        t = m[m.arm == "treatment"].churned_in_period
+        c = m[m.arm == "control"].churned_in_period
+        row: dict[str, Any] = {
+            "pilot": name, "started_at": start.date(), "treated": len(t),
+            "treated_churned": int(t.sum()), "control": len(c), "control_churned": int(c.sum()),
+        }  # fmt: skip
+        if len(t) and len(c):
+            d, lo, hi = diff_with_ci(int(t.sum()), len(t), int(c.sum()), len(c))
+            ro = simulate.readout(
+                {"treated": len(t), "treated_events": int(t.sum()),
+                 "control": len(c), "control_events": int(c.sum())}
+            )  # fmt: skip
+            row.update(
+                treated_rate=ro["treated_rate"], control_rate=ro["control_rate"],
+                effect=d, effect_low=lo, effect_high=hi, decision=ro["decision"],
+            )  # fmt: skip
+        p = pred.get(name)
+        if p is not None and p.get("churn_change") is not None:
+            plo, phi = p.get("churn_change_low"), p.get("churn_change_high")
+            row.update(predicted_effect=p["churn_change"], predicted_low=plo, predicted_high=phi)
+            if "effect" in row and plo is not None and phi is not None:
+                row["prediction_held"] = bool(plo <= row["effect"] <= phi)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------
+# The chapter in one call
+
+#: A red list holding at least this share of the live customers grades nothing: its
+#: precision is the base rate and its lift 1 by construction.
+FLAGS_EVERYONE = 0.9
+#: The red list's grades, dropped from results.json when the list flags everyone.
+RED_LIST_KEYS = ("at_risk_precision", "at_risk_recall", "at_risk_lift", "median_lead_days")
+#: The figures results.json ``followup`` holds or explains under ``skipped``.
+HEADLINE_KEYS = (
+    "method",
+    "at_risk_then",
+    "at_risk_precision",
+    "at_risk_recall",
+    "at_risk_lift",
+    "base_rate",
+    "median_lead_days",
+    "brier",
+    "calibration",
+    "clv_bias",
+    "clv_mae",
+    "clv",
+    "pilots",
+    "headline",
+    "findings",
+)
+
+
+def _prune(node: Any) -> Any:
+    """Drop null leaves from dicts (a record row keeps its other fields)."""
+    if isinstance(node, dict):
+        return {k: _prune(v) for k, v in node.items() if v is not None}
+    if isinstance(node, list):
+        return [_prune(v) for v in node if v is not None]
+    return node
+
+
+@dataclass
+class Followup:
+    """Everything the chapter shows and records (see :func:`follow_up`)."""
+
+    source: Source | None
+    as_of_then: dt.date | None
+    problem: dict[str, Any] | None
+    forecast: Forecast | None = None
+    graded: pd.DataFrame | None = None
+    red: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+    clv: dict[str, Any] | None = None
+    pilots: pd.DataFrame | None = None
+    headline: pd.DataFrame | None = None
+    findings: pd.DataFrame | None = None
+    pilots_not_run: list[str] = field(default_factory=list)
+
+    def record(self, lang: str = "en") -> dict[str, Any]:
+        """results.json ``followup``: figures that exist, and under ``skipped`` the reason
+        (in ``lang``) for each headline figure that does not; never a null or NaN."""
+        from fupan.results import to_jsonable
+
+        r, c, v = self.red or {}, self.calibration or {}, self.clv or {}
+        fc = self.forecast
+        out = {
+            "source": self.source,
+            "as_of_then": self.as_of_then,
+            "problem": self.problem,
+            "method": fc.method if fc else None,
+            "notes": fc.notes if fc else None,
+            "at_risk_then": r.get("flagged"),
+            "at_risk_count_then_recorded": fc.flagged_count_then if fc else None,
+            "at_risk_precision": r.get("precision"),
+            "at_risk_recall": r.get("recall"),
+            "at_risk_lift": r.get("lift"),
+            "base_rate": r.get("base_rate"),
+            "median_lead_days": r.get("median_lead_days"),
+            "red_list": r or None,
+            "brier": c.get("brier"),
+            "calibration": dict(c) or None,
+            "clv_bias": v.get("bias"),
+            "clv_mae": v.get("mae"),
+            "clv": {k: x for k, x in v.items() if k != "customers_frame"} or None,
+            "pilots": self.pilots,
+            "pilots_not_run": list(self.pilots_not_run),
+            "headline": self.headline if self.headline is not None and len(self.headline) else None,
+            "findings": self.findings,
+        }
+        if self.problem and self.problem["reason"] == "flags_everyone":
+            out.update(dict.fromkeys(RED_LIST_KEYS), red_list=None)
+        clean = _prune(to_jsonable(out))
+        skipped = {k: self.why(k, lang) for k in HEADLINE_KEYS if k not in clean}
+        if skipped:
+            clean["skipped"] = skipped
+        return clean
+
+    def why(self, key: str, lang: str) -> str:
+        """Why ``key`` of :meth:`record` is missing, in words."""
+        from fupan import i18n
+
+        def t(k: str, **v: Any) -> str:
+            return i18n.t(k, lang, **v)
+
+        p, then = self.problem or {}, str(self.as_of_then)
+        if key == "pilots":
+            return t("fu.pilot.none")
+        if key == "findings":
+            return t("fu.find.backtest" if self.source == "backtest" else "fu.find.none")
+        if p.get("reason") == "no_follow_up":
+            return t("fu.short.no_follow_up", then=then)
+        if p.get("reason") == "short_history":
+            key_ = "fu.short.short_history" if p.get("first_order") else "fu.short.no_orders"
+            return t(key_, then=then, need=MONTHS + 1, first=str(p.get("first_order")),
+                     months=p.get("months"))  # fmt: skip
+        notes = self.forecast.notes if self.forecast else {}
+        if p.get("reason") == "flags_everyone" and key in RED_LIST_KEYS:
+            return t("fu.red.everyone", share=f"{100 * p['share']:.0f}%", then=then)
+        if key in ("brier", "calibration"):
+            return t(f"fu.cal.none.{notes.get('calibration', 'rules')}")
+        if key in ("clv", "clv_bias", "clv_mae"):
+            return t(f"fu.clv.none.{notes.get('clv', 'model_failed')}")
+        if key == "headline":
+            return t("fu.head.none")
+        if key == "pilots_not_run":
+            return t("fu.pilot.all_run")
+        if self.red is not None and self.red["flagged"] == 0:
+            return t("fu.red.none_flagged")
+        if key in ("at_risk_lift", "median_lead_days") and self.red and self.red["churned"]:
+            return t("fu.red.no_flagged_churner")
+        return t("fu.overview.no_churn", then=then, graded=(self.red or {}).get("graded", 0))
+
+    def export_frame(self) -> pd.DataFrame:
+        """``exports/followup_at_risk.csv``: every graded customer with the forecast and
+        the outcome."""
+        g = self.graded
+        cols = ["customer_id", "score", "churn_probability", "flagged", "churned", "churned_at"]
+        out = g[cols].copy()
+        out["churned_at"] = out.churned_at.dt.date
+        return out.sort_values(["flagged", "customer_id"], ascending=[False, True])
+
+
+def headline(fu: Followup, results_then: dict[str, Any]) -> pd.DataFrame:
+    """Last year's forecasts next to what happened: expected vs actual churners within the
+    probability's horizon, the red list's churners, predicted vs realised 12-month spend."""
+    rows = []
+    c, v = fu.calibration, fu.clv
+    if c:
+        rows.append({"metric": "churners_in_horizon", "forecast": c["expected_churners"],
+                     "actual": float(c["churners"])})  # fmt: skip
+    if v:
+        rows.append({"metric": "spend_12m", "forecast": v["predicted_total"],
+                     "actual": v["realised_total"]})  # fmt: skip
+    then_ltv = (results_then.get("ltv") or {}).get("total_clv")
+    if then_ltv is not None:
+        rows.append({"metric": "total_clv_then", "forecast": float(then_ltv),
+                     "actual": float("nan")})  # fmt: skip
+    df = pd.DataFrame(rows, columns=["metric", "forecast", "actual"])
+    return df[df.forecast.notna()].reset_index(drop=True)
+
+
+def findings_table(
+    results_then: dict[str, Any], results_now: dict[str, Any]
+) -> pd.DataFrame | None:
+    """Last year's failure points (chapter 1's ``diagnosis.findings``) next to this year's
+    value of the same metric; ``None`` when last year recorded none."""
+    found = (results_then.get("diagnosis") or {}).get("findings") or []
+    if not found:
+        return None
+    now = results_now.get("diagnosis") or {}
+    rows = []
+    for f in found:
+        metric = f.get("metric")
+        value_now = now.get(metric) if isinstance(now.get(metric), (int, float)) else None
+        rows.append(
+            {"key": f.get("key"), "metric": metric, "finding_then": f.get("title", ""),
+             "value_then": f.get("value"), "value_now": value_now}
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def follow_up(
+    ds: Dataset,
+    previous: str | Path | None = None,
+    months: int = MONTHS,
+    results_now: dict[str, Any] | None = None,
+) -> Followup:
+    """Grade last year's forecasts: ``previous`` run's red list when given, else a backtest
+    as of ``as_of - months``. Never raises for data that cannot be graded: ``problem``
+    says why (``short_history``, ``no_follow_up``, ``no_churn``, ``flags_everyone``).
+
+    ``results_now`` is this run's results so far (chapter 1's findings and, for a
+    backtest, chapter 4's scenarios are quoted from it when present).
+    """
+    seed = ds.params.seed
+    results_now = results_now or {}
+    if previous is not None:
+        fc = from_previous_run(previous)
+        then = fc.as_of_then
+        problem = history_problem(ds, then)
+    else:
+        then = cut_date(ds.params.as_of, months)
+        problem = history_problem(ds, then)
+        fc = None if problem else backtest(ds, months)
+    fu = Followup("previous_run" if previous is not None else "backtest", then, problem, fc)
+    then_results = fc.results_then if fc is not None else {}
+    sim = (then_results if previous is not None else results_now).get("simulation") or {}
+    fu.pilots = pilot_readouts(ds, sim.get("scenarios"))
+    run = set(fu.pilots.pilot) if fu.pilots is not None else set()
+    designed = (then_results.get("simulation") or {}).get("pilots") or []
+    fu.pilots_not_run = [d["name"] for d in designed if d.get("name") not in run]
+    fu.findings = findings_table(then_results, results_now)
+    if problem or fc is None:
+        return fu
+    fu.graded = outcomes_since(ds, then, fc)
+    if not fu.graded.churned.any():
+        fu.problem = {"reason": "no_churn", "graded": len(fu.graded)}
+    fu.red = red_list_grades(fu.graded, seed)
+    share = fu.red["flagged"] / max(fu.red["graded"], 1)
+    if share >= FLAGS_EVERYONE:
+        # a list of (nearly) everyone has the base rate as its precision by construction
+        fu.problem = {"reason": "flags_everyone", "share": share, "graded": fu.red["graded"]}
+    fu.calibration = calibration_grades(fu.graded, seed) if fc.method == "health" else None
+    if fc.clv is not None:
+        fu.clv = clv_grades(fc.clv, realised_spend(ds, then, months))
+    fu.headline = headline(fu, fc.results_then)
+    return fu
+
+
+# --------------------------------------------------------------------------------------
+# The notebook's helpers
+
+
+def resolve_previous(
+    params_file: str | Path, run_dir: str | Path, as_of: dt.date, recorded: str | None = None
+) -> Path | None:
+    """The previous run to grade: ``recorded`` (the run's ``run.previous`` in results.json,
+    set by ``fupan review --previous``), else ``followup.previous`` from the params file,
+    else (with ``auto_previous``) the newest earlier annual run beside this run's folder,
+    else none."""
+    if recorded:
+        return Path(recorded)
+    s = load_settings(params_file)
+    if s.previous:
+        return Path(s.previous)
+    if not s.auto_previous or not run_dir:
+        return None
+    here = Path(run_dir).resolve()
+    return find_previous(here.parent, as_of, s.months, exclude=here)
+
+
+def summary_line(results: dict[str, Any], lang: str, fmt: Any) -> str | None:
+    """The executive summary's line from results.json ``followup`` ("Of last year's 390 red
+    customers, 27% left, 5.9x the base rate"), or ``None`` when the list was not graded."""
+    from fupan import i18n
+
+    fu = results.get("followup") or {}
+    need = ("at_risk_then", "at_risk_precision", "at_risk_lift", "base_rate")
+    if not all(isinstance(fu.get(k), (int, float)) for k in need) or not fu["at_risk_then"]:
+        return None
+    return i18n.t(
+        f"fu.summary.{fu.get('source', 'backtest')}",
+        lang,
+        n=fmt.int(fu["at_risk_then"]),
+        precision=fmt.pct(fu["at_risk_precision"], 0),
+        lift=fmt.num(fu["at_risk_lift"], 1),
+        base=fmt.pct(fu["base_rate"], 0),
+        then=fu.get("as_of_then", ""),
+    )
+
+
+def calibration_figure(table: pd.DataFrame, labels: dict[str, str]) -> Any:
+    """Predicted vs realised churn rate by decile, realised with its interval."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    x = table["bin"].to_numpy()
+    ax.plot(x, table.predicted, "o-", label=labels["predicted"])
+    err = [table.observed - table.low, table.high - table.observed]
+    ax.errorbar(x, table.observed, yerr=err, fmt="s", capsize=3, label=labels["observed"])
+    ax.set_xticks(x)
+    ax.set_xlabel(labels["x"])
+    ax.set_ylabel(labels["y"])
+    ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
+    ax.set_title(labels["title"])
+    ax.legend(frameon=False)
+    return fig
+
+
+def clv_figure(table: pd.DataFrame, labels: dict[str, str]) -> Any:
+    """Mean predicted vs realised 12-month spend per decile of the prediction."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    x = table.decile.to_numpy()
+    w = 0.4
+    ax.bar(x - w / 2, table.predicted, w, label=labels["predicted"])
+    ax.bar(x + w / 2, table.realised, w, label=labels["observed"])
+    ax.set_xticks(x)
+    ax.set_xlabel(labels["x"])
+    ax.set_ylabel(labels["y"])
+    ax.set_title(labels["title"])
+    ax.legend(frameon=False)
+    return fig
+
+
+def red_table(red: dict[str, Any], lang: str, fmt: Any) -> pd.DataFrame:
+    """The red list's grades as a slide table: measure, value, 95% interval, counts."""
+    from fupan import i18n
+
+    def t(key: str, **v: Any) -> str:
+        return i18n.t(key, lang, **v)
+
+    rows = []
+    for key, k, n in (
+        ("precision", red["flagged_churned"], red["flagged"]),
+        ("recall", red["flagged_churned"], red["churned"]),
+        ("base_rate", red["churned"], red["graded"]),
+    ):
+        rows.append(
+            [t(f"fu.red.{key}"), fmt.pct(red[key], 1),
+             t("fu.range", lo=fmt.pct(red[f"{key}_low"], 1), hi=fmt.pct(red[f"{key}_high"], 1)),
+             t(f"fu.red.count.{key}", k=fmt.int(k), n=fmt.int(n))]
+        )  # fmt: skip
+    if math.isfinite(red["lift"]):
+        rows.append(
+            [t("fu.red.lift"), f"{fmt.num(red['lift'], 2)}×",
+             t("fu.range", lo=f"{fmt.num(red['lift_low'], 2)}×", hi=f"{fmt.num(red['lift_high'], 2)}×"),
+             t("fu.red.count.precision", k=fmt.int(red["flagged_churned"]), n=fmt.int(red["flagged"]))]
+        )  # fmt: skip
+    if math.isfinite(red["median_lead_days"]):
+        ci = ""
+        if math.isfinite(red["median_lead_days_low"]):
+            ci = t("fu.range", lo=fmt.num(red["median_lead_days_low"], 0),
+                   hi=fmt.num(red["median_lead_days_high"], 0))  # fmt: skip
+        rows.append(
+            [t("fu.red.lead"), fmt.num(red["median_lead_days"], 0), ci,
+             t("fu.red.count.lead", k=fmt.int(red["flagged_churned"]))]
+        )  # fmt: skip
+    cols = [t(f"fu.red.col.{c}") for c in ("measure", "value", "interval", "count")]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def headline_table(head: pd.DataFrame, horizon: int, lang: str, fmt: Any) -> pd.DataFrame:
+    """Headline forecasts vs actuals as a slide table."""
+    from fupan import i18n
+
+    rows = []
+    for r in head.itertuples():
+        money = r.metric == "spend_12m"
+        show = fmt.money if money else (lambda x: fmt.num(x, 0))
+        off = (r.forecast - r.actual) / r.actual if r.actual else float("nan")
+        rows.append(
+            [i18n.t(f"fu.head.{r.metric}", lang, horizon=horizon), show(r.forecast),
+             show(r.actual), f"{100 * off:+.0f}%" if math.isfinite(off) else ""]
+        )  # fmt: skip
+    cols = [i18n.t(f"fu.head.col.{c}", lang) for c in ("metric", "forecast", "actual", "error")]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def pilot_lines(pilots: pd.DataFrame, as_of: Any, lang: str, fmt: Any) -> list[tuple[str, ...]]:
+    """Per pilot: a slide (title, finding) and a note comparing it with the prediction."""
+    from fupan import i18n
+
+    def t(key: str, **v: Any) -> str:
+        return i18n.t(key, lang, **v)
+
+    def pp(x: float) -> str:
+        return f"{100 * x:+.1f} pp" if lang == "en" else f"{100 * x:+.1f} 个百分点"
+
+    out: list[tuple[str, ...]] = []
+    for r in pilots.to_dict(orient="records"):
+        if r.get("effect") is None or not math.isfinite(r.get("effect", float("nan"))):
+            out.append(("slide", t("fu.pilot.one_arm", pilot=r["pilot"])))
+            continue
+        title = t("fu.pilot.title", pilot=r["pilot"], t=fmt.pct(r["treated_rate"], 1),
+                  c=fmt.pct(r["control_rate"], 1), d=pp(r["effect"]), low=pp(r["effect_low"]),
+                  high=pp(r["effect_high"]))  # fmt: skip
+        finding = t("fu.pilot.finding", start=str(r["started_at"]), nt=fmt.int(r["treated"]),
+                    nc=fmt.int(r["control"]), as_of=str(as_of),
+                    decision=t(f"fu.decision.{r['decision']}"))  # fmt: skip
+        out.append(("slide", title, finding))
+        held = r.get("prediction_held")
+        if held is None or (isinstance(held, float) and math.isnan(held)):
+            out.append(("note", t("fu.pilot.no_prediction")))
+        else:
+            key = "fu.pilot.held" if held else "fu.pilot.missed"
+            out.append(("note", t(key, p=pp(r["predicted_effect"]), low=pp(r["predicted_low"]),
+                                  high=pp(r["predicted_high"]), d=pp(r["effect"]))))  # fmt: skip
+    return out
+
+
+def findings_lines(findings: pd.DataFrame, lang: str, fmt: Any) -> pd.DataFrame:
+    """Last year's findings vs this year's values, as a slide table."""
+    from fupan import i18n
+
+    def value(metric: str, x: Any) -> str:
+        if x is None or (isinstance(x, float) and not math.isfinite(x)):
+            return i18n.t("fu.find.not_measured", lang)
+        share = metric.endswith(("_rate", "_share")) or metric in ("sla_compliance",)
+        return fmt.pct(float(x), 1) if share else fmt.num(float(x), 0)
+
+    rows = [
+        [r.finding_then, value(r.metric, r.value_then), value(r.metric, r.value_now)]
+        for r in findings.itertuples()
+    ]
+    cols = [i18n.t(f"fu.find.col.{c}", lang) for c in ("finding", "then", "now")]
+    return pd.DataFrame(rows, columns=cols)

@@ -1,0 +1,326 @@
+"""The follow-up chapter (fupan.followup): grades against planted truth, no leakage,
+pilot readout, degrading in words, and grading a previous run's list."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from fupan import data as fdata
+from fupan import demo, followup, i18n
+from fupan import params as fparams
+
+warnings.filterwarnings("ignore")
+AS_OF = "2026-10-31"
+CUT = pd.Timestamp("2025-10-31")
+
+
+def _params(folder: Path, data_dir: Path, extra: str = "") -> fparams.Params:
+    path = folder / "params.yaml"
+    path.write_text(
+        f"name: follow-up test\nas_of: {AS_OF}\nbenchmarks_file: null\n"
+        f"data:\n  source: {data_dir}\n{extra}",
+        encoding="utf-8",
+    )
+    return fparams.load(path)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("fu") / "data"
+    truth = demo.generate(out, customers=300, seed=3)
+    return out, truth
+
+
+@pytest.fixture(scope="module")
+def graded(world, tmp_path_factory):
+    data_dir, _ = world
+    P = _params(tmp_path_factory.mktemp("p"), data_dir)
+    with fdata.loaded(P) as ds:
+        fu = followup.follow_up(ds)
+    return fu
+
+
+def _no_nulls(node, path: str = "followup") -> None:
+    """results.json holds no number from nothing: each missing figure has a reason instead."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _no_nulls(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _no_nulls(v, f"{path}[{i}]")
+    else:
+        assert node is not None and not (isinstance(node, float) and not math.isfinite(node)), path
+    if isinstance(node, dict) and "skipped" in node:
+        assert all(isinstance(r, str) and len(r) > 10 for r in node["skipped"].values())
+
+
+def _raw(data_dir: Path) -> dict[str, pd.DataFrame]:
+    out = {}
+    for name, cols in (
+        ("customers", ["acquired_at"]),
+        ("orders", ["order_date"]),
+        ("churn_events", ["churned_at"]),
+        ("contracts", ["start_date", "end_date"]),
+    ):
+        df = pd.read_csv(data_dir / f"{name}.csv", dtype={"customer_id": str})
+        for c in cols:
+            df[c] = pd.to_datetime(df[c])
+        out[name] = df
+    return out
+
+
+def test_backtest_grades_equal_a_direct_computation_from_the_raw_tables(world, graded):
+    """Precision, recall, base rate and lift recomputed from the CSVs with an independent
+    churn rule (recorded events unless an order follows, else 365 days of dormancy)."""
+    data_dir, _ = world
+    fu = graded
+    assert fu.source == "backtest" and fu.problem is None
+    assert fu.as_of_then == CUT.date()
+    raw = _raw(data_dir)
+    args = (raw["customers"], raw["orders"], raw["churn_events"], raw["contracts"])
+    before = demo._churned_by(*args, CUT, "non_contractual")
+    after = demo._churned_by(*args, pd.Timestamp(AS_OF), "non_contractual")
+    acquired = raw["customers"].set_index("customer_id").acquired_at
+    live = acquired.index[((acquired <= CUT) & ~before).to_numpy()]
+    assert set(fu.graded.customer_id) == set(live)
+    churned = set(live[after.reindex(live).to_numpy()])
+    flagged = set(fu.graded.customer_id[fu.graded.flagged])
+    assert len(flagged) == fu.forecast.flagged_count_then > 0 and churned
+    precision = len(flagged & churned) / len(flagged)
+    base = len(churned) / len(live)
+    r = fu.red
+    assert r["precision"] == pytest.approx(precision, abs=1e-12)
+    assert r["recall"] == pytest.approx(len(flagged & churned) / len(churned), abs=1e-12)
+    assert r["base_rate"] == pytest.approx(base, abs=1e-12)
+    assert r["lift"] == pytest.approx(precision / base, abs=1e-12)
+    assert r["precision_low"] <= r["precision"] <= r["precision_high"]
+    assert r["lift_low"] <= r["lift"] <= r["lift_high"]
+    rec = fu.record()
+    _no_nulls(rec)
+    assert set(rec["skipped"]) == {"findings"}  # a backtest has no findings of its own
+    assert rec["at_risk_then"] == len(flagged) and rec["at_risk_lift"] == r["lift"]
+    assert math.isfinite(rec["brier"]) and math.isfinite(rec["clv_mae"])
+    exp = fu.export_frame()
+    assert set(exp.columns) == {
+        "customer_id", "score", "churn_probability", "flagged", "churned", "churned_at"
+    }  # fmt: skip
+    assert int(exp.flagged.sum()) == len(flagged)
+
+
+def test_brier_and_clv_grades_match_their_definitions(graded):
+    g = graded.graded
+    p = g.churn_probability.to_numpy(float)
+    y = g.churned_in_horizon.to_numpy(float)
+    assert graded.calibration["brier"] == pytest.approx(np.mean((p - y) ** 2), abs=1e-12)
+    frame = graded.clv["customers_frame"]
+    err = frame.predicted_spend_12m - frame.realised_spend_12m
+    assert graded.clv["bias"] == pytest.approx(err.mean())
+    assert graded.clv["mae"] == pytest.approx(err.abs().mean())
+
+
+def test_events_after_the_cut_do_not_change_the_flags(world, graded, tmp_path):
+    """Plant post-cut orders for every flagged customer, churn events for every unflagged
+    one and post-cut surveys: the backtest's data and flags stay the same."""
+    data_dir, _ = world
+    P = _params(tmp_path, data_dir)
+    with fdata.loaded(P) as ds:
+        base = graded.forecast  # the backtest on the same data and params
+        cut_tables = _cut_tables(ds)
+        n_orders = ds["orders"].count().execute()
+    flagged = base.scores.customer_id[base.scores.flagged].tolist()
+    calm = base.scores.customer_id[~base.scores.flagged].tolist()
+    planted = tmp_path / "planted"
+    shutil.copytree(data_dir, planted)
+    day = (CUT + pd.Timedelta(days=1)).date().isoformat()
+    orders = pd.read_csv(planted / "orders.csv", dtype=str)
+    extra = pd.DataFrame(
+        {"order_id": [f"X{i}" for i in range(len(flagged))], "customer_id": flagged,
+         "order_date": day, "amount": "99999", "category": orders.category.iloc[0]}
+    )  # fmt: skip
+    pd.concat([orders, extra[orders.columns]]).to_csv(planted / "orders.csv", index=False)
+    ev = pd.read_csv(planted / "churn_events.csv", dtype=str)
+    more = pd.DataFrame({"customer_id": calm, "churned_at": day, "reason": ev.reason.iloc[0]})
+    pd.concat([ev, more.reindex(columns=ev.columns)]).to_csv(
+        planted / "churn_events.csv", index=False
+    )
+    sv = pd.read_csv(planted / "surveys.csv", dtype=str)
+    s_more = sv.head(0).reindex(range(len(calm)))
+    s_more["survey_id"] = [f"XS{i}" for i in range(len(calm))]
+    s_more["customer_id"], s_more["surveyed_at"], s_more["nps"] = calm, day, "0"
+    pd.concat([sv, s_more]).to_csv(planted / "surveys.csv", index=False)
+    P2 = _params(tmp_path, planted)
+    with fdata.loaded(P2) as ds2:
+        again = followup.backtest(ds2)
+        for name, frame in _cut_tables(ds2).items():
+            pd.testing.assert_frame_equal(frame, cut_tables[name], check_dtype=False)
+        # the planted events are in the full data, and change what happened since
+        assert ds2["orders"].count().execute() == n_orders + len(flagged)
+    pd.testing.assert_frame_equal(again.scores, base.scores)
+
+
+def _cut_tables(ds) -> dict[str, pd.DataFrame]:
+    cut = followup.as_of_cut(ds, CUT.date())
+    try:
+        out = {}
+        for name in cut.present:
+            df = cut[name].to_pandas()
+            out[name] = df.sort_values(list(df.columns)).reset_index(drop=True)
+        return out
+    finally:
+        cut.close()
+
+
+def test_planted_pilot_effect_is_read_out_within_its_interval(world, graded):
+    _, truth = world
+    t = truth["pilots"]
+    pl = graded.pilots
+    assert pl is not None and len(pl) == 1
+    row = pl.iloc[0]
+    assert row.pilot == t["pilot"]
+    assert (row.treated, row.control) == (t["treated"], t["control"])
+    # the chapter measures churn by the same rule the demo planted the effect in
+    assert row.treated_rate == pytest.approx(t["realised_treated_rate"], abs=1e-6)
+    assert row.control_rate == pytest.approx(t["realised_control_rate"], abs=1e-6)
+    assert row.effect_low <= t["expected_effect"] <= row.effect_high
+    assert t["expected_effect"] < 0
+
+
+def test_difference_interval_matches_newcombe_and_statsmodels():
+    """Newcombe (1998), Stat Med 17:873, Table II: 9/10 - 3/10, method 10: 0.1705 to 0.8090."""
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    d, lo, hi = followup.diff_with_ci(9, 10, 3, 10)
+    assert d == pytest.approx(0.6)
+    assert (lo, hi) == pytest.approx((0.1705, 0.8090), abs=5e-5)
+    for k1, n1, k2, n2 in ((10, 100, 20, 100), (5, 56, 0, 29), (56, 70, 48, 80)):
+        ref = confint_proportions_2indep(k1, n1, k2, n2, method="newcomb", compare="diff")
+        assert followup.diff_with_ci(k1, n1, k2, n2)[1:] == pytest.approx(ref, abs=1e-12)
+
+
+def test_short_history_degrades_in_words(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    ids = [f"C{i}" for i in range(1, 7)]
+    pd.DataFrame(
+        {"customer_id": ids, "acquired_at": "2026-01-05", "industry": "x", "region": "y",
+         "tier": "silver", "account_manager": "AM"}
+    ).to_csv(data / "customers.csv", index=False)  # fmt: skip
+    days = pd.date_range("2026-01-05", "2026-10-20", freq="17D")
+    rows = [(f"O{i}-{c}", c, d.date(), 100.0) for i, d in enumerate(days) for c in ids[: 3 + i % 3]]
+    pd.DataFrame(rows, columns=["order_id", "customer_id", "order_date", "amount"]).to_csv(
+        data / "orders.csv", index=False
+    )
+    P = _params(tmp_path, data)
+    with fdata.loaded(P) as ds:
+        fu = followup.follow_up(ds)
+    assert fu.problem["reason"] == "short_history"
+    rec = fu.record("en")
+    _no_nulls(rec)
+    assert "at_risk_precision" not in rec and "pilots" not in rec
+    assert "2026-01-05" in rec["skipped"]["at_risk_precision"]
+    assert "pilots table" in rec["skipped"]["pilots"]
+    for lang in ("zh", "en"):
+        text = i18n.t(
+            "fu.short.short_history", lang, then=str(fu.as_of_then), need=13,
+            first=str(fu.problem["first_order"]), months=fu.problem["months"],
+        )  # fmt: skip
+        assert "2026-01-05" in text and "None" not in text and "nan" not in text
+
+
+def test_previous_run_grades_exactly_the_customers_it_flagged(world, tmp_path):
+    data_dir, _ = world
+    P = _params(tmp_path, data_dir)
+    with fdata.loaded(P) as ds:
+        from fupan import outcomes
+
+        status = outcomes.churn_status(ds, CUT.date())
+        live = status.customer_id[~status.churned].tolist()
+        flagged = live[::7]
+        run = tmp_path / "reports" / "last_year"
+        (run / "exports").mkdir(parents=True)
+        (run / "results.json").write_text(
+            json.dumps(
+                {"run": {"as_of": str(CUT.date()), "kind": "annual_review"},
+                 "churn": {"at_risk_count": len(flagged)},
+                 "diagnosis": {"findings": [
+                     {"key": "churn", "metric": "churn_rate", "value": 0.3, "title": "t1"},
+                     {"key": "service", "metric": "sla_compliance", "value": 0.5, "title": "t2"}]},
+                 "simulation": {
+                     "pilots": [{"name": "amber_monthly_touch"}, {"name": "sla_core"}],
+                     "scenarios": [{"name": "amber_monthly_touch", "churn_change": -0.05,
+                                    "churn_change_low": -0.3, "churn_change_high": 0.1}]}}
+            ),
+            encoding="utf-8",
+        )  # fmt: skip
+        pd.DataFrame({"客户编号": flagged, "流失概率": 0.5}).to_csv(
+            run / "exports" / "at_risk.csv", index=False, encoding="utf-8-sig"
+        )
+        assert followup.find_previous(tmp_path / "reports", pd.Timestamp(AS_OF).date()) == run
+        fu = followup.follow_up(ds, previous=run, results_now={"diagnosis": {"churn_rate": 0.2}})
+    assert fu.source == "previous_run" and fu.as_of_then == CUT.date()
+    assert set(fu.graded.customer_id[fu.graded.flagged]) == set(flagged)
+    rec = fu.record("zh")
+    _no_nulls(rec)
+    assert fu.red["flagged"] == len(flagged) == rec["at_risk_count_then_recorded"]
+    assert {"brier", "clv_bias", "clv_mae"} <= set(rec["skipped"])
+    assert fu.calibration is None and fu.forecast.notes["calibration"] == "red_list_only"
+    # last year's findings next to this year's values; a value not computed now stays empty
+    assert fu.findings.value_now.tolist()[0] == 0.2 and fu.findings.value_now.isna().tolist()[1]
+    assert fu.pilots_not_run == ["sla_core"]
+    # the pilot run is compared with last year's predicted change for its scenario
+    row = fu.pilots.iloc[0]
+    assert row.predicted_effect == -0.05
+    assert row.prediction_held == (-0.3 <= row.effect <= 0.1)
+    line = followup.summary_line({"followup": rec}, "en", i18n.Fmt("en"))
+    assert line.startswith(f"Of last year's {len(flagged)} red customers (2025-10-31)")
+    assert followup.resolve_previous(tmp_path / "x.yaml", "", CUT.date(), str(run)) == run
+    for lang in ("zh", "en"):
+        table = followup.findings_lines(fu.findings, lang, i18n.Fmt(lang))
+        assert "nan" not in table.to_string() and "None" not in table.to_string()
+
+
+def test_settings_read_from_the_params_file(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("as_of: 2026-10-31\nfollowup:\n  previous: reports/r1\n", encoding="utf-8")
+    s = followup.load_settings(path)
+    assert s.previous == str((tmp_path / "reports" / "r1").resolve()) and s.months == 12
+    path.write_text("as_of: 2026-10-31\n", encoding="utf-8")
+    assert followup.load_settings(path).previous is None
+
+
+def test_backtest_flags_what_a_review_run_as_of_the_cut_flags(world, graded, tmp_path):
+    """The backtest is the review we would have produced a year ago: the same red band as
+    chapter 2's list on the data loaded with ``as_of`` at the cut (the loader drops rows
+    dated after it)."""
+    from fupan import atrisk
+
+    data_dir, _ = world
+    P = _params(tmp_path, data_dir).model_copy(update={"as_of": CUT.date()})
+    P = fparams.Params.model_validate({**P.model_dump(), "period_start": None})
+    with fdata.loaded(P, strict=False) as ds:
+        red = atrisk.at_risk_list(ds)
+    scores = graded.forecast.scores
+    assert set(red.customer_id) == set(scores.customer_id[scores.flagged])
+    merged = red.merge(scores, on="customer_id", suffixes=("", "_backtest"))
+    np.testing.assert_allclose(merged.churn_probability, merged.churn_probability_backtest)
+
+
+def test_a_list_of_everyone_is_not_graded(graded):
+    """A red list holding (nearly) every live customer has the base rate as its precision by
+    construction: its grades are replaced by the reason."""
+    fu = followup.Followup(graded.source, graded.as_of_then, None, graded.forecast)
+    fu.graded = graded.graded.assign(flagged=True)
+    fu.red = followup.red_list_grades(fu.graded)
+    assert fu.red["lift"] == pytest.approx(1.0)
+    fu.problem = {"reason": "flags_everyone", "share": 1.0, "graded": len(fu.graded)}
+    rec = fu.record("en")
+    _no_nulls(rec)
+    assert not set(followup.RED_LIST_KEYS) & set(rec)
+    assert "100%" in rec["skipped"]["at_risk_lift"]
