@@ -126,6 +126,14 @@ def frames() -> dict[str, pd.DataFrame]:
         "surveys": surveys,
         "activity": activity,
         "churn_events": churn_events,
+        "pilots": pd.DataFrame(
+            {
+                "pilot": ["amber_monthly_touch"] * 4,
+                "customer_id": ["C1", "C2", "C3", "C4"],
+                "arm": ["treatment", "control", "treatment", "control"],
+                "started_at": ["2025-11-03"] * 4,
+            }
+        ),
     }
 
 
