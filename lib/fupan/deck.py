@@ -75,6 +75,8 @@ def slides_from_notebook(path: str | Path, key: str, title: str, question: str) 
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            break  # a partial run: what the failing cell began is not a finished slide
         for out in cell.get("outputs", []):
             if out.get("output_type") not in ("display_data", "execute_result"):
                 continue  # streams (logs, warnings) and errors stay in the notebook
