@@ -499,6 +499,7 @@ def _chapter_sections(
             section = deck.slides_from_notebook(out, nb, title, question)
         else:
             section = deck.Section(key=nb, title=title, question=question)
+        deck.collapse_skipped(section, params.lang)
         if f is not None:
             stopped = i18n.t(
                 "run.stopped_title", params.lang, chapter=_chapter_name(nb, params.lang)
