@@ -350,27 +350,33 @@ def run(
         return RunResult(final, final / "deck.html", results, timings)
     except (DataValidationError, RunError, _Terminated, KeyboardInterrupt, Exception) as exc:
         failures = exc.failures if isinstance(exc, RunError) else []
-        message = str(exc) if failures else f"{current}: {exc}"
         cause = root_cause(exc, reports)
+        if isinstance(exc, OSError):
+            from fupan.cli import describe_os_error
+
+            message = f"{describe_os_error(exc)}\n  (during {current})"
+        elif failures:
+            message = str(exc)
+        else:
+            message = f"{current}: {exc}"
         if cause and cause not in message.lower():
             message = f"{cause}\n{message}"
         _keep_failed(tmp, failed, message, exc)
+        kept = failed if failed.exists() else None
         if isinstance(exc, DataValidationError):
+            exc.failed_dir = kept  # type: ignore[attr-defined]
             raise
         if isinstance(exc, RunError):
-            exc.failed_dir = failed if failed.exists() else None
+            exc.failed_dir = kept
             if cause and cause not in str(exc).lower():
-                raise RunError(f"{cause}: {exc}", exc.failed_dir, failures) from None
+                raise RunError(f"{cause}: {exc}", kept, failures) from None
             raise
         if isinstance(exc, (_Terminated, KeyboardInterrupt)):
-            raise RunError(
-                f"run interrupted ({exc or 'SIGINT'}) during {current}", failed
-            ) from None
+            raise RunError(f"run interrupted ({exc or 'SIGINT'}) during {current}", kept) from None
+        if isinstance(exc, OSError):
+            raise RunError(message, kept) from exc
         what = f"{cause}: " if cause else ""
-        raise RunError(
-            f"{what}{current} failed: {type(exc).__name__}: {exc}",
-            failed if failed.exists() else None,
-        ) from exc
+        raise RunError(f"{what}{current} failed: {type(exc).__name__}: {exc}", kept) from exc
     finally:
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
@@ -731,17 +737,20 @@ def _start(
 
 
 def _die_with_parent() -> None:
-    """In the notebook process before exec: SIGTERM when the runner dies, even by SIGKILL.
+    """In the notebook process before exec: SIGKILL when the runner dies, even by SIGKILL.
 
-    The notebook process then stops its kernel (SIGTERM is its interrupt); a kernel whose
-    notebook process is gone exits by itself within a second (ipykernel polls its parent).
+    Not SIGTERM: a notebook process asked to stop shuts its kernel down politely, which on
+    a loaded machine took longer than the 5 s a killed run may leave behind. Its kernel
+    exits by itself within a second of its parent's death (ipykernel polls its parent,
+    whose pid jupyter_client passes in ``JPY_PARENT_PID``). The run's temporary folder,
+    with its staged data, is removed by the next run (:func:`remove_stale_temporaries`).
     """
     import ctypes
 
     PR_SET_PDEATHSIG = 1
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except OSError:
         pass  # not glibc: the kernels' own parent polling still applies
 
