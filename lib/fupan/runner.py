@@ -840,7 +840,8 @@ def execute_notebook(
             f"notebook {nb} failed in cell {exc.exec_count or exc.cell_index}: {exc.ename}: {exc.evalue}"
         )
         tb = "\n".join(exc.traceback or [])
-        err.failures = [ChapterFailure(nb, str(err), cell=_running_cell(out), traceback=tb)]
+        cell = _failing_line(tb, exc.exec_count) or _running_cell(out)
+        err.failures = [ChapterFailure(nb, str(err), cell=cell, traceback=tb)]
         raise err from None
     except (_Terminated, KeyboardInterrupt) as exc:
         raise RunError(
@@ -890,6 +891,22 @@ def _running_cell(path: Path) -> str:
     if info is None:
         return "its first cell" if not Path(path).exists() else "an unknown cell"
     return f"code cell {info[0]} ({info[1]!r})"
+
+
+def _failing_line(traceback: str, exec_count: int | None) -> str | None:
+    """ "code cell N (the line that raised)" from a kernel traceback, when it names one.
+
+    A notebook cell's first line is often an import; the line the error came from says
+    more (IPython marks it ``---->`` under ``Cell In[N], line L``).
+    """
+    import re
+
+    text = _strip_ansi(traceback)
+    m = re.search(r"Cell In\[(\d+)\], line \d+\n(?:.*\n)*?-+> *\d+ (.*)", text)
+    if not m:
+        return None
+    n = exec_count or int(m.group(1))
+    return f"code cell {n} ({m.group(2).strip()[:60]!r})"
 
 
 def cell_info(path: Path) -> tuple[int, str] | None:
