@@ -178,7 +178,7 @@ def test_sections_that_only_say_missing_collapse_into_one_slide():
     assert len(section.slides) == 2 and section.slides[0] is content
     merged = section.slides[1]
     assert "3 sections" in merged.head
-    text = deck._text(merged.body[0])
+    text = deck._text("".join(merged.body))
     for title, table in (("Touch frequency", "touches"), ("Service response", "tickets")):
         assert title in text and table in text
     # one such slide stays as it is

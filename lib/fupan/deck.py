@@ -128,14 +128,16 @@ def collapse_skipped(section: Section, lang: str) -> Section:
     t = lambda key, **kw: i18n.t(key, lang, **kw)  # noqa: E731
     head = (
         f'<div class="fupan-slide-head"><h2>{html.escape(t("deck.skipped_title", n=len(rows)))}</h2>'
-        f'<p class="finding">{html.escape(t("deck.skipped_finding"))}</p></div>'
+        "</div>"
     )
+    lead = f'<p class="fupan-missing">{html.escape(t("deck.skipped_finding"))}</p>'
     table = (
-        f'<table class="fupan-table"><thead><tr><th>{html.escape(t("deck.skipped_section"))}</th>'
+        f'<table class="fupan-table fupan-skipped"><thead><tr>'
+        f"<th>{html.escape(t('deck.skipped_section'))}</th>"
         f"<th>{html.escape(t('deck.skipped_why'))}</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
-    merged = Slide(head=head, body=[table], kind="skipped", kinds=["table"])
+    merged = Slide(head=head, body=[lead, table], kind="skipped", kinds=["missing", "table"])
     first = section.slides.index(skipped[0])
     kept = [s for s in section.slides if not s.only_missing]
     kept.insert(first, merged)
