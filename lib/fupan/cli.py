@@ -11,6 +11,7 @@ import datetime as dt
 import errno
 import json
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -80,7 +81,9 @@ def check_params_file(path: str | Path) -> None:
 
 def describe_os_error(exc: OSError) -> str:
     """An operating-system error in words: what, where, and the fix."""
-    where = exc.filename or ""
+    where = str(exc.filename or "")
+    # a run writes into a hidden temporary folder first; the user knows the folder above it
+    where = re.sub(r"/\.[^/]+\.tmp-\d+(/.*)?$", "", where)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return (
             f"no space left on device while writing {where or 'the report'}.\n"
@@ -88,10 +91,9 @@ def describe_os_error(exc: OSError) -> str:
         )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         why = "read-only file system" if exc.errno == errno.EROFS else "permission denied"
-        folder = Path(where).parent if where else "the output folder"
         return (
-            f"cannot write {where or 'the report'}: {why}.\n"
-            f"  fix: choose a writable --out folder, or make {folder} writable"
+            f"cannot write in {where or 'the output folder'}: {why}.\n"
+            f"  fix: choose a writable --out folder, or make {where or 'it'} writable"
         )
     if exc.errno == errno.ENOENT:
         return f"file or folder not found: {where}.\n  fix: check the path (relative paths start at {Path.cwd()})"
