@@ -320,3 +320,75 @@ try:  # the same browser checks as the annual deck
     from test_browser import browser, check_deck  # noqa: F401
 except ImportError:  # pragma: no cover - test_browser is part of the suite
     pass
+
+
+# --------------------------------------------------------------------------------------
+# A damaged KPI history: detected by its checksum, rebuilt by a backfill with a backup
+
+
+def _damage(path: Path, at: float = 0.5) -> None:
+    """Overwrite a few bytes mid-file, as a bad copy or a disk error would."""
+    raw = bytearray(path.read_bytes())
+    i = int(len(raw) * at)
+    raw[i : i + 8] = b"\x00garbage"
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("where", [0.5, 0.97])
+def test_damaged_history_is_refused_and_backfill_rebuilds_it(tmp_path, capfd, where):
+    data = write_fixture(tmp_path / "data")
+    pf = params_file(tmp_path, data, kpi_extra="  alert_on: []\n")
+    reports = tmp_path / "reports"
+    hist = reports / "kpi_history.parquet"
+    argv = ["--params", str(pf), "--out", str(reports), "--quiet"]
+    assert (
+        cli.main(["monthly", "--from", "2026-08", "--to", "2026-10", "--decks", "none", *argv]) == 0
+    )
+    assert monthly.checksum_path(hist).exists() and monthly.history_problem(hist) is None
+    good = kpi.read_history(hist)
+    _damage(hist, where)
+    capfd.readouterr()
+    assert "checksum" in monthly.history_problem(hist)
+    # a month run refuses the damaged history before anything is written
+    assert cli.main(["monthly", "--month", "2026-10", *argv]) == 1
+    err = capfd.readouterr().err
+    assert "KPI history" in err and "damaged" in err and "--from" in err
+    assert "Traceback" not in err and "pyarrow" not in err.lower()
+    assert not list(reports.glob("monthly-*"))
+    # a backfill keeps the damaged file as a backup and writes a sound history
+    damaged = hist.read_bytes()
+    assert (
+        cli.main(["monthly", "--from", "2026-08", "--to", "2026-10", "--decks", "none", *argv]) == 0
+    )
+    out = capfd.readouterr()
+    assert "was damaged" in out.out and "Traceback" not in out.out + out.err
+    (backup,) = reports.glob("kpi_history.damaged-*.parquet")
+    assert backup.read_bytes() == damaged
+    assert monthly.history_problem(hist) is None
+    rebuilt = kpi.read_history(hist)
+    cols = ["month", "kpi", "value", "status"]
+    pd.testing.assert_frame_equal(rebuilt[cols], good[cols])
+
+
+def test_history_without_checksum_that_cannot_be_read_is_damaged(tmp_path):
+    hist = tmp_path / "kpi_history.parquet"
+    hist.write_bytes(b"PAR1 not really a parquet file")
+    why = monthly.history_problem(hist)
+    assert why and "cannot be read as a KPI history" in why
+    with pytest.raises(monthly.HistoryError, match="fupan monthly --from 2026-10"):
+        monthly.check_history(hist, "2026-10")
+    assert monthly.history_problem(tmp_path / "none.parquet") is None
+
+
+def test_failed_month_says_what_was_written(tmp_path, capsys):
+    # a data folder that fails validation: the runner keeps monthly-YYYY-MM.failed/
+    data = write_fixture(tmp_path / "data")
+    (data / "orders.csv").write_text("customer_id,order_date\nx,2026-01-01\n", encoding="utf-8")
+    pf = params_file(tmp_path, data)
+    reports = tmp_path / "reports"
+    code = cli.main(["monthly", "--month", "2026-10", "--params", str(pf), "--out", str(reports)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert (reports / "monthly-2026-10.failed" / "ERROR.txt").exists()
+    assert "nothing was written" not in err
+    assert str(reports / "monthly-2026-10.failed" / "ERROR.txt") in err

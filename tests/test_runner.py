@@ -268,3 +268,58 @@ def test_kernels_talk_over_private_unix_sockets_that_are_removed(tmp_path):
     folder = Path(info["ip"]).parent
     assert folder.is_absolute() and folder.name.startswith("fupan-kernel-")
     assert not folder.exists()
+
+
+def _chapter_notebooks(nb_dir: Path, fail: str | None) -> list[str]:
+    """Four small chapters that show a slide each; ``fail`` raises in its second cell."""
+    nb_dir.mkdir(exist_ok=True)
+    names = ["00_data_check", "02_churn_root_cause", "03_ltv_loss", "04_strategy_simulation"]
+    for nb in names:
+        code = f"from fupan import show\nshow.slide('slide of {nb}')\nshow.note('shown by {nb}')\n"
+        _recording_notebook(nb_dir / f"{nb}.ipynb", code)
+        if nb == fail:
+            book = nbformat.read(str(nb_dir / f"{nb}.ipynb"), as_version=4)
+            book.cells.append(
+                nbformat.v4.new_code_cell(
+                    "show.slide('half a slide')\nraise ValueError('planted chapter failure')"
+                )
+            )
+            nbformat.write(book, str(nb_dir / f"{nb}.ipynb"))
+    return names
+
+
+def test_failed_chapter_does_not_stop_chapters_that_do_not_need_it(tmp_path, tiny_params):
+    good_dir, bad_dir = tmp_path / "good", tmp_path / "bad"
+    names = _chapter_notebooks(good_dir, None)
+    _chapter_notebooks(bad_dir, "02_churn_root_cause")
+    params = fparams.load(tiny_params, notebooks=names, parallel_notebooks=2)
+    reports = tmp_path / "r"
+    good = runner.run(params, tiny_params, reports_dir=reports, notebook_dir=good_dir, log=print)
+    before = _sha(good.deck)
+    with pytest.raises(runner.RunError) as exc:
+        runner.run(params, tiny_params, reports_dir=reports, notebook_dir=bad_dir, log=print)
+    err = exc.value
+    by_nb = {f.nb: f for f in err.failures}
+    assert set(by_nb) == {"02_churn_root_cause", "04_strategy_simulation"}
+    assert "planted chapter failure" in by_nb["02_churn_root_cause"].error
+    assert "code cell 4" in by_nb["02_churn_root_cause"].cell
+    assert by_nb["04_strategy_simulation"].needs == ("02_churn_root_cause",)
+    assert _sha(good.deck) == before, "the previous good report stays in place"
+    failed = err.failed_dir
+    assert failed == reports / f"{good.run_dir.name}.failed"
+    page = (failed / "deck.html").read_text(encoding="utf-8")
+    # chapters that do not need chapter 2 ran and are in the partial deck
+    assert "slide of 00_data_check" in page and "slide of 03_ltv_loss" in page
+    assert "slide of 02_churn_root_cause" in page, "slides made before the failure are kept"
+    assert "<h2>half a slide" not in page, "the failing cell's unfinished slide is dropped"
+    assert "slide of 04_strategy_simulation" not in page
+    assert "planted chapter failure" in page and "代码单元" in page  # chapter, cell, error
+    assert "Traceback" not in page and "\x1b" not in page
+    assert "raise ValueError('planted" in (failed / "errors.log").read_text()
+    assert "planted chapter failure" in (failed / "ERROR.txt").read_text()
+    assert not (failed / "work").exists() and not list(reports.glob(".*tmp-*"))
+    manifest = json.loads((failed / "manifest.json").read_text())
+    assert [f["notebook"] for f in manifest["failed"]] == [
+        "02_churn_root_cause",
+        "04_strategy_simulation",
+    ]

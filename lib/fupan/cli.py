@@ -7,9 +7,14 @@ Exit codes: 0 success; 1 failure (bad input, a failed notebook, an interrupt);
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import errno
 import json
+import os
+import re
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,104 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_ALERT = 0, 1, 2, 3
 
 def _err(msg: str) -> None:
     print(msg, file=sys.stderr)
+
+
+def _out(args: argparse.Namespace) -> str | None:
+    """``--out`` as the user meant it: relative to the shell's folder (the notebooks run
+    elsewhere, and a relative path would land inside the checkout)."""
+    out = getattr(args, "out", None)
+    return str(Path(out).expanduser().resolve()) if out else None
+
+
+class UserError(Exception):
+    """A problem the user can fix: printed as it is, without a traceback."""
+
+
+def check_params_file(path: str | Path) -> None:
+    """Name the problem with a params path before YAML or pydantic see it.
+
+    Raises
+    ------
+    UserError
+        for a missing file, a folder, an unreadable file or a file that is not UTF-8.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError(
+            f"params file {p} does not exist.\n  fix: pass --params with the path of a YAML run "
+            f"definition (e.g. params/annual_review.yaml), relative to {Path.cwd()}"
+        )
+    if p.is_dir():
+        found = sorted(x.name for x in p.glob("*.yaml")) + sorted(x.name for x in p.glob("*.yml"))
+        hint = f" it holds: {', '.join(found[:6])}" if found else " it holds no .yaml file"
+        raise UserError(
+            f"params path {p} is a folder, not a YAML file;{hint}.\n"
+            f"  fix: pass the file itself, e.g. --params {p / (found[0] if found else 'annual_review.yaml')}"
+        )
+    try:
+        raw = p.read_bytes()
+    except PermissionError:
+        raise UserError(
+            f"params file {p} cannot be read: permission denied.\n"
+            "  fix: make it readable (chmod u+r) or copy it somewhere you can read"
+        ) from None
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        try:
+            raw.decode("gb18030")
+            guess = "it looks like GBK/GB18030 (a Chinese Windows encoding)"
+        except UnicodeDecodeError:
+            guess = "its encoding is unknown"
+        raise UserError(
+            f"params file {p} is not UTF-8 text (byte {exc.start}, line {line}); {guess}.\n"
+            f"  fix: save it as UTF-8, e.g. iconv -f gb18030 -t utf-8 {p.name} > utf8.yaml"
+        ) from None
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An operating-system error in words: what, where, and the fix."""
+    where = str(exc.filename or "")
+    # a run writes into a hidden temporary folder first; the user knows the folder above it
+    where = re.sub(r"/\.[^/]+\.tmp-\d+(/.*)?$", "", where)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"no space left on device while writing {where or 'the report'}.\n"
+            "  fix: free disk space (or choose --out on another disk) and run again"
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = "read-only file system" if exc.errno == errno.EROFS else "permission denied"
+        return (
+            f"cannot write in {where or 'the output folder'}: {why}.\n"
+            f"  fix: choose a writable --out folder, or make {where or 'it'} writable"
+        )
+    if exc.errno == errno.ENOENT:
+        return f"file or folder not found: {where}.\n  fix: check the path (relative paths start at {Path.cwd()})"
+    if exc.errno == errno.EISDIR:
+        return f"{where} is a folder where a file was expected.\n  fix: pass the file's path"
+    if exc.errno == errno.ENOTDIR:
+        return f"{where}: a part of this path is a file, not a folder.\n  fix: check the path"
+    return f"{exc.strerror or exc} ({where or 'no path'})."
+
+
+def log_traceback(exc: BaseException, args: argparse.Namespace | None = None) -> Path | None:
+    """Append the traceback to a log file (the monthly ``--log`` or one in the temp folder)."""
+    candidates = []
+    if args is not None and getattr(args, "log", None):
+        candidates.append(Path(args.log))
+    candidates.append(Path(tempfile.gettempdir()) / "fupan-errors.log")
+    for path in candidates:
+        try:
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(
+                    f"--- {dt.datetime.now().isoformat(timespec='seconds')} pid {os.getpid()}\n"
+                )
+                fh.write("".join(traceback.format_exception(exc)))
+            return path
+        except OSError:
+            continue
+    return None
 
 
 def _load_params(args: argparse.Namespace) -> Any:
@@ -59,7 +162,7 @@ def cmd_review(args: argparse.Namespace, notebooks: list[str] | None = None) -> 
         params.notebooks = notebooks
     log = (lambda _m: None) if args.quiet else print
     res = runner.run(
-        params, args.params, reports_dir=args.out, log=log, name=getattr(args, "name", None)
+        params, args.params, reports_dir=_out(args), log=log, name=getattr(args, "name", None)
     )
     print(res.deck)
     if getattr(args, "pdf", False):
@@ -122,7 +225,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     res = runner.run(
         params,
         path,
-        reports_dir=args.out,
+        reports_dir=_out(args),
         name=args.name or f"{manifest['run']}-rerun",
         log=(lambda _m: None) if args.quiet else print,
     )
@@ -150,7 +253,7 @@ def cmd_monthly(args: argparse.Namespace) -> int:
         month=args.month,
         first=args.first,
         last=args.last,
-        reports_dir=args.out,
+        reports_dir=_out(args),
         data=args.data,
         lang=args.lang,
         decks=args.decks,
@@ -271,23 +374,67 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. Every error a user can meet ends here as words (the file or table,
+    the problem, the fix) and exit code 1; tracebacks go to a log file, never the screen."""
+    from fupan.monthly import HistoryError
     from fupan.params import ParamsError
     from fupan.runner import RunError
     from fupan.validation import DataValidationError
 
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "params", None):
+            check_params_file(args.params)
         return int(args.func(args))
+    except UserError as exc:
+        _err(f"fupan: {exc}")
     except ParamsError as exc:
         _err(f"fupan: bad params\n{exc}")
     except DataValidationError as exc:
-        _err(f"fupan: the data failed its checks; nothing was written\n{exc}")
+        _err(f"fupan: the data failed its checks; {_written(exc)}{_written_suffix(exc)}\n{exc}")
+    except HistoryError as exc:
+        _err(f"fupan: {exc}{_written_suffix(exc)}")
     except RunError as exc:
         where = f"\n  partial run kept in {exc.failed_dir}" if exc.failed_dir else ""
-        _err(f"fupan: {exc}{where}\n  the previous good report is unchanged")
+        _err(f"fupan: {exc}{where}\n  the previous good report is unchanged{_written_suffix(exc)}")
     except KeyboardInterrupt:
         _err("fupan: interrupted")
+    except OSError as exc:
+        logged = log_traceback(exc, args)
+        _err(f"fupan: {describe_os_error(exc)}{_details(logged)}{_written_suffix(exc)}")
+    except UnicodeDecodeError as exc:
+        logged = log_traceback(exc, args)
+        _err(
+            f"fupan: a file is not UTF-8 text ({exc.reason} at byte {exc.start}).\n"
+            f"  fix: save it as UTF-8, or set data.encoding (e.g. gb18030) in the params"
+            f"{_details(logged)}"
+        )
+    except Exception as exc:  # noqa: BLE001 - the boundary: no traceback on the screen
+        logged = log_traceback(exc, args)
+        _err(
+            f"fupan: unexpected error: {type(exc).__name__}: {exc}{_details(logged)}"
+            f"{_written_suffix(exc)}"
+        )
     return EXIT_FAIL
+
+
+def _details(logged: Path | None) -> str:
+    return f"\n  details (traceback): {logged}" if logged else ""
+
+
+def _written(exc: BaseException) -> str:
+    """What a failed run left on disk, in words (never "nothing" when a folder exists)."""
+    failed = getattr(exc, "failed_dir", None)
+    if failed and Path(failed).exists():
+        return f"the previous good report is unchanged; the details are in {Path(failed) / 'ERROR.txt'}"
+    return "nothing was written"
+
+
+def _written_suffix(exc: BaseException) -> str:
+    done = getattr(exc, "fupan_written", None)
+    if not done:
+        return ""
+    return "\n  written before the failure: " + "; ".join(done)
 
 
 if __name__ == "__main__":

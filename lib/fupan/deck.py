@@ -31,6 +31,13 @@ class Slide:
     head: str
     body: list[str] = field(default_factory=list)
     kind: str = "content"
+    #: what :mod:`fupan.show` displayed for each part of ``body`` (figure, table, missing, …)
+    kinds: list[str] = field(default_factory=list)
+
+    @property
+    def only_missing(self) -> bool:
+        """Nothing on the slide but "this section is skipped: table … is missing" notes."""
+        return bool(self.kinds) and all(k == "missing" for k in self.kinds)
 
 
 @dataclass
@@ -75,6 +82,8 @@ def slides_from_notebook(path: str | Path, key: str, title: str, question: str) 
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            break  # a partial run: what the failing cell began is not a finished slide
         for out in cell.get("outputs", []):
             if out.get("output_type") not in ("display_data", "execute_result"):
                 continue  # streams (logs, warnings) and errors stay in the notebook
@@ -89,6 +98,50 @@ def slides_from_notebook(path: str | Path, key: str, title: str, question: str) 
                 section.slides.append(current)
             elif current is not None:
                 current.body.append(content)
+                current.kinds.append(kind)
+    return section
+
+
+def _text(fragment: str) -> str:
+    """Visible text of an HTML fragment, whitespace collapsed."""
+    no_tags = re.sub(r"<[^>]+>", " ", fragment)
+    return re.sub(r"\s+", " ", html.unescape(no_tags)).strip()
+
+
+def collapse_skipped(section: Section, lang: str) -> Section:
+    """Merge the section's slides that only say "skipped, table missing" into one slide.
+
+    A chapter run on a two-table export otherwise shows a row of near-empty slides; the
+    merged slide lists each skipped section and what would enable it, where the first of
+    them stood. A single such slide is left as it is.
+    """
+    from fupan import i18n
+
+    skipped = [s for s in section.slides if s.only_missing]
+    if len(skipped) < 2:
+        return section
+    rows = []
+    for s in skipped:
+        title = _text(re.sub(r'<p class="finding">.*?</p>', "", s.head, flags=re.S))
+        why = "; ".join(dict.fromkeys(_text(part) for part in s.body))
+        rows.append(f"<tr><td>{html.escape(title)}</td><td>{html.escape(why)}</td></tr>")
+    t = lambda key, **kw: i18n.t(key, lang, **kw)  # noqa: E731
+    head = (
+        f'<div class="fupan-slide-head"><h2>{html.escape(t("deck.skipped_title", n=len(rows)))}</h2>'
+        "</div>"
+    )
+    lead = f'<p class="fupan-missing">{html.escape(t("deck.skipped_finding"))}</p>'
+    table = (
+        f'<table class="fupan-table fupan-skipped"><thead><tr>'
+        f"<th>{html.escape(t('deck.skipped_section'))}</th>"
+        f"<th>{html.escape(t('deck.skipped_why'))}</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+    merged = Slide(head=head, body=[lead, table], kind="skipped", kinds=["missing", "table"])
+    first = section.slides.index(skipped[0])
+    kept = [s for s in section.slides if not s.only_missing]
+    kept.insert(first, merged)
+    section.slides = kept
     return section
 
 
@@ -123,6 +176,75 @@ def render(
     out_path = Path(out_path)
     out_path.write_text(page, encoding="utf-8")
     return out_path
+
+
+_SLIDE = re.compile(r'<section class="slide([^"]*)"[^>]*>(.*?)</section>', re.S)
+_IMG = re.compile(r'<img class="chart"[^>]*?alt="([^"]*)"[^>]*?src="([^"]*)"', re.S)
+
+
+def text_problems(page: str) -> list[str]:
+    """What a reader of a built deck would see as broken, one readable line each.
+
+    Looks at every slide's visible text for placeholders standing in for values (nan,
+    None, inf, NaT, "–", "-0"; see :func:`fupan.show.placeholder_problems`), at content
+    slides with a title and nothing else, and at charts without data (no image, or a
+    picture with no coloured mark: only axes and text).
+    """
+    from fupan.show import placeholder_problems
+
+    problems = []
+    page = re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S | re.I)
+    for i, m in enumerate(_SLIDE.finditer(page), start=1):
+        classes, inner = m.group(1), m.group(2)
+        inner_no_foot = re.sub(r'<footer class="slide-foot">.*?</footer>', " ", inner, flags=re.S)
+        title = _text("".join(re.findall(r"<h[12][^>]*>.*?</h[12]>", inner_no_foot, re.S)))
+        where = f"slide {i} ({title[:50] or 'untitled'})"
+        found: list[str] = []
+        prose = re.sub(r"<table\b.*?</table>", " ", inner_no_foot, flags=re.S)
+        found += placeholder_problems(_text(prose))
+        for cell in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", inner_no_foot, re.S):
+            if _text(cell) in ("–", "—", "-"):
+                found.append(f"a table cell shows {_text(cell)!r} for a value")
+            else:
+                found += [f"a table cell: {p}" for p in placeholder_problems(_text(cell))]
+        problems += [f"{where}: {p}" for p in dict.fromkeys(found)]
+        body = re.search(r'<div class="slide-body">(.*)', inner_no_foot, re.S)
+        if "slide-content" in classes:
+            rest = body.group(1) if body else ""
+            if not _text(rest) and "<img" not in rest and "<svg" not in rest:
+                problems.append(f"{where}: empty slide (a title and nothing else)")
+        for alt, src in _IMG.findall(inner_no_foot):
+            why = _chart_without_data(src)
+            if why:
+                problems.append(f"{where}: chart {html.unescape(alt)!r} {why}")
+    return problems
+
+
+#: A pixel whose channels differ by more than this is coloured (a mark), not grey (axes,
+#: grid, text). fupan's charts draw data in the palette's colours.
+_COLOUR_SPREAD = 40
+_MIN_MARK_PIXELS = 30
+
+
+def _chart_without_data(src: str) -> str | None:
+    """Why an embedded chart shows no data, or None when it does (or cannot be read)."""
+    import base64
+    import io
+
+    if not src.startswith("data:image/png;base64,") or len(src) < 64:
+        return "has no image"
+    try:
+        from PIL import Image
+
+        img = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB")
+    except Exception:  # noqa: BLE001 - not a picture we can judge
+        return "has an unreadable image"
+    import numpy as np
+
+    img.thumbnail((400, 400))
+    px = np.asarray(img, dtype=np.int16)
+    coloured = int(((px.max(axis=2) - px.min(axis=2)) > _COLOUR_SPREAD).sum())
+    return None if coloured >= _MIN_MARK_PIXELS else "shows no data (only axes and text)"
 
 
 def count_slides(page: str) -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import sys
 from collections.abc import Iterator
@@ -36,6 +37,86 @@ from fupan import params as fparams
 
 EXIT_OK, EXIT_FAIL, EXIT_ALERT = 0, 1, 3
 NOTEBOOK = "05_kpi_tracking"
+
+
+class HistoryError(RuntimeError):
+    """The KPI history file is damaged; the message says how to rebuild it."""
+
+
+def checksum_path(path: str | Path) -> Path:
+    """The history's checksum file: ``<history>.sha256`` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def seal_history(path: str | Path) -> None:
+    """Record the history file's checksum (after fupan wrote it)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    target = checksum_path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(f"{_sha256(path)}  {path.name}\n", encoding="utf-8")
+    os.replace(tmp, target)
+
+
+def history_problem(path: str | Path | None) -> str | None:
+    """Why the KPI history cannot be trusted, or None when it can (or does not exist yet).
+
+    A history fupan wrote carries a checksum (:func:`seal_history`): a file changed since,
+    even one that still reads as a table, is damaged. A history without a checksum (from
+    an older fupan) must at least read as a KPI history.
+    """
+    if path is None or not Path(path).exists():
+        return None
+    path = Path(path)
+    sealed = checksum_path(path)
+    if sealed.exists():
+        want = (sealed.read_text(encoding="utf-8").split() or [""])[0]
+        if want != _sha256(path):
+            stamp = dt.datetime.fromtimestamp(sealed.stat().st_mtime).isoformat(timespec="seconds")
+            return f"its contents changed since fupan wrote it at {stamp} (checksum mismatch)"
+    try:
+        kpi.read_history(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many kinds for a broken file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        return f"it cannot be read as a KPI history ({first})"
+    return None
+
+
+def check_history(path: str | Path | None, months: str = "YYYY-MM") -> None:
+    """Raise :class:`HistoryError` naming the file, the problem and the rebuild command."""
+    why = history_problem(path)
+    if why:
+        raise HistoryError(
+            f"the KPI history {path} is damaged: {why}. Nothing was written.\n"
+            f"  fix: rebuild it from the data with `fupan monthly --from {months} --to {months}` "
+            "(first and last month to keep); the damaged file is kept as a backup"
+        )
+
+
+def set_aside_damaged(path: Path, log: RunLog) -> Path | None:
+    """Move a damaged history (and its checksum) to ``<name>.damaged-<time>``; None if sound."""
+    why = history_problem(path)
+    if why is None:
+        return None
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    backup = path.with_name(f"{path.stem}.damaged-{stamp}{path.suffix}")
+    os.replace(path, backup)
+    checksum_path(path).unlink(missing_ok=True)
+    log.notice(
+        f"fupan monthly: the KPI history {path} was damaged ({why}); kept as {backup.name}; "
+        "rebuilding it from the data for the requested months"
+    )
+    return backup
 
 
 def previous_month(today: dt.date | None = None) -> str:
@@ -60,6 +141,8 @@ class RunLog:
     def __init__(self, quiet: bool = False, path: str | Path | None = None):
         self.quiet = quiet
         self.path = Path(path) if path else None
+        #: what this command wrote, for the failure message (never "nothing" if not so)
+        self.written: list[str] = []
         self._fh: TextIO | None = None
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,14 +281,18 @@ def run_month(
     reports = reports_folder(reports_dir)
     name = run_name(month)
     log.info(f"[fupan] monthly {month}: as of {params.as_of}, reports in {reports}")
+    path = kpi.history_path(params, reports_dir=reports)
+    check_history(path, month)
     with log.capture_output():
         res = runner.run(params, params_file, reports_dir=reports, name=name, log=log.info)
+    log.written.append(f"the report {res.run_dir}")
     rows_file = res.run_dir / kpi.MONTH_ROWS
     if not rows_file.exists():
         raise runner.RunError(f"{NOTEBOOK} did not write {kpi.MONTH_ROWS} in {res.run_dir}")
     rows = pd.read_parquet(rows_file).assign(run=name)
-    path = kpi.history_path(params, reports_dir=reports)
     kpi.write_history(path, rows)
+    seal_history(path)
+    log.written.append(f"{month} in the KPI history {path}")
     log.info(f"[fupan] history: {month} written to {path}")
     k = res.results.get("kpi", {})
     return MonthOutcome(
@@ -250,6 +337,9 @@ def backfill(
     with log.capture_output():
         ds = fdata.load(params, strict=True)
     try:
+        backup = set_aside_damaged(path, log)
+        if backup is not None:
+            log.written.append(f"the damaged history moved to {backup}")
         with log.capture_output():
             rows = kpi.backfill_rows(
                 ds, months, history=kpi.read_history(path), run=f"backfill-{months[0]}-{months[-1]}"
@@ -257,6 +347,8 @@ def backfill(
     finally:
         ds.close()
     kpi.write_history(path, rows)
+    seal_history(path)
+    log.written.append(f"{months[0]}..{months[-1]} in the KPI history {path}")
     log.info(f"[fupan] history: {len(months)} months written")
     outcomes: list[MonthOutcome] = []
     targets = months if decks == "all" else months[-1:] if decks == "last" else []
@@ -319,8 +411,14 @@ def main(
                 log.info(str(o.run_dir / "deck.html"))
         return code
     except BaseException as exc:
-        # the CLI prints the error; the log file must have it too
+        # the CLI prints the error; the log file must have it too, with its traceback
+        import traceback
+
         log.error(f"fupan monthly failed: {type(exc).__name__}: {exc}", echo=False)
+        log.error("".join(traceback.format_exception(exc)), echo=False)
+        if log.written:
+            with contextlib.suppress(AttributeError, TypeError):
+                exc.fupan_written = list(log.written)  # type: ignore[attr-defined]
         raise
     finally:
         log.close()

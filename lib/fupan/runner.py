@@ -3,6 +3,10 @@
 A run is built in a temporary folder beside its final place and moved there only when
 every notebook succeeded and the deck is written. A failed run leaves the previous good
 report untouched and keeps its partial notebooks in ``reports/<run>.failed/``.
+
+A chapter that fails does not stop the chapters that do not need it (:data:`NEEDS`): they
+run, and the failed run's folder holds a partial deck whose first slide names each failed
+chapter, its cell and its error (tracebacks go to ``errors.log`` beside it).
 """
 
 from __future__ import annotations
@@ -64,9 +68,35 @@ KEY_PACKAGES = (
 class RunError(RuntimeError):
     """A run that did not produce a deck; the message names the notebook, cell and error."""
 
-    def __init__(self, message: str, failed_dir: Path | None = None):
+    def __init__(
+        self,
+        message: str,
+        failed_dir: Path | None = None,
+        failures: list[ChapterFailure] | None = None,
+    ):
         self.failed_dir = failed_dir
+        self.failures = list(failures or [])
         super().__init__(message)
+
+
+@dataclass
+class ChapterFailure:
+    """A notebook that failed (``cell``, ``error``) or was skipped (``needs`` failed ones)."""
+
+    nb: str
+    error: str
+    cell: str = ""
+    needs: tuple[str, ...] = ()
+    traceback: str = ""
+
+    @property
+    def skipped(self) -> bool:
+        return bool(self.needs)
+
+    def line(self) -> str:
+        if self.skipped:
+            return f"notebook {self.nb} skipped: it needs {', '.join(self.needs)}, which did not finish"
+        return self.error
 
 
 @dataclass
@@ -204,29 +234,35 @@ def run(
 ) -> RunResult:
     """Validate the data, execute the run's notebooks in order and write the report.
 
+    A notebook that fails does not stop the notebooks that do not need it (:data:`NEEDS`);
+    the run then writes a partial deck into ``<run>.failed/`` and raises.
+
     Raises
     ------
     DataValidationError
         when the input fails its contract (nothing is written but ``<run>.failed/``).
     RunError
-        when a notebook fails; names the notebook, the cell and the error.
+        when a notebook fails; names the notebook, the cell and the error
+        (:attr:`RunError.failures` lists every failed or skipped notebook).
     """
-    reports = Path(reports_dir) if reports_dir else PROJECT_ROOT / "reports"
+    # absolute: the notebooks run in their own folder and must write into this one
+    reports = Path(reports_dir).resolve() if reports_dir else PROJECT_ROOT / "reports"
     nb_dir = Path(notebook_dir) if notebook_dir else NOTEBOOK_DIR
     reports.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(reports, log)
     name = name or run_name(params)
     final = reports / name
     failed = reports / f"{name}.failed"
     tmp = reports / f".{name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    (tmp / "notebooks").mkdir(parents=True)
-    (tmp / "exports").mkdir()
     old_handlers = _install_handlers()
     timings: dict[str, float] = {}
     started = time.time()
     current = "validation"
     try:
+        (tmp / "notebooks").mkdir(parents=True)
+        (tmp / "exports").mkdir()
         t0 = time.perf_counter()
         log(f"[fupan] {params.name}: validating {params.resolve(params.data.source)}")
         ds = fdata.load(params, work_dir=tmp / "work", strict=True, handoff=False)
@@ -254,15 +290,11 @@ def run(
                 raise RunError(f"notebook {src} not found")
             check_notebook_parameters(src, passed)
         current = ", ".join(params.notebooks)
-        _execute_all(params, nb_dir, tmp, passed, timings, log)
+        failures = _execute_all(params, nb_dir, tmp, passed, timings, log)
         # notebooks end in any order side by side; the manifest lists them as the params do
         timings.update({nb: timings.pop(nb) for nb in params.notebooks if nb in timings})
-        sections: list[deck.Section] = []
-        for nb in params.notebooks:
-            title, question = _chapter_labels(nb, params.lang)
-            out = tmp / "notebooks" / f"{nb}.ipynb"
-            sections.append(deck.slides_from_notebook(out, nb, title, question))
         current = "deck"
+        sections = _chapter_sections(params, tmp, failures)
         meta = {
             "name": params.name,
             "as_of": params.as_of.isoformat(),
@@ -272,7 +304,17 @@ def run(
         }
         if params.kind == "annual_review":
             results_now = json.loads((tmp / RESULTS_NAME).read_text(encoding="utf-8"))
-            sections = summary.sections(results_now, params) + sections
+            try:
+                sections = summary.sections(results_now, params) + sections
+            except Exception as exc:
+                if not failures:
+                    raise
+                # the summary quotes every chapter; with one missing it may have no figure
+                failures.append(
+                    ChapterFailure("summary", f"executive summary failed: {exc}", traceback=_tb())
+                )
+        if failures:
+            sections = [failure_section(failures, params.lang), *sections]
         deck.render(sections, meta, deck_labels(params.lang), params.lang, tmp / "deck.html")
         manifest = {
             "run": name,
@@ -288,11 +330,16 @@ def run(
             "timings_seconds": timings,
             "notebooks": list(params.notebooks),
         }
+        if failures:
+            manifest["failed"] = [{"notebook": f.nb, "problem": f.line()} for f in failures]
         write_json_atomic(tmp / "manifest.json", manifest)
         if (tmp / RESULTS_NAME).exists():  # recorded one line at a time: indent it for readers
             write_json_atomic(
                 tmp / RESULTS_NAME, json.loads((tmp / RESULTS_NAME).read_text(encoding="utf-8"))
             )
+        if failures:
+            write_error_log(tmp / ERROR_LOG, failures)
+            raise RunError("\n".join(f.line() for f in failures), failures=failures)
         shutil.rmtree(tmp / "work", ignore_errors=True)
         (tmp / f".{RESULTS_NAME}.lock").unlink(missing_ok=True)
         _replace_dir(tmp, final)
@@ -302,25 +349,238 @@ def run(
         log(f"[fupan] deck: {final / 'deck.html'}")
         return RunResult(final, final / "deck.html", results, timings)
     except (DataValidationError, RunError, _Terminated, KeyboardInterrupt, Exception) as exc:
-        shutil.rmtree(tmp / "work", ignore_errors=True)
-        if failed.exists():
-            shutil.rmtree(failed, ignore_errors=True)
-        if tmp.exists():
-            os.replace(tmp, failed)
-            (failed / "ERROR.txt").write_text(f"{current}: {exc}\n", encoding="utf-8")
+        failures = exc.failures if isinstance(exc, RunError) else []
+        cause = root_cause(exc, reports)
+        if isinstance(exc, OSError):
+            from fupan.cli import describe_os_error
+
+            message = f"{describe_os_error(exc)}\n  (during {current})"
+        elif failures:
+            message = str(exc)
+        else:
+            message = f"{current}: {exc}"
+        if cause and cause not in message.lower():
+            message = f"{cause}\n{message}"
+        _keep_failed(tmp, failed, message, exc)
+        kept = failed if failed.exists() else None
         if isinstance(exc, DataValidationError):
+            exc.failed_dir = kept  # type: ignore[attr-defined]
             raise
         if isinstance(exc, RunError):
-            exc.failed_dir = failed
+            exc.failed_dir = kept
+            if cause and cause not in str(exc).lower():
+                raise RunError(f"{cause}: {exc}", kept, failures) from None
             raise
         if isinstance(exc, (_Terminated, KeyboardInterrupt)):
-            raise RunError(
-                f"run interrupted ({exc or 'SIGINT'}) during {current}", failed
-            ) from None
-        raise RunError(f"{current} failed: {type(exc).__name__}: {exc}", failed) from exc
+            raise RunError(f"run interrupted ({exc or 'SIGINT'}) during {current}", kept) from None
+        if isinstance(exc, OSError):
+            raise RunError(message, kept) from exc
+        what = f"{cause}: " if cause else ""
+        raise RunError(f"{what}{current} failed: {type(exc).__name__}: {exc}", kept) from exc
     finally:
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
+
+
+ERROR_LOG = "errors.log"
+
+
+def _tb() -> str:
+    import traceback
+
+    return traceback.format_exc()
+
+
+def _keep_failed(tmp: Path, failed: Path, message: str, exc: BaseException) -> None:
+    """Move the temporary run to ``failed`` with ERROR.txt; never raise (the disk may be full)."""
+    shutil.rmtree(tmp / "work", ignore_errors=True)
+    (tmp / f".{RESULTS_NAME}.lock").unlink(missing_ok=True)
+    if failed.exists():
+        shutil.rmtree(failed, ignore_errors=True)
+    if not tmp.exists():
+        return
+    try:
+        os.replace(tmp, failed)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    try:
+        (failed / "ERROR.txt").write_text(message + "\n", encoding="utf-8")
+        if not isinstance(exc, (DataValidationError, RunError)):
+            import traceback
+
+            with (failed / ERROR_LOG).open("a", encoding="utf-8") as fh:
+                fh.write("".join(traceback.format_exception(exc)))
+    except OSError:
+        pass  # a full disk: the message still reaches the terminal
+
+
+#: Free space below which a failure is blamed on the disk (a notebook that could not write
+#: often reports only its own symptom: a dead kernel, a missing result).
+LOW_DISK_BYTES = 8 * 1024 * 1024
+
+
+def root_cause(exc: BaseException, folder: Path) -> str | None:
+    """``"no space left on device"`` when the disk is full, else None.
+
+    Looks through the exception's chain for ``ENOSPC``/``EDQUOT`` and at the free space
+    left where the run writes.
+    """
+    import errno
+
+    seen: BaseException | None = exc
+    for _ in range(20):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "no space left on device"
+        seen = seen.__cause__ or seen.__context__
+    if "no space left on device" in str(exc).lower():
+        return "no space left on device"
+    try:
+        if shutil.disk_usage(folder).free < LOW_DISK_BYTES:
+            return "no space left on device"
+    except OSError:
+        pass
+    return None
+
+
+def remove_stale_temporaries(reports: Path, log: Callable[[str], None] = print) -> list[Path]:
+    """Remove temporary run folders (``.<run>.tmp-<pid>``, ``.<run>.old-<pid>``) whose
+    process is gone: a run killed with SIGKILL cannot clean up, and its folder holds the
+    staged data (``work/staged.duckdb``, customer data)."""
+    removed = []
+    for path in sorted(reports.glob(".*.tmp-*")) + sorted(reports.glob(".*.old-*")):
+        pid_text = path.name.rsplit("-", 1)[-1]
+        if not path.is_dir() or not pid_text.isdigit():
+            continue
+        if int(pid_text) != os.getpid() and _alive(int(pid_text)):
+            continue  # another run writing beside this one
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+        log(f"[fupan] removed {path.name}, left by a run that was killed")
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_error_log(path: Path, failures: list[ChapterFailure]) -> None:
+    """The technical side of a partial run: each failure with its traceback."""
+    parts = []
+    for f in failures:
+        parts.append(f"== {f.nb}\n{f.line()}\n")
+        if f.traceback:
+            parts.append(_strip_ansi(f.traceback).rstrip() + "\n")
+    path.write_text("\n".join(parts), encoding="utf-8")
+
+
+def _strip_ansi(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+
+
+def _chapter_sections(
+    params: Params, tmp: Path, failures: list[ChapterFailure]
+) -> list[deck.Section]:
+    """One section per notebook that ran; a failed one keeps the slides made before its
+    failing cell and ends with a slide saying where it stopped."""
+    by_nb = {f.nb: f for f in failures}
+    sections: list[deck.Section] = []
+    for nb in params.notebooks:
+        f = by_nb.get(nb)
+        if f is not None and f.skipped:
+            continue
+        title, question = _chapter_labels(nb, params.lang)
+        out = tmp / "notebooks" / f"{nb}.ipynb"
+        if out.exists():
+            section = deck.slides_from_notebook(out, nb, title, question)
+        else:
+            section = deck.Section(key=nb, title=title, question=question)
+        deck.collapse_skipped(section, params.lang)
+        if f is not None:
+            stopped = i18n.t(
+                "run.stopped_title", params.lang, chapter=_chapter_name(nb, params.lang)
+            )
+            section.slides.append(_failure_slide([f], params.lang, title=stopped))
+        sections.append(section)
+    return sections
+
+
+def _chapter_name(nb: str, lang: str) -> str:
+    try:
+        title = i18n.t(f"chapter.{nb}.title", lang)
+    except i18n.MissingLabelError:
+        return nb
+    head = nb.split("_", 1)[0]
+    return f"{int(head)} · {title}" if head.isdigit() else title
+
+
+def _failure_slide(
+    failures: list[ChapterFailure], lang: str, title: str | None = None
+) -> deck.Slide:
+    import html
+
+    t = lambda key, **kw: i18n.t(key, lang, **kw)  # noqa: E731
+    lines = []
+    for f in failures:
+        chapter = _chapter_name(f.nb, lang)
+        if f.skipped:
+            needs = "、".join(_chapter_name(n, lang) for n in f.needs)
+            lines.append(t("run.skipped_line", chapter=chapter, needs=needs))
+        else:
+            lines.append(
+                t(
+                    "run.failed_line",
+                    chapter=chapter,
+                    cell=_cell_words(f, lang),
+                    error=_short(f.error),
+                )
+            )
+    if title is None:
+        title = t("run.incomplete_title", n=sum(not f.skipped for f in failures))
+    head = (
+        f'<div class="fupan-slide-head"><h2>{html.escape(title)}</h2>'
+        f'<p class="finding">{html.escape(t("run.incomplete_finding", log=ERROR_LOG))}</p></div>'
+    )
+    items = "".join(f"<li>{html.escape(x)}</li>" for x in lines)
+    return deck.Slide(head=head, body=[f'<ul class="fupan-bullets">{items}</ul>'], kind="failure")
+
+
+def _cell_words(f: ChapterFailure, lang: str) -> str:
+    """The failing cell in the deck's language ("code cell 3 (…)" / "第 3 个代码单元（…）")."""
+    import re
+
+    m = re.match(r"code cell (\d+) \((.*)\)$", f.cell)
+    if not m:
+        return f.cell or "?"
+    return i18n.t("run.cell", lang, n=m.group(1), code=m.group(2).strip("'\""))
+
+
+def _short(error: str, limit: int = 240) -> str:
+    """The error's own words, without the runner's "notebook X failed in cell N:" prefix."""
+    text = error.split(": ", 1)[1] if error.startswith("notebook ") and ": " in error else error
+    text = text.strip().splitlines()[0] if text.strip() else error
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def failure_section(failures: list[ChapterFailure], lang: str) -> deck.Section:
+    """The partial deck's opening: which chapters failed (cell, error) or were skipped."""
+    return deck.Section(
+        key="run_incomplete",
+        title=i18n.t("run.section", lang),
+        question="",
+        slides=[_failure_slide(failures, lang)],
+        divider=False,
+    )
 
 
 #: Notebooks that use what an earlier notebook of the run leaves: chapter 3 quotes the
@@ -329,6 +589,16 @@ def run(
 #: run cache (:mod:`fupan.cache`; started earlier they would compute them again).
 WAITS_FOR: dict[str, tuple[str, ...]] = {
     "03_ltv_loss": ("02_churn_root_cause",),
+    "04_strategy_simulation": ("02_churn_root_cause", "03_ltv_loss"),
+    "05_kpi_tracking": ("02_churn_root_cause", "03_ltv_loss"),
+}
+#: What a notebook cannot do without: when one of these fails (or is skipped) in a run,
+#: the notebook is skipped and the partial deck says so; every other notebook still runs.
+#: Chapter 3 is not here: it quotes chapter 2's at-risk export when there is one and
+#: scores the customers itself otherwise (and says so). Chapters 4 and 5 price and track
+#: with chapter 2's health model and chapter 3's valuations (:mod:`fupan.cache`): a model
+#: whose own chapter failed is not one to build a recommendation or an alert on.
+NEEDS: dict[str, tuple[str, ...]] = {
     "04_strategy_simulation": ("02_churn_root_cause", "03_ltv_loss"),
     "05_kpi_tracking": ("02_churn_root_cause", "03_ltv_loss"),
 }
@@ -352,23 +622,26 @@ def _execute_all(
     passed: dict[str, Any],
     timings: dict[str, float],
     log: Callable[[str], None],
-) -> None:
+) -> list[ChapterFailure]:
     """Execute the run's notebooks, up to ``params.parallel_notebooks`` at once.
 
     Each notebook runs in its own process (which starts its own kernel), so an interrupt
-    or a failure stops every running notebook and its kernel, and each process's memory
-    is its own. A notebook starts once what it waits for (:data:`WAITS_FOR`) is done; of
-    those ready, the ones others wait for first, then the params' order (one at a time:
-    the params' order). The first failure stops the others and is raised.
+    stops every running notebook and its kernel, and each process's memory is its own. A
+    notebook starts once what it waits for (:data:`WAITS_FOR`) is done; of those ready,
+    the ones others wait for first, then the params' order (one at a time: the params'
+    order). A failed notebook does not stop the others: those that need it
+    (:data:`NEEDS`) are skipped, the rest run. Returns the failed and skipped notebooks.
     """
     order = list(params.notebooks)
     waits = {
         nb: {d for d in WAITS_FOR.get(nb, ()) if d in order[: order.index(nb)]} for nb in order
     }
+    needs = {nb: {d for d in NEEDS.get(nb, ()) if d in order} for nb in order}
     total = len(order)
     # without fcntl (Windows) results.json has no lock: one notebook at a time
     slots = max(1, params.parallel_notebooks) if results_lock_available() else 1
     pending, running, done = list(order), {}, set()
+    failures: list[ChapterFailure] = []
     if slots > 1:
         # of the notebooks ready to start, the one others wait for goes first (chapter 2
         # before chapters 0 and 1): it starts the chain that ends the run
@@ -376,8 +649,14 @@ def _execute_all(
         pending.sort(key=lambda nb: -waited_on[nb])
     try:
         while pending or running:
+            lost = {f.nb for f in failures}
+            for nb in [nb for nb in pending if needs[nb] & lost]:
+                pending.remove(nb)
+                failures.append(ChapterFailure(nb, "", needs=tuple(sorted(needs[nb] & lost))))
+                log(f"[fupan] [{order.index(nb) + 1}/{total}] {failures[-1].line()}")
             while len(running) < slots:
-                nxt = next((nb for nb in pending if waits[nb] <= done), None)
+                settled = done | lost
+                nxt = next((nb for nb in pending if waits[nb] <= settled), None)
                 if nxt is None:
                     break
                 pending.remove(nxt)
@@ -386,12 +665,14 @@ def _execute_all(
             finished = [job for job in running.values() if job.proc.poll() is not None]
             for job in finished:
                 del running[job.nb]
-                error = _outcome(job)
-                if error:
-                    raise RunError(error)
                 timings[job.nb] = round(time.perf_counter() - job.started, 3)
-                done.add(job.nb)
+                failure = _outcome(job)
                 i = order.index(job.nb) + 1
+                if failure:
+                    failures.append(failure)
+                    log(f"[fupan] [{i}/{total}] {failure.error}")
+                    continue
+                done.add(job.nb)
                 log(f"[fupan] [{i}/{total}] {job.nb} done in {timings[job.nb]:.1f}s")
             if not finished:
                 time.sleep(0.1)
@@ -401,6 +682,7 @@ def _execute_all(
         raise RunError(f"run interrupted ({exc or 'SIGINT'}) in {where or 'a notebook'}") from None
     finally:
         _stop(running)
+    return failures
 
 
 #: Thread pools of the numeric libraries a kernel loads (OpenBLAS/MKL, OpenMP).
@@ -446,12 +728,35 @@ def _start(
         "result": str(result),
     }
     write_json_atomic(spec, spec_data)
-    proc = subprocess.Popen([sys.executable, "-m", "fupan.runner", str(spec)], env=_env(slots))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fupan.runner", str(spec)],
+        env=_env(slots),
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+    )
     return _Job(nb, out, result, proc, time.perf_counter())
 
 
-def _outcome(job: _Job) -> str | None:
-    """``None`` when the notebook succeeded, else the message naming notebook and cell."""
+def _die_with_parent() -> None:
+    """In the notebook process before exec: SIGKILL when the runner dies, even by SIGKILL.
+
+    Not SIGTERM: a notebook process asked to stop shuts its kernel down politely, which on
+    a loaded machine took longer than the 5 s a killed run may leave behind. Its kernel
+    exits by itself within a second of its parent's death (ipykernel polls its parent,
+    whose pid jupyter_client passes in ``JPY_PARENT_PID``). The run's temporary folder,
+    with its staged data, is removed by the next run (:func:`remove_stale_temporaries`).
+    """
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except OSError:
+        pass  # not glibc: the kernels' own parent polling still applies
+
+
+def _outcome(job: _Job) -> ChapterFailure | None:
+    """``None`` when the notebook succeeded, else what failed: notebook, cell and error."""
     try:
         res = json.loads(job.result.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -462,7 +767,14 @@ def _outcome(job: _Job) -> str | None:
     finally:
         for f in (job.result, job.result.with_name(f".{job.nb}.job.json")):
             f.unlink(missing_ok=True)
-    return None if res.get("ok") else str(res.get("error"))
+    if res.get("ok"):
+        return None
+    return ChapterFailure(
+        job.nb,
+        str(res.get("error")),
+        cell=str(res.get("cell") or _running_cell(job.out)),
+        traceback=str(res.get("traceback") or ""),
+    )
 
 
 def _stop(running: dict[str, _Job]) -> None:
@@ -524,9 +836,13 @@ def execute_notebook(
                 **sockets,
             )
     except pm.PapermillExecutionError as exc:
-        raise RunError(
+        err = RunError(
             f"notebook {nb} failed in cell {exc.exec_count or exc.cell_index}: {exc.ename}: {exc.evalue}"
-        ) from None
+        )
+        tb = "\n".join(exc.traceback or [])
+        cell = _failing_line(tb, exc.exec_count) or _running_cell(out)
+        err.failures = [ChapterFailure(nb, str(err), cell=cell, traceback=tb)]
+        raise err from None
     except (_Terminated, KeyboardInterrupt) as exc:
         raise RunError(
             f"run interrupted ({exc or 'SIGINT'}) in notebook {nb}, {_running_cell(out)}"
@@ -558,6 +874,8 @@ def _notebook_process(spec_file: str) -> int:
         result: dict[str, Any] = {"ok": True}
     except RunError as exc:
         result = {"ok": False, "error": str(exc)}
+        if exc.failures:
+            result.update(cell=exc.failures[0].cell, traceback=exc.failures[0].traceback)
     except (_Terminated, KeyboardInterrupt) as exc:  # between cells, outside papermill
         result = {
             "ok": False,
@@ -569,12 +887,36 @@ def _notebook_process(spec_file: str) -> int:
 
 def _running_cell(path: Path) -> str:
     """Name the cell papermill was executing, from the partial output notebook."""
+    info = cell_info(path)
+    if info is None:
+        return "its first cell" if not Path(path).exists() else "an unknown cell"
+    return f"code cell {info[0]} ({info[1]!r})"
+
+
+def _failing_line(traceback: str, exec_count: int | None) -> str | None:
+    """ "code cell N (the line that raised)" from a kernel traceback, when it names one.
+
+    A notebook cell's first line is often an import; the line the error came from says
+    more (IPython marks it ``---->`` under ``Cell In[N], line L``).
+    """
+    import re
+
+    text = _strip_ansi(traceback)
+    m = re.search(r"Cell In\[(\d+)\], line \d+\n(?:.*\n)*?-+> *\d+ (.*)", text)
+    if not m:
+        return None
+    n = exec_count or int(m.group(1))
+    return f"code cell {n} ({m.group(2).strip()[:60]!r})"
+
+
+def cell_info(path: Path) -> tuple[int, str] | None:
+    """(number among code cells, first line) of the cell papermill was executing last."""
     import nbformat
 
     try:
         nb = nbformat.read(str(path), as_version=4)
     except Exception:  # noqa: BLE001 - the output may not have been written yet
-        return "its first cell"
+        return None
     code = [c for c in nb.cells if c.cell_type == "code"]
     # Papermill stamps start_time on each cell it begins; the last stamped cell is the culprit.
     started = [
@@ -584,9 +926,8 @@ def _running_cell(path: Path) -> str:
     ]
     if started:
         cell = code[started[-1]]
-        first = (cell.source.strip().splitlines() or [""])[0][:60]
-        return f"code cell {started[-1] + 1} ({first!r})"
-    return "an unknown cell"
+        return started[-1] + 1, (cell.source.strip().splitlines() or [""])[0][:60]
+    return None
 
 
 def python_executable() -> str:

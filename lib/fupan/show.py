@@ -10,11 +10,62 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
+import os
+import re
+import warnings
 from typing import Any
 
 import pandas as pd
 
 SLIDE_MIME_META = "fupan"
+#: Set (to anything) to make a placeholder on a slide an error instead of a warning (tests).
+STRICT_ENV = "FUPAN_STRICT_TEXT"
+
+# Values that leaked from a computation into words: nan, None, inf, NaT, <NA>. "None" that
+# starts an English phrase ("None of the tiers") is a word, not a leak.
+_LEAK = re.compile(
+    r"(?<![A-Za-z0-9_.])(?:(?i:-?inf|nan)|NaT|<NA>|∞|None(?!\s+[a-z]))(?![A-Za-z0-9_])"
+)
+_NEG_ZERO = re.compile(r"(?<![A-Za-z0-9_.,])[-−]0(?:[.,]0+)?(?![.,]?\d)")
+_WORDY = re.compile(r"[\w\u3400-\u9fff]")
+
+
+def placeholder_problems(text: str) -> list[str]:
+    """The placeholders in a piece of slide text: nan/None/inf, "–" standing for a value,
+    "-0". Empty when the text is clean.
+
+    A dash between two values ("2026-01 – 2026-10") is a range, not a placeholder; a dash
+    with punctuation or nothing on a side ("NRR –, above", "「–」", a cell that is "–") is.
+    """
+    problems = []
+    for m in _LEAK.finditer(text):
+        problems.append(f"{m.group(0)!r} in {_around(text, m.start(), m.end())!r}")
+    for i, ch in enumerate(text):
+        if ch not in "–—":
+            continue
+        left = (text[:i].split() or [""])[-1]
+        right = (text[i + 1 :].split() or [""])[0]
+        if not (_WORDY.search(left.strip("–—")) and _WORDY.search(right.strip("–—"))):
+            problems.append(f"{ch!r} for a value in {_around(text, i, i + 1)!r}")
+    for m in _NEG_ZERO.finditer(text):
+        problems.append(f"{m.group(0)!r} (negative zero) in {_around(text, m.start(), m.end())!r}")
+    return problems
+
+
+def _around(text: str, start: int, end: int, width: int = 30) -> str:
+    return text[max(0, start - width) : end + width].strip()
+
+
+def check_text(*texts: str | None) -> None:
+    """Warn (or, with ``FUPAN_STRICT_TEXT`` set, raise ValueError) on placeholders."""
+    problems = [p for t in texts if t for p in placeholder_problems(str(t))]
+    if not problems:
+        return
+    message = "slide text holds a placeholder instead of a value: " + "; ".join(problems)
+    if os.environ.get(STRICT_ENV):
+        raise ValueError(message)
+    warnings.warn(message, stacklevel=3)
 
 
 def _display(data: dict[str, Any], kind: str) -> None:
@@ -25,6 +76,7 @@ def _display(data: dict[str, Any], kind: str) -> None:
 
 def slide(title: str, finding: str | None = None, kicker: str | None = None) -> None:
     """Start a slide. ``title`` states the finding; ``finding`` is the one-sentence takeaway."""
+    check_text(title, finding, kicker)
     parts = ['<div class="fupan-slide-head">']
     if kicker:
         parts.append(f'<div class="kicker">{html.escape(kicker)}</div>')
@@ -38,6 +90,7 @@ def slide(title: str, finding: str | None = None, kicker: str | None = None) -> 
 
 def note(text: str, kind: str = "note") -> None:
     """A short line under the chart: a caveat, a source, a skipped section."""
+    check_text(text)
     _display(
         {"text/html": f'<p class="fupan-{kind}">{html.escape(text)}</p>', "text/plain": text}, kind
     )
@@ -70,15 +123,24 @@ def table(
     total_rows: int | None = None,
     more_label: str | None = None,
 ) -> None:
-    """An HTML table cut to ``max_rows`` (full data belongs in exports/)."""
+    """An HTML table cut to ``max_rows`` (full data belongs in exports/).
+
+    A missing value (None, NaN, inf) shows as an empty cell, never as "nan" or "–"; a
+    column with no value at all (e.g. names the export did not carry) is left out.
+    """
     formats = formats or {}
+    df = df.loc[:, [c for c in df.columns if not _all_missing(df[c])]]
     shown = df.head(max_rows).copy()
-    for col, f in formats.items():
-        if col in shown.columns:
-            shown[col] = shown[col].map(
-                lambda v, f=f: "–" if v is None or (isinstance(v, float) and v != v) else f(v)
-            )
-    body = shown.to_html(index=False, escape=True, border=0, classes="fupan-table", na_rep="–")
+    for col in shown.columns:
+        f = formats.get(col)
+        if f is not None:
+            shown[col] = shown[col].map(lambda v, f=f: _cell(v, f))
+        elif pd.api.types.is_float_dtype(shown[col]):
+            # pandas' own number formatting stays; missing cells print as na_rep
+            shown[col] = shown[col].replace([math.inf, -math.inf], math.nan)
+        elif shown[col].map(_missing).any():
+            shown[col] = shown[col].astype(object).where(~shown[col].map(_missing), "")
+    body = shown.to_html(index=False, escape=True, border=0, classes="fupan-table", na_rep="")
     n = total_rows if total_rows is not None else len(df)
     if n > max_rows and more_label:
         body += (
@@ -87,8 +149,39 @@ def table(
     _display({"text/html": body, "text/plain": shown.to_string(index=False)}, "table")
 
 
+def _missing(v: Any) -> bool:
+    if v is None or v is pd.NaT or v is pd.NA:
+        return True
+    if isinstance(v, float):
+        return math.isnan(v) or math.isinf(v)
+    if isinstance(v, str):
+        return v.strip() in ("", "–", "-", "nan", "None", "NaN")
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _all_missing(col: pd.Series) -> bool:
+    return len(col) > 0 and all(_missing(v) for v in col)
+
+
+def _cell(v: Any, f: Any) -> str:
+    """A table cell's text: empty when missing, formatted with ``f`` otherwise."""
+    if _missing(v):
+        return ""
+    if isinstance(v, float) and v == 0:
+        v = 0.0  # -0.0 would print as "-0"
+    text = str(f(v)) if f else str(v)
+    return "" if text.strip() in ("–", "nan", "None", "inf", "-inf") else text
+
+
 def kpis(items: list[tuple[str, str, str | None]]) -> None:
     """Big-number tiles: (label, value, status) with status green/amber/red or None."""
+    check_text(*(f"{label}: {value}" for label, value, _ in items))
+    for label, value, _ in items:
+        if not str(value).strip():
+            check_text(f"{label}: –")
     cells = []
     for label, value, status in items:
         cls = f" status-{status}" if status else ""
@@ -104,6 +197,7 @@ def kpis(items: list[tuple[str, str, str | None]]) -> None:
 
 
 def bullets(lines: list[str]) -> None:
+    check_text(*lines)
     items = "".join(f"<li>{html.escape(x)}</li>" for x in lines)
     _display(
         {"text/html": f'<ul class="fupan-bullets">{items}</ul>', "text/plain": "\n".join(lines)},
