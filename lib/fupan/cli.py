@@ -162,7 +162,12 @@ def cmd_review(args: argparse.Namespace, notebooks: list[str] | None = None) -> 
         params.notebooks = notebooks
     log = (lambda _m: None) if args.quiet else print
     res = runner.run(
-        params, args.params, reports_dir=_out(args), log=log, name=getattr(args, "name", None)
+        params,
+        args.params,
+        reports_dir=_out(args),
+        log=log,
+        name=getattr(args, "name", None),
+        previous=getattr(args, "previous", None),
     )
     print(res.deck)
     if getattr(args, "pdf", False):
@@ -291,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="reports folder (default: reports/)")
     sp.add_argument("--name", help="run folder name (default: <kind>-<as_of>)")
     sp.add_argument(
+        "--previous",
+        help="an earlier run folder (reports/<run>) whose forecasts 06_followup grades "
+        "(default: the newest earlier annual run beside this one, else a backtest)",
+    )
+    sp.add_argument(
         "--pdf", action="store_true", help="also print the deck to deck.pdf (headless Chromium)"
     )
     sp.add_argument("--quiet", "-q", action="store_true")
@@ -301,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("--out")
     sp.add_argument("--name")
+    sp.add_argument(
+        "--previous",
+        help="an earlier run folder (reports/<run>) whose forecasts 06_followup grades "
+        "(default: the newest earlier annual run beside this one, else a backtest)",
+    )
     sp.add_argument("--quiet", "-q", action="store_true")
     sp.set_defaults(func=cmd_run)
 

@@ -231,8 +231,12 @@ def run(
     name: str | None = None,
     log: Callable[[str], None] = print,
     extra_meta: dict[str, Any] | None = None,
+    previous: str | Path | None = None,
 ) -> RunResult:
     """Validate the data, execute the run's notebooks in order and write the report.
+
+    ``previous`` is an earlier run folder whose forecasts ``06_followup`` grades (default:
+    the follow-up chapter looks for one itself, or backtests).
 
     A notebook that fails does not stop the notebooks that do not need it (:data:`NEEDS`);
     the run then writes a partial deck into ``<run>.failed/`` and raises.
@@ -281,6 +285,7 @@ def run(
                 "as_of": params.as_of,
                 "period_start": params.period_start,
                 "lang": params.lang,
+                **({"previous": str(Path(previous).resolve())} if previous else {}),
             },
         )
         passed = notebook_parameters(params, params_file, tmp)
@@ -591,6 +596,8 @@ WAITS_FOR: dict[str, tuple[str, ...]] = {
     "03_ltv_loss": ("02_churn_root_cause",),
     "04_strategy_simulation": ("02_churn_root_cause", "03_ltv_loss"),
     "05_kpi_tracking": ("02_churn_root_cause", "03_ltv_loss"),
+    # the follow-up sets this run's findings and scenario predictions beside last year's
+    "06_followup": ("01_diagnosis", "04_strategy_simulation", "05_kpi_tracking"),
 }
 #: What a notebook cannot do without: when one of these fails (or is skipped) in a run,
 #: the notebook is skipped and the partial deck says so; every other notebook still runs.
