@@ -24,6 +24,7 @@ SHAPES = (
     "no_churn",
     "churn90",
     "contractual",
+    "contractual_orders",
     "timezones",
     "high_frequency",
 )
@@ -132,10 +133,13 @@ def build(shape: str, folder: str | Path, seed: int = 17) -> Path:
         orders["order_date"] = pd.to_datetime(orders.order_date).dt.date
     orders["order_id"] = [f"O{i:06d}" for i in range(len(orders))]
     model = "non_contractual"
-    if shape == "contractual":
+    if shape.startswith("contractual"):
+        # contracts and no orders (the loader of today still needs orders: the
+        # "contractual_orders" variant keeps them, to exercise the contract models now)
         model = "contractual"
         contracts = _contracts(rng, customers)
         contracts.to_csv(data / "contracts.csv", index=False)
+    if shape == "contractual":
         (data / "orders.csv").unlink(missing_ok=True)
     else:
         orders.to_csv(data / "orders.csv", index=False)
