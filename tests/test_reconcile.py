@@ -210,3 +210,18 @@ def test_breakdown_gap_names_one_group_and_unsupplied(orders_only):
     two = pd.DataFrame({"group": ["a", "b"], "lost_ltv": [5.0, 1.0], "base_clv": [50.0, 9.0]})
     assert clv.breakdown_gap(ds, two) is None
     assert clv.breakdown_gap(ds, two.assign(lost_ltv=0.0)) == "no_loss"
+
+
+def test_no_churn_to_learn_from_gives_no_health_score(tmp_path):
+    """A period without churn: the health score has nothing to learn, so it is not made
+    (it once put every customer in the red band); chapter 5 falls back to its rules."""
+    ds = fdata.load(fparams.load(shapes17.build("no_churn", tmp_path, seed=3)))
+    try:
+        with pytest.raises(ValueError, match="churn events"):
+            atrisk.train(ds)
+        day = pd.Timestamp(ds.params.as_of).date()
+        assert kpi.health_bands(ds, day) == (None, "model_failed:health")
+        scores, source = clv.churn_scores(ds, ds.params.as_of)
+        assert scores is None and source.startswith("failed: ValueError")
+    finally:
+        ds.close()

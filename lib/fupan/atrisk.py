@@ -31,6 +31,11 @@ COLUMNS = [
 ]
 
 
+#: Fewest churn events in the labelled snapshots for a health model (as the simulation's
+#: churn model, :data:`fupan.simulate.MIN_EVENTS`).
+MIN_EVENTS = 20
+
+
 def train(
     ds: Dataset, months: int | None = None, snapshots: pd.DataFrame | None = None
 ) -> health.LearnedHealth:
@@ -39,6 +44,12 @@ def train(
     Trained once per run (:mod:`fupan.cache`): chapter 2 trains it, chapters 4 and 5
     score with the same model. ``snapshots`` is :func:`fupan.features.snapshots` for
     these dates when the caller has already built it (chapter 2 has).
+
+    Raises
+    ------
+    ValueError
+        with fewer than :data:`MIN_EVENTS` churn events to learn from (callers fall back to
+        rules or to the CLV model's own view, and say so).
     """
     p = ds.params
     months = months or p.churn.snapshot_months
@@ -54,7 +65,16 @@ def train(
                 max_customers=p.churn.max_model_customers,
                 seed=p.seed,
             )
-        return health.fit_health_model(snap[snap.label_complete], p)
+        labelled = snap[snap.label_complete]
+        events = int(labelled.label.sum()) if len(labelled) else 0
+        if events < MIN_EVENTS:
+            # without churn to learn from, every score (and the bands cut from them) would
+            # be noise: a period with no churn once put every customer in the red band
+            raise ValueError(
+                f"the health score needs at least {MIN_EVENTS} churn events in its training "
+                f"snapshots; there are {events} ({len(labelled)} labelled customer-months)"
+            )
+        return health.fit_health_model(labelled, p)
 
     return cache.memo(ds, "atrisk.train", [months], fit)
 
