@@ -225,3 +225,11 @@ def test_no_churn_to_learn_from_gives_no_health_score(tmp_path):
         assert scores is None and source.startswith("failed: ValueError")
     finally:
         ds.close()
+
+
+def test_a_loss_that_rounds_to_nothing_is_not_material():
+    assert not clv.material(0.0, 1000.0)
+    assert not clv.material(0.4, 10.0)  # below one currency unit
+    assert not clv.material(5.0, 1e6)  # below 0.01% of the base
+    assert clv.material(150.0, 1e6)
+    assert not clv.material(float("nan"), 10.0)

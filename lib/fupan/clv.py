@@ -790,6 +790,18 @@ def loss_by(
     return out[["group", "churned", "lost_ltv", "share", "base_clv", "rate"]].reset_index(drop=True)
 
 
+def material(lost: float, base: float) -> bool:
+    """Whether a loss is worth a slide: at least one currency unit and 0.01% of the base.
+
+    Customers whose dormancy is declared long after they stopped buying are valued near zero
+    at the last snapshot before the churn date; sums of such crumbs would otherwise become
+    "the largest share" of a loss that rounds to nothing.
+    """
+    lost = float(lost) if lost is not None else 0.0
+    base = float(base) if base is not None and np.isfinite(base) else 0.0
+    return bool(np.isfinite(lost) and lost >= max(1.0, 1e-4 * base))
+
+
 def top_lost(ledger: pd.DataFrame, details: pd.DataFrame, n: int = 10) -> pd.DataFrame:
     """The ``n`` churned customers with the largest lost LTV, with their details.
 
