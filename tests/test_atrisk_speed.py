@@ -25,8 +25,10 @@ def _reference(ds, as_of, model, bands, lang=None, top_reasons=3):
     p = ds.params
     day = pd.Timestamp(as_of).normalize()
     lang = lang or p.lang
-    status = outcomes.churn_status(ds, (day - pd.Timedelta(days=1)).date())
-    live = set(status.customer_id[status.churned_at.isna()])
+    # live: acquired before the day and not churned AT the day (one status per date; a
+    # customer whose dormancy completes on the day is churned there, issue 17)
+    status = outcomes.churn_status(ds, day.date())
+    live = set(status.customer_id[status.churned_at.isna() & (status.acquired_at < day)])
     feats = F.customer_features(ds, day, list(F.available(ds)))
     feats = feats[feats.customer_id.isin(live)].reset_index(drop=True)
     if feats.empty:

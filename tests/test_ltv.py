@@ -780,3 +780,27 @@ def test_group_codes_match_numpy_unique() -> None:
         ref_u, ref_c = np.unique(values, return_inverse=True)
         assert np.array_equal(uniq, ref_u) and np.array_equal(codes, ref_c)
         assert np.array_equal(uniq[codes], values)
+
+
+def test_bgnbd_bracket_at_a_boundary_fit_is_the_poisson_limit():
+    """r, alpha -> infinity at a fixed rate (a 30-customer fit reached r = 1e8): the bracket
+    switches to its limit above R_LIMIT; it must join the exact form there (relative 1e-4)
+    and stay finite and bounded beyond, where scipy's 2F1 returns NaN or garbage."""
+    from fupan.ltv import bgnbd
+
+    a, b, lam = 0.18, 2.66, 0.174
+    x = np.array([0.0, 3.0, 20.0])
+    t = np.array([156.0, 52.0, 10.0])
+    T = np.array([10.0, 40.0, 80.0])
+
+    def bracket(r):
+        return bgnbd._cond_bracket(a, b, r, x, r / lam + T, t)
+
+    below = bracket(bgnbd.R_LIMIT * (1 - 1e-9))  # exact form
+    above = bracket(bgnbd.R_LIMIT * (1 + 1e-9))  # limit
+    np.testing.assert_allclose(above, below, rtol=1e-4)
+    far = bracket(1e8)
+    assert np.isfinite(far).all()
+    # the rate no longer varies: expected purchases cannot exceed the rate times the horizon
+    assert ((a + b + x - 1) * far <= lam * t * 1.001).all()
+    np.testing.assert_allclose(far, above, rtol=1e-3)

@@ -9,7 +9,7 @@ become the customer's reasons, written out with the customer's own values.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,11 @@ COLUMNS = [
 ]
 
 
+#: Fewest churn events in the labelled snapshots for a health model (as the simulation's
+#: churn model, :data:`fupan.simulate.MIN_EVENTS`).
+MIN_EVENTS = 20
+
+
 def train(
     ds: Dataset, months: int | None = None, snapshots: pd.DataFrame | None = None
 ) -> health.LearnedHealth:
@@ -39,6 +44,12 @@ def train(
     Trained once per run (:mod:`fupan.cache`): chapter 2 trains it, chapters 4 and 5
     score with the same model. ``snapshots`` is :func:`fupan.features.snapshots` for
     these dates when the caller has already built it (chapter 2 has).
+
+    Raises
+    ------
+    ValueError
+        with fewer than :data:`MIN_EVENTS` churn events to learn from (callers fall back to
+        rules or to the CLV model's own view, and say so).
     """
     p = ds.params
     months = months or p.churn.snapshot_months
@@ -54,7 +65,16 @@ def train(
                 max_customers=p.churn.max_model_customers,
                 seed=p.seed,
             )
-        return health.fit_health_model(snap[snap.label_complete], p)
+        labelled = snap[snap.label_complete]
+        events = int(labelled.label.sum()) if len(labelled) else 0
+        if events < MIN_EVENTS:
+            # without churn to learn from, every score (and the bands cut from them) would
+            # be noise: a period with no churn once put every customer in the red band
+            raise ValueError(
+                f"the health score needs at least {MIN_EVENTS} churn events in its training "
+                f"snapshots; there are {events} ({len(labelled)} labelled customer-months)"
+            )
+        return health.fit_health_model(labelled, p)
 
     return cache.memo(ds, "atrisk.train", [months], fit)
 
@@ -99,14 +119,21 @@ def reasons_in_words(
     fmt: i18n.Fmt,
     k: int = 3,
     tier_label: Any = None,
+    exclude: Iterable[str] = (),
 ) -> list[str]:
     """The ``k`` metric groups adding the most churn risk per row, as "label: value" text.
+
+    Features in ``exclude`` (drivers the churn chapter found unsupported) are never quoted:
+    they still move the score, but a reason must be one the evidence supports.
 
     Vectorised over rows (the monthly report words every live customer): the top ``k``
     positive contributions come from one sort of the contribution matrix, and each
     feature's values are formatted once per feature, not per row.
     """
     contrib = model.contributions(df)
+    hidden = [c for c in contrib.columns if c in set(exclude)]
+    if hidden:
+        contrib = contrib.drop(columns=hidden)
     n = len(contrib)
     if n == 0:
         return []
@@ -160,6 +187,61 @@ def live_features(
     return {d: df[at == np.datetime64(d)].reset_index(drop=True) for d in days}
 
 
+def live_ids(ds: Dataset, day: str | dt.date | pd.Timestamp) -> pd.Series:
+    """Customers live at ``day``: acquired before it and not churned at it.
+
+    One churn status per customer per date (:func:`fupan.outcomes.churn_status` at ``day``),
+    so a customer whose dormancy completes on ``day`` is churned there and on no at-risk
+    list, as every chapter counts them. Acquired before ``day``: the feature query's
+    population (features use events strictly before the day).
+    """
+    day = pd.Timestamp(day).normalize()
+    status = outcomes.churn_status(ds, day.date())
+    keep = status.churned_at.isna().to_numpy() & (status.acquired_at < day).to_numpy()
+    return status.customer_id[keep].reset_index(drop=True)
+
+
+def unsupported_features(model: Any = None, drivers: Any = None) -> set[str]:
+    """Features the churn chapter flagged as unsupported drivers, read defensively.
+
+    Looks at the health model (``unsupported_``: names; or ``supported_``: name -> bool) and
+    at a drivers result or table (an ``unsupported`` / ``supported`` flag column, indexed or
+    keyed by ``feature``; ``attrs["unsupported"]``; or an ``unsupported`` attribute). What is
+    absent counts as supported: the flag is the churn chapter's to set.
+    """
+    out: set[str] = set()
+    for obj in (model, drivers):
+        if obj is None:
+            continue
+        if isinstance(obj, pd.DataFrame):  # its columns are attributes too: read the flags only
+            out |= _flagged(obj)
+            continue
+        names = getattr(obj, "unsupported_", None) or getattr(obj, "unsupported", None)
+        if isinstance(names, str):
+            names = [names]
+        if isinstance(names, Iterable) and not isinstance(names, pd.DataFrame | pd.Series):
+            out |= {str(n) for n in names}
+        flags = getattr(obj, "supported_", None)
+        if isinstance(flags, Mapping):
+            out |= {str(k) for k, v in flags.items() if not v}
+        table = getattr(obj, "table", None)
+        if isinstance(table, pd.DataFrame):
+            out |= _flagged(table)
+    return out
+
+
+def _flagged(table: pd.DataFrame) -> set[str]:
+    """Feature names a drivers table marks unsupported (see :func:`unsupported_features`)."""
+    out = {str(n) for n in table.attrs.get("unsupported", ()) or ()}
+    names = table["feature"] if "feature" in table.columns else pd.Series(table.index)
+    names = names.astype(str).to_numpy()
+    if "unsupported" in table.columns:
+        out |= set(names[table["unsupported"].fillna(False).astype(bool).to_numpy()])
+    if "supported" in table.columns:
+        out |= set(names[~table["supported"].fillna(True).astype(bool).to_numpy()])
+    return out
+
+
 def model_names(ds: Dataset, model: health.LearnedHealth) -> list[str]:
     """The available features the model scores with (and its reasons quote), in the
     catalogue's order."""
@@ -175,6 +257,7 @@ def at_risk_list(
     lang: str | None = None,
     top_reasons: int = 3,
     reasons_for: tuple[str, ...] | None = None,
+    exclude: Iterable[str] | None = None,
 ) -> pd.DataFrame:
     """Live customers in the given health bands, riskiest first, with reasons in words.
 
@@ -190,6 +273,7 @@ def at_risk_list(
     reasons_for : the bands whose rows get reasons (default: all of ``bands``); other rows
         have an empty text. Wording every live customer costs more than scoring them, and a
         caller that lists everyone for the band counts may only show one band's reasons.
+    exclude : features never quoted as reasons (besides :func:`unsupported_features`).
 
     Returns
     -------
@@ -197,7 +281,7 @@ def at_risk_list(
     is healthier), ``band, churn_probability`` (within the horizon), ``reasons``.
     """
     day = pd.Timestamp(as_of if as_of is not None else ds.params.as_of).normalize()
-    return at_risk_lists(ds, {day: reasons_for}, model, bands, lang, top_reasons)[day]
+    return at_risk_lists(ds, {day: reasons_for}, model, bands, lang, top_reasons, exclude)[day]
 
 
 def at_risk_lists(
@@ -207,6 +291,7 @@ def at_risk_lists(
     bands: tuple[str, ...] = ("red",),
     lang: str | None = None,
     top_reasons: int = 3,
+    exclude: Iterable[str] | None = None,
 ) -> dict[pd.Timestamp, pd.DataFrame]:
     """:func:`at_risk_list` at several dates, with one feature query for all of them.
 
@@ -214,6 +299,8 @@ def at_risk_lists(
     ----------
     days : scoring date -> ``reasons_for`` at that date (``None``: every listed band).
     model, bands, lang, top_reasons : as for :func:`at_risk_list`.
+    exclude : features never quoted as reasons, on top of those the churn chapter found
+        unsupported (:func:`unsupported_features`).
 
     Returns
     -------
@@ -223,13 +310,11 @@ def at_risk_lists(
     p = ds.params
     lang = lang or p.lang
     model = model if model is not None else train(ds)
+    hidden = unsupported_features(model) | set(exclude or ())
     wanted = {pd.Timestamp(d).normalize(): r for d, r in days.items()}
     live: dict[pd.Timestamp, pd.Series] = {}
     for day in wanted:
-        status = outcomes.churn_status(ds, (day - pd.Timedelta(days=1)).date())
-        # the status lists customers acquired by the day before, the feature query's
-        # population
-        ids = status.customer_id[status.churned_at.isna().to_numpy()]
+        ids = live_ids(ds, day)
         if len(ids):
             live[day] = ids
     feats = live_features(ds, live, model_names(ds, model)) if live else {}
@@ -251,7 +336,7 @@ def at_risk_lists(
             out[day] = pd.DataFrame(columns=COLUMNS)
             continue
         out[day] = _listed(
-            model, feats[day], info, bands, reasons_for, lang, fmt, top_reasons, tier_label
+            model, feats[day], info, bands, reasons_for, lang, fmt, top_reasons, tier_label, hidden
         )
     return out
 
@@ -266,6 +351,7 @@ def _listed(
     fmt: i18n.Fmt,
     top_reasons: int,
     tier_label: Any,
+    hidden: set[str] | frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
     """One date's list from its live customers' features (see :func:`at_risk_list`)."""
     score = model.health(feats)
@@ -285,7 +371,7 @@ def _listed(
     words = np.full(len(feats), "", dtype=object)
     if worded.any():
         words[worded] = reasons_in_words(
-            model, feats[worded], lang, fmt, top_reasons, tier_label=tier_label
+            model, feats[worded], lang, fmt, top_reasons, tier_label=tier_label, exclude=hidden
         )
     out["reasons"] = words if len(feats) else []
     # Scores are percentiles and tie at 0 for the riskiest; the probability breaks the tie.

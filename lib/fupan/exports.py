@@ -9,11 +9,65 @@ from typing import Any
 
 import pandas as pd
 
+#: Customer attributes a table may carry beside ``customer_id``: each appears in a table,
+#: an export or an at-risk list only when the data supplied it (see :func:`drop_unsupplied`).
+CUSTOMER_ATTRIBUTES = ("customer_name", "account_manager", "tier", "industry", "region")
+
 #: Tables longer than this get the CSV only. A workbook is for reading and filtering by
 #: hand; a longer table is for analysis tools (the CSV opens in Excel too), and openpyxl
 #: writes about 10,000 rows a second: a 35,000-row list of a 1M-customer review took 4-8 s
 #: per table (Excel itself stops at 1,048,576 rows).
 XLSX_MAX_ROWS = 20_000
+
+
+def supplied(ds: Any, table: str, column: str) -> bool:
+    """Whether the data source supplied ``table.column`` (rather than the loader filling it).
+
+    Uses ``ds.supplied(table, column)`` when the dataset has it; otherwise a column counts
+    as supplied when the table is present and the column holds at least one value (the
+    loader fills an absent optional column with nulls).
+    """
+    fn = getattr(ds, "supplied", None)
+    if callable(fn):
+        return bool(fn(table, column))
+    if not ds.has(table):
+        return False
+    t = ds[table]
+    if column not in t.columns:
+        return False
+    from fupan import cache, engine
+
+    def count() -> bool:
+        n = engine.to_pandas(t.aggregate(n=t[column].count()))
+        return bool(int(n["n"].iloc[0]) > 0)
+
+    return cache.memo(ds, "exports.supplied", [table, column], count)
+
+
+def unsupplied(
+    df: pd.DataFrame, ds: Any, columns: Iterable[str] = CUSTOMER_ATTRIBUTES
+) -> list[str]:
+    """The customer attribute columns of ``df`` the data did not supply.
+
+    ``tier`` counts as supplied when it holds values: without an assigned tier the loader
+    fills the recommended one, which the reader should still see (labelled as recommended).
+    """
+    out = []
+    for col in columns:
+        if col not in df.columns or supplied(ds, "customers", col):
+            continue
+        if col == "tier" and df[col].notna().any():
+            continue
+        out.append(col)
+    return out
+
+
+def drop_unsupplied(
+    df: pd.DataFrame, ds: Any, columns: Iterable[str] = CUSTOMER_ATTRIBUTES
+) -> pd.DataFrame:
+    """``df`` without the customer attribute columns the data did not supply: such a column
+    would show as blanks (or "None") in every row of a table or an export."""
+    return df.drop(columns=unsupplied(df, ds, columns))
 
 
 def export_dir(run_dir: str | Path | None) -> Path:

@@ -31,7 +31,7 @@ import math
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -1960,10 +1960,17 @@ def build_alerts(
 # Formatting helpers for the deck
 
 
+def _words(key: str, fmt: Any) -> str:
+    from fupan import i18n
+
+    return i18n.t(key, getattr(fmt, "lang", "en"))
+
+
 def format_value(key: str, value: float | None, fmt: Any) -> str:
-    """A KPI value in its unit (``fmt`` is a :class:`fupan.i18n.Fmt`)."""
-    if _isnan(value):
-        return "–"
+    """A KPI value in its unit (``fmt`` is a :class:`fupan.i18n.Fmt`); a missing value in
+    words (the reason goes beside it), never a placeholder sign."""
+    if _isnan(value) or not math.isfinite(float(value)):
+        return _words("kpi.value.na", fmt)
     unit = CATALOGUE[key].unit
     if unit == "pct":
         return fmt.pct(value, CATALOGUE[key].decimals)
@@ -1977,9 +1984,10 @@ def format_value(key: str, value: float | None, fmt: Any) -> str:
 
 
 def format_change(key: str, change: float | None, fmt: Any) -> str:
-    """A change in the KPI's terms: points for rates, relative for money."""
-    if _isnan(change):
-        return "–"
+    """A change in the KPI's terms: points for rates, relative for money; without an
+    earlier value to compare with, words."""
+    if _isnan(change) or not math.isfinite(float(change)):
+        return _words("kpi.change.na", fmt)
     unit = CATALOGUE[key].unit
     if unit == "pct":
         return fmt.pts(change, CATALOGUE[key].decimals)
@@ -1997,7 +2005,7 @@ def format_threshold(key: str, t: dict[str, Any] | pd.Series, which: str, fmt: A
         return format_value(key, absolute, fmt)
     rel = t.get(f"{which}_yoy")
     if _isnan(rel):
-        return "–"
+        return _words("kpi.threshold.none", fmt)
     return ("同比 " if fmt.lang == "zh" else "YoY ") + f"{100 * rel:+.0f}%"
 
 
@@ -2210,14 +2218,22 @@ AT_RISK_COLUMNS = [
 
 
 def at_risk_export_frame(
-    at_risk: pd.DataFrame, new_ids: set[str], lang: str, tier_label: Any, source: str = "rules"
+    at_risk: pd.DataFrame,
+    new_ids: set[str],
+    lang: str,
+    tier_label: Any,
+    source: str = "rules",
+    drop: Iterable[str] = (),
 ) -> pd.DataFrame:
     """The at-risk list as account managers read it: labelled columns, reasons in words
-    (``source``: ``rules`` lists reason codes, ``health`` reasons already in words)."""
+    (``source``: ``rules`` lists reason codes, ``health`` reasons already in words).
+    ``drop``: columns the data did not supply (:func:`fupan.exports.unsupplied`), left out
+    rather than shown blank in every row."""
     from fupan import i18n
 
-    df = at_risk.copy()
-    df["tier"] = df.tier.map(lambda x: tier_label(x) if isinstance(x, str) else x)
+    df = at_risk.drop(columns=[c for c in drop if c in at_risk.columns])
+    if "tier" in df.columns:
+        df["tier"] = df.tier.map(lambda x: tier_label(x) if isinstance(x, str) else x)
     if source == "rules":
         df["reasons"] = df.reasons.map(lambda c: risk_reasons_text(c, lang))
     for col, digits in (
@@ -2321,6 +2337,56 @@ def save_month(report: KpiReport, run_dir: str | Path | None) -> Path | None:
     path = Path(run_dir) / MONTH_ROWS
     report.history_rows().to_parquet(path, index=False)
     return path
+
+
+#: A trend line needs this many months with a value; fewer points are said in words.
+MIN_TREND_POINTS = 3
+
+
+@dataclass
+class TrendPlan:
+    """Which KPIs of a trend slide can be drawn, and why the others cannot (yet).
+
+    Attributes
+    ----------
+    draw : KPIs with at least :data:`MIN_TREND_POINTS` months with a value.
+    starts : KPI -> the month its trend line starts (it has a value, but too few months).
+    missing : KPI -> reason code for a KPI with no value in any month (the month's reason).
+    """
+
+    draw: list[str]
+    starts: dict[str, str]
+    missing: dict[str, str]
+
+
+def trend_plan(
+    trend: pd.DataFrame,
+    table: pd.DataFrame,
+    keys: list[str],
+    month: str,
+    min_points: int = MIN_TREND_POINTS,
+) -> TrendPlan:
+    """Split a group's KPIs into those drawn and those said in words.
+
+    A line through one or two points is not a trend: a KPI with ``k < min_points`` months
+    with a value starts its trend ``min_points - k`` months after ``month`` (if each month
+    from now adds a value). A KPI without any value gets the month's reason
+    (:func:`reason_text`; ``no_data`` when none was recorded).
+    """
+    draw, starts, missing = [], {}, {}
+    reasons = table.set_index("kpi").reason if len(table) else pd.Series(dtype=object)
+    for key in keys:
+        rows = trend[trend.kpi == key] if len(trend) else trend
+        values = pd.to_numeric(rows.value, errors="coerce") if len(rows) else pd.Series([])
+        k = int(np.isfinite(values.to_numpy(dtype=float)).sum())
+        if k >= min_points:
+            draw.append(key)
+        elif k > 0:
+            starts[key] = shift_month(month, min_points - k)
+        else:
+            why = reasons.get(key) if key in reasons.index else None
+            missing[key] = why if isinstance(why, str) and why else "no_data"
+    return TrendPlan(draw, starts, missing)
 
 
 def trend_figure(

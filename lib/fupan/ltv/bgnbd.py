@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy.special import betaln, digamma, expit, gammaln, hyp2f1, polygamma
+from scipy.special import betaln, digamma, expit, gammaln, hyp1f1, hyp2f1, polygamma
 
 from ._core import (
     ParametricLTVModel,
@@ -54,6 +54,26 @@ def _loglik_parts(
     return ll, a2, a3
 
 
+#: Above this ``r`` (with ``alpha`` as large: a boundary fit where purchase rates hardly
+#: vary between customers) the bracket uses its ``r -> infinity`` limit: ``2F1`` with a first
+#: parameter near ``-r`` cancels catastrophically there (scipy returns NaN or garbage: a
+#: 30-customer fit with r = 1e8 once valued new customers at millions). The limit's
+#: relative error is about 1e-5 at r = 1e4 and falls as 1/r (tested against the exact form).
+R_LIMIT = 1e4
+
+
+def _cond_bracket_poisson(
+    a: float, b: float, r: float, x: np.ndarray, scale: np.ndarray, t: np.ndarray
+) -> np.ndarray:
+    """:func:`_cond_bracket` as ``r, alpha -> infinity`` at a fixed rate ``(r + x) / scale``.
+
+    ``(1 - z)^A 2F1(A, B; C; z)`` with ``A = r + x`` tends to ``1F1(C - B; C; -w)`` (Kummer),
+    ``w = A t / scale`` the expected purchases at the customer's rate.
+    """
+    w = (r + x) * t / scale
+    return (1 - hyp1f1(a - 1, a + b + x - 1, -w)) / (a - 1)
+
+
 def _cond_bracket(
     a: float, b: float, r: float, x: np.ndarray, scale: np.ndarray, t: np.ndarray
 ) -> np.ndarray:
@@ -64,6 +84,8 @@ def _cond_bracket(
     """
     if abs(a - 1.0) < 1e-7:  # removable singularity at a = 1: evaluate just beside it
         a = 1.0 + 1e-7
+    if r > R_LIMIT:
+        return _cond_bracket_poisson(a, b, r, x, scale, t)
     z = t / (scale + t)
     log1mz = np.log(scale) - np.log(scale + t)
     f = hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z)
