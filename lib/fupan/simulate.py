@@ -1514,6 +1514,8 @@ def skip_reason(skip: Mapping[str, Any], lang: str, label: str, fmt: Any) -> str
         )
     elif why == "model":
         kw["detail"] = skip["detail"]
+    elif why == "no_health_model":
+        kw["events"] = skip["events"]
     return i18n.t(f"sim.skip.{why}", lang, **kw)
 
 
@@ -1713,10 +1715,21 @@ def simulate(
         )
         check = _check_sample(live, P.seed)
         check_pairs = _trajectory_pairs(check, now, sp.projection_months)
+        hmodel = None
         if any(s.target.health_bands for s in retention):
             from fupan import atrisk
 
-            hmodel = atrisk.train(ds)
+            try:
+                hmodel = atrisk.train(ds)
+            except ValueError:
+                # too little churn to learn a health score: scenarios aimed at its bands
+                # have no one to target, the others still run
+                for s in [s for s in retention if s.target.health_bands]:
+                    skipped.append(
+                        {"name": s.name, "reason": "no_health_model", "events": atrisk.MIN_EVENTS}
+                    )
+                    retention.remove(s)
+        if hmodel is not None:
             band_names = list(dict.fromkeys([*hmodel.numeric, *hmodel.categorical]))
             band_pairs = pd.DataFrame(
                 {"customer_id": live.customer_id.to_numpy(), "snapshot_date": _ns(now, len(live))}

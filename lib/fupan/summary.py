@@ -155,6 +155,12 @@ def summary_items(results: dict[str, Any], params: Params) -> dict[str, Any]:
                 high=f.pct(high, 0) if high is not None else "",
             )
         )
+    if results.get("followup"):
+        from fupan import followup  # the chapter's models load only when it ran
+
+        line = followup.summary_line(results, lang, f)
+        if line:
+            bullets.append(line)
     status = _get(results, "kpi.status") or {}
     if status:
         counts = {s: sum(1 for v in status.values() if v == s) for s in ("red", "amber", "green")}
