@@ -81,7 +81,6 @@ def execute(src: Path, out: Path, parameters: dict[str, Any]) -> None:
 def review(params_path: Path, reports: Path) -> InProcessRun:
     """The review of ``params_path`` with every notebook run in this process."""
     import matplotlib.pyplot as plt
-
     from fupan import data as fdata
     from fupan import deck, runner, summary
     from fupan import params as fparams
