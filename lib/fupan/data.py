@@ -1433,9 +1433,10 @@ def _orders_before_acquisition(
     of the two dates is wrong, and which one only the user knows, so by default the run
     stops (``data.orders_before_acquisition: adjust`` takes the first order as the date).
     """
+    # customers acquired after as_of are excluded with their orders: not judged here
     sql = (
         "FROM typed_orders o JOIN typed_customers c USING (customer_id) "
-        "WHERE o.order_date < c.acquired_at"
+        f"WHERE o.order_date < c.acquired_at AND c.acquired_at <= DATE '{params.as_of}'"
     )
     n = con.raw_sql(f"SELECT count(*) {sql}").fetchone()[0]
     if not n:
