@@ -223,3 +223,13 @@ def test_validate_catches_scenario_tiers_the_params_do_not_have(tmp_path, capsys
     assert cli.main(["validate", "--params", str(path)]) == 1
     err = capsys.readouterr().out
     assert "sla_core" in err and "unknown tier" in err and "target.tiers" in err
+
+
+@pytest.mark.parametrize(("table", "column"), [("customers", "tier"), ("orders", "order_id")])
+def test_an_optional_column_empty_throughout_is_not_supplied(tmp_path, table, column):
+    f = tiny.frames()[table].assign(**{column: ""})
+    data = tiny.write(tmp_path / "d", **{table: f})
+    with fdata.loaded(_params(tmp_path, data)) as ds:
+        assert not ds.supplied(table, column)
+        assert ds[table][column].notnull().all().to_pyarrow().as_py()
+        assert any(p.check == "empty_column" and p.column == column for p in ds.report.problems)

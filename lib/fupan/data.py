@@ -739,6 +739,33 @@ def _warn_near_misses(
             )
 
 
+def _drop_empty_optional(
+    raw: ir.Table, table: Table, mapping: dict[str, str], report: ValidationReport
+) -> None:
+    """An optional column that must be filled when given, but is empty throughout, is
+    treated as not supplied (an export with an empty tier column), not as an error per row."""
+    cols = [c.name for c in table.columns if not c.required and not c.nullable]
+    cols = [c for c in cols if c in mapping]
+    if not cols:
+        return
+    filled = {
+        c: (~_blank(raw[mapping[c]].cast("string"))).cast("int64").sum().name(c) for c in cols
+    }
+    counts = raw.aggregate(**filled).to_pyarrow().to_pylist()[0]
+    for c in cols:
+        if not counts[c]:
+            report.add(
+                "info",
+                table.name,
+                c,
+                "empty_column",
+                0,
+                f"column '{mapping[c]}' is empty throughout: {table.name}.{c} is treated as "
+                "not supplied",
+            )
+            del mapping[c]
+
+
 def _check_and_type(con: Any, table: Table, params: Params, report: ValidationReport) -> str:
     """Type one staged table and check it; returns "ok", "failed" or "empty".
 
@@ -752,6 +779,7 @@ def _check_and_type(con: Any, table: Table, params: Params, report: ValidationRe
     mapping = _map_columns(raw.columns, table, params, report)
     if mapping is None:
         return "failed"
+    _drop_empty_optional(raw, table, mapping, report)
     value_maps = params.data.values.get(table.name, {})
     typed_cols: dict[str, ir.Value] = {"_row": raw["_row"]}
     raw_cols: dict[str, ir.Value] = {}
