@@ -231,16 +231,19 @@ def test_tickets_resolved_before_opened_are_errors(tmp_path, capsys):
     assert rc == 1 and "tickets.resolved_at" in text and "S1" in text
 
 
-def test_orders_before_acquisition_stop_or_adjust(tmp_path, capsys):
+def test_orders_before_acquisition_reported_stopped_or_adjusted(tmp_path, capsys):
     c = _frames()["customers"]
     c.loc[1, "acquired_at"] = "2024-01-01"  # C2's first order is 2023-05-01
     data = tiny.write(tmp_path / "d", customers=c)
     rc, text = _validate(tmp_path, capsys, data)
-    assert rc == 1 and "orders.order_date" in text and "before" in text and "C2" in text
+    assert rc == 0 and "orders.order_date" in text and "before" in text and "O4" in text
     assert "orders_before_acquisition: adjust" in text
+    rc, text = _validate(tmp_path, capsys, data, "  orders_before_acquisition: fail\n")
+    assert rc == 1 and "[ERROR] orders.order_date" in text and "C2" in text
     with _load(tmp_path, data, "  orders_before_acquisition: adjust\n") as ds:
         got = ds["customers"].to_pandas().set_index("customer_id").acquired_at
         assert str(got["C2"])[:10] == "2023-05-01"
+        assert str(got["C1"])[:10] == "2023-01-10"
 
 
 def test_orders_of_customers_excluded_for_a_future_acquisition_are_excluded(tmp_path):

@@ -233,3 +233,11 @@ def test_an_optional_column_empty_throughout_is_not_supplied(tmp_path, table, co
         assert not ds.supplied(table, column)
         assert ds[table][column].notnull().all().to_pyarrow().as_py()
         assert any(p.check == "empty_column" and p.column == column for p in ds.report.problems)
+
+
+def test_a_custom_named_benchmarks_file_must_exist(tmp_path):
+    (tmp_path / "p.yaml").write_text(
+        "as_of: 2026-10-31\nbenchmarks_file: ours.yaml\ndata: {source: x}\n", encoding="utf-8"
+    )
+    with pytest.raises(fparams.ParamsError, match="ours.yaml"):
+        fparams.load(tmp_path / "p.yaml")

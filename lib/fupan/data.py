@@ -1455,11 +1455,14 @@ def _finalise_customers(
 def _orders_before_acquisition(
     con: Any, params: Params, report: ValidationReport, first: str
 ) -> None:
-    """Orders dated before their customer's acquired_at: an error, or acquired_at moved.
+    """Orders dated before their customer's acquired_at, by ``data.orders_before_acquisition``.
 
-    acquired_at decides cohorts, tenure and first-year spend; an order before it means one
-    of the two dates is wrong, and which one only the user knows, so by default the run
-    stops (``data.orders_before_acquisition: adjust`` takes the first order as the date).
+    acquired_at decides cohorts, tenure and first-year spend, and an order before it means
+    one of the two dates is wrong; only the user knows which. By default both are kept and
+    reported (warn): CRM exports often carry the account's creation date, later than the
+    first deal when history was migrated, and those orders are real revenue, so dropping
+    them would understate it and stopping would refuse every such export. ``fail`` stops the
+    run; ``adjust`` takes the first order as acquired_at.
     """
     # customers acquired after as_of are excluded with their orders: not judged here
     sql = (
@@ -1477,15 +1480,16 @@ def _orders_before_acquisition(
         dict(zip(["row", "order_id", "customer_id", "order_date", "acquired_at"], r, strict=True))
         for r in rows
     ]
-    if params.data.orders_before_acquisition == "fail":
+    policy = params.data.orders_before_acquisition
+    if policy in ("fail", "warn"):
         report.add(
-            "error",
+            "error" if policy == "fail" else "warning",
             "orders",
             "order_date",
             "before_acquisition",
             int(n),
             f"{n:,} order(s) dated before their customer's acquired_at: cohorts, tenure and "
-            "first-year spend would be wrong",
+            "first-year spend use acquired_at" + ("" if policy == "fail" else "; kept as they are"),
             fix="correct customers.acquired_at (or the order dates); or set "
             "data.orders_before_acquisition: adjust to take the first order as acquired_at",
             examples=examples,

@@ -95,10 +95,10 @@ class DataSource(_Model):
         "fail",
         description="orders with an empty, NaN or infinite amount: stop, or drop and report",
     )
-    orders_before_acquisition: Literal["fail", "adjust"] = Field(
-        "fail",
-        description="orders dated before the customer's acquired_at: stop, or move acquired_at to "
-        "the first order and report",
+    orders_before_acquisition: Literal["warn", "fail", "adjust"] = Field(
+        "warn",
+        description="orders dated before the customer's acquired_at: keep both and report "
+        "(warn), stop (fail), or move acquired_at to the first order and report (adjust)",
     )
 
     def number_format_for(self, table: str, column: str) -> NumberFormat | None:
@@ -752,18 +752,21 @@ def load(path: str | Path, **overrides: Any) -> Params:
         for p in parts[:-1]:
             node = node.setdefault(p, {})
         node[parts[-1]] = value
+    # A params file copied on its own has no benchmarks or scenarios beside it: the default
+    # names fall back to the packaged files with a warning. A file named otherwise must
+    # exist (falling back would silently price what the user did not ask for).
     bench_file = raw.get("benchmarks_file", "benchmarks.yaml")
     if bench_file:
         bench_path = path.parent / bench_file
         if not bench_path.exists():
+            if bench_file != "benchmarks.yaml":
+                raise ParamsError(f"{path}: benchmarks_file '{bench_file}' not found beside it")
             bench_path = _fallback(path, "benchmarks_file", bench_file, "benchmarks.yaml")
-        if bench_path.exists():
-            raw["benchmarks"] = _merge(_read_yaml(bench_path), raw.get("benchmarks") or {})
+        raw["benchmarks"] = _merge(_read_yaml(bench_path), raw.get("benchmarks") or {})
     sim = raw.get("simulation")
-    if isinstance(sim, dict) and sim.get("scenarios_file"):
-        name = str(sim["scenarios_file"])
-        if not (path.parent / name).exists() and "://" not in name:
-            _fallback(path, "simulation.scenarios_file", name, "scenarios.yaml")
+    if isinstance(sim, dict) and sim.get("scenarios_file") == "scenarios.yaml":
+        if not (path.parent / "scenarios.yaml").exists():
+            _fallback(path, "simulation.scenarios_file", "scenarios.yaml", "scenarios.yaml")
             # Left at its default, fupan.scenarios takes the packaged file and the deck says so.
             del sim["scenarios_file"]
     try:
