@@ -743,7 +743,13 @@ def _drop_empty_optional(
     raw: ir.Table, table: Table, mapping: dict[str, str], report: ValidationReport
 ) -> None:
     """An optional column that must be filled when given, but is empty throughout, is
-    treated as not supplied (an export with an empty tier column), not as an error per row."""
+    treated as not supplied (an export with an empty tier column), not as an error per row.
+
+    Customers only: the check reads the source once more, cheap for one row per customer
+    but a second pass over a text file of events.
+    """
+    if table.name != "customers":
+        return
     cols = [c.name for c in table.columns if not c.required and not c.nullable]
     cols = [c for c in cols if c in mapping]
     if not cols:
@@ -798,14 +804,6 @@ def _check_and_type(con: Any, table: Table, params: Params, report: ValidationRe
             if not src.type().is_string():
                 src = src.cast("string")
             src = src.substitute(value_maps[col.name])
-        if vocabulary(table.name, col.name, params) is not None:
-            if not src.type().is_string():
-                src = src.cast("string")
-            case, known = _vocabulary_map(raw, src, table, col.name, params, report)
-            ok &= known
-            src = src.strip()
-            if case:
-                src = src.substitute(case)
         fmt = params.data.number_format_for(table.name, col.name)
         typed_cols[col.name], can_fail = _typed(src, col, fmt)
         if can_fail:
@@ -814,6 +812,21 @@ def _check_and_type(con: Any, table: Table, params: Params, report: ValidationRe
         if any(extra.startswith(p) for p in table.extra_prefixes):
             typed_cols[extra], _ = _typed(raw[extra], Column(extra, "float", nullable=True))
     t = _materialise(con, f"typed_{table.name}", raw.select(**raw_cols, **typed_cols), temp=True)
+    # Closed vocabularies are read from the typed table (in memory), not the source again.
+    for col in table.columns:
+        if col.name in mapping and vocabulary(table.name, col.name, params) is not None:
+            case, known = _vocabulary_map(t, t[col.name], table, col.name, params, report)
+            ok &= known
+            if case:
+                name, c = _sql_name(f"typed_{table.name}"), _sql_name(col.name)
+                whens = " ".join(
+                    f"WHEN {_sql_string(k)} THEN {_sql_string(v)}" for k, v in case.items()
+                )
+                con.raw_sql(
+                    f"UPDATE temp.main.{name} SET {c} = CASE {c} {whens} END WHERE {c} IN "
+                    f"({', '.join(_sql_string(k) for k in case)})"
+                )
+                t = con.table(f"typed_{table.name}")
     checks = _column_checks(t, table, mapping, params)
     aggs = {f"c{i}": c[3].cast("int64").sum() for i, c in enumerate(checks)}
     filled = {f"f__{c}": t[c].notnull().sum() for c in mapping if c in t.columns}
