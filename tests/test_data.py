@@ -109,13 +109,33 @@ def test_excel_title_row_above_header_is_skipped(tmp_path):
 
 def test_missing_required_column_names_it_and_the_fix(tmp_path):
     data = tiny.write(
-        tmp_path / "d", customers=tiny.frames()["customers"].rename(columns={"tier": "tire"})
+        tmp_path / "d", orders=tiny.frames()["orders"].rename(columns={"amount": "amonut"})
     )
     with pytest.raises(DataValidationError) as exc:
         fdata.load(_params(tmp_path, data))
-    p = _problem(exc.value.report, "missing_column", "customers")
-    assert p.column == "tier" and "rename 'tire' to 'tier'" in p.fix
-    assert "customers.tier" in str(exc.value)
+    p = _problem(exc.value.report, "missing_column", "orders")
+    assert p.column == "amount" and "rename 'amonut' to 'amount'" in p.fix
+    assert "orders.amount" in str(exc.value)
+
+
+def test_misspelt_optional_column_is_named_not_silently_dropped(tmp_path):
+    # tier is optional now: a misspelt tier column would otherwise vanish without a word
+    data = tiny.write(
+        tmp_path / "d", customers=tiny.frames()["customers"].rename(columns={"tier": "tire"})
+    )
+    ds = fdata.load(_params(tmp_path, data))
+    p = _problem(ds.report, "unused_column", "customers")
+    assert p.severity == "warning" and "rename 'tire' to 'tier'" in p.fix
+    assert not ds.supplied("customers", "tier")
+
+
+def test_missing_column_hint_never_suggests_a_contract_column(tmp_path):
+    o = tiny.frames()["orders"].drop(columns=["customer_id"])
+    data = tiny.write(tmp_path / "d", orders=o)
+    with pytest.raises(DataValidationError) as exc:
+        fdata.load(_params(tmp_path, data))
+    p = _problem(exc.value.report, "missing_column", "orders")
+    assert p.column == "customer_id" and "rename" not in p.fix
 
 
 def test_every_problem_reported_at_once_with_rows(tmp_path):
@@ -333,12 +353,15 @@ def test_clean_tables_keep_source_order_when_orphans_are_dropped(tmp_path):
         {
             "order_id": [f"X{i:05d}" for i in range(n)][::-1],
             "customer_id": ["C99" if i % 7 == 0 else f"C{i % 5 + 1}" for i in range(n)],
-            "order_date": "2025-01-01",
+            "order_date": "2026-01-01",
             "amount": 1.0,
         }
     )
     data = tiny.write(tmp_path / "d", orders=o)
-    with fdata.loaded(_params(tmp_path, data), work_dir=tmp_path / "work") as ds:
+    # 14% orphans: above the default share that stops a run
+    params = _params(tmp_path, data)
+    params.data.orphan_threshold = 0.2
+    with fdata.loaded(params, work_dir=tmp_path / "work") as ds:
         assert _problem(ds.report, "orphans").count == len(range(0, n, 7))
         got = ds["orders"].order_id.to_pandas().tolist()
     assert got == [x for x, c in zip(o.order_id, o.customer_id, strict=True) if c != "C99"]

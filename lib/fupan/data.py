@@ -30,7 +30,7 @@ import pandas as pd
 
 from fupan import sources
 from fupan.params import Params
-from fupan.schema import TABLES, Column, Table
+from fupan.schema import CORE_TABLES, TABLES, Column, Table
 from fupan.sources import SourceError
 from fupan.validation import DataValidationError, Severity, ValidationReport
 
@@ -111,6 +111,16 @@ class Dataset:
 
     def has(self, table: str) -> bool:
         return table in self.report.present
+
+    def supplied(self, table: str, column: str) -> bool:
+        """Whether the source had ``table.column`` with at least one value.
+
+        False for a column the loader derived or filled (a ``customers`` table derived from
+        orders, ``customers.tier`` filled with the spend tier, a generated ``order_id``) and
+        for a column that was absent or empty: the clean table still has it, so queries run,
+        but a slide about it has nothing the business supplied to show.
+        """
+        return column in self.report.supplied.get(table, [])
 
     def __getitem__(self, table: str) -> ir.Table:
         return self.table(table)
@@ -824,15 +834,44 @@ def _blank(v: ir.StringValue) -> ir.BooleanValue:
     return v.isnull() | (v.strip() == "")
 
 
-def _parse_number(s: ir.StringValue, junk: str) -> ir.FloatingValue:
-    # A plain number casts directly; only values that fail are cleaned of thousands
-    # separators, currency signs and spaces first (the clean-up is a regex, ~3x the cast).
-    # A value that casts directly has none of those characters inside it, so the result is
-    # the one the clean-up would give.
-    return ibis.coalesce(s.try_cast("float64"), s.re_replace(junk, "").try_cast("float64"))
+# Currency signs and spaces around or inside a number ("¥ 1 234").
+_MONEY_JUNK = r"[¥$€£\s]"
+# Without a number_format, a comma is accepted only as a thousands separator in full groups
+# of three before an optional decimal point: "1,234.5" yes; "683,63" and "1.234,50" are
+# comma decimals, which a cleaner that drops commas would read as 68,363 and 123,450.
+_US_THOUSANDS = r"^[-+]?\d{1,3}([,，]\d{3})+(\.\d*)?$"
+_SEPARATORS = r"[,，]"
+_SEPARATED_NUMBER = r"^[-+]?[0-9.]*[,，][0-9.,，]*$"
 
 
-def _typed(raw: ir.Value, col: Column) -> tuple[ir.Value, bool]:
+def _parse_number(s: ir.StringValue, fmt: Any = None) -> ir.FloatingValue:
+    """Parse number text; a value whose separators could mean two things is NULL.
+
+    A plain number casts directly; only values that fail are cleaned (the clean-up is a
+    regex, ~3x the cast). A value that casts directly has no separators inside it, so the
+    result is the one the clean-up would give. ``fmt`` (a
+    :class:`fupan.params.NumberFormat`) names the decimal and thousands marks; a value that
+    does not follow it is NULL too.
+    """
+    cleaned = s.re_replace(_MONEY_JUNK, "")
+    if fmt is None:
+        alt = ibis.ifelse(
+            cleaned.re_search(_US_THOUSANDS),
+            cleaned.re_replace(_SEPARATORS, ""),
+            cleaned,
+        )
+        return ibis.coalesce(s.try_cast("float64"), alt.try_cast("float64"))
+    dec, th = re.escape(fmt.decimal), re.escape(fmt.thousands)
+    grouped = rf"^[-+]?\d{{1,3}}({th}\d{{3}})+({dec}\d*)?$" if th else r"^$"
+    plain = rf"^[-+]?\d*({dec}\d*)?$"
+    ok = cleaned.re_search(grouped) | cleaned.re_search(plain)
+    text = cleaned.re_replace(th, "") if th else cleaned
+    if fmt.decimal != ".":
+        text = text.replace(fmt.decimal, ".")
+    return ibis.ifelse(ok, text.try_cast("float64"), ibis.null().cast("float64"))
+
+
+def _typed(raw: ir.Value, col: Column, fmt: Any = None) -> tuple[ir.Value, bool]:
     """The contract-typed column, and whether a non-blank value can fail to type.
 
     A source column that already has the contract's type is used as it is: its text form
@@ -858,9 +897,9 @@ def _typed(raw: ir.Value, col: Column) -> tuple[ir.Value, bool]:
         )
         return norm.try_cast("date" if col.dtype == "date" else "timestamp"), True
     if col.dtype == "float":
-        return _parse_number(s, r"[,，¥$\s]"), True
+        return _parse_number(s, fmt), True
     if col.dtype == "int":
-        f = _parse_number(s, r"[,，\s]")
+        f = _parse_number(s, fmt)
         # try_cast: a whole number beyond int64 (or nan/inf) is a bad value, not a crash.
         return ibis.ifelse(f % 1 == 0, f.try_cast("int64"), ibis.null().cast("int64")), True
     if col.dtype == "bool":
@@ -927,12 +966,17 @@ def _map_columns(
         if name not in out and name.lower() in lower:
             out[name] = lower[name.lower()]
     missing = [c for c in table.required_columns if c not in out]
+    _warn_near_misses(raw_cols, table, out, report)
     if missing:
         import difflib
 
         available = [c for c in raw_cols if c != "_row"]
+        # Only a column the contract does not already use can be the missing one renamed:
+        # "order_date" is never a misspelt "order_id".
+        used = {v.lower() for v in out.values()} | {c.lower() for c in table.column_names}
+        spare = [c for c in available if c.lower() not in used]
         for m in missing:
-            near = difflib.get_close_matches(m, available, n=1, cutoff=0.6)
+            near = difflib.get_close_matches(m, spare, n=1, cutoff=0.6)
             hint = f"rename '{near[0]}' to '{m}'" if near else "add the column"
             report.add(
                 "error",
@@ -947,107 +991,265 @@ def _map_columns(
     return out
 
 
+def vocabulary(table: str, column: str, params: Params) -> tuple[list[str], str] | None:
+    """The closed set of values a column may hold, and where it is defined.
+
+    Tiers come from ``tiers.order``, churn reasons from ``churn_definition.reasons``,
+    channels and priorities from the contract (:mod:`fupan.schema`).
+    """
+    if (table, column) == ("customers", "tier"):
+        return list(params.tiers.order), "tiers.order"
+    if (table, column) == ("churn_events", "reason"):
+        return list(params.churn_definition.reasons), "churn_definition.reasons"
+    col = TABLES[table]._by_name.get(column) if table in TABLES else None
+    if col is not None and col.allowed:
+        return list(col.allowed), f"the contract's {table}.{column}"
+    return None
+
+
+def _vocab_fix(table: str, column: str, where: str, unknown: list[str], allowed: list[str]) -> str:
+    import difflib
+
+    pairs = []
+    for u in unknown[:8]:
+        near = difflib.get_close_matches(u.lower(), allowed, n=1, cutoff=0.0)
+        pairs.append(f"{u}: {near[0] if near else allowed[-1]}")
+    fix = f"map them in params: data.values: {{{table}: {{{column}: {{{', '.join(pairs)}}}}}}}"
+    if where.startswith(("tiers", "churn")):
+        fix += f", or add them to {where}"
+        if where == "tiers.order":
+            fix += " (best first, with tiers.spend_floors)"
+    return fix
+
+
+def _check_value_maps(params: Params, report: ValidationReport) -> None:
+    """Every ``data.values`` mapping names a contract table and maps into its vocabulary."""
+    for table, cols in params.data.values.items():
+        if table not in TABLES:
+            report.add(
+                "error",
+                table,
+                None,
+                "mapping",
+                0,
+                f"data.values names '{table}', which is not a contract table",
+                fix=f"use one of: {', '.join(TABLES)}",
+            )
+            continue
+        for column, mapping in cols.items():
+            vocab = vocabulary(table, column, params)
+            if vocab is None:
+                continue
+            bad = sorted({v for v in mapping.values() if v not in vocab[0]})
+            if bad:
+                report.add(
+                    "error",
+                    table,
+                    column,
+                    "mapping",
+                    len(bad),
+                    f"data.values.{table}.{column} maps onto {bad}, outside {vocab[1]} {vocab[0]}",
+                    fix=f"map onto one of {vocab[0]}",
+                )
+
+
+def _vocabulary_map(
+    raw: ir.Table,
+    src: ir.StringValue,
+    table: Table,
+    column: str,
+    params: Params,
+    report: ValidationReport,
+) -> tuple[dict[str, str], bool]:
+    """Case-only variants -> the vocabulary's spelling, and whether every value is known.
+
+    Unknown values are an error listing them with their counts and the ``data.values``
+    mapping to add; "Gold" for "gold" is normalised with a warning. Blank values are left
+    to the null checks.
+    """
+    vocab = vocabulary(table.name, column, params)
+    if vocab is None:
+        return {}, True
+    allowed, where = vocab
+    v = src.strip()
+    counts = (
+        raw.mutate(_v=v)
+        .filter(lambda t: t._v.notnull() & (t._v != "") & ~t._v.isin(allowed))
+        .group_by("_v")
+        .aggregate(n=lambda t: t.count())
+        .order_by([ibis.desc("n"), "_v"])
+        .limit(200)
+        .to_pyarrow()
+        .to_pylist()
+    )
+    if not counts:
+        return {}, True
+    lower = {a.lower(): a for a in allowed}
+    case = {r["_v"]: lower[r["_v"].lower()] for r in counts if r["_v"].lower() in lower}
+    if case:
+        n = sum(r["n"] for r in counts if r["_v"] in case)
+        report.add(
+            "warning",
+            table.name,
+            column,
+            "case_normalised",
+            n,
+            f"{n:,} value(s) differ from {where} only in case or spaces "
+            f"({', '.join(f'{k!r}→{v!r}' for k, v in list(case.items())[:6])}); normalised",
+            fix=f"write the values as in {where}",
+        )
+    unknown = [r for r in counts if r["_v"] not in case]
+    if unknown:
+        at = raw.mutate(**{column: v})
+        examples = _examples(at, at[column].isin([r["_v"] for r in unknown]), [column])
+        n = sum(r["n"] for r in unknown)
+        listed = ", ".join(f"{r['_v']!r} ({r['n']:,})" for r in unknown[:10])
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        report.add(
+            "error",
+            table.name,
+            column,
+            "vocabulary",
+            n,
+            f"{n:,} value(s) outside {where} {allowed}: {listed}{more}",
+            fix=_vocab_fix(table.name, column, where, [r["_v"] for r in unknown], allowed),
+            examples=examples,
+        )
+    return case, not unknown
+
+
+def _warn_near_misses(
+    raw_cols: list[str], table: Table, out: dict[str, str], report: ValidationReport
+) -> None:
+    """A source column that looks like an optional contract column the source lacks.
+
+    Optional columns are not errors when absent, so a misspelt "tire" would vanish without
+    a word and every tier slide would say tiers were not supplied.
+    """
+    import difflib
+
+    used = {v.lower() for v in out.values()}
+    spare = [c for c in raw_cols if c != "_row" and c.lower() not in used]
+    for col in table.columns:
+        if col.name in out or col.required:
+            continue
+        near = difflib.get_close_matches(col.name, spare, n=1, cutoff=0.75)
+        if near:
+            report.add(
+                "warning",
+                table.name,
+                col.name,
+                "unused_column",
+                0,
+                f"optional column '{col.name}' is not supplied, but the source has "
+                f"'{near[0]}', which is not used",
+                fix=f"rename '{near[0]}' to '{col.name}', or map it in params: "
+                f"data.columns.{table.name}: {{{near[0]}: {col.name}}}",
+            )
+
+
+def _drop_empty_optional(
+    raw: ir.Table, table: Table, mapping: dict[str, str], report: ValidationReport
+) -> None:
+    """An optional column that must be filled when given, but is empty throughout, is
+    treated as not supplied (an export with an empty tier column), not as an error per row.
+
+    Customers only: the check reads the source once more, cheap for one row per customer
+    but a second pass over a text file of events.
+    """
+    if table.name != "customers":
+        return
+    cols = [c.name for c in table.columns if not c.required and not c.nullable]
+    cols = [c for c in cols if c in mapping]
+    if not cols:
+        return
+    filled = {
+        c: (~_blank(raw[mapping[c]].cast("string"))).cast("int64").sum().name(c) for c in cols
+    }
+    counts = raw.aggregate(**filled).to_pyarrow().to_pylist()[0]
+    for c in cols:
+        if not counts[c]:
+            report.add(
+                "info",
+                table.name,
+                c,
+                "empty_column",
+                0,
+                f"column '{mapping[c]}' is empty throughout: {table.name}.{c} is treated as "
+                "not supplied",
+            )
+            del mapping[c]
+
+
 def _check_and_type(con: Any, table: Table, params: Params, report: ValidationReport) -> str:
     """Type one staged table and check it; returns "ok", "failed" or "empty".
 
     The typed table is the single materialisation of the source (a temporary table): every
     check reads it. It keeps a column's source text (``_raw_<column>``) only where a value
-    can fail to type, for the error's example rows.
+    can fail to type, for the error's example rows. Columns the contract makes optional and
+    the source lacks: ``order_id`` is generated from the source row; every other customers
+    column is added as typed NULLs, so downstream code never meets a missing column.
     """
     raw = con.table(f"raw_{table.name}")
     mapping = _map_columns(raw.columns, table, params, report)
     if mapping is None:
         return "failed"
+    _drop_empty_optional(raw, table, mapping, report)
     value_maps = params.data.values.get(table.name, {})
     typed_cols: dict[str, ir.Value] = {"_row": raw["_row"]}
     raw_cols: dict[str, ir.Value] = {}
+    ok = True
     for col in table.columns:
         if col.name not in mapping:
+            if table.name == "orders" and col.name == "order_id":
+                # Deterministic: the source row (file line, or row of a sheet or table).
+                typed_cols[col.name] = raw["_row"].cast("string")
+                report.derived["orders.order_id"] = "source_row"
+            elif table.name == "customers":
+                typed_cols[col.name] = ibis.null().cast(_IBIS_TYPE[col.dtype])
             continue
         src = raw[mapping[col.name]]
         if col.name in value_maps:
             if not src.type().is_string():
                 src = src.cast("string")
             src = src.substitute(value_maps[col.name])
-        typed_cols[col.name], can_fail = _typed(src, col)
+        fmt = params.data.number_format_for(table.name, col.name)
+        typed_cols[col.name], can_fail = _typed(src, col, fmt)
         if can_fail:
             raw_cols[f"_raw_{col.name}"] = src if src.type().is_string() else src.cast("string")
     for extra in raw.columns:
         if any(extra.startswith(p) for p in table.extra_prefixes):
             typed_cols[extra], _ = _typed(raw[extra], Column(extra, "float", nullable=True))
     t = _materialise(con, f"typed_{table.name}", raw.select(**raw_cols, **typed_cols), temp=True)
-    # Every column check of a table is one predicate; all are counted in a single scan.
-    checks: list[tuple[str, str, ir.BooleanValue, str, str, list[str]]] = []
+    # Closed vocabularies are read from the typed table (in memory), not the source again.
     for col in table.columns:
-        if col.name not in mapping:
-            continue
-        v = t[col.name]
-        if f"_raw_{col.name}" in t.columns:
-            r = t[f"_raw_{col.name}"]
-            blank = _blank(r)
-            checks.append(
-                (
-                    col.name,
-                    "type",
-                    ~blank & v.isnull(),
-                    f"value(s) are not a valid {col.dtype}",
-                    _fix_for_type(col),
-                    [f"_raw_{col.name}"],
+        if col.name in mapping and vocabulary(table.name, col.name, params) is not None:
+            case, known = _vocabulary_map(t, t[col.name], table, col.name, params, report)
+            ok &= known
+            if case:
+                name, c = _sql_name(f"typed_{table.name}"), _sql_name(col.name)
+                whens = " ".join(
+                    f"WHEN {_sql_string(k)} THEN {_sql_string(v)}" for k, v in case.items()
                 )
-            )
-        else:
-            # Typed without parsing, or as trimmed text: empty exactly where the source is.
-            blank = v.isnull()
-        if not col.nullable:
-            checks.append(
-                (
-                    col.name,
-                    "nulls",
-                    blank,
-                    "empty value(s) in a column that must be filled",
-                    "fill the column in the export or drop those rows",
-                    table.column_names[:3],
+                con.raw_sql(
+                    f"UPDATE temp.main.{name} SET {c} = CASE {c} {whens} END WHERE {c} IN "
+                    f"({', '.join(_sql_string(k) for k in case)})"
                 )
-            )
-        if col.allowed:
-            checks.append(
-                (
-                    col.name,
-                    "vocabulary",
-                    v.notnull() & ~v.isin(list(col.allowed)),
-                    f"value(s) outside the vocabulary {list(col.allowed)}",
-                    f"map source values in params: data.values.{table.name}.{col.name}",
-                    [col.name],
-                )
-            )
-        if col.min is not None or col.max is not None:
-            cond = ibis.literal(False)
-            if col.min is not None:
-                cond = cond | (v < col.min)
-            if col.max is not None:
-                cond = cond | (v > col.max)
-            checks.append(
-                (
-                    col.name,
-                    "range",
-                    v.notnull() & cond,
-                    f"value(s) outside [{col.min}, {col.max}]",
-                    "correct the values or the column mapping (e.g. a 5-point scale mapped onto nps)",
-                    [table.key or "customer_id", col.name],
-                )
-            )
-    aggs = {f"c{i}": c[2].cast("int64").sum() for i, c in enumerate(checks)}
-    counts = t.aggregate(rows=t.count(), **aggs).to_pyarrow().to_pylist()[0]
+                t = con.table(f"typed_{table.name}")
+    checks = _column_checks(t, table, mapping, params)
+    aggs = {f"c{i}": c[3].cast("int64").sum() for i, c in enumerate(checks)}
+    filled = {f"f__{c}": t[c].notnull().sum() for c in mapping if c in t.columns}
+    counts = t.aggregate(rows=t.count(), **aggs, **filled).to_pyarrow().to_pylist()[0]
     n_rows = int(counts["rows"])
     if n_rows == 0:
         return "empty"
-    ok = True
-    for i, (col_name, check, pred, what, fix, ex_cols) in enumerate(checks):
+    report.supplied[table.name] = [c for c in mapping if int(counts.get(f"f__{c}") or 0) > 0]
+    for i, (sev, col_name, check, pred, what, fix, ex_cols) in enumerate(checks):
         n_bad = int(counts[f"c{i}"] or 0)
         if n_bad:
-            ok = False
+            ok &= sev != "error"
             report.add(
-                "error",
+                sev,
                 table.name,
                 col_name,
                 check,
@@ -1074,6 +1276,130 @@ def _check_and_type(con: Any, table: Table, params: Params, report: ValidationRe
             )
     report.profile[table.name] = {"rows": n_rows, "columns": sorted(mapping)}
     return "ok" if ok else "failed"
+
+
+_IBIS_TYPE = {
+    "str": "string",
+    "date": "date",
+    "datetime": "timestamp",
+    "float": "float64",
+    "int": "int64",
+    "bool": "boolean",
+}
+
+_Check = tuple[Severity, str, str, ir.BooleanValue, str, str, list[str]]
+
+
+def _number_fix(table: str, column: str) -> str:
+    return (
+        "name the format in params: data.number_format: "
+        f'{{{table}: {{{column}: {{decimal: ",", thousands: "."}}}}}} '
+        '(or {decimal: ".", thousands: ","}), per table or for every column'
+    )
+
+
+def _column_checks(
+    t: ir.Table, table: Table, mapping: dict[str, str], params: Params
+) -> list[_Check]:
+    """Every column check of a table as one predicate each, all counted in a single scan."""
+    checks: list[_Check] = []
+    drop_amounts = table.name == "orders" and params.data.bad_amounts == "drop"
+    for col in table.columns:
+        if col.name not in mapping:
+            continue
+        v = t[col.name]
+        lenient = drop_amounts and col.name == "amount"
+        if f"_raw_{col.name}" in t.columns:
+            r = t[f"_raw_{col.name}"]
+            blank = _blank(r)
+            bad = ~blank & v.isnull()
+            if (
+                col.dtype in ("float", "int")
+                and params.data.number_format_for(table.name, col.name) is None
+            ):
+                # digits and separators only: a number whose marks could mean two things
+                seps = bad & r.re_replace(_MONEY_JUNK, "").re_search(_SEPARATED_NUMBER)
+                checks.append(
+                    (
+                        "error",
+                        col.name,
+                        "number_format",
+                        seps,
+                        "value(s) with a comma that is not a thousands separator "
+                        "(comma decimals such as '683,63' or '1.234,50'?); not guessed",
+                        _number_fix(table.name, col.name),
+                        [f"_raw_{col.name}"],
+                    )
+                )
+                bad = bad & ~seps
+            checks.append(
+                (
+                    "error",
+                    col.name,
+                    "type",
+                    bad,
+                    f"value(s) are not a valid {col.dtype}",
+                    _fix_for_type(col)
+                    if col.dtype != "float"
+                    or params.data.number_format_for(table.name, col.name) is None
+                    else "write the numbers as data.number_format says",
+                    [f"_raw_{col.name}"],
+                )
+            )
+        else:
+            # Typed without parsing, or as trimmed text: empty exactly where the source is.
+            blank = v.isnull()
+        if col.dtype == "float":
+            checks.append(
+                (
+                    "warning" if lenient else "error",
+                    col.name,
+                    "not_finite",
+                    v.notnull() & (v.isnan() | v.isinf()),
+                    "value(s) are NaN or infinite"
+                    + ("; those rows were dropped" if lenient else ""),
+                    ""
+                    if lenient
+                    else "correct the values, or set data.bad_amounts: drop"
+                    if col.name == "amount"
+                    else "correct the values",
+                    [table.key or "customer_id", col.name],
+                )
+            )
+        if not col.nullable:
+            checks.append(
+                (
+                    "warning" if lenient else "error",
+                    col.name,
+                    "nulls",
+                    blank,
+                    "empty value(s) in a column that must be filled"
+                    + ("; those rows were dropped" if lenient else ""),
+                    ""
+                    if lenient
+                    else "fill the column in the export or drop those rows"
+                    + (", or set data.bad_amounts: drop" if col.name == "amount" else ""),
+                    table.column_names[:3],
+                )
+            )
+        if col.min is not None or col.max is not None:
+            cond = ibis.literal(False)
+            if col.min is not None:
+                cond = cond | (v < col.min)
+            if col.max is not None:
+                cond = cond | (v > col.max)
+            checks.append(
+                (
+                    "error",
+                    col.name,
+                    "range",
+                    v.notnull() & cond,
+                    f"value(s) outside [{col.min}, {col.max}]",
+                    "correct the values or the column mapping (e.g. a 5-point scale mapped onto nps)",
+                    [table.key or "customer_id", col.name],
+                )
+            )
+    return checks
 
 
 @dataclass
@@ -1125,7 +1451,11 @@ class _Cleaning:
     def counts(self) -> dict[str, Any]:
         t = self.t
         aggs = {f.flag: t[f.flag].cast("int64").sum() for f in self.findings}
-        return t.aggregate(kept=t._keep.cast("int64").sum(), **aggs).to_pyarrow().to_pylist()[0]
+        return (
+            t.aggregate(rows=t.count(), kept=t._keep.cast("int64").sum(), **aggs)
+            .to_pyarrow()
+            .to_pylist()[0]
+        )
 
     def clean(self, sort: bool) -> ir.Table:
         """The kept rows; ``sort`` restores source order after a join, which may shuffle it."""
@@ -1136,9 +1466,19 @@ class _Cleaning:
 
 
 def _cleaning_rules(
-    typed: ir.Table, table: Table, params: Params, ids: ir.Table, orphans: bool = True
+    typed: ir.Table,
+    table: Table,
+    params: Params,
+    ids: ir.Table,
+    orphans: bool = True,
+    kept_ids: ir.Table | None = None,
 ) -> _Cleaning:
-    """The cleaning rules of one table, in order; ``orphans=False`` leaves out that check."""
+    """The cleaning rules of one table, in order; ``orphans=False`` leaves out that check.
+
+    ``ids`` are every customer of the source, ``kept_ids`` those the clean customers table
+    kept: rows of a customer the run excluded (acquired after as_of) are excluded with them
+    rather than counted, and are not orphans.
+    """
     as_of = pd.Timestamp(params.as_of)
     name = table.name
     c = _Cleaning(typed.select(*(x for x in typed.columns if not x.startswith("_raw_"))))
@@ -1156,6 +1496,40 @@ def _cleaning_rules(
             [table.key or "customer_id", "customer_id"],
         )
         c.drop(orphan)
+        if kept_ids is not None:
+            excluded = ~c.t.customer_id.isin(kept_ids.customer_id)
+            c.check(
+                excluded,
+                "warning",
+                "customer_id",
+                "excluded_customer",
+                lambda n: (
+                    f"{n:,} row(s) of customers excluded from this run "
+                    "(acquired after as_of, or without an acquisition date); excluded with them"
+                ),
+                "",
+                [table.key or "customer_id", "customer_id"],
+            )
+            c.drop(excluded)
+    if name == "customers":
+        # only a derived acquired_at can be empty here: a customer with no order or contract
+        c.check(
+            c.t.acquired_at.isnull(),
+            "warning",
+            "acquired_at",
+            "no_acquired_at",
+            lambda n: (
+                f"{n:,} customer(s) without acquired_at and without any order or "
+                "contract: no acquisition date; excluded"
+            ),
+            "supply customers.acquired_at",
+            ["customer_id"],
+        )
+        c.drop(c.t.acquired_at.isnull())
+    if name == "orders" and params.data.bad_amounts == "drop":
+        # reported by the column checks; the policy drops them here
+        a = c.t.amount
+        c.drop(a.isnull() | a.isnan().fill_null(False) | a.isinf().fill_null(False))
     for col in table.columns:
         if col.not_after_as_of and col.name in c.t.columns:
             dtype = "timestamp" if col.dtype == "datetime" else "date"
@@ -1204,6 +1578,15 @@ def _cleaning_rules(
         )
     if name == "tickets":
         c.check(
+            c.t.resolved_at.notnull() & (c.t.resolved_at < c.t.opened_at),
+            "error",
+            "resolved_at",
+            "order",
+            lambda n: f"{n:,} ticket(s) resolved before they were opened",
+            "check the time zone and column mapping of the ticket export",
+            ["ticket_id", "opened_at", "resolved_at"],
+        )
+        c.check(
             c.t.first_response_at.notnull() & (c.t.first_response_at < c.t.opened_at),
             "error",
             "first_response_at",
@@ -1222,14 +1605,15 @@ def _clean_table(con: Any, name: str, params: Params, report: ValidationReport) 
     table is held typed in memory at a time.
     """
     ids = con.table("typed_customers").select("customer_id")
+    kept_ids = con.table("customers").select("customer_id") if name != "customers" else None
     table = TABLES[name]
     typed = con.table(f"typed_{name}")
-    c = _cleaning_rules(typed, table, params, ids)
+    c = _cleaning_rules(typed, table, params, ids, kept_ids=kept_ids)
     row = c.counts()
     for f in c.findings:
         n = int(row[f.flag] or 0)
         if n:
-            report.add(
+            p = report.add(
                 f.severity,
                 name,
                 f.column,
@@ -1239,13 +1623,17 @@ def _clean_table(con: Any, name: str, params: Params, report: ValidationReport) 
                 fix=f.fix,
                 examples=_examples(f.at, f.at[f.flag], f.example_cols),
             )
-    has_orphans = any(f.check == "orphans" and row[f.flag] for f in c.findings)
+            if f.check == "orphans":
+                _judge_orphans(con, name, p, n, int(row["rows"]), params)
+    has_orphans = any(
+        f.check in ("orphans", "excluded_customer") and row[f.flag] for f in c.findings
+    )
     if not has_orphans:
         # Without orphans the rest of the rules keep the same rows; leaving out the
         # anti-join lets the table stream to disk in source order.
         c = _cleaning_rules(typed, table, params, ids, orphans=False)
     _materialise(con, name, c.clean(sort=has_orphans), temp=False)
-    if not int(row["kept"] or 0) and not table.required:
+    if not int(row["kept"] or 0) and not table.required and name not in CORE_TABLES:
         report.add(
             "warning",
             name,
@@ -1254,6 +1642,558 @@ def _clean_table(con: Any, name: str, params: Params, report: ValidationReport) 
             0,
             "the table has no rows; sections that need it are skipped",
         )
+
+
+def _id_norm(col: str) -> str:
+    # "1.0", "001", " A1 " and "a1" all read as the same key
+    return f"ltrim(regexp_replace(lower(trim({col})), '\\.0+$', ''), '0')"
+
+
+_MIN_ORPHANS = 5
+
+
+def _judge_orphans(con: Any, name: str, p: Any, n: int, rows: int, params: Params) -> None:
+    """Orphans above ``data.orphan_threshold`` are an error; a key-format mismatch is named."""
+    share = n / rows if rows else 0.0
+    typed = _sql_name(f"typed_{name}")
+    same = con.raw_sql(
+        f"SELECT count(*) FROM {typed} o WHERE o.customer_id NOT IN "
+        f"(SELECT customer_id FROM typed_customers) AND {_id_norm('o.customer_id')} IN "
+        f"(SELECT {_id_norm('customer_id')} FROM typed_customers)"
+    ).fetchone()[0]
+    if same and same >= n / 2:
+        ex = con.raw_sql(
+            f"SELECT o.customer_id, c.customer_id FROM {typed} o JOIN typed_customers c "
+            f"ON {_id_norm('o.customer_id')} = {_id_norm('c.customer_id')} "
+            "WHERE o.customer_id <> c.customer_id LIMIT 1"
+        ).fetchone()
+        if ex:
+            p.fix = (
+                f"customer_id is written differently: {ex[0]!r} in {name}, {ex[1]!r} in customers "
+                "(a number format such as '1.0', leading zeros, case or spaces); export both "
+                "as the same text"
+            )
+    # A share from a handful of rows says little about the export (1 orphan in 10 orders):
+    # those are reported and dropped; from five rows on, or when every row is orphaned, the
+    # share decides.
+    decisive = n >= _MIN_ORPHANS or n == rows
+    if decisive and share > params.data.orphan_threshold and p.severity != "error":
+        p.severity = "error"
+        p.message = (
+            f"{n:,} row(s) ({share:.1%}) reference customers that are not in customers: more "
+            f"than data.orphan_threshold ({params.data.orphan_threshold:.0%}); the run stops"
+        )
+        if not p.fix.startswith("customer_id is written"):
+            p.fix = (
+                "export customers and events from the same snapshot, or raise "
+                "data.orphan_threshold if the loss is understood"
+            )
+
+
+def _stage_tables(
+    con: Any, staged: list[str], params: Params, report: ValidationReport, source: str
+) -> None:
+    """Type, check, derive and clean every staged table, in the order cleaning needs.
+
+    ``customers`` is typed first; then ``orders`` and ``contracts``, from which a missing
+    ``customers`` table (or its ``acquired_at``) is derived; then customers are cleaned
+    (their keys decide orphans), then every event table, one at a time.
+    """
+    _check_value_maps(params, report)
+    _require_core(staged, params, report, source)
+    for name in TABLES:
+        if name not in staged and name != "customers":
+            if not any(p.table == name for p in report.errors):
+                report.missing_optional.append(name)
+    # Cleaning findings follow every check finding in the report, as the user fixes the
+    # export first; they are collected aside while tables are cleaned one by one.
+    cleaning = ValidationReport()
+    staged.sort(key=list(TABLES).index)
+    core = [n for n in CORE_TABLES if n in staged]
+    typed = [
+        n for n in ["customers", *core] if n in staged and _type_one(con, n, params, report, staged)
+    ]
+    events = [n for n in core if n in typed]
+    customers_ok = "customers" in typed or "customers" not in staged
+    if customers_ok and (events or "customers" in typed):
+        if _finalise_customers(con, params, report, "customers" in typed, events):
+            if "customers" not in report.present:
+                report.present.append("customers")
+            _clean_table(con, "customers", params, cleaning)
+            for name in events:
+                _clean_table(con, name, params, cleaning)
+    for name in staged:
+        if name in ("customers", *core):
+            continue
+        if _type_one(con, name, params, report, staged) and "customers" in report.present:
+            _clean_table(con, name, params, cleaning)
+            con.raw_sql(f"DROP TABLE IF EXISTS temp.main.{_sql_name('typed_' + name)}")
+    report.problems.extend(cleaning.problems)
+    if "customers" in report.present and report.ok:
+        _after_clean(con, params, report)
+    _check_param_references(params, report)
+    for name in core:
+        con.raw_sql(f"DROP TABLE IF EXISTS temp.main.{_sql_name('typed_' + name)}")
+
+
+def _require_core(staged: list[str], params: Params, report: ValidationReport, source: str) -> None:
+    """The minimum input: orders, or contracts for a contractual business."""
+    if any(p.table in CORE_TABLES for p in report.errors):
+        return
+    fix = (
+        f"add orders.csv (or .parquet/.xlsx) to {source}, or name the file in params: "
+        "data.files.orders"
+    )
+    if "orders" in staged:
+        return
+    if "contracts" not in staged:
+        report.add(
+            "error",
+            "orders",
+            None,
+            "missing_file",
+            0,
+            f"no orders table in {source} (nor contracts): the minimum input is orders with "
+            "customer_id, order_date and amount (a contractual business may give contracts)",
+            fix=fix,
+        )
+    elif params.business_model != "contractual":
+        report.add(
+            "error",
+            "orders",
+            None,
+            "missing_file",
+            0,
+            "no orders table: a non_contractual business defines churn by orders "
+            "(no order for churn_definition.dormancy_days)",
+            fix=fix + "; or, if churn is a contract left to lapse, set business_model: contractual",
+        )
+
+
+def _type_one(
+    con: Any, name: str, params: Params, report: ValidationReport, staged: list[str]
+) -> bool:
+    """Type and check one table; True when it passed and joins the dataset."""
+    outcome = _check_and_type(con, TABLES[name], params, report)
+    if outcome == "empty":
+        core = "orders" if "orders" in staged else "contracts"
+        sev: Severity = "error" if name in ("customers", core) else "warning"
+        report.add(
+            sev,
+            name,
+            None,
+            "empty",
+            0,
+            f"'{name}' has a header but no rows",
+            fix="export the table again with its rows" if sev == "error" else "",
+        )
+        if sev == "warning":
+            report.missing_optional.append(name)
+        return False
+    if outcome == "ok":
+        report.present.append(name)
+        return True
+    return False
+
+
+_DUCK_TYPE = {
+    "str": "VARCHAR",
+    "date": "DATE",
+    "datetime": "TIMESTAMP",
+    "float": "DOUBLE",
+    "int": "BIGINT",
+    "bool": "BOOLEAN",
+}
+
+
+def _replace_temp(con: Any, name: str, select_sql: str) -> None:
+    # CREATE OR REPLACE cannot read the table it replaces
+    tmp = _sql_name(f"{name}__new")
+    con.raw_sql(f"CREATE OR REPLACE TEMP TABLE {tmp} AS {select_sql}")
+    con.raw_sql(f"DROP TABLE temp.main.{_sql_name(name)}")
+    con.raw_sql(f"ALTER TABLE temp.main.{tmp} RENAME TO {_sql_name(name)}")
+
+
+def _finalise_customers(
+    con: Any, params: Params, report: ValidationReport, have: bool, events: list[str]
+) -> bool:
+    """``typed_customers`` with every contract column: derived from orders/contracts when
+    the source has none, its ``acquired_at`` derived (first order or contract start) when
+    the source lacks it, and orders before acquisition judged by policy."""
+    firsts = []
+    if "orders" in events:
+        firsts.append("SELECT customer_id, order_date AS d FROM typed_orders")
+    if "contracts" in events:
+        firsts.append("SELECT customer_id, start_date AS d FROM typed_contracts")
+    first = (
+        f"SELECT customer_id, min(d) AS first_deal FROM ({' UNION ALL '.join(firsts)}) "
+        "WHERE customer_id IS NOT NULL GROUP BY customer_id"
+    )
+    table = TABLES["customers"]
+    if not have:
+        if not firsts:
+            return False
+        cols = ", ".join(
+            "first_deal AS acquired_at"
+            if c.name == "acquired_at"
+            else f"CAST(NULL AS {_DUCK_TYPE[c.dtype]}) AS {_sql_name(c.name)}"
+            for c in table.columns
+            if c.name != "customer_id"
+        )
+        con.raw_sql(
+            "CREATE OR REPLACE TEMP TABLE typed_customers AS SELECT row_number() OVER "
+            f"(ORDER BY customer_id) AS _row, customer_id, {cols} FROM ({first}) ORDER BY customer_id"
+        )
+        n = con.raw_sql("SELECT count(*) FROM typed_customers").fetchone()[0]
+        report.derived["customers"] = "+".join(events)
+        report.derived["customers.acquired_at"] = "first_deal"
+        report.supplied["customers"] = []
+        report.profile["customers"] = {"rows": int(n), "columns": ["customer_id"]}
+        report.add(
+            "info",
+            "customers",
+            None,
+            "derived",
+            int(n),
+            f"no customers table: {n:,} customers derived from {' and '.join(events)} "
+            "(acquired_at = first order or contract start); tier, industry, region and "
+            "account manager are not supplied",
+        )
+        return True
+    supplied = report.supplied.get("customers", [])
+    if "acquired_at" not in supplied and firsts:
+        _replace_temp(
+            con,
+            "typed_customers",
+            "SELECT c.* REPLACE (f.first_deal AS acquired_at) FROM typed_customers c "
+            f"LEFT JOIN ({first}) f USING (customer_id) ORDER BY c._row",
+        )
+        report.derived["customers.acquired_at"] = "first_deal"
+    elif "orders" in events:
+        _orders_before_acquisition(con, params, report, first)
+    return True
+
+
+def _orders_before_acquisition(
+    con: Any, params: Params, report: ValidationReport, first: str
+) -> None:
+    """Orders dated before their customer's acquired_at, by ``data.orders_before_acquisition``.
+
+    acquired_at decides cohorts, tenure and first-year spend, and an order before it means
+    one of the two dates is wrong; only the user knows which. By default both are kept and
+    reported (warn): CRM exports often carry the account's creation date, later than the
+    first deal when history was migrated, and those orders are real revenue, so dropping
+    them would understate it and stopping would refuse every such export. ``fail`` stops the
+    run; ``adjust`` takes the first order as acquired_at.
+    """
+    # customers acquired after as_of are excluded with their orders: not judged here
+    sql = (
+        "FROM typed_orders o JOIN typed_customers c USING (customer_id) "
+        f"WHERE o.order_date < c.acquired_at AND c.acquired_at <= DATE '{params.as_of}'"
+    )
+    n = con.raw_sql(f"SELECT count(*) {sql}").fetchone()[0]
+    if not n:
+        return
+    rows = con.raw_sql(
+        f"SELECT o._row, o.order_id, o.customer_id, o.order_date, c.acquired_at {sql} "
+        "ORDER BY o._row LIMIT 5"
+    ).fetchall()
+    examples = [
+        dict(zip(["row", "order_id", "customer_id", "order_date", "acquired_at"], r, strict=True))
+        for r in rows
+    ]
+    policy = params.data.orders_before_acquisition
+    if policy in ("fail", "warn"):
+        report.add(
+            "error" if policy == "fail" else "warning",
+            "orders",
+            "order_date",
+            "before_acquisition",
+            int(n),
+            f"{n:,} order(s) dated before their customer's acquired_at: cohorts, tenure and "
+            "first-year spend use acquired_at" + ("" if policy == "fail" else "; kept as they are"),
+            fix="correct customers.acquired_at (or the order dates); or set "
+            "data.orders_before_acquisition: adjust to take the first order as acquired_at",
+            examples=examples,
+        )
+        return
+    _replace_temp(
+        con,
+        "typed_customers",
+        "SELECT c.* REPLACE (least(c.acquired_at, coalesce(f.first_deal, c.acquired_at)) "
+        f"AS acquired_at) FROM typed_customers c LEFT JOIN ({first}) f USING (customer_id) "
+        "ORDER BY c._row",
+    )
+    report.add(
+        "warning",
+        "orders",
+        "order_date",
+        "before_acquisition",
+        int(n),
+        f"{n:,} order(s) dated before their customer's acquired_at; acquired_at moved to "
+        "the first order (data.orders_before_acquisition: adjust)",
+        examples=examples,
+    )
+
+
+def _after_clean(con: Any, params: Params, report: ValidationReport) -> None:
+    """Checks that need the clean tables: windows with data, customers without orders, tiers."""
+    if not _window_checks(con, params, report):
+        return
+    _customers_without_orders(con, report)
+    fill_tiers(con, params, report)
+
+
+def _window_checks(con: Any, params: Params, report: ValidationReport) -> bool:
+    """An as_of before all data, or a review period without data, is an error."""
+    n_cust = con.raw_sql("SELECT count(*) FROM main.customers").fetchone()[0]
+    if not n_cust:
+        report.add(
+            "error",
+            "customers",
+            "acquired_at",
+            "window",
+            0,
+            f"no customer was acquired on or before as_of {params.as_of}",
+            fix="set as_of to a date the data covers",
+        )
+        return False
+    core, col = (
+        ("orders", "order_date") if "orders" in report.present else ("contracts", "start_date")
+    )
+    if core not in report.present:
+        return True
+    lo, hi = con.raw_sql(f"SELECT min({col}), max({col}) FROM temp.main.typed_{core}").fetchone()
+    span = f"{core}.{col} runs from {lo} to {hi}" if lo else f"{core} has no dates"
+    n_in = con.raw_sql(f"SELECT count(*) FROM main.{core}").fetchone()[0]
+    if not n_in:
+        report.add(
+            "error",
+            core,
+            col,
+            "window",
+            0,
+            f"no {core} row is dated on or before as_of {params.as_of}: {span}",
+            fix="set as_of to a date the data covers",
+        )
+        return False
+    if core == "orders":
+        where = f"order_date >= DATE '{params.period_start}'"
+    else:
+        where = f"end_date >= DATE '{params.period_start}'"
+    n_period = con.raw_sql(f"SELECT count(*) FROM main.{core} WHERE {where}").fetchone()[0]
+    if not n_period:
+        report.add(
+            "error",
+            core,
+            col,
+            "window",
+            0,
+            f"the review period {params.period_start}..{params.as_of} holds no {core}: {span}",
+            fix="set period_start and as_of to dates the data covers",
+        )
+        return False
+    return True
+
+
+def _customers_without_orders(con: Any, report: ValidationReport) -> None:
+    """Count customers with no order up to as_of (they raise churn when counted as lost)."""
+    if "orders" not in report.present:
+        return
+    n, total = con.raw_sql(
+        "SELECT count(*) FILTER (WHERE o.customer_id IS NULL), count(*) FROM main.customers c "
+        "LEFT JOIN (SELECT DISTINCT customer_id FROM main.orders) o USING (customer_id)"
+    ).fetchone()
+    share = n / total if total else 0.0
+    prof = report.profile.setdefault("customers", {})
+    prof["without_orders"] = int(n)
+    prof["without_orders_share"] = float(share)
+    if n:
+        report.add(
+            "warning" if share >= 0.2 else "info",
+            "customers",
+            None,
+            "no_orders",
+            int(n),
+            f"{n:,} customer(s) ({share:.1%}) have no order on or before as_of; a "
+            "non-contractual churn count treats them as lost once past the dormancy period",
+            fix="check that the orders export covers every customer" if share >= 0.2 else "",
+        )
+
+
+def default_floor_shares(k: int) -> list[float]:
+    """Cumulative share of customers with spend at or above each tier's floor (best first).
+
+    Four tiers: top 5%, next 15%, next 30%, the rest (cumulative 5%, 20%, 50%). Two tiers:
+    top 20%; three: top 5%, next 25%. More than four: cumulative shares evenly spaced on a
+    log scale from 5% to 50%. The last tier has no floor (it takes the rest).
+    """
+    import numpy as np
+
+    table = {1: [], 2: [0.20], 3: [0.05, 0.30], 4: [0.05, 0.20, 0.50]}
+    if k in table:
+        return table[k]
+    return [float(x) for x in np.geomspace(0.05, 0.5, k - 1)]
+
+
+def resolve_floors(spend: Any, k: int) -> tuple[list[float], list[float]]:
+    """Spend floors in the data's own scale: quantiles of positive trailing-12-month spend.
+
+    Floor i is the ``1 - share_i`` quantile of the spend of customers who spent anything
+    (:func:`default_floor_shares`), rounded to two significant digits; the last floor is 0.
+    Without any positive spend no floor but the last is reachable.
+    """
+    import numpy as np
+
+    shares = default_floor_shares(k)
+    pos = np.asarray(spend, dtype=float)
+    pos = pos[np.isfinite(pos) & (pos > 0)]
+    if not len(pos):
+        return [float("inf")] * (k - 1) + [0.0], shares
+    floors: list[float] = []
+    for sh in shares:
+        q = float(np.quantile(pos, 1 - sh))
+        q = float(f"{q:.2g}")
+        floors.append(min(q, floors[-1]) if floors else q)
+    return floors + [0.0], shares
+
+
+def _spend_sql(params: Params, report: ValidationReport) -> str:
+    """customer_id, trailing-12-month spend and days since last activity, per clean customer.
+
+    The rule of :func:`fupan.segments.customer_features` (net order amount in
+    (as_of - 1 year, as_of], recency from the last order or else acquired_at). Without
+    orders (a contractual business): the annual value of contracts running in that year,
+    and days since the last contract ended.
+    """
+    from fupan.segments import trailing_start
+
+    as_of = pd.Timestamp(params.as_of).date()
+    t12 = trailing_start(as_of)
+    if "orders" in report.present:
+        return (
+            "SELECT c.customer_id, c.rowid AS _ord, coalesce(sum(o.amount) FILTER "
+            f"(WHERE o.order_date >= DATE '{t12}'), 0) AS spend, date_diff('day', "
+            f"coalesce(max(o.order_date), any_value(c.acquired_at)), DATE '{as_of}') AS recency "
+            "FROM main.customers c LEFT JOIN main.orders o USING (customer_id) "
+            "GROUP BY c.customer_id, c.rowid"
+        )
+    return (
+        "SELECT c.customer_id, c.rowid AS _ord, coalesce(sum(k.annual_value) FILTER "
+        f"(WHERE k.end_date >= DATE '{t12}'), 0) AS spend, greatest(date_diff('day', "
+        f"coalesce(max(k.end_date), any_value(c.acquired_at)), DATE '{as_of}'), 0) AS recency "
+        "FROM main.customers c LEFT JOIN main.contracts k USING (customer_id) "
+        "GROUP BY c.customer_id, c.rowid"
+    )
+
+
+def tier_case_sql(order: list[str], floors: list[float], dormant_days: int) -> str:
+    """The spend-floor rule of :func:`fupan.segments.spend_tier` as a SQL CASE over
+    ``spend`` and ``recency``: dormant customers take the last tier; otherwise the best
+    tier whose floor the spend reaches."""
+    import math
+
+    whens = [f"WHEN recency >= {int(dormant_days)} THEN {_sql_string(order[-1])}"]
+    for code, floor in zip(order[:-1], floors[:-1], strict=True):
+        if math.isfinite(floor):
+            whens.append(f"WHEN spend >= {float(floor)!r} THEN {_sql_string(code)}")
+    return f"CASE {' '.join(whens)} ELSE {_sql_string(order[-1])} END"
+
+
+def fill_tiers(con: Any, params: Params, report: ValidationReport) -> None:
+    """Resolve ``tiers.spend_floors`` and fill ``customers.tier`` when the source has none.
+
+    Floors the params file does not set come from the data (:func:`resolve_floors`) when the
+    data has no tiers of its own or ``tiers.order`` is not the default four; they are
+    written into ``params`` in place and recorded in ``report.tier_floors``. Without an
+    assigned tier, every customer gets the tier the spend-floor rule gives.
+    """
+    tiers = params.tiers
+    supplied = "tier" in report.supplied.get("customers", [])
+    explicit = "spend_floors" in tiers.model_fields_set
+    placeholder = not all(f < float("inf") for f in tiers.spend_floors)
+    spend_sql = _spend_sql(params, report)
+    if explicit:
+        report.tier_floors = {"source": "params", "floors": list(tiers.spend_floors)}
+    elif supplied and not placeholder:
+        report.tier_floors = {"source": "default", "floors": list(tiers.spend_floors)}
+        report.add(
+            "info",
+            "customers",
+            "tier",
+            "spend_floors",
+            0,
+            f"tiers.spend_floors is not set: the default floors {tiers.spend_floors} decide "
+            "the recommended tier",
+            fix="set tiers.spend_floors in the data's currency and scale",
+        )
+    else:
+        spend = con.raw_sql(f"SELECT spend FROM ({spend_sql})").fetchnumpy()["spend"]
+        floors, shares = resolve_floors(spend, len(tiers.order))
+        tiers.spend_floors = floors
+        report.tier_floors = {
+            "source": "data",
+            "floors": floors,
+            "shares": shares,
+            "rule": "quantiles of trailing-12-month net spend of customers with spend: "
+            + ", ".join(f"top {s:.0%}" for s in shares)
+            + ", rest; rounded to two significant digits",
+        }
+    if supplied:
+        return
+    case = tier_case_sql(tiers.order, tiers.spend_floors, tiers.dormant_days)
+    con.raw_sql(
+        "CREATE OR REPLACE TABLE main.customers__new AS SELECT c.* REPLACE (t.tier AS tier) "
+        f"FROM main.customers c JOIN (SELECT customer_id, _ord, {case} AS tier FROM "
+        f"({spend_sql})) t USING (customer_id) ORDER BY t._ord"
+    )
+    con.raw_sql("DROP TABLE main.customers")
+    con.raw_sql("ALTER TABLE main.customers__new RENAME TO customers")
+    report.derived["customers.tier"] = "spend_floors"
+
+
+def _check_param_references(params: Params, report: ValidationReport) -> None:
+    """Values the params name that the run will look up: scenario target tiers, tier policies."""
+    if "04_strategy_simulation" not in params.notebooks:
+        return
+    from fupan import scenarios
+    from fupan.params import ParamsError
+
+    try:
+        scen = scenarios.load(params)
+    except ParamsError as exc:
+        report.add(
+            "error",
+            "(params)",
+            None,
+            "scenarios",
+            0,
+            f"chapter 4 would stop: {exc}",
+            fix="name tiers of tiers.order in the scenarios' target.tiers (or remove the "
+            "filter), or copy params/scenarios.yaml beside the params file and edit it",
+        )
+        return
+    b = params.benchmarks
+    for s in scen:
+        ch = s.change
+        needs = []
+        if ch.first_response_days == "tier_sla" or ch.retier:
+            needs.append(("sla_first_response_days", b.sla_first_response_days))
+        if ch.touches_per_quarter == "tier_policy" or ch.retier:
+            needs.append(("touch_policy_per_quarter", b.touch_policy_per_quarter))
+        for key, policy in needs:
+            missing = [t for t in params.tiers.order if t not in policy]
+            if missing:
+                report.add(
+                    "error",
+                    "(params)",
+                    None,
+                    "scenarios",
+                    0,
+                    f"scenario '{s.name}' uses benchmarks.{key}, which has no entry for "
+                    f"tier(s) {missing}",
+                    fix=f"add benchmarks.{key}: {{{', '.join(f'{t}: <value>' for t in missing)}}}",
+                )
 
 
 def _profile(con: Any, params: Params, report: ValidationReport) -> None:
@@ -1328,48 +2268,7 @@ def load(
     with tempfile.TemporaryDirectory(prefix="fupan-load-") as tmpdir:
         tmp = Path(tmpdir)
         staged, fingerprints, attached = _stage_source(con, params, source, tmp, report)
-        for name in TABLES:
-            if name not in staged and not any(p.table == name for p in report.errors):
-                if TABLES[name].required:
-                    report.add(
-                        "error",
-                        name,
-                        None,
-                        "missing_file",
-                        0,
-                        f"required table '{name}' is missing from {sources.redact(source)}",
-                        fix=f"add {name}.csv (or .parquet/.xlsx), or name the file in params: data.files.{name}",
-                    )
-                else:
-                    report.missing_optional.append(name)
-        # Cleaning findings follow every check finding in the report, as the user fixes the
-        # export first; they are collected aside while tables are cleaned one by one.
-        cleaning = ValidationReport()
-        staged.sort(key=list(TABLES).index)  # customers first: cleaning needs its keys
-        for name in list(staged):
-            outcome = _check_and_type(con, TABLES[name], params, report)
-            if outcome == "empty":
-                sev = "error" if TABLES[name].required else "warning"
-                report.add(
-                    sev,
-                    name,
-                    None,
-                    "empty",
-                    0,
-                    f"'{name}' has a header but no rows",
-                    fix="export the table again with its rows" if sev == "error" else "",
-                )
-                staged.remove(name)
-                if sev == "warning":
-                    report.missing_optional.append(name)
-                continue
-            if outcome == "ok":
-                report.present.append(name)
-                if "customers" in report.present:
-                    _clean_table(con, name, params, cleaning)
-                    if name != "customers":
-                        con.raw_sql(f"DROP TABLE IF EXISTS temp.main.{_sql_name('typed_' + name)}")
-        report.problems.extend(cleaning.problems)
+        _stage_tables(con, staged, params, report, sources.redact(source))
         if "customers" in report.present:
             _profile(con, params, report)
         _drop_intermediate(con)
@@ -1457,13 +2356,22 @@ def open_staged(params: Params, work_dir: str | Path) -> Dataset:
     else:
         con = ibis.duckdb.connect(str(work / STAGED_NAME), read_only=True)
         _limit_memory(con, params, work)
+    report = ValidationReport.from_dict(meta["report"])
+    apply_resolved_params(params, report)
     return Dataset(
         con=con,
         params=params,
-        report=ValidationReport.from_dict(meta["report"]),
+        report=report,
         fingerprints=meta.get("fingerprints", {}),
         cache_dir=work / "cache",
     )
+
+
+def apply_resolved_params(params: Params, report: ValidationReport) -> None:
+    """Write what the load resolved from the data (spend floors) into ``params`` in place."""
+    floors = report.tier_floors
+    if floors.get("source") == "data" and len(floors.get("floors", [])) == len(params.tiers.order):
+        params.tiers.spend_floors = [float(f) for f in floors["floors"]]
 
 
 def _limit_memory(con: Any, params: Params, work: Path) -> None:

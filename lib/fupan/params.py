@@ -38,6 +38,21 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class NumberFormat(_Model):
+    """How a column writes its numbers: "1.234,50" is ``{decimal: ",", thousands: "."}``."""
+
+    decimal: Literal[".", ","] = Field(".", description="decimal mark")
+    thousands: Literal[",", ".", " ", "'", ""] = Field(
+        ",", description="thousands separator ('' for none)"
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> NumberFormat:
+        if self.decimal == self.thousands:
+            raise ValueError("number_format: decimal and thousands must differ")
+        return self
+
+
 class DataSource(_Model):
     """Where the data comes from and how its columns map onto the contract."""
 
@@ -72,6 +87,37 @@ class DataSource(_Model):
     orphans: Literal["fail", "drop"] = Field(
         "drop", description="rows whose customer_id is not in customers: stop, or drop and report"
     )
+    orphan_threshold: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="a table with a larger share of orphan rows stops the run even with orphans: drop",
+    )
+    number_format: NumberFormat | dict[str, NumberFormat | dict[str, NumberFormat]] | None = Field(
+        None,
+        description="how numbers are written: one format for every column, or per table "
+        "({orders: {decimal: ',', thousands: '.'}}), or per column ({orders: {amount: {...}}}); "
+        "default: a decimal point, with ',' accepted only as a thousands separator",
+    )
+    bad_amounts: Literal["fail", "drop"] = Field(
+        "fail",
+        description="orders with an empty, NaN or infinite amount: stop, or drop and report",
+    )
+    orders_before_acquisition: Literal["warn", "fail", "adjust"] = Field(
+        "warn",
+        description="orders dated before the customer's acquired_at: keep both and report "
+        "(warn), stop (fail), or move acquired_at to the first order and report (adjust)",
+    )
+
+    def number_format_for(self, table: str, column: str) -> NumberFormat | None:
+        """The number format of one column: per column, else per table, else global."""
+        nf = self.number_format
+        if nf is None or isinstance(nf, NumberFormat):
+            return nf
+        per = nf.get(table)
+        if isinstance(per, dict):
+            return per.get(column)
+        return per
 
 
 class Tiers(_Model):
@@ -98,6 +144,14 @@ class Tiers(_Model):
         missing = [t for t in self.core if t not in self.order]
         if missing:
             raise ValueError(f"core tiers {missing} are not in tiers.order {self.order}")
+        if "spend_floors" not in self.model_fields_set and len(self.spend_floors) != len(
+            self.order
+        ):
+            # Not set in the params: data.load resolves them from the data's spend
+            # (fupan.data.resolve_floors); until then no floor is reachable but the last.
+            inf = float("inf")
+            object.__setattr__(self, "spend_floors", [inf] * (len(self.order) - 1) + [0.0])
+            return self
         if len(self.spend_floors) != len(self.order):
             raise ValueError("tiers.spend_floors needs one floor per tier in tiers.order")
         if any(a < b for a, b in zip(self.spend_floors, self.spend_floors[1:], strict=False)):
@@ -706,19 +760,58 @@ def load(path: str | Path, **overrides: Any) -> Params:
         for p in parts[:-1]:
             node = node.setdefault(p, {})
         node[parts[-1]] = value
+    # A params file copied on its own has no benchmarks or scenarios beside it: the default
+    # names fall back to the packaged files with a warning. A file named otherwise must
+    # exist (falling back would silently price what the user did not ask for).
     bench_file = raw.get("benchmarks_file", "benchmarks.yaml")
     if bench_file:
         bench_path = path.parent / bench_file
-        if bench_path.exists():
-            raw["benchmarks"] = _merge(_read_yaml(bench_path), raw.get("benchmarks") or {})
-        elif "benchmarks_file" in raw:
-            raise ParamsError(f"{path}: benchmarks_file '{bench_file}' not found beside it")
+        if not bench_path.exists():
+            if bench_file != "benchmarks.yaml":
+                raise ParamsError(f"{path}: benchmarks_file '{bench_file}' not found beside it")
+            bench_path = _fallback(path, "benchmarks_file", bench_file, "benchmarks.yaml")
+        raw["benchmarks"] = _merge(_read_yaml(bench_path), raw.get("benchmarks") or {})
+    sim = raw.get("simulation")
+    if isinstance(sim, dict) and sim.get("scenarios_file") == "scenarios.yaml":
+        if not (path.parent / "scenarios.yaml").exists():
+            _fallback(path, "simulation.scenarios_file", "scenarios.yaml", "scenarios.yaml")
+            # Left at its default, fupan.scenarios takes the packaged file and the deck says so.
+            del sim["scenarios_file"]
     try:
         params = Params.model_validate(raw)
     except ValidationError as err:
         raise ParamsError(format_validation_error(err, str(path))) from None
     object.__setattr__(params, "base_dir", str(path.parent))
     return params
+
+
+#: Benchmarks and scenarios shipped with the package, used when a params file has none beside it.
+DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
+
+
+def packaged_default(name: str) -> Path:
+    """The packaged default file ``name`` (``benchmarks.yaml``, ``scenarios.yaml``)."""
+    packaged = DEFAULTS_DIR / name
+    if packaged.exists():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "params" / name  # a source checkout
+
+
+def _fallback(params_path: Path, key: str, name: str, default: str) -> Path:
+    import warnings
+
+    fallback = packaged_default(default)
+    if not fallback.exists():
+        raise ParamsError(
+            f"{params_path}: {key} '{name}' not found beside it, and no packaged default"
+        )
+    warnings.warn(
+        f"{key} '{name}' is not beside {params_path.name}; using the packaged default "
+        f"{fallback} (copy it beside the params file to change it)",
+        UserWarning,
+        stacklevel=3,
+    )
+    return fallback
 
 
 def dump(params: Params) -> dict[str, Any]:

@@ -6,6 +6,8 @@ so the data-check chapter shows exactly what the run checked.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from fupan.schema import TABLES
@@ -66,8 +68,14 @@ def completeness(report: ValidationReport) -> pd.DataFrame:
     rows = []
     for name in report.present:
         table = TABLES[name]
-        for col, null_share in report.profile.get(name, {}).get("null_share", {}).items():
+        prof = report.profile.get(name, {})
+        # Columns the source did not have at all are "not supplied", not gaps (the capability
+        # map says what they would enable).
+        had = set(prof.get("columns", prof.get("null_share", {})))
+        for col, null_share in prof.get("null_share", {}).items():
             if (name, col) in MEANINGFUL_NULLS or not table.column(col).nullable:
+                continue
+            if col not in had:
                 continue
             if null_share is not None:
                 rows.append({"table": name, "column": col, "filled": 1.0 - null_share})
@@ -131,3 +139,106 @@ def section_needs(report: ValidationReport) -> pd.DataFrame:
         for t, secs in SECTION_NEEDS.items()
     ]
     return pd.DataFrame(rows, columns=["table", "present", "sections"])
+
+
+# --------------------------------------------------------------------------------------
+# Capability map: each analysis runs or is skipped, and what data would enable it
+
+#: Each analysis and what it needs. A need is ``table:<name>`` (the optional table is
+#: present), ``column:<table>.<column>`` (the source supplied the column: a derived or empty
+#: one does not count), ``history:<months>`` (months of order, or contract, history up to
+#: as_of) or ``model:<business model>``. Every need must hold.
+CAPABILITIES: dict[str, list[str]] = {
+    "diagnosis.churn": [],
+    "diagnosis.churn_by_industry": ["column:customers.industry"],
+    "diagnosis.churn_by_region": ["column:customers.region"],
+    "diagnosis.assigned_vs_recommended_tier": ["column:customers.tier"],
+    "diagnosis.net_revenue_retention": ["history:24"],
+    "diagnosis.renewal": ["table:contracts"],
+    "diagnosis.touches": ["table:touches"],
+    "diagnosis.service": ["table:tickets"],
+    "churn.warning_signals": ["history:13"],
+    "churn.touch_signals": ["table:touches", "history:13"],
+    "churn.service_signals": ["table:tickets", "history:13"],
+    "churn.satisfaction": ["table:surveys"],
+    "churn.login_signals": ["table:activity", "history:13"],
+    "churn.lost_reasons": ["table:churn_events"],
+    "churn.by_account_manager": ["column:customers.account_manager"],
+    "ltv.transactions": ["model:non_contractual", "table:orders"],
+    "ltv.contractual": ["model:contractual", "table:contracts"],
+    "ltv.lost_by_reason": ["table:churn_events"],
+    "simulation.sla": ["table:tickets", "history:13"],
+    "simulation.touches": ["table:touches", "history:13"],
+    "simulation.retier": ["column:customers.tier", "history:13"],
+    "simulation.winback": ["table:churn_events"],
+    "kpi.renewal": ["table:contracts"],
+    "kpi.touch_coverage": ["table:touches"],
+    "kpi.sla": ["table:tickets"],
+    "kpi.nps": ["table:surveys"],
+}
+
+
+def history_months(report: ValidationReport) -> float:
+    """Months of history: first to last order (or contract start) in the clean data."""
+    cov = coverage(report)
+    for table in ("orders", "contracts"):
+        row = cov[cov.table == table]
+        if len(row):
+            return float(row.months.iloc[0])
+    return 0.0
+
+
+def _need_met(need: str, report: ValidationReport, business_model: str, months: float) -> bool:
+    kind, _, what = need.partition(":")
+    if kind == "table":
+        return what in report.present
+    if kind == "column":
+        table, _, column = what.partition(".")
+        return table in report.present and column in report.supplied.get(table, [])
+    if kind == "history":
+        return months >= float(what)
+    if kind == "model":
+        return business_model == what
+    raise ValueError(f"unknown need {need!r}")
+
+
+def capability_map(report: ValidationReport, business_model: str) -> pd.DataFrame:
+    """Each analysis of the review, whether the data lets it run, and what is missing.
+
+    Parameters
+    ----------
+    report : the load's validation report (tables present, columns supplied, coverage).
+    business_model : ``params.business_model``.
+
+    Returns
+    -------
+    DataFrame with one row per :data:`CAPABILITIES` entry: ``section``, ``chapter`` (the
+    part before the dot), ``runs``, ``needs`` (every need) and ``missing`` (the needs the
+    data does not meet: what would enable the section), in chapter order.
+    """
+    months = history_months(report)
+    rows = []
+    for section, needs in CAPABILITIES.items():
+        missing = [n for n in needs if not _need_met(n, report, business_model, months)]
+        rows.append(
+            {
+                "section": section,
+                "chapter": section.split(".")[0],
+                "runs": not missing,
+                "needs": list(needs),
+                "missing": missing,
+            }
+        )
+    return pd.DataFrame(rows, columns=["section", "chapter", "runs", "needs", "missing"])
+
+
+def describe_need(need: str, t: Any) -> str:
+    """A need in words, through the label function ``t`` (``nb.t``)."""
+    kind, _, what = need.partition(":")
+    if kind == "table":
+        return t("dc.cap.need.table", table=t(f"table.{what}"))
+    if kind == "column":
+        return t("dc.cap.need.column", column=what)
+    if kind == "history":
+        return t("dc.cap.need.history", months=what)
+    return t("dc.cap.need.model", model=what)

@@ -78,28 +78,42 @@ TABLES: dict[str, Table] = {
     for t in (
         Table(
             "customers",
-            required=True,
+            # derived from orders (or contracts) when absent: fupan.data
+            required=False,
             key="customer_id",
             references_customers=False,
             description="one row per customer",
             columns=(
                 Column("customer_id", "str", description="unique customer key"),
-                Column("acquired_at", "date", not_after_as_of=True, description="first deal"),
+                Column(
+                    "acquired_at",
+                    "date",
+                    required=False,
+                    not_after_as_of=True,
+                    description="first deal (default: the first order or contract start)",
+                ),
                 Column("customer_name", "str", required=False, nullable=True, pii=True),
-                Column("industry", "str", nullable=True),
-                Column("region", "str", nullable=True),
-                Column("tier", "str", description="the tier the business assigned today"),
-                Column("account_manager", "str", nullable=True),
+                Column("industry", "str", required=False, nullable=True),
+                Column("region", "str", required=False, nullable=True),
+                Column(
+                    "tier",
+                    "str",
+                    required=False,
+                    description="the tier the business assigned today "
+                    "(default: the tier trailing-12-month spend earns)",
+                ),
+                Column("account_manager", "str", required=False, nullable=True),
                 Column("acquisition_channel", "str", required=False, nullable=True),
             ),
         ),
         Table(
             "orders",
-            required=True,
+            # a contractual business may give contracts instead (checked by fupan.data.load)
+            required=False,
             key="order_id",
             description="one row per order; negative amount = refund",
             columns=(
-                Column("order_id", "str"),
+                Column("order_id", "str", required=False, description="default: source row"),
                 Column("customer_id", "str"),
                 Column("order_date", "date", not_after_as_of=True),
                 Column("amount", "float"),
@@ -195,6 +209,9 @@ TABLES: dict[str, Table] = {
         ),
     )
 }
+
+#: Tables one of which must be present: orders, or contracts for a contractual business.
+CORE_TABLES = ("orders", "contracts")
 
 REQUIRED_TABLES = [name for name, t in TABLES.items() if t.required]
 OPTIONAL_TABLES = [name for name, t in TABLES.items() if not t.required]

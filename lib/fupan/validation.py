@@ -58,6 +58,16 @@ class ValidationReport:
     profile: dict[str, dict[str, Any]] = field(default_factory=dict)
     present: list[str] = field(default_factory=list)
     missing_optional: list[str] = field(default_factory=list)
+    #: table -> the contract columns the source had with at least one value
+    #: (read through :meth:`fupan.data.Dataset.supplied`).
+    supplied: dict[str, list[str]] = field(default_factory=dict)
+    #: "table" or "table.column" -> how it was derived when the source lacked it
+    #: (e.g. ``"customers": "orders"``, ``"customers.tier": "spend_floors"``).
+    derived: dict[str, str] = field(default_factory=dict)
+    #: How ``tiers.spend_floors`` were set: ``source`` ("params", or "data" when resolved
+    #: from the data's spend), ``floors``, and for "data" the ``shares`` (cumulative share
+    #: of customers with spend at or above each floor) and the ``rule`` in words.
+    tier_floors: dict[str, Any] = field(default_factory=dict)
 
     def add(self, *args: Any, **kwargs: Any) -> Problem:
         p = Problem(*args, **kwargs)
@@ -91,6 +101,9 @@ class ValidationReport:
             "profile": self.profile,
             "present": self.present,
             "missing_optional": self.missing_optional,
+            "supplied": self.supplied,
+            "derived": self.derived,
+            "tier_floors": self.tier_floors,
         }
 
     @classmethod
@@ -100,6 +113,9 @@ class ValidationReport:
             profile=d.get("profile", {}),
             present=d.get("present", []),
             missing_optional=d.get("missing_optional", []),
+            supplied=d.get("supplied", {}),
+            derived=d.get("derived", {}),
+            tier_floors=d.get("tier_floors", {}),
         )
 
 
