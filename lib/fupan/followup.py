@@ -30,10 +30,10 @@ import ibis
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
 
 from fupan import engine, health, outcomes
 from fupan.data import Dataset
+from fupan.params import FollowupParams
 
 #: How far back the backtest looks: the review we would have produced a year ago.
 MONTHS = 12
@@ -66,17 +66,8 @@ Source = Literal["previous_run", "backtest"]
 # Settings: ``followup: {previous: ...}`` in the params file
 
 
-class FollowupSettings(BaseModel):
-    """The chapter's own params (``followup:`` in the params file)."""
-
-    model_config = ConfigDict(extra="forbid")
-    previous: str | None = Field(
-        None, description="a previous run's folder (relative to the params file), or none"
-    )
-    months: int = Field(MONTHS, gt=0, description="how far back the backtest looks")
-    auto_previous: bool = Field(
-        True, description="without `previous`, grade the newest earlier annual run found"
-    )
+#: The chapter's own params are ``followup:`` in the params file (:class:`FollowupParams`).
+FollowupSettings = FollowupParams
 
 
 def load_settings(params_file: str | Path) -> FollowupSettings:

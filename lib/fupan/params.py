@@ -523,6 +523,18 @@ class SimulationParams(_Model):
     )
 
 
+class FollowupParams(_Model):
+    """Chapter 6: grading last year's forecasts (``fupan.followup``)."""
+
+    previous: str | None = Field(
+        None, description="a previous run's folder (relative to the params file), or none"
+    )
+    months: int = Field(12, gt=0, description="how far back the backtest looks (months)")
+    auto_previous: bool = Field(
+        True, description="without `previous`, grade the newest earlier annual run found"
+    )
+
+
 class KpiParams(_Model):
     """Chapter 5 and the monthly report: KPI windows, data-completeness and at-risk rules.
 
@@ -631,6 +643,7 @@ class Params(_Model):
     ltv: LtvParams = Field(default_factory=LtvParams)
     simulation: SimulationParams = Field(default_factory=SimulationParams)
     kpi: KpiParams = Field(default_factory=KpiParams)
+    followup: FollowupParams = Field(default_factory=FollowupParams)
     # Set by load(): the folder relative paths are resolved against.
     base_dir: str = Field("", exclude=True)
 

@@ -29,7 +29,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from fupan.params import Params, ParamsError, _read_yaml
+from fupan.params import Params, ParamsError, _read_yaml, packaged_default
 
 __all__ = [
     "Target",
@@ -327,7 +327,7 @@ def parse(raw: dict[str, Any], params: Params, source: str = "scenarios") -> lis
 
 
 #: The scenarios a 2026 review tests, shipped with the project.
-PROJECT_DEFAULT = Path(__file__).resolve().parents[2] / "params" / "scenarios.yaml"
+PROJECT_DEFAULT = packaged_default("scenarios.yaml")
 
 
 def scenarios_path(params: Params) -> tuple[Path, bool]:
