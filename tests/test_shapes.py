@@ -44,15 +44,12 @@ def shape_run(request, tmp_path_factory):
     return name, _review(root, name)
 
 
-def _bad_leaves(node: Any, path: str = "") -> list[str]:
-    """Dotted keys of results.json whose value is a number from nothing (None, nan, inf)."""
+def _leaves(node: Any, path: str = "") -> list[tuple[str, Any]]:
     if isinstance(node, dict):
-        return [x for k, v in node.items() for x in _bad_leaves(v, f"{path}.{k}".lstrip("."))]
+        return [x for k, v in node.items() for x in _leaves(v, f"{path}.{k}".lstrip("."))]
     if isinstance(node, list):
-        return [x for i, v in enumerate(node) for x in _bad_leaves(v, f"{path}[{i}]")]
-    if node is None or (isinstance(node, float) and not math.isfinite(node)):
-        return [path]
-    return []
+        return [x for i, v in enumerate(node) for x in _leaves(v, f"{path}[{i}]")]
+    return [(path, node)]
 
 
 def test_shape_runs_and_every_slide_says_something_true(shape_run):
@@ -65,19 +62,24 @@ def test_shape_runs_and_every_slide_says_something_true(shape_run):
 
 
 def test_shape_results_hold_no_number_from_nothing(shape_run):
+    """No nan or inf anywhere; a headline figure left empty has its chapter's reason."""
     name, result = shape_run
     results = json.loads((result.run_dir / "results.json").read_text(encoding="utf-8"))
-    skipped = {
-        chapter: set(body.get("skipped", {}))
-        for chapter, body in results.items()
-        if isinstance(body, dict)
-    }
-    bad = [
-        key
-        for key in _bad_leaves(results)
-        if key.split(".")[-1].split("[")[0] not in skipped.get(key.split(".")[0], set())
+    leaves = _leaves(results)
+    infinite = [k for k, v in leaves if isinstance(v, float) and not math.isfinite(v)]
+    assert not infinite, f"{name}: nan/inf in results.json: {infinite[:20]}"
+    kpi = results.get("kpi", {})
+    unexplained = [
+        k for k, v in kpi.get("values", {}).items() if v is None and k not in kpi.get("reasons", {})
     ]
-    assert not bad, f"{name}: values without a reason in results.json: {bad[:20]}"
+    assert not unexplained, f"{name}: KPIs without a value or a reason: {unexplained}"
     for chapter, body in results.items():
-        for key, reason in (body.get("skipped", {}) if isinstance(body, dict) else {}).items():
-            assert isinstance(reason, str) and len(reason) > 10, (name, chapter, key, reason)
+        if not isinstance(body, dict) or chapter in ("run", "kpi"):
+            continue
+        empty = [k for k, v in body.items() if v is None]
+        reasons = body.get("skipped") or {}
+        if empty:
+            assert reasons, f"{name}: {chapter} leaves {empty} empty and records no reason"
+        texts = reasons.values() if isinstance(reasons, dict) else []
+        for text in texts:
+            assert isinstance(text, str) and len(text) > 10, (name, chapter, text)

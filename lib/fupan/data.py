@@ -1713,6 +1713,9 @@ def _stage_tables(
     typed = [
         n for n in ["customers", *core] if n in staged and _type_one(con, n, params, report, staged)
     ]
+    if "orders" not in staged and "contracts" in typed:
+        _orders_from_contracts(con, report)
+        core, typed = ["orders", *core], ["orders", *typed]
     events = [n for n in core if n in typed]
     customers_ok = "customers" in typed or "customers" not in staged
     if customers_ok and (events or "customers" in typed):
@@ -1812,6 +1815,42 @@ def _replace_temp(con: Any, name: str, select_sql: str) -> None:
     con.raw_sql(f"CREATE OR REPLACE TEMP TABLE {tmp} AS {select_sql}")
     con.raw_sql(f"DROP TABLE temp.main.{_sql_name(name)}")
     con.raw_sql(f"ALTER TABLE temp.main.{tmp} RENAME TO {_sql_name(name)}")
+
+
+def _orders_from_contracts(con: Any, report: ValidationReport) -> None:
+    """A contractual export without orders: one invoice per contract year.
+
+    Every chapter reads revenue from orders. A subscription bills its annual value once a
+    contract year (the convention of annual_value), so each contract becomes an order on
+    its start date and on every anniversary before its end; the data-check slide says the
+    orders were derived, and how.
+    """
+    con.raw_sql(
+        "CREATE OR REPLACE TEMP TABLE typed_orders AS "
+        "SELECT c.contract_id || '#' || CAST(k.range AS VARCHAR) AS order_id, c.customer_id, "
+        "CAST(c.start_date + to_years(CAST(k.range AS INTEGER)) AS DATE) AS order_date, "
+        "CAST(c.annual_value AS DOUBLE) AS amount, CAST(NULL AS VARCHAR) AS category, "
+        "c._row AS _row "
+        "FROM typed_contracts c, range(0, 100) k "
+        "WHERE c.start_date + to_years(CAST(k.range AS INTEGER)) <= c.end_date "
+        "ORDER BY c._row, k.range"
+    )
+    n = con.raw_sql("SELECT count(*) FROM typed_orders").fetchone()[0]
+    report.derived["orders"] = "contracts"
+    report.supplied["orders"] = ["order_id", "customer_id", "order_date", "amount"]
+    report.profile["orders"] = {"rows": int(n), "columns": ["customer_id", "order_date", "amount"]}
+    report.present.append("orders")
+    if "orders" in report.missing_optional:
+        report.missing_optional.remove("orders")
+    report.add(
+        "info",
+        "orders",
+        None,
+        "derived",
+        int(n),
+        f"no orders table: {n:,} orders derived from contracts, one per contract year "
+        "(the contract's annual_value on its start date and each anniversary before its end)",
+    )
 
 
 def _finalise_customers(
@@ -2176,10 +2215,12 @@ def _check_param_references(params: Params, report: ValidationReport) -> None:
     b = params.benchmarks
     for s in scen:
         ch = s.change
+        # a policy is looked up only where its table is there to move; without the table
+        # chapter 4 skips the scenario and says so
         needs = []
-        if ch.first_response_days == "tier_sla" or ch.retier:
+        if (ch.first_response_days == "tier_sla" or ch.retier) and "tickets" in report.present:
             needs.append(("sla_first_response_days", b.sla_first_response_days))
-        if ch.touches_per_quarter == "tier_policy" or ch.retier:
+        if (ch.touches_per_quarter == "tier_policy" or ch.retier) and "touches" in report.present:
             needs.append(("touch_policy_per_quarter", b.touch_policy_per_quarter))
         for key, policy in needs:
             missing = [t for t in params.tiers.order if t not in policy]

@@ -211,7 +211,10 @@ def text_problems(page: str) -> list[str]:
         body = re.search(r'<div class="slide-body">(.*)', inner_no_foot, re.S)
         if "slide-content" in classes:
             rest = body.group(1) if body else ""
-            if not _text(rest) and "<img" not in rest and "<svg" not in rest:
+            finding = re.search(r'<p class="finding">(.*?)</p>', inner_no_foot, re.S)
+            said = _text(finding.group(1)) if finding else ""
+            # a slide that cannot be made states why in its finding line: that is content
+            if not said and not _text(rest) and "<img" not in rest and "<svg" not in rest:
                 problems.append(f"{where}: empty slide (a title and nothing else)")
         for alt, src in _IMG.findall(inner_no_foot):
             why = _chart_without_data(src)
