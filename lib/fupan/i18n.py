@@ -64,13 +64,19 @@ class Fmt:
         f = params.format
         return cls(params.lang, f.currency_symbol, f.thousands, f.decimals)
 
+    @staticmethod
+    def _fixed(x: float, decimals: int, spec: str = ",") -> str:
+        """``x`` to ``decimals`` places, never "-0": a value that rounds to zero has no sign."""
+        text = f"{x:{spec}.{decimals}f}"
+        return text[1:] if text.startswith("-") and not any(c in "123456789" for c in text) else text
+
     def _thousands(self, text: str) -> str:
         return text.replace(",", self.sep) if self.sep != "," else text
 
     def num(self, x: float | None, decimals: int = 0) -> str:
         if x is None or (isinstance(x, float) and math.isnan(x)):
             return "–"
-        return self._thousands(f"{x:,.{decimals}f}")
+        return self._thousands(self._fixed(x, decimals))
 
     def int(self, x: float | None) -> str:
         return self.num(x, 0)
@@ -79,7 +85,7 @@ class Fmt:
         if x is None or (isinstance(x, float) and math.isnan(x)):
             return "–"
         d = self.decimals if decimals is None else decimals
-        return f"{100 * x:.{d}f}%"
+        return f"{self._fixed(100 * x, d, '')}%"
 
     def pts(self, x: float | None, decimals: int | None = None) -> str:
         """A difference of two rates, in percentage points, with its sign."""
@@ -92,14 +98,14 @@ class Fmt:
     def days(self, x: float | None, decimals: int = 1) -> str:
         if x is None or (isinstance(x, float) and math.isnan(x)):
             return "–"
-        return f"{x:.{decimals}f}" + (" 天" if self.lang == "zh" else " days")
+        return self._fixed(x, decimals, "") + (" 天" if self.lang == "zh" else " days")
 
     def money(self, x: float | None, compact: bool = True) -> str:
         """Currency; compact uses 万/亿 in Chinese and k/M/B in English."""
         if x is None or (isinstance(x, float) and math.isnan(x)):
             return "–"
-        sign = "-" if x < 0 else ""
         a = abs(x)
+        sign = "-" if x < 0 and a >= 0.5 else ""  # a loss that rounds to nothing has no sign
         if not compact:
             return f"{sign}{self.symbol}{self._thousands(f'{a:,.0f}')}"
         if self.lang == "zh":
