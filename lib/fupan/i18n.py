@@ -65,10 +65,12 @@ class Fmt:
         return cls(params.lang, f.currency_symbol, f.thousands, f.decimals)
 
     @staticmethod
-    def _fixed(x: float, decimals: int, spec: str = ",") -> str:
-        """``x`` to ``decimals`` places, never "-0": a value that rounds to zero has no sign."""
+    def fixed(x: float, decimals: int, spec: str = ",") -> str:
+        """``x`` to ``decimals`` places (``spec``: "," thousands, "+" a sign), never "-0" or
+        "+0": a value that rounds to zero has no sign."""
         text = f"{x:{spec}.{decimals}f}"
-        return text[1:] if text.startswith("-") and not any(c in "123456789" for c in text) else text
+        zero = not any(c in "123456789" for c in text)
+        return text[1:] if zero and text[:1] in "+-" else text
 
     def _thousands(self, text: str) -> str:
         return text.replace(",", self.sep) if self.sep != "," else text
@@ -76,7 +78,7 @@ class Fmt:
     def num(self, x: float | None, decimals: int = 0) -> str:
         if x is None or (isinstance(x, float) and math.isnan(x)):
             return "–"
-        return self._thousands(self._fixed(x, decimals))
+        return self._thousands(self.fixed(x, decimals))
 
     def int(self, x: float | None) -> str:
         return self.num(x, 0)
@@ -85,7 +87,7 @@ class Fmt:
         if x is None or (isinstance(x, float) and math.isnan(x)):
             return "–"
         d = self.decimals if decimals is None else decimals
-        return f"{self._fixed(100 * x, d, '')}%"
+        return f"{self.fixed(100 * x, d, '')}%"
 
     def pts(self, x: float | None, decimals: int | None = None) -> str:
         """A difference of two rates, in percentage points, with its sign."""
@@ -93,12 +95,12 @@ class Fmt:
             return "–"
         d = self.decimals if decimals is None else decimals
         unit = "个百分点" if self.lang == "zh" else " pts"
-        return f"{100 * x:+.{d}f}{unit}"
+        return f"{self.fixed(100 * x, d, '+')}{unit}"
 
     def days(self, x: float | None, decimals: int = 1) -> str:
         if x is None or (isinstance(x, float) and math.isnan(x)):
             return "–"
-        return self._fixed(x, decimals, "") + (" 天" if self.lang == "zh" else " days")
+        return self.fixed(x, decimals, "") + (" 天" if self.lang == "zh" else " days")
 
     def money(self, x: float | None, compact: bool = True) -> str:
         """Currency; compact uses 万/亿 in Chinese and k/M/B in English."""

@@ -1992,10 +1992,10 @@ def format_change(key: str, change: float | None, fmt: Any) -> str:
     if unit == "pct":
         return fmt.pts(change, CATALOGUE[key].decimals)
     if unit == "money":
-        return f"{100 * change:+.{fmt.decimals}f}%"
+        return f"{fmt.fixed(100 * change, fmt.decimals, '+')}%"
     if unit == "days":
-        return f"{change:+.1f}" + (" 天" if fmt.lang == "zh" else " days")
-    return f"{change:+.{1 if unit == 'nps' else 2}f}"
+        return fmt.fixed(change, 1, "+") + (" 天" if fmt.lang == "zh" else " days")
+    return fmt.fixed(change, 1 if unit == "nps" else 2, "+")
 
 
 def format_threshold(key: str, t: dict[str, Any] | pd.Series, which: str, fmt: Any) -> str:

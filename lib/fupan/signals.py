@@ -97,6 +97,9 @@ def _lead_rows(
     ch = ch[(ch >= start) & (ch <= end)]
     rows = snap[["customer_id", "snapshot_date"]].assign(row=np.arange(len(snap)))
     rows = rows[rows.customer_id.isin(ch.index)]
+    if not len(rows):
+        # nobody churned in the window (pandas cannot map through an empty date series)
+        return rows.assign(churned_at=pd.Series(dtype="datetime64[ns]", index=rows.index))
     rows = rows.assign(churned_at=rows.customer_id.map(ch))
     delta = (rows.churned_at - rows.snapshot_date).dt.days
     return rows[(delta > 0) & (delta <= window_days)] if len(rows) else rows
