@@ -81,3 +81,20 @@ def test_shape_results_hold_no_number_from_nothing(shape_run):
         texts = reasons.values() if isinstance(reasons, dict) else []
         for text in texts:
             assert isinstance(text, str) and len(text) > 10, (name, chapter, text)
+
+
+def test_noise_column_never_ranks_as_a_driver(shape_run):
+    """Shape 12: a 10-level categorical assigned at random is never a top churn driver, a
+    supported driver or a health-score input."""
+    name, result = shape_run
+    if name != "noise_column":
+        pytest.skip("the noise column is planted in the noise_column shape only")
+    churn = result.results["churn"]
+    col = shapes.NOISE_COLUMN
+    assert col not in churn.get("top_drivers", []), churn.get("top_drivers")
+    supported = [r["feature"] for r in churn.get("driver_table", []) if r.get("supported")]
+    assert col not in supported, supported
+    members = [
+        m for w in churn.get("health_weights") or [] if w.get("weight") for m in w["members"]
+    ]
+    assert not any(str(m).startswith(col) for m in members), members
