@@ -72,6 +72,8 @@ def completeness(report: ValidationReport) -> pd.DataFrame:
         # Columns the source did not have at all are "not supplied", not gaps (the capability
         # map says what they would enable).
         had = set(prof.get("columns", prof.get("null_share", {})))
+        if name in report.supplied:  # a column empty throughout counts as not supplied
+            had &= set(report.supplied[name])
         for col, null_share in prof.get("null_share", {}).items():
             if (name, col) in MEANINGFUL_NULLS or not table.column(col).nullable:
                 continue
