@@ -174,11 +174,23 @@ def test_contracts_without_orders_load_for_a_contractual_business(tmp_path):
     data = tiny.write(tmp_path / "d", drop=("orders", "customers"))
     p = _params(tmp_path, data, "business_model: contractual\n")
     with fdata.loaded(p) as ds:
-        assert "orders" not in ds.present and ds.has("contracts")
+        assert ds.has("contracts")
         c = ds["customers"].to_pandas().set_index("customer_id")
         assert sorted(c.index) == ["C1", "C2"]
         assert str(c.acquired_at["C1"])[:10] == "2024-01-01"
-        assert ds.report.derived["customers"] == "contracts"
+        assert ds.report.derived["customers"] == "orders+contracts"
+        # every chapter reads revenue from orders: one invoice per contract year, by hand
+        # from tiny's contracts (K2 runs two years; as_of 2026-10-31 keeps both invoices)
+        assert ds.report.derived["orders"] == "contracts"
+        o = ds["orders"].to_pandas().sort_values("order_id")
+        assert o.order_id.tolist() == ["K1#0", "K2#0", "K2#1", "K3#0"]
+        assert [str(d)[:10] for d in o.order_date] == [
+            "2024-01-01",
+            "2025-01-01",
+            "2026-01-01",
+            "2024-06-01",
+        ]
+        assert o.amount.tolist() == [100000.0, 110000.0, 110000.0, 40000.0]
 
 
 def test_contracts_only_is_refused_for_a_non_contractual_business(tmp_path):
