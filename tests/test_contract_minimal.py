@@ -232,9 +232,10 @@ def test_validate_catches_scenario_tiers_the_params_do_not_have(tmp_path, capsys
     )
     path = tiny.params_file(tmp_path, data)
     path.write_text(path.read_text().split("notebooks:")[0] + extra, encoding="utf-8")
-    assert cli.main(["validate", "--params", str(path)]) == 1
+    # chapter 4 reports the scenario as not applicable and runs the rest: validate warns
+    assert cli.main(["validate", "--params", str(path)]) == 0
     err = capsys.readouterr().out
-    assert "sla_core" in err and "unknown tier" in err and "target.tiers" in err
+    assert "sla_core" in err and "platinum" in err and "[WARNING]" in err
 
 
 @pytest.mark.parametrize(("table", "column"), [("customers", "tier")])

@@ -266,7 +266,7 @@ def _orders_only(folder: Path) -> Path:
     orders["category"] = "x"
     return tiny.write(
         folder,
-        drop=("contracts", "touches", "tickets", "surveys", "activity", "churn_events"),
+        drop=("contracts", "touches", "tickets", "surveys", "activity", "churn_events", "pilots"),
         customers=cust,
         orders=orders,
     )

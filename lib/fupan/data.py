@@ -763,7 +763,9 @@ def _stage_from_workbook(
             _report_source_error(report, table, err)
             continue
         if sheet is None:
-            if table.required:
+            # the minimum input is orders, unless a contractual business gives contracts
+            needed = name == "orders" and sources.table_sheet(names, "contracts") is None
+            if needed and not per_table.get("contracts"):
                 report.add(
                     "error",
                     name,
@@ -2212,6 +2214,9 @@ def _check_param_references(params: Params, report: ValidationReport) -> None:
             "filter), or copy params/scenarios.yaml beside the params file and edit it",
         )
         return
+    # chapter 4 reports such a scenario as not applicable and runs the rest: a warning
+    for text in scenarios.check_against(params, params.tiers.order, scen):
+        report.add("warning", "(params)", None, "scenarios", 0, text)
     b = params.benchmarks
     for s in scen:
         ch = s.change
@@ -2226,13 +2231,13 @@ def _check_param_references(params: Params, report: ValidationReport) -> None:
             missing = [t for t in params.tiers.order if t not in policy]
             if missing:
                 report.add(
-                    "error",
+                    "warning",
                     "(params)",
                     None,
                     "scenarios",
                     0,
                     f"scenario '{s.name}' uses benchmarks.{key}, which has no entry for "
-                    f"tier(s) {missing}",
+                    f"tier(s) {missing}; chapter 4 cannot hold those tiers to a policy",
                     fix=f"add benchmarks.{key}: {{{', '.join(f'{t}: <value>' for t in missing)}}}",
                 )
 
