@@ -105,9 +105,10 @@ def test_failed_notebook_keeps_previous_report(tmp_path, tiny_run, tiny_params):
 def test_bad_input_writes_nothing_new(tmp_path, tiny_run):
     params, res = tiny_run
     before = _sha(res.deck)
-    bad = tiny.write(tmp_path / "bad", customers=tiny.frames()["customers"].drop(columns=["tier"]))
+    # orders without amounts (a tier column is optional since orders alone are enough)
+    bad = tiny.write(tmp_path / "bad", orders=tiny.frames()["orders"].drop(columns=["amount"]))
     p2 = fparams.load(tiny.params_file(tmp_path / "bad", bad))
-    with pytest.raises(DataValidationError, match="tier"):
+    with pytest.raises(DataValidationError, match="amount"):
         runner.run(
             p2, tmp_path / "bad" / "params.yaml", reports_dir=res.run_dir.parent, log=lambda m: None
         )
