@@ -120,13 +120,12 @@ def test_cli_validate_exit_codes(tmp_path, tiny_params):
         [FUPAN, "validate", "--params", str(tiny_params)], capture_output=True, text=True
     )
     assert ok.returncode == 0, ok.stderr
-    bad = tiny.write(
-        tmp_path / "bad", customers=tiny.frames()["customers"].drop(columns=["acquired_at"])
-    )
+    # acquired_at is derived from the first order when absent; order_date is not optional
+    bad = tiny.write(tmp_path / "bad", orders=tiny.frames()["orders"].drop(columns=["order_date"]))
     p = tiny.params_file(tmp_path / "bad", bad)
     out = subprocess.run([FUPAN, "validate", "--params", str(p)], capture_output=True, text=True)
     assert out.returncode == 1
-    assert "customers.acquired_at" in out.stdout and "missing" in out.stdout
+    assert "orders.order_date" in out.stdout and "missing" in out.stdout
 
 
 def test_cli_data_path_is_relative_to_the_shell_folder(tmp_path, tiny_params, tiny_data):
