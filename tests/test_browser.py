@@ -84,14 +84,17 @@ def check_deck(browser, deck: Path, shots: Path) -> dict:
               const imgs = Array.from(s.querySelectorAll('img.chart'));
               const untitled = imgs.filter(im => !im.alt || im.alt.replace('[chart]', '').trim() === '').length;
               const broken = imgs.filter(im => !(im.complete && im.naturalWidth > 0)).length;
+              const finding = (s.querySelector('p.finding') || {}).innerText || '';
               return {title: (s.querySelector('h1,h2') || {}).innerText || '', text: text.length, over, tables, untitled, broken,
+                      finding: finding.trim().length,
                       content: s.classList.contains('slide-content'), parts: body ? body.children.length : 0};
             }"""
         )
         page.screenshot(path=str(shots / f"slide-{i + 1:02d}.png"))
         if not info["title"].strip():
             problems.append(f"slide {i + 1}: no title")
-        if info["content"] and info["parts"] == 0:
+        # a slide that cannot be made says why in its finding line: that is content
+        if info["content"] and info["parts"] == 0 and not info["finding"]:
             problems.append(
                 f"slide {i + 1} ({info['title']}): blank (no chart, table or text under the title)"
             )
