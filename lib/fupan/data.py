@@ -1481,57 +1481,77 @@ def _cleaning_rules(
     kept: rows of a customer the run excluded (acquired after as_of) are excluded with them
     rather than counted, and are not orphans.
     """
-    as_of = pd.Timestamp(params.as_of)
     name = table.name
     c = _Cleaning(typed.select(*(x for x in typed.columns if not x.startswith("_raw_"))))
     if orphans and table.references_customers and name != "customers":
-        orphan = ~c.t.customer_id.isin(ids.customer_id)
-        sev: Severity = "error" if params.data.orphans == "fail" else "warning"
-        action = "the run stops" if sev == "error" else "they were dropped"
-        c.check(
-            orphan,
-            sev,
-            "customer_id",
-            "orphans",
-            lambda n, a=action: f"{n:,} row(s) reference customers that are not in customers; {a}",
-            "export customers and events from the same snapshot, or set data.orphans: drop",
-            [table.key or "customer_id", "customer_id"],
-        )
-        c.drop(orphan)
-        if kept_ids is not None:
-            excluded = ~c.t.customer_id.isin(kept_ids.customer_id)
-            c.check(
-                excluded,
-                "warning",
-                "customer_id",
-                "excluded_customer",
-                lambda n: (
-                    f"{n:,} row(s) of customers excluded from this run "
-                    "(acquired after as_of, or without an acquisition date); excluded with them"
-                ),
-                "",
-                [table.key or "customer_id", "customer_id"],
-            )
-            c.drop(excluded)
+        _drop_orphans(c, table, params, ids, kept_ids)
     if name == "customers":
-        # only a derived acquired_at can be empty here: a customer with no order or contract
-        c.check(
-            c.t.acquired_at.isnull(),
-            "warning",
-            "acquired_at",
-            "no_acquired_at",
-            lambda n: (
-                f"{n:,} customer(s) without acquired_at and without any order or "
-                "contract: no acquisition date; excluded"
-            ),
-            "supply customers.acquired_at",
-            ["customer_id"],
-        )
-        c.drop(c.t.acquired_at.isnull())
+        _drop_without_acquisition(c)
     if name == "orders" and params.data.bad_amounts == "drop":
         # reported by the column checks; the policy drops them here
         a = c.t.amount
         c.drop(a.isnull() | a.isnan().fill_null(False) | a.isinf().fill_null(False))
+    _exclude_after_as_of(c, table, params)
+    _check_consistency(c, name)
+    return c
+
+
+def _drop_orphans(
+    c: _Cleaning, table: Table, params: Params, ids: ir.Table, kept_ids: ir.Table | None
+) -> None:
+    """Rows of customers the source does not have (by policy), then of customers the run
+    excluded."""
+    orphan = ~c.t.customer_id.isin(ids.customer_id)
+    sev: Severity = "error" if params.data.orphans == "fail" else "warning"
+    action = "the run stops" if sev == "error" else "they were dropped"
+    c.check(
+        orphan,
+        sev,
+        "customer_id",
+        "orphans",
+        lambda n, a=action: f"{n:,} row(s) reference customers that are not in customers; {a}",
+        "export customers and events from the same snapshot, or set data.orphans: drop",
+        [table.key or "customer_id", "customer_id"],
+    )
+    c.drop(orphan)
+    if kept_ids is not None:
+        excluded = ~c.t.customer_id.isin(kept_ids.customer_id)
+        c.check(
+            excluded,
+            "warning",
+            "customer_id",
+            "excluded_customer",
+            lambda n: (
+                f"{n:,} row(s) of customers excluded from this run "
+                "(acquired after as_of, or without an acquisition date); excluded with them"
+            ),
+            "",
+            [table.key or "customer_id", "customer_id"],
+        )
+        c.drop(excluded)
+
+
+def _drop_without_acquisition(c: _Cleaning) -> None:
+    # only a derived acquired_at can be empty here: a customer with no order or contract
+    c.check(
+        c.t.acquired_at.isnull(),
+        "warning",
+        "acquired_at",
+        "no_acquired_at",
+        lambda n: (
+            f"{n:,} customer(s) without acquired_at and without any order or "
+            "contract: no acquisition date; excluded"
+        ),
+        "supply customers.acquired_at",
+        ["customer_id"],
+    )
+    c.drop(c.t.acquired_at.isnull())
+
+
+def _exclude_after_as_of(c: _Cleaning, table: Table, params: Params) -> None:
+    """Rows dated after as_of leave the run (a ticket's later answer is blanked instead)."""
+    as_of = pd.Timestamp(params.as_of)
+    name = table.name
     for col in table.columns:
         if col.not_after_as_of and col.name in c.t.columns:
             dtype = "timestamp" if col.dtype == "datetime" else "date"
@@ -1554,6 +1574,10 @@ def _cleaning_rules(
                 c.t = c.t.mutate(**{col.name: ibis.ifelse(late, ibis.null().cast("timestamp"), v)})
             else:
                 c.drop(late)
+
+
+def _check_consistency(c: _Cleaning, name: str) -> None:
+    """Refunds and zero orders (kept), contracts and tickets whose dates run backwards."""
     if name == "orders":
         for op, check, msg in (
             (lambda a: a < 0, "refunds", "negative amounts (refunds)"),
@@ -1597,7 +1621,6 @@ def _cleaning_rules(
             "check the time zone and column mapping of the ticket export",
             ["ticket_id", "opened_at", "first_response_at"],
         )
-    return c
 
 
 def _clean_table(con: Any, name: str, params: Params, report: ValidationReport) -> None:
