@@ -2400,19 +2400,6 @@ def _drop_intermediate(con: Any) -> None:
             con.raw_sql(f"DROP {what} IF EXISTS temp.main.{_sql_name(obj)}")
 
 
-def _missing_source(report: ValidationReport, path: str) -> ValidationReport:
-    report.add(
-        "error",
-        "(source)",
-        None,
-        "missing_source",
-        0,
-        f"data source not found: {path}",
-        fix="set data.source in the params (a folder, a .duckdb file or a database URL)",
-    )
-    return report
-
-
 def open_staged(params: Params, work_dir: str | Path) -> Dataset:
     """Open the tables a run already staged (read-only; notebooks share one load)."""
     work = Path(work_dir)
