@@ -141,6 +141,14 @@ GROUPS = (
 )
 
 
+def _not_counted(group: str, lang: str) -> str:
+    """Why a group has no count: the chapter that counts it did not run."""
+    chapter = "kpi" if group == "at_risk_list" else "diagnosis"
+    return i18n.t(
+        "metric.population.not_recorded", lang, chapter=i18n.t(f"metric.where.{chapter}", lang)
+    )
+
+
 def populations_slide(results: dict[str, Any], params: Params) -> Slide:
     """The customer groups the slides count, their rules and this run's counts."""
     from fupan import funnel
@@ -164,9 +172,7 @@ def populations_slide(results: dict[str, Any], params: Params) -> Slide:
             {
                 "group": i18n.t(f"metric.population.{g}.name", lang),
                 "rule": i18n.t(f"metric.population.{g}.rule", lang, **words),
-                "count": f.int(n)
-                if n is not None
-                else i18n.t("metric.population.not_recorded", lang),
+                "count": f.int(n) if n is not None else _not_counted(g, lang),
             }
         )
     df = pd.DataFrame(rows, columns=["group", "rule", "count"])
