@@ -552,7 +552,6 @@ class KpiParams(_Model):
             )
         return data
 
-
     trend_months: int = Field(24, ge=2, le=120, description="months shown in the trend charts")
     survey_window_months: int = Field(
         3, ge=1, le=24, description="NPS and CSAT: responses in the trailing N months"
