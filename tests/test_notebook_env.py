@@ -177,3 +177,34 @@ def test_papermill_from_the_repo_root_runs_quietly(demo_small, tmp_path):
     assert _quiet_problems(out) == []
     assert (tmp_path / "run" / "results.json").is_file()
     assert "findfont" not in run.stderr
+
+
+# --- KPI tiles styled in Lab as on the slide ------------------------------------------------
+
+
+def test_tiles_bring_the_decks_style_and_the_deck_skips_it(monkeypatch, tmp_path):
+    from fupan import deck, show
+
+    shown = []
+    monkeypatch.setattr(
+        "IPython.display.display",
+        lambda data, raw=False, metadata=None: shown.append((data, metadata)),
+    )
+    show.slide("Churn is up")
+    show.kpis([("churn", "12%", "red"), ("customers", "1,200", None)])
+    style = [d["text/html"] for d, meta in shown if meta is None]
+    assert len(style) == 1 and style[0].startswith("<style>")
+    css = show.DECK_CSS.read_text(encoding="utf-8")
+    for rule in (line for line in css.splitlines() if line.startswith(".fupan-tiles")):
+        assert rule in style[0]
+    assert "--red: #c0392b" in style[0]  # the status colours the rules refer to
+    # the executed notebook as the deck reads it: the style output is not slide content
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data=d, metadata=m or {}) for d, m in shown
+    ]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), str(path))
+    section = deck.slides_from_notebook(path, "k", "t", "q")
+    (only,) = section.slides
+    assert "fupan-tiles" in "".join(only.body) and "<style>" not in "".join(only.body)
