@@ -29,13 +29,19 @@ setup: $(STAMP) hooks ## Create .venv and install fupan with its dev and Lab too
 # nbstripout as a git filter: `git add` stores a notebook without outputs, execution counts
 # or widget state (cell ids kept), while the file in the working tree keeps them. A notebook
 # saved in Lab after a run therefore never dirties a commit. Outside a git checkout: nothing.
+# Besides outputs: what a Lab save or a papermill run adds to a notebook (the kernel's
+# language details, papermill's timings and its injected-parameters cell).
+LANG_KEYS := codemirror_mode file_extension mimetype nbconvert_exporter pygments_lexer version
+NBSTRIP := -m nbstripout --keep-id --drop-tagged-cells injected-parameters \
+  --extra-keys '$(addprefix metadata.language_info.,$(LANG_KEYS)) metadata.papermill cell.metadata.papermill'
+
 hooks: $(STAMP) ## Strip notebook outputs on git add (nbstripout filter; part of setup)
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
-	  py="$$(cd $(BIN) && pwd)/python"; \
-	  git config filter.nbstripout.clean "\"$$py\" -m nbstripout --keep-id" && \
+	  py="\"$$(cd $(BIN) && pwd)/python\""; \
+	  git config filter.nbstripout.clean "$$py $(NBSTRIP)" && \
 	  git config filter.nbstripout.smudge cat && \
 	  git config filter.nbstripout.required true && \
-	  git config diff.ipynb.textconv "\"$$py\" -m nbstripout --keep-id -t"; \
+	  git config diff.ipynb.textconv "$$py $(NBSTRIP) -t"; \
 	fi
 
 $(DEMO)/truth.json: | $(STAMP)

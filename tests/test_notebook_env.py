@@ -208,3 +208,56 @@ def test_tiles_bring_the_decks_style_and_the_deck_skips_it(monkeypatch, tmp_path
     section = deck.slides_from_notebook(path, "k", "t", "q")
     (only,) = section.slides
     assert "fupan-tiles" in "".join(only.body) and "<style>" not in "".join(only.body)
+
+
+# --- git hygiene: the nbstripout filter `make setup` installs ---------------------------------
+
+
+def _strip_command() -> list[str]:
+    """The filter's arguments, as the Makefile's hooks target gives them to git."""
+    import shlex
+
+    out = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), "--eval", "_nbstrip: ; $(info $(NBSTRIP))@:", "_nbstrip"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [sys.executable, *shlex.split(out)]
+
+
+def _strip(text: str) -> str:
+    run = subprocess.run(_strip_command(), input=text, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_filter_leaves_committed_notebooks_as_they_are(path):
+    """Installing the filter must not make every notebook look modified."""
+    pytest.importorskip("nbstripout")
+    text = path.read_text(encoding="utf-8")
+    assert _strip(text) == text
+
+
+def test_a_notebook_saved_in_lab_is_committed_as_it_was(tmp_path):
+    """Outputs, execution counts, the kernel's language details and papermill's cell: gone."""
+    pytest.importorskip("nbstripout")
+    path = ROOT / "notebooks" / "00_data_check.ipynb"
+    nb = nbformat.read(str(path), as_version=4)
+    for n, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        cell.execution_count = n + 1
+        cell.metadata["execution"] = {"iopub.status.busy": "2026-12-07T18:00:00Z"}
+        cell.outputs = [
+            nbformat.v4.new_output("stream", name="stderr", text="working\n"),
+            nbformat.v4.new_output(
+                "execute_result", data={"text/plain": "1"}, execution_count=n + 1
+            ),
+        ]
+    injected = nbformat.v4.new_code_cell('lang = "en"', metadata={"tags": ["injected-parameters"]})
+    nb.cells.insert(2, injected)
+    nb.metadata.language_info.update(
+        version="3.11.7", mimetype="text/x-python", file_extension=".py", pygments_lexer="ipython3"
+    )
+    nb.metadata["papermill"] = {"duration": 1.0}
+    assert _strip(nbformat.writes(nb) + "\n") == path.read_text(encoding="utf-8")
