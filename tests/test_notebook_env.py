@@ -179,6 +179,18 @@ def test_papermill_from_the_repo_root_runs_quietly(demo_small, tmp_path):
     assert "findfont" not in run.stderr
 
 
+@pytest.mark.slow
+def test_every_notebook_of_a_review_is_quiet(review_run):
+    """No font warning, no error, no displayed return value in any executed chapter."""
+    executed = sorted((review_run.run_dir / "notebooks").glob("*.ipynb"))
+    assert executed
+    for path in executed:
+        assert _quiet_problems(path) == [], path.name
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            kinds = {o["output_type"] for o in cell.get("outputs", [])}
+            assert "execute_result" not in kinds, (path.name, cell["source"][-80:])
+
+
 # --- KPI tiles styled in Lab as on the slide ------------------------------------------------
 
 
