@@ -93,4 +93,7 @@ def bar(
     }
     if cls.__module__ == "tqdm.std":
         kwargs.update(mininterval=1.0, file=sys.stderr, dynamic_ncols=True)
-    return cls(iterable, **kwargs)
+    try:
+        return cls(iterable, **kwargs)
+    except TypeError:  # a tqdm older than 4.60 (no ``delay``): no bar rather than a failure
+        return iterable
