@@ -67,7 +67,7 @@ import pandas as pd
 from scipy import optimize
 from threadpoolctl import threadpool_limits
 
-from fupan import drivers, engine, metrics, outcomes
+from fupan import drivers, engine, metrics, outcomes, progress
 from fupan import features as F
 from fupan.data import Dataset
 from fupan.params import Params, SimulationParams
@@ -1894,7 +1894,8 @@ def simulate(
             return mb.beta / sd, lams  # per unit, as HazardModel.per_unit
 
         with threadpool_limits(limits=1):  # once: entering it costs ~15 ms
-            for eff, lams in _in_order(replicate, enumerate(weights)):
+            refits = _in_order(replicate, enumerate(weights))
+            for eff, lams in progress.bar(refits, "bootstrap refits", total=B, unit="refit"):
                 eff_reps.append(eff)
                 for p, (lam0, lam1) in zip(packs, lams, strict=True):
                     name = p.scenario.name
