@@ -410,3 +410,9 @@ def test_every_subpackage_is_listed_for_the_wheel():
         for p in (ROOT / "lib" / "fupan").rglob("__init__.py")
     }
     assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages"
+
+
+def test_an_update_with_other_params_is_named():
+    prior = {"chapters": {"01_diagnosis": {"params_sha256": "a"}, "03_ltv_loss": {}}}
+    assert runner.differing_params(prior, ["01_diagnosis", "03_ltv_loss"], "a") == ["03_ltv_loss"]
+    assert runner.differing_params(prior, ["01_diagnosis"], "b") == ["01_diagnosis"]

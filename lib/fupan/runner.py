@@ -296,6 +296,13 @@ def run(
                 f"[fupan] updating {final}: rerunning {', '.join(plan.run)}; "
                 f"keeping {', '.join(plan.kept)}"
             )
+            other = differing_params(prior or {}, plan.kept, params_checksum(params))
+            if other:
+                log(
+                    f"[fupan] warning: {', '.join(other)} ran with other params than these "
+                    "(the manifest's chapters.*.params_sha256 differ); the deck mixes them: "
+                    "use the same params (and --lang), or rerun those chapters too"
+                )
         seeded = _stat_exports(tmp)
         t0 = time.perf_counter()
         log(f"[fupan] {params.name}: validating {params.resolve(params.data.source)}")
@@ -563,6 +570,12 @@ def _seed_from(
         results = {}
     kept = {k: v for k, v in results.items() if k not in drop_sections}
     write_json_atomic(tmp / RESULTS_NAME, kept, indent=None)
+
+
+def differing_params(prior: dict[str, Any], kept: list[str], checksum: str) -> list[str]:
+    """The kept chapters whose recorded params differ from ``checksum`` (or are unknown)."""
+    chapters = prior.get("chapters") or {}
+    return [nb for nb in kept if (chapters.get(nb) or {}).get("params_sha256") != checksum]
 
 
 def _stat_exports(tmp: Path) -> dict[str, tuple[int, int]]:
