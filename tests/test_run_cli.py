@@ -416,3 +416,23 @@ def test_an_update_with_other_params_is_named():
     prior = {"chapters": {"01_diagnosis": {"params_sha256": "a"}, "03_ltv_loss": {}}}
     assert runner.differing_params(prior, ["01_diagnosis", "03_ltv_loss"], "a") == ["03_ltv_loss"]
     assert runner.differing_params(prior, ["01_diagnosis"], "b") == ["01_diagnosis"]
+
+
+def test_the_benchmark_reads_the_progress_lines_the_runner_writes(monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    bench = pytest.importorskip("run")
+    prog = runner.Progress(["00_data_check", "01_diagnosis"], slots=2, expected={})
+    lines = [
+        (0.0, "[fupan] data ok (orders; 0 warning(s)) in 1.5s"),
+        (1.0, prog.started("01_diagnosis")),
+        (1.0, prog.started("00_data_check")),
+        (5.0, prog.finished("00_data_check", "done in 4.0s")),
+        (9.0, prog.finished("01_diagnosis", "done in 8.0s")),
+        (11.0, "[fupan] deck (2 chapters) in 11s: /x/deck.html"),
+    ]
+    got = bench._parse_log(SimpleNamespace(lines=lines))
+    assert got["notebooks"] == {"00_data_check": 4.0, "01_diagnosis": 8.0}
+    assert got["notebooks_wall_seconds"] == 8.0 and got["render_seconds"] == 2.0
+    assert got["load_validate"] == 1.5

@@ -1095,7 +1095,7 @@ def _execute_all(
                     log(progress.finished(job.nb, failure.error))
                     continue
                 done.add(job.nb)
-                log(progress.finished(job.nb, f"done in {_clock(timings[job.nb])}"))
+                log(progress.finished(job.nb, f"done in {timings[job.nb]:.1f}s"))
             if not finished:
                 for line in progress.heartbeat(running):
                     log(line)
