@@ -436,3 +436,22 @@ def test_the_benchmark_reads_the_progress_lines_the_runner_writes(monkeypatch):
     assert got["notebooks"] == {"00_data_check": 4.0, "01_diagnosis": 8.0}
     assert got["notebooks_wall_seconds"] == 8.0 and got["render_seconds"] == 2.0
     assert got["load_validate"] == 1.5
+
+
+def test_monthly_data_typed_on_the_command_line_is_relative_to_the_shell(
+    tmp_path, tiny_data, monkeypatch, capsys
+):
+    import tiny
+
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    pf = tiny.params_file(cfg, tiny_data, extra="kind: monthly\n", notebooks=("05_kpi_tracking",))
+    shell = tmp_path / "shell"
+    (shell / "bad").mkdir(parents=True)
+    (shell / "bad" / "orders.csv").write_text("customer_id,order_date\nx,2026-01-01\n")
+    monkeypatch.chdir(shell)
+    code = cli.main(["monthly", "--month", "2026-10", "--params", str(pf), "--data", "bad"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "required column 'amount' is missing" in err  # it read shell/bad, not cfg/bad
+    assert f"wrote {shell / 'reports' / 'monthly-2026-10.failed'}/" in err

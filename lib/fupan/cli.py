@@ -123,15 +123,20 @@ def log_traceback(exc: BaseException, args: argparse.Namespace | None = None) ->
     return None
 
 
+def _data_arg(args: argparse.Namespace) -> str | None:
+    """``--data`` as the user meant it: a path typed on the command line is relative to the
+    shell's folder, not the params file's (URLs unchanged)."""
+    source = getattr(args, "data", None)
+    if source and "://" not in source:
+        source = str(Path(source).expanduser().resolve())
+    return source
+
+
 def _load_params(args: argparse.Namespace) -> Any:
     from fupan import params as fparams
 
-    source = getattr(args, "data", None)
-    if source and "://" not in source:
-        # A path typed on the command line means the shell's folder, not the params file's.
-        source = str(Path(source).expanduser().resolve())
     overrides = {
-        "data.source": source,
+        "data.source": _data_arg(args),
         "as_of": getattr(args, "as_of", None),
         "lang": getattr(args, "lang", None),
         "seed": getattr(args, "seed", None),
@@ -311,7 +316,7 @@ def cmd_monthly(args: argparse.Namespace) -> int:
         first=args.first,
         last=args.last,
         reports_dir=_out(args),
-        data=args.data,
+        data=_data_arg(args),
         lang=args.lang,
         decks=args.decks,
         quiet=args.quiet,
