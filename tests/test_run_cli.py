@@ -455,3 +455,19 @@ def test_monthly_data_typed_on_the_command_line_is_relative_to_the_shell(
     assert code == 1
     assert "required column 'amount' is missing" in err  # it read shell/bad, not cfg/bad
     assert f"wrote {shell / 'reports' / 'monthly-2026-10.failed'}/" in err
+
+
+def test_fupan_run_passes_the_chapters_to_update_in_place(tmp_path, tiny_params, monkeypatch):
+    seen = {}
+
+    def fake_run(params, params_file, **kw):
+        seen.update(kw)
+        return runner.RunResult(tmp_path, tmp_path / "deck.html", {})
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    argv = ["run", "2", "ltv", "--params", str(tiny_params), "--with-dependents", "-q"]
+    assert cli.main(argv) == 0
+    assert seen["chapters"] == ["02_churn_root_cause", "03_ltv_loss"]
+    assert seen["with_dependents"] is True
+    assert cli.main(["review", "--params", str(tiny_params), "-q"]) == 0
+    assert seen["chapters"] is None  # a review is a whole new run
