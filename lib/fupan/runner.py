@@ -7,6 +7,12 @@ report untouched and keeps its partial notebooks in ``reports/<run>.failed/``.
 A chapter that fails does not stop the chapters that do not need it (:data:`NEEDS`): they
 run, and the failed run's folder holds a partial deck whose first slide names each failed
 chapter, its cell and its error (tracebacks go to ``errors.log`` beside it).
+
+``fupan run CHAPTER`` updates an existing run in place (:func:`run` with ``chapters``):
+the update starts from a copy of the run without those chapters' notebooks, results
+sections and exports, runs them, renders the whole deck again and is swapped in the same
+way. Chapters that used a rerun chapter (:data:`USES`) are marked stale on their slides
+and in the manifest, whose ``chapters`` say when each chapter ran and with which params.
 """
 
 from __future__ import annotations
