@@ -282,6 +282,7 @@ def _fake_notebooks(folder: Path, value: int) -> Path:
         code = (
             "from pathlib import Path\nfrom fupan import show\nfrom fupan.results import Recorder\n"
             f"Recorder(run_dir).record('{key}.value', {value})\n"
+            f"Recorder(run_dir).record('{key}.cwd', str(Path.cwd()))\n"
             f"(Path(run_dir) / 'exports' / '{key}_table.csv').write_text('v\\n{value}\\n')\n"
             f"show.slide('{key} slide {value}', 'finding {value}')\n"
         )
@@ -398,6 +399,11 @@ def test_run_into_an_empty_folder_makes_a_run_of_just_those_chapters(tmp_path, t
         "01_diagnosis"
     ]
     assert manifest["chapters"]["01_diagnosis"]["exports"] == ["diagnosis_table.csv"]
+    # the kernel worked in the run's scratch folder: not the notebooks' (the installed
+    # package), not the shell's; and the scratch folder is gone
+    cwd = Path(res.results["diagnosis"]["cwd"])
+    assert cwd.name == "work" and cwd.parent.name.startswith(".annual_review-2026-10-31.tmp-")
+    assert not cwd.exists() and not (res.run_dir / "work").exists()
 
 
 def test_every_subpackage_is_listed_for_the_wheel():

@@ -1224,13 +1224,15 @@ def _start(
         "nb": nb,
         "src": str(nb_dir / f"{nb}.ipynb"),
         "out": str(out),
-        # the kernel works in the run's own folder: never in the notebooks' (which may be
-        # the installed package, read-only) nor wherever fupan was started
-        "cwd": str(tmp),
+        # the kernel works in the run's scratch folder (removed before the run is swapped
+        # in): never in the notebooks' (the installed package may be read-only) nor
+        # wherever fupan was started, and a stray file (derby.log, …) does not reach the report
+        "cwd": str(tmp / "work"),
         "parameters": passed,
         "timeout": timeout,
         "result": str(result),
     }
+    (tmp / "work").mkdir(exist_ok=True)
     write_json_atomic(spec, spec_data)
     proc = subprocess.Popen(
         [sys.executable, "-m", "fupan.runner", str(spec)],
