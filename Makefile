@@ -86,6 +86,7 @@ test-fast: setup ## Unit tests only (no end-to-end runs, no notebooks)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: setup ## Scale ladder and peer baselines (writes benchmarks/results/)
+	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/run.py
 
 lint: setup ## ruff check (code and notebooks) and format check (code)

@@ -164,7 +164,7 @@ def compare_lifetimes(data: Path, ours: dict) -> dict:
 
 
 _DONE = re.compile(r"^\[fupan\] \[\d+/\d+\] (\S+) done in ([\d.]+)s")
-_START = re.compile(r"^\[fupan\] \[\d+/\d+\] (\S+) …")
+_START = re.compile(r"^\[fupan\] (\S+) started")
 _DATA_OK = re.compile(r"^\[fupan\] data ok .* in ([\d.]+)s")
 
 
@@ -184,7 +184,7 @@ def _parse_log(m: measure.Measurement) -> dict:
                 # notebooks run side by side (params.parallel_notebooks): their wall time
                 # is first start to last end, not the sum of their times
                 out["notebooks_wall_seconds"] = round(t - first_start, 2)
-        elif line.startswith("[fupan] deck:") and last_done is not None:
+        elif line.startswith("[fupan] deck") and last_done is not None:
             # the deck (summary slides, every chapter's slides, one HTML file) is rendered
             # between the last notebook and this line
             out["render_seconds"] = round(t - last_done, 2)

@@ -208,7 +208,7 @@ def test_parallel_notebooks_record_every_figure_and_wait_for_their_inputs(tmp_pa
     res = runner.run(
         params, tiny_params, reports_dir=tmp_path / "r", notebook_dir=nb_dir, log=logged.append
     )
-    started = [m.split()[-2] for m in logged if m.endswith(" …")]
+    started = [m.split()[1] for m in logged if " started (" in m]
     assert started == ["02_churn_root_cause", "00_data_check", "03_ltv_loss", "05_kpi_tracking"]
     fig, t = res.results["fig"], res.results["t"]
     assert all(len(fig[nb[:2]]) == 150 for nb in names)

@@ -123,15 +123,20 @@ def log_traceback(exc: BaseException, args: argparse.Namespace | None = None) ->
     return None
 
 
+def _data_arg(args: argparse.Namespace) -> str | None:
+    """``--data`` as the user meant it: a path typed on the command line is relative to the
+    shell's folder, not the params file's (URLs unchanged)."""
+    source = getattr(args, "data", None)
+    if source and "://" not in source:
+        source = str(Path(source).expanduser().resolve())
+    return source
+
+
 def _load_params(args: argparse.Namespace) -> Any:
     from fupan import params as fparams
 
-    source = getattr(args, "data", None)
-    if source and "://" not in source:
-        # A path typed on the command line means the shell's folder, not the params file's.
-        source = str(Path(source).expanduser().resolve())
     overrides = {
-        "data.source": source,
+        "data.source": _data_arg(args),
         "as_of": getattr(args, "as_of", None),
         "lang": getattr(args, "lang", None),
         "seed": getattr(args, "seed", None),
@@ -154,12 +159,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_review(args: argparse.Namespace, notebooks: list[str] | None = None) -> int:
+def cmd_review(args: argparse.Namespace) -> int:
     from fupan import runner
 
     params = _load_params(args)
-    if notebooks:
-        params.notebooks = notebooks
     log = (lambda _m: None) if args.quiet else print
     res = runner.run(
         params,
@@ -168,6 +171,8 @@ def cmd_review(args: argparse.Namespace, notebooks: list[str] | None = None) -> 
         log=log,
         name=getattr(args, "name", None),
         previous=getattr(args, "previous", None),
+        chapters=getattr(args, "chapters", None),
+        with_dependents=getattr(args, "with_dependents", False),
     )
     print(res.deck)
     if getattr(args, "pdf", False):
@@ -177,8 +182,60 @@ def cmd_review(args: argparse.Namespace, notebooks: list[str] | None = None) -> 
     return EXIT_OK
 
 
+def chapter_names(given: list[str]) -> list[str]:
+    """Chapter names as typed (``01_diagnosis``, ``01``, ``1``, ``diagnosis``) made full.
+
+    Raises
+    ------
+    UserError
+        for a name that matches no chapter or several, listing the chapters.
+    """
+    from fupan.params import NOTEBOOKS
+
+    out = []
+    for name in given:
+        stem = Path(name).stem  # notebooks/01_diagnosis.ipynb works too
+        hits = [
+            nb
+            for nb in NOTEBOOKS
+            if stem == nb
+            or (stem.isdigit() and int(stem) == int(nb.split("_", 1)[0]))
+            or (not stem.isdigit() and nb.split("_", 1)[1].startswith(stem))
+        ]
+        if len(hits) != 1:
+            raise UserError(
+                f"no single chapter is called {name!r}; the chapters are: {', '.join(NOTEBOOKS)}.\n"
+                "  fix: name one, e.g. fupan run 01_diagnosis (or 01, or diagnosis)"
+            )
+        out.append(hits[0])
+    return list(dict.fromkeys(out))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    return cmd_review(args, notebooks=args.notebooks)
+    """``fupan run CHAPTER…``: update those chapters of the run in place."""
+    args.chapters = chapter_names(args.notebooks)
+    return cmd_review(args)
+
+
+def cmd_pdf(args: argparse.Namespace) -> int:
+    """Print an existing run's deck to PDF (headless Chromium), without rerunning it."""
+    from fupan import deck
+
+    run = Path(args.run).expanduser()
+    page = run / "deck.html" if run.is_dir() else run
+    if not page.is_file():
+        raise UserError(
+            f"{run} holds no deck.html.\n"
+            "  fix: pass a run folder (reports/<run>) or its deck.html; fupan review writes them"
+        )
+    if deck.chromium_path() is None:
+        raise UserError(
+            "printing a PDF needs Chromium, which is not installed.\n"
+            "  fix: install it (Debian: apt-get install chromium; or make browser-deps)"
+        )
+    out = Path(args.out).expanduser().resolve() if args.out else None
+    print(deck.to_pdf(page, out))
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -259,7 +316,7 @@ def cmd_monthly(args: argparse.Namespace) -> int:
         first=args.first,
         last=args.last,
         reports_dir=_out(args),
-        data=args.data,
+        data=_data_arg(args),
         lang=args.lang,
         decks=args.decks,
         quiet=args.quiet,
@@ -272,77 +329,147 @@ def _usage(command: str, message: str) -> int:
     return EXIT_USAGE
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="fupan", description="复盘 fupan: the customer-relationship review workbook"
-    )
-    sub = p.add_subparsers(dest="command", required=True)
+OUT_HELP = (
+    "reports folder the run goes into (default: reports_dir in the params, relative to "
+    "the params file; else reports/ under the current folder)"
+)
+PARAMS_HELP = (
+    "YAML run definition; data and side files in it are relative to it (default: "
+    "{default} under the current folder; without one, the example fupan ships, "
+    "which needs --data)"
+)
+PREVIOUS_HELP = (
+    "an earlier run folder (reports/<run>) whose forecasts 06_followup grades "
+    "(default: the newest earlier annual run beside this one, else a backtest)"
+)
+QUIET_HELP = "print only the deck's path (and errors)"
 
-    def common(
-        sp: argparse.ArgumentParser, default_params: str = "params/annual_review.yaml"
-    ) -> None:
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line. Only the standard library is imported here (``fupan --help``
+    must answer at once); every option has help text (a test checks)."""
+    p = argparse.ArgumentParser(
+        prog="fupan",
+        description="复盘 fupan: the customer-relationship review workbook",
+        epilog="A first run: fupan demo-data --out demo --customers 300 && "
+        "fupan review --data demo --lang en",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sp: argparse.ArgumentParser, default_params: str = DEFAULT_PARAMS) -> None:
+        sp.add_argument("--params", default=None, help=PARAMS_HELP.format(default=default_params))
+        sp.set_defaults(default_params=default_params)
         sp.add_argument(
-            "--params", default=default_params, help="YAML run definition (default: %(default)s)"
+            "--data",
+            help="override data.source (folder, .duckdb file or URL), relative to the current folder",
         )
-        sp.add_argument("--data", help="override data.source (folder, .duckdb file or URL)")
         sp.add_argument("--as-of", dest="as_of", help="override as_of (YYYY-MM-DD)")
-        sp.add_argument("--lang", choices=["zh", "en"], help="deck language")
-        sp.add_argument("--seed", type=int, help="override the seed")
+        sp.add_argument("--lang", choices=["zh", "en"], help="deck language (default: the params')")
+        sp.add_argument("--seed", type=int, help="override the seed of every random step")
 
     sp = sub.add_parser(
-        "review", help="validate, run every notebook, write reports/<run>/deck.html"
+        "review",
+        help="validate, run every chapter, write reports/<run>/deck.html",
+        description="Validate the data, run every chapter the params list and write a new "
+        "run folder (deck.html, results.json, manifest.json, exports/). The folder is "
+        "replaced only by a complete run: a failed run leaves the previous one in place.",
     )
     common(sp)
-    sp.add_argument("--out", help="reports folder (default: reports/)")
+    sp.add_argument("--out", help=OUT_HELP)
     sp.add_argument("--name", help="run folder name (default: <kind>-<as_of>)")
-    sp.add_argument(
-        "--previous",
-        help="an earlier run folder (reports/<run>) whose forecasts 06_followup grades "
-        "(default: the newest earlier annual run beside this one, else a backtest)",
-    )
+    sp.add_argument("--previous", help=PREVIOUS_HELP)
     sp.add_argument(
         "--pdf", action="store_true", help="also print the deck to deck.pdf (headless Chromium)"
     )
-    sp.add_argument("--quiet", "-q", action="store_true")
+    sp.add_argument("--quiet", "-q", action="store_true", help=QUIET_HELP)
     sp.set_defaults(func=cmd_review)
 
-    sp = sub.add_parser("run", help="run selected notebooks only")
-    sp.add_argument("notebooks", nargs="+", help="notebook names, e.g. 00_data_check")
-    common(sp)
-    sp.add_argument("--out")
-    sp.add_argument("--name")
-    sp.add_argument(
-        "--previous",
-        help="an earlier run folder (reports/<run>) whose forecasts 06_followup grades "
-        "(default: the newest earlier annual run beside this one, else a backtest)",
+    sp = sub.add_parser(
+        "run",
+        help="rerun chosen chapters in place: the run's other chapters are kept",
+        description="Rerun the chapters named into the run folder: their notebooks, results, "
+        "exports and slides are replaced, the other chapters are kept, and the whole deck "
+        "is rendered again. Chapters that used a rerun chapter's results are marked stale "
+        "on their slides (or rerun too, with --with-dependents). Into a folder with no run, "
+        "a run of just these chapters.",
     )
-    sp.add_argument("--quiet", "-q", action="store_true")
+    sp.add_argument(
+        "notebooks",
+        nargs="+",
+        metavar="CHAPTER",
+        help="chapters to run: 01_diagnosis, 01, 1 or diagnosis",
+    )
+    common(sp)
+    sp.add_argument("--out", help=OUT_HELP)
+    sp.add_argument("--name", help="run folder to update (default: <kind>-<as_of>)")
+    sp.add_argument(
+        "--with-dependents",
+        dest="with_dependents",
+        action="store_true",
+        help="also rerun the chapters that use these (e.g. 03-06 after 02) instead of "
+        "marking them stale",
+    )
+    sp.add_argument("--previous", help=PREVIOUS_HELP)
+    sp.add_argument("--quiet", "-q", action="store_true", help=QUIET_HELP)
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("validate", help="check a data source against the contract")
     common(sp)
     sp.set_defaults(func=cmd_validate)
 
+    sp = sub.add_parser(
+        "pdf",
+        help="print an existing run's deck to PDF (headless Chromium)",
+        description="Print reports/<run>/deck.html to deck.pdf beside it, one slide a page, "
+        "without running anything again.",
+    )
+    sp.add_argument("run", help="a run folder (reports/<run>) or its deck.html")
+    sp.add_argument("--out", help="the PDF to write (default: deck.pdf beside the deck)")
+    sp.set_defaults(func=cmd_pdf)
+
     sp = sub.add_parser("demo-data", help="generate the demo dataset (with truth.json)")
-    sp.add_argument("--out", default="data/demo")
-    sp.add_argument("--customers", type=int, default=5000)
-    sp.add_argument("--seed", type=int, default=42)
+    sp.add_argument(
+        "--out", default="data/demo", help="folder to write the tables into (default: %(default)s)"
+    )
+    sp.add_argument(
+        "--customers", type=int, default=5000, help="number of customers (default: %(default)s)"
+    )
+    sp.add_argument(
+        "--seed", type=int, default=42, help="seed: same seed, same files (default: %(default)s)"
+    )
     sp.add_argument(
         "--business-model",
         dest="business_model",
         choices=["contractual", "non_contractual"],
         default="non_contractual",
+        help="contractual (contracts not renewed) or non_contractual (dormancy) churn "
+        "(default: %(default)s)",
     )
-    sp.add_argument("--as-of", dest="as_of", default="2026-10-31")
-    sp.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    sp.add_argument(
+        "--as-of",
+        dest="as_of",
+        default="2026-10-31",
+        help="the review date; nothing after it is generated (default: %(default)s)",
+    )
+    sp.add_argument(
+        "--format",
+        choices=["csv", "parquet"],
+        default="csv",
+        help="file format of the tables (default: %(default)s)",
+    )
     sp.set_defaults(func=cmd_demo)
 
-    sp = sub.add_parser("rerun", help="reproduce a run from its manifest.json")
-    sp.add_argument("manifest")
-    sp.add_argument("--out")
-    sp.add_argument("--name")
+    sp = sub.add_parser(
+        "rerun",
+        help="reproduce a run from its manifest.json",
+        description="Run again with the params a manifest recorded, into <run>-rerun; "
+        "warns when the input files changed since.",
+    )
+    sp.add_argument("manifest", help="the manifest.json of the run to reproduce")
+    sp.add_argument("--out", help=OUT_HELP)
+    sp.add_argument("--name", help="run folder name (default: <run>-rerun)")
     sp.add_argument("--strict", action="store_true", help="fail when input fingerprints changed")
-    sp.add_argument("--quiet", "-q", action="store_true")
+    sp.add_argument("--quiet", "-q", action="store_true", help=QUIET_HELP)
     sp.set_defaults(func=cmd_rerun)
 
     sp = sub.add_parser(
@@ -370,11 +497,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="backfill: render the deck for the last month (default), every month, or none",
     )
     sp.add_argument(
-        "--params", default="params/monthly.yaml", help="YAML run definition (default: %(default)s)"
+        "--params", default=None, help=PARAMS_HELP.format(default=DEFAULT_MONTHLY_PARAMS)
     )
-    sp.add_argument("--data", help="override data.source (folder, .duckdb file or URL)")
-    sp.add_argument("--lang", choices=["zh", "en"], help="deck language")
-    sp.add_argument("--out", help="reports folder (default: reports/); the KPI history lives there")
+    sp.set_defaults(default_params=DEFAULT_MONTHLY_PARAMS)
+    sp.add_argument(
+        "--data",
+        help="override data.source (folder, .duckdb file or URL), relative to the current folder",
+    )
+    sp.add_argument("--lang", choices=["zh", "en"], help="deck language (default: the params')")
+    sp.add_argument("--out", help=OUT_HELP + "; the KPI history lives there")
     sp.add_argument(
         "--quiet",
         "-q",
@@ -388,49 +519,91 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+DEFAULT_PARAMS = "params/annual_review.yaml"
+DEFAULT_MONTHLY_PARAMS = "params/monthly.yaml"
+
+
+def params_path(args: argparse.Namespace) -> str:
+    """The params file a command uses: ``--params`` as given; else the default under the
+    current folder; else, when ``--data`` names the data, the example fupan ships (a
+    wheel install in an empty folder). Relative paths mean the current folder.
+
+    Raises
+    ------
+    UserError
+        when there is no params file and no ``--data`` to use the example with.
+    """
+    from fupan import paths
+
+    if args.params:
+        return args.params
+    default = args.default_params
+    if Path(default).is_file():
+        return default
+    example = paths.example_params(Path(default).name)
+    if getattr(args, "data", None) and example.is_file():
+        return str(example)
+    raise UserError(
+        f"there is no {default} under {Path.cwd()}.\n"
+        f"  fix: pass --params with your run definition, or --data with your data folder "
+        f"to use the example one (fupan {args.command} --data data/demo); "
+        f"`fupan demo-data` writes demo data"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command. Every error a user can meet ends here as words (the file or table,
-    the problem, the fix) and exit code 1; tracebacks go to a log file, never the screen."""
+    the problem, the fix) and exit code 1; tracebacks go to a log file, never the screen.
+
+    Nothing heavy is imported before the arguments are read: ``fupan --help`` answers at
+    once, and each command imports what it needs (the runner, pandas, papermill)."""
+    args = build_parser().parse_args(argv)
+    try:
+        if hasattr(args, "default_params"):
+            args.params = params_path(args)
+            check_params_file(args.params)
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        _err("fupan: interrupted")
+    except Exception as exc:  # noqa: BLE001 - the boundary: no traceback on the screen
+        _report(exc, args)
+    return EXIT_FAIL
+
+
+def _report(exc: Exception, args: argparse.Namespace) -> None:
+    """Print a failure as words. The error classes are imported here, after the fact: the
+    module that raised one is loaded already, and a clean run never pays for them."""
     from fupan.monthly import HistoryError
     from fupan.params import ParamsError
     from fupan.runner import RunError
     from fupan.validation import DataValidationError
 
-    args = build_parser().parse_args(argv)
-    try:
-        if getattr(args, "params", None):
-            check_params_file(args.params)
-        return int(args.func(args))
-    except UserError as exc:
+    if isinstance(exc, UserError):
         _err(f"fupan: {exc}")
-    except ParamsError as exc:
+    elif isinstance(exc, ParamsError):
         _err(f"fupan: bad params\n{exc}")
-    except DataValidationError as exc:
+    elif isinstance(exc, DataValidationError):
         _err(f"fupan: the data failed its checks; {_written(exc)}{_written_suffix(exc)}\n{exc}")
-    except HistoryError as exc:
+    elif isinstance(exc, HistoryError):
         _err(f"fupan: {exc}{_written_suffix(exc)}")
-    except RunError as exc:
-        where = f"\n  partial run kept in {exc.failed_dir}" if exc.failed_dir else ""
-        _err(f"fupan: {exc}{where}\n  the previous good report is unchanged{_written_suffix(exc)}")
-    except KeyboardInterrupt:
-        _err("fupan: interrupted")
-    except OSError as exc:
+    elif isinstance(exc, RunError):
+        _err(f"fupan: {exc}\n  {_written(exc)}{_written_suffix(exc)}")
+    elif isinstance(exc, OSError):
         logged = log_traceback(exc, args)
         _err(f"fupan: {describe_os_error(exc)}{_details(logged)}{_written_suffix(exc)}")
-    except UnicodeDecodeError as exc:
+    elif isinstance(exc, UnicodeDecodeError):
         logged = log_traceback(exc, args)
         _err(
             f"fupan: a file is not UTF-8 text ({exc.reason} at byte {exc.start}).\n"
             f"  fix: save it as UTF-8, or set data.encoding (e.g. gb18030) in the params"
             f"{_details(logged)}"
         )
-    except Exception as exc:  # noqa: BLE001 - the boundary: no traceback on the screen
+    else:
         logged = log_traceback(exc, args)
         _err(
             f"fupan: unexpected error: {type(exc).__name__}: {exc}{_details(logged)}"
             f"{_written_suffix(exc)}"
         )
-    return EXIT_FAIL
 
 
 def _details(logged: Path | None) -> str:
@@ -438,11 +611,20 @@ def _details(logged: Path | None) -> str:
 
 
 def _written(exc: BaseException) -> str:
-    """What a failed run left on disk, in words (never "nothing" when a folder exists)."""
+    """What a failed run left on disk, in words: the ``.failed`` folder it wrote (never
+    "nothing" when one exists) and whether a previous report stands beside it."""
     failed = getattr(exc, "failed_dir", None)
-    if failed and Path(failed).exists():
-        return f"the previous good report is unchanged; the details are in {Path(failed) / 'ERROR.txt'}"
-    return "nothing was written"
+    if not failed or not Path(failed).exists():
+        return "nothing was written"
+    failed = Path(failed)
+    final = failed.with_name(failed.name.removesuffix(".failed"))
+    kept = [x for x in ("ERROR.txt", "errors.log", "deck.html") if (failed / x).exists()]
+    if (failed / "notebooks").is_dir() and any((failed / "notebooks").glob("*.ipynb")):
+        kept.append("the notebooks as far as they ran")
+    what = f"wrote {failed}/ ({', '.join(kept)}); the details are in {failed / 'ERROR.txt'}"
+    if final.exists():
+        return f"{what}; the previous report {final}/ is unchanged"
+    return f"{what}; no report was written at {final}/"
 
 
 def _written_suffix(exc: BaseException) -> str:

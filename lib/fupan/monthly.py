@@ -249,10 +249,11 @@ def month_params(
     return params
 
 
-def reports_folder(reports_dir: str | Path | None) -> Path:
-    from fupan import runner
+def reports_folder(reports_dir: str | Path | None, params: Any = None) -> Path:
+    """``--out``, else the params' ``reports_dir``, else ``./reports`` (:mod:`fupan.paths`)."""
+    from fupan import paths
 
-    return Path(reports_dir) if reports_dir else runner.PROJECT_ROOT / "reports"
+    return paths.reports_dir(params, reports_dir)
 
 
 def run_month(
@@ -278,7 +279,7 @@ def run_month(
     log = log or RunLog()
     month = kpi.parse_month(month)
     params = month_params(params_file, month, data, lang)
-    reports = reports_folder(reports_dir)
+    reports = reports_folder(reports_dir, params)
     name = run_name(month)
     log.info(f"[fupan] monthly {month}: as of {params.as_of}, reports in {reports}")
     path = kpi.history_path(params, reports_dir=reports)
@@ -331,7 +332,7 @@ def backfill(
     if decks not in ("last", "all", "none"):
         raise ValueError(f"decks must be last, all or none, not {decks!r}")
     params = month_params(params_file, months[-1], data, lang)
-    reports = reports_folder(reports_dir)
+    reports = reports_folder(reports_dir, params)
     path = kpi.history_path(params, reports_dir=reports)
     log.info(f"[fupan] backfill {months[0]} .. {months[-1]} ({len(months)} months) into {path}")
     with log.capture_output():

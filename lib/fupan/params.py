@@ -641,6 +641,13 @@ class Params(_Model):
         ),
     )
     benchmarks_file: str | None = "benchmarks.yaml"
+    reports_dir: str | None = Field(
+        None,
+        description=(
+            "where runs are written, relative to this file "
+            "(default: reports/ under the folder fupan is started in; --out overrides)"
+        ),
+    )
     benchmarks: Benchmarks = Field(default_factory=Benchmarks)
     tiers: Tiers = Field(default_factory=Tiers)
     churn_definition: ChurnDefinition = Field(default_factory=ChurnDefinition)

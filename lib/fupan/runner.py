@@ -7,6 +7,12 @@ report untouched and keeps its partial notebooks in ``reports/<run>.failed/``.
 A chapter that fails does not stop the chapters that do not need it (:data:`NEEDS`): they
 run, and the failed run's folder holds a partial deck whose first slide names each failed
 chapter, its cell and its error (tracebacks go to ``errors.log`` beside it).
+
+``fupan run CHAPTER`` updates an existing run in place (:func:`run` with ``chapters``):
+the update starts from a copy of the run without those chapters' notebooks, results
+sections and exports, runs them, renders the whole deck again and is swapped in the same
+way. Chapters that used a rerun chapter (:data:`USES`) are marked stale on their slides
+and in the manifest, whose ``chapters`` say when each chapter ran and with which params.
 """
 
 from __future__ import annotations
@@ -29,14 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from fupan import data as fdata
-from fupan import deck, gate, i18n, summary
-from fupan.params import Params, dump
+from fupan import deck, gate, i18n, paths, summary
+from fupan.params import NOTEBOOKS, Params, dump
 from fupan.results import RESULTS_NAME, Recorder, results_lock_available, write_json_atomic
 from fupan.validation import DataValidationError
 
-PACKAGE_ROOT = Path(__file__).resolve().parent
-PROJECT_ROOT = PACKAGE_ROOT.parent.parent
-NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+PACKAGE_ROOT = paths.PACKAGE_ROOT
+#: The source checkout (in a wheel install: a folder that is not one; see :mod:`fupan.paths`).
+PROJECT_ROOT = paths.CHECKOUT
+NOTEBOOK_DIR = paths.notebook_dir()
 # The parameters every notebook declares; the runner passes exactly these.
 NOTEBOOK_PARAMETERS: dict[str, type] = {
     "params_file": str,
@@ -145,6 +152,10 @@ def package_versions() -> dict[str, str]:
 
 
 def git_commit() -> str | None:
+    """The checkout's commit (``+dirty`` with local changes); None for an installed wheel
+    (its parent folders may sit inside someone else's repository)."""
+    if not paths.is_checkout(PROJECT_ROOT):
+        return None
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -232,14 +243,28 @@ def run(
     log: Callable[[str], None] = print,
     extra_meta: dict[str, Any] | None = None,
     previous: str | Path | None = None,
+    chapters: list[str] | None = None,
+    with_dependents: bool = False,
 ) -> RunResult:
     """Validate the data, execute the run's notebooks in order and write the report.
 
-    ``previous`` is an earlier run folder whose forecasts ``06_followup`` grades (default:
-    the follow-up chapter looks for one itself, or backtests).
+    Parameters
+    ----------
+    reports_dir : where the run folder goes (default: :func:`fupan.paths.reports_dir`,
+        the params' ``reports_dir`` or ``./reports``).
+    previous : an earlier run folder whose forecasts ``06_followup`` grades (default: the
+        follow-up chapter looks for one itself, or backtests).
+    chapters : update these chapters of the run in place (``fupan run``): the run's other
+        chapters (notebooks, results, exports) are kept, the whole deck is rendered again,
+        and chapters that used a rerun chapter's results are marked stale on their slides
+        (:data:`USES`). Into a folder with no run, a run of just these chapters. None: a
+        whole new run of ``params.notebooks`` (``fupan review``).
+    with_dependents : with ``chapters``, also rerun every chapter of the run that uses
+        them (directly or through another), instead of marking them stale.
 
     A notebook that fails does not stop the notebooks that do not need it (:data:`NEEDS`);
-    the run then writes a partial deck into ``<run>.failed/`` and raises.
+    the run then writes a partial deck into ``<run>.failed/`` and raises. Either way the
+    run folder is replaced only by a complete run: the previous good report stays.
 
     Raises
     ------
@@ -250,7 +275,7 @@ def run(
         (:attr:`RunError.failures` lists every failed or skipped notebook).
     """
     # absolute: the notebooks run in their own folder and must write into this one
-    reports = Path(reports_dir).resolve() if reports_dir else PROJECT_ROOT / "reports"
+    reports = paths.reports_dir(params, reports_dir)
     nb_dir = Path(notebook_dir) if notebook_dir else NOTEBOOK_DIR
     reports.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(reports, log)
@@ -260,13 +285,31 @@ def run(
     tmp = reports / f".{name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
+    prior = read_manifest(final) if chapters is not None else None
+    plan = plan_chapters(params, chapters, prior, with_dependents)
+    params = params.model_copy(update={"notebooks": plan.run})
     old_handlers = _install_handlers()
     timings: dict[str, float] = {}
+    windows: dict[str, tuple[float, float]] = {}
     started = time.time()
     current = "validation"
     try:
         (tmp / "notebooks").mkdir(parents=True)
         (tmp / "exports").mkdir()
+        if plan.kept:
+            _seed_from(final, tmp, plan, prior or {}, nb_dir)
+            log(
+                f"[fupan] updating {final}: rerunning {', '.join(plan.run)}; "
+                f"keeping {', '.join(plan.kept)}"
+            )
+            other = differing_params(prior or {}, plan.kept, params_checksum(params))
+            if other:
+                log(
+                    f"[fupan] warning: {', '.join(other)} ran with other params than these "
+                    "(the manifest's chapters.*.params_sha256 differ); the deck mixes them: "
+                    "use the same params (and --lang), or rerun those chapters too"
+                )
+        seeded = _stat_exports(tmp)
         t0 = time.perf_counter()
         log(f"[fupan] {params.name}: validating {params.resolve(params.data.source)}")
         ds = fdata.load(params, work_dir=tmp / "work", strict=True, handoff=False)
@@ -295,12 +338,20 @@ def run(
                 raise RunError(f"notebook {src} not found")
             check_notebook_parameters(src, passed)
         current = ", ".join(params.notebooks)
-        failures = _execute_all(params, nb_dir, tmp, passed, timings, log)
+        expected = expected_seconds(reports, name, prior)
+        failures = _execute_all(
+            params, nb_dir, tmp, passed, timings, log, windows=windows, expected=expected
+        )
         # notebooks end in any order side by side; the manifest lists them as the params do
         timings.update({nb: timings.pop(nb) for nb in params.notebooks if nb in timings})
         current = "deck"
         gate.enforce(tmp / RESULTS_NAME, params)  # a metric two chapters quote has one value
-        sections = _chapter_sections(params, tmp, failures)
+        ran_at = dt.datetime.now().isoformat(timespec="seconds")
+        chapter_log = _chapter_entries(
+            params, params_file, plan, prior or {}, windows, timings, ran_at, failures, nb_dir
+        )
+        _attribute_exports(tmp, seeded, chapter_log, plan, windows)
+        sections = _chapter_sections(params, tmp, failures, plan.all, chapter_log)
         meta = {
             "name": params.name,
             "as_of": params.as_of.isoformat(),
@@ -308,8 +359,8 @@ def run(
             "generated_at": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
             **(extra_meta or {}),
         }
+        results_now = json.loads((tmp / RESULTS_NAME).read_text(encoding="utf-8"))
         if params.kind == "annual_review":
-            results_now = json.loads((tmp / RESULTS_NAME).read_text(encoding="utf-8"))
             try:
                 sections = summary.sections(results_now, params) + sections
             except Exception as exc:
@@ -322,27 +373,14 @@ def run(
         if failures:
             sections = [failure_section(failures, params.lang), *sections]
         deck.render(sections, meta, deck_labels(params.lang), params.lang, tmp / "deck.html")
-        manifest = {
-            "run": name,
-            "fupan_version": metadata.version("fupan"),
-            "started_at": dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
-            "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
-            "params_file": str(Path(params_file).resolve()),
-            "params": dump(params),
-            "inputs": fingerprints,
-            "packages": package_versions(),
-            "git_commit": git_commit(),
-            "seeds": {"seed": params.seed},
-            "timings_seconds": timings,
-            "notebooks": list(params.notebooks),
-        }
+        manifest = _manifest(
+            name, params, params_file, plan, chapter_log, fingerprints, timings, started
+        )
         if failures:
             manifest["failed"] = [{"notebook": f.nb, "problem": f.line()} for f in failures]
         write_json_atomic(tmp / "manifest.json", manifest)
         if (tmp / RESULTS_NAME).exists():  # recorded one line at a time: indent it for readers
-            write_json_atomic(
-                tmp / RESULTS_NAME, json.loads((tmp / RESULTS_NAME).read_text(encoding="utf-8"))
-            )
+            write_json_atomic(tmp / RESULTS_NAME, results_now)
         if failures:
             write_error_log(tmp / ERROR_LOG, failures)
             raise RunError("\n".join(f.line() for f in failures), failures=failures)
@@ -352,7 +390,14 @@ def run(
         if failed.exists():
             shutil.rmtree(failed, ignore_errors=True)
         results = json.loads((final / RESULTS_NAME).read_text(encoding="utf-8"))
-        log(f"[fupan] deck: {final / 'deck.html'}")
+        for nb, entry in chapter_log.items():
+            if entry.get("stale_because"):
+                log(
+                    f"[fupan] {nb} is marked stale: it used {', '.join(entry['stale_because'])} "
+                    f"before the rerun (fupan run {nb}, or --with-dependents)"
+                )
+        took = time.time() - started
+        log(f"[fupan] deck ({len(plan.all)} chapters) in {_clock(took)}: {final / 'deck.html'}")
         return RunResult(final, final / "deck.html", results, timings)
     except (DataValidationError, RunError, _Terminated, KeyboardInterrupt, Exception) as exc:
         failures = exc.failures if isinstance(exc, RunError) else []
@@ -386,6 +431,316 @@ def run(
     finally:
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
+
+
+def _clock(seconds: float) -> str:
+    """``42s``, ``3m05s``: elapsed times and estimates in progress lines."""
+    s = max(0, int(round(seconds)))
+    return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s"
+
+
+# --------------------------------------------------------------------------- in place
+
+
+@dataclass
+class ChapterPlan:
+    """Which chapters a run executes, which it keeps from the run it updates, and the
+    chapters of the finished run (:data:`fupan.params.NOTEBOOKS` order)."""
+
+    run: list[str]
+    kept: list[str] = field(default_factory=list)
+
+    @property
+    def all(self) -> list[str]:
+        return _in_order(set(self.run) | set(self.kept))
+
+
+def _in_order(names: set[str] | list[str]) -> list[str]:
+    known = {nb: i for i, nb in enumerate(NOTEBOOKS)}
+    return sorted(set(names), key=lambda nb: (known.get(nb, len(known)), nb))
+
+
+def dependents(chapters: list[str], among: list[str]) -> list[str]:
+    """The chapters of ``among`` that use ``chapters``, directly or through another."""
+    out: set[str] = set()
+    frontier = set(chapters)
+    while frontier:
+        nxt = {nb for nb in among if set(USES.get(nb, ())) & frontier} - out - set(chapters)
+        out |= nxt
+        frontier = nxt
+    return _in_order(out)
+
+
+def plan_chapters(
+    params: Params,
+    chapters: list[str] | None,
+    prior: dict[str, Any] | None,
+    with_dependents: bool = False,
+) -> ChapterPlan:
+    """What a run executes and keeps. A whole run (``chapters`` None) executes the
+    params' notebooks in their order; an update executes ``chapters`` (and, with
+    ``with_dependents``, the chapters that use them) and keeps the rest of ``prior``."""
+    if chapters is None:
+        return ChapterPlan(run=list(params.notebooks))
+    unknown = [nb for nb in chapters if nb not in NOTEBOOKS]
+    if unknown:
+        raise RunError(f"unknown chapters {unknown}; known: {list(NOTEBOOKS)}")
+    present = list((prior or {}).get("notebooks") or [])
+    selected = list(chapters)
+    if with_dependents:
+        selected += dependents(selected, among=present or list(params.notebooks))
+    run_list = _in_order(selected)
+    kept = [nb for nb in _in_order(present) if nb not in run_list]
+    return ChapterPlan(run=run_list, kept=kept)
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """A finished run's manifest, or None when ``run_dir`` holds no readable run."""
+    try:
+        return json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+_RECORD_KEY = __import__("re").compile(r"""record\(\s*\\?["']([A-Za-z_][A-Za-z0-9_]*)[."']""")
+
+
+def result_sections(nb_path: Path) -> list[str]:
+    """The top-level results.json sections a notebook records (``record("churn.…")``)."""
+    try:
+        text = nb_path.read_text(encoding="utf-8")
+    except OSError:
+        return []
+    return sorted(set(_RECORD_KEY.findall(text)) - {"run"})
+
+
+#: Files at the top of a run folder the runner writes itself (never copied into an update).
+RUNNER_FILES = ("deck.html", "manifest.json", "ERROR.txt", "errors.log", RESULTS_NAME)
+
+
+def _owned_exports(
+    nb: str, prior: dict[str, Any], sections: list[str], exports: Path, rerun: list[str]
+) -> list[Path]:
+    """The export files of a chapter: those named after its results sections
+    (``churn_at_risk.csv`` for ``churn``), and those its last run wrote (the manifest
+    says) unless a chapter that is kept may have written them too (two chapters running
+    side by side cannot be told apart by time: the file then stays, and is overwritten
+    if the rerun chapter writes it again)."""
+    chapters = prior.get("chapters") or {}
+    listed = set((chapters.get(nb) or {}).get("exports") or [])
+    shared = {
+        f
+        for other, e in chapters.items()
+        if other not in rerun
+        for f in (e or {}).get("exports") or []
+    }
+    return [
+        f
+        for f in sorted(exports.iterdir())
+        if f.name in listed - shared or any(f.name.startswith(f"{s}_") for s in sections)
+    ]
+
+
+def _seed_from(
+    final: Path, tmp: Path, plan: ChapterPlan, prior: dict[str, Any], nb_dir: Path
+) -> None:
+    """Start an update from a copy of the finished run, without the rerun chapters'
+    notebooks, results sections and exports (copies: a chapter rewriting a file must
+    not change the run that stays in place until the update is complete)."""
+    owned: set[str] = set()
+    drop_sections: set[str] = set()
+    for nb in plan.run:
+        sections = result_sections(nb_dir / f"{nb}.ipynb")
+        drop_sections |= set(sections)
+        if (final / "exports").is_dir():
+            owned |= {
+                f.name for f in _owned_exports(nb, prior, sections, final / "exports", plan.run)
+            }
+    for item in final.iterdir():
+        if item.name in RUNNER_FILES or item.name.startswith("."):
+            continue
+        if item.name == "notebooks":
+            for f in item.glob("*.ipynb"):
+                if f.stem in plan.kept:
+                    shutil.copy2(f, tmp / "notebooks" / f.name)
+        elif item.name == "exports":
+            for f in item.iterdir():
+                if f.name not in owned:
+                    (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / "exports" / f.name)
+        elif item.name != "work":
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+    try:
+        results = json.loads((final / RESULTS_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        results = {}
+    kept = {k: v for k, v in results.items() if k not in drop_sections}
+    write_json_atomic(tmp / RESULTS_NAME, kept, indent=None)
+
+
+def differing_params(prior: dict[str, Any], kept: list[str], checksum: str) -> list[str]:
+    """The kept chapters whose recorded params differ from ``checksum`` (or are unknown)."""
+    chapters = prior.get("chapters") or {}
+    return [nb for nb in kept if (chapters.get(nb) or {}).get("params_sha256") != checksum]
+
+
+def _stat_exports(tmp: Path) -> dict[str, tuple[int, int]]:
+    return {
+        f.name: (f.stat().st_mtime_ns, f.stat().st_size)
+        for f in (tmp / "exports").iterdir()
+        if f.is_file()
+    }
+
+
+def _attribute_exports(
+    tmp: Path,
+    seeded: dict[str, tuple[int, int]],
+    chapter_log: dict[str, dict[str, Any]],
+    plan: ChapterPlan,
+    windows: dict[str, tuple[float, float]],
+) -> None:
+    """Record in each chapter's manifest entry the exports it wrote: new or changed files,
+    given to the chapter named by their prefix, else to every chapter running when the
+    file was last written (a later update of either then rewrites it)."""
+    written = {nb: [] for nb in plan.run}  # type: dict[str, list[str]]
+    for f in sorted((tmp / "exports").iterdir()):
+        if not f.is_file() or seeded.get(f.name) == (f.stat().st_mtime_ns, f.stat().st_size):
+            continue
+        prefixed = [
+            nb
+            for nb in plan.run
+            if any(f.name.startswith(f"{s}_") for s in chapter_log[nb].get("results", []))
+        ]
+        mtime = f.stat().st_mtime
+        owners = set(prefixed) or {
+            nb for nb, (a, b) in windows.items() if nb in written and a - 1 <= mtime <= b + 1
+        }
+        for nb in owners or set(plan.run if len(plan.run) == 1 else ()):
+            written[nb].append(f.name)
+    claimed = {f for names in written.values() for f in names}
+    for nb, entry in chapter_log.items():
+        if nb in written:
+            entry["exports"] = sorted(set(written[nb]))
+        elif entry.get("exports"):  # a kept chapter no longer owns what a rerun one wrote
+            entry["exports"] = [f for f in entry["exports"] if f not in claimed]
+
+
+def params_checksum(params: Params) -> str:
+    """sha256 of the run's params as the manifest stores them, without the chapter list
+    (running another chapter with the same settings is the same params)."""
+    import hashlib
+
+    data = dump(params)
+    data.pop("notebooks", None)
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _chapter_entries(
+    params: Params,
+    params_file: str | Path,
+    plan: ChapterPlan,
+    prior: dict[str, Any],
+    windows: dict[str, tuple[float, float]],
+    timings: dict[str, float],
+    ran_at: str,
+    failures: list[ChapterFailure],
+    nb_dir: Path,
+) -> dict[str, dict[str, Any]]:
+    """The manifest's ``chapters``: for each chapter, when it ran, with which params
+    (file and checksum), what it recorded and exported, and whether it is stale."""
+    checksum = params_checksum(params)
+    lost = {f.nb for f in failures}
+    old = prior.get("chapters") or {}
+    out: dict[str, dict[str, Any]] = {}
+    for nb in plan.all:
+        if nb in plan.run:
+            begun = windows.get(nb, (time.time(), 0.0))[0]
+            out[nb] = {
+                "ran_at": dt.datetime.fromtimestamp(begun).isoformat(timespec="seconds"),
+                "seconds": timings.get(nb),
+                "params_file": str(Path(params_file).resolve()),
+                "params_sha256": checksum,
+                "results": result_sections(nb_dir / f"{nb}.ipynb"),
+                "ok": nb not in lost,
+            }
+            continue
+        entry = dict(
+            old.get(nb)
+            or {  # a run from before the manifest listed chapters
+                "ran_at": prior.get("finished_at"),
+                "params_file": prior.get("params_file"),
+                "params_sha256": None,
+            }
+        )
+        because = set(entry.get("stale_because") or []) | (set(USES.get(nb, ())) & set(plan.run))
+        if because:
+            entry["stale_because"] = _in_order(because)
+            entry["stale_since"] = ran_at
+        out[nb] = entry
+    return out
+
+
+def _manifest(
+    name: str,
+    params: Params,
+    params_file: str | Path,
+    plan: ChapterPlan,
+    chapter_log: dict[str, dict[str, Any]],
+    fingerprints: dict[str, Any],
+    timings: dict[str, float],
+    started: float,
+) -> dict[str, Any]:
+    stored = dump(params)
+    stored["notebooks"] = plan.all
+    checksums = {e.get("params_sha256") for e in chapter_log.values()}
+    return {
+        "run": name,
+        "fupan_version": _version(),
+        "started_at": dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
+        "params_file": str(Path(params_file).resolve()),
+        "params": stored,
+        "params_sha256": params_checksum(params),
+        # chapters of one run that ran with different params (or before checksums)
+        "mixed_params": len(checksums) > 1,
+        "inputs": fingerprints,
+        "packages": package_versions(),
+        "git_commit": git_commit(),
+        "seeds": {"seed": params.seed},
+        "timings_seconds": timings,
+        "notebooks": plan.all,
+        "ran": list(plan.run),
+        "chapters": chapter_log,
+        "stale": [nb for nb, e in chapter_log.items() if e.get("stale_because")],
+    }
+
+
+def _version() -> str:
+    try:
+        return metadata.version("fupan")
+    except metadata.PackageNotFoundError:  # a checkout on PYTHONPATH, not installed
+        return "0+unknown"
+
+
+def expected_seconds(reports: Path, name: str, prior: dict[str, Any] | None) -> dict[str, float]:
+    """Each notebook's time in the last finished run here (this run's earlier version,
+    else the newest run beside it), for the progress lines' estimate; {} when none."""
+    candidates = [prior] if prior else []
+    if not prior:
+        found = read_manifest(reports / name)
+        if found:
+            candidates.append(found)
+        else:
+            manifests = sorted(
+                reports.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime, reverse=True
+            )
+            candidates += [m for m in (read_manifest(p.parent) for p in manifests[:3]) if m]
+    for m in candidates:
+        t = m.get("timings_seconds") or {}
+        got = {k: float(v) for k, v in t.items() if k in NOTEBOOKS and v}
+        if got:
+            return got
+    return {}
 
 
 ERROR_LOG = "errors.log"
@@ -495,13 +850,18 @@ def _strip_ansi(text: str) -> str:
 
 
 def _chapter_sections(
-    params: Params, tmp: Path, failures: list[ChapterFailure]
+    params: Params,
+    tmp: Path,
+    failures: list[ChapterFailure],
+    chapters: list[str] | None = None,
+    chapter_log: dict[str, dict[str, Any]] | None = None,
 ) -> list[deck.Section]:
-    """One section per notebook that ran; a failed one keeps the slides made before its
-    failing cell and ends with a slide saying where it stopped."""
+    """One section per chapter of the run; a failed one keeps the slides made before its
+    failing cell and ends with a slide saying where it stopped; a stale one (it used a
+    chapter rerun since) says so on every slide."""
     by_nb = {f.nb: f for f in failures}
     sections: list[deck.Section] = []
-    for nb in params.notebooks:
+    for nb in chapters if chapters is not None else params.notebooks:
         f = by_nb.get(nb)
         if f is not None and f.skipped:
             continue
@@ -517,8 +877,51 @@ def _chapter_sections(
                 "run.stopped_title", params.lang, chapter=_chapter_name(nb, params.lang)
             )
             section.slides.append(_failure_slide([f], params.lang, title=stopped))
+        entry = (chapter_log or {}).get(nb) or {}
+        if entry.get("stale_because"):
+            mark_stale(section, nb, entry, chapter_log or {}, params.lang)
         sections.append(section)
     return sections
+
+
+def stale_line(
+    nb: str, entry: dict[str, Any], chapter_log: dict[str, dict[str, Any]], lang: str
+) -> str:
+    """The sentence a stale chapter's slides carry: which chapters were rerun since it ran."""
+    needs = entry["stale_because"]
+    names = "、".join(_chapter_name(n, lang) for n in needs)
+    rerun_at = max(str((chapter_log.get(n) or {}).get("ran_at") or "") for n in needs)
+    return i18n.t(
+        "run.stale_line",
+        lang,
+        needs=names,
+        chapter=nb,
+        ran_at=_when(entry.get("ran_at")),
+        rerun_at=_when(rerun_at),
+    )
+
+
+def _when(stamp: Any) -> str:
+    return str(stamp or "?").replace("T", " ")[:16]
+
+
+def mark_stale(
+    section: deck.Section,
+    nb: str,
+    entry: dict[str, Any],
+    chapter_log: dict[str, dict[str, Any]],
+    lang: str,
+) -> None:
+    """Put the stale line on every slide of ``section``, under its title."""
+    import html
+
+    line = f'<p class="fupan-missing fupan-stale">{html.escape(stale_line(nb, entry, chapter_log, lang))}</p>'
+    for slide in section.slides:
+        head = slide.head.rstrip()
+        if head.endswith("</div>"):
+            slide.head = head[: -len("</div>")] + line + "</div>"
+        else:
+            slide.head = head + line
 
 
 def _chapter_name(nb: str, lang: str) -> str:
@@ -610,6 +1013,12 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "04_strategy_simulation": ("02_churn_root_cause", "03_ltv_loss"),
     "05_kpi_tracking": ("02_churn_root_cause", "03_ltv_loss"),
 }
+#: Chapters that use another chapter's results: what they wait for or need. A chapter
+#: updated in place (``fupan run``) makes the chapters that use it stale.
+USES: dict[str, tuple[str, ...]] = {
+    nb: tuple(_in_order(set(WAITS_FOR.get(nb, ())) | set(NEEDS.get(nb, ()))))
+    for nb in set(WAITS_FOR) | set(NEEDS)
+}
 #: How long a notebook process gets to shut its kernel down after SIGTERM.
 STOP_GRACE_SECONDS = 20
 
@@ -630,6 +1039,8 @@ def _execute_all(
     passed: dict[str, Any],
     timings: dict[str, float],
     log: Callable[[str], None],
+    windows: dict[str, tuple[float, float]] | None = None,
+    expected: dict[str, float] | None = None,
 ) -> list[ChapterFailure]:
     """Execute the run's notebooks, up to ``params.parallel_notebooks`` at once.
 
@@ -639,15 +1050,22 @@ def _execute_all(
     the ones others wait for first, then the params' order (one at a time: the params'
     order). A failed notebook does not stop the others: those that need it
     (:data:`NEEDS`) are skipped, the rest run. Returns the failed and skipped notebooks.
+
+    Progress lines count up as notebooks start and finish (``[2/6]`` after ``[1/6]``,
+    whichever notebook that is), with the elapsed time and an estimate of what is left
+    (:class:`Progress`); a notebook still running says so every
+    :data:`HEARTBEAT_SECONDS`, with the cell it is in. ``windows`` receives each
+    notebook's (start, end) wall-clock times.
     """
     order = list(params.notebooks)
     waits = {
         nb: {d for d in WAITS_FOR.get(nb, ()) if d in order[: order.index(nb)]} for nb in order
     }
     needs = {nb: {d for d in NEEDS.get(nb, ()) if d in order} for nb in order}
-    total = len(order)
+    windows = windows if windows is not None else {}
     # without fcntl (Windows) results.json has no lock: one notebook at a time
     slots = max(1, params.parallel_notebooks) if results_lock_available() else 1
+    progress = Progress(order, slots, expected or {})
     pending, running, done = list(order), {}, set()
     failures: list[ChapterFailure] = []
     if slots > 1:
@@ -661,28 +1079,31 @@ def _execute_all(
             for nb in [nb for nb in pending if needs[nb] & lost]:
                 pending.remove(nb)
                 failures.append(ChapterFailure(nb, "", needs=tuple(sorted(needs[nb] & lost))))
-                log(f"[fupan] [{order.index(nb) + 1}/{total}] {failures[-1].line()}")
+                log(progress.finished(nb, failures[-1].line()))
             while len(running) < slots:
                 settled = done | lost
                 nxt = next((nb for nb in pending if waits[nb] <= settled), None)
                 if nxt is None:
                     break
                 pending.remove(nxt)
-                log(f"[fupan] [{order.index(nxt) + 1}/{total}] {nxt} …")
+                log(progress.started(nxt))
                 running[nxt] = _start(nxt, nb_dir, tmp, passed, params.cell_timeout_seconds, slots)
+                windows[nxt] = (time.time(), time.time())
             finished = [job for job in running.values() if job.proc.poll() is not None]
             for job in finished:
                 del running[job.nb]
                 timings[job.nb] = round(time.perf_counter() - job.started, 3)
+                windows[job.nb] = (windows[job.nb][0], time.time())
                 failure = _outcome(job)
-                i = order.index(job.nb) + 1
                 if failure:
                     failures.append(failure)
-                    log(f"[fupan] [{i}/{total}] {failure.error}")
+                    log(progress.finished(job.nb, failure.error))
                     continue
                 done.add(job.nb)
-                log(f"[fupan] [{i}/{total}] {job.nb} done in {timings[job.nb]:.1f}s")
+                log(progress.finished(job.nb, f"done in {timings[job.nb]:.1f}s"))
             if not finished:
+                for line in progress.heartbeat(running):
+                    log(line)
                 time.sleep(0.1)
     except (_Terminated, KeyboardInterrupt) as exc:
         where = "; ".join(f"notebook {j.nb}, {_running_cell(j.out)}" for j in running.values())
@@ -691,6 +1112,78 @@ def _execute_all(
     finally:
         _stop(running)
     return failures
+
+
+#: A notebook still running after this long says so (and every this often again).
+HEARTBEAT_SECONDS = 30.0
+
+
+class Progress:
+    """The review's progress lines: numbered as notebooks finish, with elapsed time and
+    an estimate of the time left.
+
+    The estimate uses each notebook's time in the last run (``expected``) when there is
+    one, else the mean time of the notebooks finished so far, and divides the work left
+    by the notebooks running at once.
+    """
+
+    def __init__(self, order: list[str], slots: int, expected: dict[str, float]):
+        self.order, self.slots, self.expected = list(order), max(1, slots), dict(expected)
+        self.total = len(order)
+        self.t0 = time.monotonic()
+        self.begun: dict[str, float] = {}
+        self.took: dict[str, float] = {}
+        self.beat: dict[str, float] = {}
+
+    def _head(self) -> str:
+        return f"[fupan] [{len(self.took)}/{self.total}]"
+
+    def started(self, nb: str) -> str:
+        self.begun[nb] = self.beat[nb] = time.monotonic()
+        return f"[fupan] {nb} started ({len(self.begun)} of {self.total} begun, {_clock(self.elapsed())} elapsed)"
+
+    def finished(self, nb: str, what: str) -> str:
+        now = time.monotonic()
+        self.took[nb] = now - self.begun.get(nb, now)
+        self.beat.pop(nb, None)
+        left = self.remaining()
+        tail = (
+            f"; about {_clock(left)} left"
+            if left is not None and len(self.took) < self.total
+            else ""
+        )
+        text = what if what.startswith(("notebook ", "run ")) else f"{nb} {what}"
+        return f"{self._head()} {text} ({_clock(self.elapsed())} elapsed{tail})"
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def remaining(self) -> float | None:
+        """Seconds of work left over the slots, or None before anything can be said."""
+        now = time.monotonic()
+        ran = [t for nb, t in self.took.items() if t > 0]
+        typical = sum(ran) / len(ran) if ran else None
+        work = 0.0
+        for nb in self.order:
+            if nb in self.took:
+                continue
+            guess = self.expected.get(nb, typical)
+            if guess is None:
+                return None
+            work += max(0.0, guess - (now - self.begun[nb])) if nb in self.begun else guess
+        return work / self.slots
+
+    def heartbeat(self, running: dict[str, _Job]) -> list[str]:
+        now = time.monotonic()
+        lines = []
+        for nb, job in running.items():
+            if now - self.beat.get(nb, now) >= HEARTBEAT_SECONDS:
+                self.beat[nb] = now
+                lines.append(
+                    f"[fupan] {nb} running for {_clock(now - self.begun[nb])}, in "
+                    f"{_running_cell(job.out)}"
+                )
+        return lines
 
 
 #: Thread pools of the numeric libraries a kernel loads (OpenBLAS/MKL, OpenMP).
@@ -730,11 +1223,15 @@ def _start(
         "nb": nb,
         "src": str(nb_dir / f"{nb}.ipynb"),
         "out": str(out),
-        "cwd": str(nb_dir),
+        # the kernel works in the run's scratch folder (removed before the run is swapped
+        # in): never in the notebooks' (the installed package may be read-only) nor
+        # wherever fupan was started, and a stray file (derby.log, …) does not reach the report
+        "cwd": str(tmp / "work"),
         "parameters": passed,
         "timeout": timeout,
         "result": str(result),
     }
+    (tmp / "work").mkdir(exist_ok=True)
     write_json_atomic(spec, spec_data)
     proc = subprocess.Popen(
         [sys.executable, "-m", "fupan.runner", str(spec)],
@@ -840,7 +1337,10 @@ def execute_notebook(
                 cwd=str(cwd),
                 log_output=False,
                 # the kernel's own start-up chatter (transport warnings) is not a user's concern
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                # jupyter_client interrupts a kernel before shutting it down, and a kernel inside
+                # a handler then logs "KeyboardInterrupt caught" at ERROR to our terminal; cell
+                # errors still reach the notebook and the RunError
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
                 **sockets,
             )
     except pm.PapermillExecutionError as exc:
