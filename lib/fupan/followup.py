@@ -209,6 +209,11 @@ class Forecast:
     notes : why a part is missing, by part (``clv``, ``calibration``, ...), as codes.
     flagged_count_then : the red list's size as that run recorded it (previous runs).
     results_then : the previous run's results.json (empty for a backtest).
+    before : :func:`fupan.segments.customer_features` at ``as_of_then`` from the data as it
+        stood then (``spend_12m`` is the revenue of the year to the cut); ``None`` for a
+        previous run's export.
+    base : the forecasts a reader would make without a model, from the data as it stood
+        then (:func:`base_rates`): last period's churn rates and NRR.
     """
 
     source: Source
@@ -220,6 +225,8 @@ class Forecast:
     notes: dict[str, str] = field(default_factory=dict)
     flagged_count_then: int | None = None
     results_then: dict[str, Any] = field(default_factory=dict)
+    before: pd.DataFrame | None = None
+    base: dict[str, float] = field(default_factory=dict)
 
 
 def red_list_then(ds_cut: Dataset) -> tuple[pd.DataFrame, str]:
@@ -283,11 +290,32 @@ def predicted_spend(ds_cut: Dataset, months: int = MONTHS) -> pd.DataFrame:
     )
 
 
-def backtest(ds: Dataset, months: int = MONTHS) -> Forecast:
-    """Rerun the forecasts as of ``as_of - months`` on the data as it stood then."""
-    cut = cut_date(ds.params.as_of, months)
+def base_rates(ds_cut: Dataset, horizon_days: int, before: pd.DataFrame) -> dict[str, float]:
+    """What the data as it stood at the cut says without a model: churn over the
+    ``horizon_days`` and over the 365 days before the cut (customers live at the window's
+    start), and the NRR measured at the cut. A rate that cannot be measured is left out."""
+    cut = pd.Timestamp(ds_cut.params.as_of)
+    status = outcomes.churn_status(ds_cut, cut.date())
+    out: dict[str, float] = {}
+    for key, days in (("churn_rate_horizon", horizon_days), ("churn_rate_annual", 365)):
+        at_risk = outcomes.period_churn(status, (cut - pd.Timedelta(days=days)).date(), cut.date())
+        if len(at_risk):
+            out[key] = float(at_risk.churned_in_period.mean())
+    nrr, parts = nrr_with_parts(before, cut.date())
+    if len(parts) and math.isfinite(nrr):
+        out["nrr"] = nrr
+    return out
+
+
+def backtest(ds: Dataset, months: int = MONTHS, cut: dt.date | None = None) -> Forecast:
+    """Rerun the forecasts as of ``cut`` (default ``as_of - months``) on the data as it stood
+    then; ``months`` is also the spend forecast's horizon."""
+    from fupan import segments
+
+    cut = cut or cut_date(ds.params.as_of, months)
     ds_cut = as_of_cut(ds, cut)
     notes: dict[str, str] = {}
+    horizon = ds.params.churn.horizon_days
     try:
         scores, method = red_list_then(ds_cut)
         clv = None
@@ -297,6 +325,8 @@ def backtest(ds: Dataset, months: int = MONTHS) -> Forecast:
             notes["clv"] = "contracts" if str(exc) == "contracts" else "model_failed"
         except ImportError:
             notes["clv"] = "model_missing"
+        before = segments.customer_features(ds_cut, cut, engagement=False)
+        base = base_rates(ds_cut, horizon, before)
     finally:
         ds_cut.close()
     if method == "rules":
@@ -306,10 +336,12 @@ def backtest(ds: Dataset, months: int = MONTHS) -> Forecast:
         cut,
         scores,
         method,
-        ds.params.churn.horizon_days,
+        horizon,
         clv,
         notes,
         flagged_count_then=int(scores.flagged.sum()),
+        before=before,
+        base=base,
     )
 
 
@@ -657,7 +689,8 @@ class Followup:
     calibration: dict[str, Any] | None = None
     clv: dict[str, Any] | None = None
     pilots: pd.DataFrame | None = None
-    headline: pd.DataFrame | None = None
+    headline: list[dict[str, Any]] = field(default_factory=list)
+    headline_skipped: dict[str, str] = field(default_factory=dict)
     findings: pd.DataFrame | None = None
     pilots_not_run: list[str] = field(default_factory=list)
 
@@ -689,13 +722,15 @@ class Followup:
             "clv": {k: x for k, x in v.items() if k != "customers_frame"} or None,
             "pilots": self.pilots,
             "pilots_not_run": list(self.pilots_not_run),
-            "headline": self.headline if self.headline is not None and len(self.headline) else None,
+            "headline": self.headline or None,
             "findings": self.findings,
         }
         if self.problem and self.problem["reason"] == "flags_everyone":
             out.update(dict.fromkeys(RED_LIST_KEYS), red_list=None)
         clean = _prune(to_jsonable(out))
         skipped = {k: self.why(k, lang) for k in HEADLINE_KEYS if k not in clean}
+        for metric in self.headline_skipped:
+            skipped[f"headline_{metric}"] = self.why(f"headline_{metric}", lang)
         if skipped:
             clean["skipped"] = skipped
         return clean
@@ -725,8 +760,12 @@ class Followup:
             return t(f"fu.cal.none.{notes.get('calibration', 'rules')}")
         if key in ("clv", "clv_bias", "clv_mae"):
             return t(f"fu.clv.none.{notes.get('clv', 'model_failed')}")
+        if key.startswith("headline_"):
+            return self.headline_reason(key.removeprefix("headline_"), lang)
         if key == "headline":
-            return t("fu.head.none")
+            return " ".join(self.headline_reason(m, lang) for m in self.headline_skipped) or t(
+                "fu.head.none"
+            )
         if key == "pilots_not_run":
             return t("fu.pilot.all_run")
         if self.red is not None and self.red["flagged"] == 0:
@@ -734,6 +773,20 @@ class Followup:
         if key in ("at_risk_lift", "median_lead_days") and self.red and self.red["churned"]:
             return t("fu.red.no_flagged_churner")
         return t("fu.overview.no_churn", then=then, graded=(self.red or {}).get("graded", 0))
+
+    def headline_reason(self, metric: str, lang: str) -> str:
+        """Why the headline forecast ``metric`` was not graded, in words."""
+        from fupan import i18n, segments
+
+        then = self.as_of_then
+        code = self.headline_skipped.get(metric, "model_failed")
+        return i18n.t(
+            f"fu.head.none.{code}",
+            lang,
+            what=i18n.t(f"fu.head.{metric}", lang),
+            then=str(then),
+            cohort=str(segments.years_before(then)) if then else "",
+        )
 
     def export_frame(self) -> pd.DataFrame:
         """``exports/followup_at_risk.csv``: every graded customer with the forecast and
@@ -745,23 +798,202 @@ class Followup:
         return out.sort_values(["flagged", "customer_id"], ascending=[False, True])
 
 
-def headline(fu: Followup, results_then: dict[str, Any]) -> pd.DataFrame:
-    """Last year's forecasts next to what happened: expected vs actual churners within the
-    probability's horizon, the red list's churners, predicted vs realised 12-month spend."""
-    rows = []
-    c, v = fu.calibration, fu.clv
-    if c:
-        rows.append({"metric": "churners_in_horizon", "forecast": c["expected_churners"],
-                     "actual": float(c["churners"])})  # fmt: skip
-    if v:
-        rows.append({"metric": "spend_12m", "forecast": v["predicted_total"],
-                     "actual": v["realised_total"]})  # fmt: skip
-    then_ltv = (results_then.get("ltv") or {}).get("total_clv")
-    if then_ltv is not None:
-        rows.append({"metric": "total_clv_then", "forecast": float(then_ltv),
-                     "actual": float("nan")})  # fmt: skip
-    df = pd.DataFrame(rows, columns=["metric", "forecast", "actual"])
-    return df[df.forecast.notna()].reset_index(drop=True)
+# --------------------------------------------------------------------------------------
+# Headline forecasts: churn rate, revenue and NRR then vs what happened
+
+#: The headline forecasts, in the order the slide shows them.
+HEADLINE_METRICS = ("churn_rate", "revenue_12m", "nrr")
+
+
+def nrr_with_parts(features: pd.DataFrame, day: dt.date) -> tuple[float, pd.DataFrame]:
+    """Net revenue retention at ``day`` by the package's one definition, and its
+    per-customer terms (``customer_id, then, now``) for an interval.
+
+    The one place the chapter calls the NRR definition (today
+    :func:`fupan.funnel.revenue_retention`, its ``all`` row: customers acquired before the
+    base year began with revenue in it; revenue in the trailing year over revenue in the
+    year before, negative revenue counted as 0). The terms repeat its population rule and
+    are checked to add up to its totals, so a change of definition cannot go unnoticed.
+    """
+    from fupan import funnel
+
+    rr = funnel.revenue_retention(features, day)
+    total = rr[rr.cohort == "all"].iloc[0]
+    df = features[features.acquired_at < pd.Timestamp(funnel.retention_base_start(day))]
+    parts = pd.DataFrame(
+        {"customer_id": df.customer_id.astype(str),
+         "then": df.spend_prior_12m.clip(lower=0).to_numpy(float),
+         "now": df.spend_12m.clip(lower=0).to_numpy(float)}
+    )  # fmt: skip
+    parts = parts[parts.then > 0].reset_index(drop=True)
+    if len(parts) != total.customers or not np.isclose(parts.now.sum(), total.revenue):
+        raise RuntimeError("follow-up: NRR terms disagree with funnel.revenue_retention")
+    return float(total.nrr), parts
+
+
+def _boot(
+    stat: Any, columns: list[np.ndarray], seed: int, n_boot: int = N_BOOT
+) -> tuple[float, float]:
+    """95% percentile interval of ``stat(*columns)`` over customers resampled with
+    replacement (in chunks, so a large base never holds ``n_boot x n`` indices at once)."""
+    n = len(columns[0])
+    if n < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(n_boot, 4_000_000 // n))
+    draws = []
+    for k in range(0, n_boot, chunk):
+        idx = rng.integers(0, n, size=(min(chunk, n_boot - k), n))
+        draws.append(stat(*(c[idx] for c in columns)))
+    return _interval(np.concatenate(draws))
+
+
+def _row(metric: str, basis: str, population: int, forecast: float, actual: float,
+         low: float, high: float, base: float | None, **extra: Any) -> dict[str, Any]:  # fmt: skip
+    """One graded forecast: held when the forecast lies in the actual's 95% interval, else
+    missed ``over`` or ``under``, by ``off`` (forecast - actual) and ``off_relative``."""
+    verdict = "held" if low <= forecast <= high else ("over" if forecast > high else "under")
+    row = {
+        "metric": metric, "basis": basis, "population": int(population),
+        "forecast": float(forecast), "actual": float(actual), "low": float(low),
+        "high": float(high), "verdict": verdict, "off": float(forecast - actual),
+        "off_relative": float((forecast - actual) / actual) if actual else None,
+        **extra,
+    }  # fmt: skip
+    if base is not None and math.isfinite(base):
+        row["base"] = float(base)
+        row["beats_base"] = bool(abs(forecast - actual) < abs(base - actual))
+    return row
+
+
+def _add_years(day: dt.date, years: int = 1) -> dt.date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
+
+
+def churn_forecast_row(
+    ds: Dataset, graded: pd.DataFrame, fc: Forecast, model: Forecast | None
+) -> dict[str, Any] | str:
+    """Expected vs realised churn rate of the customers live then (a row, or why not).
+
+    A previous run's recorded ``simulation.model.predicted_annual_churn`` is graded over the
+    12 months after its date; otherwise the mean churn probability of the customers the
+    red list scored then is graded over the probability's horizon.
+    """
+    then, now = pd.Timestamp(fc.as_of_then), pd.Timestamp(ds.params.as_of)
+    sim = (fc.results_then.get("simulation") or {}).get("model") or {}
+    recorded = sim.get("predicted_annual_churn")
+    if isinstance(recorded, (int, float)) and math.isfinite(recorded):
+        end, basis, g = then + pd.DateOffset(months=12), "recorded", graded
+        p = np.full(len(g), float(recorded))
+        base = sim.get("observed_annual_churn")
+        if not isinstance(base, (int, float)) and model is not None:
+            base = model.base.get("churn_rate_annual")
+        window = {"months": 12}
+    else:
+        if model is None or model.method != "health":
+            return "rules"
+        end = then + pd.Timedelta(days=model.horizon_days)
+        prob = model.scores[["customer_id", "churn_probability"]].dropna()
+        g = graded.drop(columns="churn_probability").merge(prob, on="customer_id")
+        p, base = g.churn_probability.to_numpy(float), model.base.get("churn_rate_horizon")
+        basis = "model_then" if fc.source == "backtest" else "recomputed"
+        window = {"days": int(model.horizon_days)}
+    if end > now:
+        return "short_follow_up"
+    if g.empty:
+        return "rules"
+    y = (g.churned & (g.churned_at <= end)).to_numpy(bool)
+    rate, lo, hi = outcomes.rate_with_ci(int(y.sum()), len(y))
+    return _row("churn_rate", basis, len(g), float(p.mean()), rate, lo, hi, base,
+                churned=int(y.sum()), **window)  # fmt: skip
+
+
+def revenue_forecast_row(
+    ds: Dataset, fc: Forecast, model: Forecast | None, seed: int, months: int = MONTHS
+) -> dict[str, Any] | str:
+    """Predicted vs realised net revenue over the ``months`` after the cut of the customers
+    live then with an order by then (the CLV model values them), a row or why not.
+    Interval: customer bootstrap of the realised total. Base: the same customers' revenue
+    in the ``months`` before the cut."""
+    if model is None or model.clv is None:
+        return (model.notes.get("clv") if model else None) or "model_failed"
+    then = model.as_of_then
+    if pd.Timestamp(then) + pd.DateOffset(months=months) > pd.Timestamp(ds.params.as_of):
+        return "short_follow_up"
+    live = set(model.scores.customer_id)
+    df = model.clv[model.clv.customer_id.isin(live)][["customer_id", "predicted_spend_12m"]]
+    df = df.merge(realised_spend(ds, then, months), on="customer_id", how="left")
+    before = model.before.set_index("customer_id").spend_12m if model.before is not None else None
+    df["realised"] = df.realised_spend_12m.fillna(0.0).astype(float)
+    if df.empty:
+        return "model_failed"
+    r = df.realised.to_numpy(float)
+    lo, hi = _boot(lambda x: x.sum(axis=1), [r], seed)
+    base = None if before is None else float(before.reindex(df.customer_id).fillna(0).sum())
+    basis = "model_then" if fc.source == "backtest" else "recomputed"
+    return _row("revenue_12m", basis, len(df), float(df.predicted_spend_12m.sum()), float(r.sum()),
+                lo, hi, base, months=months)  # fmt: skip
+
+
+def nrr_forecast_row(
+    ds: Dataset, fc: Forecast, model: Forecast | None, seed: int
+) -> dict[str, Any] | str:
+    """Expected vs actual NRR of the base-year cohort at the cut (customers acquired a year
+    before it with revenue in the year to it): the CLV model's 12-month spend of the cohort
+    over its revenue in the year to the cut, vs the cohort's revenue in the year after it
+    over the same base (:func:`nrr_with_parts`). Interval: customer bootstrap of the actual
+    ratio. Base: the NRR measured at the cut."""
+    from fupan import segments
+
+    if model is None or model.clv is None:
+        return (model.notes.get("clv") if model else None) or "model_failed"
+    then = model.as_of_then
+    day = _add_years(then)
+    if pd.Timestamp(day) > pd.Timestamp(ds.params.as_of):
+        return "short_follow_up"
+    pred = model.clv.set_index("customer_id").predicted_spend_12m
+    b = model.before
+    frame = b[["customer_id", "acquired_at"]].assign(
+        spend_prior_12m=b.spend_12m.to_numpy(float),
+        spend_12m=pred.reindex(b.customer_id.astype(str)).fillna(0.0).to_numpy(float),
+    )
+    forecast, fparts = nrr_with_parts(frame, day)
+    if fparts.empty:
+        return "no_cohort"
+    feats = segments.customer_features(ds, day, engagement=False)
+    actual, parts = nrr_with_parts(feats[feats.customer_id.isin(fparts.customer_id)], day)
+    lo, hi = _boot(lambda t, n: n.sum(axis=1) / t.sum(axis=1),
+                   [parts.then.to_numpy(float), parts.now.to_numpy(float)], seed)  # fmt: skip
+    basis = "model_then" if fc.source == "backtest" else "recomputed"
+    return _row("nrr", basis, len(fparts), forecast, actual, lo, hi, model.base.get("nrr"),
+                cohort_acquired_by=segments.years_before(then), base_revenue=float(fparts.then.sum()))  # fmt: skip
+
+
+def headline_rows(
+    ds: Dataset, graded: pd.DataFrame, fc: Forecast, model: Forecast | None, seed: int
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Last year's expected churn rate, 12-month revenue and NRR vs this year's actuals.
+
+    ``model`` holds the forecasts with every customer's churn probability and spend
+    forecast as of ``fc.as_of_then``: the backtest itself, or (for a previous run, whose
+    exports hold neither) the same models recomputed from the data as it stood at its date.
+    Returns the rows (:func:`_row`) and, per metric that could not be graded, a reason code.
+    """
+    rows, skipped = [], {}
+    for metric, make in (
+        ("churn_rate", lambda: churn_forecast_row(ds, graded, fc, model)),
+        ("revenue_12m", lambda: revenue_forecast_row(ds, fc, model, seed)),
+        ("nrr", lambda: nrr_forecast_row(ds, fc, model, seed)),
+    ):
+        r = make()
+        if isinstance(r, str):
+            skipped[metric] = r
+        else:
+            rows.append(r)
+    return rows, skipped
 
 
 def findings_table(
@@ -828,7 +1060,16 @@ def follow_up(
     fu.calibration = calibration_grades(fu.graded, seed) if fc.method == "health" else None
     if fc.clv is not None:
         fu.clv = clv_grades(fc.clv, realised_spend(ds, then, months))
-    fu.headline = headline(fu, fc.results_then)
+    model = fc
+    if fc.source == "previous_run":
+        # its exports hold neither every customer's probability nor a spend forecast: the
+        # same models rerun on the data as it stood at its date
+        try:
+            model = backtest(ds, months, cut=then)
+        except (ValueError, RuntimeError) as exc:
+            warnings.warn(f"follow-up: models not rerun as of {then} ({exc})", stacklevel=2)
+            model = None
+    fu.headline, fu.headline_skipped = headline_rows(ds, fu.graded, fc, model, seed)
     return fu
 
 
@@ -946,21 +1187,93 @@ def red_table(red: dict[str, Any], lang: str, fmt: Any) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def headline_table(head: pd.DataFrame, horizon: int, lang: str, fmt: Any) -> pd.DataFrame:
-    """Headline forecasts vs actuals as a slide table."""
+def _metric_label(row: dict[str, Any], lang: str) -> str:
     from fupan import i18n
 
-    rows = []
-    for r in head.itertuples():
-        money = r.metric == "spend_12m"
-        show = fmt.money if money else (lambda x: fmt.num(x, 0))
-        off = (r.forecast - r.actual) / r.actual if r.actual else float("nan")
-        rows.append(
-            [i18n.t(f"fu.head.{r.metric}", lang, horizon=horizon), show(r.forecast),
-             show(r.actual), f"{100 * off:+.0f}%" if math.isfinite(off) else ""]
+    if row["metric"] != "churn_rate":
+        return i18n.t(f"fu.head.{row['metric']}", lang)
+    if "months" in row:
+        return i18n.t("fu.head.churn_rate_months", lang, months=row["months"])
+    return i18n.t("fu.head.churn_rate_days", lang, days=row["days"])
+
+
+def _show(row: dict[str, Any], x: float, fmt: Any) -> str:
+    return fmt.money(x) if row["metric"] == "revenue_12m" else fmt.pct(x, 1)
+
+
+def _off(row: dict[str, Any], fmt: Any) -> str:
+    """How far the forecast missed: relative for money, percentage points for rates."""
+    if row["metric"] == "revenue_12m" and row.get("off_relative") is not None:
+        return fmt.pct(abs(row["off_relative"]), 0)
+    return fmt.pts(abs(row["off"]), 1).lstrip("+")
+
+
+def verdict_words(row: dict[str, Any], lang: str, fmt: Any) -> str:
+    """``held`` or ``missed: 14% too low`` in words."""
+    from fupan import i18n
+
+    return i18n.t(f"fu.head.verdict.{row['verdict']}", lang, off=_off(row, fmt))
+
+
+def headline_table(rows: list[dict[str, Any]], lang: str, fmt: Any) -> pd.DataFrame:
+    """Headline forecasts vs actuals as a slide table: forecast, actual with its 95%
+    interval, the base rate (the value a year before), the verdict in words."""
+    from fupan import i18n
+
+    def t(key: str, **v: Any) -> str:
+        return i18n.t(key, lang, **v)
+
+    out = []
+    for r in rows:
+        base = _show(r, r["base"], fmt) if "base" in r else t("fu.head.no_base")
+        out.append(
+            [_metric_label(r, lang), _show(r, r["forecast"], fmt), _show(r, r["actual"], fmt),
+             t("fu.range", lo=_show(r, r["low"], fmt), hi=_show(r, r["high"], fmt)), base,
+             verdict_words(r, lang, fmt)]
         )  # fmt: skip
-    cols = [i18n.t(f"fu.head.col.{c}", lang) for c in ("metric", "forecast", "actual", "error")]
-    return pd.DataFrame(rows, columns=cols)
+    cols = ("metric", "forecast", "actual", "interval", "base", "verdict")
+    return pd.DataFrame(out, columns=[t(f"fu.head.col.{c}") for c in cols])
+
+
+def headline_lines(
+    rows: list[dict[str, Any]], then: Any, source: str, lang: str, fmt: Any
+) -> dict[str, Any]:
+    """The headline slide's title and finding (quoting the numbers) and the note that
+    states each forecast's population in words."""
+    from fupan import i18n
+
+    def t(key: str, **v: Any) -> str:
+        return i18n.t(key, lang, **v)
+
+    sep = "；" if lang == "zh" else "; "
+    held = sum(r["verdict"] == "held" for r in rows)
+    missed = [
+        t(f"fu.head.off.{r['verdict']}", what=t(f"fu.head.short.{r['metric']}"), off=_off(r, fmt))
+        for r in rows
+        if r["verdict"] != "held"
+    ]
+    if missed:
+        title = t("fu.head.title_some", held=held, n=len(rows), missed=sep.join(missed))
+    else:
+        title = t("fu.head.title_all", n=len(rows))
+    pairs = sep.join(
+        t("fu.head.pair", what=_metric_label(r, lang), f=_show(r, r["forecast"], fmt),
+          a=_show(r, r["actual"], fmt))
+        for r in rows
+    )  # fmt: skip
+    finding = t("fu.head.finding", pairs=pairs, then=str(then))
+    pops = []
+    for r in rows:
+        key = r["metric"] + (".recorded" if r["basis"] == "recorded" else "")
+        pops.append(
+            t(f"fu.head.pop.{key}", n=fmt.int(r["population"]), then=str(then),
+              cohort=str(r.get("cohort_acquired_by", "")), days=r.get("days", ""),
+              base=fmt.money(r.get("base_revenue")) if "base_revenue" in r else "")
+        )  # fmt: skip
+    note = t("fu.head.pop", pops=sep.join(pops))
+    if any(r["basis"] == "recomputed" for r in rows):
+        note += " " + t("fu.head.basis.recomputed", then=str(then))
+    return {"title": title, "finding": finding, "note": note}
 
 
 def pilot_lines(pilots: pd.DataFrame, as_of: Any, lang: str, fmt: Any) -> list[tuple[str, ...]]:
