@@ -848,6 +848,19 @@ def _boot(
     return _interval(np.concatenate(draws))
 
 
+def total_interval(x: np.ndarray, seed: int, n_boot: int = N_BOOT) -> tuple[float, float]:
+    """95% interval of a population's total (customer bootstrap of ``sum(x)``)."""
+    return _boot(lambda a: a.sum(axis=1), [np.asarray(x, float)], seed, n_boot)
+
+
+def ratio_interval(
+    num: np.ndarray, den: np.ndarray, seed: int, n_boot: int = N_BOOT
+) -> tuple[float, float]:
+    """95% interval of ``sum(num) / sum(den)`` (customer bootstrap of the pairs)."""
+    cols = [np.asarray(num, float), np.asarray(den, float)]
+    return _boot(lambda a, b: a.sum(axis=1) / b.sum(axis=1), cols, seed, n_boot)
+
+
 def _row(metric: str, basis: str, population: int, forecast: float, actual: float,
          low: float, high: float, base: float | None, **extra: Any) -> dict[str, Any]:  # fmt: skip
     """One graded forecast: held when the forecast lies in the actual's 95% interval, else
@@ -887,7 +900,7 @@ def churn_forecast_row(
     recorded = sim.get("predicted_annual_churn")
     if isinstance(recorded, (int, float)) and math.isfinite(recorded):
         end, basis, g = then + pd.DateOffset(months=12), "recorded", graded
-        p = np.full(len(g), float(recorded))
+        forecast = float(recorded)
         base = sim.get("observed_annual_churn")
         if not isinstance(base, (int, float)) and model is not None:
             base = model.base.get("churn_rate_annual")
@@ -898,7 +911,7 @@ def churn_forecast_row(
         end = then + pd.Timedelta(days=model.horizon_days)
         prob = model.scores[["customer_id", "churn_probability"]].dropna()
         g = graded.drop(columns="churn_probability").merge(prob, on="customer_id")
-        p, base = g.churn_probability.to_numpy(float), model.base.get("churn_rate_horizon")
+        forecast, base = float(g.churn_probability.mean()), model.base.get("churn_rate_horizon")
         basis = "model_then" if fc.source == "backtest" else "recomputed"
         window = {"days": int(model.horizon_days)}
     if end > now:
@@ -907,7 +920,7 @@ def churn_forecast_row(
         return "rules"
     y = (g.churned & (g.churned_at <= end)).to_numpy(bool)
     rate, lo, hi = outcomes.rate_with_ci(int(y.sum()), len(y))
-    return _row("churn_rate", basis, len(g), float(p.mean()), rate, lo, hi, base,
+    return _row("churn_rate", basis, len(g), forecast, rate, lo, hi, base,
                 churned=int(y.sum()), **window)  # fmt: skip
 
 
@@ -931,7 +944,7 @@ def revenue_forecast_row(
     if df.empty:
         return "model_failed"
     r = df.realised.to_numpy(float)
-    lo, hi = _boot(lambda x: x.sum(axis=1), [r], seed)
+    lo, hi = total_interval(r, seed)
     base = None if before is None else float(before.reindex(df.customer_id).fillna(0).sum())
     basis = "model_then" if fc.source == "backtest" else "recomputed"
     return _row("revenue_12m", basis, len(df), float(df.predicted_spend_12m.sum()), float(r.sum()),
@@ -965,8 +978,7 @@ def nrr_forecast_row(
         return "no_cohort"
     feats = segments.customer_features(ds, day, engagement=False)
     actual, parts = nrr_with_parts(feats[feats.customer_id.isin(fparts.customer_id)], day)
-    lo, hi = _boot(lambda t, n: n.sum(axis=1) / t.sum(axis=1),
-                   [parts.then.to_numpy(float), parts.now.to_numpy(float)], seed)  # fmt: skip
+    lo, hi = ratio_interval(parts.now.to_numpy(float), parts.then.to_numpy(float), seed)
     basis = "model_then" if fc.source == "backtest" else "recomputed"
     return _row("nrr", basis, len(fparts), forecast, actual, lo, hi, model.base.get("nrr"),
                 cohort_acquired_by=segments.years_before(then), base_revenue=float(fparts.then.sum()))  # fmt: skip
