@@ -216,34 +216,57 @@ def test_difference_interval_matches_newcombe_and_statsmodels():
         assert followup.diff_with_ci(k1, n1, k2, n2)[1:] == pytest.approx(ref, abs=1e-12)
 
 
-def test_short_history_degrades_in_words(tmp_path):
-    data = tmp_path / "data"
+def _small_world(folder: Path, first: str) -> Path:
+    """Six customers buying every 17 days from ``first`` to 2026-10-20."""
+    data = folder / "data"
     data.mkdir()
     ids = [f"C{i}" for i in range(1, 7)]
     pd.DataFrame(
-        {"customer_id": ids, "acquired_at": "2026-01-05", "industry": "x", "region": "y",
+        {"customer_id": ids, "acquired_at": first, "industry": "x", "region": "y",
          "tier": "silver", "account_manager": "AM"}
     ).to_csv(data / "customers.csv", index=False)  # fmt: skip
-    days = pd.date_range("2026-01-05", "2026-10-20", freq="17D")
+    days = pd.date_range(first, "2026-10-20", freq="17D")
     rows = [(f"O{i}-{c}", c, d.date(), 100.0) for i, d in enumerate(days) for c in ids[: 3 + i % 3]]
     pd.DataFrame(rows, columns=["order_id", "customer_id", "order_date", "amount"]).to_csv(
         data / "orders.csv", index=False
     )
-    P = _params(tmp_path, data)
+    return data
+
+
+@pytest.mark.parametrize("first", ["2026-01-05", "2025-10-15"])
+def test_short_history_degrades_in_words(tmp_path, first):
+    """Under 12 + 1 months of orders (the second: 12.5 months, two weeks before the cut)."""
+    P = _params(tmp_path, _small_world(tmp_path, first))
     with fdata.loaded(P) as ds:
         fu = followup.follow_up(ds)
     assert fu.problem["reason"] == "short_history"
     rec = fu.record("en")
     _no_nulls(rec)
-    assert "at_risk_precision" not in rec and "pilots" not in rec
-    assert "2026-01-05" in rec["skipped"]["at_risk_precision"]
+    assert "at_risk_precision" not in rec and "pilots" not in rec and "headline" not in rec
+    assert first in rec["skipped"]["at_risk_precision"] and first in rec["skipped"]["headline"]
     assert "pilots table" in rec["skipped"]["pilots"]
     for lang in ("zh", "en"):
         text = i18n.t(
             "fu.short.short_history", lang, then=str(fu.as_of_then), need=13,
             first=str(fu.problem["first_order"]), months=fu.problem["months"],
         )  # fmt: skip
-        assert "2026-01-05" in text and "None" not in text and "nan" not in text
+        assert first in text and "None" not in text and "nan" not in text
+
+
+def test_just_enough_history_grades_or_says_why(tmp_path):
+    """13.5 months of orders from six steady customers: the chapter runs; what it cannot
+    grade (no churn, no probabilities, no NRR cohort) it explains in words."""
+    P = _params(tmp_path, _small_world(tmp_path, "2025-09-15"))
+    with fdata.loaded(P) as ds:
+        fu = followup.follow_up(ds)
+    assert fu.problem is None or fu.problem["reason"] != "short_history"
+    for lang in ("zh", "en"):
+        rec = fu.record(lang)
+        _no_nulls(rec)
+        made = {h["metric"] for h in rec.get("headline", [])}
+        missing = {k.removeprefix("headline_") for k in rec["skipped"] if k.startswith("headline_")}
+        assert made | missing == set(followup.HEADLINE_METRICS) and not made & missing
+    assert "nrr" in missing  # no customer was acquired a year before the cut
 
 
 def test_previous_run_grades_exactly_the_customers_it_flagged(world, graded, tmp_path):

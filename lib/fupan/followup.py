@@ -39,6 +39,9 @@ from fupan.params import FollowupParams
 MONTHS = 12
 #: After the cut, at least this much history must remain to grade anything.
 MIN_FOLLOW_MONTHS = 1
+#: Before the cut, at least this much history to forecast from (a backtest on a few days of
+#: orders would grade forecasts no review could have made): 12 + 1 months in all.
+MIN_BEFORE_MONTHS = 1
 #: The date each table's rows are known from (rows after the cut do not exist then).
 DATE_COLUMNS = {
     "customers": "acquired_at",
@@ -125,15 +128,18 @@ def cut_date(as_of: dt.date | str, months: int = MONTHS) -> dt.date:
 def history_problem(ds: Dataset, cut: dt.date) -> dict[str, Any] | None:
     """Why the data cannot be graded from ``cut`` (``None`` when it can).
 
-    Needs orders on or before the cut (something to forecast from) and at least
-    :data:`MIN_FOLLOW_MONTHS` after it (something to grade against).
+    Needs orders from at least :data:`MIN_BEFORE_MONTHS` before the cut (something to
+    forecast from) and at least :data:`MIN_FOLLOW_MONTHS` after it (something to grade
+    against).
     """
     o = ds["orders"]
     first, last = engine.to_pandas(
         o.aggregate(first=o.order_date.min(), last=o.order_date.max())
     ).iloc[0]
     as_of = pd.Timestamp(ds.params.as_of)
-    if pd.isna(first) or pd.Timestamp(first) > pd.Timestamp(cut):
+    if pd.isna(first) or pd.Timestamp(first) > pd.Timestamp(cut) - pd.DateOffset(
+        months=MIN_BEFORE_MONTHS
+    ):
         months = 0.0 if pd.isna(first) else (as_of - pd.Timestamp(first)).days / 30.44
         return {
             "reason": "short_history",
