@@ -114,15 +114,25 @@ def test_backtest_grades_equal_a_direct_computation_from_the_raw_tables(world, g
     assert int(exp.flagged.sum()) == len(flagged)
 
 
-def test_brier_and_clv_grades_match_their_definitions(graded):
+def test_brier_and_clv_grades_match_their_definitions(world, graded):
     g = graded.graded
     p = g.churn_probability.to_numpy(float)
     y = g.churned_in_horizon.to_numpy(float)
     assert graded.calibration["brier"] == pytest.approx(np.mean((p - y) ** 2), abs=1e-12)
-    frame = graded.clv["customers_frame"]
+    v = graded.clv
+    frame = v["customers_frame"]
     err = frame.predicted_spend_12m - frame.realised_spend_12m
-    assert graded.clv["bias"] == pytest.approx(err.mean())
-    assert graded.clv["mae"] == pytest.approx(err.abs().mean())
+    assert v["bias"] == pytest.approx(err.mean())
+    assert v["mae"] == pytest.approx(err.abs().mean())
+    assert v["bias_low"] < v["bias"] < v["bias_high"] and v["mae_low"] < v["mae"] < v["mae_high"]
+    # the base: "the same as last year", each customer's net orders in the year to the cut
+    raw = _raw(world[0])
+    o = raw["orders"]
+    before = o[(o.order_date > CUT - pd.DateOffset(years=1)) & (o.order_date <= CUT)]
+    naive = before.groupby("customer_id").amount.sum().reindex(frame.customer_id).fillna(0)
+    base_err = naive.to_numpy() - frame.realised_spend_12m.to_numpy()
+    assert v["mae_base"] == pytest.approx(np.abs(base_err).mean(), rel=1e-9)
+    assert v["bias_base"] == pytest.approx(base_err.mean(), rel=1e-9)
 
 
 def test_events_after_the_cut_do_not_change_the_flags(world, graded, tmp_path):

@@ -548,9 +548,18 @@ def realised_spend(ds: Dataset, then: dt.date, months: int = MONTHS) -> pd.DataF
     return engine.to_pandas(o.group_by("customer_id").aggregate(realised_spend_12m=o.amount.sum()))
 
 
-def clv_grades(predicted: pd.DataFrame, realised: pd.DataFrame) -> dict[str, Any] | None:
-    """Predicted vs realised 12-month spend per customer: bias (mean predicted - realised),
-    MAE, Spearman correlation, totals, and a table by decile of the prediction."""
+def clv_grades(
+    predicted: pd.DataFrame,
+    realised: pd.DataFrame,
+    before: pd.Series | None = None,
+    seed: int = 0,
+    n_boot: int = N_BOOT,
+) -> dict[str, Any] | None:
+    """Predicted vs realised 12-month spend per customer: bias (mean predicted - realised)
+    and MAE with customer-bootstrap 95% intervals, Spearman correlation, totals, and a
+    table by decile of the prediction. With ``before`` (spend in the 12 months before the
+    cut, by customer id) the same bias and MAE of the forecast without a model, "the same
+    as last year" (``bias_base``, ``mae_base``)."""
     df = predicted.merge(realised, on="customer_id", how="left")
     df["realised_spend_12m"] = df.realised_spend_12m.fillna(0.0).astype(float)
     if df.empty:
@@ -568,10 +577,23 @@ def clv_grades(predicted: pd.DataFrame, realised: pd.DataFrame) -> dict[str, Any
     rho = float(df.predicted_spend_12m.corr(df.realised_spend_12m, method="spearman"))
     rho_dec = float(table.predicted.corr(table.realised)) if len(table) > 2 else float("nan")
     total_p, total_r = float(df.predicted_spend_12m.sum()), float(df.realised_spend_12m.sum())
+    e = err.to_numpy(float)
+    bias_lo, bias_hi = _boot(lambda a: a.mean(axis=1), [e], seed, n_boot)
+    mae_lo, mae_hi = _boot(lambda a: np.abs(a).mean(axis=1), [e], seed, n_boot)
+    base: dict[str, float] = {}
+    if before is not None:
+        naive = before.reindex(df.customer_id).fillna(0.0).to_numpy(float)
+        base_err = naive - df.realised_spend_12m.to_numpy(float)
+        base = {"bias_base": float(base_err.mean()), "mae_base": float(np.abs(base_err).mean())}
     return {
         "customers": int(len(df)),
         "bias": float(err.mean()),
+        "bias_low": bias_lo,
+        "bias_high": bias_hi,
         "mae": float(err.abs().mean()),
+        "mae_low": mae_lo,
+        "mae_high": mae_hi,
+        **base,
         "spearman": rho,
         "decile_correlation": rho_dec,
         "predicted_total": total_p,
@@ -843,8 +865,11 @@ def _boot(
     """95% percentile interval of ``stat(*columns)`` over customers resampled with
     replacement (in chunks, so a large base never holds ``n_boot x n`` indices at once)."""
     n = len(columns[0])
-    if n < 2:
+    if n == 0:
         return float("nan"), float("nan")
+    if n == 1:  # every resample is the one customer
+        v = float(stat(*(c[None, :] for c in columns))[0])
+        return v, v
     rng = np.random.default_rng(seed)
     chunk = max(1, min(n_boot, 4_000_000 // n))
     draws = []
@@ -1077,7 +1102,8 @@ def follow_up(
         fu.problem = {"reason": "flags_everyone", "share": share, "graded": fu.red["graded"]}
     fu.calibration = calibration_grades(fu.graded, seed) if fc.method == "health" else None
     if fc.clv is not None:
-        fu.clv = clv_grades(fc.clv, realised_spend(ds, then, months))
+        before = None if fc.before is None else fc.before.set_index("customer_id").spend_12m
+        fu.clv = clv_grades(fc.clv, realised_spend(ds, then, months), before, seed)
     model = fc
     if fc.source == "previous_run":
         # its exports hold neither every customer's probability nor a spend forecast: the
