@@ -978,8 +978,10 @@ def revenue_forecast_row(
     lo, hi = total_interval(r, seed)
     base = None if before is None else float(before.reindex(df.customer_id).fillna(0).sum())
     basis = "model_then" if fc.source == "backtest" else "recomputed"
-    return _row("revenue_12m", basis, len(df), float(df.predicted_spend_12m.sum()), float(r.sum()),
-                lo, hi, base, months=months)  # fmt: skip
+    forecast = float(df.predicted_spend_12m.sum())
+    return _row(
+        "revenue_12m", basis, len(df), forecast, float(r.sum()), lo, hi, base, months=months
+    )
 
 
 def nrr_forecast_row(
@@ -1011,8 +1013,8 @@ def nrr_forecast_row(
     actual, parts = nrr_with_parts(feats[feats.customer_id.isin(fparts.customer_id)], day)
     lo, hi = ratio_interval(parts.now.to_numpy(float), parts.then.to_numpy(float), seed)
     basis = "model_then" if fc.source == "backtest" else "recomputed"
-    return _row("nrr", basis, len(fparts), forecast, actual, lo, hi, model.base.get("nrr"),
-                cohort_acquired_by=segments.years_before(then), base_revenue=float(fparts.then.sum()))  # fmt: skip
+    extra = {"cohort_acquired_by": segments.years_before(then), "base_revenue": fparts.then.sum()}
+    return _row("nrr", basis, len(fparts), forecast, actual, lo, hi, model.base.get("nrr"), **extra)
 
 
 def headline_rows(
