@@ -249,7 +249,13 @@ def test_short_history_degrades_in_words(tmp_path, first):
     P = _params(tmp_path, _small_world(tmp_path, first))
     with fdata.loaded(P) as ds:
         fu = followup.follow_up(ds)
+        nxt = followup.next_year(ds)  # this review's own forecasts are still recorded
     assert fu.problem["reason"] == "short_history"
+    for lang in ("zh", "en"):
+        from fupan.results import to_jsonable
+
+        text = " ".join(followup.next_year_lines(to_jsonable(nxt.summary), lang, i18n.Fmt(lang)))
+        assert "nan" not in text and "None" not in text and "–" not in text
     rec = fu.record("en")
     _no_nulls(rec)
     assert "at_risk_precision" not in rec and "pilots" not in rec and "headline" not in rec
@@ -551,3 +557,48 @@ def test_headline_slide_quotes_the_numbers(graded):
             assert f.int(r["population"]) in lines["note"]
         held = sum(r["verdict"] == "held" for r in graded.headline)
         assert f"{held}" in lines["title"]
+
+
+def test_a_previous_runs_recorded_forecasts_are_graded_as_recorded(world, graded, tmp_path):
+    """A review as of the cut records its forecasts (``next_year``); next year's follow-up
+    reads them back and grades them as recorded: the same numbers the backtest rebuilds
+    from the data as it stood then (1e-9), with the same actuals."""
+    from fupan import exports
+    from fupan.results import to_jsonable
+
+    data_dir, _ = world
+    P = _params(tmp_path, data_dir).model_copy(update={"as_of": CUT.date()})
+    P = fparams.Params.model_validate({**P.model_dump(), "period_start": None})
+    with fdata.loaded(P, strict=False) as ds_then:
+        nxt = followup.next_year(ds_then)
+    run = tmp_path / "reports" / "then"
+    flagged = nxt.frame.customer_id[nxt.frame.flagged]
+    exports.write(pd.DataFrame({"customer_id": flagged}), run, "churn_at_risk", xlsx=False)
+    exports.write(nxt.frame, run, followup.FORECASTS_EXPORT, xlsx=False)
+    (run / "results.json").write_text(
+        json.dumps(to_jsonable({"run": {"as_of": str(CUT.date()), "kind": "annual_review"},
+                                "churn": {"at_risk_count": len(flagged)},
+                                "followup": {"next_year": nxt.summary}})),
+        encoding="utf-8",
+    )  # fmt: skip
+    with fdata.loaded(_params(tmp_path, data_dir)) as ds:
+        fu = followup.follow_up(ds, previous=run)
+    assert fu.source == "previous_run" and not fu.headline_skipped
+    rows = {r["metric"]: r for r in fu.headline}
+    backtest_rows = {r["metric"]: r for r in graded.headline}
+    assert set(rows) == set(backtest_rows)
+    for metric, r in rows.items():
+        assert r["basis"] == "recorded"
+        for k in ("forecast", "actual", "population", "base", "low", "high"):
+            assert r[k] == pytest.approx(backtest_rows[metric][k], rel=1e-9), (metric, k)
+    # the totals the review recorded are the forecasts graded a year later
+    assert nxt.summary["revenue_12m"] == pytest.approx(rows["revenue_12m"]["forecast"], rel=1e-9)
+    assert nxt.summary["nrr"] == pytest.approx(rows["nrr"]["forecast"], rel=1e-9)
+    assert nxt.summary["nrr_cohort"] == rows["nrr"]["population"]
+    for lang in ("zh", "en"):
+        f = i18n.Fmt(lang)
+        title, finding = followup.next_year_lines(to_jsonable(nxt.summary), lang, f)
+        assert "2025-10-31" not in title and "2026-10-31" in title
+        assert f.money(nxt.summary["revenue_12m"]) in finding and "nan" not in finding
+        note = followup.headline_lines(fu.headline, fu.as_of_then, fu.source, lang, f)["note"]
+        assert "followup_forecasts.csv" in note

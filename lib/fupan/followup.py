@@ -220,6 +220,8 @@ class Forecast:
         previous run's export.
     base : the forecasts a reader would make without a model, from the data as it stood
         then (:func:`base_rates`): last period's churn rates and NRR.
+    recorded : the per-customer forecasts were read from a previous run's
+        ``exports/followup_forecasts.csv`` (:func:`next_year`), not recomputed.
     """
 
     source: Source
@@ -233,6 +235,7 @@ class Forecast:
     results_then: dict[str, Any] = field(default_factory=dict)
     before: pd.DataFrame | None = None
     base: dict[str, float] = field(default_factory=dict)
+    recorded: bool = False
 
 
 def red_list_then(ds_cut: Dataset) -> tuple[pd.DataFrame, str]:
@@ -313,33 +316,30 @@ def base_rates(ds_cut: Dataset, horizon_days: int, before: pd.DataFrame) -> dict
     return out
 
 
-def backtest(ds: Dataset, months: int = MONTHS, cut: dt.date | None = None) -> Forecast:
-    """Rerun the forecasts as of ``cut`` (default ``as_of - months``) on the data as it stood
-    then; ``months`` is also the spend forecast's horizon."""
+def _forecast_at(ds_at: Dataset, months: int) -> Forecast:
+    """The forecasts a review as of ``ds_at.params.as_of`` makes, from ``ds_at`` (a dataset
+    holding nothing after that date): the red list with its probabilities, the 12-month
+    spend forecast, each customer's revenue of the year before, and the base rates."""
     from fupan import segments
 
-    cut = cut or cut_date(ds.params.as_of, months)
-    ds_cut = as_of_cut(ds, cut)
+    at = pd.Timestamp(ds_at.params.as_of).date()
     notes: dict[str, str] = {}
-    horizon = ds.params.churn.horizon_days
+    horizon = ds_at.params.churn.horizon_days
+    scores, method = red_list_then(ds_at)
+    clv = None
     try:
-        scores, method = red_list_then(ds_cut)
-        clv = None
-        try:
-            clv = predicted_spend(ds_cut, months)
-        except ValueError as exc:
-            notes["clv"] = "contracts" if str(exc) == "contracts" else "model_failed"
-        except ImportError:
-            notes["clv"] = "model_missing"
-        before = segments.customer_features(ds_cut, cut, engagement=False)
-        base = base_rates(ds_cut, horizon, before)
-    finally:
-        ds_cut.close()
+        clv = predicted_spend(ds_at, months)
+    except ValueError as exc:
+        notes["clv"] = "contracts" if str(exc) == "contracts" else "model_failed"
+    except ImportError:
+        notes["clv"] = "model_missing"
+    before = segments.customer_features(ds_at, at, engagement=False)
+    base = base_rates(ds_at, horizon, before)
     if method == "rules":
         notes["calibration"] = "rules"
     return Forecast(
         "backtest",
-        cut,
+        at,
         scores,
         method,
         horizon,
@@ -348,6 +348,101 @@ def backtest(ds: Dataset, months: int = MONTHS, cut: dt.date | None = None) -> F
         flagged_count_then=int(scores.flagged.sum()),
         before=before,
         base=base,
+    )
+
+
+def backtest(ds: Dataset, months: int = MONTHS, cut: dt.date | None = None) -> Forecast:
+    """Rerun the forecasts as of ``cut`` (default ``as_of - months``) on the data as it stood
+    then; ``months`` is also the spend forecast's horizon."""
+    cut = cut or cut_date(ds.params.as_of, months)
+    ds_cut = as_of_cut(ds, cut)
+    try:
+        return _forecast_at(ds_cut, months)
+    finally:
+        ds_cut.close()
+
+
+#: This review's per-customer forecasts, exported for next year's follow-up to grade.
+FORECASTS_EXPORT = "followup_forecasts"
+
+
+@dataclass
+class NextYear:
+    """This review's forecasts for the year after ``as_of`` (:func:`next_year`).
+
+    ``frame`` is ``exports/followup_forecasts.csv``: every customer acquired by ``as_of``
+    with ``acquired_at, spend_12m_before`` (net orders of the year to ``as_of``), ``scored``
+    (live and scored by the red list), ``flagged``, ``churn_probability`` (within
+    ``horizon_days``) and ``predicted_spend_12m``. ``summary`` is results.json
+    ``followup.next_year``: the totals the deck quotes and what reading the frame back needs.
+    """
+
+    frame: pd.DataFrame
+    summary: dict[str, Any]
+
+
+def next_year(ds: Dataset, months: int = MONTHS) -> NextYear:
+    """Record this review's forecasts so next year's follow-up grades them as recorded:
+    expected churn rate (mean probability of the scored customers), 12-month revenue of the
+    live customers (CLV model) and NRR of the next base-year cohort."""
+    fc = _forecast_at(ds, months)
+    b = fc.before
+    frame = pd.DataFrame(
+        {"customer_id": b.customer_id.astype(str), "acquired_at": b.acquired_at.dt.date,
+         "spend_12m_before": b.spend_12m.to_numpy(float)}
+    )  # fmt: skip
+    cols = [c for c in ("customer_id", "flagged", "churn_probability") if c in fc.scores]
+    frame = frame.merge(fc.scores[cols].assign(scored=True), on="customer_id", how="outer")
+    if fc.clv is not None:
+        frame = frame.merge(
+            fc.clv[["customer_id", "predicted_spend_12m"]], on="customer_id", how="left"
+        )
+    frame["scored"] = frame.scored.astype("boolean").fillna(False).astype(bool)
+    frame["flagged"] = frame.flagged.astype("boolean").fillna(False).astype(bool)
+    summary: dict[str, Any] = {
+        "as_of": fc.as_of_then, "method": fc.method, "horizon_days": fc.horizon_days,
+        "months": months, "notes": fc.notes or None, "base": fc.base or None,
+        "customers_scored": int(frame.scored.sum()),
+    }  # fmt: skip
+    if "churn_probability" in frame and frame.churn_probability.notna().any():
+        summary["churn_rate"] = float(frame.churn_probability[frame.scored].mean())
+    if fc.clv is not None:
+        live = frame.scored & frame.predicted_spend_12m.notna()
+        summary["revenue_12m"] = float(frame.predicted_spend_12m[live].sum())
+        nrr = nrr_forecast(fc)
+        if nrr is not None:
+            summary["nrr"], summary["nrr_cohort"] = nrr[0], len(nrr[1])
+    return NextYear(frame.sort_values("customer_id").reset_index(drop=True), summary)
+
+
+def recorded_forecast(run: Path, results: dict[str, Any]) -> Forecast | None:
+    """A previous run's own per-customer forecasts (:func:`next_year`), or ``None`` when it
+    recorded none (runs before this chapter recorded them)."""
+    rec = (results.get("followup") or {}).get("next_year") or {}
+    path = run / "exports" / f"{FORECASTS_EXPORT}.csv"
+    if not rec or not path.exists():
+        return None
+    f = pd.read_csv(path, dtype={"customer_id": str}, encoding="utf-8-sig")
+    f["acquired_at"] = pd.to_datetime(f.acquired_at)
+    scored = f.scored.astype(str).str.lower() == "true"
+    cols = [c for c in ("customer_id", "flagged", "churn_probability") if c in f]
+    scores = f.loc[scored, cols].reset_index(drop=True)
+    scores["flagged"] = scores.flagged.astype(str).str.lower() == "true"
+    clv = None
+    if "predicted_spend_12m" in f and f.predicted_spend_12m.notna().any():
+        clv = f.loc[f.predicted_spend_12m.notna(), ["customer_id", "predicted_spend_12m"]]
+    before = f[["customer_id", "acquired_at"]].assign(spend_12m=f.spend_12m_before.astype(float))
+    return Forecast(
+        "previous_run",
+        dt.date.fromisoformat(str(rec["as_of"])),
+        scores,
+        str(rec.get("method", "health")),
+        int(rec.get("horizon_days", 90)),
+        clv.reset_index(drop=True) if clv is not None else None,
+        dict(rec.get("notes") or {}),
+        before=before,
+        base=dict(rec.get("base") or {}),
+        recorded=True,
     )
 
 
@@ -910,6 +1005,30 @@ def _row(metric: str, basis: str, population: int, forecast: float, actual: floa
     return row
 
 
+def _basis(fc: Forecast, model: Forecast) -> str:
+    """Where a headline forecast comes from: the backtest's models, a previous run's
+    recorded forecasts, or the same models rerun at a previous run's date."""
+    if fc.source == "backtest":
+        return "model_then"
+    return "recorded" if model.recorded else "recomputed"
+
+
+def nrr_forecast(model: Forecast) -> tuple[float, pd.DataFrame] | None:
+    """The expected NRR of the base-year cohort at ``model.as_of_then``: the CLV model's
+    12-month spend of the cohort over its revenue in the year to that date, by the one
+    definition (:func:`nrr_with_parts`); ``None`` without a spend forecast or a cohort."""
+    if model.clv is None or model.before is None:
+        return None
+    pred = model.clv.set_index("customer_id").predicted_spend_12m
+    b = model.before
+    frame = b[["customer_id", "acquired_at"]].assign(
+        spend_prior_12m=b.spend_12m.to_numpy(float),
+        spend_12m=pred.reindex(b.customer_id.astype(str)).fillna(0.0).to_numpy(float),
+    )
+    forecast, parts = nrr_with_parts(frame, _add_years(model.as_of_then))
+    return None if parts.empty else (forecast, parts)
+
+
 def _add_years(day: dt.date, years: int = 1) -> dt.date:
     try:
         return day.replace(year=day.year + years)
@@ -943,7 +1062,7 @@ def churn_forecast_row(
         prob = model.scores[["customer_id", "churn_probability"]].dropna()
         g = graded.drop(columns="churn_probability").merge(prob, on="customer_id")
         forecast, base = float(g.churn_probability.mean()), model.base.get("churn_rate_horizon")
-        basis = "model_then" if fc.source == "backtest" else "recomputed"
+        basis = _basis(fc, model)
         window = {"days": int(model.horizon_days)}
     if end > now:
         return "short_follow_up"
@@ -977,7 +1096,7 @@ def revenue_forecast_row(
     r = df.realised.to_numpy(float)
     lo, hi = total_interval(r, seed)
     base = None if before is None else float(before.reindex(df.customer_id).fillna(0).sum())
-    basis = "model_then" if fc.source == "backtest" else "recomputed"
+    basis = _basis(fc, model)
     forecast = float(df.predicted_spend_12m.sum())
     return _row(
         "revenue_12m", basis, len(df), forecast, float(r.sum()), lo, hi, base, months=months
@@ -1000,19 +1119,14 @@ def nrr_forecast_row(
     day = _add_years(then)
     if pd.Timestamp(day) > pd.Timestamp(ds.params.as_of):
         return "short_follow_up"
-    pred = model.clv.set_index("customer_id").predicted_spend_12m
-    b = model.before
-    frame = b[["customer_id", "acquired_at"]].assign(
-        spend_prior_12m=b.spend_12m.to_numpy(float),
-        spend_12m=pred.reindex(b.customer_id.astype(str)).fillna(0.0).to_numpy(float),
-    )
-    forecast, fparts = nrr_with_parts(frame, day)
-    if fparts.empty:
+    made = nrr_forecast(model)
+    if made is None:
         return "no_cohort"
+    forecast, fparts = made
     feats = segments.customer_features(ds, day, engagement=False)
     actual, parts = nrr_with_parts(feats[feats.customer_id.isin(fparts.customer_id)], day)
     lo, hi = ratio_interval(parts.now.to_numpy(float), parts.then.to_numpy(float), seed)
-    basis = "model_then" if fc.source == "backtest" else "recomputed"
+    basis = _basis(fc, model)
     extra = {"cohort_acquired_by": segments.years_before(then), "base_revenue": fparts.then.sum()}
     return _row("nrr", basis, len(fparts), forecast, actual, lo, hi, model.base.get("nrr"), **extra)
 
@@ -1108,13 +1222,13 @@ def follow_up(
         fu.clv = clv_grades(fc.clv, realised_spend(ds, then, months), before, seed)
     model = fc
     if fc.source == "previous_run":
-        # its exports hold neither every customer's probability nor a spend forecast: the
-        # same models rerun on the data as it stood at its date
+        # its own per-customer forecasts when it recorded them; else (an older run, whose
+        # exports hold only the red list) the same models rerun on the data as it stood then
+        model = recorded_forecast(Path(previous), fc.results_then)
         try:
-            model = backtest(ds, months, cut=then)
+            model = model or backtest(ds, months, cut=then)
         except (ValueError, RuntimeError) as exc:
             warnings.warn(f"follow-up: models not rerun as of {then} ({exc})", stacklevel=2)
-            model = None
     fu.headline, fu.headline_skipped = headline_rows(ds, fu.graded, fc, model, seed)
     return fu
 
@@ -1310,7 +1424,10 @@ def headline_lines(
     finding = t("fu.head.finding", pairs=pairs, then=str(then))
     pops = []
     for r in rows:
-        key = r["metric"] + (".recorded" if r["basis"] == "recorded" else "")
+        # the churn forecast a previous run's simulation recorded is annual, over everyone live
+        key = (
+            "churn_rate.recorded" if "months" in r and r["metric"] == "churn_rate" else r["metric"]
+        )
         pops.append(
             t(f"fu.head.pop.{key}", n=fmt.int(r["population"]), then=str(then),
               cohort=str(r.get("cohort_acquired_by", "")), days=r.get("days", ""),
@@ -1319,7 +1436,34 @@ def headline_lines(
     note = t("fu.head.pop", pops=sep.join(pops))
     if any(r["basis"] == "recomputed" for r in rows):
         note += " " + t("fu.head.basis.recomputed", then=str(then))
+    elif any(r["basis"] == "recorded" and r["metric"] != "churn_rate" for r in rows):
+        note += " " + t("fu.head.basis.recorded", then=str(then))
     return {"title": title, "finding": finding, "note": note}
+
+
+def next_year_lines(summary: dict[str, Any], lang: str, fmt: Any) -> tuple[str, str]:
+    """The slide (title, finding) for this review's forecasts of the coming year, recorded
+    for next year's follow-up; the finding quotes them or says why there are none."""
+    from fupan import i18n
+
+    def t(key: str, **v: Any) -> str:
+        return i18n.t(key, lang, **v)
+
+    until = _add_years(dt.date.fromisoformat(str(summary["as_of"])))
+    items = []
+    if "churn_rate" in summary:
+        x, n = fmt.pct(summary["churn_rate"], 1), fmt.int(summary["customers_scored"])
+        items.append(t("fu.next.churn", days=summary["horizon_days"], x=x, n=n))
+    if "revenue_12m" in summary:
+        items.append(t("fu.next.revenue", x=fmt.money(summary["revenue_12m"])))
+    if "nrr" in summary:
+        items.append(
+            t("fu.next.nrr", x=fmt.pct(summary["nrr"], 1), n=fmt.int(summary["nrr_cohort"]))
+        )
+    sep = "；" if lang == "zh" else "; "
+    if not items:
+        return t("fu.next.title_none"), t("fu.next.none")
+    return t("fu.next.title", until=str(until)), t("fu.next.finding", items=sep.join(items))
 
 
 def pilot_lines(pilots: pd.DataFrame, as_of: Any, lang: str, fmt: Any) -> list[tuple[str, ...]]:
