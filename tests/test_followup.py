@@ -600,5 +600,10 @@ def test_a_previous_runs_recorded_forecasts_are_graded_as_recorded(world, graded
         title, finding = followup.next_year_lines(to_jsonable(nxt.summary), lang, f)
         assert "2025-10-31" not in title and "2026-10-31" in title
         assert f.money(nxt.summary["revenue_12m"]) in finding and "nan" not in finding
+        table = followup.next_year_table(to_jsonable(nxt.summary), lang, f).to_string()
+        assert (
+            f.pct(nxt.summary["nrr"], 1) in table and f.pct(nxt.summary["base"]["nrr"], 1) in table
+        )
+        assert "nan" not in table and "None" not in table and "–" not in table
         note = followup.headline_lines(fu.headline, fu.as_of_then, fu.source, lang, f)["note"]
         assert "followup_forecasts.csv" in note

@@ -409,6 +409,7 @@ def next_year(ds: Dataset, months: int = MONTHS) -> NextYear:
     if fc.clv is not None:
         live = frame.scored & frame.predicted_spend_12m.notna()
         summary["revenue_12m"] = float(frame.predicted_spend_12m[live].sum())
+        summary["revenue_12m_base"] = float(frame.spend_12m_before[live].sum())
         nrr = nrr_forecast(fc)
         if nrr is not None:
             summary["nrr"], summary["nrr_cohort"] = nrr[0], len(nrr[1])
@@ -1463,7 +1464,39 @@ def next_year_lines(summary: dict[str, Any], lang: str, fmt: Any) -> tuple[str, 
     sep = "；" if lang == "zh" else "; "
     if not items:
         return t("fu.next.title_none"), t("fu.next.none")
-    return t("fu.next.title", until=str(until)), t("fu.next.finding", items=sep.join(items))
+    text = sep.join(items)
+    return t("fu.next.title", until=str(until)), t(
+        "fu.next.finding", items=text[:1].upper() + text[1:]
+    )
+
+
+def next_year_table(summary: dict[str, Any], lang: str, fmt: Any) -> pd.DataFrame | None:
+    """The recorded forecasts next to this year's value of each (the base a reader would
+    forecast without a model), or ``None`` when none was recorded."""
+    from fupan import i18n
+
+    def t(key: str, **v: Any) -> str:
+        return i18n.t(key, lang, **v)
+
+    base = summary.get("base") or {}
+    rows = []
+    for key, label, show, b in (
+        ("churn_rate", t("fu.head.churn_rate_days", days=summary.get("horizon_days")),
+         lambda x: fmt.pct(x, 1), base.get("churn_rate_horizon")),
+        ("revenue_12m", t("fu.head.revenue_12m"), fmt.money, summary.get("revenue_12m_base")),
+        ("nrr", t("fu.head.nrr"), lambda x: fmt.pct(x, 1), base.get("nrr")),
+    ):  # fmt: skip
+        if key in summary:
+            rows.append([label, show(summary[key]), t("fu.head.no_base") if b is None else show(b)])
+    if not rows:
+        return None
+    until = _add_years(dt.date.fromisoformat(str(summary["as_of"])))
+    cols = [
+        t("fu.head.col.metric"),
+        t("fu.next.col.forecast", until=str(until)),
+        t("fu.next.col.base"),
+    ]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def pilot_lines(pilots: pd.DataFrame, as_of: Any, lang: str, fmt: Any) -> list[tuple[str, ...]]:
