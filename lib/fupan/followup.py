@@ -12,8 +12,12 @@ A 复盘 replays the last round. Two sources of "last year's forecasts":
 
 Grades, each with an interval and its base rate: the red list (precision, recall, lift,
 median warning lead time), calibration of the churn probabilities (by decile, Brier score),
-CLV (predicted vs realised 12-month spend), headline forecasts, and pilots read out
+CLV (predicted vs realised 12-month spend), the headline forecasts (expected churn rate,
+12-month revenue and NRR vs the actuals, :func:`headline_rows`), and pilots read out
 against the simulation's predicted effect.
+
+Each review also records its own forecasts for the coming year (:func:`next_year`), so the
+next review's follow-up grades what was said rather than what the models would say now.
 """
 
 from __future__ import annotations
