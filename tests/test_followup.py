@@ -15,6 +15,7 @@ import pytest
 from fupan import data as fdata
 from fupan import demo, followup, i18n
 from fupan import params as fparams
+from fupan.results import to_jsonable
 
 warnings.filterwarnings("ignore")
 AS_OF = "2026-10-31"
@@ -251,9 +252,8 @@ def test_short_history_degrades_in_words(tmp_path, first):
         fu = followup.follow_up(ds)
         nxt = followup.next_year(ds)  # this review's own forecasts are still recorded
     assert fu.problem["reason"] == "short_history"
+    _no_nulls(to_jsonable(nxt.summary))
     for lang in ("zh", "en"):
-        from fupan.results import to_jsonable
-
         text = " ".join(followup.next_year_lines(to_jsonable(nxt.summary), lang, i18n.Fmt(lang)))
         assert "nan" not in text and "None" not in text and "–" not in text
     rec = fu.record("en")
@@ -564,7 +564,6 @@ def test_a_previous_runs_recorded_forecasts_are_graded_as_recorded(world, graded
     reads them back and grades them as recorded: the same numbers the backtest rebuilds
     from the data as it stood then (1e-9), with the same actuals."""
     from fupan import exports
-    from fupan.results import to_jsonable
 
     data_dir, _ = world
     P = _params(tmp_path, data_dir).model_copy(update={"as_of": CUT.date()})

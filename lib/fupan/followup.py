@@ -417,6 +417,7 @@ def next_year(ds: Dataset, months: int = MONTHS) -> NextYear:
         nrr = nrr_forecast(fc)
         if nrr is not None:
             summary["nrr"], summary["nrr_cohort"] = nrr[0], len(nrr[1])
+    summary = {k: v for k, v in summary.items() if v is not None}  # results.json holds no null
     return NextYear(frame.sort_values("customer_id").reset_index(drop=True), summary)
 
 
