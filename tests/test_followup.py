@@ -590,6 +590,11 @@ def test_a_previous_runs_recorded_forecasts_are_graded_as_recorded(world, graded
         assert r["basis"] == "recorded"
         for k in ("forecast", "actual", "population", "base", "low", "high"):
             assert r[k] == pytest.approx(backtest_rows[metric][k], rel=1e-9), (metric, k)
+    # its recorded probabilities and spend forecasts are graded as the backtest's are
+    assert fu.calibration["brier"] == pytest.approx(graded.calibration["brier"], rel=1e-9)
+    assert fu.clv["mae"] == pytest.approx(graded.clv["mae"], rel=1e-9)
+    assert fu.clv["mae_base"] == pytest.approx(graded.clv["mae_base"], rel=1e-9)
+    assert not {"brier", "clv_mae"} & set(fu.record("en").get("skipped", {}))
     # the totals the review recorded are the forecasts graded a year later
     assert nxt.summary["revenue_12m"] == pytest.approx(rows["revenue_12m"]["forecast"], rel=1e-9)
     assert nxt.summary["nrr"] == pytest.approx(rows["nrr"]["forecast"], rel=1e-9)

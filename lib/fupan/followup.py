@@ -1222,10 +1222,6 @@ def follow_up(
     if share >= FLAGS_EVERYONE:
         # a list of (nearly) everyone has the base rate as its precision by construction
         fu.problem = {"reason": "flags_everyone", "share": share, "graded": fu.red["graded"]}
-    fu.calibration = calibration_grades(fu.graded, seed) if fc.method == "health" else None
-    if fc.clv is not None:
-        before = None if fc.before is None else fc.before.set_index("customer_id").spend_12m
-        fu.clv = clv_grades(fc.clv, realised_spend(ds, then, months), before, seed)
     model = fc
     if fc.source == "previous_run":
         # its own per-customer forecasts when it recorded them; else (an older run, whose
@@ -1235,8 +1231,37 @@ def follow_up(
             model = model or backtest(ds, months, cut=then)
         except (ValueError, RuntimeError) as exc:
             warnings.warn(f"follow-up: models not rerun as of {then} ({exc})", stacklevel=2)
+    # calibration and CLV grade what was forecast then: a backtest's or a previous run's
+    # recorded per-customer forecasts, never models rerun today in a previous run's name
+    said = model if model is not None and (model is fc or model.recorded) else None
+    if said is not None:
+        fu.calibration, fu.clv = probability_and_spend_grades(ds, fu.graded, said, months, seed)
+        for key, grade in (("calibration", fu.calibration), ("clv", fu.clv)):
+            if grade is not None:
+                fc.notes.pop(key, None)
     fu.headline, fu.headline_skipped = headline_rows(ds, fu.graded, fc, model, seed)
     return fu
+
+
+def probability_and_spend_grades(
+    ds: Dataset, graded: pd.DataFrame, said: Forecast, months: int = MONTHS, seed: int = 0
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Calibration of ``said``'s churn probabilities over its horizon (health score only)
+    and its 12-month spend forecast against realised spend (:func:`calibration_grades`,
+    :func:`clv_grades`); ``None`` for a part it did not forecast."""
+    cal = None
+    if said.method == "health" and "churn_probability" in said.scores:
+        probs = said.scores[["customer_id", "churn_probability"]]
+        g = graded.drop(columns="churn_probability").merge(probs, on="customer_id", how="left")
+        end = pd.Timestamp(said.as_of_then) + pd.Timedelta(days=said.horizon_days)
+        g["churned_in_horizon"] = g.churned & (g.churned_at <= end)
+        cal = calibration_grades(g, seed)
+    clv = None
+    if said.clv is not None:
+        before = None if said.before is None else said.before.set_index("customer_id").spend_12m
+        realised = realised_spend(ds, said.as_of_then, months)
+        clv = clv_grades(said.clv, realised, before, seed)
+    return cal, clv
 
 
 # --------------------------------------------------------------------------------------
