@@ -13,7 +13,7 @@ PARAMS ?= params/annual_review.yaml
 MONTH ?= $(shell date -d "$$(date +%Y-%m-01) -1 day" +%Y-%m)
 PYTEST_ARGS ?=
 
-.PHONY: help setup data review monthly lab test test-fast browser-deps bench lint format clean
+.PHONY: help setup hooks data review monthly lab test test-fast browser-deps spark-deps bench lint format clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,10 +21,28 @@ help: ## List the targets
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,lab]'
 	@touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv and install fupan with its dev tools (idempotent)
+setup: $(STAMP) hooks ## Create .venv and install fupan with its dev and Lab tools (idempotent)
+
+# nbstripout as a git filter: `git add` stores a notebook without outputs, execution counts
+# or widget state (cell ids kept), while the file in the working tree keeps them. A notebook
+# saved in Lab after a run therefore never dirties a commit. Outside a git checkout: nothing.
+# Besides outputs: what a Lab save or a papermill run adds to a notebook (the kernel's
+# language details, papermill's timings and its injected-parameters cell).
+LANG_KEYS := codemirror_mode file_extension mimetype nbconvert_exporter pygments_lexer version
+NBSTRIP := -m nbstripout --keep-id --drop-tagged-cells injected-parameters \
+  --extra-keys '$(addprefix metadata.language_info.,$(LANG_KEYS)) metadata.papermill cell.metadata.papermill'
+
+hooks: $(STAMP) ## Strip notebook outputs on git add (nbstripout filter; part of setup)
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  py="\"$$(cd $(BIN) && pwd)/python\""; \
+	  git config filter.nbstripout.clean "$$py $(NBSTRIP)" && \
+	  git config filter.nbstripout.smudge cat && \
+	  git config filter.nbstripout.required true && \
+	  git config diff.ipynb.textconv "$$py $(NBSTRIP) -t"; \
+	fi
 
 $(DEMO)/truth.json: | $(STAMP)
 	$(BIN)/fupan demo-data --out $(DEMO) --customers $(CUSTOMERS) --seed $(SEED)
@@ -37,7 +55,7 @@ review: setup data ## Run the annual review on the demo data and print the deck'
 monthly: setup data ## Render the monthly KPI deck (MONTH=YYYY-MM, default last month)
 	$(BIN)/fupan monthly --month $(MONTH) --params params/monthly.yaml
 
-lab: setup data ## Open the notebooks in JupyterLab
+lab: setup data ## Open the notebooks in JupyterLab (classic: .venv/bin/jupyter notebook)
 	$(BIN)/jupyter lab notebooks/
 
 browser-deps: ## Install Debian's headless Chromium and CJK fonts for the browser tests (when absent)
@@ -49,6 +67,17 @@ browser-deps: ## Install Debian's headless Chromium and CJK fonts for the browse
 	  else echo "chromium not installed and cannot apt-get: browser tests will be skipped"; fi; \
 	fi
 
+spark-deps: setup ## Install Java (Debian's default-jre-headless, when absent) and the spark extra, for engine: spark
+	@if ! command -v java >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Java (default-jre-headless) from Debian"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null; \
+	  else \
+	    echo "engine: spark needs Java 17 or later: sudo apt-get install default-jre-headless (Debian/Ubuntu)"; exit 1; \
+	  fi; \
+	fi
+	$(BIN)/python -m pip install --quiet -e '.[dev,lab,spark]'
+
 test: setup data browser-deps ## Run every test: unit, statistical references, notebooks (nbval), end to end, browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks/ $(PYTEST_ARGS)
@@ -59,12 +88,12 @@ test-fast: setup ## Unit tests only (no end-to-end runs, no notebooks)
 bench: setup ## Scale ladder and peer baselines (writes benchmarks/results/)
 	$(BIN)/python benchmarks/run.py
 
-lint: setup ## ruff check and format check
-	$(BIN)/ruff check lib tests benchmarks tools
+lint: setup ## ruff check (code and notebooks) and format check (code)
+	$(BIN)/ruff check lib tests benchmarks tools notebooks
 	$(BIN)/ruff format --check lib tests benchmarks tools
 
 format: setup ## Apply ruff fixes and formatting
-	$(BIN)/ruff check --fix lib tests benchmarks tools
+	$(BIN)/ruff check --fix lib tests benchmarks tools notebooks
 	$(BIN)/ruff format lib tests benchmarks tools
 
 clean: ## Remove run outputs and caches (keeps .venv and data/)

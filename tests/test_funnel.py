@@ -188,6 +188,7 @@ def test_revenue_retention():
             ),
             "spend_12m": [150.0, 0.0, 50.0, 100.0, 500.0],
             "spend_prior_12m": [100.0, 100.0, 100.0, 0.0, 100.0],
+            "first_order": pd.to_datetime(["2023-03-01"] * 5),
         }
     )
     rr = funnel.revenue_retention(f, "2026-10-31").set_index("cohort")
@@ -197,6 +198,9 @@ def test_revenue_retention():
     assert rr.loc["all", "grr"] == pytest.approx((100 + 0 + 50) / 300)
     assert rr.loc[2023, "nrr"] == pytest.approx(150 / 200)
     assert rr.loc[2024, "grr"] == pytest.approx(0.5)
+    # orders starting after the base year began (2024-11-01, a month's grace): nothing judged
+    late = funnel.revenue_retention(f.assign(first_order=pd.Timestamp("2024-12-15")), "2026-10-31")
+    assert list(late.cohort) == ["all"] and late.customers.iloc[0] == 0
 
 
 # --------------------------------------------------------------------------------------

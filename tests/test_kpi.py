@@ -308,9 +308,10 @@ def test_first_response_and_sla(october):
 
 
 def test_touch_coverage(october):
-    # Active at 10-31: A, D, E, G, H, N. Touched 08-01 .. 10-31: A, E (10-31 23:00 counts),
-    # H; G's touch on 07-31 is outside the window, B is no longer active -> 3/6.
-    assert value(october, "touch_coverage") == pytest.approx(3 / 6)
+    # Active at 10-31: A, D, E, G, H, N. Touched in the catalogue's 90 days (08-02, 10-31]:
+    # E (10-31 23:00 counts), H; A's touch on 08-01 and G's on 07-31 are outside the window,
+    # B is no longer active -> 2/6.
+    assert value(october, "touch_coverage") == pytest.approx(2 / 6)
 
 
 def test_at_risk_list(ds):
@@ -629,7 +630,7 @@ def test_months():
         dt.date(2026, 2, 28),
         dt.date(2026, 1, 31),
         dt.date(2025, 2, 28),
-        dt.date(2024, 2, 29),
+        dt.date(2024, 2, 28),  # the catalogue's year: the same calendar day (segments.years_before)
     )
     assert not w.partial
     p2 = fparams.Params.model_validate(
@@ -1046,7 +1047,7 @@ def _touch_reference(ctx, windows):
     grid = kpi._grid(windows)
     t = ctx.events("touches")
     day = t.touched_at.date()
-    j = t.join(grid, [day > grid.m_touch, day <= grid.m_end, t.acq <= grid.m_end])
+    j = t.join(grid, [day > grid.m_touch, day <= grid.m_end, t.acq <= grid.m_end, day >= t.acq])
     touched = j.select("m_month", "customer_id").distinct().to_pandas()
     by_month = touched.groupby("m_month").customer_id.apply(set).to_dict()
     rows = []
@@ -1211,31 +1212,33 @@ def _random_contracts(seed: int, customers: pd.DataFrame, n: int = 300) -> pd.Da
 
 
 @pytest.mark.parametrize("seed, as_of", [(9, "2026-10-31"), (10, "2026-10-17")])
-def test_top_customers_equal_the_ranking_query(tmp_path, seed, as_of, monkeypatch):
+def test_top_n_renewal_series_is_the_catalogue_metric(tmp_path, seed, as_of):
+    from fupan import metrics, outcomes
+
     gen = _with_top_ties(_random_orders(seed))
     gen["contracts"] = _random_contracts(seed, gen["customers"])
     drop = ("surveys", "tickets", "touches", "churn_events")
     data = write_fixture(tmp_path / "data", drop=drop, **gen)
     d = fdata.load(fparams.load(params_file(tmp_path, data, as_of=as_of)))
     try:
-        windows = [
-            kpi.Window.of(m, d.params) for m in kpi.month_range("2023-06", kpi.parse_month(as_of))
+        months = kpi.month_range("2024-06", kpi.parse_month(as_of))
+        windows = [kpi.Window.of(m, d.params) for m in months]
+        rows = [
+            r for r in kpi.renewal_kpis(kpi._Ctx(d), windows) if r["kpi"] == "renewal_rate_top_n"
         ]
-        ctx = kpi._Ctx(d)
-        got = kpi._top_customers(ctx, windows)
-        want = kpi._top_by_query(ctx, kpi._grid(windows)).to_pandas()
-        rows = kpi.renewal_kpis(ctx, windows)
-        monkeypatch.setattr(kpi, "_top_customers", lambda ctx, windows: None)
-        rows_query = kpi.renewal_kpis(kpi._Ctx(d), windows)
+        w = windows[-1]
+        start = w.y1 + dt.timedelta(days=1)
+        top = metrics.top_n_customers(d, outcomes.churn_status(d, w.end), start, 2)
+        point, _ = metrics.top_n_renewal(d, outcomes.churn_status(d, w.end), start, w.end, 2)
     finally:
         d.close()
     assert d.params.diagnosis.top_n == 2
-    key = ["t_month", "t_cid"]
-    assert sorted(map(tuple, got[key].to_numpy())) == sorted(map(tuple, want[key].to_numpy()))
     # the twins tie: the cut keeps the smaller ids
-    assert {"T0", "T1"} <= set(got.t_cid) and "T2" not in set(got.t_cid)
-    assert rows == rows_query
-    assert len({r["value"] for r in rows if r["kpi"] == "renewal_rate_top_n"}) > 2
+    assert list(top.customer_id) == ["T0", "T1"]
+    last = rows[-1]
+    assert last["n"] == point["due"]
+    assert last["value"] == (point["rate"] if point["due"] else None)
+    assert len({r["value"] for r in rows}) > 1
 
 
 def test_release_keeps_the_report_dates_and_recomputes_the_rest_alike(ds, fast_clv):

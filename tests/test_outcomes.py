@@ -119,3 +119,10 @@ def test_status_on_a_subset_equals_the_full_status_filtered(demo_small, tmp_path
             pd.testing.assert_frame_equal(part, want)
             assert part.churned.sum() > 0
         sub.close()
+
+
+@pytest.mark.parametrize("k,n", [(0, 1), (0, 7), (3, 3), (0, 250_000), (1, 3)])
+def test_rate_interval_always_holds_the_rate(k, n):
+    # an interval a rounding error beside its estimate drew a negative error bar (notebook 01)
+    p, lo, hi = outcomes.rate_with_ci(k, n)
+    assert lo <= p <= hi and 0.0 <= lo and hi <= 1.0

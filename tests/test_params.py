@@ -63,3 +63,9 @@ def test_core_tiers_must_be_known(tmp_path):
     text = "as_of: 2026-10-31\nbenchmarks_file: null\ndata: {source: x}\ntiers: {core: [diamond]}\n"
     with pytest.raises(fparams.ParamsError, match="core tiers"):
         fparams.load(_write(tmp_path, text))
+
+
+def test_retired_touch_window_is_refused_with_the_fix():
+    # touch coverage has one definition (fupan.metrics); a second window would make two numbers
+    with pytest.raises(ValueError, match="diagnosis.coverage_days"):
+        fparams.KpiParams(touch_window_months=3)

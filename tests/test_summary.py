@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from conftest import ROOT
-from fupan import i18n, summary
+from fupan import glossary, i18n, summary
 from fupan import params as fparams
 
 RESULTS = {
@@ -78,7 +78,8 @@ def test_summary_without_chapters_says_so_and_both_languages_resolve():
         secs = summary.sections({}, _params(lang))
         assert secs[0].slides[0].body and not secs[0].divider
         full = summary.sections(RESULTS, _params(lang))
-        assert len(full[0].slides) == 2
+        # summary, background, then the metric glossary (fupan.glossary)
+        assert len(full[0].slides) == 2 + len(glossary.slides(RESULTS, _params(lang)))
 
 
 def test_driver_names_are_labels_not_identifiers():

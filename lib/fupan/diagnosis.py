@@ -27,9 +27,9 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from fupan import engine
+from fupan import engine, metrics
 from fupan.data import Dataset
-from fupan.outcomes import churn_rate, period_churn, rate_with_ci
+from fupan.outcomes import churn_rate, period_churn
 from fupan.params import Params
 from fupan.segments import trailing_start
 
@@ -118,29 +118,20 @@ def prior_year_revenue(ds: Dataset, cut: dt.date) -> pd.DataFrame:
 
 
 def top_n_customers(ds: Dataset, status: pd.DataFrame, n: int) -> pd.DataFrame:
-    """The top-N customers at the start of the review period.
+    """The top-N customers at the start of the review period (:func:`fupan.metrics.top_n_customers`).
 
     Customers acquired and not churned by the day before ``period_start``, ranked by revenue
     in the year up to that day (ties by customer id).
     """
-    cut, _ = review_window(ds.params)
-    rev = prior_year_revenue(ds, cut)
-    alive = status[
-        (status.acquired_at <= pd.Timestamp(cut)) & ~(status.churned_at <= pd.Timestamp(cut))
-    ]
-    top = alive[["customer_id", "tier"]].merge(rev, on="customer_id")
-    top = (
-        top[top.revenue > 0]
-        .sort_values(["revenue", "customer_id"], ascending=[False, True])
-        .head(n)
-    )
-    return top.reset_index(drop=True).assign(rank=lambda d: np.arange(1, len(d) + 1))
+    return metrics.top_n_customers(ds, status, ds.params.period_start, n)
 
 
 def top_n_renewal(
     ds: Dataset, status: pd.DataFrame, n: int | None = None
 ) -> tuple[dict, pd.DataFrame]:
-    """Renewal rate of the top-N customers against ``benchmarks.top_n_renewal_target``.
+    """Renewal rate of the top-N customers over the review period, against
+    ``benchmarks.top_n_renewal_target``: the catalogue's :func:`fupan.metrics.top_n_renewal`
+    over ``[period_start, as_of]``.
 
     With ``contracts``: a top-N customer is due when a contract of theirs ended in the
     review period; it renewed when a contract names it in ``renewal_of`` or a new contract
@@ -153,65 +144,14 @@ def top_n_renewal(
 
     Returns
     -------
-    (summary with ``basis, n, due, renewed, rate, ci_low, ci_high, target, gap``,
+    (summary with ``metric, basis, n, due, renewed, rate, ci_low, ci_high, target, gap``,
     one row per top-N customer with ``rank, revenue, due, renewed``)
     """
     params = ds.params
-    n = n or params.diagnosis.top_n
-    top = top_n_customers(ds, status, n)
-    start, end = params.period_start, params.as_of
-    grace = dt.timedelta(days=params.churn_definition.grace_days)
-    if ds.has("contracts"):
-        basis = "contract"
-        k = ds["contracts"]
-        cols = ["contract_id", "customer_id", "start_date", "end_date"]
-        has_link = "renewal_of" in k.columns
-        if has_link:
-            cols.append("renewal_of")
-        k = engine.to_pandas(k.filter(k.customer_id.isin(list(top.customer_id))).select(cols))
-        if not has_link:
-            k["renewal_of"] = None
-        for col in ("start_date", "end_date"):
-            k[col] = pd.to_datetime(k[col])
-        linked = set(k.renewal_of.dropna())
-        due = k[(k.end_date >= pd.Timestamp(start)) & (k.end_date <= pd.Timestamp(end))].copy()
-
-        def renewed(row: pd.Series) -> bool:
-            if row.contract_id in linked:
-                return True
-            own = k[(k.customer_id == row.customer_id) & (k.contract_id != row.contract_id)]
-            return bool(
-                ((own.start_date > row.start_date) & (own.start_date <= row.end_date + grace)).any()
-            )
-
-        due["renewed"] = due.apply(renewed, axis=1) if len(due) else pd.Series(dtype=bool)
-        due["decided"] = due.renewed | (due.end_date + grace <= pd.Timestamp(end))
-        due = (
-            due[due.decided].sort_values(["customer_id", "end_date"]).groupby("customer_id").tail(1)
-        )
-        per = top.merge(due[["customer_id", "renewed"]], on="customer_id", how="left")
-        per["due"] = per.renewed.notna()
-        per["renewed"] = per.renewed.fillna(False).astype(bool)
-    else:
-        basis = "repurchase"
-        o = ds["orders"]
-        o = o.filter((o.order_date >= ibis.literal(start)) & (o.order_date <= ibis.literal(end)))
-        bought = set(engine.to_pandas(o.select("customer_id").distinct()).customer_id)
-        per = top.assign(due=True, renewed=top.customer_id.isin(bought))
-    n_due, n_ren = int(per.due.sum()), int((per.due & per.renewed).sum())
-    rate, lo, hi = rate_with_ci(n_ren, n_due)
+    summary, per = metrics.top_n_renewal(ds, status, params.period_start, params.as_of, n)
     target = params.benchmarks.top_n_renewal_target
-    summary = {
-        "basis": basis,
-        "n": len(per),
-        "due": n_due,
-        "renewed": n_ren,
-        "rate": rate,
-        "ci_low": lo,
-        "ci_high": hi,
-        "target": target,
-        "gap": rate - target if n_due else np.nan,
-    }
+    summary["target"] = target
+    summary["gap"] = summary["rate"] - target if summary["due"] else np.nan
     return summary, per
 
 

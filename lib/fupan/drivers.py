@@ -40,7 +40,7 @@ from scipy.spatial.distance import squareform
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from fupan import engine
+from fupan import engine, progress
 from fupan import features as F
 
 METHODS = ("logit", "cox", "gbm")
@@ -996,7 +996,7 @@ def _tree_permutation_importance(
     baseline = auc(y, raw)
     seed = check_random_state(random_state).randint(np.iinfo(np.int32).max + 1)
     scores = np.empty((X.shape[1], n_repeats))
-    for j in range(X.shape[1]):
+    for j in progress.bar(range(X.shape[1]), "permutation importance", unit="feature"):
         col = position[j]
         affected = [i for i, u in enumerate(uses) if col in u]
         rng = check_random_state(seed)

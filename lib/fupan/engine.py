@@ -10,6 +10,11 @@ The session
     ``FUPAN_SPARK_MASTER`` names another master (``local[8]``, ``spark://host:7077``, ...),
     with ``FUPAN_SPARK_DRIVER_MEMORY`` (default ``4g``) for the driver. With a remote master
     the Parquet hand-off folder must be on storage every executor can read.
+
+    Spark needs Java 17 or later (``make spark-deps`` installs Debian's
+    ``default-jre-headless``). The JVM logs errors only (:func:`log4j2_config`), so Spark's
+    start-up WARN lines do not reach a review's terminal; ``FUPAN_SPARK_LOG_LEVEL=warn``
+    (or ``info``) shows them again.
 """
 
 from __future__ import annotations
@@ -32,6 +37,44 @@ SMALL_DATA_CONF: dict[str, str] = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
 }
+
+
+#: log4j 2 configuration for a local session's JVM: one console appender on stderr at the
+#: chosen level. Spark's own default profile logs WARN and announces itself in two lines.
+#: Java itself still prints one line, "WARNING: Using incubator modules:
+#: jdk.incubator.vector" (Spark 4 adds that module; no log setting reaches it).
+LOG4J2 = """\
+rootLogger.level = {root}
+rootLogger.appenderRef.stderr.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{{yy/MM/dd HH:mm:ss}} %p %c{{1}}: %m%n%ex
+appender.console.filter.threshold.type = ThresholdFilter
+appender.console.filter.threshold.level = {level}
+"""
+# PySpark counts as Spark's shell: when the root level is not WARN, Spark prints "Setting
+# default log level to WARN" and a hint on start-up. So the root logs WARN and the console
+# appender's threshold drops what is below the chosen level.
+_QUIETER_THAN_WARN = {"off", "fatal", "error", "warn"}
+LOG_LEVEL_ENV = "FUPAN_SPARK_LOG_LEVEL"
+
+
+def log4j2_config(level: str | None = None) -> Path:
+    """A log4j 2 properties file for the JVM at ``level`` (default: ``$FUPAN_SPARK_LOG_LEVEL``,
+    else ``error``), written once into the temporary folder."""
+    level = (level or os.environ.get(LOG_LEVEL_ENV) or "error").strip().lower()
+    if level not in {"off", "fatal", "error", "warn", "info", "debug", "trace", "all"}:
+        raise ValueError(f"{LOG_LEVEL_ENV}={level!r}: use error, warn, info or debug")
+    text = LOG4J2.format(level=level, root="warn" if level in _QUIETER_THAN_WARN else level)
+    uid = getattr(os, "getuid", lambda: 0)()  # /tmp is shared: one file per user
+    path = Path(tempfile.gettempdir()) / f"fupan-spark-log4j2-{level}-{uid}.properties"
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)  # a session starting beside this one never reads half a file
+    return path
 
 
 def spark_available() -> str | None:
@@ -83,6 +126,10 @@ def spark_session(
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         **(conf or {}),
     }
+    # the log configuration joins any JVM options the caller gives (SMALL_DATA_CONF's)
+    java_opts = f"-Dlog4j2.configurationFile={log4j2_config().as_uri()}"
+    given = settings.get("spark.driver.extraJavaOptions")
+    settings["spark.driver.extraJavaOptions"] = f"{java_opts} {given}" if given else java_opts
     builder = SparkSession.builder.master(
         os.environ.get("FUPAN_SPARK_MASTER", f"local[{cores}]")
     ).appName(app)

@@ -40,7 +40,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from fupan import cache, engine, outcomes
+from fupan import cache, engine, outcomes, progress
 from fupan.data import Dataset
 
 Kind = Literal["numeric", "binary", "categorical"]
@@ -812,7 +812,7 @@ def snapshots(
             work = ds.subset(rng.choice(ids, size=max_customers, replace=False))
     parts = []
     one = pd.Timedelta(days=1)
-    for raw in dates:
+    for raw in progress.bar(dates, "snapshot queries", unit="date"):
         s = pd.Timestamp(raw).normalize()
         before = _status_at(work, s - one, cache)
         live = before[(before.acquired_at < s) & before.churned_at.isna()]

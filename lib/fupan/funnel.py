@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fupan import engine
+from fupan import engine, metrics
 from fupan.data import Dataset
 from fupan.outcomes import churn_status
 from fupan.params import Params
@@ -519,47 +519,49 @@ def cohort_label(ts: pd.Timestamp) -> str:
 
 
 def retention_base_start(as_of: str | dt.date) -> dt.date:
-    """The first day of the base year of :func:`revenue_retention`: two years before ``as_of``.
-
-    Only customers acquired before it count, so revenue retention needs orders from before
-    this day.
-    """
-    return trailing_start(trailing_start(as_date(as_of)) - dt.timedelta(days=1))
+    """The first day of the base year of :func:`revenue_retention` (:func:`fupan.metrics.retention_base_start`)."""
+    return metrics.retention_base_start(as_of)
 
 
 def revenue_retention(features: pd.DataFrame, as_of: str | dt.date) -> pd.DataFrame:
     """Gross and net revenue retention by acquisition year, trailing year vs the year before.
 
-    Only customers acquired before the prior year began count, so every base year is
-    complete; those with no base revenue are left out (their revenue is new, not retained).
-    Net: revenue now / revenue then. Gross: sum of min(now, then) / revenue then, so growth
-    is not counted and losses are. Negative net revenue (refunds) counts as 0.
+    The catalogue's definition (:func:`fupan.metrics.retention_from_features`): only
+    customers acquired before the base year began count, so every base year is complete;
+    those with no base revenue are left out (their revenue is new, not retained). Net:
+    revenue now / revenue then. Gross: sum of min(now, then) / revenue then. Negative net
+    revenue (refunds) counts as 0. The ``all`` row is the catalogue's NRR and GRR; when the
+    orders do not reach back to the base year it has no customers (nothing can be judged).
 
     Parameters
     ----------
-    features : :func:`fupan.segments.customer_features` at ``as_of`` (``spend_12m``,
-        ``spend_prior_12m``).
+    features : :func:`fupan.segments.customer_features` at ``as_of`` (``acquired_at``,
+        ``first_order``, ``spend_12m``, ``spend_prior_12m``).
     as_of : the snapshot date of ``features``.
     """
-    prior_start = retention_base_start(as_of)
-    df = features[features.acquired_at < pd.Timestamp(prior_start)]
-    now = df.spend_12m.clip(lower=0)
-    then = df.spend_prior_12m.clip(lower=0)
-    df = pd.DataFrame({"cohort": df.acquired_at.dt.year, "now": now, "then": then})
-    df = df[df.then > 0].assign(kept=lambda x: np.minimum(x.now, x.then))
+    cols = ["cohort", "customers", "base_revenue", "revenue", "grr", "nrr"]
+    whole = metrics.retention_from_features(features, as_of)
+    if whole["reason"] == "history":
+        return pd.DataFrame(
+            [{"cohort": "all", "customers": 0, "base_revenue": 0.0, "revenue": 0.0}], columns=cols
+        )
+    df = features[metrics.in_retention_cohort(features.acquired_at.to_numpy(), as_of)]
     rows = []
-    for key, g in [("all", df), *df.groupby("cohort")]:
-        base = g.then.sum()
+    for key, g in [("all", df), *df.groupby(df.acquired_at.dt.year)]:
+        sums = metrics.retention_sums(
+            g.spend_12m.fillna(0).to_numpy(float), g.spend_prior_12m.fillna(0).to_numpy(float)
+        )
+        if key != "all" and sums["customers"] == 0:
+            continue
+        grr, nrr = metrics.retention_ratios(sums)
         rows.append(
             {
                 "cohort": key,
-                "customers": len(g),
-                "base_revenue": base,
-                "revenue": g.now.sum(),
-                "grr": g.kept.sum() / base if base > 0 else np.nan,
-                "nrr": g.now.sum() / base if base > 0 else np.nan,
+                "customers": sums["customers"],
+                "base_revenue": float(sums["base"]),
+                "revenue": float(sums["net"]),
+                "grr": np.nan if grr is None else grr,
+                "nrr": np.nan if nrr is None else nrr,
             }
         )
-    return pd.DataFrame(
-        rows, columns=["cohort", "customers", "base_revenue", "revenue", "grr", "nrr"]
-    )
+    return pd.DataFrame(rows, columns=cols)

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from fupan import progress
 from fupan.drivers import (
     ALPHA,
     Design,
@@ -529,11 +530,10 @@ def backtest(
         return a, prec, rec
 
     a, prec, rec = stats_(None)
-    boots = (
-        np.array([stats_(w) for w in cluster_bootstrap_weights(clusters, n_boot, seed)])
-        if n_boot
-        else np.full((1, 3), np.nan)
+    draws = progress.bar(
+        cluster_bootstrap_weights(clusters, n_boot, seed), "bootstrap", total=n_boot
     )
+    boots = np.array([stats_(w) for w in draws]) if n_boot else np.full((1, 3), np.nan)
     lo = nan_percentile(boots, 2.5, axis=0)
     hi = nan_percentile(boots, 97.5, axis=0)
     return {
@@ -568,7 +568,10 @@ def compare_auc(
     auc_a = _auc_of(y, -np.asarray(health_a, float))
     auc_b = _auc_of(y, -np.asarray(health_b, float))
     diff = auc_a(None) - auc_b(None)
-    d = np.array([auc_a(w) - auc_b(w) for w in cluster_bootstrap_weights(clusters, n_boot, seed)])
+    draws = progress.bar(
+        cluster_bootstrap_weights(clusters, n_boot, seed), "bootstrap", total=n_boot
+    )
+    d = np.array([auc_a(w) - auc_b(w) for w in draws])
     lo, hi = nan_percentile(d, [2.5, 97.5]) if len(d) else (np.nan, np.nan)
     return {
         "diff": float(diff),

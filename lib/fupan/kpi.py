@@ -44,9 +44,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fupan import engine, outcomes
+from fupan import engine, metrics, outcomes
 from fupan.data import Dataset
 from fupan.params import Benchmarks, Params
+from fupan.segments import years_before
 
 Unit = Literal["pct", "nps", "score", "days", "money"]
 Direction = Literal["higher", "lower"]
@@ -201,10 +202,11 @@ class Window:
             month=month,
             end=end,
             prev_end=first - dt.timedelta(days=1),
-            y1=_minus_months(end, 12),
-            y2=_minus_months(end, 24),
+            # the catalogue's year (fupan.metrics): the same calendar day a year earlier
+            y1=years_before(end, 1),
+            y2=years_before(end, 2),
             survey_lo=_minus_months(end, params.kpi.survey_window_months),
-            touch_lo=_minus_months(end, params.kpi.touch_window_months),
+            touch_lo=metrics.touch_window(end, params.diagnosis.coverage_days)[0],
             partial=end < full_end,
         )
 
@@ -484,19 +486,19 @@ def _by_month(expr: ir.Table) -> dict[str, dict[str, Any]]:
 
 
 def churn_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
-    """Monthly and trailing-12-month churn (the shared definition of :mod:`fupan.outcomes`).
+    """Monthly and trailing-12-month churn (the catalogue's :func:`fupan.metrics.churn`).
 
     monthly: customers active at the previous month end who churned in the month / those
-    customers. trailing-12: the same over the twelve months up to the month end.
+    customers. trailing-12: :func:`fupan.metrics.annual_churn` at the month end.
     """
     rows = []
     for w in windows:
         # the two columns the rate reads: its at-risk subset is then a small copy
         status = ctx.status(w.end)[["acquired_at", "churned_at"]]
-        m = outcomes.churn_rate(status, w.prev_end, w.end).iloc[0]
-        y = outcomes.churn_rate(status, w.y1, w.end).iloc[0]
-        rows.append(_val(w.month, "churn_rate_monthly", m.rate, m.at_risk))
-        rows.append(_val(w.month, "churn_rate_t12", y.rate, y.at_risk))
+        m = metrics.churn(status, w.prev_end, w.end)
+        y = metrics.annual_churn(status, w.end)
+        rows.append(_val(w.month, "churn_rate_monthly", m["rate"], m["at_risk"]))
+        rows.append(_val(w.month, "churn_rate_t12", y["rate"], y["at_risk"]))
     return rows
 
 
@@ -528,6 +530,7 @@ def _customer_revenue(ctx: _Ctx, grid: ir.Table) -> ir.Table:
     # KPI history must be identical when a month is re-run.
     amt, zero = j.amount.cast(_EXACT), ibis.literal(0).cast(_EXACT)
     return j.group_by(["m_month", "customer_id"]).aggregate(
+        full=(j.acq <= j.m_y2).any(),  # acquired before the base year began
         days_cur=day.nunique(),
         rev_cur=ibis.ifelse(cur, amt, zero).sum(),
         rev_prev=ibis.ifelse(cur, zero, amt).sum(),
@@ -543,7 +546,7 @@ def _revenue_by_query(ctx: _Ctx, windows: list[Window]) -> dict[str, dict[str, A
     """
     grid = _grid(windows)
     per = _customer_revenue(ctx, grid)
-    base = per.rev_prev > 0
+    base = (per.rev_prev > 0) & per.full  # the catalogue's retention cohort
     zero = ibis.literal(0).cast(_EXACT)
     cur_pos = ibis.greatest(per.rev_cur, zero)
     agg = per.group_by("m_month").aggregate(
@@ -685,18 +688,17 @@ def _revenue_by_segment(ctx: _Ctx, windows: list[Window]) -> dict[str, dict[str,
         np.cumsum(cd, axis=1, out=cd)
         for (w, a, b, e), end in zip(spans, ends, strict=True):
             seen = acq[lo:hi] <= end  # the customer was acquired by the month end
-            cur = cu[seen, e] - cu[seen, b]
-            prev = cu[seen, b] - cu[seen, a]
             d = cd[seen, e] - cd[seen, b]
-            base = prev > 0
-            cur_pos = np.maximum(cur[base], 0)
             acc = tot[w.month]
             acc["buyers"] += int((d >= 1).sum())
             acc["repeaters"] += int((d >= 2).sum())
-            acc["cohort"] += int(base.sum())
-            acc["prev"] += int(prev[base].sum())
-            acc["kept"] += int(np.minimum(cur_pos, prev[base]).sum())
-            acc["net"] += int(cur_pos.sum())
+            # revenue retention: the catalogue's cohort (a full base year) and sums
+            full = metrics.in_retention_cohort(acq[lo:hi], w.end)
+            got = metrics.retention_sums(cu[full, e] - cu[full, b], cu[full, b] - cu[full, a])
+            acc["cohort"] += got["customers"]
+            acc["prev"] += int(got["base"])
+            acc["kept"] += int(got["kept"])
+            acc["net"] += int(got["net"])
     return {
         month: {
             "m_month": month,
@@ -711,7 +713,9 @@ def revenue_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
     """Gross and net revenue retention, repurchase rate, from net order revenue.
 
     GRR = sum(min(max(R12, 0), P12)) / sum(P12) and NRR = sum(max(R12, 0)) / sum(P12), over
-    customers with prior-year revenue P12 > 0 (R12: the trailing 12 months). Repurchase rate
+    the catalogue's cohort (:func:`fupan.metrics.revenue_retention`): customers acquired
+    before the base year began with base-year revenue P12 > 0 (R12: the trailing 12
+    months). Repurchase rate
     = customers with two or more purchase days in the trailing 12 months / customers with one
     or more (a purchase day has an order with amount >= 0).
     """
@@ -732,14 +736,14 @@ def revenue_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
             )
         )
         # Without the whole prior year in the data, the base year's revenue is understated.
-        covered = first is not None and first <= w.y2 + dt.timedelta(days=31)
-        prev = r.get("prev") or 0.0
-        if not covered:
+        if not metrics.retention_history_ok(first, w.end):
             rows += [_val(w.month, k, None, None, "history") for k in ("grr", "nrr")]
         else:
             n = r.get("cohort") or 0
-            rows.append(_val(w.month, "grr", r["kept"] / prev if prev > 0 else None, n))
-            rows.append(_val(w.month, "nrr", r["net"] / prev if prev > 0 else None, n))
+            sums = {"base": r.get("prev") or 0.0, "kept": r.get("kept"), "net": r.get("net")}
+            grr, nrr = metrics.retention_ratios(sums)
+            rows.append(_val(w.month, "grr", grr, n))
+            rows.append(_val(w.month, "nrr", nrr, n))
     return rows
 
 
@@ -774,78 +778,13 @@ def _renewed_contracts(ctx: _Ctx) -> ir.Table:
     )
 
 
-def _top_by_query(ctx: _Ctx, grid: ir.Table) -> ir.Table:
-    """Per month, the top ``diagnosis.top_n`` customers by net revenue in ``(y2, y1]``
-    (acquired by the month end), ties by id: one query joining every order to the months
-    whose prior year holds it. :func:`_top_customers` is checked against it, and falls
-    back to it."""
-    o = ctx.events("orders")
-    oj = o.join(grid, [o.order_date > grid.m_y2, o.order_date <= grid.m_y1, o.acq <= grid.m_end])
-    rev = oj.group_by(["m_month", "customer_id"]).aggregate(rev=oj.amount.sum())
-    rev = rev.filter(rev.rev > 0)
-    rank = ibis.row_number().over(
-        group_by=rev.m_month, order_by=[ibis.desc(rev.rev), rev.customer_id]
-    )
-    top = rev.mutate(rk=rank).filter(lambda t: t.rk < ctx.params.diagnosis.top_n)
-    return top.select(t_month="m_month", t_cid="customer_id")
-
-
-def _top_customers(ctx: _Ctx, windows: list[Window]) -> pd.DataFrame | None:
-    """:func:`_top_by_query`'s customers from the orders' segment sums (shared with the
-    revenue KPIs), without joining every order to twelve months.
-
-    A customer's revenue in ``(y2, y1]`` is the float sum of their segment sums there, so
-    it equals the query's sum up to float rounding (the query's own order of addition
-    follows the engine's threads); the ranking differs only where two customers' revenues
-    differ by less than that at the top-N cut.
-
-    Returns
-    -------
-    ``t_month, t_cid`` rows, or None when the segment sums are not available.
-    """
-    bounds = sorted({d for w in windows for d in (w.y2, w.y1, w.end)})
-    segs = ctx.order_segments(tuple(bounds))
-    if segs is None:
-        return None
-    k = int(ctx.params.diagnosis.top_n)
-    pos = {b: i for i, b in enumerate(bounds)}
-    n = len(segs.ids)
-    months: list[str] = []
-    chosen: list[np.ndarray] = []
-    for w in windows:
-        rows = (segs.seg >= pos[w.y2]) & (segs.seg < pos[w.y1])
-        rows &= segs.acq[segs.code] <= np.datetime64(w.end, "D")
-        rev = np.bincount(segs.code[rows], weights=segs.amount[rows], minlength=n)
-        top = _largest(rev, segs.ids, k)
-        months += [w.month] * len(top)
-        chosen.append(top)
-    codes = np.concatenate(chosen) if chosen else np.array([], dtype=np.int64)
-    ids = segs.ids.take(pa.array(codes, type=pa.int64())).to_pylist()
-    return pd.DataFrame({"t_month": months, "t_cid": ids}, dtype=object)
-
-
-def _largest(rev: np.ndarray, ids: pa.Array, k: int) -> np.ndarray:
-    """Positions of the ``k`` largest positive values, ties broken by the smaller id (the
-    query's ``row_number() over (order by rev desc, id)``)."""
-    cand = np.flatnonzero(rev > 0)
-    if k <= 0:
-        return cand[:0]
-    if len(cand) <= k:
-        return cand
-    r = rev[cand]
-    kth = np.partition(r, len(r) - k)[len(r) - k]
-    sure = cand[r > kth]
-    tied = cand[r == kth]
-    names = ids.take(pa.array(tied, type=pa.int64())).to_pylist()
-    by_id = sorted(range(len(tied)), key=names.__getitem__)[: k - len(sure)]
-    return np.concatenate([sure, tied[by_id]])
-
-
 def renewal_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
     """Renewal rate: contracts decided (end + grace) in the trailing 12 months that were renewed.
 
-    Top-N: the same for the top ``diagnosis.top_n`` customers by net revenue in the 12 months
-    *before* that window, so customers who left are not dropped from the top list.
+    Top-N: the catalogue's :func:`fupan.metrics.top_n_renewal` over the trailing year to the
+    month end (per customer: the top ``diagnosis.top_n`` customers when the year began, each
+    judged by their latest contract that ended in the year and was decided by the month end),
+    the figure the diagnosis quotes over its review period.
     """
     if not ctx.ds.has("contracts"):
         return _na(windows, "renewal_rate", "missing:contracts") + _na(
@@ -854,32 +793,22 @@ def renewal_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
     grid = _grid(windows)
     c = _renewed_contracts(ctx)
     j = c.join(grid, [c.decided > grid.m_y1, c.decided <= grid.m_end, c.acq <= grid.m_end])
-    top = _top_customers(ctx, windows)
-    if top is None:
-        top = _top_by_query(ctx, grid)
-    else:
-        top = ibis.memtable(top, schema={"t_month": "string", "t_cid": "string"})
-    top = top.select("t_month", "t_cid", is_top=ibis.literal(True))
-    jt = j.left_join(top, [j.m_month == top.t_month, j.customer_id == top.t_cid])
-    jt = jt.mutate(is_top=jt.is_top.fill_null(False))
-    agg = jt.group_by("m_month").aggregate(
-        due=jt.count(),
-        renewed=jt.renewed.cast("int64").sum(),
-        due_top=jt.is_top.cast("int64").sum(),
-        renewed_top=(jt.renewed & jt.is_top).cast("int64").sum(),
-    )
+    agg = j.group_by("m_month").aggregate(due=j.count(), renewed=j.renewed.cast("int64").sum())
     got = _by_month(agg)
     rows = []
     for w in windows:
         r = got.get(w.month, {})
-        due, due_top = r.get("due") or 0, r.get("due_top") or 0
+        due = r.get("due") or 0
         rows.append(_val(w.month, "renewal_rate", r.get("renewed", 0) / due if due else None, due))
+        top, _ = metrics.top_n_renewal(
+            ctx.ds, ctx.status(w.end), w.y1 + dt.timedelta(days=1), w.end
+        )
         rows.append(
             _val(
                 w.month,
                 "renewal_rate_top_n",
-                r.get("renewed_top", 0) / due_top if due_top else None,
-                due_top,
+                top["rate"] if top["due"] else None,
+                top["due"],
             )
         )
     return rows
@@ -970,7 +899,11 @@ def ticket_kpis(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
 
 
 def touch_kpi(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
-    """Active customers touched at least once in the trailing ``kpi.touch_window_months`` / active."""
+    """Touch coverage (the catalogue's :func:`fupan.metrics.touch_coverage`) per month end.
+
+    Active customers touched (on or after their acquisition) in the ``diagnosis.coverage_days``
+    days up to the month end / active customers.
+    """
     if not ctx.ds.has("touches"):
         return _na(windows, "touch_coverage", "missing:touches")
     # The windows' bounds cut time into segments (as for revenue): one query lists each
@@ -978,9 +911,9 @@ def touch_kpi(ctx: _Ctx, windows: list[Window]) -> list[dict[str, Any]]:
     # touch in the segments between its bounds. Only active customers are counted, and
     # they were acquired by the month end, so the acquisition date needs no check here.
     bounds = sorted({d for w in windows for d in (w.touch_lo, w.end)})
-    t = ctx.ds["touches"]
+    t = ctx.events("touches")
     day = t.touched_at.date()
-    t = t.filter(day > bounds[0], day <= bounds[-1])
+    t = t.filter(day > bounds[0], day <= bounds[-1], day >= t.acq)
     seg = _segment(day, bounds, 0, len(bounds) - 1)
     pairs = t.select(cid=t.customer_id, seg=seg).distinct().to_pyarrow()
     code, ids = _codes(pairs["cid"])

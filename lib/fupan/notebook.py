@@ -7,6 +7,8 @@ run's language.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,53 @@ from fupan import data as fdata
 from fupan import params as fparams
 from fupan.results import Recorder
 
+#: Names a params file for every notebook opened without one (Lab, a bare papermill call).
+PARAMS_ENV = "FUPAN_PARAMS"
+#: Where a notebook run on its own (``run_dir`` empty) writes results.json and exports/: the
+#: same folder fupan.results and fupan.exports fall back to.
+SCRATCH_DIR = Path(tempfile.gettempdir()) / "fupan-scratch"
+
+
+def find_params(params_file: str | os.PathLike[str]) -> Path:
+    """The params file a notebook means, whatever folder its kernel started in.
+
+    A notebook runs from the repository root (``papermill notebooks/x.ipynb out.ipynb``),
+    from ``notebooks/`` (JupyterLab, ``papermill --cwd notebooks``) or from anywhere the
+    runner chooses, so a relative default such as ``params/annual_review.yaml`` cannot be
+    read against the working folder alone. Looked for, in order:
+
+    1. ``$FUPAN_PARAMS`` when ``params_file`` is empty;
+    2. ``params_file`` as given (absolute, or relative to the working folder);
+    3. ``params_file`` relative to each folder above the working folder, nearest first
+       (so ``params/annual_review.yaml`` is found from ``notebooks/``).
+
+    Raises
+    ------
+    FileNotFoundError
+        naming the places looked and how to point the notebook at a file.
+    """
+    given = str(params_file) or os.environ.get(PARAMS_ENV, "")
+    if not given:
+        raise FileNotFoundError(
+            "no params file: set the notebook's params_file parameter "
+            f"(papermill -p params_file my.yaml) or the {PARAMS_ENV} environment variable"
+        )
+    path = Path(given).expanduser()
+    if path.is_absolute():
+        tried = [path]
+    else:
+        cwd = Path.cwd()
+        tried = [folder / path for folder in (cwd, *cwd.parents)]
+    for candidate in tried:
+        if candidate.is_file():
+            return candidate.resolve()
+    shown = ", ".join(str(t) for t in tried[:3]) + (", ..." if len(tried) > 3 else "")
+    raise FileNotFoundError(
+        f"params file not found: {given} (looked in {shown}). Pass an absolute path "
+        "(papermill -p params_file /path/to/my.yaml), a path relative to the folder you run "
+        f"from, or set {PARAMS_ENV}"
+    )
+
 
 @dataclass
 class Context:
@@ -26,6 +75,7 @@ class Context:
     results: Recorder
     fmt: i18n.Fmt
     run_dir: str
+    params_file: str = ""
 
     @property
     def lang(self) -> str:
@@ -62,8 +112,13 @@ class Context:
             return df
         return privacy.mask_pii(df, privacy.resolve_salt(self.params.privacy.salt))
 
-    def export(self, df: pd.DataFrame, name: str, xlsx: bool = True) -> list[Path]:
-        return exports.write(df, self.run_dir or None, name, xlsx=xlsx)
+    def export(self, df: pd.DataFrame, name: str, xlsx: bool = True) -> None:
+        """Write ``exports/<name>.csv`` (and ``.xlsx``) into the run folder.
+
+        Returns nothing: a cell ending in an export would otherwise show the written paths
+        as its output (``[PosixPath('/tmp/fupan-scratch/exports/...')]``).
+        """
+        exports.write(df, self.run_dir or None, name, xlsx=xlsx)
 
     def table(
         self,
@@ -92,9 +147,14 @@ def start(
     lang: str = "",
     seed: int = -1,
 ) -> Context:
-    """Load params (with the notebook's overrides), style charts, open the run's data."""
+    """Load params (with the notebook's overrides), style charts, open the run's data.
+
+    ``params_file`` is found as :func:`find_params` says; with ``run_dir`` empty, results
+    and exports go to :data:`SCRATCH_DIR`.
+    """
+    path = find_params(params_file)
     params = fparams.load(
-        params_file,
+        path,
         **{"data.source": data, "as_of": as_of, "lang": lang, "seed": seed if seed >= 0 else None},
     )
     charts.setup()
@@ -105,4 +165,5 @@ def start(
         results=Recorder(run_dir or None),
         fmt=i18n.Fmt.from_params(params),
         run_dir=run_dir,
+        params_file=str(path),
     )

@@ -175,7 +175,9 @@ def rate_with_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, fl
     denom = 1 + z**2 / n
     centre = (p + z**2 / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return p, max(0.0, centre - half), min(1.0, centre + half)
+    # at p = 0 or 1 the Wilson bound equals p only up to rounding; clamp so the interval
+    # always holds the estimate (a chart's error bar must never be negative)
+    return p, min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
 
 
 def churn_rate(

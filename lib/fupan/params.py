@@ -541,12 +541,20 @@ class KpiParams(_Model):
     Targets and alert thresholds live in ``benchmarks.kpi_targets`` (read by ``fupan.kpi``).
     """
 
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_touch_window(cls, data: Any) -> Any:
+        # one definition of touch coverage (fupan.metrics) for diagnosis and KPIs alike
+        if isinstance(data, dict) and "touch_window_months" in data:
+            raise ValueError(
+                "kpi.touch_window_months is retired: touch coverage has one window for the "
+                "diagnosis and the KPIs; remove it and set diagnosis.coverage_days (days) instead"
+            )
+        return data
+
     trend_months: int = Field(24, ge=2, le=120, description="months shown in the trend charts")
     survey_window_months: int = Field(
         3, ge=1, le=24, description="NPS and CSAT: responses in the trailing N months"
-    )
-    touch_window_months: int = Field(
-        3, ge=1, le=24, description="touch coverage: touched in the trailing N months"
     )
     complete_lag_days: int = Field(
         7,

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fupan import data as fdata
-from fupan import deck, i18n, summary
+from fupan import deck, gate, i18n, summary
 from fupan.params import Params, dump
 from fupan.results import RESULTS_NAME, Recorder, results_lock_available, write_json_atomic
 from fupan.validation import DataValidationError
@@ -299,6 +299,7 @@ def run(
         # notebooks end in any order side by side; the manifest lists them as the params do
         timings.update({nb: timings.pop(nb) for nb in params.notebooks if nb in timings})
         current = "deck"
+        gate.enforce(tmp / RESULTS_NAME, params)  # a metric two chapters quote has one value
         sections = _chapter_sections(params, tmp, failures)
         meta = {
             "name": params.name,

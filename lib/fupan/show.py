@@ -8,12 +8,14 @@ and warnings never reach the deck.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import math
 import os
 import re
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,6 +23,7 @@ import pandas as pd
 SLIDE_MIME_META = "fupan"
 #: Set (to anything) to make a placeholder on a slide an error instead of a warning (tests).
 STRICT_ENV = "FUPAN_STRICT_TEXT"
+DECK_CSS = Path(__file__).parent / "templates" / "deck.css"
 
 # Values that leaked from a computation into words: nan, None, inf, NaT, <NA>. "None" that
 # starts an English phrase ("None of the tiers") is a word, not a leak.
@@ -190,10 +193,36 @@ def kpis(items: list[tuple[str, str, str | None]]) -> None:
             f'<div class="label">{html.escape(label)}</div></div>'
         )
     text = "\n".join(f"{lab}: {val}" for lab, val, _ in items)
+    _tile_style()
     _display(
         {"text/html": f'<div class="fupan-tiles">{"".join(cells)}</div>', "text/plain": text},
         "tiles",
     )
+
+
+@functools.cache
+def tile_css() -> str:
+    """The deck's rules for KPI tiles, with the colours they use, scoped to the tiles.
+
+    Read from the deck's own stylesheet, so tiles in JupyterLab look as on the slide and
+    there is one definition of their style.
+    """
+    css = DECK_CSS.read_text(encoding="utf-8")
+    root = re.search(r":root\s*\{(.*?)\}", css, re.S)
+    colours = root.group(1).strip() if root else ""
+    rules = [line for line in css.splitlines() if line.startswith(".fupan-tiles")]
+    return "\n".join([f".fupan-tiles {{ {colours} }}", *rules])
+
+
+def _tile_style() -> None:
+    """Style the tiles in a notebook front end (the deck has its stylesheet already).
+
+    Displayed without the slide metadata, so the deck builder skips it like any other
+    notebook-only output.
+    """
+    from IPython.display import display
+
+    display({"text/html": f"<style>{tile_css()}</style>"}, raw=True)
 
 
 def bullets(lines: list[str]) -> None:

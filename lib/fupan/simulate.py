@@ -67,7 +67,7 @@ import pandas as pd
 from scipy import optimize
 from threadpoolctl import threadpool_limits
 
-from fupan import drivers, engine, outcomes
+from fupan import drivers, engine, metrics, outcomes, progress
 from fupan import features as F
 from fupan.data import Dataset
 from fupan.params import Params, SimulationParams
@@ -1245,7 +1245,7 @@ def _model_info(
         }
     )
     as_of = pd.Timestamp(P.as_of).normalize()
-    obs = outcomes.churn_rate(status, as_of - pd.Timedelta(days=365), as_of)
+    obs = metrics.annual_churn(status, as_of)  # the catalogue's annual churn
     # The projection of the whole live base (a seeded sample of a large one), beside what
     # the shared definition measured over the last year: a check of the model's level.
     pred = float("nan")
@@ -1266,7 +1266,7 @@ def _model_info(
         features=list(m.design.features()),
         effects=effects,
         predicted_annual_churn=pred,
-        observed_annual_churn=float(obs.rate.iloc[0]) if len(obs) else float("nan"),
+        observed_annual_churn=obs["rate"],
     )
 
 
@@ -1894,7 +1894,8 @@ def simulate(
             return mb.beta / sd, lams  # per unit, as HazardModel.per_unit
 
         with threadpool_limits(limits=1):  # once: entering it costs ~15 ms
-            for eff, lams in _in_order(replicate, enumerate(weights)):
+            refits = _in_order(replicate, enumerate(weights))
+            for eff, lams in progress.bar(refits, "bootstrap refits", total=B, unit="refit"):
                 eff_reps.append(eff)
                 for p, (lam0, lam1) in zip(packs, lams, strict=True):
                     name = p.scenario.name
@@ -1950,8 +1951,7 @@ def simulate(
         eff = effective_churn_dates(status)
         within = max(s.target.lost_within_days for s in wb_scenarios)
         natural, natural_n, natural_basis = natural_return(ds, status, as_of, within)
-        year = outcomes.churn_rate(status, as_of - pd.Timedelta(days=365), as_of)
-        base_churn = float(year.rate.iloc[0]) if len(year) else 0.0
+        base_churn = metrics.annual_churn(status, as_of)["rate"]  # the catalogue's
         base_churn = base_churn if np.isfinite(base_churn) else 0.0
         years_value = annuity(P.ltv.horizon_years, base_churn, P.ltv.discount_rate_annual)
         lost = cust.merge(

@@ -10,7 +10,7 @@ import html
 import math
 from typing import Any
 
-from fupan import i18n
+from fupan import glossary, i18n
 from fupan.deck import Section, Slide
 from fupan.params import Params
 
@@ -228,7 +228,7 @@ def sections(results: dict[str, Any], params: Params) -> list[Section]:
             key="summary",
             title=t("summary.section"),
             question=t("summary.question"),
-            slides=[summary, background],
+            slides=[summary, background, *glossary.slides(results, params)],
             divider=False,
         )
     ]
