@@ -314,8 +314,8 @@ def base_rates(ds_cut: Dataset, horizon_days: int, before: pd.DataFrame) -> dict
         at_risk = outcomes.period_churn(status, (cut - pd.Timedelta(days=days)).date(), cut.date())
         if len(at_risk):
             out[key] = float(at_risk.churned_in_period.mean())
-    nrr, parts = nrr_with_parts(before, cut.date())
-    if len(parts) and math.isfinite(nrr):
+    nrr, _, _ = nrr_with_parts(before, cut.date())
+    if nrr is not None:
         out["nrr"] = nrr
     return out
 
@@ -375,7 +375,7 @@ class NextYear:
     """This review's forecasts for the year after ``as_of`` (:func:`next_year`).
 
     ``frame`` is ``exports/followup_forecasts.csv``: every customer acquired by ``as_of``
-    with ``acquired_at, spend_12m_before`` (net orders of the year to ``as_of``), ``scored``
+    with ``acquired_at, first_order, spend_12m_before`` (net orders of the year to ``as_of``), ``scored``
     (live and scored by the red list), ``flagged``, ``churn_probability`` (within
     ``horizon_days``) and ``predicted_spend_12m``. ``summary`` is results.json
     ``followup.next_year``: the totals the deck quotes and what reading the frame back needs.
@@ -393,6 +393,7 @@ def next_year(ds: Dataset, months: int = MONTHS) -> NextYear:
     b = fc.before
     frame = pd.DataFrame(
         {"customer_id": b.customer_id.astype(str), "acquired_at": b.acquired_at.dt.date,
+         "first_order": pd.to_datetime(b.first_order).dt.date,
          "spend_12m_before": b.spend_12m.to_numpy(float)}
     )  # fmt: skip
     cols = [c for c in ("customer_id", "flagged", "churn_probability") if c in fc.scores]
@@ -415,7 +416,7 @@ def next_year(ds: Dataset, months: int = MONTHS) -> NextYear:
         summary["revenue_12m"] = float(frame.predicted_spend_12m[live].sum())
         summary["revenue_12m_base"] = float(frame.spend_12m_before[live].sum())
         nrr = nrr_forecast(fc)
-        if nrr is not None:
+        if not isinstance(nrr, str):
             summary["nrr"], summary["nrr_cohort"] = nrr[0], len(nrr[1])
     summary = {k: v for k, v in summary.items() if v is not None}  # results.json holds no null
     return NextYear(frame.sort_values("customer_id").reset_index(drop=True), summary)
@@ -429,7 +430,8 @@ def recorded_forecast(run: Path, results: dict[str, Any]) -> Forecast | None:
     if not rec or not path.exists():
         return None
     f = pd.read_csv(path, dtype={"customer_id": str}, encoding="utf-8-sig")
-    f["acquired_at"] = pd.to_datetime(f.acquired_at)
+    for col in ("acquired_at", "first_order"):
+        f[col] = pd.to_datetime(f[col])
     scored = f.scored.astype(str).str.lower() == "true"
     cols = [c for c in ("customer_id", "flagged", "churn_probability") if c in f]
     scores = f.loc[scored, cols].reset_index(drop=True)
@@ -437,7 +439,9 @@ def recorded_forecast(run: Path, results: dict[str, Any]) -> Forecast | None:
     clv = None
     if "predicted_spend_12m" in f and f.predicted_spend_12m.notna().any():
         clv = f.loc[f.predicted_spend_12m.notna(), ["customer_id", "predicted_spend_12m"]]
-    before = f[["customer_id", "acquired_at"]].assign(spend_12m=f.spend_12m_before.astype(float))
+    before = f[["customer_id", "acquired_at", "first_order"]].assign(
+        spend_12m=f.spend_12m_before.astype(float)
+    )
     return Forecast(
         "previous_run",
         dt.date.fromisoformat(str(rec["as_of"])),
@@ -934,30 +938,38 @@ class Followup:
 HEADLINE_METRICS = ("churn_rate", "revenue_12m", "nrr")
 
 
-def nrr_with_parts(features: pd.DataFrame, day: dt.date) -> tuple[float, pd.DataFrame]:
-    """Net revenue retention at ``day`` by the package's one definition, and its
-    per-customer terms (``customer_id, then, now``) for an interval.
+def nrr_with_parts(
+    features: pd.DataFrame, day: dt.date
+) -> tuple[float | None, pd.DataFrame, str | None]:
+    """Net revenue retention at ``day`` by the metric catalogue's one definition
+    (:func:`fupan.metrics.retention_from_features`), its per-customer terms
+    (``customer_id, then, now``) for an interval, and why it cannot be judged (the
+    catalogue's ``history`` or ``no_base``; ``None`` when it can).
 
-    The one place the chapter calls the NRR definition (today
-    :func:`fupan.funnel.revenue_retention`, its ``all`` row: customers acquired before the
-    base year began with revenue in it; revenue in the trailing year over revenue in the
-    year before, negative revenue counted as 0). The terms repeat its population rule and
-    are checked to add up to its totals, so a change of definition cannot go unnoticed.
+    The one place the chapter calls the NRR definition. The terms come from the catalogue's
+    population rule (:func:`fupan.metrics.in_retention_cohort`, base revenue > 0, negative
+    revenue counted as 0) and are checked to add up to its totals, so a change of
+    definition cannot go unnoticed.
     """
-    from fupan import funnel
+    from fupan import metrics
 
-    rr = funnel.revenue_retention(features, day)
-    total = rr[rr.cohort == "all"].iloc[0]
-    df = features[features.acquired_at < pd.Timestamp(funnel.retention_base_start(day))]
+    total = metrics.retention_from_features(features, day)
+    df = features[metrics.in_retention_cohort(features.acquired_at.to_numpy(), day)]
+    then = df.spend_prior_12m.fillna(0).to_numpy(float)
+    now = np.maximum(df.spend_12m.fillna(0).to_numpy(float), 0)
+    has = then > 0
     parts = pd.DataFrame(
-        {"customer_id": df.customer_id.astype(str),
-         "then": df.spend_prior_12m.clip(lower=0).to_numpy(float),
-         "now": df.spend_12m.clip(lower=0).to_numpy(float)}
-    )  # fmt: skip
-    parts = parts[parts.then > 0].reset_index(drop=True)
-    if len(parts) != total.customers or not np.isclose(parts.now.sum(), total.revenue):
-        raise RuntimeError("follow-up: NRR terms disagree with funnel.revenue_retention")
-    return float(total.nrr), parts
+        {
+            "customer_id": df.customer_id.astype(str).to_numpy()[has],
+            "then": then[has],
+            "now": now[has],
+        }
+    )
+    if len(parts) != total["customers"] or not np.isclose(parts.now.sum(), total["net"]):
+        raise RuntimeError(
+            "follow-up: NRR terms disagree with fupan.metrics.retention_from_features"
+        )
+    return total["nrr"], parts, total["reason"]
 
 
 def _boot(
@@ -1019,20 +1031,23 @@ def _basis(fc: Forecast, model: Forecast) -> str:
     return "recorded" if model.recorded else "recomputed"
 
 
-def nrr_forecast(model: Forecast) -> tuple[float, pd.DataFrame] | None:
+def nrr_forecast(model: Forecast) -> tuple[float, pd.DataFrame] | str:
     """The expected NRR of the base-year cohort at ``model.as_of_then``: the CLV model's
     12-month spend of the cohort over its revenue in the year to that date, by the one
-    definition (:func:`nrr_with_parts`); ``None`` without a spend forecast or a cohort."""
+    definition (:func:`nrr_with_parts`); else why not (``model_failed``: no spend forecast;
+    ``history``: the orders do not reach back to the base year; ``no_cohort``)."""
     if model.clv is None or model.before is None:
-        return None
+        return "model_failed"
     pred = model.clv.set_index("customer_id").predicted_spend_12m
     b = model.before
-    frame = b[["customer_id", "acquired_at"]].assign(
+    frame = b[["customer_id", "acquired_at", "first_order"]].assign(
         spend_prior_12m=b.spend_12m.to_numpy(float),
         spend_12m=pred.reindex(b.customer_id.astype(str)).fillna(0.0).to_numpy(float),
     )
-    forecast, parts = nrr_with_parts(frame, _add_years(model.as_of_then))
-    return None if parts.empty else (forecast, parts)
+    forecast, parts, why = nrr_with_parts(frame, _add_years(model.as_of_then))
+    if why == "history":
+        return "history"
+    return "no_cohort" if forecast is None else (forecast, parts)
 
 
 def _add_years(day: dt.date, years: int = 1) -> dt.date:
@@ -1126,11 +1141,14 @@ def nrr_forecast_row(
     if pd.Timestamp(day) > pd.Timestamp(ds.params.as_of):
         return "short_follow_up"
     made = nrr_forecast(model)
-    if made is None:
-        return "no_cohort"
+    if isinstance(made, str):
+        return made
     forecast, fparts = made
     feats = segments.customer_features(ds, day, engagement=False)
-    actual, parts = nrr_with_parts(feats[feats.customer_id.isin(fparts.customer_id)], day)
+    # the same cohort's actual (the orders reach back: their first is the same as then)
+    actual, parts, _ = nrr_with_parts(feats[feats.customer_id.isin(fparts.customer_id)], day)
+    if actual is None:
+        return "no_cohort"
     lo, hi = ratio_interval(parts.now.to_numpy(float), parts.then.to_numpy(float), seed)
     basis = _basis(fc, model)
     extra = {"cohort_acquired_by": segments.years_before(then), "base_revenue": fparts.then.sum()}
