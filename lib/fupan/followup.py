@@ -375,9 +375,9 @@ class NextYear:
     """This review's forecasts for the year after ``as_of`` (:func:`next_year`).
 
     ``frame`` is ``exports/followup_forecasts.csv``: every customer acquired by ``as_of``
-    with ``acquired_at, first_order, spend_12m_before`` (net orders of the year to ``as_of``), ``scored``
-    (live and scored by the red list), ``flagged``, ``churn_probability`` (within
-    ``horizon_days``) and ``predicted_spend_12m``. ``summary`` is results.json
+    with ``acquired_at, first_order, spend_12m_before`` (net orders of the year to
+    ``as_of``), ``scored`` (live and scored by the red list), ``flagged``,
+    ``churn_probability`` (within ``horizon_days``) and ``predicted_spend_12m``. ``summary`` is results.json
     ``followup.next_year``: the totals the deck quotes and what reading the frame back needs.
     """
 
