@@ -12,8 +12,12 @@ A 复盘 replays the last round. Two sources of "last year's forecasts":
 
 Grades, each with an interval and its base rate: the red list (precision, recall, lift,
 median warning lead time), calibration of the churn probabilities (by decile, Brier score),
-CLV (predicted vs realised 12-month spend), headline forecasts, and pilots read out
+CLV (predicted vs realised 12-month spend), the headline forecasts (expected churn rate,
+12-month revenue and NRR vs the actuals, :func:`headline_rows`), and pilots read out
 against the simulation's predicted effect.
+
+Each review also records its own forecasts for the coming year (:func:`next_year`), so the
+next review's follow-up grades what was said rather than what the models would say now.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ from fupan.params import FollowupParams
 MONTHS = 12
 #: After the cut, at least this much history must remain to grade anything.
 MIN_FOLLOW_MONTHS = 1
+#: Before the cut, at least this much history to forecast from (a backtest on a few days of
+#: orders would grade forecasts no review could have made): 12 + 1 months in all.
+MIN_BEFORE_MONTHS = 1
 #: The date each table's rows are known from (rows after the cut do not exist then).
 DATE_COLUMNS = {
     "customers": "acquired_at",
@@ -125,15 +132,18 @@ def cut_date(as_of: dt.date | str, months: int = MONTHS) -> dt.date:
 def history_problem(ds: Dataset, cut: dt.date) -> dict[str, Any] | None:
     """Why the data cannot be graded from ``cut`` (``None`` when it can).
 
-    Needs orders on or before the cut (something to forecast from) and at least
-    :data:`MIN_FOLLOW_MONTHS` after it (something to grade against).
+    Needs orders from at least :data:`MIN_BEFORE_MONTHS` before the cut (something to
+    forecast from) and at least :data:`MIN_FOLLOW_MONTHS` after it (something to grade
+    against).
     """
     o = ds["orders"]
     first, last = engine.to_pandas(
         o.aggregate(first=o.order_date.min(), last=o.order_date.max())
     ).iloc[0]
     as_of = pd.Timestamp(ds.params.as_of)
-    if pd.isna(first) or pd.Timestamp(first) > pd.Timestamp(cut):
+    if pd.isna(first) or pd.Timestamp(first) > pd.Timestamp(cut) - pd.DateOffset(
+        months=MIN_BEFORE_MONTHS
+    ):
         months = 0.0 if pd.isna(first) else (as_of - pd.Timestamp(first)).days / 30.44
         return {
             "reason": "short_history",
@@ -209,6 +219,13 @@ class Forecast:
     notes : why a part is missing, by part (``clv``, ``calibration``, ...), as codes.
     flagged_count_then : the red list's size as that run recorded it (previous runs).
     results_then : the previous run's results.json (empty for a backtest).
+    before : :func:`fupan.segments.customer_features` at ``as_of_then`` from the data as it
+        stood then (``spend_12m`` is the revenue of the year to the cut); ``None`` for a
+        previous run's export.
+    base : the forecasts a reader would make without a model, from the data as it stood
+        then (:func:`base_rates`): last period's churn rates and NRR.
+    recorded : the per-customer forecasts were read from a previous run's
+        ``exports/followup_forecasts.csv`` (:func:`next_year`), not recomputed.
     """
 
     source: Source
@@ -220,6 +237,9 @@ class Forecast:
     notes: dict[str, str] = field(default_factory=dict)
     flagged_count_then: int | None = None
     results_then: dict[str, Any] = field(default_factory=dict)
+    before: pd.DataFrame | None = None
+    base: dict[str, float] = field(default_factory=dict)
+    recorded: bool = False
 
 
 def red_list_then(ds_cut: Dataset) -> tuple[pd.DataFrame, str]:
@@ -283,33 +303,156 @@ def predicted_spend(ds_cut: Dataset, months: int = MONTHS) -> pd.DataFrame:
     )
 
 
-def backtest(ds: Dataset, months: int = MONTHS) -> Forecast:
-    """Rerun the forecasts as of ``as_of - months`` on the data as it stood then."""
-    cut = cut_date(ds.params.as_of, months)
-    ds_cut = as_of_cut(ds, cut)
+def base_rates(ds_cut: Dataset, horizon_days: int, before: pd.DataFrame) -> dict[str, float]:
+    """What the data as it stood at the cut says without a model: churn over the
+    ``horizon_days`` and over the 365 days before the cut (customers live at the window's
+    start), and the NRR measured at the cut. A rate that cannot be measured is left out."""
+    cut = pd.Timestamp(ds_cut.params.as_of)
+    status = outcomes.churn_status(ds_cut, cut.date())
+    out: dict[str, float] = {}
+    for key, days in (("churn_rate_horizon", horizon_days), ("churn_rate_annual", 365)):
+        at_risk = outcomes.period_churn(status, (cut - pd.Timedelta(days=days)).date(), cut.date())
+        if len(at_risk):
+            out[key] = float(at_risk.churned_in_period.mean())
+    nrr, _, _ = nrr_with_parts(before, cut.date())
+    if nrr is not None:
+        out["nrr"] = nrr
+    return out
+
+
+def _forecast_at(ds_at: Dataset, months: int) -> Forecast:
+    """The forecasts a review as of ``ds_at.params.as_of`` makes, from ``ds_at`` (a dataset
+    holding nothing after that date): the red list with its probabilities, the 12-month
+    spend forecast, each customer's revenue of the year before, and the base rates."""
+    from fupan import segments
+
+    at = pd.Timestamp(ds_at.params.as_of).date()
     notes: dict[str, str] = {}
+    horizon = ds_at.params.churn.horizon_days
+    scores, method = red_list_then(ds_at)
+    clv = None
     try:
-        scores, method = red_list_then(ds_cut)
-        clv = None
-        try:
-            clv = predicted_spend(ds_cut, months)
-        except ValueError as exc:
-            notes["clv"] = "contracts" if str(exc) == "contracts" else "model_failed"
-        except ImportError:
-            notes["clv"] = "model_missing"
-    finally:
-        ds_cut.close()
+        clv = predicted_spend(ds_at, months)
+    except ValueError as exc:
+        notes["clv"] = "contracts" if str(exc) == "contracts" else "model_failed"
+    except ImportError:
+        notes["clv"] = "model_missing"
+    before = segments.customer_features(ds_at, at, engagement=False)
+    base = base_rates(ds_at, horizon, before)
     if method == "rules":
         notes["calibration"] = "rules"
     return Forecast(
         "backtest",
-        cut,
+        at,
         scores,
         method,
-        ds.params.churn.horizon_days,
+        horizon,
         clv,
         notes,
         flagged_count_then=int(scores.flagged.sum()),
+        before=before,
+        base=base,
+    )
+
+
+def backtest(ds: Dataset, months: int = MONTHS, cut: dt.date | None = None) -> Forecast:
+    """Rerun the forecasts as of ``cut`` (default ``as_of - months``) on the data as it stood
+    then; ``months`` is also the spend forecast's horizon."""
+    cut = cut or cut_date(ds.params.as_of, months)
+    ds_cut = as_of_cut(ds, cut)
+    try:
+        return _forecast_at(ds_cut, months)
+    finally:
+        ds_cut.close()
+
+
+#: This review's per-customer forecasts, exported for next year's follow-up to grade.
+FORECASTS_EXPORT = "followup_forecasts"
+
+
+@dataclass
+class NextYear:
+    """This review's forecasts for the year after ``as_of`` (:func:`next_year`).
+
+    ``frame`` is ``exports/followup_forecasts.csv``: every customer acquired by ``as_of``
+    with ``acquired_at, first_order, spend_12m_before`` (net orders of the year to
+    ``as_of``), ``scored`` (live and scored by the red list), ``flagged``,
+    ``churn_probability`` (within ``horizon_days``) and ``predicted_spend_12m``. ``summary`` is results.json
+    ``followup.next_year``: the totals the deck quotes and what reading the frame back needs.
+    """
+
+    frame: pd.DataFrame
+    summary: dict[str, Any]
+
+
+def next_year(ds: Dataset, months: int = MONTHS) -> NextYear:
+    """Record this review's forecasts so next year's follow-up grades them as recorded:
+    expected churn rate (mean probability of the scored customers), 12-month revenue of the
+    live customers (CLV model) and NRR of the next base-year cohort."""
+    fc = _forecast_at(ds, months)
+    b = fc.before
+    frame = pd.DataFrame(
+        {"customer_id": b.customer_id.astype(str), "acquired_at": b.acquired_at.dt.date,
+         "first_order": pd.to_datetime(b.first_order).dt.date,
+         "spend_12m_before": b.spend_12m.to_numpy(float)}
+    )  # fmt: skip
+    cols = [c for c in ("customer_id", "flagged", "churn_probability") if c in fc.scores]
+    frame = frame.merge(fc.scores[cols].assign(scored=True), on="customer_id", how="outer")
+    if fc.clv is not None:
+        frame = frame.merge(
+            fc.clv[["customer_id", "predicted_spend_12m"]], on="customer_id", how="left"
+        )
+    frame["scored"] = frame.scored.astype("boolean").fillna(False).astype(bool)
+    frame["flagged"] = frame.flagged.astype("boolean").fillna(False).astype(bool)
+    summary: dict[str, Any] = {
+        "as_of": fc.as_of_then, "method": fc.method, "horizon_days": fc.horizon_days,
+        "months": months, "notes": fc.notes or None, "base": fc.base or None,
+        "customers_scored": int(frame.scored.sum()),
+    }  # fmt: skip
+    if "churn_probability" in frame and frame.churn_probability.notna().any():
+        summary["churn_rate"] = float(frame.churn_probability[frame.scored].mean())
+    if fc.clv is not None:
+        live = frame.scored & frame.predicted_spend_12m.notna()
+        summary["revenue_12m"] = float(frame.predicted_spend_12m[live].sum())
+        summary["revenue_12m_base"] = float(frame.spend_12m_before[live].sum())
+        nrr = nrr_forecast(fc)
+        if not isinstance(nrr, str):
+            summary["nrr"], summary["nrr_cohort"] = nrr[0], len(nrr[1])
+    summary = {k: v for k, v in summary.items() if v is not None}  # results.json holds no null
+    return NextYear(frame.sort_values("customer_id").reset_index(drop=True), summary)
+
+
+def recorded_forecast(run: Path, results: dict[str, Any]) -> Forecast | None:
+    """A previous run's own per-customer forecasts (:func:`next_year`), or ``None`` when it
+    recorded none (runs before this chapter recorded them)."""
+    rec = (results.get("followup") or {}).get("next_year") or {}
+    path = run / "exports" / f"{FORECASTS_EXPORT}.csv"
+    if not rec or not path.exists():
+        return None
+    f = pd.read_csv(path, dtype={"customer_id": str}, encoding="utf-8-sig")
+    for col in ("acquired_at", "first_order"):
+        f[col] = pd.to_datetime(f[col])
+    scored = f.scored.astype(str).str.lower() == "true"
+    cols = [c for c in ("customer_id", "flagged", "churn_probability") if c in f]
+    scores = f.loc[scored, cols].reset_index(drop=True)
+    scores["flagged"] = scores.flagged.astype(str).str.lower() == "true"
+    clv = None
+    if "predicted_spend_12m" in f and f.predicted_spend_12m.notna().any():
+        clv = f.loc[f.predicted_spend_12m.notna(), ["customer_id", "predicted_spend_12m"]]
+    before = f[["customer_id", "acquired_at", "first_order"]].assign(
+        spend_12m=f.spend_12m_before.astype(float)
+    )
+    return Forecast(
+        "previous_run",
+        dt.date.fromisoformat(str(rec["as_of"])),
+        scores,
+        str(rec.get("method", "health")),
+        int(rec.get("horizon_days", 90)),
+        clv.reset_index(drop=True) if clv is not None else None,
+        dict(rec.get("notes") or {}),
+        before=before,
+        base=dict(rec.get("base") or {}),
+        recorded=True,
     )
 
 
@@ -510,9 +653,18 @@ def realised_spend(ds: Dataset, then: dt.date, months: int = MONTHS) -> pd.DataF
     return engine.to_pandas(o.group_by("customer_id").aggregate(realised_spend_12m=o.amount.sum()))
 
 
-def clv_grades(predicted: pd.DataFrame, realised: pd.DataFrame) -> dict[str, Any] | None:
-    """Predicted vs realised 12-month spend per customer: bias (mean predicted - realised),
-    MAE, Spearman correlation, totals, and a table by decile of the prediction."""
+def clv_grades(
+    predicted: pd.DataFrame,
+    realised: pd.DataFrame,
+    before: pd.Series | None = None,
+    seed: int = 0,
+    n_boot: int = N_BOOT,
+) -> dict[str, Any] | None:
+    """Predicted vs realised 12-month spend per customer: bias (mean predicted - realised)
+    and MAE with customer-bootstrap 95% intervals, Spearman correlation, totals, and a
+    table by decile of the prediction. With ``before`` (spend in the 12 months before the
+    cut, by customer id) the same bias and MAE of the forecast without a model, "the same
+    as last year" (``bias_base``, ``mae_base``)."""
     df = predicted.merge(realised, on="customer_id", how="left")
     df["realised_spend_12m"] = df.realised_spend_12m.fillna(0.0).astype(float)
     if df.empty:
@@ -530,10 +682,23 @@ def clv_grades(predicted: pd.DataFrame, realised: pd.DataFrame) -> dict[str, Any
     rho = float(df.predicted_spend_12m.corr(df.realised_spend_12m, method="spearman"))
     rho_dec = float(table.predicted.corr(table.realised)) if len(table) > 2 else float("nan")
     total_p, total_r = float(df.predicted_spend_12m.sum()), float(df.realised_spend_12m.sum())
+    e = err.to_numpy(float)
+    bias_lo, bias_hi = _boot(lambda a: a.mean(axis=1), [e], seed, n_boot)
+    mae_lo, mae_hi = _boot(lambda a: np.abs(a).mean(axis=1), [e], seed, n_boot)
+    base: dict[str, float] = {}
+    if before is not None:
+        naive = before.reindex(df.customer_id).fillna(0.0).to_numpy(float)
+        base_err = naive - df.realised_spend_12m.to_numpy(float)
+        base = {"bias_base": float(base_err.mean()), "mae_base": float(np.abs(base_err).mean())}
     return {
         "customers": int(len(df)),
         "bias": float(err.mean()),
+        "bias_low": bias_lo,
+        "bias_high": bias_hi,
         "mae": float(err.abs().mean()),
+        "mae_low": mae_lo,
+        "mae_high": mae_hi,
+        **base,
         "spearman": rho,
         "decile_correlation": rho_dec,
         "predicted_total": total_p,
@@ -657,7 +822,8 @@ class Followup:
     calibration: dict[str, Any] | None = None
     clv: dict[str, Any] | None = None
     pilots: pd.DataFrame | None = None
-    headline: pd.DataFrame | None = None
+    headline: list[dict[str, Any]] = field(default_factory=list)
+    headline_skipped: dict[str, str] = field(default_factory=dict)
     findings: pd.DataFrame | None = None
     pilots_not_run: list[str] = field(default_factory=list)
 
@@ -689,13 +855,15 @@ class Followup:
             "clv": {k: x for k, x in v.items() if k != "customers_frame"} or None,
             "pilots": self.pilots,
             "pilots_not_run": list(self.pilots_not_run),
-            "headline": self.headline if self.headline is not None and len(self.headline) else None,
+            "headline": self.headline or None,
             "findings": self.findings,
         }
         if self.problem and self.problem["reason"] == "flags_everyone":
             out.update(dict.fromkeys(RED_LIST_KEYS), red_list=None)
         clean = _prune(to_jsonable(out))
         skipped = {k: self.why(k, lang) for k in HEADLINE_KEYS if k not in clean}
+        for metric in self.headline_skipped:
+            skipped[f"headline_{metric}"] = self.why(f"headline_{metric}", lang)
         if skipped:
             clean["skipped"] = skipped
         return clean
@@ -725,8 +893,12 @@ class Followup:
             return t(f"fu.cal.none.{notes.get('calibration', 'rules')}")
         if key in ("clv", "clv_bias", "clv_mae"):
             return t(f"fu.clv.none.{notes.get('clv', 'model_failed')}")
+        if key.startswith("headline_"):
+            return self.headline_reason(key.removeprefix("headline_"), lang)
         if key == "headline":
-            return t("fu.head.none")
+            return " ".join(self.headline_reason(m, lang) for m in self.headline_skipped) or t(
+                "fu.head.none"
+            )
         if key == "pilots_not_run":
             return t("fu.pilot.all_run")
         if self.red is not None and self.red["flagged"] == 0:
@@ -734,6 +906,20 @@ class Followup:
         if key in ("at_risk_lift", "median_lead_days") and self.red and self.red["churned"]:
             return t("fu.red.no_flagged_churner")
         return t("fu.overview.no_churn", then=then, graded=(self.red or {}).get("graded", 0))
+
+    def headline_reason(self, metric: str, lang: str) -> str:
+        """Why the headline forecast ``metric`` was not graded, in words."""
+        from fupan import i18n, segments
+
+        then = self.as_of_then
+        code = self.headline_skipped.get(metric, "model_failed")
+        return i18n.t(
+            f"fu.head.none.{code}",
+            lang,
+            what=i18n.t(f"fu.head.{metric}", lang),
+            then=str(then),
+            cohort=str(segments.years_before(then)) if then else "",
+        )
 
     def export_frame(self) -> pd.DataFrame:
         """``exports/followup_at_risk.csv``: every graded customer with the forecast and
@@ -745,23 +931,252 @@ class Followup:
         return out.sort_values(["flagged", "customer_id"], ascending=[False, True])
 
 
-def headline(fu: Followup, results_then: dict[str, Any]) -> pd.DataFrame:
-    """Last year's forecasts next to what happened: expected vs actual churners within the
-    probability's horizon, the red list's churners, predicted vs realised 12-month spend."""
-    rows = []
-    c, v = fu.calibration, fu.clv
-    if c:
-        rows.append({"metric": "churners_in_horizon", "forecast": c["expected_churners"],
-                     "actual": float(c["churners"])})  # fmt: skip
-    if v:
-        rows.append({"metric": "spend_12m", "forecast": v["predicted_total"],
-                     "actual": v["realised_total"]})  # fmt: skip
-    then_ltv = (results_then.get("ltv") or {}).get("total_clv")
-    if then_ltv is not None:
-        rows.append({"metric": "total_clv_then", "forecast": float(then_ltv),
-                     "actual": float("nan")})  # fmt: skip
-    df = pd.DataFrame(rows, columns=["metric", "forecast", "actual"])
-    return df[df.forecast.notna()].reset_index(drop=True)
+# --------------------------------------------------------------------------------------
+# Headline forecasts: churn rate, revenue and NRR then vs what happened
+
+#: The headline forecasts, in the order the slide shows them.
+HEADLINE_METRICS = ("churn_rate", "revenue_12m", "nrr")
+
+
+def nrr_with_parts(
+    features: pd.DataFrame, day: dt.date
+) -> tuple[float | None, pd.DataFrame, str | None]:
+    """Net revenue retention at ``day`` by the metric catalogue's one definition
+    (:func:`fupan.metrics.retention_from_features`), its per-customer terms
+    (``customer_id, then, now``) for an interval, and why it cannot be judged (the
+    catalogue's ``history`` or ``no_base``; ``None`` when it can).
+
+    The one place the chapter calls the NRR definition. The terms come from the catalogue's
+    population rule (:func:`fupan.metrics.in_retention_cohort`, base revenue > 0, negative
+    revenue counted as 0) and are checked to add up to its totals, so a change of
+    definition cannot go unnoticed.
+    """
+    from fupan import metrics
+
+    total = metrics.retention_from_features(features, day)
+    df = features[metrics.in_retention_cohort(features.acquired_at.to_numpy(), day)]
+    then = df.spend_prior_12m.fillna(0).to_numpy(float)
+    now = np.maximum(df.spend_12m.fillna(0).to_numpy(float), 0)
+    has = then > 0
+    parts = pd.DataFrame(
+        {
+            "customer_id": df.customer_id.astype(str).to_numpy()[has],
+            "then": then[has],
+            "now": now[has],
+        }
+    )
+    if len(parts) != total["customers"] or not np.isclose(parts.now.sum(), total["net"]):
+        raise RuntimeError(
+            "follow-up: NRR terms disagree with fupan.metrics.retention_from_features"
+        )
+    return total["nrr"], parts, total["reason"]
+
+
+def _boot(
+    stat: Any, columns: list[np.ndarray], seed: int, n_boot: int = N_BOOT
+) -> tuple[float, float]:
+    """95% percentile interval of ``stat(*columns)`` over customers resampled with
+    replacement (in chunks, so a large base never holds ``n_boot x n`` indices at once)."""
+    n = len(columns[0])
+    if n == 0:
+        return float("nan"), float("nan")
+    if n == 1:  # every resample is the one customer
+        v = float(stat(*(c[None, :] for c in columns))[0])
+        return v, v
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(n_boot, 4_000_000 // n))
+    draws = []
+    for k in range(0, n_boot, chunk):
+        idx = rng.integers(0, n, size=(min(chunk, n_boot - k), n))
+        draws.append(stat(*(c[idx] for c in columns)))
+    return _interval(np.concatenate(draws))
+
+
+def total_interval(x: np.ndarray, seed: int, n_boot: int = N_BOOT) -> tuple[float, float]:
+    """95% interval of a population's total (customer bootstrap of ``sum(x)``)."""
+    return _boot(lambda a: a.sum(axis=1), [np.asarray(x, float)], seed, n_boot)
+
+
+def ratio_interval(
+    num: np.ndarray, den: np.ndarray, seed: int, n_boot: int = N_BOOT
+) -> tuple[float, float]:
+    """95% interval of ``sum(num) / sum(den)`` (customer bootstrap of the pairs)."""
+    cols = [np.asarray(num, float), np.asarray(den, float)]
+    return _boot(lambda a, b: a.sum(axis=1) / b.sum(axis=1), cols, seed, n_boot)
+
+
+def _row(metric: str, basis: str, population: int, forecast: float, actual: float,
+         low: float, high: float, base: float | None, **extra: Any) -> dict[str, Any]:  # fmt: skip
+    """One graded forecast: held when the forecast lies in the actual's 95% interval, else
+    missed ``over`` or ``under``, by ``off`` (forecast - actual) and ``off_relative``."""
+    verdict = "held" if low <= forecast <= high else ("over" if forecast > high else "under")
+    row = {
+        "metric": metric, "basis": basis, "population": int(population),
+        "forecast": float(forecast), "actual": float(actual), "low": float(low),
+        "high": float(high), "verdict": verdict, "off": float(forecast - actual),
+        "off_relative": float((forecast - actual) / actual) if actual else None,
+        **extra,
+    }  # fmt: skip
+    if base is not None and math.isfinite(base):
+        row["base"] = float(base)
+        row["beats_base"] = bool(abs(forecast - actual) < abs(base - actual))
+    return row
+
+
+def _basis(fc: Forecast, model: Forecast) -> str:
+    """Where a headline forecast comes from: the backtest's models, a previous run's
+    recorded forecasts, or the same models rerun at a previous run's date."""
+    if fc.source == "backtest":
+        return "model_then"
+    return "recorded" if model.recorded else "recomputed"
+
+
+def nrr_forecast(model: Forecast) -> tuple[float, pd.DataFrame] | str:
+    """The expected NRR of the base-year cohort at ``model.as_of_then``: the CLV model's
+    12-month spend of the cohort over its revenue in the year to that date, by the one
+    definition (:func:`nrr_with_parts`); else why not (``model_failed``: no spend forecast;
+    ``history``: the orders do not reach back to the base year; ``no_cohort``)."""
+    if model.clv is None or model.before is None:
+        return "model_failed"
+    pred = model.clv.set_index("customer_id").predicted_spend_12m
+    b = model.before
+    frame = b[["customer_id", "acquired_at", "first_order"]].assign(
+        spend_prior_12m=b.spend_12m.to_numpy(float),
+        spend_12m=pred.reindex(b.customer_id.astype(str)).fillna(0.0).to_numpy(float),
+    )
+    forecast, parts, why = nrr_with_parts(frame, _add_years(model.as_of_then))
+    if why == "history":
+        return "history"
+    return "no_cohort" if forecast is None else (forecast, parts)
+
+
+def _add_years(day: dt.date, years: int = 1) -> dt.date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
+
+
+def churn_forecast_row(
+    ds: Dataset, graded: pd.DataFrame, fc: Forecast, model: Forecast | None
+) -> dict[str, Any] | str:
+    """Expected vs realised churn rate of the customers live then (a row, or why not).
+
+    A previous run's recorded ``simulation.model.predicted_annual_churn`` is graded over the
+    12 months after its date; otherwise the mean churn probability of the customers the
+    red list scored then is graded over the probability's horizon.
+    """
+    then, now = pd.Timestamp(fc.as_of_then), pd.Timestamp(ds.params.as_of)
+    sim = (fc.results_then.get("simulation") or {}).get("model") or {}
+    recorded = sim.get("predicted_annual_churn")
+    if isinstance(recorded, (int, float)) and math.isfinite(recorded):
+        end, basis, g = then + pd.DateOffset(months=12), "recorded", graded
+        forecast = float(recorded)
+        base = sim.get("observed_annual_churn")
+        if not isinstance(base, (int, float)) and model is not None:
+            base = model.base.get("churn_rate_annual")
+        window = {"months": 12}
+    else:
+        if model is None or model.method != "health":
+            return "rules"
+        end = then + pd.Timedelta(days=model.horizon_days)
+        prob = model.scores[["customer_id", "churn_probability"]].dropna()
+        g = graded.drop(columns="churn_probability").merge(prob, on="customer_id")
+        forecast, base = float(g.churn_probability.mean()), model.base.get("churn_rate_horizon")
+        basis = _basis(fc, model)
+        window = {"days": int(model.horizon_days)}
+    if end > now:
+        return "short_follow_up"
+    if g.empty:
+        return "rules"
+    y = (g.churned & (g.churned_at <= end)).to_numpy(bool)
+    rate, lo, hi = outcomes.rate_with_ci(int(y.sum()), len(y))
+    return _row("churn_rate", basis, len(g), forecast, rate, lo, hi, base,
+                churned=int(y.sum()), **window)  # fmt: skip
+
+
+def revenue_forecast_row(
+    ds: Dataset, fc: Forecast, model: Forecast | None, seed: int, months: int = MONTHS
+) -> dict[str, Any] | str:
+    """Predicted vs realised net revenue over the ``months`` after the cut of the customers
+    live then with an order by then (the CLV model values them), a row or why not.
+    Interval: customer bootstrap of the realised total. Base: the same customers' revenue
+    in the ``months`` before the cut."""
+    if model is None or model.clv is None:
+        return (model.notes.get("clv") if model else None) or "model_failed"
+    then = model.as_of_then
+    if pd.Timestamp(then) + pd.DateOffset(months=months) > pd.Timestamp(ds.params.as_of):
+        return "short_follow_up"
+    live = set(model.scores.customer_id)
+    df = model.clv[model.clv.customer_id.isin(live)][["customer_id", "predicted_spend_12m"]]
+    df = df.merge(realised_spend(ds, then, months), on="customer_id", how="left")
+    before = model.before.set_index("customer_id").spend_12m if model.before is not None else None
+    df["realised"] = df.realised_spend_12m.fillna(0.0).astype(float)
+    if df.empty:
+        return "model_failed"
+    r = df.realised.to_numpy(float)
+    lo, hi = total_interval(r, seed)
+    base = None if before is None else float(before.reindex(df.customer_id).fillna(0).sum())
+    basis = _basis(fc, model)
+    forecast = float(df.predicted_spend_12m.sum())
+    return _row(
+        "revenue_12m", basis, len(df), forecast, float(r.sum()), lo, hi, base, months=months
+    )
+
+
+def nrr_forecast_row(
+    ds: Dataset, fc: Forecast, model: Forecast | None, seed: int
+) -> dict[str, Any] | str:
+    """Expected vs actual NRR of the base-year cohort at the cut (customers acquired a year
+    before it with revenue in the year to it): the CLV model's 12-month spend of the cohort
+    over its revenue in the year to the cut, vs the cohort's revenue in the year after it
+    over the same base (:func:`nrr_with_parts`). Interval: customer bootstrap of the actual
+    ratio. Base: the NRR measured at the cut."""
+    from fupan import segments
+
+    if model is None or model.clv is None:
+        return (model.notes.get("clv") if model else None) or "model_failed"
+    then = model.as_of_then
+    day = _add_years(then)
+    if pd.Timestamp(day) > pd.Timestamp(ds.params.as_of):
+        return "short_follow_up"
+    made = nrr_forecast(model)
+    if isinstance(made, str):
+        return made
+    forecast, fparts = made
+    feats = segments.customer_features(ds, day, engagement=False)
+    # the same cohort's actual (the orders reach back: their first is the same as then)
+    actual, parts, _ = nrr_with_parts(feats[feats.customer_id.isin(fparts.customer_id)], day)
+    if actual is None:
+        return "no_cohort"
+    lo, hi = ratio_interval(parts.now.to_numpy(float), parts.then.to_numpy(float), seed)
+    basis = _basis(fc, model)
+    extra = {"cohort_acquired_by": segments.years_before(then), "base_revenue": fparts.then.sum()}
+    return _row("nrr", basis, len(fparts), forecast, actual, lo, hi, model.base.get("nrr"), **extra)
+
+
+def headline_rows(
+    ds: Dataset, graded: pd.DataFrame, fc: Forecast, model: Forecast | None, seed: int
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Last year's expected churn rate, 12-month revenue and NRR vs this year's actuals.
+
+    ``model`` holds the forecasts with every customer's churn probability and spend
+    forecast as of ``fc.as_of_then``: the backtest itself, or (for a previous run, whose
+    exports hold neither) the same models recomputed from the data as it stood at its date.
+    Returns the rows (:func:`_row`) and, per metric that could not be graded, a reason code.
+    """
+    rows, skipped = [], {}
+    for metric, make in (
+        ("churn_rate", lambda: churn_forecast_row(ds, graded, fc, model)),
+        ("revenue_12m", lambda: revenue_forecast_row(ds, fc, model, seed)),
+        ("nrr", lambda: nrr_forecast_row(ds, fc, model, seed)),
+    ):
+        r = make()
+        if isinstance(r, str):
+            skipped[metric] = r
+        else:
+            rows.append(r)
+    return rows, skipped
 
 
 def findings_table(
@@ -825,11 +1240,46 @@ def follow_up(
     if share >= FLAGS_EVERYONE:
         # a list of (nearly) everyone has the base rate as its precision by construction
         fu.problem = {"reason": "flags_everyone", "share": share, "graded": fu.red["graded"]}
-    fu.calibration = calibration_grades(fu.graded, seed) if fc.method == "health" else None
-    if fc.clv is not None:
-        fu.clv = clv_grades(fc.clv, realised_spend(ds, then, months))
-    fu.headline = headline(fu, fc.results_then)
+    model = fc
+    if fc.source == "previous_run":
+        # its own per-customer forecasts when it recorded them; else (an older run, whose
+        # exports hold only the red list) the same models rerun on the data as it stood then
+        model = recorded_forecast(Path(previous), fc.results_then)
+        try:
+            model = model or backtest(ds, months, cut=then)
+        except (ValueError, RuntimeError) as exc:
+            warnings.warn(f"follow-up: models not rerun as of {then} ({exc})", stacklevel=2)
+    # calibration and CLV grade what was forecast then: a backtest's or a previous run's
+    # recorded per-customer forecasts, never models rerun today in a previous run's name
+    said = model if model is not None and (model is fc or model.recorded) else None
+    if said is not None:
+        fu.calibration, fu.clv = probability_and_spend_grades(ds, fu.graded, said, months, seed)
+        for key, grade in (("calibration", fu.calibration), ("clv", fu.clv)):
+            if grade is not None:
+                fc.notes.pop(key, None)
+    fu.headline, fu.headline_skipped = headline_rows(ds, fu.graded, fc, model, seed)
     return fu
+
+
+def probability_and_spend_grades(
+    ds: Dataset, graded: pd.DataFrame, said: Forecast, months: int = MONTHS, seed: int = 0
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Calibration of ``said``'s churn probabilities over its horizon (health score only)
+    and its 12-month spend forecast against realised spend (:func:`calibration_grades`,
+    :func:`clv_grades`); ``None`` for a part it did not forecast."""
+    cal = None
+    if said.method == "health" and "churn_probability" in said.scores:
+        probs = said.scores[["customer_id", "churn_probability"]]
+        g = graded.drop(columns="churn_probability").merge(probs, on="customer_id", how="left")
+        end = pd.Timestamp(said.as_of_then) + pd.Timedelta(days=said.horizon_days)
+        g["churned_in_horizon"] = g.churned & (g.churned_at <= end)
+        cal = calibration_grades(g, seed)
+    clv = None
+    if said.clv is not None:
+        before = None if said.before is None else said.before.set_index("customer_id").spend_12m
+        realised = realised_spend(ds, said.as_of_then, months)
+        clv = clv_grades(said.clv, realised, before, seed)
+    return cal, clv
 
 
 # --------------------------------------------------------------------------------------
@@ -946,20 +1396,154 @@ def red_table(red: dict[str, Any], lang: str, fmt: Any) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def headline_table(head: pd.DataFrame, horizon: int, lang: str, fmt: Any) -> pd.DataFrame:
-    """Headline forecasts vs actuals as a slide table."""
+def _metric_label(row: dict[str, Any], lang: str) -> str:
     from fupan import i18n
 
-    rows = []
-    for r in head.itertuples():
-        money = r.metric == "spend_12m"
-        show = fmt.money if money else (lambda x: fmt.num(x, 0))
-        off = (r.forecast - r.actual) / r.actual if r.actual else float("nan")
-        rows.append(
-            [i18n.t(f"fu.head.{r.metric}", lang, horizon=horizon), show(r.forecast),
-             show(r.actual), f"{100 * off:+.0f}%" if math.isfinite(off) else ""]
+    if row["metric"] != "churn_rate":
+        return i18n.t(f"fu.head.{row['metric']}", lang)
+    if "months" in row:
+        return i18n.t("fu.head.churn_rate_months", lang, months=row["months"])
+    return i18n.t("fu.head.churn_rate_days", lang, days=row["days"])
+
+
+def _show(row: dict[str, Any], x: float, fmt: Any) -> str:
+    return fmt.money(x) if row["metric"] == "revenue_12m" else fmt.pct(x, 1)
+
+
+def _off(row: dict[str, Any], fmt: Any) -> str:
+    """How far the forecast missed: relative for money, percentage points for rates."""
+    if row["metric"] == "revenue_12m" and row.get("off_relative") is not None:
+        return fmt.pct(abs(row["off_relative"]), 0)
+    return fmt.pts(abs(row["off"]), 1).lstrip("+")
+
+
+def verdict_words(row: dict[str, Any], lang: str, fmt: Any) -> str:
+    """``held`` or ``missed: 14% too low`` in words."""
+    from fupan import i18n
+
+    return i18n.t(f"fu.head.verdict.{row['verdict']}", lang, off=_off(row, fmt))
+
+
+def headline_table(rows: list[dict[str, Any]], lang: str, fmt: Any) -> pd.DataFrame:
+    """Headline forecasts vs actuals as a slide table: forecast, actual with its 95%
+    interval, the base rate (the value a year before), the verdict in words."""
+    from fupan import i18n
+
+    def t(key: str, **v: Any) -> str:
+        return i18n.t(key, lang, **v)
+
+    out = []
+    for r in rows:
+        base = _show(r, r["base"], fmt) if "base" in r else t("fu.head.no_base")
+        out.append(
+            [_metric_label(r, lang), _show(r, r["forecast"], fmt), _show(r, r["actual"], fmt),
+             t("fu.range", lo=_show(r, r["low"], fmt), hi=_show(r, r["high"], fmt)), base,
+             verdict_words(r, lang, fmt)]
         )  # fmt: skip
-    cols = [i18n.t(f"fu.head.col.{c}", lang) for c in ("metric", "forecast", "actual", "error")]
+    cols = ("metric", "forecast", "actual", "interval", "base", "verdict")
+    return pd.DataFrame(out, columns=[t(f"fu.head.col.{c}") for c in cols])
+
+
+def headline_lines(
+    rows: list[dict[str, Any]], then: Any, source: str, lang: str, fmt: Any
+) -> dict[str, Any]:
+    """The headline slide's title and finding (quoting the numbers) and the note that
+    states each forecast's population in words."""
+    from fupan import i18n
+
+    def t(key: str, **v: Any) -> str:
+        return i18n.t(key, lang, **v)
+
+    sep = "；" if lang == "zh" else "; "
+    held = sum(r["verdict"] == "held" for r in rows)
+    missed = [
+        t(f"fu.head.off.{r['verdict']}", what=t(f"fu.head.short.{r['metric']}"), off=_off(r, fmt))
+        for r in rows
+        if r["verdict"] != "held"
+    ]
+    if missed:
+        title = t("fu.head.title_some", held=held, n=len(rows), missed=sep.join(missed))
+    else:
+        title = t("fu.head.title_all", n=len(rows))
+    pairs = sep.join(
+        t("fu.head.pair", what=_metric_label(r, lang), f=_show(r, r["forecast"], fmt),
+          a=_show(r, r["actual"], fmt))
+        for r in rows
+    )  # fmt: skip
+    finding = t("fu.head.finding", pairs=pairs, then=str(then))
+    pops = []
+    for r in rows:
+        # the churn forecast a previous run's simulation recorded is annual, over everyone live
+        key = (
+            "churn_rate.recorded" if "months" in r and r["metric"] == "churn_rate" else r["metric"]
+        )
+        pops.append(
+            t(f"fu.head.pop.{key}", n=fmt.int(r["population"]), then=str(then),
+              cohort=str(r.get("cohort_acquired_by", "")), days=r.get("days", ""),
+              base=fmt.money(r.get("base_revenue")) if "base_revenue" in r else "")
+        )  # fmt: skip
+    note = t("fu.head.pop", pops=sep.join(pops))
+    if any(r["basis"] == "recomputed" for r in rows):
+        note += " " + t("fu.head.basis.recomputed", then=str(then))
+    elif any(r["basis"] == "recorded" and r["metric"] != "churn_rate" for r in rows):
+        note += " " + t("fu.head.basis.recorded", then=str(then))
+    return {"title": title, "finding": finding, "note": note}
+
+
+def next_year_lines(summary: dict[str, Any], lang: str, fmt: Any) -> tuple[str, str]:
+    """The slide (title, finding) for this review's forecasts of the coming year, recorded
+    for next year's follow-up; the finding quotes them or says why there are none."""
+    from fupan import i18n
+
+    def t(key: str, **v: Any) -> str:
+        return i18n.t(key, lang, **v)
+
+    until = _add_years(dt.date.fromisoformat(str(summary["as_of"])))
+    items = []
+    if "churn_rate" in summary:
+        x, n = fmt.pct(summary["churn_rate"], 1), fmt.int(summary["customers_scored"])
+        items.append(t("fu.next.churn", days=summary["horizon_days"], x=x, n=n))
+    if "revenue_12m" in summary:
+        items.append(t("fu.next.revenue", x=fmt.money(summary["revenue_12m"])))
+    if "nrr" in summary:
+        items.append(
+            t("fu.next.nrr", x=fmt.pct(summary["nrr"], 1), n=fmt.int(summary["nrr_cohort"]))
+        )
+    sep = "；" if lang == "zh" else "; "
+    if not items:
+        return t("fu.next.title_none"), t("fu.next.none")
+    text = sep.join(items)
+    return t("fu.next.title", until=str(until)), t(
+        "fu.next.finding", items=text[:1].upper() + text[1:]
+    )
+
+
+def next_year_table(summary: dict[str, Any], lang: str, fmt: Any) -> pd.DataFrame | None:
+    """The recorded forecasts next to this year's value of each (the base a reader would
+    forecast without a model), or ``None`` when none was recorded."""
+    from fupan import i18n
+
+    def t(key: str, **v: Any) -> str:
+        return i18n.t(key, lang, **v)
+
+    base = summary.get("base") or {}
+    rows = []
+    for key, label, show, b in (
+        ("churn_rate", t("fu.head.churn_rate_days", days=summary.get("horizon_days")),
+         lambda x: fmt.pct(x, 1), base.get("churn_rate_horizon")),
+        ("revenue_12m", t("fu.head.revenue_12m"), fmt.money, summary.get("revenue_12m_base")),
+        ("nrr", t("fu.head.nrr"), lambda x: fmt.pct(x, 1), base.get("nrr")),
+    ):  # fmt: skip
+        if key in summary:
+            rows.append([label, show(summary[key]), t("fu.head.no_base") if b is None else show(b)])
+    if not rows:
+        return None
+    until = _add_years(dt.date.fromisoformat(str(summary["as_of"])))
+    cols = [
+        t("fu.head.col.metric"),
+        t("fu.next.col.forecast", until=str(until)),
+        t("fu.next.col.base"),
+    ]
     return pd.DataFrame(rows, columns=cols)
 
 
