@@ -1966,21 +1966,64 @@ def _words(key: str, fmt: Any) -> str:
     return i18n.t(key, getattr(fmt, "lang", "en"))
 
 
+def _value_text(key: str, value: float, fmt: Any, decimals: int | None = None) -> str:
+    """A finite KPI value in its unit, with ``decimals`` places (None: the unit's default)."""
+    unit = CATALOGUE[key].unit
+    if unit == "pct":
+        return fmt.pct(value, CATALOGUE[key].decimals if decimals is None else decimals)
+    if unit == "nps":
+        return fmt.num(value, 1 if decimals is None else decimals)
+    if unit == "score":
+        return fmt.num(value, 2 if decimals is None else decimals)
+    if unit == "days":
+        return fmt.days(value, 1 if decimals is None else decimals)
+    return fmt.money(value)
+
+
+def _default_decimals(key: str, fmt: Any) -> int | None:
+    unit = CATALOGUE[key].unit
+    if unit == "pct":
+        return CATALOGUE[key].decimals if CATALOGUE[key].decimals is not None else fmt.decimals
+    return {"nps": 1, "score": 2, "days": 1}.get(unit)
+
+
 def format_value(key: str, value: float | None, fmt: Any) -> str:
     """A KPI value in its unit (``fmt`` is a :class:`fupan.i18n.Fmt`); a missing value in
     words (the reason goes beside it), never a placeholder sign."""
     if _isnan(value) or not math.isfinite(float(value)):
         return _words("kpi.value.na", fmt)
-    unit = CATALOGUE[key].unit
-    if unit == "pct":
-        return fmt.pct(value, CATALOGUE[key].decimals)
-    if unit == "nps":
-        return fmt.num(value, 1)
-    if unit == "score":
-        return fmt.num(value, 2)
-    if unit == "days":
-        return fmt.days(value)
-    return fmt.money(value)
+    return _value_text(key, float(value), fmt)
+
+
+def format_against(
+    key: str, value: float | None, levels: Iterable[float | None], fmt: Any
+) -> tuple[str, list[str]]:
+    """``value`` and the ``levels`` it is judged against (target, alert), written with
+    enough decimals that a value unequal to a level never reads equal to it.
+
+    "18.0%, above the alert threshold 18.0%" is false on its face; this writes "18.04%"
+    and "18.00%" instead. Money keeps its compact form (its thresholds are relative).
+    """
+    levels = list(levels)
+    d = _default_decimals(key, fmt)
+    finite = [float(x) for x in levels if not _isnan(x) and math.isfinite(float(x))]
+    if _isnan(value) or not math.isfinite(float(value)) or d is None or not finite:
+        return format_value(key, value, fmt), [
+            format_value(key, x, fmt) if not _isnan(x) else _words("kpi.value.na", fmt)
+            for x in levels
+        ]
+    v = float(value)
+    for extra in range(4):
+        shown = _value_text(key, v, fmt, d + extra)
+        if all(x == v or _value_text(key, x, fmt, d + extra) != shown for x in finite):
+            break
+    out = [
+        _value_text(key, float(x), fmt, d + extra) if not _isnan(x) else _words("kpi.value.na", fmt)
+        for x in levels
+    ]
+    if extra == 0:  # thresholds keep their usual form when nothing needed more digits
+        out = [format_value(key, x, fmt) for x in levels]
+    return shown, out
 
 
 def format_change(key: str, change: float | None, fmt: Any) -> str:
@@ -1992,7 +2035,7 @@ def format_change(key: str, change: float | None, fmt: Any) -> str:
     if unit == "pct":
         return fmt.pts(change, CATALOGUE[key].decimals)
     if unit == "money":
-        return f"{fmt.fixed(100 * change, fmt.decimals, '+')}%"
+        return fmt.rel(change)
     if unit == "days":
         return fmt.fixed(change, 1, "+") + (" 天" if fmt.lang == "zh" else " days")
     return fmt.fixed(change, 1 if unit == "nps" else 2, "+")
@@ -2006,7 +2049,7 @@ def format_threshold(key: str, t: dict[str, Any] | pd.Series, which: str, fmt: A
     rel = t.get(f"{which}_yoy")
     if _isnan(rel):
         return _words("kpi.threshold.none", fmt)
-    return ("同比 " if fmt.lang == "zh" else "YoY ") + f"{100 * rel:+.0f}%"
+    return ("同比 " if fmt.lang == "zh" else "YoY ") + fmt.rel(rel, 0)
 
 
 # --------------------------------------------------------------------------------------
@@ -2163,7 +2206,7 @@ def alert_messages(alerts: list[dict[str, Any]], lang: str, fmt: Any) -> list[st
             )
         elif a["kind"] == "kpi":
             name = i18n.t(f"kpi.name.{a['kpi']}", lang)
-            value = format_value(a["kpi"], a["value"], fmt)
+            value, (line,) = format_against(a["kpi"], a["value"], [a["threshold"]], fmt)
             if a["relative"]:
                 out.append(
                     i18n.t(
@@ -2172,7 +2215,7 @@ def alert_messages(alerts: list[dict[str, Any]], lang: str, fmt: Any) -> list[st
                         kpi=name,
                         value=value,
                         change=format_change(a["kpi"], a.get("change"), fmt),
-                        threshold=f"{100 * a['threshold']:+.0f}%",
+                        threshold=fmt.rel(a["threshold"], 0),
                     )
                 )
             else:
@@ -2182,7 +2225,7 @@ def alert_messages(alerts: list[dict[str, Any]], lang: str, fmt: Any) -> list[st
                         lang,
                         kpi=name,
                         value=value,
-                        threshold=format_value(a["kpi"], a["threshold"], fmt),
+                        threshold=line,
                     )
                 )
         elif a["kind"] == "new_red":
