@@ -895,7 +895,7 @@ def test_export_and_formatting(ds, report, tmp_path):
     assert kpi.format_change("avg_clv", -0.1, f) == "-10.0%"
     assert (
         kpi.format_threshold("avg_clv", {"target": None, "target_yoy": 0.0}, "target", f)
-        == "YoY +0%"
+        == "YoY 0%"  # a zero has no sign (i18n.Fmt.fixed)
     )
     assert kpi.reason_text("missing:surveys", "en") == "table 'surveys' is missing"
     assert kpi.reason_text("incomplete:orders", "zh").startswith("数据不完整")
