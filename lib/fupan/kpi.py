@@ -2052,6 +2052,106 @@ def format_threshold(key: str, t: dict[str, Any] | pd.Series, which: str, fmt: A
     return ("同比 " if fmt.lang == "zh" else "YoY ") + fmt.rel(rel, 0)
 
 
+#: Status as a shape as well as a colour, so the scorecard survives black-and-white print.
+STATUS_MARKS = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}
+SCORECARD_COLUMNS = ("kpi", "value", "status", "target", "alert", "mom", "yoy", "note")
+
+
+def status_html(status: str, lang: str) -> str:
+    """A status as colour, shape and word: ``<span class="fupan-status status-red">■ alert``."""
+    import html as _html
+
+    from fupan import i18n
+
+    s = status if status in STATUS_MARKS else "grey"
+    word = _html.escape(i18n.t(f"kpi.status.{s}", lang))
+    return (
+        f'<span class="fupan-status status-{s}"><span class="mark" aria-hidden="true">'
+        f"{STATUS_MARKS[s]}</span> {word}</span>"
+    )
+
+
+def status_legend_html(lang: str, statuses: Iterable[str] = STATUSES) -> str:
+    """The legend under a scorecard: each status's shape, word and meaning."""
+    import html as _html
+
+    from fupan import i18n
+
+    items = "".join(
+        f"<li>{status_html(s, lang)} <span>{_html.escape(i18n.t(f'kpi.legend.{s}', lang))}</span></li>"
+        for s in statuses
+    )
+    title = _html.escape(i18n.t("kpi.legend.title", lang))
+    return f'<ul class="fupan-status-legend" aria-label="{title}">{items}</ul>'
+
+
+def scorecard_rows(
+    table: pd.DataFrame, names: dict[str, str], fmt: Any, lang: str
+) -> list[dict[str, str]]:
+    """The scorecard's cells as text, one dict per KPI (keys :data:`SCORECARD_COLUMNS`).
+
+    The value is written with enough digits that it never reads equal to a target or
+    alert threshold it differs from (:func:`format_against`).
+    """
+    rows = []
+    for r in table.itertuples():
+        t = r._asdict()
+        value, (target, alert) = format_against(r.kpi, r.value, [t["target"], t["alert"]], fmt)
+        rel = _isnan(t["target"])
+        rows.append(
+            {
+                "kpi": names[r.kpi],
+                "value": value,
+                "status": r.status,
+                "target": format_threshold(r.kpi, t, "target", fmt) if rel else target,
+                "alert": format_threshold(r.kpi, t, "alert", fmt) if _isnan(t["alert"]) else alert,
+                "mom": format_change(r.kpi, r.mom, fmt),
+                "yoy": format_change(r.kpi, r.yoy, fmt),
+                "note": reason_text(r.reason, lang),
+            }
+        )
+    return rows
+
+
+def scorecard_html(table: pd.DataFrame, names: dict[str, str], fmt: Any, lang: str) -> str:
+    """The KPI scorecard as an HTML table with coloured, shaped and worded status cells,
+    and its legend. The monthly deck and the annual review's KPI chapter both show this."""
+    import html as _html
+
+    from fupan import i18n
+
+    rows = scorecard_rows(table, names, fmt, lang)
+    cols = [c for c in SCORECARD_COLUMNS if c != "note" or any(r["note"] for r in rows)]
+    head = "".join(f"<th>{_html.escape(i18n.t(f'kpi.col.{c}', lang))}</th>" for c in cols)
+    body = []
+    for r in rows:
+        cells = []
+        for c in cols:
+            if c == "status":
+                cells.append(f'<td class="status-cell">{status_html(r[c], lang)}</td>')
+            else:
+                cells.append(f"<td>{_html.escape(r[c])}</td>")
+        body.append(f'<tr class="row-{r["status"]}">{"".join(cells)}</tr>')
+    used = [s for s in STATUSES if any(r["status"] == s for r in rows)]
+    return (
+        f'<table class="fupan-table fupan-scorecard"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>" + status_legend_html(lang, used or STATUSES)
+    )
+
+
+def show_scorecard(table: pd.DataFrame, names: dict[str, str], fmt: Any, lang: str) -> None:
+    """Display :func:`scorecard_html` on the current slide (a notebook cell's output)."""
+    from fupan import i18n, show
+
+    rows = scorecard_rows(table, names, fmt, lang)
+    text = "\n".join(
+        " | ".join([r["kpi"], r["value"], i18n.t(f"kpi.status.{r['status']}", lang), r["target"]])
+        for r in rows
+    )
+    show.check_text(text)
+    show.html_block(scorecard_html(table, names, fmt, lang), text, kind="table")
+
+
 # --------------------------------------------------------------------------------------
 # History
 

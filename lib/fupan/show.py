@@ -196,6 +196,12 @@ def kpis(items: list[tuple[str, str, str | None]]) -> None:
     )
 
 
+def html_block(fragment: str, text: str, kind: str = "table") -> None:
+    """Put an HTML fragment a library function built (e.g. :func:`fupan.kpi.scorecard_html`)
+    on the slide; ``text`` is its plain-text form."""
+    _display({"text/html": fragment, "text/plain": text}, kind)
+
+
 def bullets(lines: list[str]) -> None:
     check_text(*lines)
     items = "".join(f"<li>{html.escape(x)}</li>" for x in lines)
