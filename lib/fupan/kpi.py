@@ -2482,8 +2482,9 @@ def save_month(report: KpiReport, run_dir: str | Path | None) -> Path | None:
     return path
 
 
-#: A trend line needs this many months with a value; fewer points are said in words.
-MIN_TREND_POINTS = 3
+#: A trend line needs this many months with a value: fewer points make a near-empty line,
+#: so they are shown as a small table, with the month the line will start.
+MIN_TREND_POINTS = 6
 
 
 @dataclass
@@ -2530,6 +2531,29 @@ def trend_plan(
             why = reasons.get(key) if key in reasons.index else None
             missing[key] = why if isinstance(why, str) and why else "no_data"
     return TrendPlan(draw, starts, missing)
+
+
+def short_series(
+    trend: pd.DataFrame, keys: Iterable[str], names: dict[str, str], fmt: Any
+) -> pd.DataFrame:
+    """The few months of KPIs too young for a trend line, as a small table: one row per
+    KPI, one column per month with a value (at most ``MIN_TREND_POINTS - 1`` of them)."""
+    keys = list(keys)
+    rows = trend[trend.kpi.isin(keys)] if len(trend) else trend
+    if not len(rows):
+        return pd.DataFrame()
+    values = rows.assign(v=pd.to_numeric(rows.value, errors="coerce")).dropna(subset=["v"])
+    months = sorted(values.month.unique())
+    out = []
+    for key in keys:
+        mine = values[values.kpi == key].set_index("month").v
+        out.append(
+            {
+                "kpi": names[key],
+                **{m: format_value(key, mine[m], fmt) if m in mine.index else "" for m in months},
+            }
+        )
+    return pd.DataFrame(out)
 
 
 def trend_figure(
