@@ -199,6 +199,48 @@ def test_english_review_deck_in_chromium(browser, english_review, tmp_path):
     assert not cjk, cjk[:5]
 
 
+def test_check_deck_catches_clipped_text_and_covered_data(browser, tmp_path, monkeypatch):
+    """The checks fail on what they guard against: a footnote cut off at the slide's foot,
+    and a chart whose legend covers its bars (drawn with the legend left in place)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from fupan import charts, show
+    from fupan import deck as fdeck
+
+    charts.setup()
+    fig, ax = charts.new("Bars under the legend")
+    ax.bar([0, 1, 2], [0.5, 0.9, 1.0], label="value")
+    ax.legend(loc="lower right")
+    shown = []
+    monkeypatch.setattr(show, "_display", lambda data, kind: shown.append(data))
+    monkeypatch.setenv(show.PLACE_LEGENDS_ENV, "0")
+    show.figure(fig)
+    img = f'<img class="chart" alt="[chart] Bars" src="data:image/png;base64,{shown[0]["image/png"]}">'
+    notes = "".join(f'<p class="fupan-note">footnote line {k}</p>' for k in range(40))
+    sections = [
+        fdeck.Section(
+            key="01_x",
+            title="Chapter",
+            question="Q?",
+            slides=[
+                fdeck.Slide(head="<div class='fupan-slide-head'><h2>Legend</h2></div>", body=[img]),
+                fdeck.Slide(
+                    head="<div class='fupan-slide-head'><h2>Notes</h2></div>", body=[notes]
+                ),
+            ],
+        )
+    ]
+    out = fdeck.render(
+        sections, {"name": "t", "as_of": "2026-10-31"}, {}, "en", tmp_path / "d.html"
+    )
+    with pytest.raises(AssertionError) as caught:
+        check_deck(browser, out, tmp_path / "shots")
+    message = str(caught.value)
+    assert "the legend covers" in message
+    assert "cut at the slide edge" in message or "under the footer" in message
+
+
 def test_pdf_has_one_landscape_page_per_slide(tiny_deck, tmp_path):
     from fupan import deck
 
