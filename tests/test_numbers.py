@@ -153,3 +153,13 @@ def test_rate_changes_in_points_money_changes_in_percent(lang):
         "YoY 0%",
     )
     assert not math.isnan(f.decimals)
+
+
+def test_value_and_threshold_for_a_title():
+    import pandas as pd
+
+    f = i18n.Fmt("en")
+    row = pd.Series({"value": 0.1804, "target": 0.18, "target_yoy": None, "alert": 0.2})
+    assert kpi.value_and_threshold("churn_rate_t12", row, "target", f) == ("18.04%", "18.00%")
+    rel = {"value": 17400.0, "target": None, "target_yoy": 0.0}
+    assert kpi.value_and_threshold("avg_clv", rel, "target", f) == ("¥17.4k", "YoY 0%")

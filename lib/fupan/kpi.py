@@ -2052,6 +2052,17 @@ def format_threshold(key: str, t: dict[str, Any] | pd.Series, which: str, fmt: A
     return ("同比 " if fmt.lang == "zh" else "YoY ") + fmt.rel(rel, 0)
 
 
+def value_and_threshold(key: str, row: Any, which: str, fmt: Any) -> tuple[str, str]:
+    """A KPI's value and its ``target`` or ``alert`` (``which``) for a sentence: written
+    with enough digits to differ when they do (:func:`format_against`); a relative
+    threshold reads "YoY -10%"."""
+    t = row if isinstance(row, dict) else (row._asdict() if hasattr(row, "_asdict") else dict(row))
+    if _isnan(t.get(which)):
+        return format_value(key, t.get("value"), fmt), format_threshold(key, t, which, fmt)
+    value, (level,) = format_against(key, t.get("value"), [t[which]], fmt)
+    return value, level
+
+
 #: Status as a shape as well as a colour, so the scorecard survives black-and-white print.
 STATUS_MARKS = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}
 SCORECARD_COLUMNS = ("kpi", "value", "status", "target", "alert", "mom", "yoy", "note")
