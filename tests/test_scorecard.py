@@ -81,3 +81,20 @@ def test_monthly_and_annual_decks_share_the_scorecard_function():
     for params in ("monthly.yaml", "annual_review.yaml"):
         text = (ROOT / "params" / params).read_text(encoding="utf-8")
         assert "05_kpi_tracking" in text
+
+
+def test_a_trend_with_fewer_than_six_months_is_a_small_table():
+    months = kpi.month_range("2026-06", "2026-10")
+    trend = pd.DataFrame(
+        [{"month": m, "kpi": "nps", "value": 10.0 + i} for i, m in enumerate(months)]
+        + [{"month": m, "kpi": "grr", "value": 0.7} for m in kpi.month_range("2025-11", "2026-10")]
+    )
+    table = pd.DataFrame({"kpi": ["nps", "grr", "csat"], "reason": [None, None, "missing:surveys"]})
+    plan = kpi.trend_plan(trend, table, ["nps", "grr", "csat"], "2026-10")
+    assert kpi.MIN_TREND_POINTS == 6
+    assert plan.draw == ["grr"]  # 12 months: a line
+    assert plan.starts == {"nps": "2026-11"}  # 5 months: the line starts with the next one
+    assert plan.missing == {"csat": "missing:surveys"}
+    small = kpi.short_series(trend, plan.starts, {"nps": "NPS"}, i18n.Fmt("en"))
+    assert list(small.columns) == ["kpi", *months]
+    assert small.iloc[0].tolist() == ["NPS", "10.0", "11.0", "12.0", "13.0", "14.0"]
