@@ -105,3 +105,25 @@ def test_show_figure_records_the_check_in_the_png(monkeypatch):
     assert any("slide 1 (T)" in p and "legend covers" in p for p in found)
     assert any("slide 2 (U)" in p and "not checked" in p for p in found)
     assert os.environ[show.PLACE_LEGENDS_ENV] == "0" and json.dumps([]) == "[]"
+
+
+def test_an_anchored_legend_that_covers_data_is_moved_too():
+    fig, ax = charts.new("Anchored")
+    ax.bar([0, 1, 2, 3], [1.0, 1.0, 1.0, 0.2], label="value")
+    ax.set_ylim(0, 1.2)
+    ax.legend(loc="center", bbox_to_anchor=(0.5, 0.5))
+    assert charts.figure_problems(fig)
+    charts.place_legends(fig)
+    assert charts.figure_problems(fig) == []
+
+
+def test_a_figure_legend_over_a_panel_goes_below_the_panels():
+    fig, axes = plt.subplots(1, 2)
+    fig.suptitle("Panels")
+    for ax in axes:
+        ax.plot(range(10), [1.0] * 10, label="target")
+        ax.set_ylim(0.9, 1.1)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="center")
+    assert charts.figure_problems(fig)
+    charts.place_legends(fig)
+    assert charts.figure_problems(fig) == []

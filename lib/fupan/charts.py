@@ -276,6 +276,7 @@ def place_legends(fig) -> None:
         if not _covered(fig, legend, renderer):
             continue
         if ax is not None:
+            legend.set_bbox_to_anchor(None)  # inside the plot area, wherever it was anchored
             for loc in ("best", *_INSIDE_LOCS):
                 legend.set_loc(loc)
                 fig.canvas.draw()
