@@ -3,6 +3,10 @@
 Call :func:`setup` once per notebook. Chinese glyphs come from the Noto Sans CJK SC font
 shipped in the ``mplfonts`` package, registered with matplotlib's font manager directly so
 nothing is written into matplotlib's install and nothing is fetched at run time.
+
+A legend never covers data: :func:`place_legends` moves one that does (to matplotlib's
+"best", a free corner, or outside the plot), and :func:`figure_problems` checks every chart
+at render time; :func:`fupan.show.figure` runs both and records the result in the PNG.
 """
 
 from __future__ import annotations
