@@ -2587,7 +2587,7 @@ def trend_figure(
     from fupan import charts
 
     n = len(keys)
-    ncols = 3 if n > 4 or n == 3 else 2
+    ncols = 1 if n == 1 else 3 if n > 4 or n == 3 else 2
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(11.5, 2.45 * nrows + 0.7), squeeze=False)
     fig.suptitle(title, fontsize=13, fontweight="bold")
