@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from fupan import data as fdata
 from fupan import i18n, kpi
 from fupan import params as fparams
@@ -573,7 +574,14 @@ def test_benchmarks_file_targets_are_valid():
     root = Path(__file__).parent.parent
     p = fparams.load(root / "params" / "monthly.yaml")
     t = kpi.targets(p)
-    assert t["nps"]["alert"] == 40 and t["ltv_at_risk"]["alert_yoy"] == 0.20
+    # the file's own targets are the ones used (they are the team's plan, not the defaults)
+    shipped = yaml.safe_load((root / "params" / "benchmarks.yaml").read_text())["kpi_targets"]
+    assert (
+        t["nps"]["alert"]
+        == shipped["nps"]["alert"]
+        != kpi.default_targets(p.benchmarks)["nps"]["alert"]
+    )
+    assert t["ltv_at_risk"]["alert_yoy"] == shipped["ltv_at_risk"]["alert_yoy"] == 0.20
 
 
 def test_evaluate_relative_target_changes_and_incomplete():
