@@ -49,6 +49,13 @@ def test_counts_agree_in_english(key, values, expected):
     assert i18n.t(key, "en", **values) == expected
 
 
+def test_possessive_after_a_count_of_one():
+    text = i18n.t("diag.funnel.rules", "en", risk=90, trend="1", ratio="50%", orders=2)
+    assert "last 1 day's spend" in text and "the 1 day before" in text
+    text = i18n.t("diag.funnel.rules", "en", risk=90, trend="30", ratio="50%", orders=2)
+    assert "last 30 days' spend" in text
+
+
 def test_count_given_as_formatted_text():
     # notebooks pass counts through Fmt.int: "1" agrees, "1,204" stays plural
     assert i18n.t("kpi.alert.new_red", "en", n="1").startswith("1 customer newly")

@@ -82,7 +82,7 @@ _VERBS = {"are": "is", "were": "was", "have": "has", "need": "needs", "do": "doe
 #: words that end a noun phrase: "{n} of customers" counts something else
 _NOT_ADJ = {"of", "in", "to", "and", "or", "for", "with", "on", "at", "by", "from", "than"}
 _COUNTED = re.compile(
-    r"\{(?P<name>\w+)\}(?P<rest>(?:\s+[a-z][a-z-]*){1,3})",
+    r"\{(?P<name>\w+)\}(?P<rest>(?:\s+[a-z][a-z-]*'?){1,3})",
 )
 
 
@@ -120,8 +120,14 @@ def _singular_after_one(text: str, values: dict[str, Any]) -> str:
         if not one(m.group("name")):
             return m.group(0)
         parts = re.split(r"(\s+)", m.group("rest"))  # ["", " ", "w1", " ", "w2", ...]
-        words = _agree(parts[2::2])
-        parts[2::2] = words
+        words = parts[2::2]
+        bare = [w.rstrip("'") for w in words]
+        agreed = _agree(bare)
+        # a plural possessive ("days' spend") becomes a singular one ("day's spend")
+        parts[2::2] = [
+            a + ("'s" if w.endswith("'") and a != b else "'" if w.endswith("'") else "")
+            for w, b, a in zip(words, bare, agreed, strict=True)
+        ]
         return "{" + m.group("name") + "}" + "".join(parts)
 
     text = _COUNTED.sub(fix, text)
