@@ -127,3 +127,27 @@ def test_a_figure_legend_over_a_panel_goes_below_the_panels():
     assert charts.figure_problems(fig)
     charts.place_legends(fig)
     assert charts.figure_problems(fig) == []
+
+
+def test_a_trend_of_fewer_than_six_points_is_found():
+    import pandas as pd
+
+    fig, ax = charts.new("Three months")
+    ax.plot(pd.date_range("2026-08-31", periods=3, freq="ME"), [0.1, 0.12, 0.11])
+    ax.axhline(0.12, linestyle="--")  # a target line is not a trend
+    assert charts.figure_problems(fig) == ["chart 'Three months': a trend of only 3 points"]
+    fig, ax = charts.new("Eight months")
+    ax.plot(pd.date_range("2026-03-31", periods=8, freq="ME"), [0.1, 0.12] * 4)
+    assert charts.figure_problems(fig) == []
+    fig, ax = charts.new("Not over time")
+    ax.plot([1, 2, 3], [0.1, 0.12, 0.11])  # three categories or deciles: no trend claimed
+    assert charts.figure_problems(fig) == []
+
+
+def test_a_date_marker_is_not_a_trend():
+    import datetime as dt
+
+    fig, ax = charts.new("Coverage")
+    ax.barh(0, 300, left=dt.date(2025, 1, 1))
+    ax.axvline(dt.date(2025, 10, 31), linestyle="--")
+    assert charts.figure_problems(fig) == []

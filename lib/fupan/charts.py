@@ -236,6 +236,34 @@ def _covered(fig, legend, renderer) -> list[str]:
     return found
 
 
+#: A line over time needs this many points to read as a trend (fupan.kpi uses the same).
+MIN_TREND_POINTS = 6
+
+
+def _short_trends(ax) -> list[str]:
+    """Lines over dates with 2 to ``MIN_TREND_POINTS - 1`` points: a near-empty trend."""
+    import matplotlib.dates as mdates
+    import numpy as np
+
+    conv = ax.xaxis.get_converter() if hasattr(ax.xaxis, "get_converter") else ax.xaxis.converter
+    if not isinstance(conv, (mdates.DateConverter, mdates._SwitchableDateConverter)):
+        return []
+    out = []
+    for line in ax.lines:
+        y = np.asarray(line.get_ydata(), dtype=float)
+        k = int(np.isfinite(y).sum())
+        if (
+            line.get_visible()
+            and line.get_linestyle() not in ("None", "", " ")
+            and 1 < k < MIN_TREND_POINTS
+        ):
+            xs = set(map(str, np.asarray(line.get_xdata()).tolist()))
+            # a level (axhline) or a date marker (axvline) is a reference, not a trend
+            if len(set(y[np.isfinite(y)].tolist())) > 1 and len(xs) > 1:
+                out.append(f"a trend of only {k} points")
+    return out
+
+
 def figure_problems(fig) -> list[str]:
     """Legends that cover data, and value labels that cover each other, one line each.
 
@@ -255,6 +283,7 @@ def figure_problems(fig) -> list[str]:
             shown = ", ".join(dict.fromkeys(covered))
             problems.append(f"chart '{title}': the legend covers {shown[:120]}")
     for ax in fig.axes:
+        problems += [f"chart '{title}': {p}" for p in dict.fromkeys(_short_trends(ax))]
         boxes = [
             (t.get_text(), t.get_window_extent(renderer))
             for t in ax.texts
