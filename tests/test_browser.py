@@ -1,8 +1,12 @@
 """The deck as a person sees it, in Debian's headless Chromium (no browser download).
 
 Opens the deck from a file URL and checks: zero requests to any other host, no console
-errors, keyboard navigation, and for every slide: not blank, nothing overflowing, every chart
-titled. Screenshots are saved beside the test run for a human to look at.
+errors, keyboard navigation, and for every slide: not blank, nothing overflowing, no text
+clipped (cut at the slide body's edge or under the footer), every chart titled, and no
+chart whose legend or labels cover its data (checked when matplotlib drew it, recorded in
+the PNG: :func:`fupan.deck.chart_problems`). Screenshots are saved beside the test run for
+a human to look at. An English review of a small demo runs through the same checks,
+follow-up chapter included.
 """
 
 from __future__ import annotations
@@ -49,6 +53,30 @@ def tiny_deck(tmp_path_factory):
     return runner.run(fparams.load(pf), pf, reports_dir=work / "reports", log=lambda m: None).deck
 
 
+#: Per slide, text the reader cannot see whole: an element of the slide body that reaches
+#: past the body's bottom or right edge, or any text under the footer.
+CLIPPED_JS = """() => {
+  const s = document.querySelector('section.slide.active');
+  const body = s.querySelector('.slide-body');
+  const foot = s.querySelector('footer.slide-foot');
+  if (!body) return [];
+  const b = body.getBoundingClientRect();
+  const f = foot ? foot.getBoundingClientRect() : null;
+  const out = [];
+  const parts = s.querySelectorAll('.slide-body p, .slide-body li, .slide-body tr, .slide-body img, .fupan-slide-head *');
+  for (const el of parts) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) continue;
+    const what = (el.innerText || el.alt || el.tagName).trim().slice(0, 60);
+    if (el.closest('.slide-body') && (r.bottom > b.bottom + 1 || r.right > b.right + 1))
+      out.push('cut at the slide edge: ' + what);
+    else if (f && r.bottom > f.top + 1 && r.top < f.bottom)
+      out.push('under the footer: ' + what);
+  }
+  return out;
+}"""
+
+
 def check_deck(browser, deck: Path, shots: Path) -> dict:
     """Open a deck and run every check; returns what it saw."""
     page = browser.new_page(viewport={"width": 1280, "height": 720})
@@ -90,7 +118,10 @@ def check_deck(browser, deck: Path, shots: Path) -> dict:
                       content: s.classList.contains('slide-content'), parts: body ? body.children.length : 0};
             }"""
         )
+        clipped = page.evaluate(CLIPPED_JS)
         page.screenshot(path=str(shots / f"slide-{i + 1:02d}.png"))
+        for what in dict.fromkeys(clipped):
+            problems.append(f"slide {i + 1} ({info['title']}): text {what!r}")
         if not info["title"].strip():
             problems.append(f"slide {i + 1}: no title")
         # a slide that cannot be made says why in its finding line: that is content
@@ -104,6 +135,9 @@ def check_deck(browser, deck: Path, shots: Path) -> dict:
             problems.append(f"slide {i + 1} ({info['title']}): chart without a title")
         if info["broken"]:
             problems.append(f"slide {i + 1} ({info['title']}): chart image does not render")
+    from fupan import deck as fdeck
+
+    problems += fdeck.chart_problems(deck.read_text(encoding="utf-8"))
     page.evaluate("window.fupanDeck.toggle()")
     assert page.evaluate("document.body.classList.contains('scroll-mode')")
     page.close()
@@ -122,6 +156,87 @@ def test_tiny_deck_in_chromium(browser, tiny_deck, tmp_path):
 def test_full_review_deck_in_chromium(browser, review_run, tmp_path):
     out = review_run.run_dir / "screenshots"
     check_deck(browser, review_run.deck, out)
+
+
+@pytest.fixture(scope="module")
+def english_review(tmp_path_factory):
+    """A small English review (400 customers, every chapter incl. the follow-up)."""
+    from fupan import demo
+
+    work = tmp_path_factory.mktemp("english")
+    data = work / "data"
+    demo.generate(data, customers=400, seed=5)
+    root = Path(__file__).resolve().parents[1]
+    (work / "benchmarks.yaml").write_text(
+        (root / "params" / "benchmarks.yaml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    pf = work / "annual_review.yaml"
+    pf.write_text((root / "params" / "annual_review.yaml").read_text(encoding="utf-8"))
+    params = fparams.load(pf, **{"data.source": str(data), "lang": "en"})
+    return runner.run(params, pf, reports_dir=work / "reports", log=lambda m: None)
+
+
+def test_english_review_deck_in_chromium(browser, english_review, tmp_path):
+    """The English deck passes every check and shows no Chinese outside customer data."""
+    page = english_review.deck.read_text(encoding="utf-8")
+    assert "06_followup" in page or "Follow-up" in page
+    check_deck(browser, english_review.deck, english_review.run_dir / "screenshots")
+    from fupan import deck as fdeck
+
+    visible = fdeck._text(re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S))
+    import pandas as pd
+
+    customers = pd.read_csv(english_review.run_dir.parent.parent / "data" / "customers.csv")
+    data_words = set()  # names, regions, industries: the customer's own data, not the deck's
+    for col in ("customer_name", "region", "industry", "account_manager"):
+        if col in customers:
+            data_words |= set(customers[col].dropna().astype(str))
+    for word in sorted(data_words, key=len, reverse=True):
+        visible = visible.replace(word, "")
+    cjk = re.findall(r".{0,30}[\u3400-\u9fff]+.{0,10}", visible)
+    assert not cjk, cjk[:5]
+
+
+def test_check_deck_catches_clipped_text_and_covered_data(browser, tmp_path, monkeypatch):
+    """The checks fail on what they guard against: a footnote cut off at the slide's foot,
+    and a chart whose legend covers its bars (drawn with the legend left in place)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from fupan import charts, show
+    from fupan import deck as fdeck
+
+    charts.setup()
+    fig, ax = charts.new("Bars under the legend")
+    ax.bar([0, 1, 2], [0.5, 0.9, 1.0], label="value")
+    ax.legend(loc="lower right")
+    shown = []
+    monkeypatch.setattr(show, "_display", lambda data, kind: shown.append(data))
+    monkeypatch.setenv(show.PLACE_LEGENDS_ENV, "0")
+    show.figure(fig)
+    img = f'<img class="chart" alt="[chart] Bars" src="data:image/png;base64,{shown[0]["image/png"]}">'
+    notes = "".join(f'<p class="fupan-note">footnote line {k}</p>' for k in range(40))
+    sections = [
+        fdeck.Section(
+            key="01_x",
+            title="Chapter",
+            question="Q?",
+            slides=[
+                fdeck.Slide(head="<div class='fupan-slide-head'><h2>Legend</h2></div>", body=[img]),
+                fdeck.Slide(
+                    head="<div class='fupan-slide-head'><h2>Notes</h2></div>", body=[notes]
+                ),
+            ],
+        )
+    ]
+    out = fdeck.render(
+        sections, {"name": "t", "as_of": "2026-10-31"}, {}, "en", tmp_path / "d.html"
+    )
+    with pytest.raises(AssertionError) as caught:
+        check_deck(browser, out, tmp_path / "shots")
+    message = str(caught.value)
+    assert "the legend covers" in message
+    assert "cut at the slide edge" in message or "under the footer" in message
 
 
 def test_pdf_has_one_landscape_page_per_slide(tiny_deck, tmp_path):

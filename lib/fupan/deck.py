@@ -250,6 +250,49 @@ def _chart_without_data(src: str) -> str | None:
     return None if coloured >= _MIN_MARK_PIXELS else "shows no data (only axes and text)"
 
 
+def png_overlaps(src: str) -> list[str] | None:
+    """What :func:`fupan.charts.figure_problems` recorded in a chart's PNG when it was
+    drawn: legends or labels covering data (empty: none). None when the chart carries no
+    record (drawn without the check)."""
+    import base64
+    import io
+    import json
+
+    from fupan.charts import OVERLAP_KEY
+
+    if not src.startswith("data:image/png;base64,"):
+        return None
+    try:
+        from PIL import Image
+
+        img = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        raw = img.text.get(OVERLAP_KEY) if hasattr(img, "text") else None
+    except Exception:  # noqa: BLE001 - an unreadable picture is reported elsewhere
+        return None
+    return None if raw is None else list(json.loads(raw))
+
+
+def chart_problems(page: str) -> list[str]:
+    """Charts whose legend or labels cover data, or that were drawn without the check,
+    one readable line each ("slide 15 (title): chart '…': the legend covers …")."""
+    problems = []
+    page = re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S | re.I)
+    for i, m in enumerate(_SLIDE.finditer(page), start=1):
+        inner = m.group(2)
+        title = _text("".join(re.findall(r"<h[12][^>]*>.*?</h[12]>", inner, re.S)))
+        where = f"slide {i} ({title[:50] or 'untitled'})"
+        for alt, src in _IMG.findall(inner):
+            found = png_overlaps(src)
+            if found is None:
+                problems.append(
+                    f"{where}: chart {html.unescape(alt)!r} was not checked for a legend or "
+                    "label covering data (draw it with fupan.show.figure)"
+                )
+            else:
+                problems += [f"{where}: {p}" for p in found]
+    return problems
+
+
 def count_slides(page: str) -> int:
     return len(re.findall(r'<section class="slide', page))
 

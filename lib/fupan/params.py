@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import re
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -607,7 +609,15 @@ class KpiParams(_Model):
 class Params(_Model):
     """A whole run definition."""
 
-    name: str = "fupan review"
+    name: str | dict[str, str] = Field(
+        "fupan review",
+        description="the run's name on the title slide and every footer: one text, or one per "
+        "language, {zh: 2026 年度客户复盘, en: 2026 customer review}; after loading, the text "
+        "in the run's language",
+    )
+    name_en: str | None = Field(
+        None, description="the English name when name is a single (Chinese) text"
+    )
     goals: dict[str, list[str]] = Field(
         default_factory=dict,
         description="the review's goals per language, for the background slide",
@@ -670,6 +680,28 @@ class Params(_Model):
             raise ValueError(f"unknown notebooks {bad}; known: {list(NOTEBOOKS)}")
         return v
 
+    @field_validator("name")
+    @classmethod
+    def _name_languages(cls, v: str | dict[str, str]) -> str | dict[str, str]:
+        if isinstance(v, dict):
+            bad = [k for k in v if k not in ("zh", "en")]
+            if bad:
+                raise ValueError(f"name: unknown language {bad}; give name: {{zh: …, en: …}}")
+            empty = [k for k, text in v.items() if not str(text).strip()]
+            if empty or not v:
+                raise ValueError(f"name: the {empty or 'zh/en'} text is empty")
+        elif not v.strip():
+            raise ValueError("name must not be empty")
+        return v
+
+    @model_validator(mode="after")
+    def _run_name(self) -> Params:
+        """``name`` becomes the text in the run's language (the title and every footer)."""
+        object.__setattr__(
+            self, "name", run_name(self.name, self.name_en, self.lang, self.kind, self.as_of)
+        )
+        return self
+
     @model_validator(mode="after")
     def _derive(self) -> Params:
         if self.period_start is None:
@@ -688,6 +720,51 @@ class Params(_Model):
 
     def tier_label(self, tier: str) -> str:
         return self.tiers.labels.get(tier, {}).get(self.lang, tier)
+
+
+_CJK = re.compile(r"[\u3400-\u9fff]")
+_DEFAULT_EN_NAME = {"annual_review": "Customer review {year}", "monthly": "Monthly customer report"}
+
+
+def run_name(
+    name: str | dict[str, str], name_en: str | None, lang: str, kind: str, as_of: dt.date
+) -> str:
+    """The run's name in ``lang``.
+
+    ``name`` is one text or ``{zh: …, en: …}``; ``name_en`` is the English one beside a
+    single text. An English deck never shows a Chinese run name: without an English name
+    it says the kind of review and the year (and warns, naming the fix).
+
+    Raises
+    ------
+    ValueError
+        when ``name`` is per language and ``name_en`` is given too, or the per-language
+        name lacks the run's language.
+    """
+    if isinstance(name, dict):
+        if name_en is not None:
+            raise ValueError(
+                "give the English name once: name: {zh: …, en: …} or name_en, not both"
+            )
+        if lang in name:
+            return name[lang]
+        if lang == "en" or _CJK.search(next(iter(name.values()))):
+            raise ValueError(
+                f"name has no '{lang}' text for this {lang} deck (it has {sorted(name)}): "
+                f"add it, e.g. name: {{zh: …, en: …}}"
+            )
+        return next(iter(name.values()))
+    if lang == "en" and name_en:
+        return name_en
+    if lang == "en" and _CJK.search(name):
+        fallback = _DEFAULT_EN_NAME[kind].format(year=as_of.year)
+        warnings.warn(
+            f"name '{name}' is Chinese and the deck is English: it is titled '{fallback}'. "
+            "Set name: {zh: …, en: …} or name_en to choose the English name.",
+            stacklevel=2,
+        )
+        return fallback
+    return name
 
 
 def _years_before(d: dt.date, years: int) -> dt.date:

@@ -11,6 +11,7 @@ import base64
 import functools
 import html
 import io
+import json
 import math
 import os
 import re
@@ -24,6 +25,8 @@ SLIDE_MIME_META = "fupan"
 #: Set (to anything) to make a placeholder on a slide an error instead of a warning (tests).
 STRICT_ENV = "FUPAN_STRICT_TEXT"
 DECK_CSS = Path(__file__).parent / "templates" / "deck.css"
+#: Set to 0 to leave legends where the notebook put them (to see what the deck check catches).
+PLACE_LEGENDS_ENV = "FUPAN_PLACE_LEGENDS"
 
 # Values that leaked from a computation into words: nan, None, inf, NaT, <NA>. "None" that
 # starts an English phrase ("None of the tiers") is a word, not a leak.
@@ -110,8 +113,20 @@ def figure(fig: Any, close: bool = True) -> None:
 
     if not any(ax.get_title() for ax in fig.axes) and not fig._suptitle:
         raise ValueError("every chart needs a title: set ax.set_title(...) before showing it")
+    from fupan import charts
+
+    # a legend that covers data moves where it covers none; what still overlaps (a legend,
+    # or labels on each other) is recorded in the PNG for the deck check to report
+    if os.environ.get(PLACE_LEGENDS_ENV, "1") != "0":
+        charts.place_legends(fig)
+    problems = charts.figure_problems(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
+    fig.savefig(
+        buf,
+        format="png",
+        bbox_inches="tight",
+        metadata={charts.OVERLAP_KEY: json.dumps(problems, ensure_ascii=True)},
+    )
     png = base64.b64encode(buf.getvalue()).decode("ascii")
     title = next((ax.get_title() for ax in fig.axes if ax.get_title()), "")
     _display({"image/png": png, "text/plain": f"[chart] {title}"}, "figure")
@@ -223,6 +238,12 @@ def _tile_style() -> None:
     from IPython.display import display
 
     display({"text/html": f"<style>{tile_css()}</style>"}, raw=True)
+
+
+def html_block(fragment: str, text: str, kind: str = "table") -> None:
+    """Put an HTML fragment a library function built (e.g. :func:`fupan.kpi.scorecard_html`)
+    on the slide; ``text`` is its plain-text form."""
+    _display({"text/html": fragment, "text/plain": text}, kind)
 
 
 def bullets(lines: list[str]) -> None:
