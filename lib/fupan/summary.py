@@ -83,7 +83,8 @@ def summary_items(results: dict[str, Any], params: Params) -> dict[str, Any]:
     bench = _num(_get(results, "diagnosis.benchmark_churn_rate"))
     if churn is not None and bench is not None:
         key = "summary.title_above" if churn > bench else "summary.title_below"
-        headline = t(key, rate=f.pct(churn), bench=f.pct(bench), gap=f.pts(churn - bench))
+        shown, line = f.pct_apart(churn, bench)  # "18.04% above 18.00%", never "18.0% above 18.0%"
+        headline = t(key, rate=shown, bench=line, gap=f.pts(churn - bench))
         tiles.append(
             (
                 t("summary.tile.churn", bench=f.pct(bench)),
