@@ -71,6 +71,31 @@ def _plant_pilot(out: Path, fmt: str, ctx: _Ctx) -> tuple[dict[str, Any], int]:
     customers' churn rate; ``realised_*`` are this draw's rates.
     """
     start = pd.Timestamp(ctx.as_of) - pd.DateOffset(years=1)
+    enrolled, y, treat = _assign_arms(out, fmt, ctx, start)
+    table = pd.DataFrame(
+        {
+            "pilot": PILOT_NAME,
+            "customer_id": enrolled.astype(str),
+            "arm": np.where(treat, "treatment", "control"),
+            # object dtype also when nobody is enrolled (an empty list would be float)
+            "started_at": pd.Series([start.date()] * len(enrolled), dtype=object),
+        }
+    )
+    w = _Writer(out, fmt)
+    try:
+        w.write(
+            "pilots", pa.Table.from_pandas(table, schema=_schema("pilots"), preserve_index=False)
+        )
+    finally:
+        w.close()
+    return _pilot_truth(start, y, treat), len(table)
+
+
+def _assign_arms(
+    out: Path, fmt: str, ctx: _Ctx, start: pd.Timestamp
+) -> tuple[pd.Index, np.ndarray, np.ndarray]:
+    """Enrol customers live at ``start`` and draw their arms, reading the written tables
+    back: the enrolled ids, whether each churned by ``as_of``, and whether it is treated."""
     as_of = pd.Timestamp(ctx.as_of)
     cust = _read_back(out, fmt, "customers")[["customer_id", "acquired_at"]]
     cust["acquired_at"] = pd.to_datetime(cust.acquired_at)
@@ -90,21 +115,11 @@ def _plant_pilot(out: Path, fmt: str, ctx: _Ctx) -> tuple[dict[str, Any], int]:
     y = after.reindex(enrolled).to_numpy(dtype=bool)
     p_treat = np.where(y, PILOT_P_TREAT_CHURN, PILOT_P_TREAT_STAY)
     treat = rng.random(len(enrolled)) < p_treat
-    table = pd.DataFrame(
-        {
-            "pilot": PILOT_NAME,
-            "customer_id": enrolled.astype(str),
-            "arm": np.where(treat, "treatment", "control"),
-            "started_at": [start.date()] * len(enrolled),
-        }
-    )
-    w = _Writer(out, fmt)
-    try:
-        w.write(
-            "pilots", pa.Table.from_pandas(table, schema=_schema("pilots"), preserve_index=False)
-        )
-    finally:
-        w.close()
+    return enrolled, y, treat
+
+
+def _pilot_truth(start: pd.Timestamp, y: np.ndarray, treat: np.ndarray) -> dict[str, Any]:
+    """The pilot's entry in truth.json: expected and realised churn rates by arm."""
     r = float(y.mean()) if len(y) else 0.0
     a, b = PILOT_P_TREAT_CHURN, PILOT_P_TREAT_STAY
     exp_t = r * a / (r * a + (1 - r) * b) if r else 0.0
@@ -113,7 +128,7 @@ def _plant_pilot(out: Path, fmt: str, ctx: _Ctx) -> tuple[dict[str, Any], int]:
     def rate(mask: np.ndarray) -> float | None:
         return round(float(y[mask].mean()), 6) if mask.any() else None
 
-    truth = {
+    return {
         "pilot": PILOT_NAME,
         "started_at": str(start.date()),
         "outcome": "churned in (started_at, as_of] among customers live at started_at",
@@ -135,4 +150,3 @@ def _plant_pilot(out: Path, fmt: str, ctx: _Ctx) -> tuple[dict[str, Any], int]:
             f"{PILOT_P_TREAT_STAY} for those who stay"
         ),
     }
-    return truth, len(table)
