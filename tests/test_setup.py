@@ -47,3 +47,18 @@ def test_lib_fupan_is_tracked_by_git():
         ["git", "check-ignore", "-q", "lib/fupan/data.py"], cwd=ROOT
     ).returncode
     assert ignored == 1, "lib/fupan is ignored by .gitignore: it would never be committed"
+
+
+def test_wheel_lists_every_subpackage():
+    # setuptools gets an explicit package list; a new subpackage left out of it is missing
+    # from the wheel, and `fupan` fails only when installed (the wheel test is slow)
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    lib = ROOT / "lib"
+    found = {
+        ".".join(p.parent.relative_to(lib).parts)
+        for p in (lib / "fupan").rglob("__init__.py")
+        if "__pycache__" not in p.parts
+    }
+    assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages"
