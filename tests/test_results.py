@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from fupan.results import Recorder, write_json_atomic
 
 
