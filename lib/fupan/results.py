@@ -286,14 +286,14 @@ ALL = "*"
 def is_sentence(text: Any) -> bool:
     """Whether ``text`` reads as a reason in words, not a code, a placeholder or None.
 
-    A sentence has at least three words (or six CJK characters) and is not an identifier
+    A sentence has at least three words (or four CJK characters) and is not an identifier
     such as ``missing:surveys`` or ``one_group``.
     """
     if not isinstance(text, str):
         return False
     s = text.strip()
     cjk = sum("\u4e00" <= ch <= "\u9fff" for ch in s)
-    if cjk >= 6:
+    if cjk >= 4:
         return True
     words = [w for w in s.split() if any(ch.isalpha() for ch in w)]
     return len(words) >= 3
