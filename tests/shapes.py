@@ -302,3 +302,19 @@ SHAPES: dict[str, Callable[[Path], Path]] = {
     "noise_column": noise_column,
     "high_frequency": high_frequency,
 }
+
+
+def cannot_show(results: dict) -> list[tuple[str, list[str], str]]:
+    """What a run could not show, from results.json: per chapter section and reason, the
+    slides and headline figures that reason explains (``<section>.skipped``), in the order
+    the chapter recorded them. For the closing note of the shape matrix."""
+    out: list[tuple[str, list[str], str]] = []
+    for section, body in results.items():
+        skipped = body.get("skipped") if isinstance(body, dict) else None
+        if not isinstance(skipped, dict):
+            continue
+        by_reason: dict[str, list[str]] = {}
+        for key, reason in skipped.items():
+            by_reason.setdefault(reason, []).append(key)
+        out.extend((section, keys, reason) for reason, keys in by_reason.items())
+    return out
