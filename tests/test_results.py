@@ -58,9 +58,19 @@ def test_skip_records_a_sentence_for_the_figure_and_the_slide_it_is_shown_on(tmp
 
 
 @pytest.mark.parametrize("reason", [None, "", "one_group", "missing:surveys", "–", "n/a"])
-def test_skip_refuses_a_code_or_placeholder_for_a_reason(tmp_path, reason):
+def test_skip_refuses_a_code_or_placeholder_for_a_reason(tmp_path, monkeypatch, reason):
+    from fupan.show import STRICT_ENV
+
+    monkeypatch.setenv(STRICT_ENV, "1")
     with pytest.raises(ValueError, match="not a reason in words"):
         Recorder(tmp_path).skip("ltv", "lost_by_tier", reason)
+    monkeypatch.delenv(STRICT_ENV)
+    # outside strict mode the chapter goes on; the gap stays visible to results.unexplained
+    with pytest.warns(UserWarning, match="not a reason in words"):
+        Recorder(tmp_path).skip("ltv", "lost_by_tier", reason)
+    from fupan import results as fr
+
+    assert "ltv.lost_by_tier" in fr.unexplained(Recorder(tmp_path).all())
 
 
 def test_unexplained_names_each_headline_figure_without_a_value_or_a_sentence():
