@@ -2,6 +2,11 @@
 
 Each notebook records its figures with :meth:`Recorder.record`; the deck's sentences quote
 the value that ``record`` returned, and tests read ``results.json``. One home per number.
+
+A figure a chapter cannot give has one form, in every chapter section: ``<section>.skipped``
+maps the figure (and the slide that would show it) to the reason in words, in the run's
+language (:meth:`Recorder.skip`). :data:`HEADLINE` lists each chapter's headline figures;
+:func:`unexplained` names those that are neither a value nor explained.
 """
 
 from __future__ import annotations
