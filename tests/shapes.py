@@ -318,3 +318,15 @@ def cannot_show(results: dict) -> list[tuple[str, list[str], str]]:
             by_reason.setdefault(reason, []).append(key)
         out.extend((section, keys, reason) for reason, keys in by_reason.items())
     return out
+
+
+if __name__ == "__main__":  # python tests/shapes.py RUN_DIR...: what each run could not show
+    import json
+    import sys
+
+    for run in map(Path, sys.argv[1:]):
+        results = json.loads((run / "results.json").read_text(encoding="utf-8"))
+        print(f"### {results.get('run', {}).get('name', run.name)}")
+        for section, keys, reason in cannot_show(results):
+            print(f"- {section}: {', '.join(keys)}: {reason}")
+        print()
