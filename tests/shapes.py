@@ -302,3 +302,31 @@ SHAPES: dict[str, Callable[[Path], Path]] = {
     "noise_column": noise_column,
     "high_frequency": high_frequency,
 }
+
+
+def cannot_show(results: dict) -> list[tuple[str, list[str], str]]:
+    """What a run could not show, from results.json: per chapter section and reason, the
+    slides and headline figures that reason explains (``<section>.skipped``), in the order
+    the chapter recorded them. For the closing note of the shape matrix."""
+    out: list[tuple[str, list[str], str]] = []
+    for section, body in results.items():
+        skipped = body.get("skipped") if isinstance(body, dict) else None
+        if not isinstance(skipped, dict):
+            continue
+        by_reason: dict[str, list[str]] = {}
+        for key, reason in skipped.items():
+            by_reason.setdefault(reason, []).append(key)
+        out.extend((section, keys, reason) for reason, keys in by_reason.items())
+    return out
+
+
+if __name__ == "__main__":  # python tests/shapes.py RUN_DIR...: what each run could not show
+    import json
+    import sys
+
+    for run in map(Path, sys.argv[1:]):
+        results = json.loads((run / "results.json").read_text(encoding="utf-8"))
+        print(f"### {results.get('run', {}).get('name', run.name)}")
+        for section, keys, reason in cannot_show(results):
+            print(f"- {section}: {', '.join(keys)}: {reason}")
+        print()

@@ -82,6 +82,28 @@ def test_table_with_a_formatter_that_returns_a_dash_shows_an_empty_cell(shown):
     assert "–" not in shown[0][0]["text/html"] and "one" in shown[0][0]["text/html"]
 
 
+def test_a_last_column_of_sentences_is_marked_to_wrap_and_a_short_one_is_not(shown):
+    """The deck wraps a table's last column only when it holds prose (deck.css
+    ``table.fupan-table[data-prose]``): a short verdict wrapped would be squeezed by the
+    table's auto layout and make a ten-row table overflow the slide."""
+    finding = "scenario 'sla_core' targets tier(s) that no customer holds; edit target.tiers"
+    show.table(pd.DataFrame({"check": ["scenarios"], "finding": [finding]}))
+    show.table(pd.DataFrame({"rank": [1, 2], "verdict": ["not supported (2 of 3 methods)"] * 2}))
+    show.table(
+        pd.DataFrame(
+            {
+                "rank": [1],
+                "why": [
+                    "没有工单表，无法计算首次响应时间与服务水平达标率（需要工单的打开与首次响应时间）"
+                ],
+            }
+        )
+    )
+    marked = ['data-prose="last"' in data["text/html"] for data, _ in shown]
+    assert marked == [True, False, True]
+    assert 'class="dataframe fupan-table"' in shown[0][0]["text/html"]  # the class is unchanged
+
+
 def test_slide_and_tiles_refuse_placeholders_in_strict_mode(shown, monkeypatch):
     monkeypatch.setenv(show.STRICT_ENV, "1")
     with pytest.raises(ValueError, match="placeholder"):

@@ -83,6 +83,28 @@ def test_shape_results_hold_no_number_from_nothing(shape_run):
             assert isinstance(text, str) and len(text) > 10, (name, chapter, text)
 
 
+def test_shape_results_explain_every_headline_figure(shape_run):
+    """One form for what a chapter cannot show: each headline figure of each chapter
+    (``results.HEADLINE``) is a value, or ``<section>.skipped[figure]`` says why in words.
+    The older per-chapter forms (chapter 3's ``*_skipped`` codes, chapter 4's list of
+    unpriced scenarios) each have their sentence in the map too."""
+    from fupan import results as fresults
+
+    name, result = shape_run
+    results = json.loads((result.run_dir / "results.json").read_text(encoding="utf-8"))
+    missing = fresults.unexplained(results)
+    ltv = results.get("ltv", {})
+    for key, code in ltv.items():
+        figure = key.removesuffix("_skipped")
+        if key.endswith("_skipped") and code and figure not in ltv.get("skipped", {}):
+            missing.append(f"ltv.{key} = {code!r} without ltv.skipped.{figure}")
+    sim = results.get("simulation", {})
+    for sk in sim.get("skipped_scenarios") or []:
+        if f"scenarios.{sk['name']}" not in (sim.get("skipped") or {}):
+            missing.append(f"simulation: unpriced scenario {sk['name']} without its sentence")
+    assert not missing, f"{name}: " + "\n".join(missing)
+
+
 def test_noise_column_never_ranks_as_a_driver(shape_run):
     """Shape 12: a 10-level categorical assigned at random is never a top churn driver, a
     supported driver or a health-score input."""

@@ -570,8 +570,9 @@ def test_notebook_records_the_scenarios_and_builds_the_slides(tmp_path, demo_sma
     shipped = fsc.load(fparams.load(tmp_path / lang / "params.yaml"))
     labels = {s.name: s.label[lang] for s in shipped}
     priced = {r["name"] for r in sim["scenarios"]}
-    skipped = {s["name"] for s in sim["skipped"]}
+    skipped = {s["name"] for s in sim["skipped_scenarios"]}
     assert priced | skipped == set(labels) and not priced & skipped
+    assert {f"scenarios.{n}" for n in skipped} <= set(sim.get("skipped", {}))  # with its sentence
     assert {"sla_core", "winback_lost"} <= priced
     need = RECORD_FIELDS
     for r in sim["scenarios"]:
@@ -597,7 +598,9 @@ def test_a_missing_tickets_table_skips_the_sla_scenario_and_says_so(tmp_path, de
     pilot = "    pilot: {treated: 300, treated_events: 36, control: 300, control_events: 6}\n"
     run = _review(tmp_path / "run", data, "en", scenarios=shipped.rstrip("\n") + "\n" + pilot)
     sim = run.results["simulation"]
-    assert {"name": "sla_core", "reason": "missing_table", "table": "tickets"} in sim["skipped"]
+    unpriced = sim["skipped_scenarios"]
+    assert {"name": "sla_core", "reason": "missing_table", "table": "tickets"} in unpriced
+    assert "tickets table" in sim["skipped"]["scenarios.sla_core"]
     assert "sla_core" not in {r["name"] for r in sim["scenarios"]}
     wb = next(r for r in sim["scenarios"] if r["name"] == "winback_lost")
     assert wb["effect_source"] == "pilot"

@@ -159,12 +159,29 @@ def table(
         elif shown[col].map(_missing).any():
             shown[col] = shown[col].astype(object).where(~shown[col].map(_missing), "")
     body = shown.to_html(index=False, escape=True, border=0, classes="fupan-table", na_rep="")
+    if len(shown.columns) and _prose(shown.iloc[:, -1]):
+        # a last column of sentences (a finding, a reason) may wrap; short ones never do
+        body = body.replace("<table ", '<table data-prose="last" ', 1)
     n = total_rows if total_rows is not None else len(df)
     if n > max_rows and more_label:
         body += (
             f'<p class="fupan-more">{html.escape(more_label.format(shown=max_rows, total=n))}</p>'
         )
     _display({"text/html": body, "text/plain": shown.to_string(index=False)}, "table")
+
+
+#: A cell wider than this (CJK characters count two) is prose, not a label or a value.
+PROSE_WIDTH = 48
+
+
+def _width(text: str) -> int:
+    """Characters, a CJK or full-width one counting two (it takes about twice the room)."""
+    return len(text) + sum("\u2e80" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef" for ch in text)
+
+
+def _prose(col: pd.Series) -> bool:
+    """Whether a column holds sentences: a cell wider than :data:`PROSE_WIDTH`."""
+    return any(_width(v) > PROSE_WIDTH for v in col if isinstance(v, str))
 
 
 def _missing(v: Any) -> bool:
