@@ -94,10 +94,3 @@ def test_unexplained_names_each_headline_figure_without_a_value_or_a_sentence():
     results["kpi"]["skipped"]["values.nps"] = "The surveys table is missing: NPS needs it."
     assert "kpi.values.nps" not in fr.unexplained(results)
     assert fr.is_sentence("没有问卷表，无法计算净推荐值")
-
-
-def test_followup_headline_keys_are_the_results_headline():
-    from fupan import followup
-    from fupan import results as fr
-
-    assert tuple(fr.HEADLINE["followup"]) == tuple(followup.HEADLINE_KEYS)

@@ -36,6 +36,7 @@ import pandas as pd
 import yaml
 
 from fupan import engine, health, outcomes
+from fupan import results as fresults
 from fupan.data import Dataset
 from fupan.params import FollowupParams
 
@@ -781,23 +782,7 @@ FLAGS_EVERYONE = 0.9
 #: The red list's grades, dropped from results.json when the list flags everyone.
 RED_LIST_KEYS = ("at_risk_precision", "at_risk_recall", "at_risk_lift", "median_lead_days")
 #: The figures results.json ``followup`` holds or explains under ``skipped``.
-HEADLINE_KEYS = (
-    "method",
-    "at_risk_then",
-    "at_risk_precision",
-    "at_risk_recall",
-    "at_risk_lift",
-    "base_rate",
-    "median_lead_days",
-    "brier",
-    "calibration",
-    "clv_bias",
-    "clv_mae",
-    "clv",
-    "pilots",
-    "headline",
-    "findings",
-)
+HEADLINE_KEYS = tuple(fresults.HEADLINE["followup"])  # one list, kept in fupan.results
 
 
 def _prune(node: Any) -> Any:
@@ -1555,7 +1540,7 @@ def pilot_lines(pilots: pd.DataFrame, as_of: Any, lang: str, fmt: Any) -> list[t
         return i18n.t(key, lang, **v)
 
     def pp(x: float) -> str:
-        return f"{100 * x:+.1f} pp" if lang == "en" else f"{100 * x:+.1f} 个百分点"
+        return fmt.pts(x, 1)  # "pts" / "个百分点", as every other slide writes a rate change
 
     out: list[tuple[str, ...]] = []
     for r in pilots.to_dict(orient="records"):

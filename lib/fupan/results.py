@@ -107,8 +107,9 @@ class Recorder:
 
     Parameters
     ----------
-    run_dir : the run folder; when empty (a notebook opened on its own) figures go to
-        ``reports/scratch`` under the working directory's project.
+    run_dir : the run folder; when empty (a notebook opened on its own) figures go to the
+        scratch folder ``$TMPDIR/fupan-scratch`` (``fupan.notebook.SCRATCH_DIR``; exports go
+        there too).
     """
 
     def __init__(self, run_dir: str | Path | None = None):
