@@ -305,15 +305,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("command", choices=["record", "check"])
     ap.add_argument("--review", help="an existing run folder over the pinned demo data")
     ap.add_argument("--work", help="keep the demo data and the run in this folder")
+    ap.add_argument(
+        "--golden", default=str(GOLDEN), help="the golden folder (default: %(default)s)"
+    )
     args = ap.parse_args(argv)
     now = outputs(
         Path(args.review) if args.review else None, Path(args.work) if args.work else None
     )
     if args.command == "record":
-        record(now)
-        print(f"recorded {', '.join(FILES.values())} into {GOLDEN}")
+        record(now, Path(args.golden))
+        print(f"recorded {', '.join(FILES.values())} into {args.golden}")
         return 0
-    diffs = differences(load_golden(), now)
+    diffs = differences(load_golden(Path(args.golden)), now)
     for name, lines in diffs.items():
         print(f"{name}: {'unchanged' if not lines else f'{len(lines)} difference(s)'}")
         for line in lines[:50]:
