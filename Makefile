@@ -13,7 +13,7 @@ PARAMS ?= params/annual_review.yaml
 MONTH ?= $(shell date -d "$$(date +%Y-%m-01) -1 day" +%Y-%m)
 PYTEST_ARGS ?=
 
-.PHONY: help setup hooks data review monthly lab test test-fast browser-deps spark-deps bench lint format clean
+.PHONY: help setup hooks data review monthly lab test test-fast golden browser-deps spark-deps bench lint format clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -84,6 +84,9 @@ test: setup data browser-deps ## Run every test: unit, statistical references, n
 
 test-fast: setup ## Unit tests only (no end-to-end runs, no notebooks)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+golden: setup ## Re-record tests/golden/ (demo hashes, a 300-customer review's results, the scenario table); a few minutes
+	$(BIN)/python tools/golden.py record
 
 bench: setup ## Scale ladder and peer baselines (writes benchmarks/results/)
 	$(BIN)/python benchmarks/cli_startup.py

@@ -355,18 +355,33 @@ def build_parser() -> argparse.ArgumentParser:
         "fupan review --data demo --lang en",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_review_command(sub)
+    add_run_command(sub)
+    add_validate_command(sub)
+    add_pdf_command(sub)
+    add_demo_command(sub)
+    add_rerun_command(sub)
+    add_monthly_command(sub)
+    return p
 
-    def common(sp: argparse.ArgumentParser, default_params: str = DEFAULT_PARAMS) -> None:
-        sp.add_argument("--params", default=None, help=PARAMS_HELP.format(default=default_params))
-        sp.set_defaults(default_params=default_params)
-        sp.add_argument(
-            "--data",
-            help="override data.source (folder, .duckdb file or URL), relative to the current folder",
-        )
-        sp.add_argument("--as-of", dest="as_of", help="override as_of (YYYY-MM-DD)")
-        sp.add_argument("--lang", choices=["zh", "en"], help="deck language (default: the params')")
-        sp.add_argument("--seed", type=int, help="override the seed of every random step")
 
+def add_data_options(sp: argparse.ArgumentParser, default_params: str = "") -> None:
+    """``--params`` (with its default), ``--data``, ``--as-of``, ``--lang``, ``--seed``:
+    the overrides every command that runs the annual params takes."""
+    default_params = default_params or DEFAULT_PARAMS
+    sp.add_argument("--params", default=None, help=PARAMS_HELP.format(default=default_params))
+    sp.set_defaults(default_params=default_params)
+    sp.add_argument(
+        "--data",
+        help="override data.source (folder, .duckdb file or URL), relative to the current folder",
+    )
+    sp.add_argument("--as-of", dest="as_of", help="override as_of (YYYY-MM-DD)")
+    sp.add_argument("--lang", choices=["zh", "en"], help="deck language (default: the params')")
+    sp.add_argument("--seed", type=int, help="override the seed of every random step")
+
+
+def add_review_command(sub: Any) -> None:
+    """``fupan review``: a whole new run."""
     sp = sub.add_parser(
         "review",
         help="validate, run every chapter, write reports/<run>/deck.html",
@@ -374,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run folder (deck.html, results.json, manifest.json, exports/). The folder is "
         "replaced only by a complete run: a failed run leaves the previous one in place.",
     )
-    common(sp)
+    add_data_options(sp)
     sp.add_argument("--out", help=OUT_HELP)
     sp.add_argument("--name", help="run folder name (default: <kind>-<as_of>)")
     sp.add_argument("--previous", help=PREVIOUS_HELP)
@@ -384,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quiet", "-q", action="store_true", help=QUIET_HELP)
     sp.set_defaults(func=cmd_review)
 
+
+def add_run_command(sub: Any) -> None:
+    """``fupan run CHAPTER``: rerun chapters of an existing run in place."""
     sp = sub.add_parser(
         "run",
         help="rerun chosen chapters in place: the run's other chapters are kept",
@@ -399,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CHAPTER",
         help="chapters to run: 01_diagnosis, 01, 1 or diagnosis",
     )
-    common(sp)
+    add_data_options(sp)
     sp.add_argument("--out", help=OUT_HELP)
     sp.add_argument("--name", help="run folder to update (default: <kind>-<as_of>)")
     sp.add_argument(
@@ -413,10 +431,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quiet", "-q", action="store_true", help=QUIET_HELP)
     sp.set_defaults(func=cmd_run)
 
+
+def add_validate_command(sub: Any) -> None:
+    """``fupan validate``: the data contract only."""
     sp = sub.add_parser("validate", help="check a data source against the contract")
-    common(sp)
+    add_data_options(sp)
     sp.set_defaults(func=cmd_validate)
 
+
+def add_pdf_command(sub: Any) -> None:
+    """``fupan pdf``: print an existing deck."""
     sp = sub.add_parser(
         "pdf",
         help="print an existing run's deck to PDF (headless Chromium)",
@@ -427,6 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="the PDF to write (default: deck.pdf beside the deck)")
     sp.set_defaults(func=cmd_pdf)
 
+
+def add_demo_command(sub: Any) -> None:
+    """``fupan demo-data``: the generated demo dataset."""
     sp = sub.add_parser("demo-data", help="generate the demo dataset (with truth.json)")
     sp.add_argument(
         "--out", default="data/demo", help="folder to write the tables into (default: %(default)s)"
@@ -459,6 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.set_defaults(func=cmd_demo)
 
+
+def add_rerun_command(sub: Any) -> None:
+    """``fupan rerun``: reproduce a run from its manifest."""
     sp = sub.add_parser(
         "rerun",
         help="reproduce a run from its manifest.json",
@@ -472,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quiet", "-q", action="store_true", help=QUIET_HELP)
     sp.set_defaults(func=cmd_rerun)
 
+
+def add_monthly_command(sub: Any) -> None:
+    """``fupan monthly``: the unattended monthly KPI report (and its backfill)."""
     sp = sub.add_parser(
         "monthly",
         help="the monthly KPI report, unattended: exit 0 ok, 1 failure, 3 ok but an alert fired",
@@ -516,7 +549,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--log", help="append timestamped progress, kernel output and errors to this file"
     )
     sp.set_defaults(func=cmd_monthly)
-    return p
 
 
 DEFAULT_PARAMS = "params/annual_review.yaml"

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from fupan import data as fdata
 from fupan import deck, gate, i18n, paths, summary
@@ -274,163 +274,302 @@ def run(
         when a notebook fails; names the notebook, the cell and the error
         (:attr:`RunError.failures` lists every failed or skipped notebook).
     """
+    r = plan_run(
+        params, params_file, reports_dir, notebook_dir, name, log, chapters, with_dependents
+    )
+    old_handlers = _install_handlers()
+    try:
+        seeded = seed_run_folder(r)
+        fingerprints = validate_data(r)
+        record_run_section(r, previous)
+        passed = check_notebooks(r)
+        failures = execute_chapters(r, passed)
+        chapter_log = log_chapters(r, failures, seeded)
+        results_now = render_deck(r, failures, chapter_log, extra_meta)
+        write_manifest(r, chapter_log, fingerprints, failures, results_now)
+        raise_for_failed_chapters(r, failures)
+        swap_in(r)
+        return finished(r, chapter_log)
+    except (DataValidationError, RunError, _Terminated, KeyboardInterrupt, Exception) as exc:
+        raise_run_failed(r, exc)
+    finally:
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class _Run:
+    """One run in progress: its params, folders, plan, and what it has measured so far.
+
+    ``current`` names the step under way, for the message of a failure."""
+
+    params: Params
+    params_file: str | Path
+    reports: Path
+    nb_dir: Path
+    name: str
+    plan: ChapterPlan
+    prior: dict[str, Any] | None
+    log: Callable[[str], None]
+    timings: dict[str, float] = field(default_factory=dict)
+    windows: dict[str, tuple[float, float]] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+    current: str = "validation"
+
+    @property
+    def final(self) -> Path:
+        return self.reports / self.name
+
+    @property
+    def failed(self) -> Path:
+        return self.reports / f"{self.name}.failed"
+
+    @property
+    def tmp(self) -> Path:
+        return self.reports / f".{self.name}.tmp-{os.getpid()}"
+
+
+def plan_run(
+    params: Params,
+    params_file: str | Path,
+    reports_dir: str | Path | None,
+    notebook_dir: str | Path | None,
+    name: str | None,
+    log: Callable[[str], None],
+    chapters: list[str] | None,
+    with_dependents: bool,
+) -> _Run:
+    """Resolve the run's folders, clear leftovers of dead runs, and plan its chapters."""
     # absolute: the notebooks run in their own folder and must write into this one
     reports = paths.reports_dir(params, reports_dir)
     nb_dir = Path(notebook_dir) if notebook_dir else NOTEBOOK_DIR
     reports.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(reports, log)
     name = name or run_name(params)
-    final = reports / name
-    failed = reports / f"{name}.failed"
     tmp = reports / f".{name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    prior = read_manifest(final) if chapters is not None else None
+    prior = read_manifest(reports / name) if chapters is not None else None
     plan = plan_chapters(params, chapters, prior, with_dependents)
     params = params.model_copy(update={"notebooks": plan.run})
-    old_handlers = _install_handlers()
-    timings: dict[str, float] = {}
-    windows: dict[str, tuple[float, float]] = {}
-    started = time.time()
-    current = "validation"
-    try:
-        (tmp / "notebooks").mkdir(parents=True)
-        (tmp / "exports").mkdir()
-        if plan.kept:
-            _seed_from(final, tmp, plan, prior or {}, nb_dir)
-            log(
-                f"[fupan] updating {final}: rerunning {', '.join(plan.run)}; "
-                f"keeping {', '.join(plan.kept)}"
-            )
-            other = differing_params(prior or {}, plan.kept, params_checksum(params))
-            if other:
-                log(
-                    f"[fupan] warning: {', '.join(other)} ran with other params than these "
-                    "(the manifest's chapters.*.params_sha256 differ); the deck mixes them: "
-                    "use the same params (and --lang), or rerun those chapters too"
-                )
-        seeded = _stat_exports(tmp)
-        t0 = time.perf_counter()
-        log(f"[fupan] {params.name}: validating {params.resolve(params.data.source)}")
-        ds = fdata.load(params, work_dir=tmp / "work", strict=True, handoff=False)
-        fingerprints = dict(ds.fingerprints)
-        n_warn = len(ds.report.warnings)
-        ds.close()
-        timings["load_validate"] = round(time.perf_counter() - t0, 3)
-        log(
-            f"[fupan] data ok ({', '.join(ds.report.present)}; {n_warn} warning(s)) in {timings['load_validate']:.1f}s"
-        )
-        Recorder(tmp).record(
-            "run",
-            {
-                "name": params.name,
-                "kind": params.kind,
-                "as_of": params.as_of,
-                "period_start": params.period_start,
-                "lang": params.lang,
-                **({"previous": str(Path(previous).resolve())} if previous else {}),
-            },
-        )
-        passed = notebook_parameters(params, params_file, tmp)
-        for nb in params.notebooks:
-            src = nb_dir / f"{nb}.ipynb"
-            if not src.exists():
-                raise RunError(f"notebook {src} not found")
-            check_notebook_parameters(src, passed)
-        current = ", ".join(params.notebooks)
-        expected = expected_seconds(reports, name, prior)
-        failures = _execute_all(
-            params, nb_dir, tmp, passed, timings, log, windows=windows, expected=expected
-        )
-        # notebooks end in any order side by side; the manifest lists them as the params do
-        timings.update({nb: timings.pop(nb) for nb in params.notebooks if nb in timings})
-        current = "deck"
-        gate.enforce(tmp / RESULTS_NAME, params)  # a metric two chapters quote has one value
-        ran_at = dt.datetime.now().isoformat(timespec="seconds")
-        chapter_log = _chapter_entries(
-            params, params_file, plan, prior or {}, windows, timings, ran_at, failures, nb_dir
-        )
-        _attribute_exports(tmp, seeded, chapter_log, plan, windows)
-        sections = _chapter_sections(params, tmp, failures, plan.all, chapter_log)
-        meta = {
-            "name": params.name,
-            "as_of": params.as_of.isoformat(),
-            "period_start": params.period_start.isoformat() if params.period_start else "",
-            "generated_at": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-            **(extra_meta or {}),
-        }
-        results_now = json.loads((tmp / RESULTS_NAME).read_text(encoding="utf-8"))
-        if params.kind == "annual_review":
-            try:
-                sections = summary.sections(results_now, params) + sections
-            except Exception as exc:
-                if not failures:
-                    raise
-                # the summary quotes every chapter; with one missing it may have no figure
-                failures.append(
-                    ChapterFailure("summary", f"executive summary failed: {exc}", traceback=_tb())
-                )
-        if failures:
-            sections = [failure_section(failures, params.lang), *sections]
-        deck.render(sections, meta, deck_labels(params.lang), params.lang, tmp / "deck.html")
-        manifest = _manifest(
-            name, params, params_file, plan, chapter_log, fingerprints, timings, started
-        )
-        if failures:
-            manifest["failed"] = [{"notebook": f.nb, "problem": f.line()} for f in failures]
-        write_json_atomic(tmp / "manifest.json", manifest)
-        if (tmp / RESULTS_NAME).exists():  # recorded one line at a time: indent it for readers
-            write_json_atomic(tmp / RESULTS_NAME, results_now)
-        if failures:
-            write_error_log(tmp / ERROR_LOG, failures)
-            raise RunError("\n".join(f.line() for f in failures), failures=failures)
-        shutil.rmtree(tmp / "work", ignore_errors=True)
-        (tmp / f".{RESULTS_NAME}.lock").unlink(missing_ok=True)
-        _replace_dir(tmp, final)
-        if failed.exists():
-            shutil.rmtree(failed, ignore_errors=True)
-        results = json.loads((final / RESULTS_NAME).read_text(encoding="utf-8"))
-        for nb, entry in chapter_log.items():
-            if entry.get("stale_because"):
-                log(
-                    f"[fupan] {nb} is marked stale: it used {', '.join(entry['stale_because'])} "
-                    f"before the rerun (fupan run {nb}, or --with-dependents)"
-                )
-        took = time.time() - started
-        log(f"[fupan] deck ({len(plan.all)} chapters) in {_clock(took)}: {final / 'deck.html'}")
-        return RunResult(final, final / "deck.html", results, timings)
-    except (DataValidationError, RunError, _Terminated, KeyboardInterrupt, Exception) as exc:
-        failures = exc.failures if isinstance(exc, RunError) else []
-        cause = root_cause(exc, reports)
-        if isinstance(exc, OSError):
-            from fupan.cli import describe_os_error
+    return _Run(params, params_file, reports, nb_dir, name, plan, prior, log)
 
-            message = f"{describe_os_error(exc)}\n  (during {current})"
-        elif failures:
-            message = str(exc)
-        else:
-            message = f"{current}: {exc}"
-        if cause and cause not in message.lower():
-            message = f"{cause}\n{message}"
-        _keep_failed(tmp, failed, message, exc)
-        kept = failed if failed.exists() else None
-        if isinstance(exc, DataValidationError):
-            exc.failed_dir = kept  # type: ignore[attr-defined]
-            raise
-        if isinstance(exc, RunError):
-            exc.failed_dir = kept
-            if cause and cause not in str(exc).lower():
-                raise RunError(f"{cause}: {exc}", kept, failures) from None
-            raise
-        if isinstance(exc, (_Terminated, KeyboardInterrupt)):
-            raise RunError(f"run interrupted ({exc or 'SIGINT'}) during {current}", kept) from None
-        if isinstance(exc, OSError):
-            raise RunError(message, kept) from exc
-        what = f"{cause}: " if cause else ""
-        raise RunError(f"{what}{current} failed: {type(exc).__name__}: {exc}", kept) from exc
-    finally:
-        for sig, handler in old_handlers.items():
-            signal.signal(sig, handler)
+
+def seed_run_folder(r: _Run) -> dict[str, tuple[int, int]]:
+    """Make the temporary run folder; an update copies in the chapters it keeps. Returns
+    the exports present before any notebook ran (to tell whose each export is)."""
+    (r.tmp / "notebooks").mkdir(parents=True)
+    (r.tmp / "exports").mkdir()
+    if r.plan.kept:
+        _seed_from(r.final, r.tmp, r.plan, r.prior or {}, r.nb_dir)
+        r.log(
+            f"[fupan] updating {r.final}: rerunning {', '.join(r.plan.run)}; "
+            f"keeping {', '.join(r.plan.kept)}"
+        )
+        other = differing_params(r.prior or {}, r.plan.kept, params_checksum(r.params))
+        if other:
+            r.log(
+                f"[fupan] warning: {', '.join(other)} ran with other params than these "
+                "(the manifest's chapters.*.params_sha256 differ); the deck mixes them: "
+                "use the same params (and --lang), or rerun those chapters too"
+            )
+    return _stat_exports(r.tmp)
+
+
+def validate_data(r: _Run) -> dict[str, Any]:
+    """Load the data strictly (the contract's checks); the input files' fingerprints."""
+    t0 = time.perf_counter()
+    r.log(f"[fupan] {r.params.name}: validating {r.params.resolve(r.params.data.source)}")
+    ds = fdata.load(r.params, work_dir=r.tmp / "work", strict=True, handoff=False)
+    fingerprints = dict(ds.fingerprints)
+    n_warn = len(ds.report.warnings)
+    ds.close()
+    r.timings["load_validate"] = round(time.perf_counter() - t0, 3)
+    r.log(
+        f"[fupan] data ok ({', '.join(ds.report.present)}; {n_warn} warning(s)) in {r.timings['load_validate']:.1f}s"
+    )
+    return fingerprints
+
+
+def record_run_section(r: _Run, previous: str | Path | None) -> None:
+    """The ``run`` section of results.json: what every chapter quotes about the run."""
+    p = r.params
+    Recorder(r.tmp).record(
+        "run",
+        {
+            "name": p.name,
+            "kind": p.kind,
+            "as_of": p.as_of,
+            "period_start": p.period_start,
+            "lang": p.lang,
+            **({"previous": str(Path(previous).resolve())} if previous else {}),
+        },
+    )
+
+
+def check_notebooks(r: _Run) -> dict[str, Any]:
+    """The parameters every notebook gets, after checking each notebook exists and
+    declares exactly them."""
+    passed = notebook_parameters(r.params, r.params_file, r.tmp)
+    for nb in r.params.notebooks:
+        src = r.nb_dir / f"{nb}.ipynb"
+        if not src.exists():
+            raise RunError(f"notebook {src} not found")
+        check_notebook_parameters(src, passed)
+    return passed
+
+
+def execute_chapters(r: _Run, passed: dict[str, Any]) -> list[ChapterFailure]:
+    """Execute the planned notebooks (side by side where :data:`NEEDS` allows); the
+    chapters that failed or were skipped."""
+    r.current = ", ".join(r.params.notebooks)
+    expected = expected_seconds(r.reports, r.name, r.prior)
+    failures = _execute_all(
+        r.params, r.nb_dir, r.tmp, passed, r.timings, r.log, windows=r.windows, expected=expected
+    )
+    # notebooks end in any order side by side; the manifest lists them as the params do
+    r.timings.update({nb: r.timings.pop(nb) for nb in r.params.notebooks if nb in r.timings})
+    return failures
+
+
+def log_chapters(
+    r: _Run, failures: list[ChapterFailure], seeded: dict[str, tuple[int, int]]
+) -> dict[str, dict[str, Any]]:
+    """Check the merged results (a metric two chapters quote has one value), then say
+    when and with which params each chapter ran and which exports it wrote."""
+    r.current = "deck"
+    gate.enforce(r.tmp / RESULTS_NAME, r.params)
+    ran_at = dt.datetime.now().isoformat(timespec="seconds")
+    chapter_log = _chapter_entries(
+        r.params,
+        r.params_file,
+        r.plan,
+        r.prior or {},
+        r.windows,
+        r.timings,
+        ran_at,
+        failures,
+        r.nb_dir,
+    )
+    _attribute_exports(r.tmp, seeded, chapter_log, r.plan, r.windows)
+    return chapter_log
+
+
+def render_deck(
+    r: _Run,
+    failures: list[ChapterFailure],
+    chapter_log: dict[str, dict[str, Any]],
+    extra_meta: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Write deck.html: the failures slide (if any), the executive summary of an annual
+    review, and every chapter's slides. Returns the merged results it quoted."""
+    params, tmp = r.params, r.tmp
+    sections = _chapter_sections(params, tmp, failures, r.plan.all, chapter_log)
+    meta = {
+        "name": params.name,
+        "as_of": params.as_of.isoformat(),
+        "period_start": params.period_start.isoformat() if params.period_start else "",
+        "generated_at": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        **(extra_meta or {}),
+    }
+    results_now = json.loads((tmp / RESULTS_NAME).read_text(encoding="utf-8"))
+    if params.kind == "annual_review":
+        try:
+            sections = summary.sections(results_now, params) + sections
+        except Exception as exc:
+            if not failures:
+                raise
+            # the summary quotes every chapter; with one missing it may have no figure
+            failures.append(
+                ChapterFailure("summary", f"executive summary failed: {exc}", traceback=_tb())
+            )
+    if failures:
+        sections = [failure_section(failures, params.lang), *sections]
+    deck.render(sections, meta, deck_labels(params.lang), params.lang, tmp / "deck.html")
+    return results_now
+
+
+def write_manifest(
+    r: _Run,
+    chapter_log: dict[str, dict[str, Any]],
+    fingerprints: dict[str, Any],
+    failures: list[ChapterFailure],
+    results_now: dict[str, Any],
+) -> None:
+    """manifest.json (what ran, on which inputs, how long) and results.json indented."""
+    manifest = _manifest(
+        r.name, r.params, r.params_file, r.plan, chapter_log, fingerprints, r.timings, r.started
+    )
+    if failures:
+        manifest["failed"] = [{"notebook": f.nb, "problem": f.line()} for f in failures]
+    write_json_atomic(r.tmp / "manifest.json", manifest)
+    if (r.tmp / RESULTS_NAME).exists():  # recorded one line at a time: indent it for readers
+        write_json_atomic(r.tmp / RESULTS_NAME, results_now)
+
+
+def raise_for_failed_chapters(r: _Run, failures: list[ChapterFailure]) -> None:
+    """A run with a failed chapter writes errors.log and stops before the swap."""
+    if failures:
+        write_error_log(r.tmp / ERROR_LOG, failures)
+        raise RunError("\n".join(f.line() for f in failures), failures=failures)
+
+
+def swap_in(r: _Run) -> None:
+    """Drop the scratch files and move the finished run into place (the previous run
+    survives until the move is done); a stale ``.failed`` folder goes."""
+    shutil.rmtree(r.tmp / "work", ignore_errors=True)
+    (r.tmp / f".{RESULTS_NAME}.lock").unlink(missing_ok=True)
+    _replace_dir(r.tmp, r.final)
+    if r.failed.exists():
+        shutil.rmtree(r.failed, ignore_errors=True)
+
+
+def finished(r: _Run, chapter_log: dict[str, dict[str, Any]]) -> RunResult:
+    """Say which chapters are stale and where the deck is."""
+    results = json.loads((r.final / RESULTS_NAME).read_text(encoding="utf-8"))
+    for nb, entry in chapter_log.items():
+        if entry.get("stale_because"):
+            r.log(
+                f"[fupan] {nb} is marked stale: it used {', '.join(entry['stale_because'])} "
+                f"before the rerun (fupan run {nb}, or --with-dependents)"
+            )
+    took = time.time() - r.started
+    r.log(f"[fupan] deck ({len(r.plan.all)} chapters) in {_clock(took)}: {r.final / 'deck.html'}")
+    return RunResult(r.final, r.final / "deck.html", results, r.timings)
+
+
+def raise_run_failed(r: _Run, exc: BaseException) -> NoReturn:
+    """Keep what the failed run wrote in ``<run>.failed/`` (with ERROR.txt) and raise the
+    error a user reads: a DataValidationError as it is, anything else as a RunError that
+    names the step, the root cause and the folder."""
+    failures = exc.failures if isinstance(exc, RunError) else []
+    cause = root_cause(exc, r.reports)
+    if isinstance(exc, OSError):
+        from fupan.cli import describe_os_error
+
+        message = f"{describe_os_error(exc)}\n  (during {r.current})"
+    elif failures:
+        message = str(exc)
+    else:
+        message = f"{r.current}: {exc}"
+    if cause and cause not in message.lower():
+        message = f"{cause}\n{message}"
+    _keep_failed(r.tmp, r.failed, message, exc)
+    kept = r.failed if r.failed.exists() else None
+    if isinstance(exc, DataValidationError):
+        exc.failed_dir = kept  # type: ignore[attr-defined]
+        raise exc
+    if isinstance(exc, RunError):
+        exc.failed_dir = kept
+        if cause and cause not in str(exc).lower():
+            raise RunError(f"{cause}: {exc}", kept, failures) from None
+        raise exc
+    if isinstance(exc, (_Terminated, KeyboardInterrupt)):
+        raise RunError(f"run interrupted ({exc or 'SIGINT'}) during {r.current}", kept) from None
+    if isinstance(exc, OSError):
+        raise RunError(message, kept) from exc
+    what = f"{cause}: " if cause else ""
+    raise RunError(f"{what}{r.current} failed: {type(exc).__name__}: {exc}", kept) from exc
 
 
 def _clock(seconds: float) -> str:
