@@ -3,6 +3,8 @@
 Usage::
 
     python tools/pin_rooms.py record DIR   # write DIR/golden.pkl from the current code
+    # (record from the base commit: git archive 1e4d0f3 lib | tar -x -C BASE, then
+    # PYTHONPATH=BASE/lib python tools/pin_rooms.py record DIR)
     python tools/pin_rooms.py check DIR    # compare the current code against it (1e-12)
 
 ``DIR`` holds (or receives) two demos of 600 customers, seed 5: ``demo`` (non-contractual)
@@ -108,7 +110,10 @@ def _others(ds: Any) -> dict[str, Any]:
     )
     orders = ds["orders"].to_pandas()
     return {
-        "features.pairs": F.to_frame(F.feature_expr(ds, pairs, names), names),
+        # the query's row order is the engine's: sorted, so that only values are compared
+        "features.pairs": F.to_frame(F.feature_expr(ds, pairs, names), names)
+        .sort_values(["customer_id", "snapshot_date"], kind="stable")
+        .reset_index(drop=True),
         "features.as_of": F.customer_features(ds, as_of, names),
         "features.early": F.customer_features(ds, early, names),
         "segments.as_of": segments.customer_features(ds),
