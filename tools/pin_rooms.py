@@ -144,6 +144,29 @@ def _checks(data: Path) -> dict[str, Any]:
     return out
 
 
+def _tiny(folder: Path) -> dict[str, Any]:
+    """The tests' hand-made dataset (tests/tiny.py): every output, the simulation's error
+    included when it has too few churns."""
+    from fupan import data as fdata
+    from fupan import params as fparams
+    from fupan import simulate
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    import tiny
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pf = tiny.params_file(folder, tiny.write(folder / "data"))
+    ds = fdata.load(fparams.load(pf), strict=False)
+    out: dict[str, Any] = {"problems": [_plain(p) for p in ds.report.problems]}
+    out["others"] = _others(ds)
+    try:
+        out["simulation"] = _simulation(ds)
+    except simulate.SimulationError as exc:
+        out["simulation"] = str(exc)
+    ds.close()
+    return out
+
+
 def collect(base: Path) -> dict[str, Any]:
     from fupan import data as fdata
 
@@ -156,6 +179,7 @@ def collect(base: Path) -> dict[str, Any]:
         out[f"{key}.others"] = _others(ds)
         out[f"{key}.simulation"] = _simulation(ds)
         ds.close()
+    out["tiny"] = _tiny(base / "tiny")
     out["checks.demo"] = _checks(base / "demo")
     out["checks.bad"] = _checks(base / "demo_bad")
     return out
