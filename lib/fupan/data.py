@@ -1309,99 +1309,114 @@ def _column_checks(
     for col in table.columns:
         if col.name not in mapping:
             continue
-        v = t[col.name]
+        # with data.bad_amounts: drop, bad amounts are warned about (their rows dropped)
         lenient = drop_amounts and col.name == "amount"
-        if f"_raw_{col.name}" in t.columns:
-            r = t[f"_raw_{col.name}"]
-            blank = _blank(r)
-            bad = ~blank & v.isnull()
-            if (
-                col.dtype in ("float", "int")
-                and params.data.number_format_for(table.name, col.name) is None
-            ):
-                # digits and separators only: a number whose marks could mean two things
-                seps = bad & r.re_replace(_MONEY_JUNK, "").re_search(_SEPARATED_NUMBER)
-                checks.append(
-                    (
-                        "error",
-                        col.name,
-                        "number_format",
-                        seps,
-                        "value(s) with a comma that is not a thousands separator "
-                        "(comma decimals such as '683,63' or '1.234,50'?); not guessed",
-                        _number_fix(table.name, col.name),
-                        [f"_raw_{col.name}"],
-                    )
-                )
-                bad = bad & ~seps
-            checks.append(
-                (
-                    "error",
-                    col.name,
-                    "type",
-                    bad,
-                    f"value(s) are not a valid {col.dtype}",
-                    _fix_for_type(col)
-                    if col.dtype != "float"
-                    or params.data.number_format_for(table.name, col.name) is None
-                    else "write the numbers as data.number_format says",
-                    [f"_raw_{col.name}"],
-                )
-            )
-        else:
-            # Typed without parsing, or as trimmed text: empty exactly where the source is.
-            blank = v.isnull()
+        parsed, blank = _parse_checks(t, table, col, params)
+        checks += parsed
         if col.dtype == "float":
-            checks.append(
-                (
-                    "warning" if lenient else "error",
-                    col.name,
-                    "not_finite",
-                    v.notnull() & (v.isnan() | v.isinf()),
-                    "value(s) are NaN or infinite"
-                    + ("; those rows were dropped" if lenient else ""),
-                    ""
-                    if lenient
-                    else "correct the values, or set data.bad_amounts: drop"
-                    if col.name == "amount"
-                    else "correct the values",
-                    [table.key or "customer_id", col.name],
-                )
-            )
+            checks.append(_finite_check(t[col.name], table, col, lenient))
         if not col.nullable:
-            checks.append(
-                (
-                    "warning" if lenient else "error",
-                    col.name,
-                    "nulls",
-                    blank,
-                    "empty value(s) in a column that must be filled"
-                    + ("; those rows were dropped" if lenient else ""),
-                    ""
-                    if lenient
-                    else "fill the column in the export or drop those rows"
-                    + (", or set data.bad_amounts: drop" if col.name == "amount" else ""),
-                    table.column_names[:3],
-                )
-            )
+            checks.append(_null_check(blank, table, col, lenient))
         if col.min is not None or col.max is not None:
-            cond = ibis.literal(False)
-            if col.min is not None:
-                cond = cond | (v < col.min)
-            if col.max is not None:
-                cond = cond | (v > col.max)
-            checks.append(
-                (
-                    "error",
-                    col.name,
-                    "range",
-                    v.notnull() & cond,
-                    f"value(s) outside [{col.min}, {col.max}]",
-                    "correct the values or the column mapping (e.g. a 5-point scale mapped onto nps)",
-                    [table.key or "customer_id", col.name],
-                )
-            )
+            checks.append(_range_check(t[col.name], table, col))
     return checks
+
+
+def _parse_checks(
+    t: ir.Table, table: Table, col: Column, params: Params
+) -> tuple[list[_Check], ir.BooleanValue]:
+    """Values the column's type could not parse (ambiguous number formats apart), and
+    where the source is empty."""
+    v = t[col.name]
+    if f"_raw_{col.name}" not in t.columns:
+        # Typed without parsing, or as trimmed text: empty exactly where the source is.
+        return [], v.isnull()
+    checks: list[_Check] = []
+    r = t[f"_raw_{col.name}"]
+    blank = _blank(r)
+    bad = ~blank & v.isnull()
+    if (
+        col.dtype in ("float", "int")
+        and params.data.number_format_for(table.name, col.name) is None
+    ):
+        # digits and separators only: a number whose marks could mean two things
+        seps = bad & r.re_replace(_MONEY_JUNK, "").re_search(_SEPARATED_NUMBER)
+        checks.append(
+            (
+                "error",
+                col.name,
+                "number_format",
+                seps,
+                "value(s) with a comma that is not a thousands separator "
+                "(comma decimals such as '683,63' or '1.234,50'?); not guessed",
+                _number_fix(table.name, col.name),
+                [f"_raw_{col.name}"],
+            )
+        )
+        bad = bad & ~seps
+    checks.append(
+        (
+            "error",
+            col.name,
+            "type",
+            bad,
+            f"value(s) are not a valid {col.dtype}",
+            _fix_for_type(col)
+            if col.dtype != "float" or params.data.number_format_for(table.name, col.name) is None
+            else "write the numbers as data.number_format says",
+            [f"_raw_{col.name}"],
+        )
+    )
+    return checks, blank
+
+
+def _finite_check(v: ir.Value, table: Table, col: Column, lenient: bool) -> _Check:
+    return (
+        "warning" if lenient else "error",
+        col.name,
+        "not_finite",
+        v.notnull() & (v.isnan() | v.isinf()),
+        "value(s) are NaN or infinite" + ("; those rows were dropped" if lenient else ""),
+        ""
+        if lenient
+        else "correct the values, or set data.bad_amounts: drop"
+        if col.name == "amount"
+        else "correct the values",
+        [table.key or "customer_id", col.name],
+    )
+
+
+def _null_check(blank: ir.BooleanValue, table: Table, col: Column, lenient: bool) -> _Check:
+    return (
+        "warning" if lenient else "error",
+        col.name,
+        "nulls",
+        blank,
+        "empty value(s) in a column that must be filled"
+        + ("; those rows were dropped" if lenient else ""),
+        ""
+        if lenient
+        else "fill the column in the export or drop those rows"
+        + (", or set data.bad_amounts: drop" if col.name == "amount" else ""),
+        table.column_names[:3],
+    )
+
+
+def _range_check(v: ir.Value, table: Table, col: Column) -> _Check:
+    cond = ibis.literal(False)
+    if col.min is not None:
+        cond = cond | (v < col.min)
+    if col.max is not None:
+        cond = cond | (v > col.max)
+    return (
+        "error",
+        col.name,
+        "range",
+        v.notnull() & cond,
+        f"value(s) outside [{col.min}, {col.max}]",
+        "correct the values or the column mapping (e.g. a 5-point scale mapped onto nps)",
+        [table.key or "customer_id", col.name],
+    )
 
 
 @dataclass

@@ -564,6 +564,38 @@ def feature_expr(
     Ibis table with ``customer_id, snapshot_date`` and one column per feature. Every value
     uses only events dated strictly before the row's snapshot date.
     """
+    names = _computable(ds, names)
+    want = set(names)
+    blocks = _blocks_for(names)
+    cust_cols = [n for n in ("tier", "region", "industry", "acquisition_channel") if n in want]
+    # All joins first, then every column from the final relation.
+    x, act_first = _joined(ds, _pairs_table(ds, pairs), blocks, want, cust_cols)
+    tenure = x.sd - x.ad
+    cols: dict[str, ir.Value] = {"tenure_days": tenure}
+    if "orders" in blocks:
+        cols.update(_order_columns(x, tenure))
+    if "touches" in blocks:
+        cols.update(_touch_columns(ds, x, tenure, want))
+    if "tickets" in blocks:
+        cols.update(_ticket_columns(x))
+    if "surveys" in blocks:
+        cols.update(_survey_columns(x, names))
+    if "activity" in blocks:
+        cols.update(_activity_columns(ds, x, act_first))
+    if "contracts" in blocks:
+        cols.update(_contract_columns(x))
+    for n in cust_cols:
+        cols[n] = x[n]
+    return x.select(
+        "customer_id",
+        snapshot_date=(ibis.date("1970-01-01") + x.sd.as_interval("D")).cast("date"),
+        **{n: cols[n] for n in names},
+    )
+
+
+def _computable(ds: Dataset, names: Sequence[str] | None) -> list[str]:
+    """The names asked for (default: every available one); a name the tables present
+    cannot give is an error naming what can be given."""
     names = list(available(ds) if names is None else names)
     avail = set(available(ds))
     bad = [n for n in names if n not in avail]
@@ -572,16 +604,26 @@ def feature_expr(
             f"features {bad} cannot be computed from the tables present "
             f"(available: {sorted(avail)})"
         )
-    want = set(names)
+    return names
+
+
+def _blocks_for(names: Sequence[str]) -> set[str]:
+    """The source tables' blocks the names read (the first-repeat flag also reads orders)."""
     blocks = {_BLOCK_OF.get(n, "surveys") for n in names}
-    if "no_touch_after_first_repeat" in want:
+    if "no_touch_after_first_repeat" in names:
         blocks.add("orders")
-    base0 = _pairs_table(ds, pairs)
+    return blocks
+
+
+def _joined(
+    ds: Dataset, base0: ir.Table, blocks: set[str], want: set[str], cust_cols: list[str]
+) -> tuple[ir.Table, ir.Value | None]:
+    """The pairs joined to the customers and to each block's aggregates, one join chain;
+    with activity, also the day tracking began (``act_first``, else None)."""
     c = ds["customers"]
-    cust_cols = [n for n in ("tier", "region", "industry", "acquisition_channel") if n in want]
     cust = c.select("customer_id", *cust_cols, ad=_day(c.acquired_at))
-    # All joins first, then every column from the final relation.
     x = base0.join(cust, "customer_id")
+    act_first = None
     if "orders" in blocks:
         x = _left(x, _order_block(ds, base0), "o")
     if "touches" in blocks:
@@ -606,81 +648,90 @@ def feature_expr(
             act_first = ibis.literal(first, type="int64")
     if "contracts" in blocks:
         x = _left(x, _contract_block(ds, base0), "c")
+    return x, act_first
 
-    tenure = x.sd - x.ad
-    cols: dict[str, ir.Value] = {"tenure_days": tenure}
-    if "orders" in blocks:
-        mean_gap = (x.x_last - x.x_first).cast("float64") / (x.x_n - 1).cast("float64")
-        cols.update(
-            recency_days=ibis.coalesce(x.sd - x.x_last, tenure),
-            orders_90d=ibis.coalesce(x.orders_90d, 0),
-            orders_365d=ibis.coalesce(x.orders_365d, 0),
-            spend_90d=ibis.coalesce(x.spend_90d, 0.0),
-            spend_365d=ibis.coalesce(x.spend_365d, 0.0),
-            spend_change_qoq=_rel_change(
-                ibis.coalesce(x.spend_90d, 0.0), ibis.coalesce(x.x_spend_prev, 0.0)
-            ),
-            order_gap_ratio=ibis.ifelse(
-                (x.x_n >= 2) & (mean_gap > 0),
-                (x.sd - x.x_last).cast("float64") / mean_gap,
-                ibis.null().cast("float64"),
-            ),
-        )
-    if "touches" in blocks:
-        cols.update(
-            touches_30d=ibis.coalesce(x.touches_30d, 0),
-            touches_90d=ibis.coalesce(x.touches_90d, 0),
-            days_since_touch=ibis.coalesce(
-                (x.sd.cast("float64") - x.x_last_touch).floor().cast("int64"), tenure
-            ),
-        )
-        if "no_touch_after_first_repeat" in want:
-            window_passed = x.repeat_day.notnull() & (
-                x.repeat_day + ds.params.churn.first_repeat_touch_days < x.sd
-            )
-            cols["no_touch_after_first_repeat"] = ibis.ifelse(
-                window_passed & ~x.x_followed.fill_null(False), 1, 0
-            )
-    if "tickets" in blocks:
-        cols.update(
-            tickets_90d=ibis.coalesce(x.tickets_90d, 0),
-            tickets_change_qoq=_rel_change(
-                ibis.coalesce(x.tickets_90d, 0), ibis.coalesce(x.x_tickets_prev, 0)
-            ),
-            median_first_response_days=ibis.coalesce(x.median_first_response_days, 0.0),
-            open_tickets=ibis.coalesce(x.open_tickets, 0),
-            sla_breaches_90d=ibis.coalesce(x.sla_breaches_90d, 0),
-        )
-    if "surveys" in blocks:
-        cols.update(
-            nps_latest=x.nps_latest,
-            nps_change=x.nps_latest - x.x_prev_nps,
-            detractor=ibis.ifelse(x.nps_latest.notnull() & (x.nps_latest <= 6), 1, 0),
-            csat_latest=x.csat_latest,
-        )
-        cols.update({d: x[d] for d in names if d.startswith(DIM_PREFIX)})
-    if "activity" in blocks:
-        # No login within the window read: count from the start of tracking or acquisition
-        # (the cap makes anything older irrelevant).
-        since = ibis.coalesce(x.x_last_login_end, ibis.greatest(x.ad, act_first))
-        weeks = ((x.sd - since).cast("float64") / 7).floor().cast("int64")
-        cols.update(
-            logins_28d=ibis.coalesce(x.logins_28d, 0),
-            weeks_without_login=ibis.greatest(
-                ibis.least(weeks, ds.params.churn.login_gap_cap_weeks), 0
-            ),
-        )
-    if "contracts" in blocks:
-        cols["days_to_renewal"] = x.days_to_renewal
-        # a row in the block means a contract started before the snapshot
-        cols["no_running_contract"] = ibis.ifelse(x.x_running.notnull() & (x.x_running == 0), 1, 0)
-    for n in cust_cols:
-        cols[n] = x[n]
-    return x.select(
-        "customer_id",
-        snapshot_date=(ibis.date("1970-01-01") + x.sd.as_interval("D")).cast("date"),
-        **{n: cols[n] for n in names},
+
+def _order_columns(x: ir.Table, tenure: ir.Value) -> dict[str, ir.Value]:
+    mean_gap = (x.x_last - x.x_first).cast("float64") / (x.x_n - 1).cast("float64")
+    return dict(
+        recency_days=ibis.coalesce(x.sd - x.x_last, tenure),
+        orders_90d=ibis.coalesce(x.orders_90d, 0),
+        orders_365d=ibis.coalesce(x.orders_365d, 0),
+        spend_90d=ibis.coalesce(x.spend_90d, 0.0),
+        spend_365d=ibis.coalesce(x.spend_365d, 0.0),
+        spend_change_qoq=_rel_change(
+            ibis.coalesce(x.spend_90d, 0.0), ibis.coalesce(x.x_spend_prev, 0.0)
+        ),
+        order_gap_ratio=ibis.ifelse(
+            (x.x_n >= 2) & (mean_gap > 0),
+            (x.sd - x.x_last).cast("float64") / mean_gap,
+            ibis.null().cast("float64"),
+        ),
     )
+
+
+def _touch_columns(
+    ds: Dataset, x: ir.Table, tenure: ir.Value, want: set[str]
+) -> dict[str, ir.Value]:
+    cols = dict(
+        touches_30d=ibis.coalesce(x.touches_30d, 0),
+        touches_90d=ibis.coalesce(x.touches_90d, 0),
+        days_since_touch=ibis.coalesce(
+            (x.sd.cast("float64") - x.x_last_touch).floor().cast("int64"), tenure
+        ),
+    )
+    if "no_touch_after_first_repeat" in want:
+        window_passed = x.repeat_day.notnull() & (
+            x.repeat_day + ds.params.churn.first_repeat_touch_days < x.sd
+        )
+        cols["no_touch_after_first_repeat"] = ibis.ifelse(
+            window_passed & ~x.x_followed.fill_null(False), 1, 0
+        )
+    return cols
+
+
+def _ticket_columns(x: ir.Table) -> dict[str, ir.Value]:
+    return dict(
+        tickets_90d=ibis.coalesce(x.tickets_90d, 0),
+        tickets_change_qoq=_rel_change(
+            ibis.coalesce(x.tickets_90d, 0), ibis.coalesce(x.x_tickets_prev, 0)
+        ),
+        median_first_response_days=ibis.coalesce(x.median_first_response_days, 0.0),
+        open_tickets=ibis.coalesce(x.open_tickets, 0),
+        sla_breaches_90d=ibis.coalesce(x.sla_breaches_90d, 0),
+    )
+
+
+def _survey_columns(x: ir.Table, names: Sequence[str]) -> dict[str, ir.Value]:
+    cols = dict(
+        nps_latest=x.nps_latest,
+        nps_change=x.nps_latest - x.x_prev_nps,
+        detractor=ibis.ifelse(x.nps_latest.notnull() & (x.nps_latest <= 6), 1, 0),
+        csat_latest=x.csat_latest,
+    )
+    cols.update({d: x[d] for d in names if d.startswith(DIM_PREFIX)})
+    return cols
+
+
+def _activity_columns(ds: Dataset, x: ir.Table, act_first: ir.Value) -> dict[str, ir.Value]:
+    # No login within the window read: count from the start of tracking or acquisition
+    # (the cap makes anything older irrelevant).
+    since = ibis.coalesce(x.x_last_login_end, ibis.greatest(x.ad, act_first))
+    weeks = ((x.sd - since).cast("float64") / 7).floor().cast("int64")
+    return dict(
+        logins_28d=ibis.coalesce(x.logins_28d, 0),
+        weeks_without_login=ibis.greatest(
+            ibis.least(weeks, ds.params.churn.login_gap_cap_weeks), 0
+        ),
+    )
+
+
+def _contract_columns(x: ir.Table) -> dict[str, ir.Value]:
+    return {
+        "days_to_renewal": x.days_to_renewal,
+        # a row in the block means a contract started before the snapshot
+        "no_running_contract": ibis.ifelse(x.x_running.notnull() & (x.x_running == 0), 1, 0),
+    }
 
 
 def to_frame(expr: ir.Table, names: Sequence[str]) -> pd.DataFrame:

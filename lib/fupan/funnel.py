@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from dataclasses import dataclass
 
 import ibis
 import numpy as np
@@ -156,45 +157,86 @@ def stage_snapshots(ds: Dataset, cuts: list[dt.date]) -> pd.DataFrame:
     spend_recent, spend_before, days_since_order, churned, stage``.
     """
     params = ds.params
-    trend = params.diagnosis.stage_trend_days
     cuts = sorted({as_date(c) for c in cuts})
-    last_cut = ibis.literal(cuts[-1] if cuts else dt.date.min)
-    # A customer's code is their position in customer id order. Only customers acquired by
-    # the last date can appear in a snapshot.
-    c = ds["customers"].filter(lambda t: t.acquired_at <= last_cut)
-    c = c.select("customer_id", "acquired_at", code=ibis.row_number().over(order_by="customer_id"))
-    cust = c.order_by("customer_id").to_pyarrow()
-    o = ds["orders"].filter(lambda t: t.order_date <= last_cut)
-    o = o.inner_join(c.select("customer_id", "code"), "customer_id")
-    # Sorted by date, the orders up to a date are a prefix and a window is a slice. Code and
-    # amount break ties, so the sums below add in the same order on every run.
-    o = o.select("code", "order_date", amount=o.amount.fill_null(0.0))
-    orders = o.order_by(["order_date", "code", "amount"]).to_pyarrow()
+    log = _OrderLog.read(ds, cuts[-1] if cuts else dt.date.min)
+    rows, cols = _aggregates_at(log, cuts, params.diagnosis.stage_trend_days)
+    snap = _snapshot_frame(log, rows, cols)
+    snap["churned"] = _churned(ds, cuts, snap.cut.to_numpy(), _arrow(snap.customer_id))
+    snap["stage"] = assign_rules(snap, stage_rules(params))
+    return snap
 
-    n = cust.num_rows
-    ids = cust.column("customer_id").combine_chunks()
-    acquired = np.asarray(cust.column("acquired_at").to_numpy(), dtype="M8[D]").view(np.int64)
-    position = np.empty(n, dtype=np.int64)
-    position[cust.column("code").to_numpy()] = np.arange(n)
-    code = position[orders.column("code").to_numpy()]
-    day = np.asarray(orders.column("order_date").to_numpy(), dtype="M8[D]").view(np.int64)
-    amount = np.asarray(orders.column("amount").to_numpy(), dtype=float)
 
-    def days(date: dt.date) -> int:
-        return int(np.datetime64(date, "D").astype(np.int64))
+#: a missing date as a day number: below every date, so max() passes it over
+_NAT = np.datetime64("NaT", "D").view(np.int64)
 
-    def upto(date: dt.date) -> int:
+
+def _days(date: dt.date) -> int:
+    return int(np.datetime64(date, "D").astype(np.int64))
+
+
+@dataclass
+class _OrderLog:
+    """Customers acquired by the last date and their orders up to it, as day numbers.
+
+    A customer's code is their position in customer id order. Sorted by date, the orders
+    up to a date are a prefix and a window is a slice.
+    """
+
+    ids: pa.Array  # customer ids in id order
+    acquired: np.ndarray  # acquisition day per customer
+    code: np.ndarray  # per order: the customer's position
+    day: np.ndarray  # per order, ascending
+    amount: np.ndarray  # per order
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def read(cls, ds: Dataset, last: dt.date) -> _OrderLog:
+        last_cut = ibis.literal(last)
+        # Only customers acquired by the last date can appear in a snapshot.
+        c = ds["customers"].filter(lambda t: t.acquired_at <= last_cut)
+        c = c.select(
+            "customer_id", "acquired_at", code=ibis.row_number().over(order_by="customer_id")
+        )
+        cust = c.order_by("customer_id").to_pyarrow()
+        o = ds["orders"].filter(lambda t: t.order_date <= last_cut)
+        o = o.inner_join(c.select("customer_id", "code"), "customer_id")
+        # Code and amount break ties, so the sums add in the same order on every run.
+        o = o.select("code", "order_date", amount=o.amount.fill_null(0.0))
+        orders = o.order_by(["order_date", "code", "amount"]).to_pyarrow()
+        n = cust.num_rows
+        position = np.empty(n, dtype=np.int64)
+        position[cust.column("code").to_numpy()] = np.arange(n)
+        return cls(
+            ids=cust.column("customer_id").combine_chunks(),
+            acquired=np.asarray(cust.column("acquired_at").to_numpy(), dtype="M8[D]").view(
+                np.int64
+            ),
+            code=position[orders.column("code").to_numpy()],
+            day=np.asarray(orders.column("order_date").to_numpy(), dtype="M8[D]").view(np.int64),
+            amount=np.asarray(orders.column("amount").to_numpy(), dtype=float),
+        )
+
+    def upto(self, date: dt.date) -> int:
         """How many orders are dated on or before ``date``."""
-        return int(np.searchsorted(day, days(date), side="right"))
+        return int(np.searchsorted(self.day, _days(date), side="right"))
 
-    def count(lo: int, hi: int) -> np.ndarray:
-        return np.bincount(code[lo:hi], minlength=n)
+    def count(self, lo: int, hi: int) -> np.ndarray:
+        return np.bincount(self.code[lo:hi], minlength=self.n)
 
-    def spend(lo: int, hi: int) -> np.ndarray:
-        return np.bincount(code[lo:hi], weights=amount[lo:hi], minlength=n)
+    def spend(self, lo: int, hi: int) -> np.ndarray:
+        return np.bincount(self.code[lo:hi], weights=self.amount[lo:hi], minlength=self.n)
 
+
+def _aggregates_at(
+    log: _OrderLog, cuts: list[dt.date], trend: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Every date's order aggregates, one pass over the orders: the customers' codes (a
+    block per date, id order) and the columns, as day numbers and amounts."""
     # One block of rows per date, customers in id order: filled in place, no concatenation.
-    members = [np.flatnonzero(acquired <= days(cut)) for cut in cuts]
+    members = [np.flatnonzero(log.acquired <= _days(cut)) for cut in cuts]
     size = sum(len(m) for m in members)
     out = {
         "code": np.empty(size, dtype=np.int64),
@@ -205,30 +247,35 @@ def stage_snapshots(ds: Dataset, cuts: list[dt.date]) -> pd.DataFrame:
         "spend_recent": np.empty(size, dtype=float),
         "spend_before": np.empty(size, dtype=float),
     }
-    total = np.zeros(n, dtype=np.int64)
-    nat = np.datetime64("NaT", "D").view(np.int64)  # below every date: max() passes it over
-    last = np.full(n, nat, dtype=np.int64)
+    total = np.zeros(log.n, dtype=np.int64)
+    last = np.full(log.n, _NAT, dtype=np.int64)
     done = at = 0
     for cut, rows in zip(cuts, members, strict=True):
-        end = upto(cut)
+        end = log.upto(cut)
         # the lifetime count and the last order carry over from the date before
-        total += count(done, end)
-        np.maximum.at(last, code[done:end], day[done:end])
+        total += log.count(done, end)
+        np.maximum.at(last, log.code[done:end], log.day[done:end])
         done = end
-        year = upto(trailing_start(cut) - dt.timedelta(days=1))
-        recent = upto(cut - dt.timedelta(days=trend))
-        before = upto(cut - dt.timedelta(days=2 * trend))
+        year = log.upto(trailing_start(cut) - dt.timedelta(days=1))
+        recent = log.upto(cut - dt.timedelta(days=trend))
+        before = log.upto(cut - dt.timedelta(days=2 * trend))
         block = slice(at, at + len(rows))
         out["code"][block] = rows
-        out["cut"][block] = days(cut)
+        out["cut"][block] = _days(cut)
         out["orders_total"][block] = total[rows]
         out["last_order"][block] = last[rows]
-        out["orders_year"][block] = count(year, end)[rows]
-        out["spend_recent"][block] = spend(recent, end)[rows]
-        out["spend_before"][block] = spend(before, max(before, recent))[rows]
+        out["orders_year"][block] = log.count(year, end)[rows]
+        out["spend_recent"][block] = log.spend(recent, end)[rows]
+        out["spend_before"][block] = log.spend(before, max(before, recent))[rows]
         at += len(rows)
     rows = out.pop("code")
-    start = np.where(out["last_order"] == nat, acquired[rows], out["last_order"])
+    return rows, out
+
+
+def _snapshot_frame(log: _OrderLog, rows: np.ndarray, out: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The aggregates as a frame: ids, dates as datetimes, days since the last order (or
+    since acquisition, for a customer without one)."""
+    start = np.where(out["last_order"] == _NAT, log.acquired[rows], out["last_order"])
     since = out["cut"] - start
 
     def stamp(day_numbers: np.ndarray) -> np.ndarray:
@@ -236,11 +283,11 @@ def stage_snapshots(ds: Dataset, cuts: list[dt.date]) -> pd.DataFrame:
 
     # copy=False: each column stays its own array (pandas would otherwise copy them into
     # one block per dtype, a second pass over 13M rows at 1M customers)
-    snap = pd.DataFrame(
+    return pd.DataFrame(
         {
-            "customer_id": ids.take(pa.array(rows)).to_pandas(),
+            "customer_id": log.ids.take(pa.array(rows)).to_pandas(),
             "cut": stamp(out["cut"]),
-            "acquired_at": stamp(acquired[rows]),
+            "acquired_at": stamp(log.acquired[rows]),
             "orders_total": out["orders_total"],
             "last_order": stamp(out["last_order"]),
             "orders_year": out["orders_year"],
@@ -250,9 +297,6 @@ def stage_snapshots(ds: Dataset, cuts: list[dt.date]) -> pd.DataFrame:
         },
         copy=False,
     )
-    snap["churned"] = _churned(ds, cuts, snap.cut.to_numpy(), _arrow(snap.customer_id))
-    snap["stage"] = assign_rules(snap, stage_rules(params))
-    return snap
 
 
 def _arrow(values: pd.Series) -> pa.Array:

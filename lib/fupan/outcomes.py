@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 
 import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -51,8 +52,36 @@ def churn_status(ds: Dataset, as_of: str | dt.date | pd.Timestamp | None = None)
 
 
 def _status(ds: Dataset, cut: dt.date) -> pd.DataFrame:
-    params = ds.params
+    """:func:`churn_status` at one date: a dormancy date for every customer, a contract's
+    end where the business is contractual, a recorded churn where the data records one."""
     lit = ibis.literal(cut)
+    base = _dormancy(ds, lit)
+    if ds.params.business_model == "contractual" and ds.has("contracts"):
+        base = _contract_ends(ds, base, lit)
+    base = _recorded_churn(ds, base, lit)
+    return _status_frame(_churn_dates(base))
+
+
+_STATUS_COLUMNS = [
+    "customer_id",
+    "acquired_at",
+    "tier",
+    "first_order",
+    "last_order",
+    "orders",
+    "churned_at",
+    "source",
+    "reason",
+    "competitor",
+    "lost_value",
+    "won_back",
+]
+
+
+def _dormancy(ds: Dataset, lit: ir.Value) -> ir.Table:
+    """Customers acquired by the cut, their orders and the day their dormancy makes them
+    lost (``derived_at``, when it has come by the cut)."""
+    params = ds.params
     customers = ds["customers"].filter(lambda t: t.acquired_at <= lit)
     orders = ds["orders"].filter(lambda t: t.order_date <= lit)
     per = orders.group_by("customer_id").aggregate(
@@ -68,58 +97,70 @@ def _status(ds: Dataset, cut: dt.date) -> pd.DataFrame:
     last_active = ibis.coalesce(base.last_order, base.acquired_at)
     dormancy = params.churn_definition.dormancy_days
     dormant_at = last_active + ibis.interval(days=dormancy)
-    base = base.mutate(
+    return base.mutate(
         derived_at=ibis.ifelse(
             dormant_at <= lit, dormant_at.cast("date"), ibis.null().cast("date")
         ),
         derived_source=ibis.literal("dormancy"),
     )
-    if params.business_model == "contractual" and ds.has("contracts"):
-        c = ds["contracts"].filter(lambda t: t.start_date <= lit)
-        last = c.group_by("customer_id").aggregate(last_end=c.end_date.max())
-        grace = params.churn_definition.grace_days
-        base = base.left_join(last, "customer_id").drop("customer_id_right")
-        ended = base.last_end.notnull() & ((base.last_end + ibis.interval(days=grace)) <= lit)
-        running = base.last_end.notnull() & ~ended
-        base = base.mutate(
-            derived_at=ibis.ifelse(
-                ended,
-                base.last_end,
-                ibis.ifelse(running, ibis.null().cast("date"), base.derived_at),
-            ),
-            derived_source=ibis.ifelse(
-                base.last_end.notnull(), ibis.literal("contract"), ibis.literal("dormancy")
-            ),
-        ).drop("last_end")
-    if ds.has("churn_events"):
-        ev = ds["churn_events"].filter(lambda t: t.churned_at <= lit)
-        latest = ev.group_by("customer_id").aggregate(rec_at=ev.churned_at.max())
-        ev = ev.inner_join(
-            latest, [ev.customer_id == latest.customer_id, ev.churned_at == latest.rec_at]
-        )
-        ev = ev.group_by("customer_id").aggregate(
-            rec_at=ev.rec_at.max(),
-            reason=ev.reason.max(),
-            competitor=ev.competitor.max()
-            if "competitor" in ev.columns
-            else ibis.null().cast("string"),
-            lost_value=ev.lost_value.max()
-            if "lost_value" in ev.columns
-            else ibis.null().cast("float64"),
-        )
-        base = base.left_join(ev, "customer_id").drop("customer_id_right")
-    else:
-        base = base.mutate(
+
+
+def _contract_ends(ds: Dataset, base: ir.Table, lit: ir.Value) -> ir.Table:
+    """A contractual customer's churn is her last contract's end, once the grace days have
+    passed; while a contract runs she is not lost, however dormant."""
+    c = ds["contracts"].filter(lambda t: t.start_date <= lit)
+    last = c.group_by("customer_id").aggregate(last_end=c.end_date.max())
+    grace = ds.params.churn_definition.grace_days
+    base = base.left_join(last, "customer_id").drop("customer_id_right")
+    ended = base.last_end.notnull() & ((base.last_end + ibis.interval(days=grace)) <= lit)
+    running = base.last_end.notnull() & ~ended
+    return base.mutate(
+        derived_at=ibis.ifelse(
+            ended,
+            base.last_end,
+            ibis.ifelse(running, ibis.null().cast("date"), base.derived_at),
+        ),
+        derived_source=ibis.ifelse(
+            base.last_end.notnull(), ibis.literal("contract"), ibis.literal("dormancy")
+        ),
+    ).drop("last_end")
+
+
+def _recorded_churn(ds: Dataset, base: ir.Table, lit: ir.Value) -> ir.Table:
+    """Each customer's latest recorded churn by the cut (``rec_at``) with its reason,
+    competitor and lost value; nulls without a ``churn_events`` table."""
+    if not ds.has("churn_events"):
+        return base.mutate(
             rec_at=ibis.null().cast("date"),
             reason=ibis.null().cast("string"),
             competitor=ibis.null().cast("string"),
             lost_value=ibis.null().cast("float64"),
         )
+    ev = ds["churn_events"].filter(lambda t: t.churned_at <= lit)
+    latest = ev.group_by("customer_id").aggregate(rec_at=ev.churned_at.max())
+    ev = ev.inner_join(
+        latest, [ev.customer_id == latest.customer_id, ev.churned_at == latest.rec_at]
+    )
+    ev = ev.group_by("customer_id").aggregate(
+        rec_at=ev.rec_at.max(),
+        reason=ev.reason.max(),
+        competitor=ev.competitor.max()
+        if "competitor" in ev.columns
+        else ibis.null().cast("string"),
+        lost_value=ev.lost_value.max()
+        if "lost_value" in ev.columns
+        else ibis.null().cast("float64"),
+    )
+    return base.left_join(ev, "customer_id").drop("customer_id_right")
+
+
+def _churn_dates(base: ir.Table) -> ir.Table:
+    """The churn date and its source: a recorded churn, unless won back, else the rule's."""
     won_back = base.rec_at.notnull() & base.last_order.notnull() & (base.last_order > base.rec_at)
     recorded = base.rec_at.notnull() & ~won_back
     # A win-back (an order after the recorded churn) reopens the relationship: from then on the
     # business model's own rule decides, so a won-back customer who goes dormant again is lost.
-    out = base.mutate(
+    return base.mutate(
         churned_at=ibis.ifelse(recorded, base.rec_at, base.derived_at),
         source=ibis.ifelse(
             recorded,
@@ -128,24 +169,14 @@ def _status(ds: Dataset, cut: dt.date) -> pd.DataFrame:
         ),
         won_back=won_back,
     )
-    cols = [
-        "customer_id",
-        "acquired_at",
-        "tier",
-        "first_order",
-        "last_order",
-        "orders",
-        "churned_at",
-        "source",
-        "reason",
-        "competitor",
-        "lost_value",
-        "won_back",
-    ]
+
+
+def _status_frame(out: ir.Table) -> pd.DataFrame:
+    """The status in pandas, by customer id; a customer not lost has no churn details."""
     # a customer without orders has a count of 0, not null: keeps the column off Ibis' slow
     # per-value path for nullable integers
     out = out.mutate(orders=out.orders.fill_null(0))
-    df = engine.to_pandas(out.select(cols).order_by("customer_id"))
+    df = engine.to_pandas(out.select(_STATUS_COLUMNS).order_by("customer_id"))
     df["orders"] = df["orders"].fillna(0).astype(int)
     for col in ("acquired_at", "first_order", "last_order", "churned_at"):
         df[col] = pd.to_datetime(df[col])

@@ -87,12 +87,53 @@ def customer_features(
     with ``engagement``, ``touches_12m, responses_12m, responded_known_12m, last_touch,
     tickets_12m, logins_12m``.
     """
-    cut = as_date(as_of if as_of is not None else ds.params.as_of)
-    t12 = trailing_start(cut)
-    prior = trailing_start(t12 - dt.timedelta(days=1))
-    mid = months_before(cut, 6) + dt.timedelta(days=1)
-    lit_cut, lit_t12, lit_prior, lit_mid = (ibis.literal(d) for d in (cut, t12, prior, mid))
+    w = _Windows.at(as_date(as_of if as_of is not None else ds.params.as_of))
+    base = _order_totals(ds, w)
+    if engagement:
+        base = _with_engagement(ds, base, w)
+    return _feature_frame(base, w.cut)
 
+
+@dataclass(frozen=True)
+class _Windows:
+    """The windows of :func:`customer_features`: the cut, the start of the trailing year,
+    of the year before it, and of the trailing year's newer half."""
+
+    cut: dt.date
+    t12: dt.date
+    prior: dt.date
+    mid: dt.date
+
+    @classmethod
+    def at(cls, cut: dt.date) -> _Windows:
+        t12 = trailing_start(cut)
+        prior = trailing_start(t12 - dt.timedelta(days=1))
+        return cls(cut, t12, prior, months_before(cut, 6) + dt.timedelta(days=1))
+
+
+#: integer columns of :func:`customer_features`; a customer without rows counts 0
+_COUNTS = [
+    "orders_total",
+    "orders_12m",
+    "touches_12m",
+    "responses_12m",
+    "responded_known_12m",
+    "tickets_12m",
+    "logins_12m",
+]
+_MONEY = [
+    "revenue_total",
+    "spend_12m",
+    "spend_prior_12m",
+    "spend_first_12m",
+    "spend_h1",
+    "spend_h2",
+]
+
+
+def _order_totals(ds: Dataset, w: _Windows) -> ibis.expr.types.Table:
+    """Customers acquired by the cut with their order counts and spend in each window."""
+    lit_cut, lit_t12, lit_prior, lit_mid = (ibis.literal(d) for d in (w.cut, w.t12, w.prior, w.mid))
     c = ds["customers"].filter(lambda t: t.acquired_at <= lit_cut)
     o = ds["orders"].filter(lambda t: t.order_date <= lit_cut)
     # the end of each customer's first year, worked out once per customer, not per order
@@ -122,9 +163,16 @@ def customer_features(
         for col in ("customer_id", "acquired_at", "tier", "industry", "region", "account_manager")
         if col in c.columns
     ]
-    base = c.select(dims).left_join(per, "customer_id").drop("customer_id_right")
+    return c.select(dims).left_join(per, "customer_id").drop("customer_id_right")
 
-    if engagement and ds.has("touches"):
+
+def _with_engagement(
+    ds: Dataset, base: ibis.expr.types.Table, w: _Windows
+) -> ibis.expr.types.Table:
+    """Touches, responses, tickets and logins over the trailing year, for the optional
+    tables present (their columns are absent otherwise)."""
+    lit_cut, lit_t12 = ibis.literal(w.cut), ibis.literal(w.t12)
+    if ds.has("touches"):
         tt = ds["touches"]
         tt = tt.filter(tt.touched_at.date() <= lit_cut)
         has_resp = "responded" in tt.columns
@@ -138,45 +186,33 @@ def customer_features(
             agg["responded_known_12m"] = (in12 & tt.responded.notnull()).sum()
         tp = tt.group_by("customer_id").aggregate(**agg)
         base = base.left_join(tp, "customer_id").drop("customer_id_right")
-    if engagement and ds.has("tickets"):
+    if ds.has("tickets"):
         tk = ds["tickets"]
         tk = tk.filter((tk.opened_at.date() <= lit_cut) & (tk.opened_at.date() >= lit_t12))
         kp = tk.group_by("customer_id").aggregate(tickets_12m=tk.count())
         base = base.left_join(kp, "customer_id").drop("customer_id_right")
-    if engagement and ds.has("activity"):
+    if ds.has("activity"):
         ac = ds["activity"]
         ac = ac.filter((ac.period_start <= lit_cut) & (ac.period_start >= lit_t12))
         ap = ac.group_by("customer_id").aggregate(logins_12m=ac.logins.sum())
         base = base.left_join(ap, "customer_id").drop("customer_id_right")
+    return base
 
-    counts = [
-        "orders_total",
-        "orders_12m",
-        "touches_12m",
-        "responses_12m",
-        "responded_known_12m",
-        "tickets_12m",
-        "logins_12m",
-    ]
+
+def _feature_frame(base: ibis.expr.types.Table, cut: dt.date) -> pd.DataFrame:
+    """The query in pandas, by customer id: counts as int, money as float, recency and
+    tenure in days at the cut."""
     # Customers without orders (touches, ...) count 0, not null: a nullable integer column
     # comes back from Ibis one Python object per row (most of this query's time at 1M).
-    base = base.mutate(**{col: base[col].fill_null(0) for col in counts if col in base.columns})
+    base = base.mutate(**{col: base[col].fill_null(0) for col in _COUNTS if col in base.columns})
     df = engine.to_pandas(base.order_by("customer_id"))
     for col in ("acquired_at", "first_order", "last_order", "last_touch"):
         if col in df.columns:
             df[col] = pd.to_datetime(df[col])
-    for col in counts:
+    for col in _COUNTS:
         if col in df.columns:
             df[col] = df[col].fillna(0).astype(int)
-    money = [
-        "revenue_total",
-        "spend_12m",
-        "spend_prior_12m",
-        "spend_first_12m",
-        "spend_h1",
-        "spend_h2",
-    ]
-    for col in money:
+    for col in _MONEY:
         df[col] = df[col].fillna(0.0).astype(float)
     ts_cut = pd.Timestamp(cut)
     last_active = df["last_order"].fillna(df["acquired_at"])

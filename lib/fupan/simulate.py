@@ -1625,6 +1625,55 @@ def _sensitivity(name: str, roi_at: Any, base: float, lo: float, hi: float) -> d
     return out
 
 
+# ---- simulate: the steps ------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """What every step of :func:`simulate` reads: the dataset, the dates, the customers."""
+
+    ds: Dataset
+    B: int  # bootstrap replicates
+    now: pd.Timestamp  # the projection starts here (:func:`now_date`)
+    as_of: pd.Timestamp
+    status: pd.DataFrame  # churn status at as_of, sorted by customer id
+    cust: pd.DataFrame  # customers acquired by as_of
+    live: pd.DataFrame  # those not churned; steps add the ``band``/``recommended`` columns
+    avail: set[str]  # the catalogue features the data supports
+    ref: float  # reference spend, the base of default costs
+
+    @property
+    def P(self) -> Params:
+        return self.ds.params
+
+    @property
+    def sp(self) -> SimulationParams:
+        return self.ds.params.simulation
+
+    @property
+    def effect_range(self) -> tuple[float, float]:
+        lo, hi = (float(x) for x in self.sp.sensitivity)
+        return lo, hi
+
+
+@dataclass
+class _Priced:
+    """What :func:`simulate` gathers, in the order the scenarios are priced or skipped."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    draws: dict[str, pd.DataFrame] = field(default_factory=dict)
+    per_customer: dict[str, pd.DataFrame] = field(default_factory=dict)
+    sens: list[dict[str, Any]] = field(default_factory=list)
+    pilots: list[dict[str, Any]] = field(default_factory=list)
+    winback: dict[str, pd.DataFrame] = field(default_factory=dict)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    model: ModelInfo | None = None
+    value_model: str | None = None
+
+    def skip(self, s: Scenario, reason: str, **detail: Any) -> None:
+        self.skipped.append({"name": s.name, "reason": reason, **detail})
+
+
 def simulate(
     ds: Dataset,
     scenarios: Sequence[Scenario],
@@ -1651,404 +1700,579 @@ def simulate(
         when retention scenarios are asked for and the history holds too few churns to fit
         the churn model.
     """
+    run = _start(ds, status, bootstrap)
+    out = _Priced()
+    applicable = _applicable(run, scenarios, out)
+    _price_retention(run, [s for s in applicable if s.kind == "retention"], out)
+    _price_winback(run, [s for s in applicable if s.kind == "winback"], out)
+    return _result(run, scenarios, out)
+
+
+def _start(ds: Dataset, status: pd.DataFrame | None, bootstrap: int | None) -> _Run:
+    """The run's dates and customers; status sorted so that every step sees one order."""
     P = ds.params
     sp = P.simulation
     B = int(sp.bootstrap if bootstrap is None else bootstrap)
-    level = sp.interval
-    lo_m, hi_m = (float(x) for x in sp.sensitivity)
     now = now_date(P)
     as_of = pd.Timestamp(P.as_of).normalize()
     status = outcomes.churn_status(ds) if status is None else status
     status = status.sort_values("customer_id", kind="stable").reset_index(drop=True)
-    skipped: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
-    draws: dict[str, pd.DataFrame] = {}
-    per_customer: dict[str, pd.DataFrame] = {}
-    sens: list[dict[str, Any]] = []
-    pilots: list[dict[str, Any]] = []
-    winback: dict[str, pd.DataFrame] = {}
-    info_model: ModelInfo | None = None
-    value_model: str | None = None
-
     cust = _customer_frame(ds)
     cust = cust[pd.to_datetime(cust.acquired_at) <= as_of].reset_index(drop=True)
     churned_at = status.set_index("customer_id").churned_at
     live = cust[cust.customer_id.map(churned_at).isna().to_numpy()].reset_index(drop=True)
     avail = set(F.available(ds))
     ref = reference_spend(ds, as_of)
-    # A scenario aimed only at tiers no customer holds is not applicable; the rest run.
-    present = sorted(str(t) for t in cust.tier.dropna().unique())
+    return _Run(ds, B, now, as_of, status, cust, live, avail, ref)
+
+
+def _applicable(run: _Run, scenarios: Sequence[Scenario], out: _Priced) -> list[Scenario]:
+    """A scenario aimed only at tiers no customer holds is not applicable; the rest run."""
+    present = sorted(str(t) for t in run.cust.tier.dropna().unique())
     applicable = []
     for s in scenarios:
         absent = absent_tiers(s, present)
         if s.target.tiers and len(absent) == len(s.target.tiers):
-            skipped.append(
-                {"name": s.name, "reason": "tiers_absent", "tiers": absent, "present": present}
-            )
+            out.skip(s, "tiers_absent", tiers=absent, present=present)
         else:
             applicable.append(s)
+    return applicable
 
-    # ---- retention: who, the model, the projection ------------------------------------
-    retention: list[Scenario] = []
-    for s in (s for s in applicable if s.kind == "retention"):
-        missing = [LEVER_TABLES[f] for f in s.change.levers() if f not in avail]
-        if missing:
-            skipped.append({"name": s.name, "reason": "missing_table", "table": missing[0]})
-        else:
-            retention.append(s)
-    # Every feature this chapter needs comes from as few queries as possible (see
-    # _feature_table): the fit's snapshots, the model check's sample, the health model's
-    # features now and, once the targets are known, the targeted customers' months.
+
+# ---- retention: who, the model, the projection, the bootstrap ----------------------------
+
+
+@dataclass
+class _Frames:
+    """The retention pricing's feature queries, as few as possible (see _feature_table):
+    the fit's snapshots, the model check's sample, the health model's features now and,
+    once the targets are known, the targeted customers' months."""
+
+    wide: list[str]  # every feature any query asks for
+    fit_pairs: pd.DataFrame
+    check: pd.DataFrame  # the check sample's customers (customer_id, acquired_at)
+    check_pairs: pd.DataFrame
     table: pd.DataFrame | None = None
-    fit_pairs = check = check_pairs = None
-    wide: list[str] = []
-    if retention:
-        every_lever = sorted({f for s in retention for f in s.change.levers()})
-        wide = [n for n in sp.features if n in avail]
-        wide += [n for n in every_lever if n not in wide]
-        wide = [n for n in dict.fromkeys([*wide, "spend_365d"]) if n in avail]
-        fit_pairs = _fit_pairs(
-            status,
-            fit_dates(outcomes_known_until(P, ds), sp.fit_months),
-            sp.max_fit_customers,
-            P.seed,
-        )
-        check = _check_sample(live, P.seed)
-        check_pairs = _trajectory_pairs(check, now, sp.projection_months)
-        hmodel = None
-        if any(s.target.health_bands for s in retention):
-            from fupan import atrisk
+    traj_pairs: pd.DataFrame | None = None
 
-            try:
-                hmodel = atrisk.train(ds)
-            except ValueError:
-                # too little churn to learn a health score: scenarios aimed at its bands
-                # have no one to target, the others still run
-                for s in [s for s in retention if s.target.health_bands]:
-                    skipped.append(
-                        {"name": s.name, "reason": "no_health_model", "events": atrisk.MIN_EVENTS}
-                    )
-                    retention.remove(s)
-        if hmodel is not None:
-            band_names = list(dict.fromkeys([*hmodel.numeric, *hmodel.categorical]))
-            band_pairs = pd.DataFrame(
-                {"customer_id": live.customer_id.to_numpy(), "snapshot_date": _ns(now, len(live))}
-            )
-            # the health model's extra features are asked for the band pairs' query only
-            table = _feature_table(
-                ds,
-                pd.concat([fit_pairs[_ID], check_pairs, band_pairs]),
-                list(dict.fromkeys([*wide, *band_names])),
-            )
-            feats = _with_features(band_pairs, table, band_names)
-            live["band"] = live.customer_id.map(_health_bands(hmodel, feats)).to_numpy()
+
+@dataclass
+class _Projection:
+    """The targets' coming year as their own last months (fixed across replicates)."""
+
+    traj: pd.DataFrame  # the targets' monthly snapshots
+    check_traj: pd.DataFrame  # the check sample's snapshots, for the model's level
+    Z0: np.ndarray  # the model's design rows of ``traj``
+    values: pd.Series  # CLV per customer
+    spend: pd.Series | None  # trailing-year spend per customer, when the data has it
+    policy: Policy
+
+
+@dataclass
+class _Replicates:
+    """The bootstrap's answers: point hazards, then per replicate and scenario the
+    expected and the realised metrics, and the model's per-unit effects."""
+
+    point: dict[str, tuple[np.ndarray, np.ndarray]]
+    expected: dict[str, list[dict]]
+    realised: dict[str, list[dict]]
+    effects: list[np.ndarray]
+
+
+def _price_retention(run: _Run, scenarios: list[Scenario], out: _Priced) -> None:
+    """Price the retention scenarios with the churn model refitted on this dataset."""
+    retention = _with_tables(run, scenarios, out)
+    if not retention:
+        return
+    frames = _frames(run, retention)
+    retention = _health_bands_now(run, retention, frames, out)
     if any(s.change.retier for s in retention):
-        live["recommended"] = live.customer_id.map(_recommended(ds, now)).to_numpy()
-    targets: dict[str, np.ndarray] = {}
-    for s in list(retention):
-        keep = _select(live, s, P.tiers.order)
-        if keep.any():
-            targets[s.name] = np.sort(live.customer_id.to_numpy()[keep])
+        live = run.live
+        live["recommended"] = live.customer_id.map(_recommended(run.ds, run.now)).to_numpy()
+    targets, retention = _targets(run, retention, out)
+    if not retention:
+        return
+    names, proj_names = _model_features(run, retention)
+    fit = _fit_churn_model(run, retention, targets, frames, names, out)
+    if fit is None:
+        return
+    retention = _movable(retention, fit.model, out)
+    if not retention:
+        return
+    proj = _projection(run, retention, targets, frames, proj_names, fit.model, out)
+    tiers = run.cust.set_index("customer_id")["tier"]
+    packs = []
+    for s in retention:
+        pack = _pack(run, s, targets[s.name], proj, tiers, fit.model, out)
+        if pack is not None:
+            packs.append(pack)
+    reps = _bootstrap(run, fit, [p for p, _ in packs], proj.Z0)
+    check_traj = proj.check_traj
+    # At scale the targets' months run to ten million rows: the rows below need none.
+    del proj
+    out.model = _model_info(run.ds, fit, run.status, check_traj, reps.effects, run.sp.interval)
+    for p, costs in packs:
+        _retention_row(run, p, costs, reps, tiers, out)
+
+
+def _with_tables(run: _Run, scenarios: list[Scenario], out: _Priced) -> list[Scenario]:
+    """The scenarios whose levers the data can measure (the levers' tables present)."""
+    kept = []
+    for s in scenarios:
+        missing = [LEVER_TABLES[f] for f in s.change.levers() if f not in run.avail]
+        if missing:
+            out.skip(s, "missing_table", table=missing[0])
         else:
-            skipped.append({"name": s.name, "reason": "no_targets"})
-            retention.remove(s)
-    if retention:
-        assert fit_pairs is not None and check is not None
-        levers = sorted({f for s in retention for f in s.change.levers()})
-        names = [n for n in sp.features if n in avail]
-        names += [n for n in levers if n not in names]
-        proj_names = [n for n in dict.fromkeys([*names, "spend_365d"]) if n in avail]
-        wanted = np.unique(np.concatenate([targets[s.name] for s in retention]))
-        projected = cust[
-            engine.isin(cust.customer_id, wanted)
-            & ~engine.isin(cust.customer_id, check.customer_id)
-        ]
-        traj_pairs = pd.concat(
-            [
-                check_pairs,
-                _trajectory_pairs(
-                    projected[["customer_id", "acquired_at"]], now, sp.projection_months
-                ),
-            ],
-            ignore_index=True,
-        )
-        table = _more_features(ds, table, pd.concat([fit_pairs[_ID], traj_pairs]), wide)
-        try:
-            fit = _fit(ds, status, names, fit_pairs, table)
-        except SimulationError as exc:
-            # the retention scenarios cannot be priced; a win-back rests on its prior and runs
-            for s in retention:
-                skipped.append({"name": s.name, "reason": "model", "detail": str(exc)})
-            retention = []
-    if retention:
-        model = fit.model
-        for s in list(retention):
-            if any(f not in model.design.columns_ for f in s.change.levers()):
-                skipped.append({"name": s.name, "reason": "constant_feature"})
-                retention.remove(s)
-    if retention:
-        traj_all = _with_features(traj_pairs, table, proj_names)
-        # At a million customers the feature table, the pairs and the trajectories each hold
-        # some ten million rows (every target's twelve months): keep one of them.
-        del table, traj_pairs
-        tl = traj_all[engine.isin(traj_all.customer_id, check.customer_id)]
-        tl = tl.reset_index(drop=True)
-        union = np.unique(np.concatenate([targets[s.name] for s in retention]))
-        keep = engine.isin(traj_all.customer_id, union)
-        traj = traj_all if keep.all() else traj_all[keep].reset_index(drop=True)
-        del traj_all, keep
-        Z0 = model.matrix(traj)
-        values, value_model = customer_values(ds, now)
-        last = traj.groupby("customer_id", sort=True).tail(1).set_index("customer_id")
-        spend = last["spend_365d"].clip(lower=0.0) if "spend_365d" in last else None
-        policy = Policy(
-            order=list(P.tiers.order),
-            sla=dict(P.benchmarks.sla_first_response_days),
-            touches=dict(P.benchmarks.touch_policy_per_quarter),
-            recommended=live.set_index("customer_id")["recommended"]
-            if "recommended" in live
-            else None,
-        )
-        tiers = cust.set_index("customer_id")["tier"]
-        packs: list[_Retention] = []
-        costs_of: dict[str, _Costs] = {}
-        for s in retention:
-            ids = targets[s.name]
-            pos = pd.Series(np.arange(len(ids)), index=ids)
-            sel = np.flatnonzero(engine.isin(traj.customer_id, ids))
-            sub = traj.iloc[sel]
-            changed, extra = apply_change(sub, s, tiers, policy)
-            codes = pos.reindex(sub.customer_id).to_numpy(dtype=np.int64)
-            years = float(s.horizon_years or sp.horizon_years)
-            extra_year = float(np.sum(_mean_by(codes, extra, len(ids)))) * QUARTERS_PER_YEAR
-            own = spend.reindex(ids).fillna(0.0) if spend is not None else None
-            costs = _retention_costs(
-                s, ref, float(own.sum()) if own is not None else ref * len(ids)
-            )
-            cost = costs.fixed + years * (
-                costs.per_customer * len(ids) + costs.per_touch * extra_year
-            )
-            margin = (
-                (P.ltv.margin * own).to_numpy(dtype=float)
-                if own is not None
-                else np.zeros(len(ids))
-            )
-            Z1 = model.matrix(changed)
-            moved = np.flatnonzero((Z1 != Z0[sel]).any(axis=1))
-            if not len(moved) and s.pilot is None:
-                skipped.append({"name": s.name, "reason": "no_effect", "levers": s.change.levers()})
-                continue
-            if not cost > 0:
-                skipped.append({"name": s.name, "reason": "zero_cost"})
-                continue
-            costs_of[s.name] = costs
-            packs.append(
-                _Retention(
-                    scenario=s,
-                    ids=ids,
-                    codes=codes,
-                    rows=sel,
-                    moved=moved,
-                    Z1=Z1[moved],
-                    clv=values.reindex(ids).fillna(0.0).to_numpy(dtype=float),
-                    margin=margin,
-                    cost=float(cost),
-                    years=years,
-                    extra_touches=extra_year,
-                )
-            )
-        hr_draws: dict[str, tuple[float, np.ndarray]] = {
-            p.scenario.name: _pilot_hr_draws(
-                p.scenario.pilot, _seed(P.seed, "pilot", p.scenario.name), B
-            )
-            for p in packs
-            if p.scenario.pilot is not None
-        }
-        h0 = model.hazard(Z0)
-        point = {
-            p.scenario.name: p.hazards(
-                model, h0, hr_draws[p.scenario.name][0] if p.scenario.name in hr_draws else None
-            )
-            for p in packs
-        }
-        # Bootstrap: customers resampled (all their snapshots), the model refitted and
-        # recalibrated, the targets re-projected; each replicate also draws every targeted
-        # customer's fate with and without the change from one uniform (chance).
-        from fupan.health import cluster_bootstrap_weights
+            kept.append(s)
+    return kept
 
-        realised: dict[str, list[dict]] = {p.scenario.name: [] for p in packs}
-        expected: dict[str, list[dict]] = {p.scenario.name: [] for p in packs}
-        fates = {p.scenario.name: _seed(P.seed, "fate", p.scenario.name) for p in packs}
-        eff_reps: list[np.ndarray] = []
-        sd = model.design.sd_[model.design.columns_].to_numpy(dtype=float)
-        refit = _Refit(fit.frame, model, fit.coef, model.matrix(fit.frame))
-        weights = cluster_bootstrap_weights(fit.frame.customer_id.to_numpy(), B, P.seed)
 
-        def replicate(b: int, w: np.ndarray) -> tuple[np.ndarray, list[tuple]]:
-            mb = refit.fit(w)
-            hb = mb.hazard(Z0)
-            lams = []
-            for p in packs:
-                name = p.scenario.name
-                lams.append(p.hazards(mb, hb, hr_draws[name][1][b] if name in hr_draws else None))
-            return mb.beta / sd, lams  # per unit, as HazardModel.per_unit
+def _frames(run: _Run, retention: list[Scenario]) -> _Frames:
+    """The fit's snapshots and the check sample, and every feature any scenario needs."""
+    sp, P = run.sp, run.P
+    every_lever = sorted({f for s in retention for f in s.change.levers()})
+    wide = [n for n in sp.features if n in run.avail]
+    wide += [n for n in every_lever if n not in wide]
+    wide = [n for n in dict.fromkeys([*wide, "spend_365d"]) if n in run.avail]
+    fit_pairs = _fit_pairs(
+        run.status,
+        fit_dates(outcomes_known_until(P, run.ds), sp.fit_months),
+        sp.max_fit_customers,
+        P.seed,
+    )
+    check = _check_sample(run.live, P.seed)
+    check_pairs = _trajectory_pairs(check, run.now, sp.projection_months)
+    return _Frames(wide, fit_pairs, check, check_pairs)
 
-        with threadpool_limits(limits=1):  # once: entering it costs ~15 ms
-            refits = _in_order(replicate, enumerate(weights))
-            for eff, lams in progress.bar(refits, "bootstrap refits", total=B, unit="refit"):
-                eff_reps.append(eff)
-                for p, (lam0, lam1) in zip(packs, lams, strict=True):
-                    name = p.scenario.name
-                    u = fates[name].random(len(p.ids))  # drawn in replicate order
-                    expected[name].append(_expected(p, lam0, lam1))
-                    realised[name].append(_realised(p, lam0, lam1, u))
-        del replicate, refit, weights, Z0, h0, traj
-        info_model = _model_info(ds, fit, status, tl, eff_reps, level)
-        for p in packs:
-            s = p.scenario
-            lam0, lam1 = point[s.name]
-            m0 = _expected(p, lam0, lam1)
-            rep, exp_ = pd.DataFrame(realised[s.name]), pd.DataFrame(expected[s.name])
-            draws[s.name] = rep
-            source = "pilot" if s.pilot is not None else "model"
-            row = _row(s, source, len(p.ids), m0, rep, exp_, level, p.years)
-            design = pilot_design("churn", len(p.ids), sp, lam0, lam1)
-            pilots.append({"name": s.name, **design})
-            row.update(
-                pilot_n_per_arm=design["n_per_arm"],
-                pilot_months=design["months"],
-                extra_touches_per_year=p.extra_touches,
-                **costs_of[s.name].record(),
-            )
-            rows.append(row)
-            per_customer[s.name] = pd.DataFrame(
-                {
-                    "customer_id": p.ids,
-                    "tier": tiers.reindex(p.ids).to_numpy(),
-                    "churn_before": -np.expm1(-MONTHS_PER_YEAR * lam0),
-                    "churn_after": -np.expm1(-MONTHS_PER_YEAR * lam1),
-                    "clv": p.clv,
-                    "annual_margin": p.margin,
-                }
-            )
 
-            def roi_at(
-                mult: float,
-                cost_scale: float = 1.0,
-                value_scale: float = 1.0,
-                p: _Retention = p,
-                lam0: np.ndarray = lam0,
-                lam1: np.ndarray = lam1,
-            ) -> float:
-                lam = lam0 + mult * (lam1 - lam0)
-                return _expected(p, lam0, lam, value_scale, cost_scale)["roi"]
+def _health_bands_now(
+    run: _Run, retention: list[Scenario], frames: _Frames, out: _Priced
+) -> list[Scenario]:
+    """Every live customer's health band now, when a scenario targets bands."""
+    if not any(s.target.health_bands for s in retention):
+        return retention
+    from fupan import atrisk
 
-            sens.append(_sensitivity(s.name, roi_at, m0["roi"], lo_m, hi_m))
+    try:
+        hmodel = atrisk.train(run.ds)
+    except ValueError:
+        # too little churn to learn a health score: scenarios aimed at its bands have no one
+        # to target, the others still run
+        for s in [s for s in retention if s.target.health_bands]:
+            out.skip(s, "no_health_model", events=atrisk.MIN_EVENTS)
+        return [s for s in retention if not s.target.health_bands]
+    live = run.live
+    band_names = list(dict.fromkeys([*hmodel.numeric, *hmodel.categorical]))
+    band_pairs = pd.DataFrame(
+        {"customer_id": live.customer_id.to_numpy(), "snapshot_date": _ns(run.now, len(live))}
+    )
+    # the health model's extra features are asked for the band pairs' query only
+    frames.table = _feature_table(
+        run.ds,
+        pd.concat([frames.fit_pairs[_ID], frames.check_pairs, band_pairs]),
+        list(dict.fromkeys([*frames.wide, *band_names])),
+    )
+    feats = _with_features(band_pairs, frames.table, band_names)
+    live["band"] = live.customer_id.map(_health_bands(hmodel, feats)).to_numpy()
+    return retention
 
-    # ---- win-back ---------------------------------------------------------------------
-    wb_scenarios = [s for s in applicable if s.kind == "winback"]
-    if wb_scenarios:
-        eff = effective_churn_dates(status)
-        within = max(s.target.lost_within_days for s in wb_scenarios)
-        natural, natural_n, natural_basis = natural_return(ds, status, as_of, within)
-        base_churn = metrics.annual_churn(status, as_of)["rate"]  # the catalogue's
-        base_churn = base_churn if np.isfinite(base_churn) else 0.0
-        years_value = annuity(P.ltv.horizon_years, base_churn, P.ltv.discount_rate_annual)
-        lost = cust.merge(
-            status.loc[status.churned, ["customer_id", "churned_at"]], on="customer_id"
-        )
-        for s in wb_scenarios:
-            since = as_of - pd.Timedelta(days=s.target.lost_within_days)
-            pool = lost[pd.to_datetime(lost.churned_at) > since].reset_index(drop=True)
-            w = _winback_pack(ds, s, pool, eff, natural, years_value)
-            if w is None:
-                skipped.append({"name": s.name, "reason": "no_targets"})
-                continue
-            if not w.rate > w.natural:
-                skipped.append(
-                    {"name": s.name, "reason": "no_uplift", "rate": w.rate, "natural": w.natural}
-                )
-                continue
-            if not w.frame.contacted.any():
-                assert w.costs is not None
-                skipped.append(
-                    {
-                        "name": s.name,
-                        "reason": "none_worth",
-                        "targets": len(w.frame),
-                        "best_value": float(w.frame.expected_value.max()),
-                        "offer": w.costs.offer,
-                    }
-                )
-                continue
-            if not w.cost > 0:
-                skipped.append({"name": s.name, "reason": "zero_cost"})
-                continue
-            m0 = _wb_expected(w, w.rate, w.natural)
-            rng = _seed(P.seed, "winback", s.name)
-            fate = _seed(P.seed, "fate", s.name)
-            if s.pilot is not None:
-                pv = s.pilot
-                rates = rng.beta(pv.treated_events + 0.5, pv.treated - pv.treated_events + 0.5, B)
-                nats = rng.beta(pv.control_events + 0.5, pv.control - pv.control_events + 0.5, B)
-            else:
-                wbp = s.change.winback
-                assert wbp is not None
-                a = wbp.reactivation_rate * wbp.prior_customers
-                rates = rng.beta(a, wbp.prior_customers - a, B)
-                nats = np.full(B, w.natural)
-            n_c = len(w.contacted)
-            rep = pd.DataFrame(
-                [
-                    _wb_realised(w, float(r), float(n), fate.random(n_c))
-                    for r, n in zip(rates, nats, strict=True)
-                ]
-            )
-            exp_ = pd.DataFrame(
-                [_wb_expected(w, float(r), float(n)) for r, n in zip(rates, nats, strict=True)]
-            )
-            draws[s.name] = rep
-            source = "pilot" if s.pilot is not None else "prior"
-            row = _row(s, source, len(w.frame), m0, rep, exp_, level, w.years)
-            design = pilot_design("reactivation", n_c, sp, p_control=w.natural, p_treated=w.rate)
-            pilots.append({"name": s.name, **design})
-            row.update(
-                pilot_n_per_arm=design["n_per_arm"],
-                pilot_months=design["months"],
-                extra_touches_per_year=0.0,
-                contacted=n_c,
-                excluded=int(len(w.frame) - n_c),
-                natural_return_rate=w.natural,
-                natural_return_customers=natural_n,
-                natural_return_basis=natural_basis,
-                reactivation_rate=w.rate,
-                value_years=years_value,
-                offer_cost=w.costs.offer if w.costs is not None else float("nan"),
-                **(w.costs.record() if w.costs is not None else {}),
-            )
-            rows.append(row)
-            winback[s.name] = w.frame
-            per_customer[s.name] = w.frame
 
-            def roi_wb(
-                mult: float, cost_scale: float = 1.0, value_scale: float = 1.0, w: _WinBack = w
-            ) -> float:
-                rate = w.natural + mult * (w.rate - w.natural)
-                return _wb_expected(w, rate, w.natural, value_scale, cost_scale)["roi"]
+def _targets(
+    run: _Run, retention: list[Scenario], out: _Priced
+) -> tuple[dict[str, np.ndarray], list[Scenario]]:
+    """Each scenario's targeted live customers (sorted ids); one with none is skipped."""
+    targets: dict[str, np.ndarray] = {}
+    kept = []
+    for s in retention:
+        keep = _select(run.live, s, run.P.tiers.order)
+        if keep.any():
+            targets[s.name] = np.sort(run.live.customer_id.to_numpy()[keep])
+            kept.append(s)
+        else:
+            out.skip(s, "no_targets")
+    return targets, kept
 
-            sens.append(_sensitivity(s.name, roi_wb, m0["roi"], lo_m, hi_m))
 
-    # ---- ranking and roadmap ---------------------------------------------------------
-    table = pd.DataFrame(rows)
-    rm_cols = [
-        "name",
-        "phase",
-        "wave",
-        "pilot_start",
-        "pilot_end",
-        "rollout_start",
-        "standardise_start",
+def _model_features(run: _Run, retention: list[Scenario]) -> tuple[list[str], list[str]]:
+    """The churn model's features (the configured ones, then the levers), and those plus
+    trailing spend that the projection reads."""
+    levers = sorted({f for s in retention for f in s.change.levers()})
+    names = [n for n in run.sp.features if n in run.avail]
+    names += [n for n in levers if n not in names]
+    proj_names = [n for n in dict.fromkeys([*names, "spend_365d"]) if n in run.avail]
+    return names, proj_names
+
+
+def _fit_churn_model(
+    run: _Run,
+    retention: list[Scenario],
+    targets: dict[str, np.ndarray],
+    frames: _Frames,
+    names: list[str],
+    out: _Priced,
+) -> _Fit | None:
+    """The churn model, its features queried together with the targets' months."""
+    cust, sp = run.cust, run.sp
+    wanted = np.unique(np.concatenate([targets[s.name] for s in retention]))
+    projected = cust[
+        engine.isin(cust.customer_id, wanted)
+        & ~engine.isin(cust.customer_id, frames.check.customer_id)
     ]
+    frames.traj_pairs = pd.concat(
+        [
+            frames.check_pairs,
+            _trajectory_pairs(
+                projected[["customer_id", "acquired_at"]], run.now, sp.projection_months
+            ),
+        ],
+        ignore_index=True,
+    )
+    frames.table = _more_features(
+        run.ds, frames.table, pd.concat([frames.fit_pairs[_ID], frames.traj_pairs]), frames.wide
+    )
+    try:
+        return _fit(run.ds, run.status, names, frames.fit_pairs, frames.table)
+    except SimulationError as exc:
+        # the retention scenarios cannot be priced; a win-back rests on its prior and runs
+        for s in retention:
+            out.skip(s, "model", detail=str(exc))
+        return None
+
+
+def _movable(retention: list[Scenario], model: HazardModel, out: _Priced) -> list[Scenario]:
+    """The scenarios whose levers the model kept (a lever constant in the fit has none)."""
+    kept = []
+    for s in retention:
+        if any(f not in model.design.columns_ for f in s.change.levers()):
+            out.skip(s, "constant_feature")
+        else:
+            kept.append(s)
+    return kept
+
+
+def _projection(
+    run: _Run,
+    retention: list[Scenario],
+    targets: dict[str, np.ndarray],
+    frames: _Frames,
+    proj_names: list[str],
+    model: HazardModel,
+    out: _Priced,
+) -> _Projection:
+    """The targets' and the check sample's months, their design rows, value and spend."""
+    P = run.P
+    traj_all = _with_features(frames.traj_pairs, frames.table, proj_names)
+    # At a million customers the feature table, the pairs and the trajectories each hold
+    # some ten million rows (every target's twelve months): keep one of them.
+    frames.table = frames.traj_pairs = None
+    tl = traj_all[engine.isin(traj_all.customer_id, frames.check.customer_id)]
+    tl = tl.reset_index(drop=True)
+    union = np.unique(np.concatenate([targets[s.name] for s in retention]))
+    keep = engine.isin(traj_all.customer_id, union)
+    traj = traj_all if keep.all() else traj_all[keep].reset_index(drop=True)
+    del traj_all, keep
+    Z0 = model.matrix(traj)
+    values, out.value_model = customer_values(run.ds, run.now)
+    last = traj.groupby("customer_id", sort=True).tail(1).set_index("customer_id")
+    spend = last["spend_365d"].clip(lower=0.0) if "spend_365d" in last else None
+    policy = Policy(
+        order=list(P.tiers.order),
+        sla=dict(P.benchmarks.sla_first_response_days),
+        touches=dict(P.benchmarks.touch_policy_per_quarter),
+        recommended=run.live.set_index("customer_id")["recommended"]
+        if "recommended" in run.live
+        else None,
+    )
+    return _Projection(traj, tl, Z0, values, spend, policy)
+
+
+def _pack(
+    run: _Run,
+    s: Scenario,
+    ids: np.ndarray,
+    proj: _Projection,
+    tiers: pd.Series,
+    model: HazardModel,
+    out: _Priced,
+) -> tuple[_Retention, _Costs] | None:
+    """One scenario's changed design rows, value, margin and cost; None (skipped) when the
+    change moves no row and no pilot supplies the effect, or when it costs nothing."""
+    P, sp = run.P, run.sp
+    pos = pd.Series(np.arange(len(ids)), index=ids)
+    sel = np.flatnonzero(engine.isin(proj.traj.customer_id, ids))
+    sub = proj.traj.iloc[sel]
+    changed, extra = apply_change(sub, s, tiers, proj.policy)
+    codes = pos.reindex(sub.customer_id).to_numpy(dtype=np.int64)
+    years = float(s.horizon_years or sp.horizon_years)
+    extra_year = float(np.sum(_mean_by(codes, extra, len(ids)))) * QUARTERS_PER_YEAR
+    own = proj.spend.reindex(ids).fillna(0.0) if proj.spend is not None else None
+    costs = _retention_costs(
+        s, run.ref, float(own.sum()) if own is not None else run.ref * len(ids)
+    )
+    cost = costs.fixed + years * (costs.per_customer * len(ids) + costs.per_touch * extra_year)
+    margin = (P.ltv.margin * own).to_numpy(dtype=float) if own is not None else np.zeros(len(ids))
+    Z1 = model.matrix(changed)
+    moved = np.flatnonzero((Z1 != proj.Z0[sel]).any(axis=1))
+    if not len(moved) and s.pilot is None:
+        out.skip(s, "no_effect", levers=s.change.levers())
+        return None
+    if not cost > 0:
+        out.skip(s, "zero_cost")
+        return None
+    pack = _Retention(
+        scenario=s,
+        ids=ids,
+        codes=codes,
+        rows=sel,
+        moved=moved,
+        Z1=Z1[moved],
+        clv=proj.values.reindex(ids).fillna(0.0).to_numpy(dtype=float),
+        margin=margin,
+        cost=float(cost),
+        years=years,
+        extra_touches=extra_year,
+    )
+    return pack, costs
+
+
+def _bootstrap(run: _Run, fit: _Fit, packs: list[_Retention], Z0: np.ndarray) -> _Replicates:
+    """Customers resampled (all their snapshots), the model refitted and recalibrated, the
+    targets re-projected; each replicate also draws every targeted customer's fate with and
+    without the change from one uniform (chance)."""
+    P, B, model = run.P, run.B, fit.model
+    hr_draws: dict[str, tuple[float, np.ndarray]] = {
+        p.scenario.name: _pilot_hr_draws(
+            p.scenario.pilot, _seed(P.seed, "pilot", p.scenario.name), B
+        )
+        for p in packs
+        if p.scenario.pilot is not None
+    }
+    h0 = model.hazard(Z0)
+    point = {
+        p.scenario.name: p.hazards(
+            model, h0, hr_draws[p.scenario.name][0] if p.scenario.name in hr_draws else None
+        )
+        for p in packs
+    }
+    from fupan.health import cluster_bootstrap_weights
+
+    realised: dict[str, list[dict]] = {p.scenario.name: [] for p in packs}
+    expected: dict[str, list[dict]] = {p.scenario.name: [] for p in packs}
+    fates = {p.scenario.name: _seed(P.seed, "fate", p.scenario.name) for p in packs}
+    eff_reps: list[np.ndarray] = []
+    sd = model.design.sd_[model.design.columns_].to_numpy(dtype=float)
+    refit = _Refit(fit.frame, model, fit.coef, model.matrix(fit.frame))
+    weights = cluster_bootstrap_weights(fit.frame.customer_id.to_numpy(), B, P.seed)
+
+    def replicate(b: int, w: np.ndarray) -> tuple[np.ndarray, list[tuple]]:
+        mb = refit.fit(w)
+        hb = mb.hazard(Z0)
+        lams = []
+        for p in packs:
+            name = p.scenario.name
+            lams.append(p.hazards(mb, hb, hr_draws[name][1][b] if name in hr_draws else None))
+        return mb.beta / sd, lams  # per unit, as HazardModel.per_unit
+
+    with threadpool_limits(limits=1):  # once: entering it costs ~15 ms
+        refits = _in_order(replicate, enumerate(weights))
+        for eff, lams in progress.bar(refits, "bootstrap refits", total=B, unit="refit"):
+            eff_reps.append(eff)
+            for p, (lam0, lam1) in zip(packs, lams, strict=True):
+                name = p.scenario.name
+                u = fates[name].random(len(p.ids))  # drawn in replicate order
+                expected[name].append(_expected(p, lam0, lam1))
+                realised[name].append(_realised(p, lam0, lam1, u))
+    return _Replicates(point, expected, realised, eff_reps)
+
+
+def _retention_row(
+    run: _Run, p: _Retention, costs: _Costs, reps: _Replicates, tiers: pd.Series, out: _Priced
+) -> None:
+    """A priced retention scenario's row, pilot design, per-customer table, sensitivity."""
+    s, sp = p.scenario, run.sp
+    lam0, lam1 = reps.point[s.name]
+    m0 = _expected(p, lam0, lam1)
+    rep, exp_ = pd.DataFrame(reps.realised[s.name]), pd.DataFrame(reps.expected[s.name])
+    out.draws[s.name] = rep
+    source = "pilot" if s.pilot is not None else "model"
+    row = _row(s, source, len(p.ids), m0, rep, exp_, sp.interval, p.years)
+    design = pilot_design("churn", len(p.ids), sp, lam0, lam1)
+    out.pilots.append({"name": s.name, **design})
+    row.update(
+        pilot_n_per_arm=design["n_per_arm"],
+        pilot_months=design["months"],
+        extra_touches_per_year=p.extra_touches,
+        **costs.record(),
+    )
+    out.rows.append(row)
+    out.per_customer[s.name] = pd.DataFrame(
+        {
+            "customer_id": p.ids,
+            "tier": tiers.reindex(p.ids).to_numpy(),
+            "churn_before": -np.expm1(-MONTHS_PER_YEAR * lam0),
+            "churn_after": -np.expm1(-MONTHS_PER_YEAR * lam1),
+            "clv": p.clv,
+            "annual_margin": p.margin,
+        }
+    )
+
+    def roi_at(mult: float, cost_scale: float = 1.0, value_scale: float = 1.0) -> float:
+        lam = lam0 + mult * (lam1 - lam0)
+        return _expected(p, lam0, lam, value_scale, cost_scale)["roi"]
+
+    out.sens.append(_sensitivity(s.name, roi_at, m0["roi"], *run.effect_range))
+
+
+# ---- win-back ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Lost:
+    """What every win-back scenario shares: the lost customers, their natural return and
+    how many years a customer won back is worth."""
+
+    eff: pd.Series  # effective churn dates
+    natural: float
+    natural_n: int
+    natural_basis: str
+    years_value: float
+    lost: pd.DataFrame  # churned customers with ``churned_at``
+
+
+def _price_winback(run: _Run, scenarios: list[Scenario], out: _Priced) -> None:
+    """Price the win-back scenarios: offer against natural return, on the prior or a pilot."""
+    if not scenarios:
+        return
+    lost = _lost(run, scenarios)
+    for s in scenarios:
+        w = _winback_offer(run, s, lost, out)
+        if w is not None:
+            _winback_row(run, s, w, lost, out)
+
+
+def _lost(run: _Run, scenarios: list[Scenario]) -> _Lost:
+    P, status, as_of = run.P, run.status, run.as_of
+    eff = effective_churn_dates(status)
+    within = max(s.target.lost_within_days for s in scenarios)
+    natural, natural_n, natural_basis = natural_return(run.ds, status, as_of, within)
+    base_churn = metrics.annual_churn(status, as_of)["rate"]  # the catalogue's
+    base_churn = base_churn if np.isfinite(base_churn) else 0.0
+    years_value = annuity(P.ltv.horizon_years, base_churn, P.ltv.discount_rate_annual)
+    lost = run.cust.merge(
+        status.loc[status.churned, ["customer_id", "churned_at"]], on="customer_id"
+    )
+    return _Lost(eff, natural, natural_n, natural_basis, years_value, lost)
+
+
+def _winback_offer(run: _Run, s: Scenario, lost: _Lost, out: _Priced) -> _WinBack | None:
+    """The scenario's targets and economics; None (skipped) when there is no one to win
+    back, no uplift over the natural return, no one worth the offer, or no cost."""
+    since = run.as_of - pd.Timedelta(days=s.target.lost_within_days)
+    pool = lost.lost[pd.to_datetime(lost.lost.churned_at) > since].reset_index(drop=True)
+    w = _winback_pack(run.ds, s, pool, lost.eff, lost.natural, lost.years_value)
+    if w is None:
+        out.skip(s, "no_targets")
+        return None
+    if not w.rate > w.natural:
+        out.skip(s, "no_uplift", rate=w.rate, natural=w.natural)
+        return None
+    if not w.frame.contacted.any():
+        assert w.costs is not None
+        out.skip(
+            s,
+            "none_worth",
+            targets=len(w.frame),
+            best_value=float(w.frame.expected_value.max()),
+            offer=w.costs.offer,
+        )
+        return None
+    if not w.cost > 0:
+        out.skip(s, "zero_cost")
+        return None
+    return w
+
+
+def _winback_rates(run: _Run, s: Scenario, w: _WinBack) -> tuple[np.ndarray, np.ndarray]:
+    """Replicates of the reactivation rate with and without the offer: the pilot's arms'
+    Beta posteriors, else the prior (a Beta worth ``prior_customers``) against the
+    observed natural return."""
+    B = run.B
+    rng = _seed(run.P.seed, "winback", s.name)
+    if s.pilot is not None:
+        pv = s.pilot
+        rates = rng.beta(pv.treated_events + 0.5, pv.treated - pv.treated_events + 0.5, B)
+        nats = rng.beta(pv.control_events + 0.5, pv.control - pv.control_events + 0.5, B)
+    else:
+        wbp = s.change.winback
+        assert wbp is not None
+        a = wbp.reactivation_rate * wbp.prior_customers
+        rates = rng.beta(a, wbp.prior_customers - a, B)
+        nats = np.full(B, w.natural)
+    return rates, nats
+
+
+def _winback_row(run: _Run, s: Scenario, w: _WinBack, lost: _Lost, out: _Priced) -> None:
+    """A priced win-back's row, draws, pilot design, per-customer table, sensitivity."""
+    sp = run.sp
+    m0 = _wb_expected(w, w.rate, w.natural)
+    rates, nats = _winback_rates(run, s, w)
+    fate = _seed(run.P.seed, "fate", s.name)
+    n_c = len(w.contacted)
+    rep = pd.DataFrame(
+        [
+            _wb_realised(w, float(r), float(n), fate.random(n_c))
+            for r, n in zip(rates, nats, strict=True)
+        ]
+    )
+    exp_ = pd.DataFrame(
+        [_wb_expected(w, float(r), float(n)) for r, n in zip(rates, nats, strict=True)]
+    )
+    out.draws[s.name] = rep
+    source = "pilot" if s.pilot is not None else "prior"
+    row = _row(s, source, len(w.frame), m0, rep, exp_, sp.interval, w.years)
+    design = pilot_design("reactivation", n_c, sp, p_control=w.natural, p_treated=w.rate)
+    out.pilots.append({"name": s.name, **design})
+    row.update(
+        pilot_n_per_arm=design["n_per_arm"],
+        pilot_months=design["months"],
+        extra_touches_per_year=0.0,
+        contacted=n_c,
+        excluded=int(len(w.frame) - n_c),
+        natural_return_rate=w.natural,
+        natural_return_customers=lost.natural_n,
+        natural_return_basis=lost.natural_basis,
+        reactivation_rate=w.rate,
+        value_years=lost.years_value,
+        offer_cost=w.costs.offer if w.costs is not None else float("nan"),
+        **(w.costs.record() if w.costs is not None else {}),
+    )
+    out.rows.append(row)
+    out.winback[s.name] = w.frame
+    out.per_customer[s.name] = w.frame
+
+    def roi_wb(mult: float, cost_scale: float = 1.0, value_scale: float = 1.0) -> float:
+        rate = w.natural + mult * (w.rate - w.natural)
+        return _wb_expected(w, rate, w.natural, value_scale, cost_scale)["roi"]
+
+    out.sens.append(_sensitivity(s.name, roi_wb, m0["roi"], *run.effect_range))
+
+
+# ---- ranking and roadmap -----------------------------------------------------------------
+
+_ROADMAP_COLUMNS = [
+    "name",
+    "phase",
+    "wave",
+    "pilot_start",
+    "pilot_end",
+    "rollout_start",
+    "standardise_start",
+]
+
+
+def _result(run: _Run, scenarios: Sequence[Scenario], out: _Priced) -> SimulationResult:
+    """The priced scenarios ranked by ROI, with their roadmap, pilots and sensitivity."""
+    table = pd.DataFrame(out.rows)
     if len(table):
         # ties (or undefined ROI) keep the scenarios file's order
         order = {s.name: i for i, s in enumerate(scenarios)}
@@ -2061,29 +2285,30 @@ def simulate(
             .reset_index(drop=True)
         )
         table["rank"] = np.arange(1, len(table) + 1)
-        rm = roadmap(table, sp)
+        rm = roadmap(table, run.sp)
         table = table.merge(rm[["name", "phase"]], on="name", how="left")
-        pilot_df = pd.DataFrame(pilots).set_index("name").loc[table.name].reset_index()
-        sens_df = pd.DataFrame(sens).set_index("name").loc[table.name].reset_index()
+        pilot_df = pd.DataFrame(out.pilots).set_index("name").loc[table.name].reset_index()
+        sens_df = pd.DataFrame(out.sens).set_index("name").loc[table.name].reset_index()
     else:
-        rm, pilot_df, sens_df = pd.DataFrame(columns=rm_cols), pd.DataFrame(), pd.DataFrame()
+        rm = pd.DataFrame(columns=_ROADMAP_COLUMNS)
+        pilot_df, sens_df = pd.DataFrame(), pd.DataFrame()
     return SimulationResult(
         table=table,
-        draws=draws,
+        draws=out.draws,
         sensitivity=sens_df,
         pilots=pilot_df,
         roadmap=rm,
-        winback=winback,
-        per_customer=per_customer,
-        skipped=skipped,
-        model=info_model,
+        winback=out.winback,
+        per_customer=out.per_customer,
+        skipped=out.skipped,
+        model=out.model,
         info={
-            "bootstrap": B,
-            "interval": level,
-            "now": now,
-            "as_of": as_of,
-            "value_model": value_model,
-            "projection_months": sp.projection_months,
-            "reference_spend": ref,
+            "bootstrap": run.B,
+            "interval": run.sp.interval,
+            "now": run.now,
+            "as_of": run.as_of,
+            "value_model": out.value_model,
+            "projection_months": run.sp.projection_months,
+            "reference_spend": run.ref,
         },
     )

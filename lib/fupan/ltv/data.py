@@ -112,18 +112,42 @@ def summary_from_orders(
     Gamma-Gamma model rejects such rows and callers decide what to do with them.
     """
     unit = normalize_unit(freq, "freq")
+    end_all, cal_end = _summary_window(as_of, calibration_end)
+    rows = _order_rows(orders, customer_col, date_col, amount_col)
+    rows = rows.filter(rows.day < ibis.literal(end_all))
+    days = rows.group_by(["cid", "day"]).aggregate(
+        value=rows.amount.sum(), n_buy=(rows.amount >= 0).cast("int64").sum()
+    )
+    per = _calibration_summary(rows, days, cal_end)
+    if calibration_end is not None:
+        per = _with_holdout(per, days, cal_end)
+    out = _summary_frame(per.to_pandas(), unit, customer_col, amount_col)
+    if calibration_end is not None:
+        out["duration_holdout"] = (end_all - cal_end).days / UNIT_DAYS[unit]
+    out = out.sort_index()
+    out.attrs.update(
+        time_unit=unit,
+        as_of=end_all.isoformat(),
+        calibration_end=None if calibration_end is None else cal_end.isoformat(),
+    )
+    return out
+
+
+def _summary_window(as_of: Any, calibration_end: Any) -> tuple[dt.date, dt.date]:
+    """The exclusive ends of the observation and of the calibration (``as_of`` without a
+    holdout); a holdout must lie inside the observation and not be empty."""
     end_all = _as_date(as_of, "as_of")
     cal_end = end_all if calibration_end is None else _as_date(calibration_end, "calibration_end")
     if cal_end > end_all:
         raise ValueError(f"calibration_end {cal_end} is after as_of {end_all}")
     if calibration_end is not None and cal_end == end_all:
         raise ValueError("calibration_end equals as_of: the holdout period would be empty")
+    return end_all, cal_end
 
-    rows = _order_rows(orders, customer_col, date_col, amount_col)
-    rows = rows.filter(rows.day < ibis.literal(end_all))
-    days = rows.group_by(["cid", "day"]).aggregate(
-        value=rows.amount.sum(), n_buy=(rows.amount >= 0).cast("int64").sum()
-    )
+
+def _calibration_summary(rows: ir.Table, days: ir.Table, cal_end: dt.date) -> ir.Table:
+    """Per customer with a purchase day in calibration: repeat days, recency and age in
+    days, and the value of the rows after the first purchase day."""
     cal = rows.filter(rows.day < ibis.literal(cal_end))
     buys = days.filter((days.n_buy > 0) & (days.day < ibis.literal(cal_end)))
     first = buys.group_by("cid").aggregate(
@@ -137,22 +161,29 @@ def summary_from_orders(
     )
     per = first.join(repeat_value, "cid")
     last_day = ibis.literal(cal_end) - ibis.interval(days=1)
-    per = per.select(
+    return per.select(
         cid=per.cid,
         frequency=per.n_days - 1,
         recency_days=per.last_day.delta(per.first_day, unit="day"),
         T_days=last_day.delta(per.first_day, unit="day"),
         repeat_value=per.repeat_value,
     )
-    if calibration_end is not None:
-        hold = days.filter((days.n_buy > 0) & (days.day >= ibis.literal(cal_end)))
-        hold = hold.group_by("cid").aggregate(frequency_holdout=hold.count())
-        per = per.left_join(hold, "cid").select(
-            *[per[c] for c in per.columns],
-            frequency_holdout=hold.frequency_holdout.fill_null(0),
-        )
-    df = per.to_pandas()
 
+
+def _with_holdout(per: ir.Table, days: ir.Table, cal_end: dt.date) -> ir.Table:
+    """Each calibration customer's purchase days in the holdout (0 for none)."""
+    hold = days.filter((days.n_buy > 0) & (days.day >= ibis.literal(cal_end)))
+    hold = hold.group_by("cid").aggregate(frequency_holdout=hold.count())
+    return per.left_join(hold, "cid").select(
+        *[per[c] for c in per.columns],
+        frequency_holdout=hold.frequency_holdout.fill_null(0),
+    )
+
+
+def _summary_frame(
+    df: pd.DataFrame, unit: str, customer_col: str, amount_col: str | None
+) -> pd.DataFrame:
+    """The summary in the time unit; monetary is the repeat value per repeat day."""
     scale = UNIT_DAYS[unit]
     out = pd.DataFrame(
         {
@@ -167,15 +198,8 @@ def summary_from_orders(
         value = df["repeat_value"].to_numpy(dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
             out["monetary"] = np.where(freq_ > 0, value / np.maximum(freq_, 1), 0.0)
-    if calibration_end is not None:
+    if "frequency_holdout" in df:
         out["frequency_holdout"] = df["frequency_holdout"].astype("int64").to_numpy()
-        out["duration_holdout"] = (end_all - cal_end).days / scale
-    out = out.sort_index()
-    out.attrs.update(
-        time_unit=unit,
-        as_of=end_all.isoformat(),
-        calibration_end=None if calibration_end is None else cal_end.isoformat(),
-    )
     return out
 
 
