@@ -358,7 +358,7 @@ def _listed(
     band = health.band(score, model.thresholds_)
     keep = pd.Index(band).isin(list(bands))
     feats, score, band = feats[keep].reset_index(drop=True), score[keep], band[keep]
-    prob = model.predict_proba(feats) if len(feats) else np.array([])
+    prob = model.predict_proba(feats)[:, 1] if len(feats) else np.array([])
     out = pd.DataFrame({"customer_id": feats.customer_id})
     for col in ("customer_name", "account_manager", "tier"):
         out[col] = out.customer_id.map(info[col]) if col in info.columns else None

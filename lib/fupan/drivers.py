@@ -28,6 +28,7 @@ Kaplan-Meier survival by group (with a log-rank test) lives here too.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -60,6 +61,35 @@ def single_threaded(fn: _T) -> _T:
             return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def renamed_arguments(**renames: str) -> Callable[[_T], _T]:
+    """Accept an argument's old keyword (``old="new"``) for one release, with a warning.
+
+    For public functions whose arguments took scikit-learn's names (``clusters`` became
+    ``groups``, ``seed`` became ``random_state``): a call with the old keyword still works
+    and raises a :class:`DeprecationWarning` naming the new one.
+    """
+
+    def decorate(fn: _T) -> _T:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in renames.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f"{fn.__qualname__}() got both {old}= and {new}=")
+                    warnings.warn(
+                        f"{fn.__qualname__}(): {old}= is deprecated and will be removed in "
+                        f"the next release; use {new}=",
+                        DeprecationWarning,
+                        stacklevel=2,
+                    )
+                    kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 _MISSING_LEVEL = "(missing)"
