@@ -35,10 +35,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.metrics import roc_auc_score
+from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from fupan import engine, progress
@@ -361,8 +363,10 @@ def auc(y: np.ndarray, risk: np.ndarray) -> float:
 # Design matrix
 
 
-class Design:
+class Design(TransformerMixin, BaseEstimator):
     """Impute, winsorise, standardise numeric features; one-hot and standardise categoricals.
+
+    A scikit-learn transformer from a frame to a frame of design columns.
 
     Parameters
     ----------
@@ -381,13 +385,14 @@ class Design:
 
     def __init__(
         self,
-        numeric: Sequence[str],
+        numeric: Sequence[str] = (),
         categorical: Sequence[str] = (),
         winsor: tuple[float, float] = (0.01, 0.99),
         min_level_share: float = 0.01,
     ):
-        self.numeric = list(numeric)
-        self.categorical = list(categorical)
+        # stored as given (scikit-learn's convention, so that clone() works)
+        self.numeric = numeric
+        self.categorical = categorical
         self.winsor = winsor
         self.min_level_share = min_level_share
 
@@ -420,7 +425,10 @@ class Design:
         lookup = np.array([position.get(x, other) for x in names], dtype=np.intp)
         return lookup[codes]
 
-    def fit(self, df: pd.DataFrame) -> Design:
+    def fit(self, X: pd.DataFrame, y: Any = None) -> Design:
+        """Clipping range, median, levels, mean and SD of each feature in ``X`` (``y`` is
+        ignored)."""
+        df = X
         self.lo_, self.hi_, self.median_ = {}, {}, {}
         self.numeric_ = []
         for n in self.numeric:
@@ -472,6 +480,7 @@ class Design:
 
     def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         """Standardised design matrix (mean 0, SD 1 on the fitting data)."""
+        check_is_fitted(self)
         # The columns of _raw written straight into one array, then standardised with the
         # same element-wise arithmetic: no frame per feature, no alignment, no object
         # comparisons per dummy.
@@ -491,8 +500,13 @@ class Design:
         z /= self.sd_[self.columns_].to_numpy()
         return pd.DataFrame(z, index=df.index, columns=self.columns_)
 
-    def fit_transform(self, df: pd.DataFrame) -> pd.DataFrame:
-        return self.fit(df).transform(df)
+    def fit_transform(self, X: pd.DataFrame, y: Any = None) -> pd.DataFrame:
+        return self.fit(X).transform(X)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """The design column names (``columns_``)."""
+        check_is_fitted(self)
+        return np.asarray(self.columns_, dtype=object)
 
     def features(self) -> list[str]:
         seen: list[str] = []
@@ -609,41 +623,99 @@ def _fit_with_fallback(fit: Callable[..., Any], **kwargs: Any) -> Any:
         return fit(method="bfgs", **{**kwargs, "maxiter": 2000, "gtol": 1e-8})
 
 
-@single_threaded
-def fit_logit(Z: pd.DataFrame, y: np.ndarray, clusters: Sequence[Any]) -> pd.DataFrame:
+def _group_codes(groups: Sequence[Any] | None, n: int) -> np.ndarray:
+    """Cluster codes per row; without ``groups`` every row is its own cluster."""
+    return np.arange(n) if groups is None else _codes(groups)
+
+
+class DriverLogit(ClassifierMixin, BaseEstimator):
     """Logistic regression on standardised columns; odds ratios per SD, clustered 95% CI.
+
+    statsmodels' ``Logit`` with a covariance clustered by ``groups`` (a customer's monthly
+    snapshots are not independent), Newton's method with a BFGS fallback.
+
+    Parameters
+    ----------
+    maxiter : Newton iterations.
+
+    Attributes
+    ----------
+    summary_ : DataFrame indexed by design column: ``coef, se, odds_ratio, or_low,
+        or_high, p, intercept``; ``summary_.attrs["cov"]`` is ``cov_``.
+    coef_ : pd.Series, log-odds per SD of each column.
+    intercept_ : float.
+    cov_ : DataFrame, the clustered covariance of the coefficients (for joint Wald tests).
+    classes_ : ``[0, 1]``.
+    """
+
+    def __init__(self, maxiter: int = 200):
+        self.maxiter = maxiter
+
+    @single_threaded
+    def fit(
+        self, X: pd.DataFrame, y: Sequence[bool], groups: Sequence[Any] | None = None
+    ) -> DriverLogit:
+        # the model's own module: statsmodels.api would also import every other model family
+        from statsmodels.discrete.discrete_model import Logit
+        from statsmodels.tools.tools import add_constant
+
+        Z = X
+        design = add_constant(Z.to_numpy(), has_constant="add")
+        model = Logit(np.asarray(y, dtype=float), design)
+        res = _fit_with_fallback(
+            model.fit,
+            disp=0,
+            maxiter=self.maxiter,
+            cov_type="cluster",
+            cov_kwds={"groups": _group_codes(groups, len(Z))},
+        )
+        coef = pd.Series(res.params[1:], index=Z.columns)
+        se = pd.Series(res.bse[1:], index=Z.columns)
+        z = stats.norm.ppf(0.975)
+        out = pd.DataFrame(
+            {
+                "coef": coef,
+                "se": se,
+                "odds_ratio": np.exp(coef),
+                "or_low": np.exp(coef - z * se),
+                "or_high": np.exp(coef + z * se),
+                "p": pd.Series(res.pvalues[1:], index=Z.columns),
+            }
+        ).assign(intercept=float(res.params[0]))
+        # the clustered covariance of the coefficients, for joint (Wald) tests over columns
+        out.attrs["cov"] = pd.DataFrame(
+            np.asarray(res.cov_params())[1:, 1:], index=Z.columns, columns=Z.columns
+        )
+        self.summary_ = out
+        self.coef_ = coef
+        self.intercept_ = float(res.params[0])
+        self.cov_ = out.attrs["cov"]
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        """Log-odds of the event per row."""
+        check_is_fitted(self)
+        return self.intercept_ + X[self.coef_.index].to_numpy(float) @ self.coef_.to_numpy()
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Probabilities of no event (column 0) and of the event (column 1)."""
+        p = special.expit(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+
+
+@renamed_arguments(clusters="groups")
+def fit_logit(Z: pd.DataFrame, y: np.ndarray, groups: Sequence[Any] | None = None) -> pd.DataFrame:
+    """:class:`DriverLogit`'s ``summary_``: odds ratios per SD with a clustered 95% CI.
 
     Returns
     -------
     DataFrame indexed by design column: ``coef, se, odds_ratio, or_low, or_high, p``.
     """
-    # the model's own module: statsmodels.api would also import every other model family
-    from statsmodels.discrete.discrete_model import Logit
-    from statsmodels.tools.tools import add_constant
-
-    X = add_constant(Z.to_numpy(), has_constant="add")
-    model = Logit(np.asarray(y, dtype=float), X)
-    res = _fit_with_fallback(
-        model.fit, disp=0, maxiter=200, cov_type="cluster", cov_kwds={"groups": _codes(clusters)}
-    )
-    coef = pd.Series(res.params[1:], index=Z.columns)
-    se = pd.Series(res.bse[1:], index=Z.columns)
-    z = stats.norm.ppf(0.975)
-    out = pd.DataFrame(
-        {
-            "coef": coef,
-            "se": se,
-            "odds_ratio": np.exp(coef),
-            "or_low": np.exp(coef - z * se),
-            "or_high": np.exp(coef + z * se),
-            "p": pd.Series(res.pvalues[1:], index=Z.columns),
-        }
-    ).assign(intercept=float(res.params[0]))
-    # the clustered covariance of the coefficients, for joint (Wald) tests over several columns
-    out.attrs["cov"] = pd.DataFrame(
-        np.asarray(res.cov_params())[1:, 1:], index=Z.columns, columns=Z.columns
-    )
-    return out
+    return DriverLogit().fit(Z, y, groups).summary_
 
 
 def counting_process(snap: pd.DataFrame, step_days: int | None = None) -> pd.DataFrame:
@@ -791,55 +863,84 @@ def _cox_newton_steps(
     return None
 
 
-@single_threaded
-def fit_cox(Z: pd.DataFrame, cp: pd.DataFrame, clusters: Sequence[Any]) -> pd.DataFrame:
+class DriverCox(BaseEstimator):
     """Cox PH (Breslow ties) with delayed entry; hazard ratios per SD with robust 95% CI.
 
     The robust covariance is the sandwich of the information matrix around the score
     residuals summed per cluster (statsmodels' ``PHReg(...).fit(groups=...)``). When
-    Newton's method does not converge, statsmodels fits the model instead.
+    Newton's method does not converge, statsmodels fits the model instead. The outcome
+    ``y`` is a counting-process frame (:func:`counting_process`): ``entry``, ``exit``,
+    ``event`` per row of ``X``.
+
+    Attributes
+    ----------
+    summary_ : DataFrame indexed by design column: ``coef, se, hazard_ratio, hr_low,
+        hr_high, p``; ``summary_.attrs["cov"]`` is ``cov_``.
+    coef_ : pd.Series, log hazard ratio per SD of each column.
+    cov_ : DataFrame, the robust covariance of the coefficients.
+    """
+
+    @single_threaded
+    def fit(
+        self, X: pd.DataFrame, y: pd.DataFrame, groups: Sequence[Any] | None = None
+    ) -> DriverCox:
+        Z, cp = X, y
+        Xv = Z.to_numpy(dtype=float)
+        codes = _group_codes(groups, len(Z))
+        risk = _CoxRiskSets(
+            cp["entry"].to_numpy(float), cp["exit"].to_numpy(float), cp["event"].to_numpy(bool), Xv
+        )
+        fitted = _cox_newton(risk) if risk.n_times else None
+        if fitted is None:
+            params, bse, pvalues, cov = _fit_cox_statsmodels(Xv, cp, codes)
+        else:
+            params, hess, parts = fitted
+            resid = risk.score_residuals(parts)
+            per_cluster = np.stack(
+                [np.bincount(codes, resid[:, j]) for j in range(resid.shape[1])], axis=1
+            )
+            h_inv = np.linalg.inv(hess)
+            cov = h_inv @ (per_cluster.T @ per_cluster) @ h_inv
+            bse = np.sqrt(np.diag(cov))
+            pvalues = 2.0 * stats.norm.sf(np.abs(params / bse))
+        coef = pd.Series(params, index=Z.columns)
+        se = pd.Series(bse, index=Z.columns)
+        z = stats.norm.ppf(0.975)
+        out = pd.DataFrame(
+            {
+                "coef": coef,
+                "se": se,
+                "hazard_ratio": np.exp(coef),
+                "hr_low": np.exp(coef - z * se),
+                "hr_high": np.exp(coef + z * se),
+                "p": pd.Series(pvalues, index=Z.columns),
+            }
+        )
+        out.attrs["cov"] = pd.DataFrame(np.asarray(cov), index=Z.columns, columns=Z.columns)
+        self.summary_ = out
+        self.coef_ = coef
+        self.cov_ = out.attrs["cov"]
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Risk score per row: the log partial hazard ``X @ coef_`` (higher = sooner)."""
+        check_is_fitted(self)
+        return X[self.coef_.index].to_numpy(float) @ self.coef_.to_numpy()
+
+
+@renamed_arguments(clusters="groups")
+def fit_cox(Z: pd.DataFrame, cp: pd.DataFrame, groups: Sequence[Any] | None = None) -> pd.DataFrame:
+    """:class:`DriverCox`'s ``summary_``: hazard ratios per SD with a robust 95% CI.
 
     Returns
     -------
     DataFrame indexed by design column: ``coef, se, hazard_ratio, hr_low, hr_high, p``.
     """
-    X = Z.to_numpy(dtype=float)
-    risk = _CoxRiskSets(
-        cp["entry"].to_numpy(float), cp["exit"].to_numpy(float), cp["event"].to_numpy(bool), X
-    )
-    fitted = _cox_newton(risk) if risk.n_times else None
-    if fitted is None:
-        params, bse, pvalues, cov = _fit_cox_statsmodels(X, cp, clusters)
-    else:
-        params, hess, parts = fitted
-        resid = risk.score_residuals(parts)
-        codes = _codes(clusters)
-        per_cluster = np.stack(
-            [np.bincount(codes, resid[:, j]) for j in range(resid.shape[1])], axis=1
-        )
-        h_inv = np.linalg.inv(hess)
-        cov = h_inv @ (per_cluster.T @ per_cluster) @ h_inv
-        bse = np.sqrt(np.diag(cov))
-        pvalues = 2.0 * stats.norm.sf(np.abs(params / bse))
-    coef = pd.Series(params, index=Z.columns)
-    se = pd.Series(bse, index=Z.columns)
-    z = stats.norm.ppf(0.975)
-    out = pd.DataFrame(
-        {
-            "coef": coef,
-            "se": se,
-            "hazard_ratio": np.exp(coef),
-            "hr_low": np.exp(coef - z * se),
-            "hr_high": np.exp(coef + z * se),
-            "p": pd.Series(pvalues, index=Z.columns),
-        }
-    )
-    out.attrs["cov"] = pd.DataFrame(np.asarray(cov), index=Z.columns, columns=Z.columns)
-    return out
+    return DriverCox().fit(Z, cp, groups).summary_
 
 
 def _fit_cox_statsmodels(
-    X: np.ndarray, cp: pd.DataFrame, clusters: Sequence[Any]
+    X: np.ndarray, cp: pd.DataFrame, codes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from statsmodels.duration.hazard_regression import PHReg
 
@@ -850,7 +951,7 @@ def _fit_cox_statsmodels(
         entry=cp["entry"].to_numpy(),
         ties="breslow",
     )
-    res = _fit_with_fallback(model.fit, groups=_codes(clusters))
+    res = _fit_with_fallback(model.fit, groups=codes)
     return (
         np.asarray(res.params),
         np.asarray(res.bse),
@@ -1194,10 +1295,11 @@ def support(
     return out
 
 
+@renamed_arguments(clusters="groups")
 def screen_categoricals(
     df: pd.DataFrame,
     y: Sequence[bool],
-    clusters: Sequence[Any] | None,
+    groups: Sequence[Any] | None,
     categorical: Sequence[str],
 ) -> pd.Series:
     """Holm-adjusted p-values of the categorical features whose levels vary: does a
@@ -1217,7 +1319,7 @@ def screen_categoricals(
         return pd.Series(dtype=float)
     Z = design.transform(df)
     y = np.asarray(y, dtype=bool)
-    ids = np.arange(len(df)) if clusters is None else np.asarray(clusters)
+    ids = np.arange(len(df)) if groups is None else np.asarray(groups)
     pvals = {}
     for f in design.categorical_:
         cols = independent_columns(Z[[c for c in design.columns_ if design.feature_of_[c] == f]])
