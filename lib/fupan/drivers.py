@@ -1429,6 +1429,69 @@ def analyse(
     cp = counting_process(train, step_days)
     y_tr = cp.event.to_numpy(bool)
     y_te = counting_process(test, step_days).event.to_numpy(bool)
+    cols = _driver_columns(
+        train, test, y_tr, numeric, categorical, definitional, group_correlation, random_state
+    )
+    fits = _fit_methods(train, test, cp, y_te, cols, permutation_rows, random_state)
+    ranking, columns_of, sup, perm = _rank_and_test(
+        cols, fits, y_te, definitional, permutation_rows, random_state
+    )
+    table = _driver_table(ranking, columns_of, cols, fits, sup, perm)
+    top = table.feature[table.supported].head(top_n).tolist()
+    per_method_top = [set(table.nsmallest(top_n, f"rank_{m}").feature) for m in METHODS]
+    agreement = [f for f in top if all(f in s for s in per_method_top)]
+    return DriverResult(
+        table=table,
+        top=top,
+        forest=_forest(fits.logit, cols, definitional),
+        groups=cols.groups,
+        adjusted_for=[f for f in definitional if f in cols.feature_of.values()],
+        auc=fits.auc,
+        train_rows=len(train),
+        test_rows=len(test),
+        permutation_rows=fits.permutation_rows,
+        design=cols.design,
+        logit=fits.logit,
+        cox=fits.cox,
+        agreement=agreement,
+    )
+
+
+@dataclass
+class _DriverColumns:
+    """The design columns the three driver models share (a step of :func:`analyse`)."""
+
+    design: Design
+    groups: dict[str, list[str]]  # representative -> members of its correlated group
+    keep: list[str]  # design columns entering the models
+    feature_of: dict[str, str]  # kept design column -> feature
+    train: pd.DataFrame  # standardised design of the fitting rows, kept columns
+    test: pd.DataFrame  # the same for the later period
+
+
+@dataclass
+class _DriverFits:
+    """The three models' fits and importances (a step of :func:`analyse`)."""
+
+    logit: pd.DataFrame
+    cox: pd.DataFrame
+    importance: dict[str, pd.Series]  # method -> importance per feature
+    gbm_sd: pd.Series
+    auc: dict[str, float]  # test-period AUC per method
+    permutation_rows: int
+
+
+def _driver_columns(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    y_tr: np.ndarray,
+    numeric: list[str],
+    categorical: list[str],
+    definitional: Sequence[str],
+    group_correlation: float,
+    random_state: int,
+) -> _DriverColumns:
+    """Design fitted on ``train``; one representative per correlated group of metrics."""
     design = Design(numeric, categorical).fit(train)
     Z_tr = design.transform(train)
     # Definitional features are adjustments: each kept as is, never grouped away.
@@ -1445,16 +1508,33 @@ def analyse(
         if c in reps or c in definitional or design.feature_of_[c] in design.categorical_
     ]
     keep_cols = independent_columns(Z_tr[keep_cols])
-    Z_tr = Z_tr[keep_cols]
-    Z_te = design.transform(test)[keep_cols]
-    feature_of = {c: design.feature_of_[c] for c in keep_cols}
-    # Logistic regression
-    logit = fit_logit(Z_tr, y_tr, train.customer_id.to_numpy())
+    return _DriverColumns(
+        design=design,
+        groups=reps,
+        keep=keep_cols,
+        feature_of={c: design.feature_of_[c] for c in keep_cols},
+        train=Z_tr[keep_cols],
+        test=design.transform(test)[keep_cols],
+    )
+
+
+def _fit_methods(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    cp: pd.DataFrame,
+    y_te: np.ndarray,
+    cols: _DriverColumns,
+    permutation_rows: int,
+    random_state: int,
+) -> _DriverFits:
+    """Logit, Cox and boosted trees on the same columns, each judged on the later period."""
+    y_tr = cp.event.to_numpy(bool)
+    Z_tr, Z_te, feature_of, design = cols.train, cols.test, cols.feature_of, cols.design
+    ids = train.customer_id.to_numpy()
+    logit = fit_logit(Z_tr, y_tr, ids)
     lin_te = Z_te.to_numpy() @ logit.coef.to_numpy()
-    imp_logit = _feature_importance(logit.coef, Z_tr, feature_of)
     # Cox PH on the same snapshots as time-varying covariates
-    cox = fit_cox(Z_tr, cp, train.customer_id.to_numpy())
-    imp_cox = _feature_importance(cox.coef, Z_tr, feature_of)
+    cox = fit_cox(Z_tr, cp, ids)
     cox_lin_te = Z_te.to_numpy() @ cox.coef.to_numpy()
     # Gradient boosting on the same representatives, judged on the later period
     rep_num = [f for f in dict.fromkeys(feature_of.values()) if f in design.numeric_]
@@ -1473,77 +1553,114 @@ def analyse(
         permutation_rows=permutation_rows,
         random_state=random_state,
     )
-    ranking = rank_drivers(
-        {"logit": imp_logit, "cox": imp_cox, "gbm": gbm_imp}, exclude=definitional
+    return _DriverFits(
+        logit=logit,
+        cox=cox,
+        importance={
+            "logit": _feature_importance(logit.coef, Z_tr, feature_of),
+            "cox": _feature_importance(cox.coef, Z_tr, feature_of),
+            "gbm": gbm_imp,
+        },
+        gbm_sd=gbm_sd,
+        auc={"logit": auc(y_te, lin_te), "cox": auc(y_te, cox_lin_te), "gbm": gbm_auc},
+        permutation_rows=perm_rows,
     )
-    columns_of = {f: [c for c in keep_cols if feature_of[c] == f] for f in ranking.index}
-    logit_joint, cox_joint = joint_wald(logit, columns_of), joint_wald(cox, columns_of)
+
+
+def _rank_and_test(
+    cols: _DriverColumns,
+    fits: _DriverFits,
+    y_te: np.ndarray,
+    definitional: Sequence[str],
+    permutation_rows: int,
+    random_state: int,
+) -> tuple[pd.DataFrame, dict[str, list[str]], pd.DataFrame, pd.DataFrame]:
+    """Ranks by mean rank with supported drivers first; the joint and held-out tests.
+
+    Returns
+    -------
+    (ranking, design columns per ranked feature, :func:`support`,
+    :func:`heldout_permutation_test`)
+    """
+    ranking = rank_drivers(fits.importance, exclude=definitional)
+    columns_of = {f: [c for c in cols.keep if cols.feature_of[c] == f] for f in ranking.index}
+    logit_joint = joint_wald(fits.logit, columns_of)
+    cox_joint = joint_wald(fits.cox, columns_of)
     perm = heldout_permutation_test(
-        Z_te, logit.coef, y_te, columns_of, max_rows=permutation_rows, random_state=random_state
+        cols.test,
+        fits.logit.coef,
+        y_te,
+        columns_of,
+        max_rows=permutation_rows,
+        random_state=random_state,
     )
-    sup = support(logit_joint, cox_joint, gbm_imp, gbm_sd, perm.p)
+    sup = support(logit_joint, cox_joint, fits.importance["gbm"], fits.gbm_sd, perm.p)
+    sup = sup.assign(logit_p=logit_joint, cox_p=cox_joint)
     # supported drivers first (by mean rank), then the rest: a feature the data does not
     # support never outranks one it does
     ranking = ranking.assign(_unsupported=~sup.supported.reindex(ranking.index).astype(bool))
     ranking = ranking.sort_values(["_unsupported", "mean_rank", ranking.columns[0]], kind="stable")
     ranking["rank"] = np.arange(1, len(ranking) + 1)
-    direction = _signed_direction(logit.coef, feature_of)
+    return ranking, columns_of, sup, perm
+
+
+def _driver_table(
+    ranking: pd.DataFrame,
+    columns_of: dict[str, list[str]],
+    cols: _DriverColumns,
+    fits: _DriverFits,
+    sup: pd.DataFrame,
+    perm: pd.DataFrame,
+) -> pd.DataFrame:
+    """One row per ranked feature (:attr:`DriverResult.table`)."""
+    logit, cox = fits.logit, fits.cox
+    imp_logit, imp_cox = fits.importance["logit"], fits.importance["cox"]
+    gbm_imp, gbm_sd = fits.importance["gbm"], fits.gbm_sd
+    direction = _signed_direction(logit.coef, cols.feature_of)
     rows = []
     for f, r in ranking.iterrows():
-        cols = columns_of[f]
-        one = cols[0] if len(cols) == 1 else None
+        c = columns_of[f]
+        one = c[0] if len(c) == 1 else None
         rows.append(
             {
                 "feature": f,
                 "rank": int(r["rank"]),
-                "group": reps.get(f, [f]),
+                "group": cols.groups.get(f, [f]),
                 "direction": float(direction.get(f, 0.0)),
                 "logit_sd_effect": float(imp_logit[f]),
                 "odds_ratio_per_sd": float(logit.odds_ratio[one]) if one else None,
                 "or_low": float(logit.or_low[one]) if one else None,
                 "or_high": float(logit.or_high[one]) if one else None,
-                "logit_p": float(logit_joint[f]),
+                "logit_p": float(sup.logit_p[f]),
                 "logit_p_holm": float(sup.logit_p_holm[f]),
                 "cox_sd_effect": float(imp_cox[f]),
                 "hazard_ratio_per_sd": float(cox.hazard_ratio[one]) if one else None,
                 "hr_low": float(cox.hr_low[one]) if one else None,
                 "hr_high": float(cox.hr_high[one]) if one else None,
-                "cox_p": float(cox_joint[f]),
+                "cox_p": float(sup.cox_p[f]),
                 "cox_p_holm": float(sup.cox_p_holm[f]),
                 "gbm_importance": float(gbm_imp[f]),
                 "gbm_importance_sd": float(gbm_sd[f]),
                 "rank_logit": int(r["rank_logit"]),
                 "rank_cox": int(r["rank_cox"]),
                 "rank_gbm": int(r["rank_gbm"]),
-                "levels": len(cols) + 1 if one is None else 1,
+                "levels": len(c) + 1 if one is None else 1,
                 "heldout_auc_drop": float(perm.auc_drop[f]),
                 "heldout_p": float(perm.p[f]),
                 "methods_supporting": int(sup.methods_supporting[f]),
                 "supported": bool(sup.supported[f]),
             }
         )
-    table = pd.DataFrame(rows)
-    top = table.feature[table.supported].head(top_n).tolist()
-    per_method_top = [set(table.nsmallest(top_n, f"rank_{m}").feature) for m in METHODS]
-    agreement = [f for f in top if all(f in s for s in per_method_top)]
-    forest = logit.loc[[c for c in keep_cols if feature_of[c] not in definitional]].copy()
+    return pd.DataFrame(rows)
+
+
+def _forest(logit: pd.DataFrame, cols: _DriverColumns, definitional: Sequence[str]) -> pd.DataFrame:
+    """Odds ratio per SD and 95% CI per design column, largest effect first (not the
+    definitional adjustments)."""
+    feature_of = cols.feature_of
+    forest = logit.loc[[c for c in cols.keep if feature_of[c] not in definitional]].copy()
     forest["feature"] = [feature_of[c] for c in forest.index]
-    forest = forest.reindex(forest.coef.abs().sort_values(ascending=False).index)
-    return DriverResult(
-        table=table,
-        top=top,
-        forest=forest,
-        groups=reps,
-        adjusted_for=[f for f in definitional if f in feature_of.values()],
-        auc={"logit": auc(y_te, lin_te), "cox": auc(y_te, cox_lin_te), "gbm": gbm_auc},
-        train_rows=len(train),
-        test_rows=len(test),
-        permutation_rows=perm_rows,
-        design=design,
-        logit=logit,
-        cox=cox,
-        agreement=agreement,
-    )
+    return forest.reindex(forest.coef.abs().sort_values(ascending=False).index)
 
 
 # --------------------------------------------------------------------------------------
