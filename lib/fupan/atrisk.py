@@ -265,8 +265,8 @@ def at_risk_list(
     ----------
     ds : the dataset.
     as_of : scoring date (default: the run's ``as_of``); features use events before it.
-    model : a fitted :class:`fupan.health.LearnedHealth` with bands set (default: trained
-        on the dataset's monthly snapshots with :func:`train`).
+    model : a fitted :class:`fupan.health.LearnedHealth`, its bands fitted with it
+        (default: trained on the dataset's monthly snapshots with :func:`train`).
     bands : which bands to list (``("red", "amber", "green")`` lists everyone).
     lang : language of the reasons (default: the params').
     top_reasons : reasons per customer.
