@@ -228,6 +228,7 @@ class DriverData:
     values: dict = field(default_factory=dict)
 
 
+@renamed_arguments(seed="random_state")
 def driver_data(
     ds: Any,
     status: pd.DataFrame,
@@ -235,7 +236,7 @@ def driver_data(
     test: pd.DataFrame,
     params: Any,
     max_customers: int | None = None,
-    seed: int = 0,
+    random_state: int = 0,
     min_events: int = 20,
     min_test_events: int = 5,
 ) -> DriverData:
@@ -254,7 +255,7 @@ def driver_data(
     ds : the dataset (snapshots on the dormancy dates are computed from it).
     status : :func:`fupan.outcomes.churn_status` at the dataset's as-of date.
     train, test : the chapter's monthly snapshots (:func:`fupan.features.split`).
-    max_customers, seed : the seeded customer sample for new snapshots.
+    max_customers, random_state : the seeded customer sample for new snapshots.
     min_events, min_test_events : churn events the fitting and the later period need.
     """
     empty = train.iloc[0:0]
@@ -277,7 +278,7 @@ def driver_data(
             have = int((pd.Timestamp(params.as_of) - pd.Timestamp(first)).days) + 1
             need = F.QUARTER + 2 * dormancy
             return DriverData(empty, empty, info, dormancy, "history", {"need": need, "have": have})
-        snap = F.snapshots(ds, dates, dormancy, max_customers=max_customers, seed=seed)
+        snap = F.snapshots(ds, dates, dormancy, max_customers=max_customers, seed=random_state)
         snap = snap[snap.label_complete.astype(bool)]
         if snap.snapshot_date.nunique() < 2:
             have = int((pd.Timestamp(params.as_of) - pd.Timestamp(first)).days) + 1
