@@ -39,7 +39,7 @@ def _reference(ds, as_of, model, bands, lang=None, top_reasons=3):
     band = health.band(score, model.thresholds_)
     keep = pd.Index(band).isin(list(bands))
     feats, score, band = feats[keep].reset_index(drop=True), score[keep], band[keep]
-    prob = model.predict_proba(feats) if len(feats) else np.array([])
+    prob = model.predict_proba(feats)[:, 1] if len(feats) else np.array([])
     c = ds["customers"]
     cols = [x for x in ("customer_name", "account_manager", "tier") if x in c.columns]
     info = c.select("customer_id", *cols).to_pandas().set_index("customer_id")

@@ -38,7 +38,7 @@ def test_orders_only_drivers_get_real_events(log):
     status = outcomes.churn_status(ds)
     assert not (status.source == "recorded").any()
     empty = pd.DataFrame({"customer_id": [], "snapshot_date": [], "label": []})
-    dd = drivers.driver_data(ds, status, empty, empty, p, seed=0)
+    dd = drivers.driver_data(ds, status, empty, empty, p, random_state=0)
     assert dd.reason is None and dd.info["dormancy_windows"]
     assert dd.step_days == 180
     # every event is a churn by the shared definition, dated inside its row's window

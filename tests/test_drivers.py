@@ -528,3 +528,67 @@ def test_holm_and_joint_wald_by_hand():
     # W = 1/0.25 + 4/1 = 8 on 2 df; z: (0.5/0.5)^2 = 1 on 1 df
     assert got["xy"] == pytest.approx(stats.chi2.sf(8.0, 2))
     assert got["z"] == pytest.approx(stats.chi2.sf(1.0, 1))
+
+
+# --------------------------------------------------------------------------------------
+# scikit-learn conventions (issue 22)
+
+
+def _assert_sklearn_conventions(est, fit_args, fitted_expected):
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    params = est.get_params()
+    with pytest.raises(NotFittedError):
+        check_is_fitted(est)
+    c = clone(est)
+    assert c is not est and c.get_params() == params
+    assert c.set_params(**params).get_params() == params
+    est.fit(*fit_args)
+    check_is_fitted(est)
+    fitted = {k for k in vars(est) if k not in params}
+    assert fitted_expected <= fitted and all(k.endswith("_") for k in fitted), sorted(fitted)
+    assert not any(k.endswith("_") for k in vars(clone(est)))
+
+
+def test_design_follows_scikit_learn_conventions():
+    df = pd.DataFrame({"x": np.arange(50.0), "tier": ["a", "b"] * 25})
+    numeric, categorical = ["x"], ("tier",)
+    d = drivers.Design(numeric, categorical, winsor=(0.0, 1.0))
+    assert d.numeric is numeric and d.categorical is categorical  # stored as given
+    _assert_sklearn_conventions(d, (df,), {"columns_", "mean_", "sd_"})
+    assert list(d.get_feature_names_out()) == ["x", "tier=b"]
+    np.testing.assert_array_equal(d.fit_transform(df).to_numpy(), d.transform(df).to_numpy())
+
+
+def test_driver_logit_follows_scikit_learn_conventions():
+    rng = np.random.default_rng(7)
+    n = 2000
+    Z = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
+    y = rng.random(n) < 1 / (1 + np.exp(-(-1.0 + 0.8 * Z.a)))
+    ids = np.repeat(np.arange(n // 4), 4)
+    m = drivers.DriverLogit(maxiter=100)
+    _assert_sklearn_conventions(m, (Z, y, ids), {"coef_", "intercept_", "cov_", "summary_"})
+    p = m.predict_proba(Z)
+    assert p.shape == (n, 2)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=0, atol=1e-15)
+    # the same fit as statsmodels' Logit by hand
+    from statsmodels.discrete.discrete_model import Logit
+
+    ref = Logit(y.astype(float), np.c_[np.ones(n), Z.to_numpy()]).fit(disp=0)
+    np.testing.assert_allclose(p[:, 1], ref.predict(), rtol=1e-8)
+    pd.testing.assert_frame_equal(drivers.fit_logit(Z, y, ids), m.summary_)
+    with pytest.warns(DeprecationWarning, match="groups="):
+        old = drivers.fit_logit(Z, y, clusters=ids)
+    pd.testing.assert_frame_equal(old, m.summary_)
+
+
+def test_driver_cox_follows_scikit_learn_conventions():
+    surv = _survival_data(n=600, seed=4)
+    cp = pd.DataFrame({"entry": 0.0, "exit": surv.time, "event": surv.event})
+    Z = surv[["a", "b"]]
+    m = drivers.DriverCox()
+    _assert_sklearn_conventions(m, (Z, cp, surv.customer_id), {"coef_", "cov_", "summary_"})
+    np.testing.assert_allclose(m.predict(Z), Z.to_numpy() @ m.coef_.to_numpy())
+    pd.testing.assert_frame_equal(drivers.fit_cox(Z, cp, surv.customer_id), m.summary_)

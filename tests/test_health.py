@@ -67,10 +67,11 @@ def test_learned_health_recovers_the_simulated_truth():
     assert h.min() >= 0 and h.max() <= 100
     assert np.mean(h <= 10) == pytest.approx(0.10, abs=0.01)
     # probabilities are calibrated in the large
-    assert m.predict_proba(test).mean() == pytest.approx(test.label.mean(), abs=0.01)
+    assert m.predict_proba(test)[:, 1].mean() == pytest.approx(test.label.mean(), abs=0.01)
     # contributions add up to the linear predictor
     c = m.contributions(test)
-    eta_hat = np.log(m.predict_proba(test) / (1 - m.predict_proba(test)))
+    p_hat = m.predict_proba(test)[:, 1]
+    eta_hat = np.log(p_hat / (1 - p_hat))
     np.testing.assert_allclose(c.sum(axis=1) + m.intercept_, eta_hat, atol=1e-8)
 
 
@@ -120,7 +121,7 @@ def test_backtest_auc_equals_mann_whitney_by_hand():
     # risk = -health; pairs (churner, stayer): churners at health 1 and 3, stayers at 2, 4, 5
     hl = np.array([1.0, 3.0, 2.0, 4.0, 5.0])
     y = np.array([1, 1, 0, 0, 0], bool)
-    bt = health.backtest(hl, y, hl <= 1.5, ["a", "b", "c", "d", "e"], n_boot=50, seed=0)
+    bt = health.backtest(hl, y, hl <= 1.5, ["a", "b", "c", "d", "e"], n_boot=50, random_state=0)
     # concordant pairs: churner 1 below all three stayers (3), churner 3 below 4 and 5 (2) -> 5/6
     assert bt["auc"] == pytest.approx(5 / 6)
     assert bt["precision"] == 1.0 and bt["recall"] == 0.5
@@ -130,7 +131,7 @@ def test_backtest_auc_equals_mann_whitney_by_hand():
 
 def test_cluster_bootstrap_resamples_customers():
     ids = ["a", "a", "b", "c", "c", "c"]
-    for w in health.cluster_bootstrap_weights(ids, 20, seed=1):
+    for w in health.cluster_bootstrap_weights(ids, 20, random_state=1):
         # rows of one customer always share a weight
         assert w[0] == w[1] and w[3] == w[4] == w[5]
         assert w.sum() == pytest.approx(sum(w[i] for i in (0, 1, 2, 3, 4, 5)))
@@ -196,3 +197,74 @@ def test_a_random_categorical_gets_no_health_weight(seed):
     m2 = health.LearnedHealth(["x1"], ["empty", "one"], random_state=0)
     m2.fit(df, df.label, df.customer_id)
     assert m2.design_.categorical_ == [] and m2.screened_out_ == []
+
+
+# --------------------------------------------------------------------------------------
+# scikit-learn conventions (issue 22)
+
+
+def test_learned_health_follows_scikit_learn_conventions():
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    df, _ = _sim(n_customers=300, months=4, seed=3)
+    numeric = ["x1", "x2", "x3"]
+    m = health.LearnedHealth(numeric, Cs=[0.1, 1.0], alert_volume=0.2, target_precision=None)
+    # arguments stored as given: the very objects, so clone() accepts the estimator
+    assert m.numeric is numeric and m.get_params()["Cs"] == [0.1, 1.0]
+    with pytest.raises(NotFittedError):
+        check_is_fitted(m)
+    with pytest.raises(NotFittedError):
+        m.predict_proba(df)
+    c = clone(m)
+    assert c is not m and c.get_params() == m.get_params()
+    # get_params / set_params round trip
+    c.set_params(**{**m.get_params(), "n_folds": 3})
+    assert c.n_folds == 3 and clone(c).get_params()["n_folds"] == 3
+    m.fit(df, df.label, groups=df.customer_id)
+    check_is_fitted(m)
+    assert not hasattr(clone(m), "coef_")  # a clone is unfitted
+    p = m.predict_proba(df)
+    assert p.shape == (len(df), 2)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=0, atol=1e-15)
+    assert set(np.unique(m.predict(df))) <= {0, 1}
+    # the bands are fitted with the score, on the same rows
+    th = health.choose_thresholds(m.health(df), df.label.to_numpy(bool), 0.2, 0.2, None)
+    assert m.thresholds_ == th
+    assert np.mean(m.band(df) == "red") == pytest.approx(0.2, abs=0.02)
+    # every fitted attribute is set in fit and ends in "_"
+    fitted = {k for k in vars(m) if k not in m.get_params()}
+    assert fitted and all(k.endswith("_") for k in fitted), sorted(fitted)
+
+
+def test_learned_health_old_clusters_keyword_warns_and_gives_the_same_fit():
+    df, _ = _sim(n_customers=200, months=4, seed=4)
+    new = health.LearnedHealth(["x1", "x2"], Cs=[1.0]).fit(df, df.label, groups=df.customer_id)
+    with pytest.warns(DeprecationWarning, match="groups="):
+        old = health.LearnedHealth(["x1", "x2"], Cs=[1.0]).fit(
+            df, df.label, clusters=df.customer_id
+        )
+    pd.testing.assert_series_equal(new.coef_, old.coef_)
+    with pytest.warns(DeprecationWarning, match="random_state="):
+        list(health.cluster_bootstrap_weights(df.customer_id, 2, seed=1))
+    with pytest.raises(TypeError, match="both"):
+        health.backtest([1.0], [True], [True], ["a"], clusters=["a"], groups=["a"])
+
+
+def test_hand_health_follows_scikit_learn_conventions():
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    dims = {"activity": (2.0, {"x1": -1}), "care": (1.0, {"x2": 1, "absent": 1})}
+    h = health.HandHealth(dims)
+    assert h.dimensions is dims
+    with pytest.raises(NotFittedError):
+        check_is_fitted(h)
+    assert clone(h).get_params() == h.get_params()
+    df, _ = _sim(n_customers=100, months=2, seed=5)
+    h.fit(df)
+    check_is_fitted(h)
+    assert h.weights_ == pytest.approx({"activity": 2 / 3, "care": 1 / 3})
+    assert {k for k in vars(h) if k not in h.get_params()} == {"reference_", "used_", "weights_"}

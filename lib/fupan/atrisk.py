@@ -265,8 +265,8 @@ def at_risk_list(
     ----------
     ds : the dataset.
     as_of : scoring date (default: the run's ``as_of``); features use events before it.
-    model : a fitted :class:`fupan.health.LearnedHealth` with bands set (default: trained
-        on the dataset's monthly snapshots with :func:`train`).
+    model : a fitted :class:`fupan.health.LearnedHealth`, its bands fitted with it
+        (default: trained on the dataset's monthly snapshots with :func:`train`).
     bands : which bands to list (``("red", "amber", "green")`` lists everyone).
     lang : language of the reasons (default: the params').
     top_reasons : reasons per customer.
@@ -358,7 +358,7 @@ def _listed(
     band = health.band(score, model.thresholds_)
     keep = pd.Index(band).isin(list(bands))
     feats, score, band = feats[keep].reset_index(drop=True), score[keep], band[keep]
-    prob = model.predict_proba(feats) if len(feats) else np.array([])
+    prob = model.predict_proba(feats)[:, 1] if len(feats) else np.array([])
     out = pd.DataFrame({"customer_id": feats.customer_id})
     for col in ("customer_name", "account_manager", "tier"):
         out[col] = out.customer_id.map(info[col]) if col in info.columns else None

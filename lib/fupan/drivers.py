@@ -28,16 +28,19 @@ Kaplan-Meier survival by group (with a log-rank test) lives here too.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.metrics import roc_auc_score
+from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from fupan import engine, progress
@@ -60,6 +63,35 @@ def single_threaded(fn: _T) -> _T:
             return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def renamed_arguments(**renames: str) -> Callable[[_T], _T]:
+    """Accept an argument's old keyword (``old="new"``) for one release, with a warning.
+
+    For public functions whose arguments took scikit-learn's names (``clusters`` became
+    ``groups``, ``seed`` became ``random_state``): a call with the old keyword still works
+    and raises a :class:`DeprecationWarning` naming the new one.
+    """
+
+    def decorate(fn: _T) -> _T:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in renames.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f"{fn.__qualname__}() got both {old}= and {new}=")
+                    warnings.warn(
+                        f"{fn.__qualname__}(): {old}= is deprecated and will be removed in "
+                        f"the next release; use {new}=",
+                        DeprecationWarning,
+                        stacklevel=2,
+                    )
+                    kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 _MISSING_LEVEL = "(missing)"
@@ -196,6 +228,7 @@ class DriverData:
     values: dict = field(default_factory=dict)
 
 
+@renamed_arguments(seed="random_state")
 def driver_data(
     ds: Any,
     status: pd.DataFrame,
@@ -203,7 +236,7 @@ def driver_data(
     test: pd.DataFrame,
     params: Any,
     max_customers: int | None = None,
-    seed: int = 0,
+    random_state: int = 0,
     min_events: int = 20,
     min_test_events: int = 5,
 ) -> DriverData:
@@ -222,7 +255,7 @@ def driver_data(
     ds : the dataset (snapshots on the dormancy dates are computed from it).
     status : :func:`fupan.outcomes.churn_status` at the dataset's as-of date.
     train, test : the chapter's monthly snapshots (:func:`fupan.features.split`).
-    max_customers, seed : the seeded customer sample for new snapshots.
+    max_customers, random_state : the seeded customer sample for new snapshots.
     min_events, min_test_events : churn events the fitting and the later period need.
     """
     empty = train.iloc[0:0]
@@ -245,7 +278,7 @@ def driver_data(
             have = int((pd.Timestamp(params.as_of) - pd.Timestamp(first)).days) + 1
             need = F.QUARTER + 2 * dormancy
             return DriverData(empty, empty, info, dormancy, "history", {"need": need, "have": have})
-        snap = F.snapshots(ds, dates, dormancy, max_customers=max_customers, seed=seed)
+        snap = F.snapshots(ds, dates, dormancy, max_customers=max_customers, seed=random_state)
         snap = snap[snap.label_complete.astype(bool)]
         if snap.snapshot_date.nunique() < 2:
             have = int((pd.Timestamp(params.as_of) - pd.Timestamp(first)).days) + 1
@@ -331,8 +364,10 @@ def auc(y: np.ndarray, risk: np.ndarray) -> float:
 # Design matrix
 
 
-class Design:
+class Design(TransformerMixin, BaseEstimator):
     """Impute, winsorise, standardise numeric features; one-hot and standardise categoricals.
+
+    A scikit-learn transformer from a frame to a frame of design columns.
 
     Parameters
     ----------
@@ -351,13 +386,14 @@ class Design:
 
     def __init__(
         self,
-        numeric: Sequence[str],
+        numeric: Sequence[str] = (),
         categorical: Sequence[str] = (),
         winsor: tuple[float, float] = (0.01, 0.99),
         min_level_share: float = 0.01,
     ):
-        self.numeric = list(numeric)
-        self.categorical = list(categorical)
+        # stored as given (scikit-learn's convention, so that clone() works)
+        self.numeric = numeric
+        self.categorical = categorical
         self.winsor = winsor
         self.min_level_share = min_level_share
 
@@ -390,7 +426,10 @@ class Design:
         lookup = np.array([position.get(x, other) for x in names], dtype=np.intp)
         return lookup[codes]
 
-    def fit(self, df: pd.DataFrame) -> Design:
+    def fit(self, X: pd.DataFrame, y: Any = None) -> Design:
+        """Clipping range, median, levels, mean and SD of each feature in ``X`` (``y`` is
+        ignored)."""
+        df = X
         self.lo_, self.hi_, self.median_ = {}, {}, {}
         self.numeric_ = []
         for n in self.numeric:
@@ -442,6 +481,7 @@ class Design:
 
     def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         """Standardised design matrix (mean 0, SD 1 on the fitting data)."""
+        check_is_fitted(self)
         # The columns of _raw written straight into one array, then standardised with the
         # same element-wise arithmetic: no frame per feature, no alignment, no object
         # comparisons per dummy.
@@ -461,8 +501,13 @@ class Design:
         z /= self.sd_[self.columns_].to_numpy()
         return pd.DataFrame(z, index=df.index, columns=self.columns_)
 
-    def fit_transform(self, df: pd.DataFrame) -> pd.DataFrame:
-        return self.fit(df).transform(df)
+    def fit_transform(self, X: pd.DataFrame, y: Any = None) -> pd.DataFrame:
+        return self.fit(X).transform(X)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """The design column names (``columns_``)."""
+        check_is_fitted(self)
+        return np.asarray(self.columns_, dtype=object)
 
     def features(self) -> list[str]:
         seen: list[str] = []
@@ -579,41 +624,99 @@ def _fit_with_fallback(fit: Callable[..., Any], **kwargs: Any) -> Any:
         return fit(method="bfgs", **{**kwargs, "maxiter": 2000, "gtol": 1e-8})
 
 
-@single_threaded
-def fit_logit(Z: pd.DataFrame, y: np.ndarray, clusters: Sequence[Any]) -> pd.DataFrame:
+def _group_codes(groups: Sequence[Any] | None, n: int) -> np.ndarray:
+    """Cluster codes per row; without ``groups`` every row is its own cluster."""
+    return np.arange(n) if groups is None else _codes(groups)
+
+
+class DriverLogit(ClassifierMixin, BaseEstimator):
     """Logistic regression on standardised columns; odds ratios per SD, clustered 95% CI.
+
+    statsmodels' ``Logit`` with a covariance clustered by ``groups`` (a customer's monthly
+    snapshots are not independent), Newton's method with a BFGS fallback.
+
+    Parameters
+    ----------
+    maxiter : Newton iterations.
+
+    Attributes
+    ----------
+    summary_ : DataFrame indexed by design column: ``coef, se, odds_ratio, or_low,
+        or_high, p, intercept``; ``summary_.attrs["cov"]`` is ``cov_``.
+    coef_ : pd.Series, log-odds per SD of each column.
+    intercept_ : float.
+    cov_ : DataFrame, the clustered covariance of the coefficients (for joint Wald tests).
+    classes_ : ``[0, 1]``.
+    """
+
+    def __init__(self, maxiter: int = 200):
+        self.maxiter = maxiter
+
+    @single_threaded
+    def fit(
+        self, X: pd.DataFrame, y: Sequence[bool], groups: Sequence[Any] | None = None
+    ) -> DriverLogit:
+        # the model's own module: statsmodels.api would also import every other model family
+        from statsmodels.discrete.discrete_model import Logit
+        from statsmodels.tools.tools import add_constant
+
+        Z = X
+        design = add_constant(Z.to_numpy(), has_constant="add")
+        model = Logit(np.asarray(y, dtype=float), design)
+        res = _fit_with_fallback(
+            model.fit,
+            disp=0,
+            maxiter=self.maxiter,
+            cov_type="cluster",
+            cov_kwds={"groups": _group_codes(groups, len(Z))},
+        )
+        coef = pd.Series(res.params[1:], index=Z.columns)
+        se = pd.Series(res.bse[1:], index=Z.columns)
+        z = stats.norm.ppf(0.975)
+        out = pd.DataFrame(
+            {
+                "coef": coef,
+                "se": se,
+                "odds_ratio": np.exp(coef),
+                "or_low": np.exp(coef - z * se),
+                "or_high": np.exp(coef + z * se),
+                "p": pd.Series(res.pvalues[1:], index=Z.columns),
+            }
+        ).assign(intercept=float(res.params[0]))
+        # the clustered covariance of the coefficients, for joint (Wald) tests over columns
+        out.attrs["cov"] = pd.DataFrame(
+            np.asarray(res.cov_params())[1:, 1:], index=Z.columns, columns=Z.columns
+        )
+        self.summary_ = out
+        self.coef_ = coef
+        self.intercept_ = float(res.params[0])
+        self.cov_ = out.attrs["cov"]
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        """Log-odds of the event per row."""
+        check_is_fitted(self)
+        return self.intercept_ + X[self.coef_.index].to_numpy(float) @ self.coef_.to_numpy()
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Probabilities of no event (column 0) and of the event (column 1)."""
+        p = special.expit(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+
+
+@renamed_arguments(clusters="groups")
+def fit_logit(Z: pd.DataFrame, y: np.ndarray, groups: Sequence[Any] | None = None) -> pd.DataFrame:
+    """:class:`DriverLogit`'s ``summary_``: odds ratios per SD with a clustered 95% CI.
 
     Returns
     -------
     DataFrame indexed by design column: ``coef, se, odds_ratio, or_low, or_high, p``.
     """
-    # the model's own module: statsmodels.api would also import every other model family
-    from statsmodels.discrete.discrete_model import Logit
-    from statsmodels.tools.tools import add_constant
-
-    X = add_constant(Z.to_numpy(), has_constant="add")
-    model = Logit(np.asarray(y, dtype=float), X)
-    res = _fit_with_fallback(
-        model.fit, disp=0, maxiter=200, cov_type="cluster", cov_kwds={"groups": _codes(clusters)}
-    )
-    coef = pd.Series(res.params[1:], index=Z.columns)
-    se = pd.Series(res.bse[1:], index=Z.columns)
-    z = stats.norm.ppf(0.975)
-    out = pd.DataFrame(
-        {
-            "coef": coef,
-            "se": se,
-            "odds_ratio": np.exp(coef),
-            "or_low": np.exp(coef - z * se),
-            "or_high": np.exp(coef + z * se),
-            "p": pd.Series(res.pvalues[1:], index=Z.columns),
-        }
-    ).assign(intercept=float(res.params[0]))
-    # the clustered covariance of the coefficients, for joint (Wald) tests over several columns
-    out.attrs["cov"] = pd.DataFrame(
-        np.asarray(res.cov_params())[1:, 1:], index=Z.columns, columns=Z.columns
-    )
-    return out
+    return DriverLogit().fit(Z, y, groups).summary_
 
 
 def counting_process(snap: pd.DataFrame, step_days: int | None = None) -> pd.DataFrame:
@@ -761,55 +864,84 @@ def _cox_newton_steps(
     return None
 
 
-@single_threaded
-def fit_cox(Z: pd.DataFrame, cp: pd.DataFrame, clusters: Sequence[Any]) -> pd.DataFrame:
+class DriverCox(BaseEstimator):
     """Cox PH (Breslow ties) with delayed entry; hazard ratios per SD with robust 95% CI.
 
     The robust covariance is the sandwich of the information matrix around the score
     residuals summed per cluster (statsmodels' ``PHReg(...).fit(groups=...)``). When
-    Newton's method does not converge, statsmodels fits the model instead.
+    Newton's method does not converge, statsmodels fits the model instead. The outcome
+    ``y`` is a counting-process frame (:func:`counting_process`): ``entry``, ``exit``,
+    ``event`` per row of ``X``.
+
+    Attributes
+    ----------
+    summary_ : DataFrame indexed by design column: ``coef, se, hazard_ratio, hr_low,
+        hr_high, p``; ``summary_.attrs["cov"]`` is ``cov_``.
+    coef_ : pd.Series, log hazard ratio per SD of each column.
+    cov_ : DataFrame, the robust covariance of the coefficients.
+    """
+
+    @single_threaded
+    def fit(
+        self, X: pd.DataFrame, y: pd.DataFrame, groups: Sequence[Any] | None = None
+    ) -> DriverCox:
+        Z, cp = X, y
+        Xv = Z.to_numpy(dtype=float)
+        codes = _group_codes(groups, len(Z))
+        risk = _CoxRiskSets(
+            cp["entry"].to_numpy(float), cp["exit"].to_numpy(float), cp["event"].to_numpy(bool), Xv
+        )
+        fitted = _cox_newton(risk) if risk.n_times else None
+        if fitted is None:
+            params, bse, pvalues, cov = _fit_cox_statsmodels(Xv, cp, codes)
+        else:
+            params, hess, parts = fitted
+            resid = risk.score_residuals(parts)
+            per_cluster = np.stack(
+                [np.bincount(codes, resid[:, j]) for j in range(resid.shape[1])], axis=1
+            )
+            h_inv = np.linalg.inv(hess)
+            cov = h_inv @ (per_cluster.T @ per_cluster) @ h_inv
+            bse = np.sqrt(np.diag(cov))
+            pvalues = 2.0 * stats.norm.sf(np.abs(params / bse))
+        coef = pd.Series(params, index=Z.columns)
+        se = pd.Series(bse, index=Z.columns)
+        z = stats.norm.ppf(0.975)
+        out = pd.DataFrame(
+            {
+                "coef": coef,
+                "se": se,
+                "hazard_ratio": np.exp(coef),
+                "hr_low": np.exp(coef - z * se),
+                "hr_high": np.exp(coef + z * se),
+                "p": pd.Series(pvalues, index=Z.columns),
+            }
+        )
+        out.attrs["cov"] = pd.DataFrame(np.asarray(cov), index=Z.columns, columns=Z.columns)
+        self.summary_ = out
+        self.coef_ = coef
+        self.cov_ = out.attrs["cov"]
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Risk score per row: the log partial hazard ``X @ coef_`` (higher = sooner)."""
+        check_is_fitted(self)
+        return X[self.coef_.index].to_numpy(float) @ self.coef_.to_numpy()
+
+
+@renamed_arguments(clusters="groups")
+def fit_cox(Z: pd.DataFrame, cp: pd.DataFrame, groups: Sequence[Any] | None = None) -> pd.DataFrame:
+    """:class:`DriverCox`'s ``summary_``: hazard ratios per SD with a robust 95% CI.
 
     Returns
     -------
     DataFrame indexed by design column: ``coef, se, hazard_ratio, hr_low, hr_high, p``.
     """
-    X = Z.to_numpy(dtype=float)
-    risk = _CoxRiskSets(
-        cp["entry"].to_numpy(float), cp["exit"].to_numpy(float), cp["event"].to_numpy(bool), X
-    )
-    fitted = _cox_newton(risk) if risk.n_times else None
-    if fitted is None:
-        params, bse, pvalues, cov = _fit_cox_statsmodels(X, cp, clusters)
-    else:
-        params, hess, parts = fitted
-        resid = risk.score_residuals(parts)
-        codes = _codes(clusters)
-        per_cluster = np.stack(
-            [np.bincount(codes, resid[:, j]) for j in range(resid.shape[1])], axis=1
-        )
-        h_inv = np.linalg.inv(hess)
-        cov = h_inv @ (per_cluster.T @ per_cluster) @ h_inv
-        bse = np.sqrt(np.diag(cov))
-        pvalues = 2.0 * stats.norm.sf(np.abs(params / bse))
-    coef = pd.Series(params, index=Z.columns)
-    se = pd.Series(bse, index=Z.columns)
-    z = stats.norm.ppf(0.975)
-    out = pd.DataFrame(
-        {
-            "coef": coef,
-            "se": se,
-            "hazard_ratio": np.exp(coef),
-            "hr_low": np.exp(coef - z * se),
-            "hr_high": np.exp(coef + z * se),
-            "p": pd.Series(pvalues, index=Z.columns),
-        }
-    )
-    out.attrs["cov"] = pd.DataFrame(np.asarray(cov), index=Z.columns, columns=Z.columns)
-    return out
+    return DriverCox().fit(Z, cp, groups).summary_
 
 
 def _fit_cox_statsmodels(
-    X: np.ndarray, cp: pd.DataFrame, clusters: Sequence[Any]
+    X: np.ndarray, cp: pd.DataFrame, codes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from statsmodels.duration.hazard_regression import PHReg
 
@@ -820,7 +952,7 @@ def _fit_cox_statsmodels(
         entry=cp["entry"].to_numpy(),
         ties="breslow",
     )
-    res = _fit_with_fallback(model.fit, groups=_codes(clusters))
+    res = _fit_with_fallback(model.fit, groups=codes)
     return (
         np.asarray(res.params),
         np.asarray(res.bse),
@@ -1164,10 +1296,11 @@ def support(
     return out
 
 
+@renamed_arguments(clusters="groups")
 def screen_categoricals(
     df: pd.DataFrame,
     y: Sequence[bool],
-    clusters: Sequence[Any] | None,
+    groups: Sequence[Any] | None,
     categorical: Sequence[str],
 ) -> pd.Series:
     """Holm-adjusted p-values of the categorical features whose levels vary: does a
@@ -1187,7 +1320,7 @@ def screen_categoricals(
         return pd.Series(dtype=float)
     Z = design.transform(df)
     y = np.asarray(y, dtype=bool)
-    ids = np.arange(len(df)) if clusters is None else np.asarray(clusters)
+    ids = np.arange(len(df)) if groups is None else np.asarray(groups)
     pvals = {}
     for f in design.categorical_:
         cols = independent_columns(Z[[c for c in design.columns_ if design.feature_of_[c] == f]])
@@ -1297,6 +1430,69 @@ def analyse(
     cp = counting_process(train, step_days)
     y_tr = cp.event.to_numpy(bool)
     y_te = counting_process(test, step_days).event.to_numpy(bool)
+    cols = _driver_columns(
+        train, test, y_tr, numeric, categorical, definitional, group_correlation, random_state
+    )
+    fits = _fit_methods(train, test, cp, y_te, cols, permutation_rows, random_state)
+    ranking, columns_of, sup, perm = _rank_and_test(
+        cols, fits, y_te, definitional, permutation_rows, random_state
+    )
+    table = _driver_table(ranking, columns_of, cols, fits, sup, perm)
+    top = table.feature[table.supported].head(top_n).tolist()
+    per_method_top = [set(table.nsmallest(top_n, f"rank_{m}").feature) for m in METHODS]
+    agreement = [f for f in top if all(f in s for s in per_method_top)]
+    return DriverResult(
+        table=table,
+        top=top,
+        forest=_forest(fits.logit, cols, definitional),
+        groups=cols.groups,
+        adjusted_for=[f for f in definitional if f in cols.feature_of.values()],
+        auc=fits.auc,
+        train_rows=len(train),
+        test_rows=len(test),
+        permutation_rows=fits.permutation_rows,
+        design=cols.design,
+        logit=fits.logit,
+        cox=fits.cox,
+        agreement=agreement,
+    )
+
+
+@dataclass
+class _DriverColumns:
+    """The design columns the three driver models share (a step of :func:`analyse`)."""
+
+    design: Design
+    groups: dict[str, list[str]]  # representative -> members of its correlated group
+    keep: list[str]  # design columns entering the models
+    feature_of: dict[str, str]  # kept design column -> feature
+    train: pd.DataFrame  # standardised design of the fitting rows, kept columns
+    test: pd.DataFrame  # the same for the later period
+
+
+@dataclass
+class _DriverFits:
+    """The three models' fits and importances (a step of :func:`analyse`)."""
+
+    logit: pd.DataFrame
+    cox: pd.DataFrame
+    importance: dict[str, pd.Series]  # method -> importance per feature
+    gbm_sd: pd.Series
+    auc: dict[str, float]  # test-period AUC per method
+    permutation_rows: int
+
+
+def _driver_columns(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    y_tr: np.ndarray,
+    numeric: list[str],
+    categorical: list[str],
+    definitional: Sequence[str],
+    group_correlation: float,
+    random_state: int,
+) -> _DriverColumns:
+    """Design fitted on ``train``; one representative per correlated group of metrics."""
     design = Design(numeric, categorical).fit(train)
     Z_tr = design.transform(train)
     # Definitional features are adjustments: each kept as is, never grouped away.
@@ -1313,16 +1509,33 @@ def analyse(
         if c in reps or c in definitional or design.feature_of_[c] in design.categorical_
     ]
     keep_cols = independent_columns(Z_tr[keep_cols])
-    Z_tr = Z_tr[keep_cols]
-    Z_te = design.transform(test)[keep_cols]
-    feature_of = {c: design.feature_of_[c] for c in keep_cols}
-    # Logistic regression
-    logit = fit_logit(Z_tr, y_tr, train.customer_id.to_numpy())
+    return _DriverColumns(
+        design=design,
+        groups=reps,
+        keep=keep_cols,
+        feature_of={c: design.feature_of_[c] for c in keep_cols},
+        train=Z_tr[keep_cols],
+        test=design.transform(test)[keep_cols],
+    )
+
+
+def _fit_methods(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    cp: pd.DataFrame,
+    y_te: np.ndarray,
+    cols: _DriverColumns,
+    permutation_rows: int,
+    random_state: int,
+) -> _DriverFits:
+    """Logit, Cox and boosted trees on the same columns, each judged on the later period."""
+    y_tr = cp.event.to_numpy(bool)
+    Z_tr, Z_te, feature_of, design = cols.train, cols.test, cols.feature_of, cols.design
+    ids = train.customer_id.to_numpy()
+    logit = fit_logit(Z_tr, y_tr, ids)
     lin_te = Z_te.to_numpy() @ logit.coef.to_numpy()
-    imp_logit = _feature_importance(logit.coef, Z_tr, feature_of)
     # Cox PH on the same snapshots as time-varying covariates
-    cox = fit_cox(Z_tr, cp, train.customer_id.to_numpy())
-    imp_cox = _feature_importance(cox.coef, Z_tr, feature_of)
+    cox = fit_cox(Z_tr, cp, ids)
     cox_lin_te = Z_te.to_numpy() @ cox.coef.to_numpy()
     # Gradient boosting on the same representatives, judged on the later period
     rep_num = [f for f in dict.fromkeys(feature_of.values()) if f in design.numeric_]
@@ -1341,77 +1554,114 @@ def analyse(
         permutation_rows=permutation_rows,
         random_state=random_state,
     )
-    ranking = rank_drivers(
-        {"logit": imp_logit, "cox": imp_cox, "gbm": gbm_imp}, exclude=definitional
+    return _DriverFits(
+        logit=logit,
+        cox=cox,
+        importance={
+            "logit": _feature_importance(logit.coef, Z_tr, feature_of),
+            "cox": _feature_importance(cox.coef, Z_tr, feature_of),
+            "gbm": gbm_imp,
+        },
+        gbm_sd=gbm_sd,
+        auc={"logit": auc(y_te, lin_te), "cox": auc(y_te, cox_lin_te), "gbm": gbm_auc},
+        permutation_rows=perm_rows,
     )
-    columns_of = {f: [c for c in keep_cols if feature_of[c] == f] for f in ranking.index}
-    logit_joint, cox_joint = joint_wald(logit, columns_of), joint_wald(cox, columns_of)
+
+
+def _rank_and_test(
+    cols: _DriverColumns,
+    fits: _DriverFits,
+    y_te: np.ndarray,
+    definitional: Sequence[str],
+    permutation_rows: int,
+    random_state: int,
+) -> tuple[pd.DataFrame, dict[str, list[str]], pd.DataFrame, pd.DataFrame]:
+    """Ranks by mean rank with supported drivers first; the joint and held-out tests.
+
+    Returns
+    -------
+    (ranking, design columns per ranked feature, :func:`support`,
+    :func:`heldout_permutation_test`)
+    """
+    ranking = rank_drivers(fits.importance, exclude=definitional)
+    columns_of = {f: [c for c in cols.keep if cols.feature_of[c] == f] for f in ranking.index}
+    logit_joint = joint_wald(fits.logit, columns_of)
+    cox_joint = joint_wald(fits.cox, columns_of)
     perm = heldout_permutation_test(
-        Z_te, logit.coef, y_te, columns_of, max_rows=permutation_rows, random_state=random_state
+        cols.test,
+        fits.logit.coef,
+        y_te,
+        columns_of,
+        max_rows=permutation_rows,
+        random_state=random_state,
     )
-    sup = support(logit_joint, cox_joint, gbm_imp, gbm_sd, perm.p)
+    sup = support(logit_joint, cox_joint, fits.importance["gbm"], fits.gbm_sd, perm.p)
+    sup = sup.assign(logit_p=logit_joint, cox_p=cox_joint)
     # supported drivers first (by mean rank), then the rest: a feature the data does not
     # support never outranks one it does
     ranking = ranking.assign(_unsupported=~sup.supported.reindex(ranking.index).astype(bool))
     ranking = ranking.sort_values(["_unsupported", "mean_rank", ranking.columns[0]], kind="stable")
     ranking["rank"] = np.arange(1, len(ranking) + 1)
-    direction = _signed_direction(logit.coef, feature_of)
+    return ranking, columns_of, sup, perm
+
+
+def _driver_table(
+    ranking: pd.DataFrame,
+    columns_of: dict[str, list[str]],
+    cols: _DriverColumns,
+    fits: _DriverFits,
+    sup: pd.DataFrame,
+    perm: pd.DataFrame,
+) -> pd.DataFrame:
+    """One row per ranked feature (:attr:`DriverResult.table`)."""
+    logit, cox = fits.logit, fits.cox
+    imp_logit, imp_cox = fits.importance["logit"], fits.importance["cox"]
+    gbm_imp, gbm_sd = fits.importance["gbm"], fits.gbm_sd
+    direction = _signed_direction(logit.coef, cols.feature_of)
     rows = []
     for f, r in ranking.iterrows():
-        cols = columns_of[f]
-        one = cols[0] if len(cols) == 1 else None
+        c = columns_of[f]
+        one = c[0] if len(c) == 1 else None
         rows.append(
             {
                 "feature": f,
                 "rank": int(r["rank"]),
-                "group": reps.get(f, [f]),
+                "group": cols.groups.get(f, [f]),
                 "direction": float(direction.get(f, 0.0)),
                 "logit_sd_effect": float(imp_logit[f]),
                 "odds_ratio_per_sd": float(logit.odds_ratio[one]) if one else None,
                 "or_low": float(logit.or_low[one]) if one else None,
                 "or_high": float(logit.or_high[one]) if one else None,
-                "logit_p": float(logit_joint[f]),
+                "logit_p": float(sup.logit_p[f]),
                 "logit_p_holm": float(sup.logit_p_holm[f]),
                 "cox_sd_effect": float(imp_cox[f]),
                 "hazard_ratio_per_sd": float(cox.hazard_ratio[one]) if one else None,
                 "hr_low": float(cox.hr_low[one]) if one else None,
                 "hr_high": float(cox.hr_high[one]) if one else None,
-                "cox_p": float(cox_joint[f]),
+                "cox_p": float(sup.cox_p[f]),
                 "cox_p_holm": float(sup.cox_p_holm[f]),
                 "gbm_importance": float(gbm_imp[f]),
                 "gbm_importance_sd": float(gbm_sd[f]),
                 "rank_logit": int(r["rank_logit"]),
                 "rank_cox": int(r["rank_cox"]),
                 "rank_gbm": int(r["rank_gbm"]),
-                "levels": len(cols) + 1 if one is None else 1,
+                "levels": len(c) + 1 if one is None else 1,
                 "heldout_auc_drop": float(perm.auc_drop[f]),
                 "heldout_p": float(perm.p[f]),
                 "methods_supporting": int(sup.methods_supporting[f]),
                 "supported": bool(sup.supported[f]),
             }
         )
-    table = pd.DataFrame(rows)
-    top = table.feature[table.supported].head(top_n).tolist()
-    per_method_top = [set(table.nsmallest(top_n, f"rank_{m}").feature) for m in METHODS]
-    agreement = [f for f in top if all(f in s for s in per_method_top)]
-    forest = logit.loc[[c for c in keep_cols if feature_of[c] not in definitional]].copy()
+    return pd.DataFrame(rows)
+
+
+def _forest(logit: pd.DataFrame, cols: _DriverColumns, definitional: Sequence[str]) -> pd.DataFrame:
+    """Odds ratio per SD and 95% CI per design column, largest effect first (not the
+    definitional adjustments)."""
+    feature_of = cols.feature_of
+    forest = logit.loc[[c for c in cols.keep if feature_of[c] not in definitional]].copy()
     forest["feature"] = [feature_of[c] for c in forest.index]
-    forest = forest.reindex(forest.coef.abs().sort_values(ascending=False).index)
-    return DriverResult(
-        table=table,
-        top=top,
-        forest=forest,
-        groups=reps,
-        adjusted_for=[f for f in definitional if f in feature_of.values()],
-        auc={"logit": auc(y_te, lin_te), "cox": auc(y_te, cox_lin_te), "gbm": gbm_auc},
-        train_rows=len(train),
-        test_rows=len(test),
-        permutation_rows=perm_rows,
-        design=design,
-        logit=logit,
-        cox=cox,
-        agreement=agreement,
-    )
+    return forest.reindex(forest.coef.abs().sort_values(ascending=False).index)
 
 
 # --------------------------------------------------------------------------------------

@@ -25,7 +25,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import roc_auc_score
+from sklearn.utils.validation import check_is_fitted
 
 from fupan import progress
 from fupan.drivers import (
@@ -33,6 +35,7 @@ from fupan.drivers import (
     Design,
     RankAUC,
     correlated_groups,
+    renamed_arguments,
     screen_categoricals,
     single_threaded,
 )
@@ -111,8 +114,11 @@ def fit_nonnegative_logit(
     return res.x[1:], float(res.x[0])
 
 
-class LearnedHealth:
+class LearnedHealth(ClassifierMixin, BaseEstimator):
     """Health score with weights learned from churn outcomes.
+
+    A scikit-learn classifier of churn within the horizon (``predict_proba`` column 1),
+    with the 0-100 score (:meth:`health`) and its bands (:meth:`band`) on top.
 
     Parameters
     ----------
@@ -124,6 +130,9 @@ class LearnedHealth:
     screen_categorical : a categorical feature enters only if its levels jointly go with
         churn (:func:`fupan.drivers.screen_categoricals`: clustered Wald test, Holm), so a
         column assigned at random gets no weight.
+    alert_volume, amber_volume, target_precision : how the band thresholds are chosen on
+        the fitting rows (:func:`choose_thresholds`): the bands belong to the reference
+        period the score is fitted on, so they are fitted with it.
 
     Attributes
     ----------
@@ -141,25 +150,34 @@ class LearnedHealth:
     reference_ : sorted linear predictors of the fitting rows (the 0-100 scale).
     screened_out_ : categorical features the screen tested and left out (constant ones are
         never tested: they carry no information).
+    thresholds_ : the band thresholds chosen on the fitting rows (:func:`choose_thresholds`).
+    classes_ : ``[0, 1]`` (1 = churned within the horizon).
     """
 
     def __init__(
         self,
-        numeric: Sequence[str],
+        numeric: Sequence[str] = (),
         categorical: Sequence[str] = (),
         group_correlation: float = 0.7,
         Cs: Sequence[float] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
         n_folds: int = 5,
         random_state: int = 0,
         screen_categorical: bool = True,
+        alert_volume: float = 0.10,
+        amber_volume: float = 0.20,
+        target_precision: float | None = None,
     ):
-        self.numeric = list(numeric)
-        self.categorical = list(categorical)
-        self.screen_categorical = screen_categorical
+        # stored as given (scikit-learn's convention, so that clone() works)
+        self.numeric = numeric
+        self.categorical = categorical
         self.group_correlation = group_correlation
-        self.Cs = tuple(Cs)
+        self.Cs = Cs
         self.n_folds = n_folds
         self.random_state = random_state
+        self.screen_categorical = screen_categorical
+        self.alert_volume = alert_volume
+        self.amber_volume = amber_volume
+        self.target_precision = target_precision
 
     # composites ---------------------------------------------------------------------
     def _composites(self, Z: pd.DataFrame) -> pd.DataFrame:
@@ -173,38 +191,26 @@ class LearnedHealth:
             out[g] = (m - self.comp_mean_[g]) / self.comp_sd_[g]
         return pd.DataFrame(out, index=Z.index)
 
+    @renamed_arguments(clusters="groups")
     @single_threaded
     def fit(
-        self, df: pd.DataFrame, y: Sequence[bool], clusters: Sequence[Any] | None = None
+        self, X: pd.DataFrame, y: Sequence[bool], groups: Sequence[Any] | None = None
     ) -> LearnedHealth:
+        """Fit the score, its 0-100 reference and its bands.
+
+        Parameters
+        ----------
+        X : one row per customer-snapshot, with the feature columns.
+        y : churned within the horizon.
+        groups : customer id per row; cross-validation folds and the categorical screen
+            keep a customer's rows together (default: every row its own customer).
+        """
+        df = X
         y = np.asarray(y, dtype=int)
-        cats, self.screened_out_ = self.categorical, []
-        if self.screen_categorical:
-            adj = screen_categoricals(df, y, clusters, self.categorical)
-            cats = [c for c in self.categorical if c in adj.index and adj[c] < ALPHA]
-            self.screened_out_ = [c for c in adj.index if c not in cats]
-        self.design_ = Design(self.numeric, cats).fit(df)
+        self.classes_ = np.array([0, 1])
+        self.design_ = Design(list(self.numeric), self._screen(df, y, groups)).fit(df)
         Z = self.design_.transform(df)
-        num_cols = [
-            c for c in self.design_.columns_ if self.design_.feature_of_[c] in self.design_.numeric_
-        ]
-        groups = correlated_groups(
-            Z[num_cols], self.group_correlation, random_state=self.random_state
-        )
-        self.groups_ = {}
-        self.signs_ = {}
-        self.comp_mean_, self.comp_sd_ = {}, {}
-        for g in groups:
-            name = g[0]
-            self.groups_[name] = list(g)
-            for c in g:
-                r = np.corrcoef(Z[c], Z[g[0]])[0, 1] if c != g[0] else 1.0
-                self.signs_[c] = 1.0 if not np.isfinite(r) or r >= 0 else -1.0
-            m = sum(self.signs_[c] * Z[c] for c in g) / len(g)
-            self.comp_mean_[name] = float(m.mean())
-            self.comp_sd_[name] = float(m.std(ddof=0)) or 1.0
-        for f in self.design_.categorical_:
-            self.groups_[f] = [c for c in self.design_.columns_ if self.design_.feature_of_[c] == f]
+        self._fit_composites(Z)
         X = self._composites(Z)
         self.columns_ = list(X.columns)
         # Each composite is oriented so that more of it goes with more churn on its own,
@@ -219,32 +225,79 @@ class LearnedHealth:
         # selecting a fold's columns of the transpose gives the column-major rows the
         # solver wants without a second copy
         XoT = np.ascontiguousarray(Xo.T)
-        clusters = np.arange(len(X)) if clusters is None else pd.factorize(pd.Series(clusters))[0]
-        n_groups = len(np.unique(clusters))
-        folds = min(self.n_folds, n_groups)
-        best_c, best_loss = self.Cs[-1], np.inf
-        self.cv_loss_: dict[float, float] = {}
-        if folds >= 2 and y.sum() >= folds:
-            # customers (not rows) are shuffled into folds, reproducibly
-            perm = np.random.default_rng(self.random_state).permutation(n_groups)
-            fold_of = perm[clusters] % folds
-            self.cv_loss_ = self._cv_losses(XoT, y, fold_of, folds, warm=True)
-            ranked = sorted(v for v in self.cv_loss_.values() if np.isfinite(v))
-            if len(ranked) > 1 and ranked[1] - ranked[0] < 1e-6 * abs(ranked[0]):
-                # Warm and cold starts stop at points that differ within the solver's
-                # tolerance; when two penalties are that close, decide with cold starts.
-                self.cv_loss_ = self._cv_losses(XoT, y, fold_of, folds, warm=False)
-            for C in self.Cs:
-                if self.cv_loss_[C] < best_loss - 1e-9:
-                    best_c, best_loss = C, self.cv_loss_[C]
-        self.C_ = best_c
-        w, b = fit_nonnegative_logit(XoT.T, y, best_c)
+        self.C_, self.cv_loss_ = self._choose_penalty(XoT, y, groups)
+        w, b = fit_nonnegative_logit(XoT.T, y, self.C_)
         self.coef_ = pd.Series(w * self.orientation_.to_numpy(), index=self.columns_)
         self.intercept_ = float(b)
         eta = self._eta(X)
         self.reference_ = np.sort(eta)
         self.weights_ = self._weights(X)
+        self.thresholds_ = choose_thresholds(
+            self.health(df),
+            y.astype(bool),
+            self.alert_volume,
+            self.amber_volume,
+            self.target_precision,
+        )
         return self
+
+    def _screen(self, df: pd.DataFrame, y: np.ndarray, groups: Any) -> list[str]:
+        """The categorical features that enter; sets ``screened_out_``."""
+        cats, self.screened_out_ = list(self.categorical), []
+        if self.screen_categorical:
+            adj = screen_categoricals(df, y, groups, list(self.categorical))
+            cats = [c for c in self.categorical if c in adj.index and adj[c] < ALPHA]
+            self.screened_out_ = [c for c in adj.index if c not in cats]
+        return cats
+
+    def _fit_composites(self, Z: pd.DataFrame) -> None:
+        """Correlated numeric columns grouped into composites; sets ``groups_``, ``signs_``
+        and each composite's mean and SD (``comp_mean_``, ``comp_sd_``)."""
+        num_cols = [
+            c for c in self.design_.columns_ if self.design_.feature_of_[c] in self.design_.numeric_
+        ]
+        clustered = correlated_groups(
+            Z[num_cols], self.group_correlation, random_state=self.random_state
+        )
+        self.groups_ = {}
+        self.signs_ = {}
+        self.comp_mean_, self.comp_sd_ = {}, {}
+        for g in clustered:
+            name = g[0]
+            self.groups_[name] = list(g)
+            for c in g:
+                r = np.corrcoef(Z[c], Z[g[0]])[0, 1] if c != g[0] else 1.0
+                self.signs_[c] = 1.0 if not np.isfinite(r) or r >= 0 else -1.0
+            m = sum(self.signs_[c] * Z[c] for c in g) / len(g)
+            self.comp_mean_[name] = float(m.mean())
+            self.comp_sd_[name] = float(m.std(ddof=0)) or 1.0
+        for f in self.design_.categorical_:
+            self.groups_[f] = [c for c in self.design_.columns_ if self.design_.feature_of_[c] == f]
+
+    def _choose_penalty(
+        self, XoT: np.ndarray, y: np.ndarray, groups: Any
+    ) -> tuple[float, dict[float, float]]:
+        """The penalty with the lowest cross-validated log loss (folds split by customer),
+        and the loss per penalty (empty when there are too few customers or churners)."""
+        codes = np.arange(len(y)) if groups is None else pd.factorize(pd.Series(groups))[0]
+        n_groups = len(np.unique(codes))
+        folds = min(self.n_folds, n_groups)
+        best_c, best_loss = self.Cs[-1], np.inf
+        cv_loss: dict[float, float] = {}
+        if folds >= 2 and y.sum() >= folds:
+            # customers (not rows) are shuffled into folds, reproducibly
+            perm = np.random.default_rng(self.random_state).permutation(n_groups)
+            fold_of = perm[codes] % folds
+            cv_loss = self._cv_losses(XoT, y, fold_of, folds, warm=True)
+            ranked = sorted(v for v in cv_loss.values() if np.isfinite(v))
+            if len(ranked) > 1 and ranked[1] - ranked[0] < 1e-6 * abs(ranked[0]):
+                # Warm and cold starts stop at points that differ within the solver's
+                # tolerance; when two penalties are that close, decide with cold starts.
+                cv_loss = self._cv_losses(XoT, y, fold_of, folds, warm=False)
+            for C in self.Cs:
+                if cv_loss[C] < best_loss - 1e-9:
+                    best_c, best_loss = C, cv_loss[C]
+        return best_c, cv_loss
 
     def _cv_losses(
         self, XoT: np.ndarray, y: np.ndarray, fold_of: np.ndarray, folds: int, warm: bool
@@ -302,27 +355,29 @@ class LearnedHealth:
         w["weight"] = w["size"] / total if total > 0 else 0.0
         return w.sort_values("weight", ascending=False).reset_index(drop=True)
 
-    def set_bands(self, thresholds: Mapping[str, Any]) -> LearnedHealth:
-        """Attach band thresholds (:func:`choose_thresholds`) used by :meth:`band`."""
-        self.thresholds_ = dict(thresholds)
-        return self
-
     def band(self, df: pd.DataFrame) -> np.ndarray:
-        """red / amber / green per row (needs :meth:`set_bands`)."""
+        """red / amber / green per row, by the thresholds chosen in :meth:`fit`."""
         return band(self.health(df), self.thresholds_)
 
     # scoring ------------------------------------------------------------------------
     def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         """Group composites (standardised) for ``df``."""
+        check_is_fitted(self)
         return self._composites(self.design_.transform(df))
 
-    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
-        """Probability of churn within the horizon."""
-        return 1.0 / (1.0 + np.exp(-self._eta(self.transform(df))))
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Probabilities of staying (column 0) and of churn within the horizon (column 1)."""
+        p = 1.0 / (1.0 + np.exp(-self._eta(self.transform(X))))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """1 where churn within the horizon is more likely than not."""
+        return self.classes_[(self.predict_proba(X)[:, 1] > 0.5).astype(int)]
 
     def health(self, df: pd.DataFrame) -> np.ndarray:
         """0-100, higher is healthier: 100 minus the risk percentile among reference rows."""
-        return np.round(100.0 - _percentile(self.reference_, self._eta(self.transform(df))), 1)
+        eta = self._eta(self.transform(df))
+        return np.round(100.0 - _percentile(self.reference_, eta), 1)
 
     def contributions(self, df: pd.DataFrame) -> pd.DataFrame:
         """Per row and group: added log-odds of churn versus an average customer."""
@@ -336,7 +391,7 @@ class LearnedHealth:
         return pd.DataFrame(out, index=df.index)
 
 
-class HandHealth:
+class HandHealth(BaseEstimator):
     """Hand-weighted health score from params.
 
     Parameters
@@ -350,16 +405,18 @@ class HandHealth:
     reference_ : metric -> sorted reference values.
     """
 
-    def __init__(self, dimensions: Mapping[str, tuple[float, Mapping[str, int]]]):
-        self.dimensions = dict(dimensions)
+    def __init__(self, dimensions: Mapping[str, tuple[float, Mapping[str, int]]] | None = None):
+        self.dimensions = dimensions
 
     @classmethod
     def from_params(cls, params: Any) -> HandHealth:
         return cls({k: (d.weight, dict(d.metrics)) for k, d in params.churn.hand_weights.items()})
 
-    def fit(self, df: pd.DataFrame) -> HandHealth:
+    def fit(self, X: pd.DataFrame, y: Any = None) -> HandHealth:
+        """Reference percentiles of each metric found in ``X`` (``y`` is ignored)."""
+        df = X
         self.reference_, self.used_ = {}, {}
-        for dim, (_, metrics) in self.dimensions.items():
+        for dim, (_, metrics) in (self.dimensions or {}).items():
             used = []
             for m in metrics:
                 if m in df.columns:
@@ -377,6 +434,7 @@ class HandHealth:
 
     def dimension_scores(self, df: pd.DataFrame) -> pd.DataFrame:
         """0-100 per dimension: the mean of its metrics' oriented percentiles (missing = 50)."""
+        check_is_fitted(self)
         out = {}
         for dim, metrics in self.used_.items():
             parts = []
@@ -457,28 +515,33 @@ def rate_with_ci(successes: int, n: int) -> tuple[float, float, float]:
     return p, min(lo, p), max(hi, p)
 
 
+@renamed_arguments(clusters="groups", seed="random_state")
 def cluster_bootstrap_draws(
-    clusters: Sequence[Any], n_boot: int, seed: int
+    groups: Sequence[Any], n_boot: int, random_state: int
 ) -> tuple[np.ndarray, Iterator[np.ndarray]]:
     """Cluster codes per row, and per bootstrap replicate how often each cluster was drawn.
 
-    Row weights are ``draws[codes]`` (:func:`cluster_bootstrap_weights`); a statistic that
-    is a sum over rows can instead be summed per cluster once and weighted by ``draws``.
+    ``groups`` is the cluster (customer id) of each row. Row weights are ``draws[codes]``
+    (:func:`cluster_bootstrap_weights`); a statistic that is a sum over rows can instead be
+    summed per cluster once and weighted by ``draws``.
     """
-    codes = pd.factorize(pd.Series(clusters))[0]
+    codes = pd.factorize(pd.Series(groups))[0]
     n = codes.max() + 1 if len(codes) else 0
 
     def draws() -> Iterator[np.ndarray]:
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(random_state)
         for _ in range(n_boot):
             yield np.bincount(rng.integers(0, n, n), minlength=n)
 
     return codes, draws()
 
 
-def cluster_bootstrap_weights(clusters: Sequence[Any], n_boot: int, seed: int):
+@renamed_arguments(clusters="groups", seed="random_state")
+def cluster_bootstrap_weights(
+    groups: Sequence[Any], n_boot: int, random_state: int
+) -> Iterator[np.ndarray]:
     """Row weights for a cluster bootstrap (customers resampled with replacement)."""
-    codes, draws = cluster_bootstrap_draws(clusters, n_boot, seed)
+    codes, draws = cluster_bootstrap_draws(groups, n_boot, random_state)
     for d in draws:
         yield d[codes].astype(float)
 
@@ -493,14 +556,15 @@ def _auc_of(y: np.ndarray, risk: np.ndarray) -> Callable[[np.ndarray | None], fl
     return RankAUC(y, risk)
 
 
+@renamed_arguments(clusters="groups", seed="random_state")
 @single_threaded
 def backtest(
     health: np.ndarray,
     y: np.ndarray,
     flagged: np.ndarray,
-    clusters: Sequence[Any],
+    groups: Sequence[Any],
     n_boot: int = 200,
-    seed: int = 0,
+    random_state: int = 0,
 ) -> dict:
     """AUC, precision and recall of a score on labelled snapshots, with 95% intervals.
 
@@ -512,7 +576,8 @@ def backtest(
     health : scores (higher = healthier).
     y : churned within the horizon.
     flagged : rows raised as alerts (the red band).
-    clusters : customer id per row.
+    groups : customer id per row (the bootstrap's clusters).
+    n_boot, random_state : bootstrap replicates and their seed.
     """
     y = np.asarray(y, dtype=bool)
     risk = -np.asarray(health, dtype=float)
@@ -531,7 +596,7 @@ def backtest(
 
     a, prec, rec = stats_(None)
     draws = progress.bar(
-        cluster_bootstrap_weights(clusters, n_boot, seed), "bootstrap", total=n_boot
+        cluster_bootstrap_weights(groups, n_boot, random_state), "bootstrap", total=n_boot
     )
     boots = np.array([stats_(w) for w in draws]) if n_boot else np.full((1, 3), np.nan)
     lo = nan_percentile(boots, 2.5, axis=0)
@@ -554,14 +619,15 @@ def backtest(
     }
 
 
+@renamed_arguments(clusters="groups", seed="random_state")
 @single_threaded
 def compare_auc(
     health_a: np.ndarray,
     health_b: np.ndarray,
     y: np.ndarray,
-    clusters: Sequence[Any],
+    groups: Sequence[Any],
     n_boot: int = 200,
-    seed: int = 0,
+    random_state: int = 0,
 ) -> dict:
     """AUC(a) - AUC(b) on the same rows, with a paired cluster-bootstrap 95% interval."""
     y = np.asarray(y, dtype=bool)
@@ -569,7 +635,7 @@ def compare_auc(
     auc_b = _auc_of(y, -np.asarray(health_b, float))
     diff = auc_a(None) - auc_b(None)
     draws = progress.bar(
-        cluster_bootstrap_weights(clusters, n_boot, seed), "bootstrap", total=n_boot
+        cluster_bootstrap_weights(groups, n_boot, random_state), "bootstrap", total=n_boot
     )
     d = np.array([auc_a(w) - auc_b(w) for w in draws])
     lo, hi = nan_percentile(d, [2.5, 97.5]) if len(d) else (np.nan, np.nan)
@@ -631,7 +697,7 @@ def rate_by_band(bands: np.ndarray, y: np.ndarray) -> pd.DataFrame:
 
 
 def fit_health_model(snap: pd.DataFrame, params: Any, exclude: Sequence[str] = ()) -> LearnedHealth:
-    """The learned health score fitted on labelled snapshots, with bands from params.
+    """The learned health score fitted on labelled snapshots, with band rules from params.
 
     Parameters
     ----------
@@ -655,13 +721,8 @@ def fit_health_model(snap: pd.DataFrame, params: Any, exclude: Sequence[str] = (
         categorical,
         group_correlation=params.churn.group_correlation,
         random_state=params.seed,
+        alert_volume=params.churn.alert_volume,
+        amber_volume=params.churn.amber_volume,
+        target_precision=params.churn.target_precision,
     )
-    model.fit(snap, snap.label.to_numpy(bool), snap.customer_id.to_numpy())
-    th = choose_thresholds(
-        model.health(snap),
-        snap.label.to_numpy(bool),
-        params.churn.alert_volume,
-        params.churn.amber_volume,
-        params.churn.target_precision,
-    )
-    return model.set_bands(th)
+    return model.fit(snap, snap.label.to_numpy(bool), snap.customer_id.to_numpy())
