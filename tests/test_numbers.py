@@ -170,3 +170,12 @@ def test_value_and_threshold_for_a_title():
     assert kpi.value_and_threshold("churn_rate_t12", row, "target", f) == ("18.04%", "18.00%")
     rel = {"value": 17400.0, "target": None, "target_yoy": 0.0}
     assert kpi.value_and_threshold("avg_clv", rel, "target", f) == ("¥17.4k", "YoY 0%")
+
+
+def test_at_risk_reason_change_has_no_signed_zero():
+    # a quarter-on-quarter change that rounds to zero reads "0%", never "+0%" or "-0%"
+    from fupan import atrisk, i18n
+
+    f = i18n.Fmt("en")
+    shown = [atrisk._format_value("spend_change_qoq", v, "en", f) for v in (-0.004, 0.0, 0.25)]
+    assert shown == ["0%", "0%", "+25%"]

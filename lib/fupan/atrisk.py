@@ -88,7 +88,7 @@ def _format_value(name: str, value: Any, lang: str, fmt: i18n.Fmt) -> str:
     if unit == "weeks":
         return i18n.t("churn.value.weeks", lang, n=f"{float(value):.0f}")
     if unit == "ratio" and name.endswith("_qoq"):
-        return f"{100 * float(value):+.0f}%"
+        return fmt.rel(float(value), 0)  # no "+0%" / "-0%"
     if unit == "ratio":
         return fmt.num(float(value), 1)
     if unit == "count":
