@@ -152,11 +152,16 @@ FROM_FUPAN = re.compile(
     re.M,
 )
 
+#: The same line inside a string of code a test runs in a subprocess (``"...\\nfrom fupan
+#: import cli, runner\\n..."``): its newlines are escapes.
+EMBEDDED = re.compile(r'(?P<indent>\\n|")from fupan import (?P<plain>[\w ,]+?)(?=\\n)')
+
 
 def _split_from_fupan(match: re.Match) -> str:
     """``from fupan import a, b as c`` -> one ``from fupan.<room> import`` line per room."""
     indent = match["indent"]
-    body = match["paren"] if match["paren"] is not None else match["plain"]
+    embedded = match.re is EMBEDDED
+    body = match["plain"] if embedded or match["paren"] is None else match["paren"]
     body = re.sub(r"#[^\n]*", "", body)
     names = [n.strip() for n in body.replace("\n", " ").split(",") if n.strip()]
     rooms: dict[str, list[str]] = {}
@@ -166,7 +171,10 @@ def _split_from_fupan(match: re.Match) -> str:
     lines = []
     for room, group in rooms.items():
         where = f"fupan.{room}" if room else "fupan"
-        lines.append(f"{indent}from {where} import {', '.join(group)}")
+        lines.append(f"from {where} import {', '.join(group)}")
+    if embedded:  # the quote or escape before the line stays; the lines join with \\n
+        return indent + "\\n".join(lines)
+    lines = [indent + line for line in lines]
     comment = match["comment"] or ""
     if comment:
         lines[0] += comment
@@ -175,6 +183,7 @@ def _split_from_fupan(match: re.Match) -> str:
 
 def rewrite(text: str) -> str:
     text = FROM_FUPAN.sub(_split_from_fupan, text)
+    text = EMBEDDED.sub(_split_from_fupan, text)
     text = DOTTED.sub(lambda m: f"fupan.{WHERE[m[1]]}.{m[1]}", text)
     text = SLASHED.sub(lambda m: f"fupan/{WHERE.get(m[1]) or DIRS[m[1]]}/{m[1]}", text)
     return text
