@@ -10,7 +10,7 @@ root on a clean tree, then ``ruff check --fix`` and ``ruff format`` (the script 
 
 The house, lowest layer first (a module imports only from its own layer or lower ones):
 
-core      params, paths, progress, i18n (+ locale/, defaults/): imports nothing of fupan
+core      params, scenarios, paths, progress, i18n (+ locale/, defaults/): no other fupan
 io        schema, sources, validation, data, engine, cache, privacy, exports
 measures  outcomes, features, metrics, segments: the numbers every chapter shares
 models    ltv/, drivers, health: estimators
@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "lib" / "fupan"
 
 LAYERS: dict[str, list[str]] = {
-    "core": ["params", "paths", "progress", "i18n"],
+    # scenarios: the contract of the scenarios file, a params file like params.py's
+    "core": ["params", "scenarios", "paths", "progress", "i18n"],
     "io": ["schema", "sources", "validation", "data", "engine", "cache", "privacy", "exports"],
     "measures": ["outcomes", "features", "metrics", "segments"],
     "models": ["ltv", "drivers", "health"],
@@ -46,7 +47,6 @@ LAYERS: dict[str, list[str]] = {
         "lost",
         "atrisk",
         "clv",
-        "scenarios",
         "simulate",
         "kpi",
         "followup",
@@ -60,7 +60,8 @@ DIRS = {"locale": "core", "defaults": "core", "templates": "report"}
 WHERE = {mod: layer for layer, mods in LAYERS.items() for mod in mods}
 
 DOCS = {
-    "core": '''"""The foundation: run parameters (``params``), where files are (``paths``), progress
+    "core": '''"""The foundation: run parameters (``params``) and the scenarios file (``scenarios``),
+where files are (``paths``), progress
 bars and the words a deck shows in two languages (``i18n``, ``locale/``). Imports nothing else
 from fupan, so every other room may use it."""
 ''',
@@ -86,7 +87,7 @@ notebook                 modules
 01_diagnosis             ``diagnosis``, ``funnel``, ``service``, ``touches``
 02_churn_root_cause      ``signals``, ``lost``, ``atrisk``
 03_ltv_loss              ``clv``
-04_strategy_simulation   ``scenarios``, ``simulate``
+04_strategy_simulation   ``simulate`` (the scenarios file: ``fupan.core.scenarios``)
 05_kpi_tracking          ``kpi``
 06_followup              ``followup``
 =======================  ==================================================
@@ -106,7 +107,8 @@ HOUSE = '''"""fupan (复盘): a parameterised review workbook.
 A map of the house, lowest layer first; a module imports only from its own room or the
 rooms above it in this list.
 
-- ``fupan.core``: params, paths, progress, words in two languages (``i18n``, ``locale/``)
+- ``fupan.core``: params and the scenarios file, paths, progress, words in two languages
+  (``i18n``, ``locale/``)
 - ``fupan.io``: the data contract, loading, validation, the query engine, exports
 - ``fupan.measures``: churn (``outcomes``), features, the metric catalogue, segments
 - ``fupan.models``: lifetime value (``ltv/``), churn drivers, the health score
