@@ -2,7 +2,7 @@
 
 Times ``fupan --help``, ``fupan validate --help`` and ``fupan run --help`` as a user types
 them (a fresh process each, the installed ``fupan`` script when there is one), the median
-of several tries, against the 1 s target. Also lists the heavy modules ``import fupan.cli``
+of several tries, against the 1 s target. Also lists the heavy modules ``import fupan.run.cli``
 loads (there should be none). Writes ``benchmarks/results/cli_startup.json``.
 
     python benchmarks/cli_startup.py [--repeat 7]
@@ -32,7 +32,7 @@ def _fupan() -> list[str]:
     if script.exists():
         return [str(script)]
     found = shutil.which("fupan")
-    return [found] if found else [sys.executable, "-m", "fupan.cli"]
+    return [found] if found else [sys.executable, "-m", "fupan.run.cli"]
 
 
 def time_command(argv: list[str], repeat: int) -> list[float]:
@@ -45,7 +45,7 @@ def time_command(argv: list[str], repeat: int) -> list[float]:
 
 
 def heavy_imports() -> list[str]:
-    code = f"import sys, fupan.cli; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    code = f"import sys, fupan.run.cli; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return [m for m in out.stdout.strip().split(",") if m]
 
@@ -63,7 +63,7 @@ def main() -> int:
         mark = "ok" if med < TARGET_SECONDS else "SLOW"
         print(f"{rows[-1]['command']:<28} {med:>9.3f} {max(times):>7.3f}  {mark}")
     heavy = heavy_imports()
-    print(f"heavy modules loaded by `import fupan.cli`: {', '.join(heavy) or 'none'}")
+    print(f"heavy modules loaded by `import fupan.run.cli`: {', '.join(heavy) or 'none'}")
     RESULTS.mkdir(exist_ok=True)
     out = {
         "rows": rows,

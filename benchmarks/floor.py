@@ -1,7 +1,7 @@
 """The floor for the feature stage: the per-customer feature catalogue as one hand-written
 DuckDB SQL query.
 
-It computes the same features, with the same definitions, as ``fupan.features.CATALOGUE``
+It computes the same features, with the same definitions, as ``fupan.measures.features.CATALOGUE``
 (read each definition there), for every customer acquired before ``as_of`` from events
 strictly before it - written the way a DuckDB user would write it by hand: one query,
 ``FILTER`` clauses, ``arg_max`` for "the latest", no Ibis. The benchmark times it on the same

@@ -104,8 +104,8 @@ def main() -> int:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from fupan import data as fdata
-    from fupan import params as fparams
+    from fupan.core import params as fparams
+    from fupan.io import data as fdata
 
     work = HERE / "work"
     params_file = work / f"params-{args.size}" / "annual_review.yaml"

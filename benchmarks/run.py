@@ -131,7 +131,7 @@ def compare_lifetimes(data: Path, ours: dict) -> dict:
     import pandas as pd
 
     sys.path.insert(0, str(ROOT / "lib"))
-    from fupan.ltv import bgnbd_loglik, gamma_gamma_loglik
+    from fupan.models.ltv import bgnbd_loglik, gamma_gamma_loglik
 
     s = pd.read_csv(summary_csv)
     rep = s[(s.frequency > 0) & (s.monetary > 0)]

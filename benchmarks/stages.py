@@ -32,7 +32,7 @@ SUMMARY_FILE = "_bench_summary.csv"
 
 
 def _params(data: str):
-    from fupan import params as fparams
+    from fupan.core import params as fparams
 
     folder = Path(tempfile.mkdtemp(prefix="fupan-bench-"))
     path = folder / "p.yaml"
@@ -45,7 +45,7 @@ def _params(data: str):
 
 
 def load(data: str) -> dict:
-    from fupan import data as fdata
+    from fupan.io import data as fdata
 
     t0 = time.perf_counter()
     ds = fdata.load(_params(data), work_dir=Path(tempfile.mkdtemp(prefix="fupan-bench-work-")))
@@ -56,8 +56,8 @@ def load(data: str) -> dict:
 
 def features(data: str) -> dict:
     """Load + validate (in memory), then the whole feature catalogue at as_of, into pandas."""
-    from fupan import data as fdata
-    from fupan import features as ffeat
+    from fupan.io import data as fdata
+    from fupan.measures import features as ffeat
 
     t0 = time.perf_counter()
     ds = fdata.load(_params(data))
@@ -121,7 +121,7 @@ def duckdb_floor(data: str) -> dict:
 def ltv_fit(data: str) -> dict:
     """Order summary in the engine, then fupan's BG/NBD and Gamma-Gamma fits (timed apart)."""
     import ibis
-    from fupan import ltv
+    from fupan.models import ltv
 
     con = ibis.duckdb.connect()
     src = Path(data)

@@ -48,8 +48,8 @@ def demo_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def review_run(tmp_path_factory: pytest.TempPathFactory, demo_small: Path):
     """One full `fupan review` over every notebook the annual params list, on the small demo."""
-    from fupan import params as fparams
-    from fupan import runner
+    from fupan.core import params as fparams
+    from fupan.run import runner
 
     work = tmp_path_factory.mktemp("review")
     src = (ROOT / "params" / "annual_review.yaml").read_text(encoding="utf-8")

@@ -185,8 +185,8 @@ def run_diagnosis(params_path: Path, run_dir: Path, supplied: bool | None = None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from fupan import data as fdata
-    from fupan import show
+    from fupan.io import data as fdata
+    from fupan.report import show
 
     deck = Deck()
     empty: list[str] = []

@@ -81,10 +81,11 @@ def execute(src: Path, out: Path, parameters: dict[str, Any]) -> None:
 def review(params_path: Path, reports: Path) -> InProcessRun:
     """The review of ``params_path`` with every notebook run in this process."""
     import matplotlib.pyplot as plt
-    from fupan import data as fdata
-    from fupan import deck, runner, summary
-    from fupan import params as fparams
-    from fupan.results import RESULTS_NAME, Recorder
+    from fupan.core import params as fparams
+    from fupan.io import data as fdata
+    from fupan.report import deck, summary
+    from fupan.report.results import RESULTS_NAME, Recorder
+    from fupan.run import runner
 
     params = fparams.load(params_path)
     run_dir = reports / runner.run_name(params)

@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import tiny
-from fupan import atrisk, i18n, outcomes
-from fupan import data as fdata
-from fupan import features as F
-from fupan import params as fparams
+from fupan.chapters import atrisk
+from fupan.core import i18n
+from fupan.core import params as fparams
+from fupan.io import data as fdata
+from fupan.measures import features as F
+from fupan.measures import outcomes
 
 EVERYONE = ("red", "amber", "green")
 
@@ -33,7 +35,7 @@ def _reference(ds, as_of, model, bands, lang=None, top_reasons=3):
     feats = feats[feats.customer_id.isin(live)].reset_index(drop=True)
     if feats.empty:
         return pd.DataFrame(columns=atrisk.COLUMNS)
-    from fupan import health
+    from fupan.models import health
 
     score = model.health(feats)
     band = health.band(score, model.thresholds_)

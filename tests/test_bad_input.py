@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import tiny
-from fupan import cli
+from fupan.run import cli
 
 
 def _frames():

@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import tiny
-from fupan import cli
-from fupan import data as fdata
-from fupan import params as fparams
-from fupan.validation import DataValidationError
+from fupan.core import params as fparams
+from fupan.io import data as fdata
+from fupan.io.validation import DataValidationError
+from fupan.run import cli
 
 
 def _frames():

@@ -4,7 +4,7 @@ Opens the deck from a file URL and checks: zero requests to any other host, no c
 errors, keyboard navigation, and for every slide: not blank, nothing overflowing, no text
 clipped (cut at the slide body's edge or under the footer), every chart titled, and no
 chart whose legend or labels cover its data (checked when matplotlib drew it, recorded in
-the PNG: :func:`fupan.deck.chart_problems`). Screenshots are saved beside the test run for
+the PNG: :func:`fupan.report.deck.chart_problems`). Screenshots are saved beside the test run for
 a human to look at. An English review of a small demo runs through the same checks,
 follow-up chapter included.
 """
@@ -16,8 +16,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fupan import params as fparams
-from fupan import runner
+from fupan.core import params as fparams
+from fupan.run import runner
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -135,7 +135,7 @@ def check_deck(browser, deck: Path, shots: Path) -> dict:
             problems.append(f"slide {i + 1} ({info['title']}): chart without a title")
         if info["broken"]:
             problems.append(f"slide {i + 1} ({info['title']}): chart image does not render")
-    from fupan import deck as fdeck
+    from fupan.report import deck as fdeck
 
     problems += fdeck.chart_problems(deck.read_text(encoding="utf-8"))
     page.evaluate("window.fupanDeck.toggle()")
@@ -181,7 +181,7 @@ def test_english_review_deck_in_chromium(browser, english_review, tmp_path):
     page = english_review.deck.read_text(encoding="utf-8")
     assert "06_followup" in page or "Follow-up" in page
     check_deck(browser, english_review.deck, english_review.run_dir / "screenshots")
-    from fupan import deck as fdeck
+    from fupan.report import deck as fdeck
 
     visible = fdeck._text(re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S))
     import pandas as pd
@@ -203,8 +203,8 @@ def test_check_deck_catches_clipped_text_and_covered_data(browser, tmp_path, mon
     import matplotlib
 
     matplotlib.use("Agg")
-    from fupan import charts, show
-    from fupan import deck as fdeck
+    from fupan.report import charts, show
+    from fupan.report import deck as fdeck
 
     charts.setup()
     fig, ax = charts.new("Bars under the legend")
@@ -240,7 +240,7 @@ def test_check_deck_catches_clipped_text_and_covered_data(browser, tmp_path, mon
 
 
 def test_pdf_has_one_landscape_page_per_slide(tiny_deck, tmp_path):
-    from fupan import deck
+    from fupan.report import deck
 
     if not deck.chromium_path():
         pytest.skip("Debian chromium is not installed")

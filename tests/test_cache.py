@@ -1,4 +1,4 @@
-"""fupan.cache: models fitted once per run and shared by the notebooks."""
+"""fupan.io.cache: models fitted once per run and shared by the notebooks."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import tiny
-from fupan import atrisk, cache, clv
-from fupan import data as fdata
-from fupan import params as fparams
+from fupan.chapters import atrisk, clv
+from fupan.core import params as fparams
+from fupan.io import cache
+from fupan.io import data as fdata
 
 
 @pytest.fixture

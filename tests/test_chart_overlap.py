@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
-from fupan import charts, deck  # noqa: E402
+from fupan.report import charts, deck  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -80,7 +80,7 @@ def test_overlapping_labels_are_found():
 
 
 def test_show_figure_records_the_check_in_the_png(monkeypatch):
-    from fupan import show
+    from fupan.report import show
 
     shown = []
     monkeypatch.setattr(show, "_display", lambda data, kind: shown.append(data))

@@ -16,9 +16,12 @@ import pandas as pd
 import pytest
 import tiny
 from conftest import ROOT
-from fupan import atrisk, health, i18n, lost, runner
-from fupan import data as fdata
-from fupan import params as fparams
+from fupan.chapters import atrisk, lost
+from fupan.core import i18n
+from fupan.core import params as fparams
+from fupan.io import data as fdata
+from fupan.models import health
+from fupan.run import runner
 
 NOTEBOOK = ROOT / "notebooks" / "02_churn_root_cause.ipynb"
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import orders_only
 import pandas as pd
 import pytest
-from fupan import data as fdata
-from fupan import drivers, features, outcomes
-from fupan import params as fparams
+from fupan.core import params as fparams
+from fupan.io import data as fdata
+from fupan.measures import features, outcomes
+from fupan.models import drivers
 
 
 def test_dormancy_snapshot_dates_by_hand():

@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import ROOT
-from fupan import cli, runner
+from fupan.run import cli, runner
 
 
 def _run_cli(capsys, argv):
@@ -188,7 +188,7 @@ def test_sigkill_of_the_runner_takes_its_kernels_and_data_with_it(tmp_path, tiny
     nbformat.write(nb, str(nb_dir / "00_data_check.ipynb"))
     reports = tmp_path / "reports"
     script = (
-        "import sys, pathlib\nfrom fupan import cli, runner\n"
+        "import sys, pathlib\nfrom fupan.run import cli, runner\n"
         f"runner.NOTEBOOK_DIR = pathlib.Path({str(nb_dir)!r})\n"
         f"sys.exit(cli.main(['review', '--params', {str(tiny_params)!r}, '--out', {str(reports)!r}, '-q']))\n"
     )
@@ -208,7 +208,7 @@ def test_sigkill_of_the_runner_takes_its_kernels_and_data_with_it(tmp_path, tiny
     survivors = {p: _cmdline(p) for p in family if _alive(p)}
     assert not survivors, f"outlived the runner by 5 s: {survivors}"
     # the next run removes the killed run's folder (and its staged customer data)
-    from fupan import params as fparams
+    from fupan.core import params as fparams
 
     nxt = runner.run(fparams.load(tiny_params), tiny_params, reports_dir=reports, log=print)
     assert nxt.deck.exists()

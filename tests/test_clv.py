@@ -1,4 +1,4 @@
-"""Chapter 3 logic (fupan.clv): hand checks on tiny data, simulations with known truth.
+"""Chapter 3 logic (fupan.chapters.clv): hand checks on tiny data, simulations with known truth.
 
 Tolerances are stated where a simulation is compared with its truth; every random draw is
 seeded, so each test is deterministic.
@@ -16,18 +16,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import tiny
-from fupan import clv, i18n
-from fupan import data as fdata
-from fupan import params as fparams
-from fupan.ltv import (
+from fupan.chapters import clv
+from fupan.core import i18n
+from fupan.core import params as fparams
+from fupan.core.params import LtvParams
+from fupan.io import data as fdata
+from fupan.measures.outcomes import churn_status
+from fupan.models.ltv import (
     BetaGeo,
     GammaGamma,
     ShiftedBetaGeometric,
     simulate_bgnbd,
     simulate_gamma_gamma,
 )
-from fupan.outcomes import churn_status
-from fupan.params import LtvParams
 from scipy.special import betaln
 
 warnings.filterwarnings("ignore", message=".*infer_string.*")
@@ -317,12 +318,13 @@ def test_normalise_scores_refuses_frames_without_probabilities():
 
 def test_chapter2_export_is_read_back_when_this_run_recorded_it(tmp_path, tiny_data, monkeypatch):
     # no live scoring here: a stand-in churn module without an at-risk list
-    stub = types.ModuleType("fupan.atrisk")
-    monkeypatch.setitem(sys.modules, "fupan.atrisk", stub)
-    # `from fupan import atrisk` reads the package attribute once another test imported it
-    import fupan
+    stub = types.ModuleType("fupan.chapters.atrisk")
+    monkeypatch.setitem(sys.modules, "fupan.chapters.atrisk", stub)
+    # `from fupan.chapters import atrisk` reads the package attribute once another test
+    # imported it
+    import fupan.chapters
 
-    monkeypatch.setattr(fupan, "atrisk", stub, raising=False)
+    monkeypatch.setattr(fupan.chapters, "atrisk", stub, raising=False)
     ds = connect(tmp_path, tiny_data)
     run = tmp_path / "myrun"
     (run / "exports").mkdir(parents=True)
@@ -752,7 +754,7 @@ def test_review_on_demo_data_contractual_and_its_fallback(tmp_path, demo_contrac
 
 def test_frames_read_with_engine_to_pandas_equal_ibis(tmp_path, demo_contractual, monkeypatch):
     """Chains, contract valuations and customer attributes read through
-    ``fupan.engine.to_pandas`` are the frames Ibis' own ``to_pandas`` gave."""
+    ``fupan.io.engine.to_pandas`` are the frames Ibis' own ``to_pandas`` gave."""
     ds = connect(tmp_path, demo_contractual, extra="business_model: contractual\n")
     now = TS(ds.params.as_of) + pd.Timedelta(days=1)
     status = churn_status(ds)
@@ -844,7 +846,7 @@ REQUIRED_KEYS = (
 @pytest.mark.slow
 @pytest.mark.parametrize(("model", "lang"), [("non_contractual", "zh"), ("contractual", "en")])
 def test_notebook_end_to_end(tmp_path, demo_small, demo_contractual, model, lang):
-    from fupan import runner
+    from fupan.run import runner
 
     data_dir = demo_small if model == "non_contractual" else demo_contractual
     pf = tiny.params_file(

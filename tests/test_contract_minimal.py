@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import tiny
-from fupan import cli, segments
-from fupan import data as fdata
-from fupan import params as fparams
-from fupan.schema import TABLES
-from fupan.validation import DataValidationError
+from fupan.core import params as fparams
+from fupan.io import data as fdata
+from fupan.io.schema import TABLES
+from fupan.io.validation import DataValidationError
+from fupan.measures import segments
+from fupan.run import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -214,7 +215,7 @@ def test_params_copied_alone_fall_back_to_packaged_files(tmp_path):
     with pytest.warns(UserWarning, match="packaged default"):
         p = fparams.load(tmp_path / "p.yaml")
     assert p.benchmarks.kpi_targets  # read from the packaged benchmarks.yaml
-    from fupan import scenarios
+    from fupan.core import scenarios
 
     path, fallback = scenarios.scenarios_path(p)
     assert fallback and path.name == "scenarios.yaml"

@@ -8,9 +8,9 @@ import ibis
 import pandas as pd
 import pytest
 import tiny
-from fupan import data as fdata
-from fupan import params as fparams
-from fupan.validation import DataValidationError
+from fupan.core import params as fparams
+from fupan.io import data as fdata
+from fupan.io.validation import DataValidationError
 
 
 def _params(tmp_path: Path, data_dir: Path, extra: str = "") -> fparams.Params:

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-from fupan import deck, show  # noqa: E402
+from fupan.report import deck, show  # noqa: E402
 
 
 @pytest.fixture

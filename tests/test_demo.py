@@ -14,7 +14,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from fupan import demo
-from fupan.schema import TABLES
+from fupan.io.schema import TABLES
 
 N = 4000
 SEED = 42

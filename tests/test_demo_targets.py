@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fupan import kpi
-from fupan import params as fparams
+from fupan.chapters import kpi
+from fupan.core import params as fparams
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "params" / "benchmarks.yaml"
@@ -39,8 +39,8 @@ def test_shipped_targets_are_valid_and_monthly_exits_0_without_red(tmp_path):
 @pytest.fixture(scope="module")
 def demo_months(tmp_path_factory):
     """Every KPI without a chapter model, for the last 12 months of a 1,500-customer demo."""
-    from fupan import data as fdata
     from fupan import demo
+    from fupan.io import data as fdata
 
     work = tmp_path_factory.mktemp("targets")
     demo.generate(work / "data", customers=1500, seed=7)
@@ -63,7 +63,7 @@ def test_some_demo_month_is_all_green_and_none_is_red(demo_months):
 
 @pytest.mark.slow
 def test_fupan_monthly_exits_0_on_an_all_green_demo_month(demo_months):
-    from fupan import cli
+    from fupan.run import cli
 
     work, _, table = demo_months
     judged = table[~table.kpi.isin(["avg_clv", "ltv_at_risk", "red_band_share"])]

@@ -1,4 +1,4 @@
-"""fupan.diagnosis: headline churn, top-N renewal, excess churn and the failure-point ranking.
+"""fupan.chapters.diagnosis: headline churn, top-N renewal, excess churn and the failure-point ranking.
 
 Unit tests are hand-checked on tiny data and small frames. The acceptance tests run on the
 generated 5,000-customer demo (seed 42) and compare with its known truth, or with figures
@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import tiny
-from fupan import data as fdata
-from fupan import diagnosis, funnel, segments, service
-from fupan import params as fparams
-from fupan.outcomes import churn_status
+from fupan.chapters import diagnosis, funnel, service
+from fupan.core import params as fparams
+from fupan.io import data as fdata
+from fupan.measures import segments
+from fupan.measures.outcomes import churn_status
 
 
 def _load(tmp_path, extra: str = "", drop: tuple[str, ...] = (), **replace):

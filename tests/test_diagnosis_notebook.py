@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import tiny
 from conftest import ROOT
-from fupan import params as fparams
-from fupan import runner
+from fupan.core import params as fparams
+from fupan.run import runner
 from test_diagnosis import independent_churn_rate, independent_first_response
 
 pytestmark = pytest.mark.slow

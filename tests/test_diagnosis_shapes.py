@@ -16,9 +16,10 @@ import diag_shapes as shapes
 import numpy as np
 import pandas as pd
 import pytest
-from fupan import data as fdata
-from fupan import diagnosis, funnel, segments
-from fupan import params as fparams
+from fupan.chapters import diagnosis, funnel
+from fupan.core import params as fparams
+from fupan.io import data as fdata
+from fupan.measures import segments
 
 # --------------------------------------------------------------------------------------
 # The shape matrix, in process

@@ -1,4 +1,4 @@
-"""fupan.drivers: design matrix, grouping, the three models against simulations with a known
+"""fupan.models.drivers: design matrix, grouping, the three models against simulations with a known
 truth (stated tolerances), Cox counting-process splitting against the unsplit fit,
 Kaplan-Meier against a hand calculation and the log-rank test against scipy."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from fupan import drivers
-from fupan import params as fparams
+from fupan.core import params as fparams
+from fupan.models import drivers
 from scipy import stats
 
 
@@ -295,8 +295,8 @@ def test_drivers_find_the_planted_effects_on_other_seeds(tmp_path, seed):
     import json
 
     import tiny
-    from fupan import data as fdata
-    from fupan import features, outcomes
+    from fupan.io import data as fdata
+    from fupan.measures import features, outcomes
 
     demo = pytest.importorskip("fupan.demo")
     out = tmp_path / "data"

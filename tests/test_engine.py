@@ -11,9 +11,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import tiny
-from fupan import data as fdata
-from fupan import engine, outcomes
-from fupan import params as fparams
+from fupan.core import params as fparams
+from fupan.io import data as fdata
+from fupan.io import engine
+from fupan.measures import outcomes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import ROOT
-from fupan import params as fparams
-from fupan import runner
+from fupan.core import params as fparams
+from fupan.run import runner
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +85,7 @@ def test_interrupt_mid_run(tmp_path, tiny_params, good_run, sig):
         tmp_path, f"import pathlib, time\npathlib.Path({str(marker)!r}).touch()\ntime.sleep(120)"
     )
     script = (
-        "import sys\nfrom fupan import cli, runner\n"
+        "import sys\nfrom fupan.run import cli, runner\n"
         f"runner.NOTEBOOK_DIR = __import__('pathlib').Path({str(nb_dir)!r})\n"
         f"sys.exit(cli.main(['review', '--params', {str(tiny_params)!r}, '--out', {str(res.run_dir.parent)!r}]))\n"
     )

@@ -1,4 +1,4 @@
-"""fupan.features: the catalogue, hand-checked as-of features, snapshots, labels and leakage.
+"""fupan.measures.features: the catalogue, hand-checked as-of features, snapshots, labels and leakage.
 
 Hand-checked values use the 5-customer tiny dataset (see tests/tiny.py for every row).
 The leakage tests plant events that exist only on or after a snapshot and show that no
@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import tiny
-from fupan import data as fdata
-from fupan import features as F
-from fupan import params as fparams
+from fupan.core import params as fparams
+from fupan.io import data as fdata
+from fupan.measures import features as F
 
 
 def _ds(tmp_path, drop=(), extra="", **replace):
@@ -67,7 +67,7 @@ def test_catalogue_entries_are_documented():
 
 
 def test_every_catalogue_feature_has_labels_in_both_languages():
-    from fupan import i18n
+    from fupan.core import i18n
 
     for name in F.CATALOGUE:
         for lang in ("zh", "en"):
@@ -313,7 +313,7 @@ def test_future_only_signal_is_not_used_on_generated_data(tmp_path, demo_small):
     future-only signal. Every snapshot feature frame must be unchanged."""
     import shutil
 
-    from fupan import outcomes
+    from fupan.measures import outcomes
 
     src = tmp_path / "src"
     shutil.copytree(demo_small, src)

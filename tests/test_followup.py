@@ -1,4 +1,4 @@
-"""The follow-up chapter (fupan.followup): grades against planted truth, no leakage,
+"""The follow-up chapter (fupan.chapters.followup): grades against planted truth, no leakage,
 pilot readout, degrading in words, and grading a previous run's list."""
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fupan import data as fdata
-from fupan import demo, followup, i18n
-from fupan import params as fparams
-from fupan.results import to_jsonable
+from fupan import demo
+from fupan.chapters import followup
+from fupan.core import i18n
+from fupan.core import params as fparams
+from fupan.io import data as fdata
+from fupan.report.results import to_jsonable
 
 warnings.filterwarnings("ignore")
 AS_OF = "2026-10-31"
@@ -289,7 +291,7 @@ def test_previous_run_grades_exactly_the_customers_it_flagged(world, graded, tmp
     data_dir, _ = world
     P = _params(tmp_path, data_dir)
     with fdata.loaded(P) as ds:
-        from fupan import outcomes
+        from fupan.measures import outcomes
 
         status = outcomes.churn_status(ds, CUT.date())
         live = status.customer_id[~status.churned].tolist()
@@ -366,7 +368,7 @@ def test_backtest_flags_what_a_review_run_as_of_the_cut_flags(world, graded, tmp
     """The backtest is the review we would have produced a year ago: the same red band as
     chapter 2's list on the data loaded with ``as_of`` at the cut (the loader drops rows
     dated after it)."""
-    from fupan import atrisk
+    from fupan.chapters import atrisk
 
     data_dir, _ = world
     P = _params(tmp_path, data_dir).model_copy(update={"as_of": CUT.date()})
@@ -468,7 +470,7 @@ def test_headline_forecasts_equal_a_direct_computation_from_the_raw_tables(world
         pred.reindex(cohort).fillna(0).clip(lower=0).sum() / b[cohort].sum(), rel=1e-9
     )
     # one number, one definition: the actual is the catalogue's NRR at as_of (chapter 1's)
-    from fupan import metrics
+    from fupan.measures import metrics
 
     with fdata.loaded(_params(tmp_path, data_dir)) as ds:
         nrr_now = metrics.revenue_retention(ds, AS_OF)["nrr"]
@@ -489,7 +491,7 @@ def test_headline_intervals_cover_the_truth_in_a_simulation():
     total's and the NRR ratio's customer bootstraps each hold the truth (the world's
     expectation) in about 95% of draws (200 draws: 0.90 to 0.99), and a forecast equal to
     the truth is graded "held" exactly when it is inside."""
-    from fupan import outcomes
+    from fupan.measures import outcomes
 
     rng = np.random.default_rng(11)
     n, draws, boot = 300, 200, 800
@@ -563,7 +565,7 @@ def test_a_previous_runs_recorded_forecasts_are_graded_as_recorded(world, graded
     """A review as of the cut records its forecasts (``next_year``); next year's follow-up
     reads them back and grades them as recorded: the same numbers the backtest rebuilds
     from the data as it stood then (1e-9), with the same actuals."""
-    from fupan import exports
+    from fupan.io import exports
 
     data_dir, _ = world
     P = _params(tmp_path, data_dir).model_copy(update={"as_of": CUT.date()})

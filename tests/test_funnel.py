@@ -1,4 +1,4 @@
-"""fupan.funnel: lifecycle stages, conversion, dwell time, retention curves, revenue retention."""
+"""fupan.chapters.funnel: lifecycle stages, conversion, dwell time, retention curves, revenue retention."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import tiny
 from conftest import assign_by_frame
-from fupan import data as fdata
-from fupan import funnel
-from fupan import params as fparams
+from fupan.chapters import funnel
+from fupan.core import params as fparams
+from fupan.io import data as fdata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -323,7 +323,7 @@ def test_conversion_refuses_a_customer_twice_at_the_end():
 
 
 def test_snapshot_churn_is_churn_status_at_each_date(ds):
-    from fupan.outcomes import churn_status
+    from fupan.measures.outcomes import churn_status
 
     # 2023-01-31 comes before some customers were acquired; 2025-04-30 has C1 dormant
     cuts = [
@@ -352,8 +352,8 @@ def test_snapshot_churn_is_churn_status_at_each_date(ds):
 def _snapshots_by_query(ds, cuts: list[dt.date]) -> pd.DataFrame:
     """stage_snapshots as one engine query and merges (what the numpy pass replaced)."""
     import ibis
-    from fupan.outcomes import churn_status
-    from fupan.segments import trailing_start
+    from fupan.measures.outcomes import churn_status
+    from fupan.measures.segments import trailing_start
 
     d = ds.params.diagnosis
     cuts = sorted(set(cuts))
@@ -451,7 +451,7 @@ def test_snapshots_equal_the_engine_query_by_hand(tmp_path):
 
 
 def test_snapshot_churn_lookup_when_status_rows_differ(ds, monkeypatch):
-    from fupan import outcomes
+    from fupan.measures import outcomes
 
     cuts = [dt.date(2025, 10, 31), dt.date(2026, 10, 31)]
     expected = funnel.stage_snapshots(ds, cuts)
@@ -473,7 +473,7 @@ def test_snapshot_churn_lookup_when_status_rows_differ(ds, monkeypatch):
 
 def _cascade_rules(params) -> list:
     """The stage rules as first written: each one "none of the rules above, and ..."."""
-    from fupan.segments import SegmentRule
+    from fupan.measures.segments import SegmentRule
 
     d = params.diagnosis
 

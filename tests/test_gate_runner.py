@@ -11,7 +11,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from fupan import cli, runner
+from fupan.run import cli, runner
 from test_kpi import write_fixture
 
 PARAMETERS = (
@@ -30,7 +30,7 @@ def _chapter(folder: Path, name: str, key: str, value: float) -> None:
     params = nbformat.v4.new_code_cell(PARAMETERS)
     params.metadata["tags"] = ["parameters"]
     record = nbformat.v4.new_code_cell(
-        f"from fupan.results import Recorder\nRecorder(run_dir).record({key!r}, {value!r})"
+        f"from fupan.report.results import Recorder\nRecorder(run_dir).record({key!r}, {value!r})"
     )
     nb.cells = [params, record]
     nbformat.write(nb, str(folder / f"{name}.ipynb"))

@@ -11,8 +11,8 @@ from pathlib import Path
 import inprocess
 import pytest
 import shapes
-from fupan import gate
-from fupan import params as fparams
+from fupan.core import params as fparams
+from fupan.report import gate
 
 CHAPTERS = "notebooks: [01_diagnosis, 05_kpi_tracking]\n"
 

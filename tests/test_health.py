@@ -1,4 +1,4 @@
-"""fupan.health: the constrained logistic fit against scikit-learn, the learned score on a
+"""fupan.models.health: the constrained logistic fit against scikit-learn, the learned score on a
 simulation with known truth, the hand score by hand, bands, backtest and calibration."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from fupan import health
+from fupan.models import health
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 

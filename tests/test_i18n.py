@@ -4,7 +4,8 @@ import re
 import warnings
 
 import pytest
-from fupan import charts, i18n
+from fupan.core import i18n
+from fupan.report import charts
 
 
 def test_catalogue_complete_in_both_languages():

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from fupan import data as fdata
-from fupan import i18n, kpi
-from fupan import params as fparams
+from fupan.chapters import kpi
+from fupan.core import i18n
+from fupan.core import params as fparams
+from fupan.io import data as fdata
 
 AS_OF = "2026-10-31"
 REAL_CLV = kpi.customer_clv  # module fixtures below stub it
@@ -375,7 +376,7 @@ PREV_BANDS = {"A": "green", "B": "amber", "E": "green", "G": "red", "H": "amber"
 
 
 def test_model_kpis_from_clv_and_health(ds, fast_clv, monkeypatch):
-    pytest.importorskip("fupan.clv")
+    pytest.importorskip("fupan.chapters.clv")
     monkeypatch.setattr(kpi, "clv_valuation", lambda ds, day: _valuation())
     monkeypatch.setattr(kpi, "health_bands", _health_frames(NOW_BANDS, PREV_BANDS))
     values, _ = kpi.compute_series(ds, ["2026-10"])
@@ -390,7 +391,7 @@ def test_model_kpis_from_clv_and_health(ds, fast_clv, monkeypatch):
 
 
 def test_ltv_at_risk_without_health_uses_p_alive(ds, fast_clv, monkeypatch):
-    pytest.importorskip("fupan.clv")
+    pytest.importorskip("fupan.chapters.clv")
     monkeypatch.setattr(
         kpi, "clv_valuation", lambda ds, day: _valuation({"G": 0.2, "H": 0.4, "B": 0.1})
     )
@@ -1221,7 +1222,7 @@ def _random_contracts(seed: int, customers: pd.DataFrame, n: int = 300) -> pd.Da
 
 @pytest.mark.parametrize("seed, as_of", [(9, "2026-10-31"), (10, "2026-10-17")])
 def test_top_n_renewal_series_is_the_catalogue_metric(tmp_path, seed, as_of):
-    from fupan import metrics, outcomes
+    from fupan.measures import metrics, outcomes
 
     gen = _with_top_ties(_random_orders(seed))
     gen["contracts"] = _random_contracts(seed, gen["customers"])

@@ -1,4 +1,4 @@
-"""Unit tests for fupan.ltv: data summary, units, input checks, predictions, CLV, sBG."""
+"""Unit tests for fupan.models.ltv: data summary, units, input checks, predictions, CLV, sBG."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ibis
 import numpy as np
 import pandas as pd
 import pytest
-from fupan.ltv import (
+from fupan.models.ltv import (
     BetaGeo,
     GammaGamma,
     ParetoNBD,
@@ -20,7 +20,7 @@ from fupan.ltv import (
     summary_from_orders,
     to_model_time,
 )
-from fupan.ltv.data import OrderHistory
+from fupan.models.ltv.data import OrderHistory
 from scipy import integrate
 from scipy.special import gammaln, hyp2f1
 
@@ -168,7 +168,7 @@ def test_bgnbd_grid_equals_expected_purchases(params: dict[str, float]) -> None:
 def test_as_float_array_of_a_series_is_numpys(series: pd.Series) -> None:
     """Series are read through their values (no lookup among the index labels): the same
     array numpy makes of the Series itself."""
-    from fupan.ltv._core import as_float_array
+    from fupan.models.ltv._core import as_float_array
 
     got = as_float_array(series, "x")
     np.testing.assert_array_equal(got, np.asarray(series, dtype=float))
@@ -177,7 +177,7 @@ def test_as_float_array_of_a_series_is_numpys(series: pd.Series) -> None:
 
 
 def test_as_float_array_errors_on_series() -> None:
-    from fupan.ltv._core import as_float_array
+    from fupan.models.ltv._core import as_float_array
 
     with pytest.raises(ValueError, match="must be numeric"):
         as_float_array(pd.Series(["a", "b"]), "x")
@@ -188,7 +188,7 @@ def test_as_float_array_errors_on_series() -> None:
 
 
 def test_unique_rows_finds_the_distinct_rows() -> None:
-    from fupan.ltv._core import unique_rows
+    from fupan.models.ltv._core import unique_rows
 
     rng = np.random.default_rng(11)
     n = 5000
@@ -209,7 +209,7 @@ def test_unique_rows_finds_the_distinct_rows() -> None:
 
 
 def test_compress_rows_sums_the_weights_a_group_by_sums() -> None:
-    from fupan.ltv._core import compress_rows
+    from fupan.models.ltv._core import compress_rows
 
     rng = np.random.default_rng(12)
     n = 4000
@@ -544,7 +544,7 @@ def test_summary_and_standard_errors(bg_sim) -> None:
 @pytest.fixture(scope="module")
 def spend_model() -> GammaGamma:
     rng = np.random.default_rng(5)
-    from fupan.ltv import simulate_gamma_gamma
+    from fupan.models.ltv import simulate_gamma_gamma
 
     data = simulate_gamma_gamma(5000, {"p": 6.0, "q": 3.7, "v": 15.0}, rng.poisson(2, 5000), rng)
     return GammaGamma().fit(data)
@@ -699,7 +699,7 @@ def _numeric_derivatives(fun, theta: np.ndarray, h: float = 1e-5) -> tuple[np.nd
 def test_bgnbd_exact_gradient_and_hessian_match_the_likelihood() -> None:
     # The Newton fit and the standard errors use hand-derived derivatives; check them
     # against central differences of the published per-customer log-likelihood.
-    from fupan.ltv.bgnbd import _negll_hess
+    from fupan.models.ltv.bgnbd import _negll_hess
 
     data = simulate_bgnbd(2000, BG, 30.0, random_state=4)
     x, tx, T = (data[c].to_numpy(float) for c in ("frequency", "recency", "T"))
@@ -718,8 +718,8 @@ def test_bgnbd_exact_gradient_and_hessian_match_the_likelihood() -> None:
 
 
 def test_gamma_gamma_exact_gradient_and_hessian_match_the_likelihood() -> None:
-    from fupan.ltv import gamma_gamma_loglik
-    from fupan.ltv.gammagamma import _negll_hess
+    from fupan.models.ltv import gamma_gamma_loglik
+    from fupan.models.ltv.gammagamma import _negll_hess
 
     rng = np.random.default_rng(3)
     x = rng.integers(1, 30, 2000).astype(float)
@@ -741,7 +741,7 @@ def test_gamma_gamma_exact_gradient_and_hessian_match_the_likelihood() -> None:
 def test_large_fit_warm_start_reaches_the_full_data_optimum() -> None:
     # Above WARM_START_ROWS the Newton fit starts from a sample's optimum; the answer
     # must be the full data's maximum, the same as a fit started elsewhere.
-    from fupan.ltv._core import WARM_START_ROWS
+    from fupan.models.ltv._core import WARM_START_ROWS
 
     n = WARM_START_ROWS + 10_000
     data = simulate_bgnbd(n, BG, 20 + np.arange(n) % 100 / 7, random_state=8)
@@ -767,7 +767,7 @@ def test_large_fit_warm_start_reaches_the_full_data_optimum() -> None:
 
 
 def test_group_codes_match_numpy_unique() -> None:
-    from fupan.ltv._core import group_codes
+    from fupan.models.ltv._core import group_codes
 
     rng = np.random.default_rng(0)
     for values in (
@@ -786,7 +786,7 @@ def test_bgnbd_bracket_at_a_boundary_fit_is_the_poisson_limit():
     """r, alpha -> infinity at a fixed rate (a 30-customer fit reached r = 1e8): the bracket
     switches to its limit above R_LIMIT; it must join the exact form there (relative 1e-4)
     and stay finite and bounded beyond, where scipy's 2F1 returns NaN or garbage."""
-    from fupan.ltv import bgnbd
+    from fupan.models.ltv import bgnbd
 
     a, b, lam = 0.18, 2.66, 0.174
     x = np.array([0.0, 3.0, 20.0])

@@ -1,4 +1,4 @@
-"""fupan.ltv against the published literature, and parameter recovery from simulations.
+"""fupan.models.ltv against the published literature, and parameter recovery from simulations.
 
 Published numbers are held here, next to the checks; the default tolerance is 0.5%.
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fupan.ltv import (
+from fupan.models.ltv import (
     BetaGeo,
     GammaGamma,
     ParetoNBD,

@@ -24,7 +24,7 @@ def _fupan(*args: str, module: str = "fupan") -> subprocess.CompletedProcess:
 
 def test_python_m_fupan_runs_a_command_like_the_cli(tiny_params: Path):
     via_package = _fupan("validate", "--params", str(tiny_params))
-    via_cli = _fupan("validate", "--params", str(tiny_params), module="fupan.cli")
+    via_cli = _fupan("validate", "--params", str(tiny_params), module="fupan.run.cli")
     assert via_package.returncode == 0, via_package.stderr
     assert via_package.stdout == via_cli.stdout
     assert "usage: fupan " in _fupan("--help").stdout

@@ -15,9 +15,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from fupan import data as fdata
-from fupan import gate, glossary, i18n, kpi, metrics, outcomes
-from fupan import params as fparams
+from fupan.chapters import kpi
+from fupan.core import i18n
+from fupan.core import params as fparams
+from fupan.io import data as fdata
+from fupan.measures import metrics, outcomes
+from fupan.report import gate, glossary
 from test_kpi import _random_orders, frames, params_file, write_fixture
 
 TOL = 1e-12

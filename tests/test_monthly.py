@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fupan import cli, kpi, monthly
-from fupan import params as fparams
+from fupan.chapters import kpi
+from fupan.core import params as fparams
+from fupan.run import cli, monthly
 from test_kpi import _steady, params_file, write_fixture
 
 # --------------------------------------------------------------------------------------

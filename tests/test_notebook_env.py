@@ -14,8 +14,9 @@ import nbformat
 import papermill as pm
 import pytest
 from conftest import ROOT
-from fupan import exports, notebook
-from fupan.results import Recorder
+from fupan.io import exports
+from fupan.report import notebook
+from fupan.report.results import Recorder
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -116,7 +117,7 @@ class Keep(logging.Handler):
     def emit(self, record):
         records.append(record.getMessage())
 logging.getLogger("matplotlib").addHandler(Keep())
-from fupan import charts
+from fupan.report import charts
 if sys.argv[1] == "mplfonts-only":
     charts.SYSTEM_CJK_DIRS = ()
 charts.setup()
@@ -131,7 +132,7 @@ print("\\n".join(records))
 @pytest.mark.parametrize("fonts", ["installed", "mplfonts-only"])
 def test_bold_chinese_titles_draw_without_font_warnings(fonts, tmp_path):
     if fonts == "installed":
-        from fupan import charts
+        from fupan.report import charts
 
         if not charts.system_cjk_fonts():
             pytest.skip("Debian's fonts-noto-cjk is not installed (make browser-deps)")
@@ -195,7 +196,7 @@ def test_every_notebook_of_a_review_is_quiet(review_run):
 
 
 def test_tiles_bring_the_decks_style_and_the_deck_skips_it(monkeypatch, tmp_path):
-    from fupan import deck, show
+    from fupan.report import deck, show
 
     shown = []
     monkeypatch.setattr(

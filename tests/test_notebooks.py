@@ -7,8 +7,8 @@ import json
 import papermill as pm
 import pytest
 from conftest import ROOT
-from fupan import params as fparams
-from fupan import runner
+from fupan.core import params as fparams
+from fupan.run import runner
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from fupan import i18n, kpi
+from fupan.chapters import kpi
+from fupan.core import i18n
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -174,7 +175,8 @@ def test_value_and_threshold_for_a_title():
 
 def test_at_risk_reason_change_has_no_signed_zero():
     # a quarter-on-quarter change that rounds to zero reads "0%", never "+0%" or "-0%"
-    from fupan import atrisk, i18n
+    from fupan.chapters import atrisk
+    from fupan.core import i18n
 
     f = i18n.Fmt("en")
     shown = [atrisk._format_value("spend_change_qoq", v, "en", f) for v in (-0.004, 0.0, 0.25)]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import tiny
-from fupan import data as fdata
-from fupan import outcomes
-from fupan import params as fparams
+from fupan.core import params as fparams
+from fupan.io import data as fdata
+from fupan.measures import outcomes
 
 
 def _status(tmp_path, extra_kw=None, **replace):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from fupan import params as fparams
+from fupan.core import params as fparams
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -66,6 +66,6 @@ def test_core_tiers_must_be_known(tmp_path):
 
 
 def test_retired_touch_window_is_refused_with_the_fix():
-    # touch coverage has one definition (fupan.metrics); a second window would make two numbers
+    # touch coverage has one definition (fupan.measures.metrics); a second window would make two numbers
     with pytest.raises(ValueError, match="diagnosis.coverage_days"):
         fparams.KpiParams(touch_window_months=3)

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import tiny
-from fupan import data as fdata
-from fupan import params as fparams
-from fupan import privacy
+from fupan.core import params as fparams
+from fupan.io import data as fdata
+from fupan.io import privacy
 
 
 def test_mask_pii_is_stable_keyed_and_complete():

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import tiny
-from fupan import data as fdata
-from fupan import features as F
-from fupan import health, progress
-from fupan import params as fparams
+from fupan.core import params as fparams
+from fupan.core import progress
+from fupan.io import data as fdata
+from fupan.measures import features as F
+from fupan.models import health
 
 
 @pytest.fixture

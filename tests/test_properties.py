@@ -7,9 +7,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import tiny
-from fupan import data as fdata
-from fupan import params as fparams
-from fupan.validation import DataValidationError
+from fupan.core import params as fparams
+from fupan.io import data as fdata
+from fupan.io.validation import DataValidationError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

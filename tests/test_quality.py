@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import tiny
-from fupan import data as fdata
-from fupan import params as fparams
-from fupan import quality
-from fupan.i18n import catalogue
+from fupan.chapters import quality
+from fupan.core import params as fparams
+from fupan.core.i18n import catalogue
+from fupan.io import data as fdata
 
 
 def _load(tmp_path, data, extra=""):

@@ -1,6 +1,6 @@
 """Counts that reconcile across chapters 3 and 5, and columns the data never supplied (issue 17).
 
-One churn status per customer per date (:func:`fupan.outcomes.churn_status`): a customer
+One churn status per customer per date (:func:`fupan.measures.outcomes.churn_status`): a customer
 churned at a date is on no at-risk list of that date, and the at-risk counts chapter 3 and
 chapter 5 quote at the same date are the same number. The data is a simulated orders-only
 export (``shapes17``) with one customer whose dormancy completes exactly on ``as_of``.
@@ -14,9 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapes17
-from fupan import atrisk, clv, exports, i18n, kpi, outcomes
-from fupan import data as fdata
-from fupan import params as fparams
+from fupan.chapters import atrisk, clv, kpi
+from fupan.core import i18n
+from fupan.core import params as fparams
+from fupan.io import data as fdata
+from fupan.io import exports
+from fupan.measures import outcomes
 
 EVERYONE = ("red", "amber", "green")
 

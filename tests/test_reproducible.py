@@ -7,8 +7,8 @@ import re
 
 import pytest
 from conftest import ROOT
-from fupan import params as fparams
-from fupan import runner
+from fupan.core import params as fparams
+from fupan.run import runner
 
 pytestmark = pytest.mark.slow
 

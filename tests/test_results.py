@@ -1,11 +1,11 @@
-"""fupan.results.Recorder: figures recorded by several notebooks into one results.json."""
+"""fupan.report.results.Recorder: figures recorded by several notebooks into one results.json."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from fupan.results import Recorder, write_json_atomic
+from fupan.report.results import Recorder, write_json_atomic
 
 
 def test_recorders_of_one_run_see_each_others_figures(tmp_path):
@@ -37,7 +37,7 @@ def test_recorded_compact_then_indented_by_the_runner(tmp_path):
 
 
 def test_skip_records_a_sentence_for_the_figure_and_the_slide_it_is_shown_on(tmp_path):
-    from fupan import results as fr
+    from fupan.report import results as fr
 
     rec = Recorder(tmp_path)
     rec.record("diagnosis.churn_rate", None)
@@ -59,7 +59,7 @@ def test_skip_records_a_sentence_for_the_figure_and_the_slide_it_is_shown_on(tmp
 
 @pytest.mark.parametrize("reason", [None, "", "one_group", "missing:surveys", "–", "n/a"])
 def test_skip_refuses_a_code_or_placeholder_for_a_reason(tmp_path, monkeypatch, reason):
-    from fupan.show import STRICT_ENV
+    from fupan.report.show import STRICT_ENV
 
     monkeypatch.setenv(STRICT_ENV, "1")
     with pytest.raises(ValueError, match="not a reason in words"):
@@ -68,13 +68,13 @@ def test_skip_refuses_a_code_or_placeholder_for_a_reason(tmp_path, monkeypatch, 
     # outside strict mode the chapter goes on; the gap stays visible to results.unexplained
     with pytest.warns(UserWarning, match="not a reason in words"):
         Recorder(tmp_path).skip("ltv", "lost_by_tier", reason)
-    from fupan import results as fr
+    from fupan.report import results as fr
 
     assert "ltv.lost_by_tier" in fr.unexplained(Recorder(tmp_path).all())
 
 
 def test_unexplained_names_each_headline_figure_without_a_value_or_a_sentence():
-    from fupan import results as fr
+    from fupan.report import results as fr
 
     results = {
         "diagnosis": {"churn_rate": 0.2, "segments": [], "skipped": {"rfm": "one_group"}},

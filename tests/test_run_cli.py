@@ -15,8 +15,9 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import ROOT
-from fupan import cli, paths, runner
-from fupan import params as fparams
+from fupan.core import params as fparams
+from fupan.core import paths
+from fupan.run import cli, runner
 
 LIB = str(ROOT / "lib")
 
@@ -37,7 +38,7 @@ def test_importing_the_cli_and_building_its_parser_imports_nothing_heavy():
     # issue 20: main() imported the runner (nbformat, jsonschema, ...) before reading its
     # arguments, so `fupan --help` took 8-12 s
     code = (
-        "import sys\nfrom fupan import cli\ncli.build_parser()\n"
+        "import sys\nfrom fupan.run import cli\ncli.build_parser()\n"
         "for argv in (['--help'], ['validate', '--help'], ['run', '--help']):\n"
         "    try:\n        cli.main(argv)\n    except SystemExit:\n        pass\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
@@ -254,7 +255,7 @@ def test_pdf_of_a_folder_without_a_deck_is_a_clear_error(tmp_path, capsys):
 
 @pytest.mark.browser
 def test_pdf_prints_an_existing_deck(tmp_path):
-    from fupan import deck
+    from fupan.report import deck
 
     if deck.chromium_path() is None:
         pytest.skip("no chromium")
@@ -280,7 +281,7 @@ def _fake_notebooks(folder: Path, value: int) -> Path:
         ("03_ltv_loss", "ltv"),
     ]:
         code = (
-            "from pathlib import Path\nfrom fupan import show\nfrom fupan.results import Recorder\n"
+            "from pathlib import Path\nfrom fupan.report import show\nfrom fupan.report.results import Recorder\n"
             f"Recorder(run_dir).record('{key}.value', {value})\n"
             f"Recorder(run_dir).record('{key}.cwd', str(Path.cwd()))\n"
             f"(Path(run_dir) / 'exports' / '{key}_table.csv').write_text('v\\n{value}\\n')\n"

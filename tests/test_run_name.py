@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import yaml
-from fupan import params as fparams
+from fupan.core import params as fparams
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 

@@ -13,9 +13,10 @@ import nbformat
 import pytest
 import tiny
 from conftest import ROOT
-from fupan import deck, runner
-from fupan import params as fparams
-from fupan.validation import DataValidationError
+from fupan.core import params as fparams
+from fupan.io.validation import DataValidationError
+from fupan.report import deck
+from fupan.run import runner
 
 pytestmark = pytest.mark.slow
 FUPAN = (
@@ -181,7 +182,7 @@ def test_rerun_reproduces_and_flags_changed_inputs(tmp_path, tiny_run, tiny_data
 def _recording_notebook(path: Path, code: str) -> None:
     src = nbformat.read(str(ROOT / "notebooks" / "00_data_check.ipynb"), as_version=4)
     body = nbformat.v4.new_code_cell(
-        "import time\nfrom fupan.results import Recorder\nrec = Recorder(run_dir)\n" + code
+        "import time\nfrom fupan.report.results import Recorder\nrec = Recorder(run_dir)\n" + code
     )
     params_cell = [c for c in src.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     nb = nbformat.v4.new_notebook(cells=[*params_cell, body], metadata=src.metadata)
@@ -275,7 +276,7 @@ def _chapter_notebooks(nb_dir: Path, fail: str | None) -> list[str]:
     nb_dir.mkdir(exist_ok=True)
     names = ["00_data_check", "02_churn_root_cause", "03_ltv_loss", "04_strategy_simulation"]
     for nb in names:
-        code = f"from fupan import show\nshow.slide('slide of {nb}')\nshow.note('shown by {nb}')\n"
+        code = f"from fupan.report import show\nshow.slide('slide of {nb}')\nshow.note('shown by {nb}')\n"
         _recording_notebook(nb_dir / f"{nb}.ipynb", code)
         if nb == fail:
             book = nbformat.read(str(nb_dir / f"{nb}.ipynb"), as_version=4)

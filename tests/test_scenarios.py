@@ -17,10 +17,12 @@ import pandas as pd
 import pytest
 import tiny
 from conftest import ROOT
-from fupan import data as fdata
-from fupan import i18n, outcomes, simulate
-from fupan import params as fparams
-from fupan import scenarios as fsc
+from fupan.chapters import simulate
+from fupan.core import i18n
+from fupan.core import params as fparams
+from fupan.core import scenarios as fsc
+from fupan.io import data as fdata
+from fupan.measures import outcomes
 
 
 def _params_file(tmp: Path, data: Path, extra: str = "") -> Path:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fupan import i18n, kpi
+from fupan.chapters import kpi
+from fupan.core import i18n
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +59,7 @@ def test_status_cells_carry_colour_shape_and_word(lang):
 
 
 def test_css_colours_every_status():
-    css = (ROOT / "lib/fupan/templates/deck.css").read_text(encoding="utf-8")
+    css = (ROOT / "lib/fupan/report/templates/deck.css").read_text(encoding="utf-8")
     for status in kpi.STATUS_MARKS:
         assert f".fupan-status.status-{status}" in css
 

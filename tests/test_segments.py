@@ -1,4 +1,4 @@
-"""fupan.segments: features, RFM, spend tiers, re-tiering, value x potential, clustering.
+"""fupan.measures.segments: features, RFM, spend tiers, re-tiering, value x potential, clustering.
 
 Hand-checked against the tiny dataset (as_of 2026-10-31, trailing year 2025-11-01..2026-10-31)
 and, for clustering, against simulated segments with a known truth.
@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import tiny
 from conftest import assign_by_frame
-from fupan import data as fdata
-from fupan import params as fparams
-from fupan import segments
+from fupan.core import params as fparams
+from fupan.io import data as fdata
+from fupan.measures import segments
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -1,4 +1,4 @@
-"""fupan.service: first response, resolution and SLA compliance, checked by hand on tiny data.
+"""fupan.chapters.service: first response, resolution and SLA compliance, checked by hand on tiny data.
 
 Tiny tickets: S1 (C1 platinum, high) opened 2026-09-01 08:00, answered after 1.0 day, resolved
 after 4.0; S2 (C2 gold, normal) 2025-01-10, answered after 7.0 days, resolved after 10.0; S3
@@ -10,9 +10,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import tiny
-from fupan import data as fdata
-from fupan import params as fparams
-from fupan import service
+from fupan.chapters import service
+from fupan.core import params as fparams
+from fupan.io import data as fdata
 
 
 def _ds(tmp_path, **replace):

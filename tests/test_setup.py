@@ -44,7 +44,7 @@ def test_ci_runs_the_readme_test_command():
 
 def test_lib_fupan_is_tracked_by_git():
     ignored = subprocess.run(
-        ["git", "check-ignore", "-q", "lib/fupan/data.py"], cwd=ROOT
+        ["git", "check-ignore", "-q", "lib/fupan/io/data.py"], cwd=ROOT
     ).returncode
     assert ignored == 1, "lib/fupan is ignored by .gitignore: it would never be committed"
 

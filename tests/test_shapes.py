@@ -27,8 +27,8 @@ FULL_REVIEW = {"cdnow", "contractual", "noise_column"}
 
 
 def _review(root: Path, name: str):
-    from fupan import params as fparams
-    from fupan import runner
+    from fupan.core import params as fparams
+    from fupan.run import runner
 
     params_path = shapes.SHAPES[name](root)
     if name not in FULL_REVIEW:
@@ -53,7 +53,7 @@ def _leaves(node: Any, path: str = "") -> list[tuple[str, Any]]:
 
 
 def test_shape_runs_and_every_slide_says_something_true(shape_run):
-    from fupan import deck
+    from fupan.report import deck
 
     name, result = shape_run
     html = result.deck.read_text(encoding="utf-8")
@@ -88,7 +88,7 @@ def test_shape_results_explain_every_headline_figure(shape_run):
     (``results.HEADLINE``) is a value, or ``<section>.skipped[figure]`` says why in words.
     The older per-chapter forms (chapter 3's ``*_skipped`` codes, chapter 4's list of
     unpriced scenarios) each have their sentence in the map too."""
-    from fupan import results as fresults
+    from fupan.report import results as fresults
 
     name, result = shape_run
     results = json.loads((result.run_dir / "results.json").read_text(encoding="utf-8"))

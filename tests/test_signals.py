@@ -1,4 +1,4 @@
-"""fupan.signals: rule flags, backtest metrics and lead times by hand; satisfaction helpers
+"""fupan.chapters.signals: rule flags, backtest metrics and lead times by hand; satisfaction helpers
 against published reference values."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from fupan import signals
-from fupan.outcomes import rate_with_ci
-from fupan.params import WarningRule
+from fupan.chapters import signals
+from fupan.core.params import WarningRule
+from fupan.measures.outcomes import rate_with_ci
 
 
 def _snap():
@@ -142,7 +142,7 @@ def test_rule_labels_fall_back_to_the_feature():
 
 def test_bootstrap_intervals_equal_row_weighted_sums():
     """Per-customer counts times draws give the same replicates as row weights."""
-    from fupan.health import cluster_bootstrap_weights, nan_percentile
+    from fupan.models.health import cluster_bootstrap_weights, nan_percentile
 
     rng = np.random.default_rng(3)
     rows = []

@@ -1,4 +1,4 @@
-"""Chapter 4: scenarios, the churn model refit, pricing, pilots, roadmap (fupan.simulate).
+"""Chapter 4: scenarios, the churn model refit, pricing, pilots, roadmap (fupan.chapters.simulate).
 
 Statistical claims are checked against worlds with a known truth: a plain discrete-time
 hazard simulation for the estimator, and :mod:`fupan.demo` (planted hazard effects in
@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import ROOT
-from fupan import data as fdata
-from fupan import params as fparams
-from fupan import runner, simulate
-from fupan import scenarios as fsc
-from fupan.params import ParamsError, SimulationParams
+from fupan.chapters import simulate
+from fupan.core import params as fparams
+from fupan.core import scenarios as fsc
+from fupan.core.params import ParamsError, SimulationParams
+from fupan.io import data as fdata
+from fupan.run import runner
 from scipy import stats
 
 # ----------------------------------------------------------------------------- helpers
@@ -176,7 +177,7 @@ def _hazard_frame(n_customers: int = 1500, months: int = 12, seed: int = 3) -> p
 def test_bootstrap_refit_is_the_weighted_fit():
     """The refit that reuses the full-data matrices and starts from the full-data slope fit
     gives what fit_hazard gives with the same row weights and design."""
-    from fupan.health import cluster_bootstrap_weights
+    from fupan.models.health import cluster_bootstrap_weights
 
     frame = _hazard_frame()
     model, coef = simulate._fit_hazard(frame, ["x1", "x2"], [])
@@ -390,7 +391,7 @@ def test_sla_scenario_recovers_the_churn_change_implied_by_the_planted_effect(wo
     is what the scenario must recover. Why not the counterfactual world's realised change:
     it also contains effects no snapshot model can see (customers with no ticket last year
     who open one next year; better service -> fewer detractors), so the engine is known to
-    be conservative against it (documented in fupan.simulate).
+    be conservative against it (documented in fupan.chapters.simulate).
     """
     res, truth, ds = world["res"], world["truth"], world["ds"]
     row = res.table.set_index("name").loc["sla"]

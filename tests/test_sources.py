@@ -16,10 +16,11 @@ import openpyxl
 import pandas as pd
 import pytest
 import tiny
-from fupan import cli, sources
-from fupan import data as fdata
-from fupan import params as fparams
-from fupan.validation import DataValidationError
+from fupan.core import params as fparams
+from fupan.io import data as fdata
+from fupan.io import sources
+from fupan.io.validation import DataValidationError
+from fupan.run import cli
 
 
 def _params_file(tmp_path: Path, source: Path | str, data_lines: str = "") -> Path:

@@ -6,7 +6,7 @@ Spark as Parquet, queried through Ibis' PySpark backend). The per-customer featu
 ``as_of`` and the KPI series over a handful of months must agree.
 
 Skips, saying why, where Java or pyspark (``pip install 'fupan[spark]'``) is missing. The
-session uses :data:`fupan.engine.SMALL_DATA_CONF` so the module runs in about a minute or
+session uses :data:`fupan.io.engine.SMALL_DATA_CONF` so the module runs in about a minute or
 two on two cores (JVM start and query planning dominate at this size, not data).
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fupan import engine
+from fupan.io import engine
 
 _WHY = engine.spark_available()
 pytestmark = [
@@ -32,7 +32,7 @@ CUSTOMERS = 300
 
 
 def _params(folder: Path, data: Path, eng: str):
-    from fupan import params as fparams
+    from fupan.core import params as fparams
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "p.yaml"
@@ -47,8 +47,8 @@ def _params(folder: Path, data: Path, eng: str):
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory: pytest.TempPathFactory):
     """(DuckDB dataset, Spark dataset) over the same generated data."""
-    from fupan import data as fdata
     from fupan import demo
+    from fupan.io import data as fdata
 
     root = tmp_path_factory.mktemp("spark")
     data = root / "data"
@@ -91,7 +91,7 @@ def _assert_same(a: pd.DataFrame, b: pd.DataFrame, what: str) -> None:
 
 
 def test_customer_features_equal_on_spark(engines):
-    from fupan import features as F
+    from fupan.measures import features as F
 
     duck, spark = engines
     names = F.available(duck)
@@ -106,7 +106,7 @@ def test_customer_features_equal_on_spark(engines):
 
 
 def test_kpi_series_equal_on_spark(engines):
-    from fupan import kpi
+    from fupan.chapters import kpi
 
     duck, spark = engines
     va, ca = kpi.compute_series(duck, MONTHS, model_months=[], health_months=[])
@@ -117,7 +117,7 @@ def test_kpi_series_equal_on_spark(engines):
 
 
 def test_churn_status_equal_on_spark(engines):
-    from fupan import outcomes
+    from fupan.measures import outcomes
 
     duck, spark = engines
     day = dt.date.fromisoformat(AS_OF)

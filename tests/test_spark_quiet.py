@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from fupan import engine
+from fupan.io import engine
 
 
 def test_log_config_levels(tmp_path, monkeypatch):
@@ -25,7 +25,7 @@ def test_log_config_levels(tmp_path, monkeypatch):
 
 
 START = """
-from fupan import engine
+from fupan.io import engine
 s = engine.spark_session(conf=engine.SMALL_DATA_CONF)
 assert s.range(3).count() == 3
 print(s.sparkContext.getConf().get("spark.driver.extraJavaOptions"))

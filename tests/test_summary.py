@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from conftest import ROOT
-from fupan import glossary, i18n, summary
-from fupan import params as fparams
+from fupan.core import i18n
+from fupan.core import params as fparams
+from fupan.report import glossary, summary
 
 RESULTS = {
     "data_check": {"customers": 5000, "orders": 85208},
@@ -78,7 +79,7 @@ def test_summary_without_chapters_says_so_and_both_languages_resolve():
         secs = summary.sections({}, _params(lang))
         assert secs[0].slides[0].body and not secs[0].divider
         full = summary.sections(RESULTS, _params(lang))
-        # summary, background, then the metric glossary (fupan.glossary)
+        # summary, background, then the metric glossary (fupan.report.glossary)
         assert len(full[0].slides) == 2 + len(glossary.slides(RESULTS, _params(lang)))
 
 

@@ -1,4 +1,4 @@
-"""fupan.touches: exposure-based frequency, policy, coverage and channel response on tiny data.
+"""fupan.chapters.touches: exposure-based frequency, policy, coverage and channel response on tiny data.
 
 Review period 2025-11-01..2026-10-31 (365 days). Only C1 and C5 are customers in it: C2
 churned (recorded) in 2025-06, C3 and C4 by dormancy in 2025. Touches in the period: T1 visit
@@ -10,10 +10,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import tiny
-from fupan import data as fdata
-from fupan import params as fparams
-from fupan import touches
-from fupan.outcomes import churn_status
+from fupan.chapters import touches
+from fupan.core import params as fparams
+from fupan.io import data as fdata
+from fupan.measures.outcomes import churn_status
 
 YEAR_Q = 365 / touches.QUARTER_DAYS
 

@@ -70,7 +70,7 @@ def test_wheel_installs_and_reviews_from_an_empty_folder(tmp_path):
     work.mkdir()
     fupan = str(venv / "bin" / "fupan")
     where = _sh(
-        [str(py), "-c", "import fupan.paths as p; print(p.notebook_dir())"], cwd=work, env=env
+        [str(py), "-c", "import fupan.core.paths as p; print(p.notebook_dir())"], cwd=work, env=env
     )
     assert Path(where.strip()) == own / "fupan" / "notebooks"
     assert "review" in _sh([fupan, "--help"], cwd=work, env=env)

@@ -107,8 +107,8 @@ def make_demo(out: Path) -> Path:
 def run_review(data: Path, work: Path) -> Path:
     """Run the shipped annual review over ``data`` into ``work/reports``; the run folder."""
     _use_this_checkout()
-    from fupan import params as fparams
-    from fupan import runner
+    from fupan.core import params as fparams
+    from fupan.run import runner
 
     params_file = ROOT / "params" / "annual_review.yaml"
     params = fparams.load(params_file, **{"data.source": str(data)})

@@ -7,7 +7,7 @@ leave the numbers identical.
 
 Usage::
 
-    $PY -m fupan.cli demo-data --out /tmp/est/demo --customers 600 --seed 5
+    $PY -m fupan.run.cli demo-data --out /tmp/est/demo --customers 600 --seed 5
     $PY tools/pin_estimators.py record /tmp/est/demo /tmp/est/pin.pkl
     $PY tools/pin_estimators.py check /tmp/est/demo /tmp/est/pin.pkl
 """
@@ -28,10 +28,12 @@ def _proba(model, df):
 
 
 def outputs(data: str) -> dict:
-    from fupan import atrisk, drivers, features, health, outcomes
-    from fupan import data as fdata
-    from fupan import params as fparams
-    from fupan.notebook import find_params
+    from fupan.chapters import atrisk
+    from fupan.core import params as fparams
+    from fupan.io import data as fdata
+    from fupan.measures import features, outcomes
+    from fupan.models import drivers, health
+    from fupan.report.notebook import find_params
 
     P = fparams.load(find_params("params/annual_review.yaml"), **{"data.source": data})
     ds = fdata.connect(P, None)

@@ -34,7 +34,7 @@ TOL = 1e-12
 def _demo(folder: Path, model: str) -> None:
     if not (folder / "orders.csv").exists():
         subprocess.run(
-            [sys.executable, "-m", "fupan.cli", "demo-data", "--out", str(folder)]
+            [sys.executable, "-m", "fupan.run.cli", "demo-data", "--out", str(folder)]
             + ["--customers", "600", "--seed", "5", "--business-model", model],
             check=True,
             capture_output=True,
@@ -63,7 +63,7 @@ def _bad(src: Path, folder: Path) -> None:
 
 
 def _params(data: Path, model: str) -> Any:
-    from fupan import params as fparams
+    from fupan.core import params as fparams
 
     return fparams.load(
         ROOT / "params" / "annual_review.yaml",
@@ -82,8 +82,9 @@ def _plain(x: Any) -> Any:
 
 
 def _simulation(ds: Any) -> dict[str, Any]:
-    from fupan import outcomes, simulate
-    from fupan import scenarios as fsc
+    from fupan.chapters import simulate
+    from fupan.core import scenarios as fsc
+    from fupan.measures import outcomes
 
     scen = fsc.load(ds.params, fsc.scenarios_path(ds.params)[0])
     status = outcomes.churn_status(ds)
@@ -92,9 +93,10 @@ def _simulation(ds: Any) -> dict[str, Any]:
 
 
 def _others(ds: Any) -> dict[str, Any]:
-    from fupan import features as F
-    from fupan import funnel, outcomes, segments
-    from fupan.ltv.data import summary_from_orders
+    from fupan.chapters import funnel
+    from fupan.measures import features as F
+    from fupan.measures import outcomes, segments
+    from fupan.models.ltv.data import summary_from_orders
 
     as_of = pd.Timestamp(ds.params.as_of).date()
     early = as_of - dt.timedelta(days=400)
@@ -128,7 +130,7 @@ def _others(ds: Any) -> dict[str, Any]:
 
 
 def _checks(data: Path) -> dict[str, Any]:
-    from fupan import data as fdata
+    from fupan.io import data as fdata
 
     ds = fdata.load(_params(data, "non_contractual"), strict=False)
     rep = ds.report
@@ -147,9 +149,9 @@ def _checks(data: Path) -> dict[str, Any]:
 def _tiny(folder: Path) -> dict[str, Any]:
     """The tests' hand-made dataset (tests/tiny.py): every output, the simulation's error
     included when it has too few churns."""
-    from fupan import data as fdata
-    from fupan import params as fparams
-    from fupan import simulate
+    from fupan.chapters import simulate
+    from fupan.core import params as fparams
+    from fupan.io import data as fdata
 
     sys.path.insert(0, str(ROOT / "tests"))
     import tiny
@@ -168,7 +170,7 @@ def _tiny(folder: Path) -> dict[str, Any]:
 
 
 def collect(base: Path) -> dict[str, Any]:
-    from fupan import data as fdata
+    from fupan.io import data as fdata
 
     _demo(base / "demo", "non_contractual")
     _demo(base / "demo_c", "contractual")

@@ -1,8 +1,8 @@
-"""``python -m fupan``: the ``fupan`` command (:func:`fupan.cli.main`)."""
+"""``python -m fupan``: the ``fupan`` command (:func:`fupan.run.cli.main`)."""
 
 import sys
 
-from fupan.cli import main
+from fupan.run.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

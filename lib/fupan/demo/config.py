@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from fupan.schema import TABLES
+from fupan.io.schema import TABLES
 
 #: The tables the world simulation writes; ``pilots`` is planted afterwards.
 SIMULATED = tuple(t for t in TABLES if t != "pilots")

@@ -1,0 +1,262 @@
+"""Lost customers (战败客户): why they said they left, what it cost, and what the data says.
+
+Reasons come from ``churn_events``. A customer with several recorded reasons for the same
+churn shares one unit of count and their lost value equally between them (attribution
+weights 1/k). Lost value is the recorded ``lost_value`` when present, else the net order
+amount of the 365 days before the churn date (computed in the engine).
+
+Stated reasons are set beside the model's: each lost customer's features just before
+churn are scored with the driver model, and the reason whose features add the most risk
+(``churn.reason_features`` in params) is the model's reason. Where the two disagree, the
+slide says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ibis
+import numpy as np
+import pandas as pd
+
+from fupan.io import engine
+from fupan.io.data import Dataset
+from fupan.measures import features as F
+from fupan.measures import outcomes
+from fupan.models.health import rate_with_ci
+
+UNRECORDED = "unrecorded"
+MODEL_OTHER = "other"
+
+
+def lost_customers(
+    ds: Dataset, start: Any, end: Any, status: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Customers who churned in ``(start, end]``, with reasons, competitor and lost value.
+
+    Parameters
+    ----------
+    ds : the dataset.
+    start, end : the period.
+    status : :func:`fupan.measures.outcomes.churn_status` at ``end`` (computed when omitted).
+
+    Returns
+    -------
+    DataFrame per lost customer: ``customer_id, tier, churned_at, source, reasons`` (list;
+    ``["unrecorded"]`` without a recorded reason), ``competitor, lost_value,
+    value_source`` (recorded | spend_365d).
+    """
+    s, e = pd.Timestamp(start), pd.Timestamp(end)
+    status = outcomes.churn_status(ds, e.date()) if status is None else status
+    lost = status[status.churned & (status.churned_at > s) & (status.churned_at <= e)]
+    lost = lost[["customer_id", "tier", "churned_at", "source", "competitor", "lost_value"]].copy()
+    cols = [
+        "customer_id",
+        "tier",
+        "churned_at",
+        "source",
+        "reasons",
+        "competitor",
+        "lost_value",
+        "value_source",
+    ]
+    if lost.empty:
+        return pd.DataFrame(columns=cols)
+    keys = ibis.memtable(
+        pd.DataFrame(
+            {"customer_id": lost.customer_id.to_numpy(), "cd": lost.churned_at.dt.date.to_numpy()}
+        )
+    )
+    o = ds["orders"]
+    j = keys.join(
+        o,
+        [
+            keys.customer_id == o.customer_id,
+            o.order_date < keys.cd,
+            o.order_date >= keys.cd - ibis.interval(days=365),
+        ],
+    )
+    spend = j.group_by(keys.customer_id).aggregate(spend=j.amount.sum())
+    spend = engine.to_pandas(spend)
+    spend = spend.set_index("customer_id").spend
+    reasons: dict[str, list[str]] = {}
+    if ds.has("churn_events"):
+        ev = ds["churn_events"]
+        m = keys.join(ev, [keys.customer_id == ev.customer_id, ev.churned_at == keys.cd])
+        rows = engine.to_pandas(m.select(customer_id=keys.customer_id, reason=ev.reason).distinct())
+        rows = rows.dropna(subset=["reason"])
+        # one sort instead of a Python loop over customers' groups: the same sorted lists
+        listed = (
+            pd.DataFrame(
+                {
+                    "customer_id": rows.customer_id.to_numpy(),
+                    "reason": [str(r) for r in rows.reason],
+                }
+            )
+            .sort_values(["customer_id", "reason"], kind="stable")
+            .groupby("customer_id", sort=False)
+            .reason.agg(list)
+        )
+        reasons = dict(zip(listed.index, listed.to_numpy(), strict=True))
+    lost["reasons"] = [reasons.get(c, [UNRECORDED]) for c in lost.customer_id]
+    recorded = lost.lost_value.notna()
+    lost["value_source"] = np.where(recorded, "recorded", "spend_365d")
+    lost["lost_value"] = lost.lost_value.where(recorded, lost.customer_id.map(spend).fillna(0.0))
+    lost["lost_value"] = lost.lost_value.astype(float).clip(lower=0.0)
+    return lost[cols].reset_index(drop=True)
+
+
+def attribution(lost: pd.DataFrame) -> pd.DataFrame:
+    """One row per (customer, reason) with weight 1/k and the matching share of lost value."""
+    cols = ["customer_id", "tier", "reason", "weight", "value"]
+    if lost.empty:
+        return pd.DataFrame([], columns=cols)
+    k = np.array(
+        [len(r) for r in lost.reasons], dtype=int
+    )  # a customer without reasons adds no row
+    row = np.repeat(np.arange(len(lost)), k)
+    share = 1.0 / np.maximum(k, 1)
+    value = lost.lost_value.to_numpy(dtype=float) / np.maximum(k, 1)
+    return pd.DataFrame(
+        {
+            "customer_id": lost.customer_id.to_numpy()[row].tolist(),
+            "tier": lost.tier.to_numpy()[row].tolist(),
+            "reason": [reason for r in lost.reasons for reason in r],
+            "weight": share[row],
+            "value": value[row],
+        },
+        columns=cols,
+    )
+
+
+def pareto(attrib: pd.DataFrame, by: str = "count") -> pd.DataFrame:
+    """Reasons sorted by weighted count (``by="count"``) or lost value, with cumulative share."""
+    g = attrib.groupby("reason").agg(count=("weight", "sum"), value=("value", "sum"))
+    key = "count" if by == "count" else "value"
+    g = g.sort_values([key, "count"], ascending=False, kind="stable")
+    total = g[key].sum()
+    g["share"] = g[key] / total if total else 0.0
+    g["cum_share"] = g["share"].cumsum()
+    return g.reset_index()
+
+
+def by_tier(attrib: pd.DataFrame, tiers: Sequence[str]) -> pd.DataFrame:
+    """Share of each tier's lost customers (weighted) by reason: rows reasons, columns tiers."""
+    t = attrib.pivot_table(
+        index="reason", columns="tier", values="weight", aggfunc="sum", fill_value=0.0
+    )
+    t = t.reindex(
+        columns=[x for x in tiers if x in t.columns] + [x for x in t.columns if x not in tiers]
+    )
+    return t / t.sum(axis=0)
+
+
+def competitor_share(lost: pd.DataFrame) -> dict:
+    """Share of lost customers (Wilson 95% CI) and of lost value that went to a competitor."""
+    named = lost.competitor.notna() & (lost.competitor.astype(str).str.strip() != "")
+    rate, lo, hi = rate_with_ci(int(named.sum()), len(lost))
+    value = lost.lost_value.sum()
+    per = (
+        lost[named]
+        .groupby("competitor")
+        .agg(customers=("customer_id", "size"), value=("lost_value", "sum"))
+    )
+    per = per.sort_values("customers", ascending=False)
+    return {
+        "customers": int(len(lost)),
+        "to_competitor": int(named.sum()),
+        "share": rate,
+        "low": lo,
+        "high": hi,
+        "value_share": float(lost.lost_value[named].sum() / value) if value else float("nan"),
+        "by_competitor": per.reset_index().to_dict(orient="records"),
+    }
+
+
+def features_before_churn(
+    ds: Dataset, lost: pd.DataFrame, names: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Each lost customer's features as of their churn date (events strictly before it)."""
+    pairs = pd.DataFrame(
+        {"customer_id": lost.customer_id.to_numpy(), "snapshot_date": lost.churned_at.to_numpy()}
+    )
+    names = list(F.available(ds) if names is None else names)
+    expr = F.feature_expr(ds, pairs, names)
+    df = engine.to_pandas(expr)
+    df["snapshot_date"] = pd.to_datetime(df["snapshot_date"])
+    return df
+
+
+def model_reasons(
+    contributions: pd.DataFrame,
+    reason_features: Mapping[str, Sequence[str]],
+    groups: Mapping[str, Sequence[str]] | None = None,
+) -> pd.Series:
+    """The reason whose features add the most churn risk, per row.
+
+    Parameters
+    ----------
+    contributions : rows x features, added log-odds of churn (a model's contributions).
+    reason_features : reason -> features that speak to it.
+    groups : model feature -> the correlated metrics it stands for (a representative is
+        mapped to a reason through any of its members).
+
+    Returns
+    -------
+    Series of reasons (``"other"`` when no mapped feature adds risk).
+    """
+    groups = groups or {}
+    owner: dict[str, str] = {}
+    for reason, feats in reason_features.items():
+        for f in feats:
+            owner.setdefault(f, reason)
+    reason_of = {}
+    for col in contributions.columns:
+        for f in [col, *groups.get(col, [])]:
+            if f in owner:
+                reason_of[col] = owner[f]
+                break
+    scores = pd.DataFrame(0.0, index=contributions.index, columns=list(reason_features))
+    for col, reason in reason_of.items():
+        scores[reason] += contributions[col].clip(lower=0.0)
+    best = scores.idxmax(axis=1)
+    return best.where(scores.max(axis=1) > 0, MODEL_OTHER)
+
+
+def stated_vs_model(lost: pd.DataFrame, model_reason: pd.Series) -> tuple[pd.DataFrame, dict]:
+    """Stated reason shares beside model-attributed shares, for customers with a stated reason.
+
+    Parameters
+    ----------
+    lost : :func:`lost_customers`.
+    model_reason : reason per customer id (index).
+
+    Returns
+    -------
+    (DataFrame per reason ``stated_share, model_share, gap`` sorted by |gap|; summary with
+    ``customers`` compared and ``agreement``: share whose model reason is one they stated).
+    """
+    known = lost[lost.reasons.map(lambda r: r != [UNRECORDED])]
+    known = known[known.customer_id.isin(model_reason.index)]
+    if known.empty:
+        return pd.DataFrame(columns=["reason", "stated_share", "model_share", "gap"]), {
+            "customers": 0,
+            "agreement": float("nan"),
+        }
+    att = attribution(known)
+    stated = att.groupby("reason").weight.sum() / len(known)
+    mr = model_reason.reindex(known.customer_id)
+    model = mr.value_counts(normalize=True)
+    reasons = list(dict.fromkeys([*stated.index, *model.index]))
+    t = pd.DataFrame(
+        {
+            "reason": reasons,
+            "stated_share": [float(stated.get(r, 0.0)) for r in reasons],
+            "model_share": [float(model.get(r, 0.0)) for r in reasons],
+        }
+    )
+    t["gap"] = t.model_share - t.stated_share
+    t = t.reindex(t.gap.abs().sort_values(ascending=False).index).reset_index(drop=True)
+    agree = np.mean([m in r for m, r in zip(mr.to_numpy(), known.reasons, strict=True)])
+    return t, {"customers": int(len(known)), "agreement": float(agree)}
