@@ -25,6 +25,7 @@ import pandas as pd
 
 from fupan import metrics
 from fupan.params import Params
+from fupan.results import lookup
 from fupan.segments import as_date, trailing_start
 
 # Chapters sum in different orders and precisions: the KPI chapter sums amounts exactly in
@@ -85,12 +86,7 @@ class Mismatch:
 
 
 def _lookup(results: dict[str, Any], key: str) -> Any:
-    node: Any = results
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
+    return lookup(results, key, _MISSING)  # absent differs from a recorded null here
 
 
 def _number(value: Any) -> float | None:
