@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,14 @@ ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("fupan_golden", ROOT / "tools" / "golden.py")
 golden = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(golden)
+
+
+@pytest.fixture(autouse=True)
+def _leave_no_path(monkeypatch):
+    # golden.py puts its checkout's lib/ on PYTHONPATH for the kernels it starts; in this
+    # process that would outlive the test (a later pip install saw fupan as installed)
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setattr(sys, "path", list(sys.path))
 
 
 @pytest.fixture(scope="module")

@@ -85,3 +85,16 @@ def test_results_are_the_same_with_and_without_bars(tmp_path, headless, monkeypa
         ds.close()
     assert on[0] == off[0]
     pd.testing.assert_frame_equal(on[1], off[1])
+
+
+def test_a_bar_outside_a_front_end_is_text_even_with_ipykernel_loaded(
+    headless, monkeypatch, capsys
+):
+    # papermill kernels and test harnesses import ipykernel too; a widget bar there would
+    # print nothing readable (seen in CI once the lab extra brought ipywidgets)
+    import ipykernel  # noqa: F401
+
+    monkeypatch.setenv(progress.ENV, "1")
+    monkeypatch.setattr(progress, "DELAY", 0.0)
+    assert list(progress.bar(iter(range(3)), "snapshots", total=3)) == [0, 1, 2]
+    assert "snapshots" in capsys.readouterr().err

@@ -191,7 +191,7 @@ def test_trend_plan_says_when_a_trend_starts():
     )
     plan = kpi.trend_plan(trend, table, ["nrr", "grr", "repurchase_rate"], "2025-06")
     assert plan.draw == ["nrr"]
-    assert plan.starts == {"grr": "2025-08"}  # one point now, three by 2025-08
+    assert plan.starts == {"grr": "2025-11"}  # one point now, six (a trend) by 2025-11
     assert plan.missing == {"repurchase_rate": "history"}
 
 

@@ -31,10 +31,13 @@ def test_wheel_installs_and_reviews_from_an_empty_folder(tmp_path):
     skip = (".git", ".venv", "reports", "data", "build", "work", "*.egg-info", "__pycache__")
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*skip, ".venv-*", ".*_cache"))
     wheels = tmp_path / "wheels"
+    # no PYTHONPATH for pip: with a checkout's lib/ on it, pip finds fupan's egg-info there,
+    # calls it installed and installs nothing into the fresh venv
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     _sh(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(src)],
         cwd=tmp_path,
-        env=dict(os.environ),
+        env=clean,
     )
     (wheel,) = wheels.glob("fupan-*.whl")
     # A fresh venv; its dependencies come from this interpreter's site-packages, added as a
@@ -60,7 +63,7 @@ def test_wheel_installs_and_reviews_from_an_empty_folder(tmp_path):
             str(wheel),
         ],
         cwd=tmp_path,
-        env=dict(os.environ),
+        env=clean,
     )
     # after the install: pip would otherwise take the editable fupan there as installed
     (own / "zz_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")

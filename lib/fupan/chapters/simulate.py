@@ -912,18 +912,7 @@ def roadmap(table: pd.DataFrame, sp: SimulationParams) -> pd.DataFrame:
             wave = 1.0 if r.phase == "pilot" else 2.0
             end = start + r.pilot_months
             out.append((r.name, r.phase, wave, start, end, end, end + sp.rollout_months))
-    return pd.DataFrame(
-        out,
-        columns=[
-            "name",
-            "phase",
-            "wave",
-            "pilot_start",
-            "pilot_end",
-            "rollout_start",
-            "standardise_start",
-        ],
-    )
+    return pd.DataFrame(out, columns=_ROADMAP_COLUMNS)
 
 
 # --------------------------------------------------------------------------------------

@@ -53,7 +53,9 @@ def enabled() -> bool:
 
 
 def _bar_class() -> Any:
-    if "ipykernel" in sys.modules:
+    # a widget only where a front end draws it: ipykernel is also imported by papermill
+    # runs and test harnesses, where a widget would print nothing a person can read
+    if _in_jupyter_front_end():
         try:
             import ipywidgets  # noqa: F401  (tqdm.notebook draws with it)
             from tqdm.notebook import tqdm

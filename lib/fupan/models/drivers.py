@@ -630,6 +630,24 @@ def _group_codes(groups: Sequence[Any] | None, n: int) -> np.ndarray:
     return np.arange(n) if groups is None else _codes(groups)
 
 
+def _ratio_table(
+    coef: pd.Series, se: pd.Series, p: pd.Series, ratio: str, prefix: str
+) -> pd.DataFrame:
+    """Coefficients with their ratio (exp) and its 95% Wald interval: the summary a logit
+    (odds ratios, ``or_*``) and a Cox fit (hazard ratios, ``hr_*``) both report."""
+    z = stats.norm.ppf(0.975)
+    return pd.DataFrame(
+        {
+            "coef": coef,
+            "se": se,
+            ratio: np.exp(coef),
+            f"{prefix}_low": np.exp(coef - z * se),
+            f"{prefix}_high": np.exp(coef + z * se),
+            "p": p,
+        }
+    )
+
+
 class DriverLogit(ClassifierMixin, BaseEstimator):
     """Logistic regression on standardised columns; odds ratios per SD, clustered 95% CI.
 
@@ -673,17 +691,8 @@ class DriverLogit(ClassifierMixin, BaseEstimator):
         )
         coef = pd.Series(res.params[1:], index=Z.columns)
         se = pd.Series(res.bse[1:], index=Z.columns)
-        z = stats.norm.ppf(0.975)
-        out = pd.DataFrame(
-            {
-                "coef": coef,
-                "se": se,
-                "odds_ratio": np.exp(coef),
-                "or_low": np.exp(coef - z * se),
-                "or_high": np.exp(coef + z * se),
-                "p": pd.Series(res.pvalues[1:], index=Z.columns),
-            }
-        ).assign(intercept=float(res.params[0]))
+        p = pd.Series(res.pvalues[1:], index=Z.columns)
+        out = _ratio_table(coef, se, p, "odds_ratio", "or").assign(intercept=float(res.params[0]))
         # the clustered covariance of the coefficients, for joint (Wald) tests over columns
         out.attrs["cov"] = pd.DataFrame(
             np.asarray(res.cov_params())[1:, 1:], index=Z.columns, columns=Z.columns
@@ -907,17 +916,7 @@ class DriverCox(BaseEstimator):
             pvalues = 2.0 * stats.norm.sf(np.abs(params / bse))
         coef = pd.Series(params, index=Z.columns)
         se = pd.Series(bse, index=Z.columns)
-        z = stats.norm.ppf(0.975)
-        out = pd.DataFrame(
-            {
-                "coef": coef,
-                "se": se,
-                "hazard_ratio": np.exp(coef),
-                "hr_low": np.exp(coef - z * se),
-                "hr_high": np.exp(coef + z * se),
-                "p": pd.Series(pvalues, index=Z.columns),
-            }
-        )
+        out = _ratio_table(coef, se, pd.Series(pvalues, index=Z.columns), "hazard_ratio", "hr")
         out.attrs["cov"] = pd.DataFrame(np.asarray(cov), index=Z.columns, columns=Z.columns)
         self.summary_ = out
         self.coef_ = coef

@@ -26,6 +26,7 @@ import pandas as pd
 from fupan.core.params import Params
 from fupan.measures import metrics
 from fupan.measures.segments import as_date, trailing_start
+from fupan.report.results import lookup
 
 # Chapters sum in different orders and precisions: the KPI chapter sums amounts exactly in
 # units of 10^-4 (so a month computed again gives the same bits), the diagnosis in floats.
@@ -85,12 +86,7 @@ class Mismatch:
 
 
 def _lookup(results: dict[str, Any], key: str) -> Any:
-    node: Any = results
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
+    return lookup(results, key, _MISSING)  # absent differs from a recorded null here
 
 
 def _number(value: Any) -> float | None:

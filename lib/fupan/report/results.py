@@ -188,12 +188,8 @@ class Recorder:
         return reason
 
     def get(self, key: str, default: Any = None) -> Any:
-        node: Any = self._load()
-        for p in key.split("."):
-            if not isinstance(node, dict) or p not in node:
-                return default
-            node = node[p]
-        return copy.deepcopy(node)  # the parsed file is kept: callers get their own copy
+        # the parsed file is kept: callers get their own copy
+        return copy.deepcopy(lookup(self._load(), key, default))
 
     def __getitem__(self, key: str) -> Any:
         sentinel = object()
@@ -328,10 +324,12 @@ def has_value(value: Any) -> bool:
     return True
 
 
-def _at(node: Any, path: str) -> Any:
-    for part in path.split("."):
+def lookup(node: Any, key: str, default: Any = None) -> Any:
+    """The value at a dotted ``key`` ("diagnosis.churn_rate") of a results dict, or
+    ``default`` when any part of the path is missing."""
+    for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
-            return None
+            return default
         node = node[part]
     return node
 
@@ -343,7 +341,7 @@ def headline_keys(results: dict[str, Any], section: str) -> list[str]:
     out = []
     for key in HEADLINE.get(section, {}):
         if key.endswith(".*"):
-            sub = _at(body, key[:-2])
+            sub = lookup(body, key[:-2])
             out.extend(f"{key[:-2]}.{k}" for k in (sub if isinstance(sub, dict) else {}))
         else:
             out.append(key)
@@ -370,7 +368,7 @@ def unexplained(results: dict[str, Any]) -> list[str]:
             if not is_sentence(reason):
                 out.append(f"{section}.skipped.{key} = {reason!r} (not a sentence)")
         for key in headline_keys(results, section):
-            if not has_value(_at(body, key)) and not is_sentence(skipped.get(key)):
+            if not has_value(lookup(body, key)) and not is_sentence(skipped.get(key)):
                 out.append(f"{section}.{key}")
     return out
 

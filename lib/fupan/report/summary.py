@@ -14,15 +14,7 @@ from fupan.core import i18n
 from fupan.core.params import Params
 from fupan.report import glossary
 from fupan.report.deck import Section, Slide
-
-
-def _get(results: dict[str, Any], key: str) -> Any:
-    node: Any = results
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
+from fupan.report.results import lookup
 
 
 def _num(value: Any) -> float | None:
@@ -39,8 +31,8 @@ _UNSUPPORTED = {"supported": False, "unsupported": True, "noise": True, "ranks":
 
 def supported_drivers(results: dict[str, Any]) -> list[str]:
     """``churn.top_drivers`` without those the driver table marks as unsupported."""
-    top = [d for d in (_get(results, "churn.top_drivers") or []) if isinstance(d, str) and d]
-    table = _get(results, "churn.driver_table") or []
+    top = [d for d in (lookup(results, "churn.top_drivers") or []) if isinstance(d, str) and d]
+    table = lookup(results, "churn.driver_table") or []
     rows = table if isinstance(table, list) else []
     out = set()
     for row in rows:
@@ -54,7 +46,7 @@ def supported_drivers(results: dict[str, Any]) -> list[str]:
 def estimable_scenarios(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Scenarios with a finite ROI and an effect: never a 0-effect or 'not estimable' one."""
     keep = []
-    for s in _get(results, "simulation.scenarios") or []:
+    for s in lookup(results, "simulation.scenarios") or []:
         if not isinstance(s, dict) or _num(s.get("roi")) is None:
             continue
         if s.get("estimable") is False or s.get("effect_source") in ("none", "not_estimable"):
@@ -80,8 +72,8 @@ def summary_items(results: dict[str, Any], params: Params) -> dict[str, Any]:
     tiles: list[tuple[str, str, str | None]] = []
     bullets: list[str] = []
     headline = t("summary.title_plain", name=params.name)
-    churn = _num(_get(results, "diagnosis.churn_rate"))
-    bench = _num(_get(results, "diagnosis.benchmark_churn_rate"))
+    churn = _num(lookup(results, "diagnosis.churn_rate"))
+    bench = _num(lookup(results, "diagnosis.benchmark_churn_rate"))
     if churn is not None and bench is not None:
         key = "summary.title_above" if churn > bench else "summary.title_below"
         shown, line = f.pct_apart(churn, bench)  # "18.04% above 18.00%", never "18.0% above 18.0%"
@@ -93,7 +85,7 @@ def summary_items(results: dict[str, Any], params: Params) -> dict[str, Any]:
                 "red" if churn > bench else "green",
             )
         )
-    core = _num(_get(results, "diagnosis.core_churn_rate"))
+    core = _num(lookup(results, "diagnosis.core_churn_rate"))
     if core is not None:
         cb = params.benchmarks.core_churn_rate
         tiles.append(
@@ -103,8 +95,8 @@ def summary_items(results: dict[str, Any], params: Params) -> dict[str, Any]:
                 "red" if core > cb else "green",
             )
         )
-    lost = _num(_get(results, "ltv.lost_ltv"))
-    lost_rate = _num(_get(results, "ltv.lost_ltv_rate"))
+    lost = _num(lookup(results, "ltv.lost_ltv"))
+    lost_rate = _num(lookup(results, "ltv.lost_ltv_rate"))
     if lost is not None:
         tiles.append(
             (
@@ -113,10 +105,10 @@ def summary_items(results: dict[str, Any], params: Params) -> dict[str, Any]:
                 "red" if (lost_rate or 0) > params.benchmarks.lost_ltv_rate else "amber",
             )
         )
-    at_risk = _num(_get(results, "ltv.at_risk_ltv"))
+    at_risk = _num(lookup(results, "ltv.at_risk_ltv"))
     if at_risk is not None:
         tiles.append((t("summary.tile.at_risk_ltv"), f.money(at_risk), "amber"))
-    findings = _get(results, "diagnosis.findings") or []
+    findings = lookup(results, "diagnosis.findings") or []
     for i, item in enumerate(findings[:3], 1):
         if isinstance(item, dict) and item.get("title"):
             bullets.append(t("summary.failure", i=i, text=item["title"]))
@@ -163,7 +155,7 @@ def summary_items(results: dict[str, Any], params: Params) -> dict[str, Any]:
         line = followup.summary_line(results, lang, f)
         if line:
             bullets.append(line)
-    status = _get(results, "kpi.status") or {}
+    status = lookup(results, "kpi.status") or {}
     if status:
         counts = {s: sum(1 for v in status.values() if v == s) for s in ("red", "amber", "green")}
         bullets.append(
@@ -207,7 +199,10 @@ def sections(results: dict[str, Any], params: Params) -> list[Section]:
         summary.body.append(f'<p class="fupan-note">{html.escape(t("summary.empty"))}</p>')
     goals = params.goals.get(lang) or []
     scope = []
-    customers, orders = _get(results, "data_check.customers"), _get(results, "data_check.orders")
+    customers, orders = (
+        lookup(results, "data_check.customers"),
+        lookup(results, "data_check.orders"),
+    )
     if customers is not None:
         scope.append(
             t(
