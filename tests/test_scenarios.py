@@ -18,6 +18,7 @@ import pytest
 import tiny
 from conftest import ROOT
 from fupan.chapters import simulate
+from fupan.chapters.simulate import values as sim_values
 from fupan.core import i18n
 from fupan.core import params as fparams
 from fupan.core import scenarios as fsc
@@ -66,7 +67,7 @@ def test_reference_spend_is_the_median_annual_spend_of_the_years_buyers(tiny_par
 def test_amounts_left_out_are_shares_of_the_data_and_the_file_wins():
     sh = fsc.DEFAULT_COST_SHARES
     scen = fsc.Scenario.model_validate(SLA)
-    c = simulate._retention_costs(scen, ref=1000.0, target_spend=50_000.0)
+    c = sim_values._retention_costs(scen, ref=1000.0, target_spend=50_000.0)
     assert (c.per_customer, c.per_touch, c.fixed) == (
         sh["per_customer"] * 1000.0,
         sh["per_touch"] * 1000.0,
@@ -74,11 +75,11 @@ def test_amounts_left_out_are_shares_of_the_data_and_the_file_wins():
     )
     assert c.record()["cost_basis"] == "data"
     given = fsc.Scenario.model_validate({**SLA, "cost": {"per_customer": 5, "fixed": 0}})
-    c = simulate._retention_costs(given, ref=1000.0, target_spend=50_000.0)
+    c = sim_values._retention_costs(given, ref=1000.0, target_spend=50_000.0)
     assert (c.per_customer, c.per_touch, c.fixed) == (5.0, 20.0, 0.0)
     assert c.record()["cost_basis"] == "mixed"
     every = {"per_customer": 1, "per_touch": 2, "fixed": 3}
-    c = simulate._retention_costs(
+    c = sim_values._retention_costs(
         fsc.Scenario.model_validate({**SLA, "cost": every}), float("nan"), 0.0
     )
     assert c.record()["cost_basis"] == "file" and c.fixed == 3.0

@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 from fupan.chapters import simulate
+from fupan.chapters.simulate import common as sim_common
+from fupan.chapters.simulate import hazard as sim_hazard
 from fupan.core import params as fparams
 from fupan.core import scenarios as fsc
 from fupan.core.params import ParamsError, SimulationParams
@@ -132,7 +134,7 @@ def test_cloglog_fit_matches_statsmodels():
     X = np.column_stack([np.ones(3000), rng.normal(size=3000), rng.integers(0, 2, 3000)])
     y = (rng.random(3000) < -np.expm1(-np.exp(X @ [-2.0, 0.4, 0.7]))).astype(float)
     w = rng.integers(1, 3, 3000).astype(float)
-    ours = simulate._newton_cloglog(X, y, w, ridge=0.0)
+    ours = sim_hazard._newton_cloglog(X, y, w, ridge=0.0)
     ref = sm.GLM(y, X, family=sm.families.Binomial(sm.families.links.CLogLog()), freq_weights=w)
     np.testing.assert_allclose(ours, ref.fit().params, atol=1e-6)
 
@@ -154,7 +156,7 @@ def test_discrete_time_hazard_recovers_planted_log_hazard_ratios():
         idx = np.flatnonzero(alive)
         alive[idx[y]] = False
     X, y = np.vstack(rows_x), np.concatenate(rows_y).astype(float)
-    est = simulate._newton_cloglog(X, y, np.ones(len(y)), ridge=0.0)
+    est = sim_hazard._newton_cloglog(X, y, np.ones(len(y)), ridge=0.0)
     e = np.exp(X @ est)
     mu = -np.expm1(-e)
     info = (X * (e * e * (1 - mu) / mu)[:, None]).T @ X
@@ -180,9 +182,9 @@ def test_bootstrap_refit_is_the_weighted_fit():
     from fupan.models.health import cluster_bootstrap_weights
 
     frame = _hazard_frame()
-    model, coef = simulate._fit_hazard(frame, ["x1", "x2"], [])
+    model, coef = sim_hazard._fit_hazard(frame, ["x1", "x2"], [])
     Z = model.matrix(frame)
-    refit = simulate._Refit(frame, model, coef, Z)
+    refit = sim_hazard._Refit(frame, model, coef, Z)
     for w in cluster_bootstrap_weights(frame.customer_id.to_numpy(), 5, 7):
         a = refit.fit(w)
         b = simulate.fit_hazard(frame, ["x1", "x2"], [], weights=w, design=model.design, Z=Z)
@@ -195,10 +197,10 @@ def test_calibrated_intercept_matches_the_root_found_by_brent():
     offset = rng.normal(size=20_000)
     y = (rng.random(20_000) < 0.02).astype(float)
     w = rng.integers(0, 3, 20_000).astype(float)
-    brent = simulate._calibrate(offset, y, w)
+    brent = sim_hazard._calibrate(offset, y, w)
     for start in (-6.0, -4.5, -1.0, 4.9):
-        assert simulate._calibrate(offset, y, w, start) == pytest.approx(brent, abs=1e-9)
-    assert simulate._calibrate(offset, np.zeros(20_000), w, -4.0) == -40.0
+        assert sim_hazard._calibrate(offset, y, w, start) == pytest.approx(brent, abs=1e-9)
+    assert sim_hazard._calibrate(offset, np.zeros(20_000), w, -4.0) == -40.0
 
 
 def test_threaded_replicates_come_back_in_order():
@@ -206,7 +208,7 @@ def test_threaded_replicates_come_back_in_order():
         np.linalg.svd(np.full((60 - i % 60, 60 - i % 60), x))  # uneven work per item
         return i, x * x
 
-    got = list(simulate._in_order(slow_square, enumerate(np.arange(50.0))))
+    got = list(sim_common._in_order(slow_square, enumerate(np.arange(50.0))))
     assert got == [(i, float(i) ** 2) for i in range(50)]
 
 
