@@ -170,7 +170,7 @@ def test_sensitivity_orders_the_tornado_widest_on_top_and_records():
 def test_winback_slide_exports_tier_labels_and_sorts_by_value():
     s = _deck(_result()).winback()
     assert list(s.data.expected_value) == [900.0, 50.0, 10.0]
-    assert list(s.table.tier) == ["", "Gold tier", "silver"]
+    assert list(s.export.tier) == ["", "Gold tier", "silver"] and s.table is None
     rec = s.records["simulation.winback"]["wb"]
     assert rec["targets"] == 40 and rec["contacted"] == 1
     f = i18n.Fmt("en", "$")

@@ -124,6 +124,7 @@ class Slide:
     notes: list[str] = field(default_factory=list)
     skips: list[tuple[str, str]] = field(default_factory=list)  # (results.skip key, reason)
     data: pd.DataFrame | None = None  # what the slide's chart draws
+    export: pd.DataFrame | None = None  # a table written to exports/, not shown
     records: dict[str, Any] = field(default_factory=dict)  # results.json entries
 
     def record(self, results: Any, section: str = "simulation") -> None:
@@ -403,7 +404,7 @@ class Deck:
                        n=f.int(r.natural_return_customers))
             )  # fmt: skip
         tier = frame.tier.map(lambda x: self.params.tier_label(x) if isinstance(x, str) else "")
-        s.table = frame.assign(tier=tier)  # exported, not shown
+        s.export = frame.assign(tier=tier)
         return s
 
     @staticmethod
