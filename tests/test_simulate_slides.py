@@ -183,7 +183,8 @@ def test_winback_slide_exports_tier_labels_and_sorts_by_value():
 
 def _model(columns: list[str]) -> ModelInfo:
     eff = pd.DataFrame({
-        "column": columns, "feature": columns, "log_hr_per_unit": np.linspace(-0.5, 0.5, len(columns)),
+        "column": columns, "feature": columns,
+        "log_hr_per_unit": np.linspace(-0.5, 0.5, len(columns)),
         "low": np.linspace(-0.7, 0.3, len(columns)), "high": np.linspace(-0.3, 0.7, len(columns)),
     })  # fmt: skip
     ts = pd.Timestamp
@@ -232,7 +233,9 @@ def test_plot_functions_draw_on_the_axes_given():
     calls = [
         lambda ax: plots.plot_roi(res.table, LABELS, "en", FMT, "90%", ax=ax),
         lambda ax: plots.plot_churn(deck.churn().data, LABELS, "en", "90%", ax=ax),
-        lambda ax: plots.plot_sensitivity(deck.sensitivity().data, LABELS, "en", FMT, (0.5, 1.5), ax=ax),
+        lambda ax: plots.plot_sensitivity(
+            deck.sensitivity().data, LABELS, "en", FMT, (0.5, 1.5), ax=ax
+        ),
         lambda ax: plots.plot_winback(deck.winback().data, "en", FMT, ax=ax),
         lambda ax: plots.plot_roadmap(rm, LABELS, "en", ax=ax),
         lambda ax: plots.plot_effects(deck.method().data, "en", FMT, "90%", ax=ax),
