@@ -24,7 +24,7 @@ from fupan.io import engine
 from fupan.io.data import Dataset
 from fupan.measures import features as F
 from fupan.measures import outcomes
-from fupan.models.health import rate_with_ci
+from fupan.measures.outcomes import rate_with_ci
 
 UNRECORDED = "unrecorded"
 MODEL_OTHER = "other"

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from fupan.models.health import cluster_bootstrap_draws, nan_percentile, rate_with_ci
+from fupan.measures.outcomes import rate_with_ci
+from fupan.models.health import cluster_bootstrap_draws, nan_percentile
 
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
 

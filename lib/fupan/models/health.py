@@ -30,7 +30,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils.validation import check_is_fitted
 
 from fupan.core import progress
-from fupan.measures.outcomes import rate_with_ci as _wilson
+from fupan.measures.outcomes import rate_with_ci
 from fupan.models.drivers import (
     ALPHA,
     Design,
@@ -501,18 +501,6 @@ def band(health: np.ndarray, thresholds: Mapping[str, float]) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------
 # Backtest
-
-
-def rate_with_ci(successes: int, n: int) -> tuple[float, float, float]:
-    """Wilson 95% interval, with the limits never on the wrong side of the rate.
-
-    At a rate of exactly 0 or 1 the Wilson limit meets the rate, and rounding can put it a
-    hair beyond; charts draw error bars from these differences.
-    """
-    p, lo, hi = _wilson(successes, n)
-    if n == 0:
-        return p, lo, hi
-    return p, min(lo, p), max(hi, p)
 
 
 @renamed_arguments(clusters="groups", seed="random_state")
