@@ -80,7 +80,7 @@ from fupan.io import engine
 from fupan.io.data import Dataset
 from fupan.measures import features as F
 from fupan.measures import metrics, outcomes
-from fupan.models import drivers
+from fupan.models.design import Design
 
 __all__ = [
     "SimulationError",
@@ -391,7 +391,7 @@ class HazardModel:
     intercept : calibrated intercept.
     """
 
-    design: drivers.Design
+    design: Design
     beta: np.ndarray
     intercept: float
 
@@ -454,7 +454,7 @@ def fit_hazard(
     numeric: Sequence[str],
     categorical: Sequence[str],
     weights: np.ndarray | None = None,
-    design: drivers.Design | None = None,
+    design: Design | None = None,
     start: np.ndarray | None = None,
     Z: np.ndarray | None = None,
 ) -> HazardModel:
@@ -477,7 +477,7 @@ def _fit_hazard(
     numeric: Sequence[str],
     categorical: Sequence[str],
     weights: np.ndarray | None = None,
-    design: drivers.Design | None = None,
+    design: Design | None = None,
     start: np.ndarray | None = None,
     Z: np.ndarray | None = None,
 ) -> tuple[HazardModel, np.ndarray]:
@@ -485,7 +485,7 @@ def _fit_hazard(
     intercept is calibrated), where a bootstrap refit starts."""
     w = np.ones(len(frame)) if weights is None else np.asarray(weights, dtype=float)
     if design is None:
-        design = drivers.Design(numeric, categorical).fit(frame)
+        design = Design(numeric, categorical).fit(frame)
     if Z is None:
         Z = design.transform(frame).to_numpy(dtype=float)
     y = frame["label"].to_numpy(dtype=float)
