@@ -38,6 +38,10 @@ from fupan.measures import features as F
 from fupan.measures import outcomes
 from fupan.models import drivers, health, logit
 
+#: Fewest churn events in the fitting snapshots for any model of the chapter.
+MIN_EVENTS = atrisk.MIN_EVENTS
+_NOT_FEATURES = ("customer_id", "snapshot_date", "label", "label_churned_at", "label_complete")
+
 
 @dataclass
 class HealthCheck:
@@ -258,13 +262,6 @@ def review(ds: Dataset) -> ChurnReview:
         at_risk_dropped=dropped,
         n_live=int(len(live)),
     )
-
-
-#: Fewest churn events in the fitting snapshots for any model of the chapter.
-MIN_EVENTS = atrisk.MIN_EVENTS
-
-
-_NOT_FEATURES = ("customer_id", "snapshot_date", "label", "label_churned_at", "label_complete")
 
 
 def _drivers(dd: drivers.DriverData, names: list[str], p: Any) -> drivers.DriverResult:
