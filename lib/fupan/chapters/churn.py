@@ -167,15 +167,12 @@ class ChurnReview:
 
     def results(self) -> dict[str, Any]:
         """What results.json records under ``churn`` from the chapter's computation."""
-        return {**_snapshot_results(self), **_driver_results(self), **_health_results(self)} | {
-            "signal_backtest": self.rules,
-            **(
-                {"at_risk_churned_dropped": self.at_risk_dropped}
-                if self.at_risk_dropped is not None
-                else {}
-            ),
-            "at_risk_count": int(len(self.at_risk)) if self.can_model else None,
-        }
+        out = {**_snapshot_results(self), **_driver_results(self), **_health_results(self)}
+        out["signal_backtest"] = self.rules
+        if self.at_risk_dropped is not None:
+            out["at_risk_churned_dropped"] = self.at_risk_dropped
+        out["at_risk_count"] = int(len(self.at_risk)) if self.can_model else None
+        return out
 
     def skipped(self) -> dict[str, str]:
         """Headline figures the computation could not give, with why in words."""
