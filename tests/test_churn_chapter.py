@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import tiny
 from conftest import ROOT
-from fupan.chapters import atrisk, lost
+from fupan.chapters import atrisk, churn, lost, signals
 from fupan.core import i18n
 from fupan.core import params as fparams
 from fupan.io import data as fdata
@@ -168,8 +168,16 @@ def test_at_risk_list_on_generated_data(tmp_path, demo_small):
 # Labels
 
 
+#: The modules that word chapter 2's slides and draw its charts (the notebook calls them).
+WORDING = [
+    ROOT / "lib" / "fupan" / "chapters" / f"{m}.py" for m in ("churn", "signals", "lost", "atrisk")
+] + [ROOT / "lib" / "fupan" / "report" / "plots" / "churn.py"]
+
+
 def test_every_label_the_notebook_uses_exists_in_both_languages():
     src = "\n".join("".join(c["source"]) for c in json.loads(NOTEBOOK.read_text())["cells"])
+    src += "\n".join(p.read_text(encoding="utf-8") for p in WORDING)
+    src = re.sub(r"\bch\.t\(|\bt\(|i18n\.t\(", "nb.t(", src)
     keys = set(re.findall(r'nb\.t\(\s*"([a-z0-9_.]+)"', src))
     recorded = set(re.findall(r'nb\.record\(\s*"([a-z0-9_.]+)"', src))
     keys |= set(re.findall(r'"(churn\.[a-z0-9_.]+)"', src)) - recorded
@@ -204,6 +212,119 @@ def test_notebook_is_committed_without_outputs_and_with_the_model_parameters():
     for c in nb["cells"]:
         if c["cell_type"] == "code":
             assert not c.get("outputs") and c.get("execution_count") is None
+
+
+# --------------------------------------------------------------------------------------
+# The slides' words
+
+
+def test_a_slide_that_cannot_be_made_records_its_title_and_why():
+    s = signals.Slide("No drivers", "The history is too short.", "drivers")
+    assert s.reason == "No drivers. The history is too short."
+    assert signals.Slide("Title only", None, "x").reason == "Title only"
+
+
+def test_review_on_tiny_data_says_why_each_model_slide_cannot_be_made(tmp_path):
+    d = tiny.write(tmp_path / "d")
+    ds = fdata.load(fparams.load(tiny.params_file(tmp_path, d, extra="lang: en\n")))
+    try:
+        ch = churn.review(ds)
+        res = ch.results()
+        # five customers: no model can be fitted, and every headline says so in words
+        assert not ch.can_model and not ch.can_drivers
+        assert res["health_auc"] is None and res["top_drivers"] is None
+        assert res["drivers_skipped"]["reason"] in ("history", "events")
+        o = churn.overview(ch)
+        assert o.slide.skip == "health" and not o.tiles
+        assert str(churn.MIN_EVENTS) in o.slide.title
+        assert o.bullets == [
+            i18n.t("churn.overview.b_drivers_skipped", "en", why=churn.drivers_why(ch))
+        ]
+        for s, key in (
+            (churn.weights_slide(ch), "health_weights"),
+            (churn.forest_slide(ch), "drivers"),
+        ):
+            assert s.skip == key and len(s.finding.split()) >= 3
+        km, s = signals.survival_by_tier(ch)
+        assert (km is None) == bool(s.skip)
+        sat = signals.satisfaction(ch)
+        assert signals.satisfaction_slide(ch, None).missing == "surveys"
+        assert signals.satisfaction_slide(ch, sat).skip in (None, "satisfaction")
+        lr = lost.review(ds, ch.status)
+        slide = lost.pareto_slide(lr, ds, i18n.Fmt("en"))
+        assert lr.has_reasons == (slide.skip is None)
+    finally:
+        ds.close()
+
+
+def test_rules_slide_never_calls_a_rule_without_lift_a_warning():
+    ch = _FakeReview(
+        pd.DataFrame(
+            {
+                "rule": ["a", "b"],
+                "available": [True, True],
+                "precision": [0.05, 0.08],
+                "lift": [0.9, 1.0],
+                "warning": [False, False],
+            }
+        )
+    )
+    s = signals.rules_slide(ch)
+    assert s.title == i18n.t("churn.signals.title_no_warning", "en", n=2) and s.skip is None
+    ch.rules.loc[1, ["lift", "warning"]] = [2.0, True]
+    s = signals.rules_slide(ch)
+    assert "2.0" in s.title and "b" in s.title
+
+
+class _FakeReview:
+    """What the rule slides read from a :class:`fupan.chapters.churn.ChurnReview`."""
+
+    lang, horizon, base_rate, n_dates = "en", 90, 0.05, 12
+    fmt = i18n.Fmt("en")
+    params = fparams.Params.model_construct(churn=fparams.ChurnParams())
+
+    def __init__(self, rules):
+        self.rules = rules
+
+    backtested = churn.ChurnReview.backtested
+    warnings = churn.ChurnReview.warnings
+
+    def t(self, key, **v):
+        return i18n.t(key, "en", **v)
+
+    def rule_label(self, rule):
+        return rule
+
+
+def test_trend_needs_two_surveyed_months():
+    trend = pd.DataFrame({"nps": [np.nan, 10.0], "churn_rate": [0.1, 0.2]})
+    s = signals.trend_slide(_FakeReview(pd.DataFrame()), trend)
+    assert s.skip == "nps_trend"
+
+
+def test_competitor_slide_without_lost_value_and_without_competitors():
+    comp = {"share": 0.0, "low": 0.0, "high": 0.2, "value_share": float("nan"), "by_competitor": []}
+    f = i18n.Fmt("en")
+    s = lost.competitor_slide(comp, "en", f)
+    want = i18n.t(
+        "churn.tier_reasons.title_novalue",
+        "en",
+        share=f.pct(0.0),
+        lo=f.pct(0.0),
+        hi=f.pct(0.2),
+        vshare="",
+    )
+    assert s.title == want
+    assert s.finding == i18n.t("churn.tier_reasons.finding_none", "en")
+
+
+def test_at_risk_words_quote_count_share_and_cut_off():
+    model = type("M", (), {"thresholds_": {"red": 12.4}})()
+    title, finding = atrisk.list_words(
+        pd.DataFrame({"x": range(5)}), 50, model, "en", i18n.Fmt("en")
+    )
+    assert title == i18n.t("churn.atrisk.title", "en", n="5", share=i18n.Fmt("en").pct(0.1))
+    assert "12" in finding
 
 
 # --------------------------------------------------------------------------------------

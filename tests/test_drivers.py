@@ -1,6 +1,7 @@
-"""fupan.models.drivers: design matrix, grouping, the three models against simulations with a known
-truth (stated tolerances), Cox counting-process splitting against the unsplit fit,
-Kaplan-Meier against a hand calculation and the log-rank test against scipy."""
+"""fupan.models.drivers and the models it runs (design, logit, hazard, trees): design
+matrix, grouping, the three models against simulations with a known truth (stated
+tolerances), Cox counting-process splitting against the unsplit fit, Kaplan-Meier against
+a hand calculation and the log-rank test against scipy."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fupan.core import params as fparams
-from fupan.models import drivers
+from fupan.models import design, drivers, hazard, logit, trees
 from scipy import stats
 
 
@@ -20,7 +21,7 @@ def test_design_standardises_and_encodes():
             "const": [1.0] * 200,
         }
     )
-    d = drivers.Design(["x", "const"], ["tier"], winsor=(0.0, 0.7)).fit(df)
+    d = design.Design(["x", "const"], ["tier"], winsor=(0.0, 0.7)).fit(df)
     Z = d.transform(df)
     assert "const" not in d.numeric_  # no variation, dropped
     assert d.reference_["tier"] == "gold"
@@ -39,10 +40,10 @@ def test_correlated_groups_and_representatives():
     rng = np.random.default_rng(0)
     a = rng.normal(size=3000)
     Z = pd.DataFrame({"a": a, "a2": a + 0.2 * rng.normal(size=3000), "b": rng.normal(size=3000)})
-    groups = drivers.correlated_groups(Z, 0.7)
+    groups = design.correlated_groups(Z, 0.7)
     assert sorted(map(sorted, groups)) == [["a", "a2"], ["b"]]
     y = rng.random(3000) < 1 / (1 + np.exp(-(-2 + 1.5 * Z.a2)))
-    reps = drivers.representatives(groups, Z, y)
+    reps = design.representatives(groups, Z, y)
     assert reps["a2"] == ["a2", "a"] and reps["b"] == ["b"]
 
 
@@ -53,7 +54,7 @@ def test_logit_recovers_known_odds_ratios():
     Z = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "null": rng.normal(size=n)})
     beta = np.array([0.7, -0.4, 0.0])
     y = rng.random(n) < 1 / (1 + np.exp(-(-2.5 + Z.to_numpy() @ beta)))
-    res = drivers.fit_logit(Z, y, np.arange(n))
+    res = logit.fit_logit(Z, y, np.arange(n))
     for name, b in zip(Z.columns, beta, strict=True):
         assert abs(res.coef[name] - b) < 3 * res.se[name]
         assert res.or_low[name] < np.exp(b) < res.or_high[name]
@@ -108,13 +109,13 @@ def test_cox_on_monthly_intervals_equals_the_unsplit_fit():
                 }
             )
     snap = pd.DataFrame(rows)
-    cp = drivers.counting_process(snap)
+    cp = hazard.counting_process(snap)
     # censored customers leave at their censoring time, not at the end of the last interval
     cens = ~snap.customer_id.map(surv.set_index("customer_id").event.astype(bool))
     last = snap.groupby("customer_id").snapshot_date.transform("max") == snap.snapshot_date
     end_day = snap.customer_id.map(surv.set_index("customer_id").time)
     cp.loc[cens & last, "exit"] = np.minimum(cp.exit, end_day)[cens & last]
-    res = drivers.fit_cox(snap[["a", "b"]], cp, snap.customer_id)
+    res = hazard.fit_cox(snap[["a", "b"]], cp, snap.customer_id)
     np.testing.assert_allclose(res.coef.to_numpy(), plain.params, atol=1e-6)
     # and both recover the simulated log hazard ratios within 3 SE
     assert abs(res.coef["a"] - 0.6) < 3 * res.se["a"]
@@ -129,7 +130,7 @@ def test_counting_process_by_hand():
             "label_churned_at": pd.to_datetime(["2026-02-10", "2026-02-10", None]),
         }
     )
-    cp = drivers.counting_process(snap)
+    cp = hazard.counting_process(snap)
     assert cp.entry.tolist() == [0, 31, 0]
     # a: churn on 02-10 is after January's interval [01-01, 02-01): censored at 31, then event
     assert cp.exit.tolist() == [31, 40.5, 31] and cp.event.tolist() == [0, 1, 0]
@@ -214,7 +215,7 @@ def test_definitional_features_are_adjusted_not_ranked():
     assert "recency_days" not in res.table.feature.tolist()
     assert res.adjusted_for == ["recency_days"]
     assert "s1_copy" not in res.table.feature.tolist()
-    assert drivers.independent_columns(
+    assert design.independent_columns(
         pd.DataFrame({"a": [1.0, 2, 3], "b": [2.0, 4, 6], "c": [1.0, 0, 1]})
     ) == ["a", "c"]
 
@@ -272,7 +273,7 @@ def test_kaplan_meier_by_hand_and_logrank_against_scipy():
     time = np.array([1, 2, 2, 3, 4, 1, 3, 5, 6, 7], float)
     event = np.array([1, 1, 0, 1, 0, 0, 1, 1, 1, 0])
     group = np.array(["x"] * 5 + ["y"] * 5)
-    curves, p = drivers.kaplan_meier(time, event, group)
+    curves, p = hazard.kaplan_meier(time, event, group)
     x = curves["x"]
     # S(1) = 4/5; S(2) = 4/5 * 3/4 = 0.6; S(3) = 0.6 * 1/2 = 0.3
     assert x.surv.tolist()[:4] == pytest.approx([1.0, 0.8, 0.6, 0.3])
@@ -344,14 +345,14 @@ def test_rank_auc_equals_sklearn_with_ties_and_weights():
             continue
         score = np.round(rng.normal(size=n) + y, int(rng.integers(0, 3)))  # many ties
         w = rng.integers(0, 4, n).astype(float)  # bootstrap-like, zero weights included
-        auc_of = drivers.RankAUC(y, score)
+        auc_of = design.RankAUC(y, score)
         assert auc_of() == pytest.approx(roc_auc_score(y, score), rel=1e-12)
         if w[y].sum() > 0 and w[~y].sum() > 0:
             assert auc_of(w) == pytest.approx(roc_auc_score(y, score, sample_weight=w), rel=1e-12)
-    one_class = drivers.RankAUC(np.array([True, False]), np.array([0.1, 0.2]))
+    one_class = design.RankAUC(np.array([True, False]), np.array([0.1, 0.2]))
     assert np.isnan(one_class(np.array([1.0, 0.0])))
     with pytest.raises(ValueError):
-        drivers.RankAUC(np.array([True, False]), np.array([np.nan, 0.2]))
+        design.RankAUC(np.array([True, False]), np.array([np.nan, 0.2]))
 
 
 def _interval_data(seed: int, n_customers: int = 1500) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -362,8 +363,8 @@ def _interval_data(seed: int, n_customers: int = 1500) -> tuple[pd.DataFrame, pd
         base = rng.normal(size=2)
         for m in range(12):
             x = base + 0.5 * rng.normal(size=2)
-            hazard = 0.004 * np.exp(0.5 * x[0] - 0.3 * x[1])
-            day = rng.exponential(1 / hazard)
+            rate = 0.004 * np.exp(0.5 * x[0] - 0.3 * x[1])
+            day = rng.exponential(1 / rate)
             event = day < 30
             rows.append(
                 (f"c{c}", 30.0 * m, 30.0 * m + (np.floor(day) + 0.5 if event else 30), event, *x)
@@ -379,7 +380,7 @@ def test_cox_equals_statsmodels_phreg_with_robust_errors():
     from statsmodels.duration.hazard_regression import PHReg
 
     Z, df = _interval_data(3)
-    res = drivers.fit_cox(Z, df, df.customer_id)
+    res = hazard.fit_cox(Z, df, df.customer_id)
     # statsmodels marks rows that are at risk at no event time with NaN score residuals:
     # fit it on the rows at risk somewhere (they carry the whole likelihood)
     times = np.unique(df.exit[df.event])
@@ -388,7 +389,7 @@ def test_cox_equals_statsmodels_phreg_with_robust_errors():
     )
     d = df[inside]
     ref = PHReg(d.exit, d[["a", "b"]], status=d.event.astype(int), entry=d.entry, ties="breslow")
-    ref = ref.fit(groups=drivers._codes(d.customer_id))
+    ref = ref.fit(groups=design._codes(d.customer_id))
     np.testing.assert_allclose(res.coef.to_numpy(), ref.params, rtol=1e-9)
     np.testing.assert_allclose(res.se.to_numpy(), ref.bse, rtol=1e-9)
     np.testing.assert_allclose(res.p.to_numpy(), ref.pvalues, rtol=1e-8)
@@ -398,7 +399,7 @@ def test_cox_equals_statsmodels_phreg_with_robust_errors():
 
 def test_cox_score_residuals_sum_to_the_score():
     Z, df = _interval_data(5, 400)
-    risk = drivers._CoxRiskSets(
+    risk = hazard._CoxRiskSets(
         df.entry.to_numpy(), df.exit.to_numpy(), df.event.to_numpy(bool), Z.to_numpy()
     )
     beta = np.array([0.2, -0.1])
@@ -431,7 +432,7 @@ def test_permutation_importance_equals_sklearn():
     est = HistGradientBoostingClassifier(
         max_iter=40, max_leaf_nodes=7, categorical_features="from_dtype", random_state=0
     ).fit(X, y.astype(int))
-    ours = drivers._tree_permutation_importance(est, X, y.to_numpy(), 3, 11)
+    ours = trees._tree_permutation_importance(est, X, y.to_numpy(), 3, 11)
     ref = permutation_importance(
         est, X, y.astype(int), scoring="roc_auc", n_repeats=3, random_state=11, n_jobs=1
     )
@@ -452,7 +453,7 @@ def test_design_transform_equals_standardised_raw_columns():
         }
     )
     fit_df.loc[::9, "region"] = None
-    d = drivers.Design(["x"], ["region", "code"]).fit(fit_df)
+    d = design.Design(["x"], ["region", "code"]).fit(fit_df)
     new = fit_df.assign(region=fit_df.region.where(rng.random(n) > 0.05, "unseen"))
     raw = d._raw(new)[d.columns_]
     expected = (raw - d.mean_[d.columns_]) / d.sd_[d.columns_]
@@ -520,11 +521,11 @@ def test_a_ten_level_noise_categorical_never_ranks(seed):
 def test_holm_and_joint_wald_by_hand():
     p = pd.Series({"a": 0.01, "b": 0.04, "c": 0.03})
     # sorted 0.01, 0.03, 0.04 -> 3 x 0.01, max(0.03, 2 x 0.03), max(0.06, 1 x 0.04)
-    assert drivers.holm(p).round(6).to_dict() == {"a": 0.03, "b": 0.06, "c": 0.06}
+    assert logit.holm(p).round(6).to_dict() == {"a": 0.03, "b": 0.06, "c": 0.06}
     fit = pd.DataFrame({"coef": [1.0, 2.0, 0.5]}, index=["x", "y", "z"])
     cov = pd.DataFrame(np.diag([0.25, 1.0, 0.25]), index=fit.index, columns=fit.index)
     fit.attrs["cov"] = cov
-    got = drivers.joint_wald(fit, {"xy": ["x", "y"], "z": ["z"]})
+    got = logit.joint_wald(fit, {"xy": ["x", "y"], "z": ["z"]})
     # W = 1/0.25 + 4/1 = 8 on 2 df; z: (0.5/0.5)^2 = 1 on 1 df
     assert got["xy"] == pytest.approx(stats.chi2.sf(8.0, 2))
     assert got["z"] == pytest.approx(stats.chi2.sf(1.0, 1))
@@ -555,7 +556,7 @@ def _assert_sklearn_conventions(est, fit_args, fitted_expected):
 def test_design_follows_scikit_learn_conventions():
     df = pd.DataFrame({"x": np.arange(50.0), "tier": ["a", "b"] * 25})
     numeric, categorical = ["x"], ("tier",)
-    d = drivers.Design(numeric, categorical, winsor=(0.0, 1.0))
+    d = design.Design(numeric, categorical, winsor=(0.0, 1.0))
     assert d.numeric is numeric and d.categorical is categorical  # stored as given
     _assert_sklearn_conventions(d, (df,), {"columns_", "mean_", "sd_"})
     assert list(d.get_feature_names_out()) == ["x", "tier=b"]
@@ -568,7 +569,7 @@ def test_driver_logit_follows_scikit_learn_conventions():
     Z = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
     y = rng.random(n) < 1 / (1 + np.exp(-(-1.0 + 0.8 * Z.a)))
     ids = np.repeat(np.arange(n // 4), 4)
-    m = drivers.DriverLogit(maxiter=100)
+    m = logit.DriverLogit(maxiter=100)
     _assert_sklearn_conventions(m, (Z, y, ids), {"coef_", "intercept_", "cov_", "summary_"})
     p = m.predict_proba(Z)
     assert p.shape == (n, 2)
@@ -578,9 +579,9 @@ def test_driver_logit_follows_scikit_learn_conventions():
 
     ref = Logit(y.astype(float), np.c_[np.ones(n), Z.to_numpy()]).fit(disp=0)
     np.testing.assert_allclose(p[:, 1], ref.predict(), rtol=1e-8)
-    pd.testing.assert_frame_equal(drivers.fit_logit(Z, y, ids), m.summary_)
+    pd.testing.assert_frame_equal(logit.fit_logit(Z, y, ids), m.summary_)
     with pytest.warns(DeprecationWarning, match="groups="):
-        old = drivers.fit_logit(Z, y, clusters=ids)
+        old = logit.fit_logit(Z, y, clusters=ids)
     pd.testing.assert_frame_equal(old, m.summary_)
 
 
@@ -588,7 +589,7 @@ def test_driver_cox_follows_scikit_learn_conventions():
     surv = _survival_data(n=600, seed=4)
     cp = pd.DataFrame({"entry": 0.0, "exit": surv.time, "event": surv.event})
     Z = surv[["a", "b"]]
-    m = drivers.DriverCox()
+    m = hazard.DriverCox()
     _assert_sklearn_conventions(m, (Z, cp, surv.customer_id), {"coef_", "cov_", "summary_"})
     np.testing.assert_allclose(m.predict(Z), Z.to_numpy() @ m.coef_.to_numpy())
-    pd.testing.assert_frame_equal(drivers.fit_cox(Z, cp, surv.customer_id), m.summary_)
+    pd.testing.assert_frame_equal(hazard.fit_cox(Z, cp, surv.customer_id), m.summary_)

@@ -5,7 +5,7 @@ notebook                 modules
 =======================  ==================================================
 00_data_check            ``quality``
 01_diagnosis             ``diagnosis``, ``funnel``, ``service``, ``touches``
-02_churn_root_cause      ``signals``, ``lost``, ``atrisk``
+02_churn_root_cause      ``churn``, ``signals``, ``lost``, ``atrisk``
 03_ltv_loss              ``clv``
 04_strategy_simulation   ``simulate`` (the scenarios file: ``fupan.core.scenarios``)
 05_kpi_tracking          ``kpi``

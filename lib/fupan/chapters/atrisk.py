@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from fupan.core import i18n
-from fupan.io import cache, engine
+from fupan.io import cache, engine, exports
 from fupan.io.data import Dataset
 from fupan.measures import features as F
 from fupan.measures import outcomes
@@ -382,3 +382,49 @@ def _listed(
         ["score", "churn_probability", "customer_id"], ascending=[True, False, True], kind="stable"
     ).reset_index(drop=True)
     return out[COLUMNS]
+
+
+# --------------------------------------------------------------------------------------
+# Chapter 2's at-risk slide and export
+
+
+def list_words(
+    listed: pd.DataFrame, n_live: int, model: health.LearnedHealth, lang: str, fmt: i18n.Fmt
+) -> tuple[str, str]:
+    """The at-risk slide's title (how many live customers are red, and their share) and
+    finding (the red band's cut-off)."""
+    n = int(len(listed))
+    return (
+        i18n.t("churn.atrisk.title", lang, n=fmt.int(n), share=fmt.pct(n / max(1, n_live))),
+        i18n.t("churn.atrisk.finding", lang, red=fmt.num(model.thresholds_["red"], 0)),
+    )
+
+
+def deck_list(
+    listed: pd.DataFrame, ds: Dataset
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """The at-risk list as chapter 2 exports and shows it.
+
+    Returns
+    -------
+    (the export: :data:`COLUMNS` the data supplied, tiers and bands in words, headers in
+    words; the shown table: name (the id for a customer without one), manager, tier,
+    score, reasons, leaving out a column the data does not hold; header words per column)
+    """
+    p, lang = ds.params, ds.params.lang
+    words = listed.assign(
+        tier=listed.tier.map(p.tier_label),
+        band=listed.band.map(lambda b: i18n.t(f"churn.band.{b}", lang)),
+    )
+    headers = {c: i18n.t(f"churn.acol.{c}", lang) for c in COLUMNS}
+    export = exports.drop_unsupplied(words[list(COLUMNS)], ds).rename(columns=headers)
+    # a customer without a name is shown by id; a column the data does not hold is not shown
+    words["customer_name"] = words.customer_name.where(
+        words.customer_name.notna(), words.customer_id
+    )
+    shown = [
+        c
+        for c in ["customer_name", "account_manager", "tier", "score", "reasons"]
+        if c in ("customer_name", "score", "reasons") or words[c].notna().any()
+    ]
+    return export, words[shown], headers

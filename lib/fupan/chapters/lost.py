@@ -14,17 +14,21 @@ slide says so.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import ibis
 import numpy as np
 import pandas as pd
 
+from fupan.chapters.signals import Slide, Table, finite, iso_day
+from fupan.core import i18n
 from fupan.io import engine
 from fupan.io.data import Dataset
 from fupan.measures import features as F
 from fupan.measures import outcomes
-from fupan.models.health import rate_with_ci
+from fupan.measures.outcomes import rate_with_ci
+from fupan.models import drivers
 
 UNRECORDED = "unrecorded"
 MODEL_OTHER = "other"
@@ -260,3 +264,167 @@ def stated_vs_model(lost: pd.DataFrame, model_reason: pd.Series) -> tuple[pd.Dat
     t = t.reindex(t.gap.abs().sort_values(ascending=False).index).reset_index(drop=True)
     agree = np.mean([m in r for m, r in zip(mr.to_numpy(), known.reasons, strict=True)])
     return t, {"customers": int(len(known)), "agreement": float(agree)}
+
+
+# --------------------------------------------------------------------------------------
+# Chapter 2's slides on lost customers
+
+
+@dataclass
+class LostReview:
+    """The lost customers of the review period and their stated reasons, weighted.
+
+    ``has_reasons`` is False without ``churn_events``, without lost customers, or when no
+    lost customer has a recorded reason; the tables are then empty.
+    """
+
+    lost: pd.DataFrame  # :func:`lost_customers`
+    unrecorded: pd.Series  # per lost customer: no reason recorded
+    has_reasons: bool
+    known: pd.DataFrame  # :func:`attribution` of the recorded reasons
+    by_count: pd.DataFrame  # :func:`pareto` by weighted count
+    by_value: pd.DataFrame  # :func:`pareto` by lost value
+
+
+def review(ds: Dataset, status: pd.DataFrame | None = None) -> LostReview:
+    """The period's lost customers, their reasons' Pareto by count and by lost value."""
+    p = ds.params
+    lost = lost_customers(ds, p.period_start, p.as_of, status=status)
+    unrecorded = (
+        lost.reasons.map(lambda r: r == [UNRECORDED]) if len(lost) else pd.Series(dtype=bool)
+    )
+    has = ds.has("churn_events") and len(lost) > 0 and not unrecorded.all()
+    if not has:
+        empty = pd.DataFrame()
+        return LostReview(lost, unrecorded, False, empty, empty, empty)
+    att = attribution(lost)
+    known = att[att.reason != UNRECORDED]
+    return LostReview(lost, unrecorded, True, known, pareto(known, "count"), pareto(known, "value"))
+
+
+def reason_label(reason: Any, lang: str) -> str:
+    """A reason's display name (``churn.reason.<reason>``; the reason itself when the
+    vocabulary has no label for it)."""
+    try:
+        return i18n.t(f"churn.reason.{reason}", lang)
+    except KeyError:
+        return str(reason)
+
+
+def lost_results(lr: LostReview) -> dict[str, Any]:
+    """What results.json records under ``churn`` about the lost customers."""
+    if not lr.has_reasons:
+        return {}
+    lost = lr.lost
+    return {
+        "lost_reasons": lr.by_count,
+        "lost_customers": {
+            "customers": len(lost),
+            "value": float(lost.lost_value.sum()),
+            "value_recorded_share": float((lost.value_source == "recorded").mean()),
+        },
+    }
+
+
+def pareto_slide(lr: LostReview, ds: Dataset, fmt: i18n.Fmt) -> Slide:
+    """The top stated reason by count and by lost value (or why there are no reasons)."""
+    p, lang = ds.params, ds.params.lang
+
+    def t(key: str, **v: Any) -> str:
+        return i18n.t(key, lang, **v)
+
+    if not lr.has_reasons:
+        missing = not ds.has("churn_events")
+        why = t("churn.pareto.missing_why" if missing else "churn.pareto.unrecorded_why")
+        gone = "churn_events" if missing else None
+        return Slide(t("churn.pareto.title_missing"), why, "lost_reasons", gone)
+    c, v, lost = lr.by_count, lr.by_value, lr.lost
+    # one recorded reason has no "top": say that every recorded reason is that one
+    if len(c) > 1:
+        title = t(
+            "churn.pareto.title",
+            top=reason_label(c.reason.iloc[0], lang),
+            share=fmt.pct(c.share.iloc[0]),
+            vtop=reason_label(v.reason.iloc[0], lang),
+            vshare=fmt.pct(v.share.iloc[0]),
+        )
+    else:
+        title = t("churn.pareto.title_one", reason=reason_label(c.reason.iloc[0], lang))
+    finding = t(
+        "churn.pareto.finding",
+        n=fmt.int(len(lost)),
+        value=fmt.money(lost.lost_value.sum()),
+        start=iso_day(p.period_start),
+        end=iso_day(p.as_of),
+        unrec=fmt.int(int(lr.unrecorded.sum())),
+        unrec_share=fmt.pct(float(lr.unrecorded.mean())),
+    )
+    return Slide(title, finding)
+
+
+def value_note(lr: LostReview, lang: str) -> str | None:
+    """Said when some lost value is estimated from spend rather than recorded."""
+    if (lr.lost.value_source != "recorded").any():
+        return i18n.t("churn.pareto.note_value", lang)
+    return None
+
+
+def competitor_slide(comp: dict, lang: str, fmt: i18n.Fmt) -> Slide:
+    """The competitor slide's title (share of lost customers and value to a competitor)
+    and finding (the three competitors who took the most customers)."""
+    top = ", ".join(f"{x['competitor']} {x['customers']}" for x in comp["by_competitor"][:3])
+    has_value = finite(comp["value_share"])
+    title = i18n.t(
+        "churn.tier_reasons.title" if has_value else "churn.tier_reasons.title_novalue",
+        lang,
+        share=fmt.pct(comp["share"]),
+        lo=fmt.pct(comp["low"]),
+        hi=fmt.pct(comp["high"]),
+        vshare=fmt.pct(comp["value_share"]) if has_value else "",
+    )
+    finding = (
+        i18n.t("churn.tier_reasons.finding", lang, top=top)
+        if top
+        else i18n.t("churn.tier_reasons.finding_none", lang)
+    )
+    return Slide(title, finding)
+
+
+def stated_vs_model_review(
+    ds: Dataset, lr: LostReview, result: Any, names: Sequence[str]
+) -> tuple[pd.DataFrame, dict]:
+    """:func:`stated_vs_model` with each lost customer's model reason from the driver
+    logit (``result``: :class:`fupan.models.drivers.DriverResult`) on their features
+    just before churn."""
+    before = features_before_churn(ds, lr.lost, names)
+    contrib = drivers.contributions(result, before).set_index(before.customer_id)
+    reasons = model_reasons(contrib, ds.params.churn.reason_features, result.groups)
+    return stated_vs_model(lr.lost, reasons)
+
+
+def stated_vs_model_slide(svm: pd.DataFrame, summary: dict, lang: str, fmt: i18n.Fmt) -> Slide:
+    """The reason with the largest gap between stated and model shares, and the agreement."""
+    g0 = svm.iloc[0]
+    key = "churn.svm.title_more" if g0.gap > 0 else "churn.svm.title_less"
+    title = i18n.t(
+        key,
+        lang,
+        reason=reason_label(g0.reason, lang),
+        stated=fmt.pct(g0.stated_share),
+        model=fmt.pct(g0.model_share),
+    )
+    finding = i18n.t(
+        "churn.svm.finding",
+        lang,
+        n=fmt.int(summary["customers"]),
+        agree=fmt.pct(summary["agreement"]),
+    )
+    return Slide(title, finding)
+
+
+def stated_vs_model_table(svm: pd.DataFrame, lang: str, fmt: i18n.Fmt) -> Table:
+    """Stated and model shares per reason, with their gap in points."""
+    cols = ["reason", "stated_share", "model_share", "gap"]
+    frame = svm.assign(reason=svm.reason.map(lambda r: reason_label(r, lang)))[cols]
+    headers = {c: i18n.t(f"churn.svm.col.{c}", lang) for c in cols}
+    return Table(frame, headers, {"stated_share": fmt.pct, "model_share": fmt.pct, "gap": fmt.pts})

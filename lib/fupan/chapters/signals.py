@@ -13,13 +13,23 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from fupan.models.health import cluster_bootstrap_draws, nan_percentile, rate_with_ci
+from fupan.chapters.atrisk import feature_label
+from fupan.core import i18n
+from fupan.measures import features as F
+from fupan.measures import outcomes
+from fupan.measures.outcomes import rate_with_ci
+from fupan.models import hazard
+from fupan.models.health import cluster_bootstrap_draws, nan_percentile
+
+if TYPE_CHECKING:
+    from fupan.chapters.churn import ChurnReview
 
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
 
@@ -330,10 +340,306 @@ def monthly_trend(snap: pd.DataFrame) -> pd.DataFrame:
 
 def rule_label(name: str, rule: Any, lang: str) -> str:
     """A rule's display name: ``churn.rule.<name>`` or "<feature label> <op> <threshold>"."""
-    from fupan.chapters.atrisk import feature_label
-    from fupan.core import i18n
-
     try:
         return i18n.t(f"churn.rule.{name}", lang)
     except i18n.MissingLabelError:
         return f"{feature_label(rule.feature, lang)} {rule.op} {rule.threshold:g}"
+
+
+# --------------------------------------------------------------------------------------
+# Slides: the words of chapter 2's slides on warning signs, survival and satisfaction
+# (the chapter's computation is :func:`fupan.chapters.churn.review`)
+
+
+@dataclass
+class Slide:
+    """A slide's words: its title and finding, or (``skip`` set) why it cannot be made.
+
+    ``skip`` is the slide's key under ``churn.skipped``; the reason recorded there is the
+    title and, when there is one, the finding (which then says what would enable it).
+    ``missing`` names a table whose absence the slide states (``deck.missing_table``).
+    """
+
+    title: str
+    finding: str | None = None
+    skip: str | None = None
+    missing: str | None = None  # the table whose absence the slide states
+
+    @property
+    def reason(self) -> str:
+        return f"{self.title}. {self.finding}".strip() if self.finding else self.title
+
+
+@dataclass
+class Table:
+    """A table as a slide shows it: rows, header words per column, formats, row limit."""
+
+    frame: pd.DataFrame
+    columns: dict[str, str]
+    formats: dict[str, Any] = field(default_factory=dict)
+    max_rows: int = 12
+
+
+def finite(v: Any) -> bool:
+    return v is not None and v == v and abs(v) != float("inf")
+
+
+def iso_day(ts: Any) -> str:
+    return pd.Timestamp(ts).strftime("%Y-%m-%d")
+
+
+def best_warning(ch: ChurnReview) -> Any:
+    return ch.warnings.sort_values("lift", ascending=False).iloc[0]
+
+
+def rules_slide(ch: ChurnReview) -> Slide:
+    """Warning rules backtested: the strongest warning sign, or that no rule raises risk."""
+    ok, f = ch.backtested, ch.fmt
+    if not len(ok):
+        return Slide(ch.t("churn.signals.title_none"), ch.t("churn.signals.none_why"), "signals")
+    finding = ch.t(
+        "churn.signals.finding",
+        n=ch.n_dates,
+        horizon=ch.horizon,
+        base=f.pct(ch.base_rate),
+        window=ch.params.churn.lead_window_days,
+    )
+    if not len(ch.warnings):
+        # no rule raises risk: say so, never call the least bad one a warning sign
+        return Slide(ch.t("churn.signals.title_no_warning", n=len(ok)), finding)
+    best = best_warning(ch)
+    return Slide(
+        ch.t(
+            "churn.signals.title",
+            rule=ch.rule_label(best.rule),
+            lift=f.num(best.lift, 1),
+            precision=f.pct(best.precision),
+        ),
+        finding,
+    )
+
+
+def rules_table(ch: ChurnReview) -> Table:
+    """Each backtested rule: flagged share, precision (CI), lift, recall, lead, churners."""
+    ok, f, none = ch.backtested, ch.fmt, ch.t("churn.signals.lift_none")
+
+    def precision(p: float, lo: float, hi: float) -> str:
+        if finite(lo) and finite(hi):
+            return f"{f.pct(p)} ({f.pct(lo)}–{f.pct(hi)})"
+        return f.pct(p) if finite(p) else none
+
+    tbl = pd.DataFrame(
+        {
+            "rule": [ch.rule_label(r) for r in ok.rule],
+            "flagged": ok.flagged_share,
+            "precision": [
+                precision(*x)
+                for x in zip(ok.precision, ok.precision_low, ok.precision_high, strict=True)
+            ],
+            "lift": [
+                (f.num(v, 1) if finite(v) else none)
+                + ("" if w else " " + ch.t("churn.signals.not_warning"))
+                for v, w in zip(ok.lift, ok.warning, strict=True)
+            ],
+            "recall": ok.recall,
+            "lead": [ch.lead_text(v) for v in ok.median_lead_days],
+            "churners": [
+                f"{int(a)}/{int(b)}" for a, b in zip(ok.churners_flagged, ok.churners, strict=True)
+            ],
+        }
+    )
+    cols = ["rule", "flagged", "precision", "lift", "recall", "lead", "churners"]
+    return Table(
+        tbl[cols], {c: ch.t(f"churn.col.{c}") for c in cols}, {"flagged": f.pct, "recall": f.pct}
+    )
+
+
+def lift_slide(ch: ChurnReview) -> Slide | None:
+    """Lift per rule with its interval; None when one rule, or no rule that flagged a
+    churner, leaves nothing to compare (the rules table already gives each lift)."""
+    ok = ch.backtested
+    if not (len(ok) >= 2 and (ok.lift > 0).any()):
+        return None
+    return Slide(
+        ch.t("churn.lift.title", n=int((ok.lift_low > 1).sum()), total=len(ok)),
+        ch.t("churn.lift.finding"),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Survival by tier and by NPS group; satisfaction and churn
+
+
+@dataclass
+class Survival:
+    """Kaplan-Meier curves per group of the customers live at ``start``."""
+
+    start: pd.Timestamp
+    curves: dict[Any, pd.DataFrame]
+    p: float  # log-rank p-value across the groups
+    one_year: dict[Any, float]  # survival at 365 days per group
+    order: list[Any]  # the groups in the order the chart draws them
+
+
+def survival_base(ch: ChurnReview) -> tuple[pd.Timestamp, pd.DataFrame]:
+    """The customers live at the first snapshot date that has any (a date before the data
+    has none), followed to churn or ``as_of``: ``time`` (days), ``event`` (churned)."""
+    status = ch.status
+    start = next(
+        (pd.Timestamp(x) for x in ch.dates if (status.acquired_at < pd.Timestamp(x)).any()),
+        pd.Timestamp(ch.dates[0]),
+    )
+    base = status[(status.acquired_at < start) & ~(status.churned_at < start)].copy()
+    end_t = base.churned_at.where(base.churned, ch.as_of)
+    base["time"] = (end_t - start).dt.days.clip(lower=0.5)
+    base["event"] = base.churned.astype(int)
+    return start, base
+
+
+def _survival(
+    start: pd.Timestamp, base: pd.DataFrame, group: np.ndarray, order: Sequence[Any]
+) -> Survival:
+    curves, p = hazard.kaplan_meier(base.time, base.event, group)
+    one_year = {g: float(c.surv[c.time <= 365].iloc[-1]) for g, c in curves.items()}
+    drawn = [g for g in order if g in curves] + [g for g in curves if g not in order]
+    return Survival(start, curves, p, one_year, drawn)
+
+
+def survival_by_tier(ch: ChurnReview) -> tuple[Survival | None, Slide]:
+    """Survival per tier and its slide's words; no curves when the tiers cannot be compared
+    (no tier column, one tier, or nobody live at the start)."""
+    start, base = survival_base(ch)
+    supplied = getattr(ch.ds, "supplied", None)
+    given = supplied("customers", "tier") if supplied else bool(ch.status.tier.notna().any())
+    live = base.tier.dropna().unique().tolist()
+    if len(base) and (not given or len(live) < 2):
+        # one group has no "highest" or "lowest": say what would make the comparison possible
+        key = "churn.km_tier.title_no_tier" if not given else "churn.km_tier.title_one_tier"
+        title = ch.t(key, tier=ch.params.tier_label(live[0]) if live else "")
+        return None, Slide(title, ch.t("churn.km_tier.one_tier_why"), "km_tier")
+    if not len(base):
+        return None, Slide(
+            ch.t("churn.km_tier.title_none"),
+            ch.t("churn.km_tier.none_why", start=iso_day(start)),
+            "km_tier",
+        )
+    kb = base[base.tier.notna()]
+    km = _survival(start, kb, kb.tier.to_numpy(), ch.params.tiers.order)
+    worst, best = min(km.one_year, key=km.one_year.get), max(km.one_year, key=km.one_year.get)
+    tier, pct = ch.params.tier_label, ch.fmt.pct
+    return km, Slide(
+        ch.t(
+            "churn.km_tier.title",
+            worst=tier(worst),
+            worst_s=pct(km.one_year[worst]),
+            best=tier(best),
+            best_s=pct(km.one_year[best]),
+        ),
+        ch.t("churn.km.finding", start=iso_day(start), p=f"{km.p:.3g}"),
+    )
+
+
+def survival_by_nps(ch: ChurnReview) -> tuple[Survival | None, Slide]:
+    """Survival of promoters, passives, detractors and the unsurveyed, and its slide; no
+    curves without surveys, or without both detractors and promoters and a churn."""
+    if not ch.ds.has("surveys"):
+        why = ch.t("churn.surveys_why")
+        return None, Slide(ch.t("churn.km_nps.title_missing"), why, "km_nps", "surveys")
+    start, base = survival_base(ch)
+    km = None
+    if len(base):
+        nps = F.customer_features(ch.ds, start, ["nps_latest"]).set_index("customer_id").nps_latest
+        km = _survival(start, base, nps_category(base.customer_id.map(nps)), NPS_CATEGORIES)
+        km.order = [c for c in NPS_CATEGORIES if c in km.curves]
+    # a comparison needs both groups and at least one churn among them
+    if km is None or not ({"detractor", "promoter"} <= set(km.curves) and finite(km.p)):
+        slide = Slide(
+            ch.t("churn.km_nps.title_few"),
+            ch.t("churn.km_nps.few_why", start=iso_day(start)),
+            "km_nps",
+        )
+        return km, slide
+    pct = ch.fmt.pct
+    return km, Slide(
+        ch.t(
+            "churn.km_nps.title",
+            det=pct(km.one_year["detractor"]),
+            pro=pct(km.one_year["promoter"]),
+        ),
+        ch.t("churn.km.finding", start=iso_day(start), p=f"{km.p:.3g}"),
+    )
+
+
+@dataclass
+class Satisfaction:
+    """Churn over the review period by NPS group and by CSAT score of the customers live
+    at its start, and the correlation of NPS with churn."""
+
+    start: pd.Timestamp
+    by_nps: pd.DataFrame
+    by_csat: pd.DataFrame
+    correlation: dict
+
+
+def satisfaction(ch: ChurnReview) -> Satisfaction:
+    """Churn within the review period by the latest survey answer before it began."""
+    start = pd.Timestamp(ch.params.period_start)
+    feats = F.customer_features(ch.ds, start, ["nps_latest", "csat_latest"])
+    at_start = outcomes.period_churn(ch.status, start, ch.as_of)
+    sat = at_start[["customer_id", "churned_in_period"]].merge(feats, on="customer_id", how="left")
+    by_nps = churn_by_group(nps_category(sat.nps_latest), sat.churned_in_period, NPS_CATEGORIES)
+    csat = sat.csat_latest.map(lambda v: "none" if v != v else str(int(v)))
+    by_csat = churn_by_group(csat, sat.churned_in_period, ["1", "2", "3", "4", "5", "none"])
+    corr = correlation(sat.nps_latest, sat.churned_in_period.astype(float))
+    return Satisfaction(start, by_nps, by_csat, corr)
+
+
+def satisfaction_slide(ch: ChurnReview, sat: Satisfaction | None) -> Slide:
+    """Detractors' versus promoters' churn (or why it cannot be compared)."""
+    if sat is None:
+        why = ch.t("churn.surveys_why")
+        return Slide(ch.t("churn.sat.title_missing"), why, "satisfaction", "surveys")
+    g, corr, f = sat.by_nps.set_index("group"), sat.correlation, ch.fmt
+    det, pro = g.rate.get("detractor", float("nan")), g.rate.get("promoter", float("nan"))
+    if not (finite(det) and finite(pro) and corr["n"] >= 3 and finite(corr["r"])):
+        return Slide(
+            ch.t("churn.sat.title_few"),
+            ch.t("churn.sat.few_why", start=iso_day(sat.start), n=f.int(corr["n"])),
+            "satisfaction",
+        )
+    return Slide(
+        ch.t("churn.sat.title", det=f.pct(det), pro=f.pct(pro)),
+        ch.t(
+            "churn.sat.finding",
+            start=iso_day(sat.start),
+            end=iso_day(ch.as_of),
+            r=f.num(corr["r"], 2),
+            lo=f.num(corr["low"], 2),
+            hi=f.num(corr["high"], 2),
+            n=f.int(corr["n"]),
+        ),
+    )
+
+
+def survey_trend(ch: ChurnReview) -> pd.DataFrame:
+    """:func:`monthly_trend` of the chapter's snapshots (no rows without snapshots)."""
+    return monthly_trend(ch.snap) if len(ch.snap) else pd.DataFrame({"nps": []})
+
+
+def trend_slide(ch: ChurnReview, trend: pd.DataFrame) -> Slide:
+    """NPS and churn rate from the first to the last month with surveyed customers."""
+    # the months with surveyed customers (NPS is undefined where nobody was surveyed yet)
+    tn = trend[trend.nps.notna()]
+    if len(tn) < 2:
+        return Slide(ch.t("churn.trend.title_few"), ch.t("churn.trend.few_why"), "nps_trend")
+    f = ch.fmt
+    return Slide(
+        ch.t(
+            "churn.trend.title",
+            nps0=f.num(tn.nps.iloc[0], 0),
+            nps1=f.num(tn.nps.iloc[-1], 0),
+            c0=f.pct(tn.churn_rate.iloc[0]),
+            c1=f.pct(tn.churn_rate.iloc[-1]),
+        ),
+        ch.t("churn.trend.finding", horizon=ch.horizon),
+    )

@@ -198,7 +198,14 @@ def period_churn(status: pd.DataFrame, start: str | dt.date, end: str | dt.date)
 
 
 def rate_with_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float, float]:
-    """A proportion with its Wilson score interval (well-behaved for small n and rates near 0)."""
+    """A proportion with its Wilson score interval (well-behaved for small n and rates near 0).
+
+    The one rate-with-interval of the package: every chapter's rates, bands and bootstrap
+    tables call it. The limits always hold the estimate (``low <= rate <= high``, within
+    [0, 1]): at a rate of 0 or 1 rounding can put a Wilson limit a hair beyond it, and a
+    chart's error bar drawn from the difference must never be negative. ``n == 0`` gives
+    NaN for all three.
+    """
     if n == 0:
         return (float("nan"),) * 3
     p = successes / n

@@ -30,16 +30,15 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils.validation import check_is_fitted
 
 from fupan.core import progress
-from fupan.measures.outcomes import rate_with_ci as _wilson
-from fupan.models.drivers import (
-    ALPHA,
+from fupan.measures.outcomes import rate_with_ci
+from fupan.models.design import (
     Design,
     RankAUC,
     correlated_groups,
     renamed_arguments,
-    screen_categoricals,
     single_threaded,
 )
+from fupan.models.logit import ALPHA, screen_categoricals
 
 BANDS = ("red", "amber", "green")
 
@@ -128,7 +127,7 @@ class LearnedHealth(ClassifierMixin, BaseEstimator):
     n_folds : cross-validation folds (split by customer).
     random_state : seed for the fold assignment and the correlation sample.
     screen_categorical : a categorical feature enters only if its levels jointly go with
-        churn (:func:`fupan.models.drivers.screen_categoricals`: clustered Wald test, Holm), so a
+        churn (:func:`fupan.models.logit.screen_categoricals`: clustered Wald test, Holm), so a
         column assigned at random gets no weight.
     alert_volume, amber_volume, target_precision : how the band thresholds are chosen on
         the fitting rows (:func:`choose_thresholds`): the bands belong to the reference
@@ -136,7 +135,7 @@ class LearnedHealth(ClassifierMixin, BaseEstimator):
 
     Attributes
     ----------
-    design_ : the fitted :class:`fupan.models.drivers.Design`.
+    design_ : the fitted :class:`fupan.models.design.Design`.
     groups_ : group name -> member design columns (a categorical feature is one group).
     signs_ : design column -> +1/-1, its orientation inside its group's composite.
     orientation_ : +1/-1 per composite, the direction in which it goes with churn alone.
@@ -501,18 +500,6 @@ def band(health: np.ndarray, thresholds: Mapping[str, float]) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------
 # Backtest
-
-
-def rate_with_ci(successes: int, n: int) -> tuple[float, float, float]:
-    """Wilson 95% interval, with the limits never on the wrong side of the rate.
-
-    At a rate of exactly 0 or 1 the Wilson limit meets the rate, and rounding can put it a
-    hair beyond; charts draw error bars from these differences.
-    """
-    p, lo, hi = _wilson(successes, n)
-    if n == 0:
-        return p, lo, hi
-    return p, min(lo, p), max(hi, p)
 
 
 @renamed_arguments(clusters="groups", seed="random_state")

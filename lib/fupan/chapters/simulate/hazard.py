@@ -12,7 +12,7 @@ import pandas as pd
 from scipy import optimize
 from threadpoolctl import threadpool_limits
 
-from fupan.models import drivers
+from fupan.models.design import Design
 
 # --------------------------------------------------------------------------------------
 # The hazard model
@@ -114,7 +114,7 @@ class HazardModel:
     intercept : calibrated intercept.
     """
 
-    design: drivers.Design
+    design: Design
     beta: np.ndarray
     intercept: float
 
@@ -177,7 +177,7 @@ def fit_hazard(
     numeric: Sequence[str],
     categorical: Sequence[str],
     weights: np.ndarray | None = None,
-    design: drivers.Design | None = None,
+    design: Design | None = None,
     start: np.ndarray | None = None,
     Z: np.ndarray | None = None,
 ) -> HazardModel:
@@ -200,7 +200,7 @@ def _fit_hazard(
     numeric: Sequence[str],
     categorical: Sequence[str],
     weights: np.ndarray | None = None,
-    design: drivers.Design | None = None,
+    design: Design | None = None,
     start: np.ndarray | None = None,
     Z: np.ndarray | None = None,
 ) -> tuple[HazardModel, np.ndarray]:
@@ -208,7 +208,7 @@ def _fit_hazard(
     intercept is calibrated), where a bootstrap refit starts."""
     w = np.ones(len(frame)) if weights is None else np.asarray(weights, dtype=float)
     if design is None:
-        design = drivers.Design(numeric, categorical).fit(frame)
+        design = Design(numeric, categorical).fit(frame)
     if Z is None:
         Z = design.transform(frame).to_numpy(dtype=float)
     y = frame["label"].to_numpy(dtype=float)
