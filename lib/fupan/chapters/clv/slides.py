@@ -79,7 +79,16 @@ class Deck:
     """Chapter 3's slides from one review (see :func:`deck`); ``ok`` is False when the review
     could not be made (only :meth:`headline` then has a slide)."""
 
-    def __init__(self, ds, fmt, status, rv: Review | None, error, run_dir, mask) -> None:
+    def __init__(
+        self,
+        ds: Dataset,
+        fmt: i18n.Fmt,
+        status: pd.DataFrame,
+        rv: Review | None,
+        error: str | None,
+        run_dir: str,
+        mask: Callable[[pd.DataFrame], pd.DataFrame],
+    ) -> None:
         self.ds, self.f, self.status, self.rv, self.error = ds, fmt, status, rv, error
         self.P, self.L, self.mask = ds.params, ds.params.ltv, mask
         self.ok = rv is not None
