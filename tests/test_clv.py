@@ -21,6 +21,7 @@ from fupan.core import i18n
 from fupan.core import params as fparams
 from fupan.core.params import LtvParams
 from fupan.io import data as fdata
+from fupan.io import engine
 from fupan.measures.outcomes import churn_status
 from fupan.models.ltv import (
     BetaGeo,
@@ -48,16 +49,16 @@ def connect(folder: Path, data_dir: Path, extra: str = "") -> fdata.Dataset:
 # Dates and the period ledger
 
 
-def test_snapshot_dates_month_starts_then_now():
-    snaps = clv.snapshot_dates("2025-11-01", "2026-10-31")
+def test_month_starts_then_now():
+    snaps = clv.month_starts("2025-11-01", "2026-10-31")
     assert snaps[0] == TS("2025-11-01") and snaps[-1] == TS("2026-11-01")
     assert len(snaps) == 13
     assert all(s.day == 1 for s in snaps)
-    mid = clv.snapshot_dates("2025-11-15", "2026-02-10")
+    mid = clv.month_starts("2025-11-15", "2026-02-10")
     assert mid == [
         TS(d) for d in ("2025-11-15", "2025-12-01", "2026-01-01", "2026-02-01", "2026-02-11")
     ]
-    quarterly = clv.snapshot_dates("2025-11-01", "2026-10-31", months=3)
+    quarterly = clv.month_starts("2025-11-01", "2026-10-31", months=3)
     assert quarterly == [
         TS(d)
         for d in (
@@ -70,7 +71,7 @@ def test_snapshot_dates_month_starts_then_now():
         )
     ]
     with pytest.raises(ValueError, match="before as_of"):
-        clv.snapshot_dates("2026-11-01", "2026-10-31")
+        clv.month_starts("2026-11-01", "2026-10-31")
 
 
 def _status(rows: list[tuple[str, str, str | None]]) -> pd.DataFrame:
@@ -95,7 +96,7 @@ def test_period_ledger_values_each_churn_at_the_last_snapshot_before_it():
             ("I", "2024-01-01", None),  # first valued at the third snapshot
         ]
     )
-    snaps = clv.snapshot_dates("2025-11-01", "2026-10-31")
+    snaps = clv.month_starts("2025-11-01", "2026-10-31")
     worth = {"A": 100.0, "C": 30.0, "D": 40.0, "E": 50.0, "F": 60.0, "G": 70.0, "I": 90.0}
     asked: list[tuple[pd.Timestamp, list[str]]] = []
 
@@ -188,7 +189,7 @@ def test_period_ledger_equals_the_per_customer_loop(seed):
     n = 600
     # dates as the params give them: the snapshots then mix units (seconds, and "now" in
     # microseconds), which the ledger's date columns must keep as the loop did
-    snaps = clv.snapshot_dates(TS("2025-11-15").date(), TS("2026-10-31").date())
+    snaps = clv.month_starts(TS("2025-11-15").date(), TS("2026-10-31").date())
     acquired = TS("2024-06-01") + pd.to_timedelta(rng.integers(0, 880, n), unit="D")
     churned = TS("2025-06-01") + pd.to_timedelta(rng.integers(0, 520, n), unit="D")
     on_snap = rng.random(n) < 0.1
@@ -769,7 +770,7 @@ def test_frames_read_with_engine_to_pandas_equal_ibis(tmp_path, demo_contractual
         )
 
     fast = frames()
-    monkeypatch.setattr(clv.engine, "to_pandas", lambda expr: expr.to_pandas())
+    monkeypatch.setattr(engine, "to_pandas", lambda expr: expr.to_pandas())
     for got, want in zip(fast, frames(), strict=True):
         pd.testing.assert_frame_equal(got, want, check_exact=True)
 
@@ -809,7 +810,7 @@ def test_valuer_summaries_equal_transaction_summary(tmp_path, demo_small):
     """The review's one-pass summaries are the per-date queries' frames, holdout included."""
     ds = connect(tmp_path, demo_small)
     ltv = ds.params.ltv
-    snaps = clv.snapshot_dates(ds.params.period_start, ds.params.as_of)
+    snaps = clv.month_starts(ds.params.period_start, ds.params.as_of)
     valuer = clv.Valuer(ds, clv.TRANSACTIONS, snaps)
     for s in snaps:
         want = clv.transaction_summary(ds, s, ltv)

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from fupan import demo
 from fupan.chapters import followup
+from fupan.chapters.followup.headline import _row
 from fupan.core import i18n
 from fupan.core import params as fparams
 from fupan.io import data as fdata
@@ -502,7 +503,7 @@ def test_headline_intervals_cover_the_truth_in_a_simulation():
     for i in range(draws):
         y = rng.random(n) < rng.beta(2, 30, n)
         _, lo, hi = outcomes.rate_with_ci(int(y.sum()), n)
-        row = followup._row("churn_rate", "model_then", n, p_true, y.mean(), lo, hi, None)
+        row = _row("churn_rate", "model_then", n, p_true, y.mean(), lo, hi, None)
         held["churn"] += row["verdict"] == "held"
         assert (row["verdict"] == "held") == (lo <= p_true <= hi)
         x = np.where(rng.random(n) < 0.3, 0.0, rng.lognormal(8, 1, n))

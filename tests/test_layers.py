@@ -18,9 +18,9 @@ PKG = ROOT / "lib" / "fupan"
 #: import time.
 KNOWN_UPWARD = {
     # chapters write what the run records through the report's Recorder and show slides
-    ("chapters/clv.py", "fupan.report.results"),
-    ("chapters/followup.py", "fupan.report.results"),
-    ("chapters/followup.py", "fupan.report"),  # `from fupan.report import results`
+    ("chapters/clv/risk.py", "fupan.report.results"),
+    ("chapters/followup/review.py", "fupan.report.results"),
+    ("chapters/followup/review.py", "fupan.report"),  # `from fupan.report import results`
     ("chapters/kpi.py", "fupan.report"),  # show, charts for the KPI chapter's slides
     # the validation of a spend tier at load uses the same trailing-year window as segments
     ("io/data.py", "fupan.measures.segments"),
