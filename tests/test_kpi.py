@@ -318,8 +318,8 @@ def test_touch_coverage(october):
     assert value(october, "touch_coverage") == pytest.approx(2 / 6)
 
 
-def test_at_risk_list(ds):
-    risk = kpi.at_risk_list(ds, dt.date(2026, 10, 31))
+def test_at_risk_by_rules(ds):
+    risk = kpi.at_risk_by_rules(ds, dt.date(2026, 10, 31))
     # G: usual interval (06-30 - 03-31) / 3 = 30.3 days, 123 days without an order (> 60)
     #    and spend in the last 90 days 0 against 50 before -> overdue, spend_drop.
     # H: latest NPS 2 and a gold ticket open since 10-20 (SLA 2 days) -> two signals.
@@ -332,7 +332,7 @@ def test_at_risk_list(ds):
     assert g.spend_12m == pytest.approx(100.0)
     assert risk.iloc[1].spend_12m == pytest.approx(40.0)
     # At 09-30 only G was at risk (H had one signal): H is new in October.
-    assert kpi.at_risk_list(ds, dt.date(2026, 9, 30)).customer_id.tolist() == ["G"]
+    assert kpi.at_risk_by_rules(ds, dt.date(2026, 9, 30)).customer_id.tolist() == ["G"]
 
 
 def _valuation(p_alive: dict[str, float] | None = None):
@@ -482,8 +482,8 @@ def test_a_month_computed_later_equals_the_month_computed_then(ds, fixture_dir, 
     try:
         a, ca = kpi.compute_series(ds, [month], model_months=set())
         b, cb = kpi.compute_series(then, [month], model_months=set())
-        risk_now = kpi.at_risk_list(ds, kpi.month_end(month))
-        risk_then = kpi.at_risk_list(then, kpi.month_end(month))
+        risk_now = kpi.at_risk_by_rules(ds, kpi.month_end(month))
+        risk_then = kpi.at_risk_by_rules(then, kpi.month_end(month))
     finally:
         then.close()
     pd.testing.assert_frame_equal(a, b)

@@ -264,7 +264,7 @@ def red_list_then(ds_cut: Dataset) -> tuple[pd.DataFrame, str]:
         return out.reset_index(drop=True), "health"
     status = outcomes.churn_status(ds_cut, cut)
     live = status.loc[~status.churned, ["customer_id"]].reset_index(drop=True)
-    rules = kpi.at_risk_list(ds_cut, cut, status=status)
+    rules = kpi.at_risk_by_rules(ds_cut, cut, status=status)
     live["flagged"] = live.customer_id.isin(rules.customer_id)
     return live, "rules"
 

@@ -259,9 +259,12 @@ def customer_facts(ds: Dataset, as_of: dt.date, status: pd.DataFrame | None = No
     return df
 
 
-def at_risk_list(ds: Dataset, as_of: dt.date, status: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Active customers showing warning signals at ``as_of`` (the rule-based interim list,
-    used when the churn chapter's health score is not available).
+def at_risk_by_rules(
+    ds: Dataset, as_of: dt.date, status: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Active customers showing warning signals at ``as_of``, by fixed rules: the interim
+    at-risk list, used when the churn chapter's health score (its model-based list,
+    :func:`fupan.chapters.atrisk.at_risk_list`) is not available.
 
     A customer is at risk when ``overdue``, or when two or more of the other signals fire.
     Signals (thresholds in ``params.kpi``), each a reason code:
@@ -357,7 +360,7 @@ def at_risk_list(ds: Dataset, as_of: dt.date, status: pd.DataFrame | None = None
 
 def _risk(ctx: _Ctx, day: dt.date) -> pd.DataFrame:
     if day not in ctx._risk:
-        ctx._risk[day] = at_risk_list(ctx.ds, day, status=ctx.status(day))
+        ctx._risk[day] = at_risk_by_rules(ctx.ds, day, status=ctx.status(day))
     return ctx._risk[day]
 
 
@@ -366,7 +369,7 @@ def health_at_risk(ctx: _Ctx, w: Window) -> tuple[pd.DataFrame, pd.DataFrame, st
 
     With the churn chapter's health score: customers in the red band (riskiest first, reasons
     in words), new = red now and scored but not red at the previous month end (same model
-    and thresholds). Otherwise the interim rules of :func:`at_risk_list`, new = at risk now
+    and thresholds). Otherwise the interim rules of :func:`at_risk_by_rules`, new = at risk now
     and active but not at risk at the previous month end.
 
     Returns
