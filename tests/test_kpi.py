@@ -378,7 +378,6 @@ PREV_BANDS = {"A": "green", "B": "amber", "E": "green", "G": "red", "H": "amber"
 
 
 def test_model_kpis_from_clv_and_health(ds, fast_clv, monkeypatch):
-    pytest.importorskip("fupan.chapters.clv")
     monkeypatch.setattr(kpi_value, "clv_valuation", lambda ds, day: _valuation())
     monkeypatch.setattr(kpi_value, "health_bands", _health_frames(NOW_BANDS, PREV_BANDS))
     values, _ = kpi.compute_series(ds, ["2026-10"])
@@ -393,7 +392,6 @@ def test_model_kpis_from_clv_and_health(ds, fast_clv, monkeypatch):
 
 
 def test_ltv_at_risk_without_health_uses_p_alive(ds, fast_clv, monkeypatch):
-    pytest.importorskip("fupan.chapters.clv")
     monkeypatch.setattr(
         kpi_value, "clv_valuation", lambda ds, day: _valuation({"G": 0.2, "H": 0.4, "B": 0.1})
     )

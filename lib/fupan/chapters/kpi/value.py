@@ -29,8 +29,6 @@ def clv_valuation(ds: Dataset, as_of: dt.date) -> Any:
 
     Raises
     ------
-    ImportError
-        when chapter 3's module is not installed.
     ValueError
         when the models cannot be fitted or did not converge (too little data).
     """
@@ -46,13 +44,8 @@ def clv_valuation(ds: Dataset, as_of: dt.date) -> Any:
 
 
 def customer_clv(ds: Dataset, as_of: dt.date) -> pd.Series:
-    """Discounted CLV per customer, from data on or before ``as_of``.
-
-    Chapter 3's valuation when :mod:`fupan.chapters.clv` is installed (so both chapters quote the
-    same CLV); otherwise BG/NBD for purchases and Gamma-Gamma for spend (:mod:`fupan.models.ltv`)
-    over ``ltv.horizon_years`` with ``ltv.margin`` and ``ltv.discount_rate_annual``
-    (customers whose refunds outweigh their repeat purchases have their repeat spend counted
-    as zero; customers whose first purchase is on ``as_of`` have no CLV yet).
+    """Discounted CLV per customer, from data on or before ``as_of``: chapter 3's valuation
+    (:func:`clv_valuation`), so both chapters quote the same CLV.
 
     Raises
     ------
@@ -60,49 +53,7 @@ def customer_clv(ds: Dataset, as_of: dt.date) -> pd.Series:
         when the models cannot be fitted or their fit does not converge (e.g. too few
         customers with a repeat purchase).
     """
-    try:
-        return clv_valuation(ds, as_of).values["clv"].astype(float).rename("clv")
-    except ImportError:
-        pass
-    from fupan.models.ltv import BetaGeo, GammaGamma, summary_from_orders
-
-    p = ds.params.ltv
-    o = ds["orders"]
-    c = (
-        ds["customers"]
-        .filter(lambda t: t.acquired_at <= ibis.literal(as_of))
-        .select(cid="customer_id")
-    )
-    o = o.join(c, o.customer_id == c.cid).select("customer_id", "order_date", "amount")
-    summ = summary_from_orders(o, as_of + dt.timedelta(days=1), freq=p.time_unit)
-    summ = summ[summ["T"] > 0]
-    if summ.empty:
-        raise ValueError("no customer has an order")
-    monetary = summ.monetary.clip(lower=0.0)
-    fit_rows = summ[(summ.frequency > 0) & (summ.monetary > 0)]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        bg = BetaGeo().fit(summ)
-        gg = GammaGamma().fit(fit_rows.frequency, fit_rows.monetary)
-    # A fit that did not converge gives no number worth reporting (too little data).
-    failed = [str(w.message) for w in caught if "did not converge" in str(w.message)]
-    if failed:
-        raise ValueError(failed[0])
-    horizon = max(1, int(round(p.horizon_years * 12)))
-    value = gg.clv(
-        bg,
-        summ.frequency,
-        summ.recency,
-        summ["T"],
-        monetary,
-        time_unit=p.time_unit,
-        horizon=horizon,
-        period="M",
-        discount_rate=p.discount_rate_annual,
-        discount_period="Y",
-        margin=p.margin,
-    )
-    return pd.Series(np.asarray(value, dtype=float), index=summ.index, name="clv")
+    return clv_valuation(ds, as_of).values["clv"].astype(float).rename("clv")
 
 
 # Optional chapter models must never stop the monthly report: a failure makes their KPIs
@@ -121,8 +72,6 @@ def _clv(ctx: _Ctx, day: dt.date) -> tuple[pd.Series | None, str | None]:
     if day not in ctx._clv:
         try:
             ctx._clv[day] = (customer_clv(ctx.ds, day), None)
-        except ImportError:
-            ctx._clv[day] = (None, "model:ltv")
         except _MODEL_ERRORS:
             # too little data to fit (early months, tiny data): the KPI is not available
             ctx._clv[day] = (None, "model_failed:ltv")
@@ -140,7 +89,7 @@ def _as_of_view(ds: Dataset, day: dt.date) -> Dataset:
 def health_bands(
     ds: Dataset, as_of: dt.date, before: dt.date | None = None
 ) -> tuple[Any, str | None]:
-    """Health scores and bands from the churn chapter (:mod:`fupan.chapters.atrisk`), if installed.
+    """Health scores and bands from the churn chapter (:mod:`fupan.chapters.atrisk`).
 
     The health model is trained as of ``as_of`` (only snapshots whose labels are known by
     then) and scores every live customer at ``as_of``, and, with ``before``, at that earlier
@@ -151,9 +100,8 @@ def health_bands(
     ``({date: frame}, None)`` with frames ``customer_id, customer_name, account_manager, tier,
     score, band, churn_probability, reasons`` (reasons in words for the red band at
     ``as_of``, empty otherwise), or ``(None, why)``:
-    ``disabled:health`` when ``kpi.at_risk_source`` is ``rules``, ``model:health`` when the
-    module is missing, ``model_failed:health`` when it fails (for example too little data
-    to train).
+    ``disabled:health`` when ``kpi.at_risk_source`` is ``rules``, ``model_failed:health``
+    when the model fails (for example too little data to train).
 
     Raises
     ------
@@ -163,16 +111,8 @@ def health_bands(
     source = ds.params.kpi.at_risk_source
     if source == "rules":
         return None, "disabled:health"
-    try:
-        from fupan.chapters import atrisk  # built by the churn chapter
-    except ImportError:
-        atrisk = None
-    if atrisk is None or not (hasattr(atrisk, "train") and hasattr(atrisk, "at_risk_lists")):
-        if source == "health":
-            raise RuntimeError(
-                "kpi.at_risk_source is 'health' but fupan.chapters.atrisk is not installed"
-            )
-        return None, "model:health"
+    from fupan.chapters import atrisk  # the churn chapter's health score
+
     view = _as_of_view(ds, as_of)
     everyone = ("red", "amber", "green")
     try:
@@ -409,10 +349,8 @@ def ltv_at_risk(ctx: _Ctx, w: Window) -> tuple[float | None, int | None, str | N
     """Chapter 3's LTV at risk (:func:`fupan.chapters.clv.at_risk`): the sum of churn probability x CLV
     over the customers at risk, with the churn chapter's red band and probabilities when the
     health score is available, else the CLV model's own view (P(alive) or renewal due)."""
-    try:
-        from fupan.chapters import clv as chapter3
-    except ImportError:
-        return None, None, "model:ltv"
+    from fupan.chapters import clv as chapter3
+
     try:
         val = clv_valuation(ctx.ds, w.end)
     except _MODEL_ERRORS:
