@@ -13,6 +13,7 @@ import pytest
 import tiny
 from fupan.core import params as fparams
 from fupan.io import data as fdata
+from fupan.measures import feature_tables
 from fupan.measures import features as F
 
 
@@ -377,9 +378,9 @@ def test_activity_period_is_the_most_common_gap(tmp_path, monkeypatch, step):
     act = pd.concat([act, act.iloc[[0]].assign(period_start="2026-09-30")])  # one odd gap
     ds = _ds(tmp_path, activity=act)
     try:
-        assert F._period_days(ds) == step
+        assert feature_tables._period_days(ds) == step
         # above the sample size, every k-th customer by id decides: the same answer here
-        monkeypatch.setattr(F, "PERIOD_SAMPLE_CUSTOMERS", 2)
-        assert F._period_days(ds) == step
+        monkeypatch.setattr(feature_tables, "PERIOD_SAMPLE_CUSTOMERS", 2)
+        assert feature_tables._period_days(ds) == step
     finally:
         ds.close()
