@@ -222,7 +222,7 @@ class Forecast:
     notes : why a part is missing, by part (``clv``, ``calibration``, ...), as codes.
     flagged_count_then : the red list's size as that run recorded it (previous runs).
     results_then : the previous run's results.json (empty for a backtest).
-    before : :func:`fupan.measures.segments.customer_features` at ``as_of_then`` from the data as it
+    before : :func:`fupan.measures.segments.customer_features_as_of` at ``as_of_then`` from the data as it
         stood then (``spend_12m`` is the revenue of the year to the cut); ``None`` for a
         previous run's export.
     base : the forecasts a reader would make without a model, from the data as it stood
@@ -340,7 +340,7 @@ def _forecast_at(ds_at: Dataset, months: int) -> Forecast:
         notes["clv"] = "contracts" if str(exc) == "contracts" else "model_failed"
     except ImportError:
         notes["clv"] = "model_missing"
-    before = segments.customer_features(ds_at, at, engagement=False)
+    before = segments.customer_features_as_of(ds_at, at, engagement=False)
     base = base_rates(ds_at, horizon, before)
     if method == "rules":
         notes["calibration"] = "rules"
@@ -1132,7 +1132,7 @@ def nrr_forecast_row(
     if isinstance(made, str):
         return made
     forecast, fparts = made
-    feats = segments.customer_features(ds, day, engagement=False)
+    feats = segments.customer_features_as_of(ds, day, engagement=False)
     # the same cohort's actual (the orders reach back: their first is the same as then)
     actual, parts, _ = nrr_with_parts(feats[feats.customer_id.isin(fparts.customer_id)], day)
     if actual is None:

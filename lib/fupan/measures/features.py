@@ -13,7 +13,7 @@ Public API
     the catalogue names computable from the tables present (``dim_*`` expanded).
 ``feature_expr(ds, pairs, names)``
     an Ibis expression: one row per (customer, snapshot date) pair, the features as columns.
-``customer_features(ds, as_of, names)``
+``customer_features_before(ds, day, names)``
     one row per customer acquired before ``as_of``, as a pandas DataFrame.
 ``snapshot_dates(as_of, months, horizon_days)``
     monthly snapshot dates whose labels are fully observed by ``as_of``.
@@ -471,17 +471,22 @@ def to_frame(expr: ir.Table, names: Sequence[str]) -> pd.DataFrame:
     return df
 
 
-def customer_features(
-    ds: Dataset, as_of: str | dt.date | pd.Timestamp, names: Sequence[str] | None = None
+def customer_features_before(
+    ds: Dataset, day: str | dt.date | pd.Timestamp, names: Sequence[str] | None = None
 ) -> pd.DataFrame:
-    """Features of every customer acquired before ``as_of``, from events before ``as_of``.
+    """The catalogue's features of every customer acquired strictly before ``day``, from
+    events strictly before ``day`` (a snapshot on ``day``: nothing of that day is read).
+
+    For the run's view *on or before* a date (order totals, trailing-year spend) see
+    :func:`fupan.measures.segments.customer_features_as_of`.
 
     Returns
     -------
-    DataFrame, one row per customer: ``customer_id, snapshot_date`` and the features.
+    DataFrame, one row per customer: ``customer_id, snapshot_date`` (``day``) and the
+    features.
     """
     names = list(available(ds) if names is None else names)
-    day = pd.Timestamp(as_of).date()
+    day = pd.Timestamp(day).date()
     c = ds["customers"]
     pairs = c.filter(c.acquired_at < ibis.literal(day)).select(
         "customer_id", snapshot_date=ibis.literal(day)
@@ -548,7 +553,7 @@ def snapshots(
     horizon_days: int,
     names: Sequence[str] | None = None,
     max_customers: int | None = None,
-    seed: int = 0,
+    random_state: int = 0,
 ) -> pd.DataFrame:
     """Features and churn label per live customer per snapshot date.
 
@@ -565,7 +570,7 @@ def snapshots(
     names : features to compute (default: all available).
     max_customers : keep a random subset of at most this many customers (seeded), for
         models that need not see every customer.
-    seed : random seed for that subset.
+    random_state : seed of that subset's draw (scikit-learn's name; the params' ``seed``).
 
     Returns
     -------
@@ -580,7 +585,7 @@ def snapshots(
     if max_customers is not None:
         ids = np.sort(ds["customers"].select("customer_id").to_pandas()["customer_id"].to_numpy())
         if len(ids) > max_customers:
-            rng = np.random.default_rng(seed)
+            rng = np.random.default_rng(random_state)
             # the sample's rows only: ~45 churn-status and one feature query read 2% of the
             # events at 1M customers, not all of them
             work = ds.subset(rng.choice(ids, size=max_customers, replace=False))
