@@ -165,8 +165,8 @@ def test_features_need_their_tables(tmp_path):
         ds.close()
 
 
-def test_snapshot_dates_end_where_labels_are_complete():
-    dates = F.snapshot_dates("2026-10-31", 24, 90)
+def test_monthly_snapshot_dates_end_where_labels_are_complete():
+    dates = F.monthly_snapshot_dates("2026-10-31", 24, 90)
     assert len(dates) == 24
     assert dates[-1] == pd.Timestamp("2026-08-01")
     assert dates[0] == pd.Timestamp("2024-09-01")
@@ -323,7 +323,7 @@ def test_future_only_signal_is_not_used_on_generated_data(tmp_path, demo_small):
     ds = fdata.load(p)
     st = outcomes.churn_status(ds)
     churners = st[st.churned].set_index("customer_id")
-    dates = F.snapshot_dates(p.as_of, 6, 90)
+    dates = F.monthly_snapshot_dates(p.as_of, 6, 90)
     before = F.snapshots(ds, dates, 90)
     ds.close()
     frames = {
@@ -351,7 +351,7 @@ def test_future_only_signal_is_not_used_on_generated_data(tmp_path, demo_small):
 def test_sampled_snapshots_are_the_full_snapshots_of_the_sample(demo_small, tmp_path):
     p = fparams.load(tiny.params_file(tmp_path, demo_small), as_of="2026-09-30")
     with fdata.loaded(p) as ds:
-        dates = F.snapshot_dates(p.as_of, 4, 90)
+        dates = F.monthly_snapshot_dates(p.as_of, 4, 90)
         full = F.snapshots(ds, dates, 90)
         part = F.snapshots(ds, dates, 90, max_customers=200, random_state=3)
     assert part.customer_id.nunique() <= 200 and len(part) > 200

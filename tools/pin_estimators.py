@@ -39,7 +39,7 @@ def outputs(data: str) -> dict:
     ds = fdata.connect(P, None)
     cp, H, SEED = P.churn, P.churn.horizon_days, P.seed
     status = outcomes.churn_status(ds)
-    dates = features.snapshot_dates(P.as_of, cp.snapshot_months, H)
+    dates = features.monthly_snapshot_dates(P.as_of, cp.snapshot_months, H)
     snap_all = features.snapshots(
         ds, dates, H, max_customers=cp.max_model_customers, random_state=SEED
     )

@@ -60,7 +60,7 @@ def train(
     def fit() -> health.LearnedHealth:
         snap = snapshots
         if snap is None:
-            dates = F.snapshot_dates(p.as_of, months, p.churn.horizon_days)
+            dates = F.monthly_snapshot_dates(p.as_of, months, p.churn.horizon_days)
             snap = F.snapshots(
                 ds,
                 dates,

@@ -15,7 +15,7 @@ Public API
     an Ibis expression: one row per (customer, snapshot date) pair, the features as columns.
 ``customer_features_before(ds, day, names)``
     one row per customer acquired before ``as_of``, as a pandas DataFrame.
-``snapshot_dates(as_of, months, horizon_days)``
+``monthly_snapshot_dates(as_of, months, horizon_days)``
     monthly snapshot dates whose labels are fully observed by ``as_of``.
 ``dormancy_snapshot_dates(first_day, as_of, dormancy_days)``
     dates one dormancy apart, for churn learned from orders alone.
@@ -495,7 +495,7 @@ def customer_features_before(
     return df.sort_values("customer_id").reset_index(drop=True)
 
 
-def snapshot_dates(
+def monthly_snapshot_dates(
     as_of: str | dt.date | pd.Timestamp, months: int, horizon_days: int
 ) -> list[pd.Timestamp]:
     """``months`` month-start dates, the last one the latest whose horizon ends by ``as_of``."""
