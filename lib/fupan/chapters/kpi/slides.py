@@ -13,10 +13,16 @@ import numpy as np
 import pandas as pd
 
 from fupan.chapters.kpi.catalogue import CATALOGUE
-from fupan.chapters.kpi.formatting import format_against, format_change, format_value
+from fupan.chapters.kpi.formatting import (
+    format_against,
+    format_change,
+    format_threshold,
+    format_value,
+    reason_text,
+)
 from fupan.chapters.kpi.months import shift_month
 from fupan.chapters.kpi.report import KpiReport
-from fupan.chapters.kpi.status import _isnan
+from fupan.chapters.kpi.status import _isnan, targets
 
 
 def alert_messages(alerts: list[dict[str, Any]], lang: str, fmt: Any) -> list[str]:
@@ -143,6 +149,38 @@ def reasons_for_slide(reasons: str, source: str, lang: str, k: int = 2) -> str:
     if not isinstance(reasons, str):
         return ""
     return "; ".join(reasons.split("; ")[:k])
+
+
+def at_risk_slide_table(
+    at_risk: pd.DataFrame,
+    source: str,
+    lang: str,
+    fmt: Any,
+    tier_label: Any,
+    manager: bool = True,
+    drop: Iterable[str] = (),
+) -> pd.DataFrame:
+    """At-risk customers as a slide's table rows, largest 12-month spend first.
+
+    Columns ``customer_id``, ``account_manager`` (with ``manager``), ``tier`` (through
+    ``tier_label``), ``days_since_order`` (as text), ``spend_12m`` and at most two reasons
+    (:func:`reasons_for_slide`); ``account_manager`` and ``tier`` are left out when in
+    ``drop`` (customer columns the data did not supply).
+    """
+    from fupan.core import i18n
+
+    na = i18n.t("kpi.value.na", lang)
+    top = at_risk.sort_values(["spend_12m", "customer_id"], ascending=[False, True])
+    cols: dict[str, Any] = {"customer_id": top.customer_id}
+    if manager:
+        cols["account_manager"] = top.account_manager
+    cols["tier"] = top.tier.map(tier_label)
+    cols["days_since_order"] = top.days_since_order.map(lambda v: fmt.int(v) if pd.notna(v) else na)
+    cols["spend_12m"] = top.spend_12m
+    cols["reasons"] = top.reasons.map(lambda c: reasons_for_slide(c, source, lang))
+    out = pd.DataFrame(cols)
+    drop = set(drop)
+    return out.drop(columns=[c for c in ("account_manager", "tier") if c in drop and c in out])
 
 
 def _sheet_name(name: str, used: set[str]) -> str:
@@ -380,3 +418,139 @@ def trend_figure(
         )
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig
+
+
+def furthest_from_target(table: pd.DataFrame) -> pd.Series | None:
+    """The red or amber KPI of a month's table furthest from its target (the scorecard's
+    title names it), or None when every KPI is green or grey.
+
+    The distance is relative to the KPI's target-to-alert gap: ``(value - target) / (alert
+    - target)``, so 1 is on the alert threshold; a KPI without two distinct levels counts 1
+    when red and 0 when amber.
+    """
+    judged = table[table.status.isin(["red", "amber"])].copy()
+    if not len(judged):
+        return None
+    gap = judged.apply(_gap_to_alert, axis=1)
+    return judged.assign(g=gap).sort_values("g", ascending=False).iloc[0]
+
+
+def _gap_to_alert(r: pd.Series) -> float:
+    if pd.notna(r.target) and pd.notna(r.alert) and r.target != r.alert:
+        return (r.value - r.target) / (r.alert - r.target)
+    return 0.0 if r.status == "amber" else 1.0
+
+
+def completeness_table(comp: pd.DataFrame, lang: str, fmt: Any) -> pd.DataFrame:
+    """The month's completeness per event table as a slide shows it: the table's name, its
+    latest row, the lag, the rows in the last two weeks and those expected, and why the
+    month looks incomplete (in words; a missing number reads "not available")."""
+    from fupan.core import i18n
+
+    na = i18n.t("kpi.value.na", lang)
+
+    def num(values: pd.Series) -> list[str]:
+        return [fmt.int(v) if pd.notna(v) else na for v in values]
+
+    return pd.DataFrame(
+        {
+            "table": [i18n.t(f"table.{x}", lang) for x in comp.table],
+            "latest": [str(v) if pd.notna(v) else na for v in comp.latest],
+            "lag_days": num(comp.lag_days),
+            "recent": num(comp.recent),
+            "expected": num(comp.expected),
+            "why": [i18n.t(f"kpi.why.{w or 'ok'}", lang) for w in comp.why],
+        }
+    )
+
+
+def definitions_table(params: Any, lang: str, fmt: Any) -> pd.DataFrame:
+    """Every KPI's name, good direction, target, alert threshold and formula, in words
+    (the definitions slides; the formula last, so a slide wraps it as prose)."""
+    from fupan.core import i18n
+
+    tg = targets(params)
+    return pd.DataFrame(
+        {
+            "kpi": [i18n.t(f"kpi.name.{k}", lang) for k in CATALOGUE],
+            "direction": [i18n.t(f"kpi.dir.{v.direction}", lang) for v in CATALOGUE.values()],
+            "target": [format_threshold(k, tg[k], "target", fmt) for k in CATALOGUE],
+            "alert": [format_threshold(k, tg[k], "alert", fmt) for k in CATALOGUE],
+            "formula": [i18n.t(f"kpi.formula.{k}", lang) for k in CATALOGUE],
+        }
+    )
+
+
+def incomplete_title(
+    completeness: pd.DataFrame, month: str, as_of: Any, lang: str, fmt: Any
+) -> str | None:
+    """The data-completeness slide's title, from the month's first incomplete table: data
+    that stops early (``lag``), too few rows at month end (``volume``), or a month not over
+    at ``as_of``; None when every table is complete."""
+    from fupan.core import i18n
+
+    bad = completeness[~completeness.complete.astype(bool)] if len(completeness) else completeness
+    if not len(bad):
+        return None
+    first = bad.iloc[0]
+    table = i18n.t(f"table.{first.table}", lang)
+    if first.why == "lag":
+        return i18n.t("kpi.incomplete.title", lang, month=month, table=table, latest=first.latest)
+    if first.why == "volume":
+        return i18n.t(
+            "kpi.incomplete.title_volume",
+            lang,
+            month=month,
+            table=table,
+            recent=fmt.int(first.recent),
+            expected=fmt.int(first.expected),
+        )
+    return i18n.t("kpi.incomplete.title_partial", lang, month=month, end=as_of)
+
+
+#: The KPI a group's trend slide names in its title.
+HEADLINE = {
+    "retention": "churn_rate_t12",
+    "revenue": "nrr",
+    "experience": "nps",
+    "value": "avg_clv",
+}
+
+
+def trend_title(
+    group: str, table: pd.DataFrame, plan: TrendPlan, n_months: int, lang: str, fmt: Any
+) -> str:
+    """A group's trend slide title: its headline KPI (:data:`HEADLINE`) with this month's
+    value and its change on a year ago, when that KPI's line is drawn; else the group and
+    the number of months."""
+    from fupan.core import i18n
+
+    key = HEADLINE[group]
+    head = table.set_index("kpi").loc[key]
+    group_name = i18n.t(f"kpi.group.{group}", lang)
+    name = i18n.t(f"kpi.name.{key}", lang)
+    if pd.notna(head.value) and key in plan.draw:
+        value = format_value(key, head.value, fmt)
+        if pd.notna(head.yoy):
+            change = format_change(key, head.yoy, fmt)
+            return i18n.t(
+                "kpi.trend.title", lang, group=group_name, kpi=name, value=value, change=change
+            )
+        return i18n.t("kpi.trend.title_no_yoy", lang, group=group_name, kpi=name, value=value)
+    return i18n.t("kpi.trend.title_na", lang, group=group_name, n=n_months)
+
+
+def trend_not_drawn(plan: TrendPlan, lang: str) -> list[str]:
+    """Why each KPI of a trend plan is not drawn, in words: when its trend starts (too few
+    months with a value so far), or why it has no value (:func:`reason_text`)."""
+    from fupan.core import i18n
+
+    def name(k: str) -> str:
+        return i18n.t(f"kpi.name.{k}", lang)
+
+    words = [i18n.t("kpi.trend.starts", lang, kpi=name(k), month=m) for k, m in plan.starts.items()]
+    words += [
+        i18n.t("kpi.trend.missing", lang, kpi=name(k), why=reason_text(r, lang))
+        for k, r in plan.missing.items()
+    ]
+    return words
