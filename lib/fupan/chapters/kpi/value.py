@@ -230,7 +230,6 @@ def at_risk_by_rules(
     """
     k = ds.params.kpi
     day = pd.Timestamp(as_of).date()
-    lit = ibis.literal(day)
     df = customer_facts(ds, day, status)
     repeat = df.loc[df.n_days >= 2, "usual_interval_days"]
     typical = float(repeat.median()) if len(repeat) else np.nan
@@ -244,29 +243,9 @@ def at_risk_by_rules(
     flags["detractor"] = False
     flags["sla_breach"] = False
     if ds.has("surveys"):
-        s = ds["surveys"].filter(
-            lambda t: (
-                (t.surveyed_at <= lit) & (t.surveyed_at > ibis.literal(_minus_months(day, 12)))
-            )
-        )
-        last = s.group_by("customer_id").aggregate(at=s.surveyed_at.max())
-        s = s.join(last, [s.customer_id == last.customer_id, s.surveyed_at == last.at])
-        det = engine.to_pandas(
-            s.group_by(s.customer_id).aggregate(nps=s.nps.min()).filter(lambda t: t.nps <= 6)
-        )
-        flags["detractor"] = df.customer_id.isin(det.customer_id).to_numpy()
+        flags["detractor"] = df.customer_id.isin(_detractors(ds, day)).to_numpy()
     if ds.has("tickets"):
-        tk = ds["tickets"]
-        ct = ds["customers"].select(cid="customer_id", ctier="tier")
-        t = tk.join(ct, tk.customer_id == ct.cid)
-        now_s = _epoch(day + dt.timedelta(days=1))
-        opened = t.opened_at.epoch_seconds()
-        unanswered = t.first_response_at.isnull() | (t.first_response_at.epoch_seconds() >= now_s)
-        late = t.filter(
-            (opened < now_s) & unanswered & (opened + _Ctx(ds).sla_days(t.ctier) * 86400.0 < now_s)
-        )
-        late = engine.to_pandas(late.select("customer_id").distinct())
-        flags["sla_breach"] = df.customer_id.isin(late.customer_id).to_numpy()
+        flags["sla_breach"] = df.customer_id.isin(_sla_breached(ds, day)).to_numpy()
     # Overdue alone is a strong signal; the others are common on their own (a detractor, one
     # slow quarter) and only flag a customer together.
     others = flags[["spend_drop", "detractor", "sla_breach"]].sum(axis=1)
@@ -296,6 +275,35 @@ def at_risk_by_rules(
         na_position="last",
     )
     return out.reset_index(drop=True)
+
+
+def _detractors(ds: Dataset, day: dt.date) -> pd.Series:
+    """Customers whose latest survey answer in the 12 months to ``day`` gave NPS 0-6."""
+    lit = ibis.literal(day)
+    s = ds["surveys"].filter(
+        lambda t: (t.surveyed_at <= lit) & (t.surveyed_at > ibis.literal(_minus_months(day, 12)))
+    )
+    last = s.group_by("customer_id").aggregate(at=s.surveyed_at.max())
+    s = s.join(last, [s.customer_id == last.customer_id, s.surveyed_at == last.at])
+    det = engine.to_pandas(
+        s.group_by(s.customer_id).aggregate(nps=s.nps.min()).filter(lambda t: t.nps <= 6)
+    )
+    return det.customer_id
+
+
+def _sla_breached(ds: Dataset, day: dt.date) -> pd.Series:
+    """Customers with a ticket still unanswered at the end of ``day`` past its tier's
+    first-response SLA."""
+    tk = ds["tickets"]
+    ct = ds["customers"].select(cid="customer_id", ctier="tier")
+    t = tk.join(ct, tk.customer_id == ct.cid)
+    now_s = _epoch(day + dt.timedelta(days=1))
+    opened = t.opened_at.epoch_seconds()
+    unanswered = t.first_response_at.isnull() | (t.first_response_at.epoch_seconds() >= now_s)
+    late = t.filter(
+        (opened < now_s) & unanswered & (opened + _Ctx(ds).sla_days(t.ctier) * 86400.0 < now_s)
+    )
+    return engine.to_pandas(late.select("customer_id").distinct()).customer_id
 
 
 def _risk(ctx: _Ctx, day: dt.date) -> pd.DataFrame:
