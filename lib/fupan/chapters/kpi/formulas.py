@@ -175,7 +175,7 @@ def _order_segments(ctx: _Ctx, bounds: list[dt.date]) -> _OrderSegments | None:
 
 
 def _segments_of(ctx: _Ctx, bounds: tuple[dt.date, ...]) -> _OrderSegments | None:
-    """:func:`_order_segments` for these bounds, once per context (revenue and top-N share it)."""
+    """:func:`_order_segments` for these bounds, computed once per context."""
     if bounds not in ctx._orders:
         ctx._orders[bounds] = _order_segments(ctx, list(bounds))
     return ctx._orders[bounds]
