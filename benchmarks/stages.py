@@ -63,7 +63,7 @@ def features(data: str) -> dict:
     ds = fdata.load(_params(data))
     gc.collect()
     t1 = time.perf_counter()
-    df = ffeat.customer_features(ds, ds.params.as_of)
+    df = ffeat.customer_features_before(ds, ds.params.as_of)
     t2 = time.perf_counter()
     df.to_parquet(Path(data) / FEATURES_FILE, index=False)
     return {

@@ -31,7 +31,7 @@ def _reference(ds, as_of, model, bands, lang=None, top_reasons=3):
     # customer whose dormancy completes on the day is churned there, issue 17)
     status = outcomes.churn_status(ds, day.date())
     live = set(status.customer_id[status.churned_at.isna() & (status.acquired_at < day)])
-    feats = F.customer_features(ds, day, list(F.available(ds)))
+    feats = F.customer_features_before(ds, day, list(F.available(ds)))
     feats = feats[feats.customer_id.isin(live)].reset_index(drop=True)
     if feats.empty:
         return pd.DataFrame(columns=atrisk.COLUMNS)
@@ -100,7 +100,7 @@ def test_live_features_equal_customer_features(scored):
     status = outcomes.churn_status(ds, (day - pd.Timedelta(days=1)).date())
     live = status.customer_id[status.churned_at.isna().to_numpy()]
     names = list(F.available(ds))
-    full = F.customer_features(ds, day, names)
+    full = F.customer_features_before(ds, day, names)
     want = full[full.customer_id.isin(set(live))].reset_index(drop=True)
     got = atrisk.live_features(ds, {day: live}, names)[day]
     assert 0 < len(got) < len(full)

@@ -70,7 +70,7 @@ def test_chapters_share_the_health_model_and_the_valuation(tmp_path, demo_small)
         model = atrisk.train(ds, months=12)
         again = atrisk.train(ds, months=12)  # another notebook of the run: read, not refitted
         assert again is not model
-        feats = atrisk.F.customer_features(ds, ds.as_of)
+        feats = atrisk.F.customer_features_before(ds, ds.as_of)
         assert np.array_equal(model.health(feats), again.health(feats))
         assert np.array_equal(model.health(feats), atrisk.train(plain, months=12).health(feats))
         kind, _ = clv.choose_model(ds.params, ds)

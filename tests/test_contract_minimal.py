@@ -106,7 +106,7 @@ def test_filled_tier_equals_the_segments_spend_tier(tmp_path, demo_dir, floors):
     params = _demo_params(tmp_path, data, floors)
     with fdata.loaded(params) as ds:
         assert not ds.supplied("customers", "tier")
-        feats = segments.customer_features(ds, engagement=False)
+        feats = segments.customer_features_as_of(ds, engagement=False)
         exp = segments.spend_tier(
             feats.spend_12m,
             feats.recency_days,
@@ -132,7 +132,7 @@ def test_floors_from_data_follow_the_published_shares(tmp_path, demo_dir):
         assert tf["source"] == "data" and tf["shares"] == [0.05, 0.20, 0.50]
         # applied in place
         assert params.tiers.spend_floors == tf["floors"]
-        feats = segments.customer_features(ds, engagement=False)
+        feats = segments.customer_features_as_of(ds, engagement=False)
         pos = feats.spend_12m[feats.spend_12m > 0].to_numpy()
         for floor, share in zip(tf["floors"][:-1], tf["shares"], strict=True):
             exact = np.quantile(pos, 1 - share)

@@ -274,7 +274,7 @@ def test_demo_misclassified_customers_found(demo):
             "misclassified_customer_ids"
         ]
     )
-    feats = segments.customer_features(ds)
+    feats = segments.customer_features_as_of(ds)
     status = churn_status(ds).set_index("customer_id").churned.reindex(feats.customer_id).to_numpy()
     found = set(
         segments.retier(feats, ds.params, churned=status).query("misclassified").customer_id

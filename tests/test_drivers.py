@@ -307,7 +307,7 @@ def test_drivers_find_the_planted_effects_on_other_seeds(tmp_path, seed):
     ds = fdata.load(p)
     try:
         status = outcomes.churn_status(ds)
-        dates = features.snapshot_dates(p.as_of, 24, 90)
+        dates = features.monthly_snapshot_dates(p.as_of, 24, 90)
         snap = features.snapshots(ds, dates, 90)
     finally:
         ds.close()

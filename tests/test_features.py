@@ -13,6 +13,7 @@ import pytest
 import tiny
 from fupan.core import params as fparams
 from fupan.io import data as fdata
+from fupan.measures import feature_tables
 from fupan.measures import features as F
 
 
@@ -75,7 +76,7 @@ def test_every_catalogue_feature_has_labels_in_both_languages():
 
 
 def test_features_by_hand_at_as_of(ds):
-    df = F.customer_features(ds, "2026-10-31").set_index("customer_id")
+    df = F.customer_features_before(ds, "2026-10-31").set_index("customer_id")
     c1, c3, c5 = df.loc["C1"], df.loc["C3"], df.loc["C5"]
     # C1 orders: 2023-01-10, 2024-06-01, 2026-09-15 (150k), refund 2026-10-01 (-5k)
     assert c1.recency_days == 46
@@ -119,7 +120,7 @@ def test_features_by_hand_at_as_of(ds):
 
 def test_first_repeat_window_not_yet_passed(ds):
     # On 2026-10-25 C5's first repeat purchase (10-20) is only 5 days old: no flag yet.
-    df = F.customer_features(ds, "2026-10-25", ["no_touch_after_first_repeat"]).set_index(
+    df = F.customer_features_before(ds, "2026-10-25", ["no_touch_after_first_repeat"]).set_index(
         "customer_id"
     )
     assert df.loc["C5"].no_touch_after_first_repeat == 0
@@ -138,9 +139,9 @@ def test_spend_change_and_ticket_change(tmp_path):
     )
     ds = _ds(tmp_path, orders=pd.concat([orders, extra]))
     try:
-        df = F.customer_features(ds, "2026-10-31", ["spend_change_qoq", "spend_90d"]).set_index(
-            "customer_id"
-        )
+        df = F.customer_features_before(
+            ds, "2026-10-31", ["spend_change_qoq", "spend_90d"]
+        ).set_index("customer_id")
         # C5: last 90 days (from 08-02) 11,000; the 90 days before (05-04..08-01) 22,000
         assert df.loc["C5"].spend_90d == 11_000
         assert df.loc["C5"].spend_change_qoq == pytest.approx(-0.5)
@@ -156,16 +157,16 @@ def test_features_need_their_tables(tmp_path):
         names = F.available(ds)
         assert "recency_days" in names and "touches_90d" not in names and "nps_latest" not in names
         assert "no_touch_after_first_repeat" not in names and "weeks_without_login" not in names
-        df = F.customer_features(ds, "2026-10-31")
+        df = F.customer_features_before(ds, "2026-10-31")
         assert list(df.columns) == ["customer_id", "snapshot_date", *names]
         with pytest.raises(KeyError):
-            F.customer_features(ds, "2026-10-31", ["touches_90d"])
+            F.customer_features_before(ds, "2026-10-31", ["touches_90d"])
     finally:
         ds.close()
 
 
-def test_snapshot_dates_end_where_labels_are_complete():
-    dates = F.snapshot_dates("2026-10-31", 24, 90)
+def test_monthly_snapshot_dates_end_where_labels_are_complete():
+    dates = F.monthly_snapshot_dates("2026-10-31", 24, 90)
     assert len(dates) == 24
     assert dates[-1] == pd.Timestamp("2026-08-01")
     assert dates[0] == pd.Timestamp("2024-09-01")
@@ -277,11 +278,11 @@ def test_future_events_do_not_change_snapshot_features(tmp_path):
         **_plant_future(tiny.frames(), {c: s for c in ["C1", "C2", "C3", "C4", "C5"]}),
     )
     try:
-        a = F.customer_features(base, s)
-        b = F.customer_features(planted, s)
+        a = F.customer_features_before(base, s)
+        b = F.customer_features_before(planted, s)
         pd.testing.assert_frame_equal(a, b)
         # ...while the same events are visible a day later
-        c = F.customer_features(planted, "2026-10-02").set_index("customer_id")
+        c = F.customer_features_before(planted, "2026-10-02").set_index("customer_id")
         assert c.loc["C1"].nps_latest == 0 and c.loc["C1"].touches_30d >= 1
     finally:
         base.close()
@@ -295,12 +296,12 @@ def test_ticket_answer_after_snapshot_is_not_known(tmp_path):
     tickets.loc[tickets.ticket_id == "S3", "first_response_at"] = "2026-10-27 08:00:00"
     ds = _ds(tmp_path, tickets=tickets)
     try:
-        before = F.customer_features(ds, "2026-10-26", ["median_first_response_days"]).set_index(
-            "customer_id"
-        )
-        after = F.customer_features(ds, "2026-10-28", ["median_first_response_days"]).set_index(
-            "customer_id"
-        )
+        before = F.customer_features_before(
+            ds, "2026-10-26", ["median_first_response_days"]
+        ).set_index("customer_id")
+        after = F.customer_features_before(
+            ds, "2026-10-28", ["median_first_response_days"]
+        ).set_index("customer_id")
         assert before.loc["C3"].median_first_response_days == pytest.approx(16 / 24)
         assert after.loc["C3"].median_first_response_days == pytest.approx(2.0)
     finally:
@@ -322,7 +323,7 @@ def test_future_only_signal_is_not_used_on_generated_data(tmp_path, demo_small):
     ds = fdata.load(p)
     st = outcomes.churn_status(ds)
     churners = st[st.churned].set_index("customer_id")
-    dates = F.snapshot_dates(p.as_of, 6, 90)
+    dates = F.monthly_snapshot_dates(p.as_of, 6, 90)
     before = F.snapshots(ds, dates, 90)
     ds.close()
     frames = {
@@ -350,9 +351,9 @@ def test_future_only_signal_is_not_used_on_generated_data(tmp_path, demo_small):
 def test_sampled_snapshots_are_the_full_snapshots_of_the_sample(demo_small, tmp_path):
     p = fparams.load(tiny.params_file(tmp_path, demo_small), as_of="2026-09-30")
     with fdata.loaded(p) as ds:
-        dates = F.snapshot_dates(p.as_of, 4, 90)
+        dates = F.monthly_snapshot_dates(p.as_of, 4, 90)
         full = F.snapshots(ds, dates, 90)
-        part = F.snapshots(ds, dates, 90, max_customers=200, seed=3)
+        part = F.snapshots(ds, dates, 90, max_customers=200, random_state=3)
     assert part.customer_id.nunique() <= 200 and len(part) > 200
     want = full[full.customer_id.isin(set(part.customer_id))].reset_index(drop=True)
     pd.testing.assert_frame_equal(part, want)
@@ -377,9 +378,9 @@ def test_activity_period_is_the_most_common_gap(tmp_path, monkeypatch, step):
     act = pd.concat([act, act.iloc[[0]].assign(period_start="2026-09-30")])  # one odd gap
     ds = _ds(tmp_path, activity=act)
     try:
-        assert F._period_days(ds) == step
+        assert feature_tables._period_days(ds) == step
         # above the sample size, every k-th customer by id decides: the same answer here
-        monkeypatch.setattr(F, "PERIOD_SAMPLE_CUSTOMERS", 2)
-        assert F._period_days(ds) == step
+        monkeypatch.setattr(feature_tables, "PERIOD_SAMPLE_CUSTOMERS", 2)
+        assert feature_tables._period_days(ds) == step
     finally:
         ds.close()

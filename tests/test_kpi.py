@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 from fupan.chapters import kpi
+from fupan.chapters.kpi import arrival, context, formulas, months, slides
+from fupan.chapters.kpi import value as kpi_value
 from fupan.core import i18n
 from fupan.core import params as fparams
 from fupan.io import data as fdata
@@ -232,7 +234,7 @@ CLV = pd.Series(
 def fast_clv():
     """A fixed CLV per customer instead of refitting BG/NBD per month (tested on its own)."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(kpi, "customer_clv", lambda ds, day: CLV)
+        mp.setattr(kpi_value, "customer_clv", lambda ds, day: CLV)
         yield CLV
 
 
@@ -316,8 +318,8 @@ def test_touch_coverage(october):
     assert value(october, "touch_coverage") == pytest.approx(2 / 6)
 
 
-def test_at_risk_list(ds):
-    risk = kpi.at_risk_list(ds, dt.date(2026, 10, 31))
+def test_at_risk_by_rules(ds):
+    risk = kpi.at_risk_by_rules(ds, dt.date(2026, 10, 31))
     # G: usual interval (06-30 - 03-31) / 3 = 30.3 days, 123 days without an order (> 60)
     #    and spend in the last 90 days 0 against 50 before -> overdue, spend_drop.
     # H: latest NPS 2 and a gold ticket open since 10-20 (SLA 2 days) -> two signals.
@@ -330,7 +332,7 @@ def test_at_risk_list(ds):
     assert g.spend_12m == pytest.approx(100.0)
     assert risk.iloc[1].spend_12m == pytest.approx(40.0)
     # At 09-30 only G was at risk (H had one signal): H is new in October.
-    assert kpi.at_risk_list(ds, dt.date(2026, 9, 30)).customer_id.tolist() == ["G"]
+    assert kpi.at_risk_by_rules(ds, dt.date(2026, 9, 30)).customer_id.tolist() == ["G"]
 
 
 def _valuation(p_alive: dict[str, float] | None = None):
@@ -376,9 +378,8 @@ PREV_BANDS = {"A": "green", "B": "amber", "E": "green", "G": "red", "H": "amber"
 
 
 def test_model_kpis_from_clv_and_health(ds, fast_clv, monkeypatch):
-    pytest.importorskip("fupan.chapters.clv")
-    monkeypatch.setattr(kpi, "clv_valuation", lambda ds, day: _valuation())
-    monkeypatch.setattr(kpi, "health_bands", _health_frames(NOW_BANDS, PREV_BANDS))
+    monkeypatch.setattr(kpi_value, "clv_valuation", lambda ds, day: _valuation())
+    monkeypatch.setattr(kpi_value, "health_bands", _health_frames(NOW_BANDS, PREV_BANDS))
     values, _ = kpi.compute_series(ds, ["2026-10"])
     v = values.set_index("kpi").value
     # Active: A, D, E, G, H, N -> mean CLV (100 + 200 + 300 + 400 + 500 + 600) / 6.
@@ -391,11 +392,12 @@ def test_model_kpis_from_clv_and_health(ds, fast_clv, monkeypatch):
 
 
 def test_ltv_at_risk_without_health_uses_p_alive(ds, fast_clv, monkeypatch):
-    pytest.importorskip("fupan.chapters.clv")
     monkeypatch.setattr(
-        kpi, "clv_valuation", lambda ds, day: _valuation({"G": 0.2, "H": 0.4, "B": 0.1})
+        kpi_value, "clv_valuation", lambda ds, day: _valuation({"G": 0.2, "H": 0.4, "B": 0.1})
     )
-    monkeypatch.setattr(kpi, "health_bands", lambda ds, day, before=None: (None, "model:health"))
+    monkeypatch.setattr(
+        kpi_value, "health_bands", lambda ds, day, before=None: (None, "model:health")
+    )
     values, _ = kpi.compute_series(ds, ["2026-10"])
     r = values.set_index("kpi")
     # P(alive) below ltv.at_risk_p_alive (0.5) among active customers: G (0.8 x 400), H
@@ -409,8 +411,8 @@ def test_ltv_at_risk_without_health_uses_p_alive(ds, fast_clv, monkeypatch):
 
 
 def test_health_list_and_newly_red(ds, fast_clv, monkeypatch):
-    monkeypatch.setattr(kpi, "health_bands", _health_frames(NOW_BANDS, PREV_BANDS))
-    ctx = kpi._Ctx(ds)
+    monkeypatch.setattr(kpi_value, "health_bands", _health_frames(NOW_BANDS, PREV_BANDS))
+    ctx = context._Ctx(ds)
     risk, fresh, source = kpi.health_at_risk(ctx, kpi.Window.of("2026-10", ds.params))
     assert source == "health"
     assert risk.customer_id.tolist() == ["D", "G", "H"]  # AM-1, healthiest score last
@@ -478,8 +480,8 @@ def test_a_month_computed_later_equals_the_month_computed_then(ds, fixture_dir, 
     try:
         a, ca = kpi.compute_series(ds, [month], model_months=set())
         b, cb = kpi.compute_series(then, [month], model_months=set())
-        risk_now = kpi.at_risk_list(ds, kpi.month_end(month))
-        risk_then = kpi.at_risk_list(then, kpi.month_end(month))
+        risk_now = kpi.at_risk_by_rules(ds, kpi.month_end(month))
+        risk_then = kpi.at_risk_by_rules(then, kpi.month_end(month))
     finally:
         then.close()
     pd.testing.assert_frame_equal(a, b)
@@ -709,7 +711,7 @@ def _steady(
 
 
 def test_incomplete_month_is_flagged_not_a_churn_spike(tmp_path, monkeypatch):
-    monkeypatch.setattr(kpi, "customer_clv", lambda ds, day: pd.Series(dtype=float))
+    monkeypatch.setattr(kpi_value, "customer_clv", lambda ds, day: pd.Series(dtype=float))
     d = _steady(tmp_path, cut="2026-10-14")
     try:
         rep = kpi.month_report(d, "2026-10", trend_months=2)
@@ -870,7 +872,7 @@ def test_export_many_managers_keeps_one_filterable_sheet(ds, report, tmp_path, m
     import openpyxl
 
     frame = kpi.at_risk_export_frame(report.at_risk, set(), "en", ds.params.tier_label)
-    monkeypatch.setattr(kpi, "MAX_MANAGER_SHEETS", 1)  # two managers: over the limit
+    monkeypatch.setattr(slides, "MAX_MANAGER_SHEETS", 1)  # two managers: over the limit
     paths = kpi.export_at_risk(frame, tmp_path, "en")
     wb = openpyxl.load_workbook(paths[1])
     assert len(wb.sheetnames) == 1
@@ -927,13 +929,13 @@ def test_every_kpi_has_labels_in_both_languages():
 def test_customer_clv_on_generated_data(demo_small, tmp_path, monkeypatch):
     """The real BG/NBD x Gamma-Gamma CLV: one value per customer with an order, positive,
     and the average KPI over active customers only."""
-    monkeypatch.setattr(kpi, "customer_clv", REAL_CLV)
+    monkeypatch.setattr(kpi_value, "customer_clv", REAL_CLV)
     d = fdata.load(fparams.load(params_file(tmp_path, demo_small)))
     try:
         day = dt.date(2026, 10, 31)
         clv = kpi.customer_clv(d, day)
         values, _ = kpi.compute_series(d, ["2026-10"], model_months={"2026-10"})
-        active = kpi._Ctx(d).active(day).customer_id
+        active = context._Ctx(d).active(day).customer_id
     finally:
         d.close()
     assert clv.index.is_unique and (clv >= 0).all() and clv.mean() > 0
@@ -996,9 +998,9 @@ def test_revenue_by_segment_equals_the_per_month_query(tmp_path, seed, as_of, sc
         last = kpi.parse_month(as_of)
         months = kpi.month_range(kpi.shift_month(last, -25), last)
         windows = [kpi.Window.of(m, d.params) for m in months]
-        ctx = kpi._Ctx(d)
-        old = kpi._revenue_by_query(ctx, windows)
-        new = kpi._revenue_by_segment(ctx, windows)
+        ctx = context._Ctx(d)
+        old = formulas._revenue_by_query(ctx, windows)
+        new = formulas._revenue_by_segment(ctx, windows)
         rows = kpi.revenue_kpis(ctx, windows)
     finally:
         d.close()
@@ -1021,7 +1023,7 @@ def _revenue_rows(got, windows, rows):
         r = got.get(w.month, {})
         buyers = r.get("buyers") or 0
         ctx_rows.append(
-            kpi._val(
+            context._val(
                 w.month,
                 "repurchase_rate",
                 (r.get("repeaters") or 0) / buyers if buyers else None,
@@ -1030,11 +1032,11 @@ def _revenue_rows(got, windows, rows):
         )
         prev = r.get("prev") or 0.0
         if by[(w.month, "grr")]["reason"] == "history":
-            ctx_rows += [kpi._val(w.month, k, None, None, "history") for k in ("grr", "nrr")]
+            ctx_rows += [context._val(w.month, k, None, None, "history") for k in ("grr", "nrr")]
         else:
             n = r.get("cohort") or 0
-            ctx_rows.append(kpi._val(w.month, "grr", r["kept"] / prev if prev > 0 else None, n))
-            ctx_rows.append(kpi._val(w.month, "nrr", r["net"] / prev if prev > 0 else None, n))
+            ctx_rows.append(context._val(w.month, "grr", r["kept"] / prev if prev > 0 else None, n))
+            ctx_rows.append(context._val(w.month, "nrr", r["net"] / prev if prev > 0 else None, n))
     return ctx_rows
 
 
@@ -1053,7 +1055,7 @@ def _random_touches(seed: int, customers: pd.DataFrame, n: int = 1500) -> pd.Dat
 
 def _touch_reference(ctx, windows):
     # the per-month query and pandas isin that touch_kpi replaced
-    grid = kpi._grid(windows)
+    grid = months._grid(windows)
     t = ctx.events("touches")
     day = t.touched_at.date()
     j = t.join(grid, [day > grid.m_touch, day <= grid.m_end, t.acq <= grid.m_end, day >= t.acq])
@@ -1064,7 +1066,7 @@ def _touch_reference(ctx, windows):
         active = ctx.active(w.end).customer_id
         hit = int(active.isin(by_month.get(w.month, set())).sum())
         rows.append(
-            kpi._val(
+            context._val(
                 w.month, "touch_coverage", hit / len(active) if len(active) else None, len(active)
             )
         )
@@ -1079,7 +1081,9 @@ def _winback_reference(ctx, windows):
         now = ctx.status(w.end).set_index("customer_id")
         back = int((now.reindex(lost).last_order > pd.Timestamp(w.y1)).sum())
         rows.append(
-            kpi._val(w.month, "winback_rate", back / len(lost) if len(lost) else None, len(lost))
+            context._val(
+                w.month, "winback_rate", back / len(lost) if len(lost) else None, len(lost)
+            )
         )
     return rows
 
@@ -1094,7 +1098,7 @@ def test_touch_and_winback_equal_the_per_month_code(tmp_path, seed, as_of):
     try:
         last = kpi.parse_month(as_of)
         windows = [kpi.Window.of(m, d.params) for m in kpi.month_range("2024-01", last)]
-        ctx = kpi._Ctx(d)
+        ctx = context._Ctx(d)
         touch, touch_ref = kpi.touch_kpi(ctx, windows), _touch_reference(ctx, windows)
         back, back_ref = kpi.winback_kpi(ctx, windows), _winback_reference(ctx, windows)
     finally:
@@ -1126,7 +1130,7 @@ def _arrivals_reference(ev, grid):
             (gap >= kpi.RECENT_DAYS) & (gap < kpi.RECENT_DAYS + kpi.BASELINE_DAYS), j.n, zero
         ).sum(),
     )
-    got = kpi._by_month(agg)
+    got = context._by_month(agg)
     lat = agg.select("m_month", "latest")
     per_day = ev.group_by("day").aggregate(n=ev.n.sum()).view()
     r = per_day.join(
@@ -1136,7 +1140,7 @@ def _arrivals_reference(ev, grid):
             per_day.day > lat.latest - ibis.interval(days=kpi.QUARTER_DAYS),
         ],
     )
-    return got, kpi._by_month(r.group_by("m_month").aggregate(n90=r.n.sum()))
+    return got, context._by_month(r.group_by("m_month").aggregate(n90=r.n.sum()))
 
 
 @pytest.mark.parametrize("as_of", ["2026-10-31", "2026-10-17"])
@@ -1156,7 +1160,7 @@ def test_arrival_counts_equal_the_grid_queries(tmp_path, as_of):
         windows = [
             kpi.Window.of(m, d.params) for m in kpi.month_range("2022-01", kpi.parse_month(as_of))
         ]
-        grid = kpi._grid(windows)
+        grid = months._grid(windows)
         for table, col in (("orders", "order_date"), ("touches", "touched_at")):
             t = d[table]
             c = d["customers"].select(cid="customer_id", acq="acquired_at")
@@ -1166,7 +1170,7 @@ def test_arrival_counts_equal_the_grid_queries(tmp_path, as_of):
             ev = raw.group_by(
                 day=raw.day, acq=ibis.ifelse(raw.acq > raw.day, raw.acq, raw.day)
             ).aggregate(n=raw.count())
-            got, rates = kpi._arrival_counts(ev.to_pyarrow(), windows)
+            got, rates = arrival._arrival_counts(ev.to_pyarrow(), windows)
             want, want_rates = _arrivals_reference(ev, grid)
             assert set(got) == set(want) and len(got) > 20
             for m, g in got.items():
@@ -1233,7 +1237,9 @@ def test_top_n_renewal_series_is_the_catalogue_metric(tmp_path, seed, as_of):
         months = kpi.month_range("2024-06", kpi.parse_month(as_of))
         windows = [kpi.Window.of(m, d.params) for m in months]
         rows = [
-            r for r in kpi.renewal_kpis(kpi._Ctx(d), windows) if r["kpi"] == "renewal_rate_top_n"
+            r
+            for r in kpi.renewal_kpis(context._Ctx(d), windows)
+            if r["kpi"] == "renewal_rate_top_n"
         ]
         w = windows[-1]
         start = w.y1 + dt.timedelta(days=1)
@@ -1251,14 +1257,14 @@ def test_top_n_renewal_series_is_the_catalogue_metric(tmp_path, seed, as_of):
 
 
 def test_release_keeps_the_report_dates_and_recomputes_the_rest_alike(ds, fast_clv):
-    ctx = kpi._Ctx(ds)
+    ctx = context._Ctx(ds)
     w = kpi.Window.of("2026-10", ds.params)
     days = [w.end, w.prev_end, w.y1, w.y2]
     before = {d: ctx.status(d).copy() for d in days}
     kept = ctx.status(w.end)
     for d in days:
         ctx.active_ids(d)
-    ctx.order_segments((w.y2, w.y1, w.end))
+    formulas._segments_of(ctx, (w.y2, w.y1, w.end))
     ctx.release({w.end, w.prev_end})
     assert set(ctx._status) == set(ctx._active) == {w.end, w.prev_end}
     assert not ctx._orders

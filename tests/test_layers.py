@@ -21,7 +21,8 @@ KNOWN_UPWARD = {
     ("chapters/clv/risk.py", "fupan.report.results"),
     ("chapters/followup/review.py", "fupan.report.results"),
     ("chapters/followup/review.py", "fupan.report"),  # `from fupan.report import results`
-    ("chapters/kpi.py", "fupan.report"),  # show, charts for the KPI chapter's slides
+    ("chapters/kpi/formatting.py", "fupan.report"),  # show: the KPI scorecard slide
+    ("chapters/kpi/slides.py", "fupan.report"),  # charts: the KPI trend slides
     # the validation of a spend tier at load uses the same trailing-year window as segments
     ("io/data.py", "fupan.measures.segments"),
 }

@@ -27,7 +27,7 @@ def tiny_ds(tiny_params):
 
 @pytest.fixture
 def feats(tiny_ds):
-    return segments.customer_features(tiny_ds).set_index("customer_id")
+    return segments.customer_features_as_of(tiny_ds).set_index("customer_id")
 
 
 def test_windows():
@@ -63,19 +63,19 @@ def test_features_by_hand(feats):
 
 
 def test_features_use_nothing_after_the_snapshot(tiny_ds):
-    f = segments.customer_features(tiny_ds, "2025-10-31").set_index("customer_id")
+    f = segments.customer_features_as_of(tiny_ds, "2025-10-31").set_index("customer_id")
     assert f.loc["C1"].orders_total == 2  # the 2026 orders are in the future
     assert f.loc["C1"].spend_12m == 0
     assert f.loc["C5"].spend_12m == 9_000
     assert "C5" in f.index and len(f) == 5
-    early = segments.customer_features(tiny_ds, "2024-12-31")
+    early = segments.customer_features_as_of(tiny_ds, "2024-12-31")
     assert set(early.customer_id) == {"C1", "C2", "C3", "C4"}  # C5 was acquired in 2025
 
 
 def test_features_without_optional_tables(tmp_path):
     data = tiny.write(tmp_path / "d", drop=("touches", "tickets", "activity"))
     ds = fdata.load(fparams.load(tiny.params_file(tmp_path, data)))
-    f = segments.customer_features(ds)
+    f = segments.customer_features_as_of(ds)
     assert not {"touches_12m", "tickets_12m", "logins_12m"} & set(f.columns)
     assert len(segments.behaviour_matrix(f).columns) <= 4
     ds.close()

@@ -96,8 +96,8 @@ def test_customer_features_equal_on_spark(engines):
     duck, spark = engines
     names = F.available(duck)
     assert names == F.available(spark)
-    a = F.customer_features(duck, AS_OF)
-    b = F.customer_features(spark, AS_OF)
+    a = F.customer_features_before(duck, AS_OF)
+    b = F.customer_features_before(spark, AS_OF)
     assert len(a) > CUSTOMERS // 2
     _assert_same(a, b, "features")
     # The comparison is not vacuous: the event features vary across customers.

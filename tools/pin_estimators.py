@@ -39,8 +39,10 @@ def outputs(data: str) -> dict:
     ds = fdata.connect(P, None)
     cp, H, SEED = P.churn, P.churn.horizon_days, P.seed
     status = outcomes.churn_status(ds)
-    dates = features.snapshot_dates(P.as_of, cp.snapshot_months, H)
-    snap_all = features.snapshots(ds, dates, H, max_customers=cp.max_model_customers, seed=SEED)
+    dates = features.monthly_snapshot_dates(P.as_of, cp.snapshot_months, H)
+    snap_all = features.snapshots(
+        ds, dates, H, max_customers=cp.max_model_customers, random_state=SEED
+    )
     snap = snap_all[snap_all.label_complete].reset_index(drop=True)
     train, test, _ = features.split(snap, cp.test_months, H)
     names = [

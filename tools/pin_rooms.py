@@ -116,10 +116,10 @@ def _others(ds: Any) -> dict[str, Any]:
         "features.pairs": F.to_frame(F.feature_expr(ds, pairs, names), names)
         .sort_values(["customer_id", "snapshot_date"], kind="stable")
         .reset_index(drop=True),
-        "features.as_of": F.customer_features(ds, as_of, names),
-        "features.early": F.customer_features(ds, early, names),
-        "segments.as_of": segments.customer_features(ds),
-        "segments.early_noeng": segments.customer_features(ds, early, engagement=False),
+        "features.as_of": F.customer_features_before(ds, as_of, names),
+        "features.early": F.customer_features_before(ds, early, names),
+        "segments.as_of": segments.customer_features_as_of(ds),
+        "segments.early_noeng": segments.customer_features_as_of(ds, early, engagement=False),
         "funnel": funnel.stage_snapshots(ds, funnel.snapshot_dates(as_of, 12)),
         "outcomes.as_of": outcomes.churn_status(ds),
         "outcomes.early": outcomes.churn_status(ds, early),

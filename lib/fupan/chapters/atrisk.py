@@ -60,13 +60,13 @@ def train(
     def fit() -> health.LearnedHealth:
         snap = snapshots
         if snap is None:
-            dates = F.snapshot_dates(p.as_of, months, p.churn.horizon_days)
+            dates = F.monthly_snapshot_dates(p.as_of, months, p.churn.horizon_days)
             snap = F.snapshots(
                 ds,
                 dates,
                 p.churn.horizon_days,
                 max_customers=p.churn.max_model_customers,
-                seed=p.seed,
+                random_state=p.seed,
             )
         labelled = snap[snap.label_complete]
         events = int(labelled.label.sum()) if len(labelled) else 0
@@ -166,7 +166,7 @@ def reasons_in_words(
 def live_features(
     ds: Dataset, live: Mapping[pd.Timestamp, pd.Series], names: list[str]
 ) -> dict[pd.Timestamp, pd.DataFrame]:
-    """:func:`fupan.measures.features.customer_features` per day, for each day's live customers only.
+    """:func:`fupan.measures.features.customer_features_before` per day, for each day's live customers only.
 
     One feature query over every day's live (customer, day) pairs instead of every
     customer acquired before each day, one query per day: a customer's features use only

@@ -195,8 +195,10 @@ def review(ds: Dataset) -> ChurnReview:
     p = ds.params
     cp, horizon = p.churn, p.churn.horizon_days
     status = outcomes.churn_status(ds)
-    dates = F.snapshot_dates(p.as_of, cp.snapshot_months, horizon)
-    snap_all = F.snapshots(ds, dates, horizon, max_customers=cp.max_model_customers, seed=p.seed)
+    dates = F.monthly_snapshot_dates(p.as_of, cp.snapshot_months, horizon)
+    snap_all = F.snapshots(
+        ds, dates, horizon, max_customers=cp.max_model_customers, random_state=p.seed
+    )
     snap = snap_all[snap_all.label_complete].reset_index(drop=True)
     if snap.snapshot_date.nunique() >= 2:
         train, test, test_start = F.split(snap, cp.test_months, horizon)

@@ -580,7 +580,7 @@ def revenue_retention(features: pd.DataFrame, as_of: str | dt.date) -> pd.DataFr
 
     Parameters
     ----------
-    features : :func:`fupan.measures.segments.customer_features` at ``as_of`` (``acquired_at``,
+    features : :func:`fupan.measures.segments.customer_features_as_of` at ``as_of`` (``acquired_at``,
         ``first_order``, ``spend_12m``, ``spend_prior_12m``).
     as_of : the snapshot date of ``features``.
     """

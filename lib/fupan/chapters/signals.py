@@ -548,7 +548,11 @@ def survival_by_nps(ch: ChurnReview) -> tuple[Survival | None, Slide]:
     start, base = survival_base(ch)
     km = None
     if len(base):
-        nps = F.customer_features(ch.ds, start, ["nps_latest"]).set_index("customer_id").nps_latest
+        nps = (
+            F.customer_features_before(ch.ds, start, ["nps_latest"])
+            .set_index("customer_id")
+            .nps_latest
+        )
         km = _survival(start, base, nps_category(base.customer_id.map(nps)), NPS_CATEGORIES)
         km.order = [c for c in NPS_CATEGORIES if c in km.curves]
     # a comparison needs both groups and at least one churn among them
@@ -584,7 +588,7 @@ class Satisfaction:
 def satisfaction(ch: ChurnReview) -> Satisfaction:
     """Churn within the review period by the latest survey answer before it began."""
     start = pd.Timestamp(ch.params.period_start)
-    feats = F.customer_features(ch.ds, start, ["nps_latest", "csat_latest"])
+    feats = F.customer_features_before(ch.ds, start, ["nps_latest", "csat_latest"])
     at_start = outcomes.period_churn(ch.status, start, ch.as_of)
     sat = at_start[["customer_id", "churned_in_period"]].merge(feats, on="customer_id", how="left")
     by_nps = churn_by_group(nps_category(sat.nps_latest), sat.churned_in_period, NPS_CATEGORIES)

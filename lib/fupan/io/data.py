@@ -2140,7 +2140,7 @@ def resolve_floors(spend: Any, k: int) -> tuple[list[float], list[float]]:
 def _spend_sql(params: Params, report: ValidationReport) -> str:
     """customer_id, trailing-12-month spend and days since last activity, per clean customer.
 
-    The rule of :func:`fupan.measures.segments.customer_features` (net order amount in
+    The rule of :func:`fupan.measures.segments.customer_features_as_of` (net order amount in
     (as_of - 1 year, as_of], recency from the last order or else acquired_at). Without
     orders (a contractual business): the annual value of contracts running in that year,
     and days since the last contract ended.

@@ -34,7 +34,12 @@ import pandas as pd
 from fupan.io import engine
 from fupan.io.data import Dataset
 from fupan.measures import outcomes
-from fupan.measures.segments import as_date, customer_features, trailing_start, years_before
+from fupan.measures.segments import (
+    as_date,
+    customer_features_as_of,
+    trailing_start,
+    years_before,
+)
 
 Unit = Literal["pct", "days"]
 Direction = Literal["higher", "lower"]
@@ -293,12 +298,12 @@ def revenue_retention(ds: Dataset, as_of: str | dt.date | None = None) -> dict[s
     no cohort customer had base revenue, else None).
     """
     cut = as_date(as_of if as_of is not None else ds.params.as_of)
-    feat = customer_features(ds, cut, engagement=False)
+    feat = customer_features_as_of(ds, cut, engagement=False)
     return retention_from_features(feat, cut)
 
 
 def retention_from_features(features: pd.DataFrame, as_of: str | dt.date) -> dict[str, Any]:
-    """:func:`revenue_retention` from :func:`fupan.measures.segments.customer_features` at ``as_of``."""
+    """:func:`revenue_retention` from :func:`fupan.measures.segments.customer_features_as_of` at ``as_of``."""
     cohort = features[in_retention_cohort(features.acquired_at.to_numpy(), as_of)]
     sums = retention_sums(
         cohort.spend_12m.fillna(0).to_numpy(float), cohort.spend_prior_12m.fillna(0).to_numpy(float)

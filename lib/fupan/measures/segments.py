@@ -1,6 +1,6 @@
 """Customer tiers and segments: RFM, spend tiers, value x potential, re-tiering, clustering.
 
-Everything starts from :func:`customer_features`, one row per customer as of a date,
+Everything starts from :func:`customer_features_as_of`, one row per customer as of a date,
 aggregated in the query engine. The rest works on that frame:
 
 * :func:`rfm_scores` - quantile scores 1..bins for recency, frequency and monetary value.
@@ -63,10 +63,12 @@ def months_before(day: dt.date, months: int) -> dt.date:
     return (pd.Timestamp(day) - pd.DateOffset(months=months)).date()
 
 
-def customer_features(
+def customer_features_as_of(
     ds: Dataset, as_of: str | dt.date | None = None, engagement: bool = True
 ) -> pd.DataFrame:
-    """One row per customer acquired by ``as_of``, from data on or before ``as_of`` only.
+    """One row per customer acquired on or before ``as_of``, from data on or before ``as_of``
+    only (the day ``as_of`` included; the catalogue's model features, which read strictly
+    before their date, are :func:`fupan.measures.features.customer_features_before`).
 
     Windows: ``12m`` is the trailing year (as_of - 1 year, as_of]; ``prior_12m`` the year
     before it; ``first_12m`` the year from ``acquired_at``; ``h1``/``h2`` the older and the
@@ -96,7 +98,7 @@ def customer_features(
 
 @dataclass(frozen=True)
 class _Windows:
-    """The windows of :func:`customer_features`: the cut, the start of the trailing year,
+    """The windows of :func:`customer_features_as_of`: the cut, the start of the trailing year,
     of the year before it, and of the trailing year's newer half."""
 
     cut: dt.date
@@ -111,7 +113,7 @@ class _Windows:
         return cls(cut, t12, prior, months_before(cut, 6) + dt.timedelta(days=1))
 
 
-#: integer columns of :func:`customer_features`; a customer without rows counts 0
+#: integer columns of :func:`customer_features_as_of`; a customer without rows counts 0
 _COUNTS = [
     "orders_total",
     "orders_12m",
@@ -366,7 +368,7 @@ def retier(
 
     Parameters
     ----------
-    features : from :func:`customer_features`.
+    features : from :func:`customer_features_as_of`.
     params : run params (tiers, misclassification growth).
     churned : churned as of the snapshot (per :mod:`fupan.measures.outcomes`), aligned with
         ``features``; None treats every customer as not churned.
@@ -497,7 +499,7 @@ def value_potential(
 
     Parameters
     ----------
-    features : from :func:`customer_features`.
+    features : from :func:`customer_features_as_of`.
     value_quantile : value is high at or above this quantile of trailing-12-month spend
         among customers with any spend.
     potential_cut : potential is high above this value of the potential measure.

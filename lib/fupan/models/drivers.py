@@ -238,7 +238,9 @@ def driver_data(
             have = int((pd.Timestamp(params.as_of) - pd.Timestamp(first)).days) + 1
             need = F.QUARTER + 2 * dormancy
             return DriverData(empty, empty, info, dormancy, "history", {"need": need, "have": have})
-        snap = F.snapshots(ds, dates, dormancy, max_customers=max_customers, seed=random_state)
+        snap = F.snapshots(
+            ds, dates, dormancy, max_customers=max_customers, random_state=random_state
+        )
         snap = snap[snap.label_complete.astype(bool)]
         if snap.snapshot_date.nunique() < 2:
             have = int((pd.Timestamp(params.as_of) - pd.Timestamp(first)).days) + 1

@@ -47,7 +47,7 @@ class Forecast:
     notes : why a part is missing, by part (``clv``, ``calibration``, ...), as codes.
     flagged_count_then : the red list's size as that run recorded it (previous runs).
     results_then : the previous run's results.json (empty for a backtest).
-    before : :func:`fupan.measures.segments.customer_features` at ``as_of_then`` from the data as it
+    before : :func:`fupan.measures.segments.customer_features_as_of` at ``as_of_then`` from the data as it
         stood then (``spend_12m`` is the revenue of the year to the cut); ``None`` for a
         previous run's export.
     base : the forecasts a reader would make without a model, from the data as it stood
@@ -89,7 +89,7 @@ def red_list_then(ds_cut: Dataset) -> tuple[pd.DataFrame, str]:
         return out.reset_index(drop=True), "health"
     status = outcomes.churn_status(ds_cut, cut)
     live = status.loc[~status.churned, ["customer_id"]].reset_index(drop=True)
-    rules = kpi.at_risk_list(ds_cut, cut, status=status)
+    rules = kpi.at_risk_by_rules(ds_cut, cut, status=status)
     live["flagged"] = live.customer_id.isin(rules.customer_id)
     return live, "rules"
 
@@ -165,7 +165,7 @@ def _forecast_at(ds_at: Dataset, months: int) -> Forecast:
         notes["clv"] = "contracts" if str(exc) == "contracts" else "model_failed"
     except ImportError:
         notes["clv"] = "model_missing"
-    before = segments.customer_features(ds_at, at, engagement=False)
+    before = segments.customer_features_as_of(ds_at, at, engagement=False)
     base = base_rates(ds_at, horizon, before)
     if method == "rules":
         notes["calibration"] = "rules"

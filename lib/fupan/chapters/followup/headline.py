@@ -136,7 +136,7 @@ def nrr_forecast_row(
     if isinstance(made, str):
         return made
     forecast, fparts = made
-    feats = segments.customer_features(ds, day, engagement=False)
+    feats = segments.customer_features_as_of(ds, day, engagement=False)
     # the same cohort's actual (the orders reach back: their first is the same as then)
     actual, parts, _ = nrr_with_parts(feats[feats.customer_id.isin(fparts.customer_id)], day)
     if actual is None:

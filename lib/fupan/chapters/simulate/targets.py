@@ -61,6 +61,8 @@ def _recommended(ds: Dataset, now: pd.Timestamp) -> pd.Series:
     """The tier each customer's trailing-12-month spend earns (chapter 1's re-tiering rule)."""
     from fupan.measures import segments
 
-    feats = segments.customer_features(ds, (now - pd.Timedelta(days=1)).date(), engagement=False)
+    feats = segments.customer_features_as_of(
+        ds, (now - pd.Timedelta(days=1)).date(), engagement=False
+    )
     rt = segments.retier(feats, ds.params)
     return pd.Series(rt.recommended.to_numpy(), index=rt.customer_id.to_numpy())
