@@ -138,8 +138,9 @@ def stage_rules(params: Params) -> list[SegmentRule]:
     return [SegmentRule(s, funcs[s]) for s in STAGES]
 
 
-def snapshot_dates(as_of: dt.date, months: int) -> list[dt.date]:
-    """``as_of`` and the ``months`` month ends before it, oldest first."""
+def month_end_dates(as_of: dt.date, months: int) -> list[dt.date]:
+    """``as_of`` and the ``months`` month ends before it, oldest first: the dates the
+    lifecycle funnel takes each customer's stage at (:func:`stage_snapshots`)."""
     ts = pd.Timestamp(as_of)
     ends = {(ts - pd.offsets.MonthEnd(i)).date() for i in range(1, months + 1)}
     return sorted(ends | {as_of})
