@@ -22,15 +22,18 @@ Revenue at stake is defined per failure point and published on the findings slid
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import ibis
 import numpy as np
 import pandas as pd
 
+from fupan.chapters import service
+from fupan.core import i18n
 from fupan.core.params import Params
 from fupan.io import engine
 from fupan.io.data import Dataset
-from fupan.measures import metrics
+from fupan.measures import metrics, segments
 from fupan.measures.outcomes import churn_rate, period_churn
 from fupan.measures.segments import trailing_start
 
@@ -472,3 +475,173 @@ def tier_blocker(
     if breakdown and state != "ok":
         return "diag.cannot.one_value_current", {"column": "customers.tier", "tier": values[0]}
     return None
+
+
+# --------------------------------------------------------------------------------------
+# The chapter's pieces put together: the headline bars and the ranked failure points
+
+
+def headline_bars(
+    churn: tuple[float, float] | None,
+    core: tuple[float, float] | None,
+    renewal: tuple[float, float] | None,
+) -> pd.DataFrame:
+    """The headline chart's rows: each measured (value, benchmark) pair, in slide order.
+
+    Churn and core churn are worse above their benchmark, top-N renewal below its target;
+    a pair that could not be measured (None) has no bar.
+    """
+    rows = [
+        (metric, pair[0], pair[1], lower)
+        for metric, pair, lower in (
+            ("churn", churn, True),
+            ("core_churn", core, True),
+            ("top_n_renewal", renewal, False),
+        )
+        if pair is not None
+    ]
+    return pd.DataFrame(rows, columns=["metric", "value", "benchmark", "lower_is_better"])
+
+
+def exposed_at_start(
+    ds: Dataset,
+    features_at_start: pd.DataFrame,
+    snapshots: pd.DataFrame,
+    start: dt.date,
+    params: Params,
+) -> dict[str, set]:
+    """Who faced each failure at the start of the review period, to see how much more of
+    them churned (:func:`failure_point`'s ``affected_then``).
+
+    ``tiering``: misclassified on the features at ``start``; ``lifecycle``: declining or at
+    risk in ``snapshots`` at ``start``; ``touches`` (with a touches table): no touch in the
+    ``coverage_days`` up to ``start``; ``service`` (with tickets): an SLA breach in the year
+    before ``start``.
+    """
+    at = snapshots[snapshots.cut == pd.Timestamp(start)]
+    then = {
+        "tiering": set(
+            segments.retier(features_at_start, params).query("misclassified").customer_id
+        ),
+        "lifecycle": set(at[at.stage.isin(["declining", "at_risk"])].customer_id),
+    }
+    if ds.has("touches"):
+        since = pd.Timestamp(start) - pd.Timedelta(days=params.diagnosis.coverage_days - 1)
+        last = features_at_start.last_touch
+        then["touches"] = set(features_at_start.customer_id[~(last >= since)])
+    if ds.has("tickets"):
+        before = service.customer_service(ds, trailing_start(start), start)
+        then["service"] = set(before.customer_id[before.breaches > 0])
+    return then
+
+
+def failure_points(
+    exposed_now: dict[str, tuple[str, float, set]],
+    exposed_then: dict[str, set],
+    at_start: pd.DataFrame,
+    revenue: pd.DataFrame,
+    lost: tuple[int, float],
+    churn: tuple[float, float] | None = None,
+    renewal: tuple[pd.DataFrame, float, float] | None = None,
+    top: int = 3,
+) -> tuple[pd.DataFrame, list[dict]]:
+    """The chapter's failure points ranked by revenue at stake, and every candidate.
+
+    Parameters
+    ----------
+    exposed_now : per failure (``tiering``, ``touches``, ``service``, ``lifecycle``, in
+        slide order), its headline metric, value and the customers it touches today.
+    exposed_then : :func:`exposed_at_start`.
+    at_start : :func:`fupan.measures.outcomes.period_churn` over the review period.
+    revenue : trailing-year revenue per customer (``customer_id, revenue``).
+    lost : :func:`lost_revenue` (customers lost, their revenue the year before).
+    churn : (churn rate, benchmark) when churn was measured.
+    renewal : (:func:`top_n_renewal`'s customers, rate, target) when renewals were due.
+    top : how many to keep.
+
+    Returns
+    -------
+    (:func:`rank_failure_points` table, the candidates considered)
+    """
+    candidates = [
+        failure_point(key, metric, value, ids, exposed_then[key], at_start, revenue)
+        for key, (metric, value, ids) in exposed_now.items()
+    ]
+    if churn is not None:
+        rate, bench = churn
+        candidates.append(loss_point("churn", "churn_rate", rate, *lost, rate, bench))
+    if renewal is not None:
+        customers, rate, target = renewal
+        not_renewed = customers[customers.due & ~customers.renewed]
+        candidates.append(
+            loss_point(
+                "renewal",
+                "top_n_renewal_rate",
+                rate,
+                len(not_renewed),
+                float(not_renewed.revenue.clip(lower=0).sum()),
+                1 - rate,
+                1 - target,
+            )
+        )
+    return rank_failure_points(candidates, top=top), candidates
+
+
+#: how each failure point's headline value reads ("pct" a share, "int" a count)
+POINT_VALUES = {
+    "churn_rate": "pct",
+    "top_n_renewal_rate": "pct",
+    "misclassified_customers": "int",
+    "touch_coverage": "pct",
+    "sla_compliance": "pct",
+    "declining_or_at_risk_customers": "int",
+}
+
+
+def failure_findings(
+    ranked: pd.DataFrame, fmt: i18n.Fmt, extra: dict[str, dict[str, Any]]
+) -> list[dict]:
+    """One finding per ranked failure point: its sentence (``diag.finding.<key>`` in
+    ``fmt.lang``, quoting the value, the revenue at stake and exposed, the excess churn and
+    the customers, plus ``extra[key]``) and the figures it quotes."""
+    findings = []
+    for r in ranked.itertuples():
+        value = getattr(fmt, POINT_VALUES[r.metric])(r.value)
+        sentence = i18n.t(
+            f"diag.finding.{r.key}",
+            fmt.lang,
+            value=value,
+            revenue=fmt.money(r.revenue_at_stake),
+            exposed=fmt.money(r.revenue_exposed),
+            excess=fmt.pts(r.excess_churn),
+            customers=fmt.int(r.customers),
+            **extra[r.key],
+        )
+        findings.append(
+            {
+                "title": sentence,
+                "key": r.key,
+                "metric": r.metric,
+                "value": r.value,
+                "revenue_at_stake": r.revenue_at_stake,
+                "customers": int(r.customers),
+            }
+        )
+    return findings
+
+
+def tier_rules(params: Params, fmt: i18n.Fmt) -> str:
+    """The recommended-tier rules in words (spend floors per tier, dormancy for the last)."""
+    order, floors, lang = params.tiers.order, params.tiers.spend_floors, fmt.lang
+    rules = []
+    for i, code in enumerate(order):
+        name = params.tier_label(code)
+        if i == 0:
+            rules.append(i18n.t("diag.tiers.rule_top", lang, tier=name, low=fmt.money(floors[i])))
+        elif i < len(order) - 1:
+            low, high = fmt.money(floors[i]), fmt.money(floors[i - 1])
+            rules.append(i18n.t("diag.tiers.rule_mid", lang, tier=name, low=low, high=high))
+        else:
+            high, days = fmt.money(floors[i - 1]), params.tiers.dormant_days
+            rules.append(i18n.t("diag.tiers.rule_last", lang, tier=name, high=high, days=days))
+    return i18n.t("diag.tiers.rules", lang) + ("；" if lang == "zh" else "; ").join(rules)
