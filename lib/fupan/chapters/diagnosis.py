@@ -477,6 +477,129 @@ def tier_blocker(
     return None
 
 
+def headline_figures(
+    churn: pd.DataFrame, renewal: dict, service: pd.Series | None, params: Params
+) -> dict[str, Any]:
+    """The headline slide's figures under their ``diagnosis.*`` results keys, in order.
+
+    Parameters
+    ----------
+    churn : :func:`headline_churn` (first row overall, second core customers).
+    renewal : :func:`top_n_renewal`'s summary.
+    service : the overall row of :func:`fupan.chapters.service.service_levels` when tickets
+        were opened in the review period, else None.
+    params : the run's params (benchmarks, ``diagnosis.top_n``).
+
+    Returns
+    -------
+    dict; a figure the data cannot give (no customer at risk of churn, no core customer,
+    no renewal due, no ticket) is None.
+    """
+    overall, core = churn.iloc[0], churn.iloc[1]
+    measured, core_ok = overall.at_risk > 0, core.at_risk > 0
+    svc = service is not None
+    return {
+        "churn_rate": overall.rate if measured else None,
+        "churn_rate_ci": [overall.ci_low, overall.ci_high] if measured else None,
+        "churn_at_risk": int(overall.at_risk),
+        "churned_customers": int(overall.churned),
+        "core_churn_rate": core.rate if core_ok else None,
+        "core_churn_rate_ci": [core.ci_low, core.ci_high] if core_ok else None,
+        "benchmark_churn_rate": params.benchmarks.churn_rate,
+        "benchmark_core_churn_rate": params.benchmarks.core_churn_rate,
+        "churn_gap": overall.gap if measured else None,
+        "core_churn_gap": core.gap if core_ok else None,
+        "churn_by_group": churn,
+        "top_n": params.diagnosis.top_n,
+        "top_n_renewal_rate": renewal["rate"] if renewal["due"] else None,
+        "top_n_renewal_target": renewal["target"],
+        "top_n_renewal": renewal,
+        "median_first_response_days": service.median_first_response_days if svc else None,
+        "sla_compliance": service.sla_compliance if svc else None,
+    }
+
+
+def headline_tiles(
+    head: dict[str, Any], top_n: int, params: Params, fmt: i18n.Fmt
+) -> list[tuple[str, str, str]]:
+    """The headline slide's tiles (label, value, colour) from :func:`headline_figures`:
+    churn, then core churn, top-N renewal and first response when measured; red when on
+    the wrong side of the benchmark."""
+    t, b = (lambda key, **v: i18n.t(key, fmt.lang, **v)), params.benchmarks
+    rate, core, renew = head["churn_rate"], head["core_churn_rate"], head["top_n_renewal_rate"]
+    target, median = head["top_n_renewal_target"], head["median_first_response_days"]
+    tiles = [
+        (t("diag.tile.churn", bench=fmt.pct(b.churn_rate)), fmt.pct(rate), head["churn_gap"] > 0)
+    ]
+    if core is not None:
+        label = t("diag.tile.core_churn", bench=fmt.pct(b.core_churn_rate))
+        tiles.append((label, fmt.pct(core), head["core_churn_gap"] > 0))
+    if renew is not None:
+        label = t("diag.tile.top_n_renewal", n=top_n, target=fmt.pct(target))
+        tiles.append((label, fmt.pct(renew), renew < target))
+    if median is not None:
+        label = t("diag.tile.first_response", bench=fmt.days(b.first_response_days))
+        tiles.append((label, fmt.days(median), median > b.first_response_days))
+    return [(label, value, "red" if worse else "green") for label, value, worse in tiles]
+
+
+def reason_words(reason: tuple[str, dict] | None, lang: str, tier_label=str) -> str | None:
+    """A ``(catalogue key, values)`` reason (:func:`tier_blocker`, :func:`group_breakdowns`)
+    in words, tier codes as ``tier_label`` reads them; None for no reason."""
+    if reason is None:
+        return None
+    key, values = reason
+    return i18n.t(key, lang, **{k: tier_label(v) if k == "tier" else v for k, v in values.items()})
+
+
+def behaviour_segments(
+    features: pd.DataFrame, at_start: pd.DataFrame, revenue: pd.DataFrame, params: Params
+) -> tuple[segments.BehaviouralSegments | None, pd.DataFrame, int]:
+    """Behavioural segments of the customers at the start of the review period.
+
+    Parameters
+    ----------
+    features : :func:`fupan.measures.segments.customer_features` at the period start, for
+        the customers in ``at_start`` (same order as the model's labels).
+    at_start : :func:`fupan.measures.outcomes.period_churn` over the review period.
+    revenue : trailing-year revenue per customer (``customer_id, revenue``): the value
+        each segment brings and the weight of the fit.
+    params : ``diagnosis.segment_k_range`` and the seed.
+
+    Returns
+    -------
+    (fitted :class:`~fupan.measures.segments.BehaviouralSegments`, its
+    :func:`~fupan.measures.segments.describe_segments` table with a ``name`` per segment in
+    ``params.lang``, the fewest customers a fit needs); the model is None and the table
+    empty when there are fewer customers than that or no behaviour to cluster on.
+    """
+    d = params.diagnosis
+    ids = features.customer_id
+    churned = at_start.set_index("customer_id").churned_in_period.reindex(ids).to_numpy()
+    value = revenue.set_index("customer_id").revenue.reindex(ids).fillna(0.0).to_numpy()
+    x = segments.behaviour_matrix(features)
+    fewest = 10 * d.segment_k_range[0]
+    if len(x) < fewest or x.shape[1] == 0:
+        return None, pd.DataFrame(), fewest
+    model = segments.BehaviouralSegments(d.segment_k_range, random_state=params.seed)
+    model.fit(x, value=value)
+    seg = segments.describe_segments(features, model.labels_, value, churned, model.profile_)
+
+    def t(key: str, **values: Any) -> str:
+        return i18n.t(key, params.lang, **values)
+
+    seg["name"] = [
+        t(
+            "diag.seg.name",
+            i=s + 1,
+            value=t(f"diag.seg.value.{v}"),
+            trait=t(f"diag.seg.trait.{tr}") if tr else t(f"diag.seg.activity.{a}"),
+        )
+        for s, v, tr, a in zip(seg.segment, seg.value, seg.trait, seg.activity, strict=True)
+    ]
+    return model, seg, fewest
+
+
 # --------------------------------------------------------------------------------------
 # The chapter's pieces put together: the headline bars and the ranked failure points
 
@@ -628,6 +751,21 @@ def failure_findings(
             }
         )
     return findings
+
+
+def findings_table(findings: list[dict], fmt: i18n.Fmt) -> pd.DataFrame:
+    """The findings slide's table: rank, failure point, its value, customers and revenue at
+    stake, one row per :func:`failure_findings` entry."""
+    value = [getattr(fmt, POINT_VALUES[x["metric"]])(x["value"]) for x in findings]
+    return pd.DataFrame(
+        {
+            "rank": [i + 1 for i in range(len(findings))],
+            "point": [i18n.t(f"diag.point.{x['key']}", fmt.lang) for x in findings],
+            "value": value,
+            "customers": [x["customers"] for x in findings],
+            "revenue_at_stake": [x["revenue_at_stake"] for x in findings],
+        }
+    )
 
 
 def tier_rules(params: Params, fmt: i18n.Fmt) -> str:

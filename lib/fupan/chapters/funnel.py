@@ -34,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fupan.core import i18n
 from fupan.core.params import Params
 from fupan.io import engine
 from fupan.io.data import Dataset
@@ -513,6 +514,66 @@ def stage_table(counts: pd.DataFrame, conv: pd.DataFrame, dwell: pd.DataFrame) -
         )
     ]
     return out
+
+
+def stage_table_words(stages: pd.DataFrame, fmt: i18n.Fmt) -> pd.DataFrame:
+    """:func:`stage_table` as the stages slide shows it, in ``fmt.lang``: stage names, the
+    move out of each stage, and a reason in words where a cohort, rate or dwell time is
+    missing (columns ``stage, customers, share, cohort, moved_label, rate, days``)."""
+
+    def t(key: str) -> str:
+        return i18n.t(key, fmt.lang)
+
+    final = t("diag.stages.why.final")
+    rates = zip(stages.rate, stages.rate_why, strict=True)
+    days = zip(stages.days, stages.days_why, strict=True)
+    out = stages.assign(
+        stage=[t(f"diag.stage.{s}") for s in stages.stage],
+        moved_label=[t(f"diag.stage.moved.{s}") if s in NEXT else final for s in stages.stage],
+        cohort=[fmt.int(v) if v == v else final for v in stages.cohort],
+        rate=[t(f"diag.stages.why.{w}") if isinstance(w, str) else fmt.pct(v) for v, w in rates],
+        days=[t(f"diag.stages.why.{w}") if isinstance(w, str) else fmt.num(v, 0) for v, w in days],
+    )
+    return out[["stage", "customers", "share", "cohort", "moved_label", "rate", "days"]]
+
+
+@dataclass
+class Lifecycle:
+    """The lifecycle funnel of a review: stages at each date, today's counts, conversion
+    over the review period, dwell times, the per-stage table and the biggest break."""
+
+    snapshots: pd.DataFrame
+    now: pd.DataFrame
+    counts: pd.DataFrame
+    conversion: pd.DataFrame
+    dwell: pd.DataFrame
+    stages: pd.DataFrame
+    biggest_break: pd.Series
+
+    def break_summary(self) -> dict:
+        """The biggest break as plain values (results.json)."""
+        b = self.biggest_break
+        return {
+            "stage": b.stage,
+            "next": b.next,
+            "cohort": int(b.cohort),
+            "lost": int(b.lost),
+            "rate": b.rate,
+            "forward": bool(b.forward),
+        }
+
+
+def lifecycle(ds: Dataset, as_of: dt.date, start: dt.date, months: int) -> Lifecycle:
+    """Each customer's stage at ``as_of``, at the ``months`` month ends before it and at the
+    review period's ``start``, and the funnel built from them (:class:`Lifecycle`)."""
+    cuts = sorted(set(month_end_dates(as_of, months)) | {start})
+    snap = stage_snapshots(ds, cuts)
+    now = snap[snap.cut == pd.Timestamp(as_of)]
+    counts = funnel_counts(now.stage)
+    conv = conversion(snap, start, as_of)
+    dwell = dwell_time(snap)
+    table = stage_table(counts, conv, dwell)
+    return Lifecycle(snap, now, counts, conv, dwell, table, biggest_break(conv))
 
 
 # --------------------------------------------------------------------------------------
