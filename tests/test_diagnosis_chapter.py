@@ -256,3 +256,86 @@ def test_lifecycle_and_exposed_at_start(tiny_ds):
     assert then["lifecycle"] == set(at[at.stage.isin(["declining", "at_risk"])].customer_id)
     for ids in then.values():
         assert ids <= set(feats.customer_id) | set(at.customer_id)
+
+
+def _mix(rates, known=(10, 10, 10)) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "channel": ["email", "phone", "visit"],
+            "share": [0.6, 0.3, 0.1],
+            "known": list(known),
+            "response_rate": rates,
+        }
+    )
+
+
+def test_channel_headline_names_best_and_worst_only_when_they_stand_out():
+    from fupan.chapters import touches
+
+    title, finding = touches.channel_headline(_mix([0.1, 0.3, 0.5]), EN)
+    name = lambda c: diagnosis.label("diag.channel", c, "en")  # noqa: E731
+    assert title == i18n.t(
+        "diag.ch.title",
+        "en",
+        best=name("visit"),
+        best_rate="50.0%",
+        worst=name("email"),
+        worst_rate="10.0%",
+    )
+    assert finding == i18n.t("diag.ch.finding", "en", top=name("email"), share="60.0%")
+    # every channel equal: no best nor worst, the most used one and how many were judged
+    title, finding = touches.channel_headline(_mix([0.2, 0.2, 0.2]), EN)
+    assert title == i18n.t("diag.ch.title_even", "en", top=name("email"), share="60.0%", n=3)
+    assert finding is None
+    title, _ = touches.channel_headline(_mix([np.nan] * 3, known=(0, 0, 0)), EN)
+    assert title == i18n.t("diag.ch.title_noresp", "en", top=name("email"), share="60.0%", n=0)
+
+
+def _life(lost: int, forward: bool, conv_rate: float, active_days: float) -> funnel.Lifecycle:
+    brk = pd.Series(
+        {
+            "stage": "active",
+            "next": "declining",
+            "cohort": 40,
+            "lost": lost,
+            "rate": lost / 40,
+            "forward": forward,
+        }
+    )
+    counts = pd.DataFrame({"stage": ["active", "churned"], "customers": [30, 10]})
+    conv = pd.DataFrame({"stage": ["at_risk"], "rate": [conv_rate]})
+    dwell = pd.DataFrame({"stage": ["active"], "days": [active_days]})
+    return funnel.Lifecycle(
+        pd.DataFrame(), pd.DataFrame(), counts, conv, dwell, pd.DataFrame(), brk
+    )
+
+
+def test_funnel_and_stages_headlines():
+    import datetime as dt
+
+    start = dt.date(2025, 10, 31)
+    t = lambda k, **v: i18n.t(k, "en", **v)  # noqa: E731
+    got = funnel.funnel_headline(_life(10, False, 0.3, 200.0), start, EN)
+    first = t("diag.stage.active")
+    assert got == t(
+        "diag.funnel.title_slide",
+        step=t("diag.funnel.step", a=first, b=t("diag.stage.declining")),
+        lost="10",
+        cohort="40",
+        share="25.0%",
+        date=start,
+        first=first,
+    )
+    assert funnel.funnel_headline(_life(0, True, 0.3, 200.0), start, EN) == t(
+        "diag.funnel.title_none", n="40"
+    )
+    both = funnel.stages_headline(_life(10, False, 0.3, 200.0), EN)
+    assert both == t("diag.stages.sep").join(
+        [
+            t("diag.stages.title_active", active_days="200 days"),
+            t("diag.stages.title_risk", risk_rate="30.0%"),
+        ]
+    )
+    assert funnel.stages_headline(_life(10, False, np.nan, np.nan), EN) == t(
+        "diag.stages.title_plain"
+    )

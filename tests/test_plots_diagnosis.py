@@ -213,8 +213,8 @@ def test_group_and_channel_labels_from_the_locale():
     assert ticks[2] == f"{i18n.t('diag.dim.tier', 'zh')} · G-tier"
     ax = CASES["channels"][0](fmt=Fmt("en"))
     first = ax.get_xticklabels()[0].get_text()
-    assert first.startswith(plots.label("diag.channel", "email", "en"))
-    assert plots.label("diag.channel", "no-such-channel", "en") == "no-such-channel"
+    assert first.startswith(diagnosis.label("diag.channel", "email", "en"))
+    assert diagnosis.label("diag.channel", "no-such-channel", "en") == "no-such-channel"
 
 
 def test_headline_bars_red_on_the_wrong_side():

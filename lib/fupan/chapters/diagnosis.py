@@ -396,6 +396,14 @@ def breakdown_status(values: pd.Series | None) -> tuple[str, list[str]]:
     return ("ok" if len(known) > 1 else "one"), known
 
 
+def label(prefix: str, value: Any, lang: str) -> str:
+    """A data value's label from the catalogue (``prefix.value``), or the value itself."""
+    try:
+        return i18n.t(f"{prefix}.{value}", lang)
+    except i18n.MissingLabelError:
+        return str(value)
+
+
 def highest(frame: pd.DataFrame, column: str, min_groups: int = 2) -> pd.Series | None:
     """The row with the strictly highest ``column`` among at least ``min_groups`` rows.
 

@@ -576,6 +576,45 @@ def lifecycle(ds: Dataset, as_of: dt.date, start: dt.date, months: int) -> Lifec
     return Lifecycle(snap, now, counts, conv, dwell, table, biggest_break(conv))
 
 
+def funnel_headline(life: Lifecycle, start: dt.date, fmt: i18n.Fmt) -> str:
+    """The funnel slide's title in ``fmt.lang``: the step that lost the most customers of
+    the stage's cohort at ``start`` (:func:`biggest_break`), or that no step lost any."""
+
+    def t(key: str, **values: object) -> str:
+        return i18n.t(key, fmt.lang, **values)
+
+    brk, total = life.biggest_break, life.counts.customers.sum()
+    if not brk.lost > 0:
+        return t("diag.funnel.title_none", n=fmt.int(total))
+    first = t(f"diag.stage.{brk.stage}")
+    return t(
+        "diag.funnel.title_forward" if brk.forward else "diag.funnel.title_slide",
+        step=t("diag.funnel.step", a=first, b=t(f"diag.stage.{brk.next}")),
+        lost=fmt.int(brk.lost),
+        cohort=fmt.int(brk.cohort),
+        share=fmt.pct(brk.lost / brk.cohort if brk.cohort else np.nan),
+        date=start,
+        first=first,
+    )
+
+
+def stages_headline(life: Lifecycle, fmt: i18n.Fmt) -> str:
+    """The stages slide's title in ``fmt.lang``: how long customers stay active and how
+    many at-risk customers move on, each when the data gives it."""
+
+    def t(key: str, **values: object) -> str:
+        return i18n.t(key, fmt.lang, **values)
+
+    risk_rate = life.conversion.set_index("stage").rate.get("at_risk")
+    active_days = life.dwell.set_index("stage").days.get("active")
+    parts = []
+    if active_days == active_days and active_days is not None:
+        parts.append(t("diag.stages.title_active", active_days=fmt.days(active_days, 0)))
+    if risk_rate == risk_rate and risk_rate is not None:
+        parts.append(t("diag.stages.title_risk", risk_rate=fmt.pct(risk_rate)))
+    return t("diag.stages.sep").join(parts) if parts else t("diag.stages.title_plain")
+
+
 # --------------------------------------------------------------------------------------
 # Cohort retention
 

@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from fupan.chapters import funnel
+from fupan.chapters.diagnosis import label
 from fupan.core import i18n
 from fupan.core.i18n import Fmt
 from fupan.measures import segments
@@ -39,14 +40,6 @@ def _axes(ax: Axes | None, title: str, xlabel: str = "", ylabel: str = "", figsi
 def _words(fmt: Fmt | None) -> tuple[Fmt, Callable[..., str]]:
     fmt = fmt or Fmt()
     return fmt, lambda key, **values: i18n.t(key, fmt.lang, **values)
-
-
-def label(prefix: str, value: Any, lang: str) -> str:
-    """A data value's label from the catalogue (``prefix.value``), or the value itself."""
-    try:
-        return i18n.t(f"{prefix}.{value}", lang)
-    except i18n.MissingLabelError:
-        return str(value)
 
 
 def plot_headline(
