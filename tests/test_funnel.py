@@ -152,15 +152,15 @@ def test_dwell_time_from_monthly_transitions():
     assert np.isnan(dw.loc["churned", "days"])
 
 
-def test_snapshot_dates():
-    cuts = funnel.snapshot_dates(dt.date(2026, 10, 31), 3)
+def test_month_end_dates():
+    cuts = funnel.month_end_dates(dt.date(2026, 10, 31), 3)
     assert cuts == [
         dt.date(2026, 7, 31),
         dt.date(2026, 8, 31),
         dt.date(2026, 9, 30),
         dt.date(2026, 10, 31),
     ]
-    assert funnel.snapshot_dates(dt.date(2026, 10, 15), 1) == [
+    assert funnel.month_end_dates(dt.date(2026, 10, 15), 1) == [
         dt.date(2026, 9, 30),
         dt.date(2026, 10, 15),
     ]
@@ -414,7 +414,7 @@ def test_snapshots_equal_the_engine_query_on_generated_data(tmp_path, demo_small
     d = fdata.load(fparams.load(tiny.params_file(tmp_path, demo_small)))
     as_of = d.params.as_of
     # month ends, a mid-month date, and a date before the first customer
-    cuts = funnel.snapshot_dates(as_of, 14) + [as_of - dt.timedelta(days=45), dt.date(2000, 1, 31)]
+    cuts = funnel.month_end_dates(as_of, 14) + [as_of - dt.timedelta(days=45), dt.date(2000, 1, 31)]
     got = funnel.stage_snapshots(d, cuts)
     assert got.cut.nunique() == len(set(cuts)) - 1 and got.stage.nunique() == 6
     _assert_same_snapshots(got, _snapshots_by_query(d, cuts))
@@ -445,7 +445,7 @@ def test_snapshots_equal_the_engine_query_by_hand(tmp_path):
     )
     data = tiny.write(tmp_path / "d", orders=orders)
     d = fdata.load(fparams.load(tiny.params_file(tmp_path, data)))
-    cuts = [dt.date(2021, 12, 31), *funnel.snapshot_dates(dt.date(2026, 10, 31), 12)]
+    cuts = [dt.date(2021, 12, 31), *funnel.month_end_dates(dt.date(2026, 10, 31), 12)]
     _assert_same_snapshots(funnel.stage_snapshots(d, cuts), _snapshots_by_query(d, cuts))
     d.close()
 

@@ -120,7 +120,7 @@ def _others(ds: Any) -> dict[str, Any]:
         "features.early": F.customer_features_before(ds, early, names),
         "segments.as_of": segments.customer_features_as_of(ds),
         "segments.early_noeng": segments.customer_features_as_of(ds, early, engagement=False),
-        "funnel": funnel.stage_snapshots(ds, funnel.snapshot_dates(as_of, 12)),
+        "funnel": funnel.stage_snapshots(ds, funnel.month_end_dates(as_of, 12)),
         "outcomes.as_of": outcomes.churn_status(ds),
         "outcomes.early": outcomes.churn_status(ds, early),
         "ltv.W": summary_from_orders(orders, as_of, freq="W"),

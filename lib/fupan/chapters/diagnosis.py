@@ -22,15 +22,18 @@ Revenue at stake is defined per failure point and published on the findings slid
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import ibis
 import numpy as np
 import pandas as pd
 
+from fupan.chapters import service
+from fupan.core import i18n
 from fupan.core.params import Params
 from fupan.io import engine
 from fupan.io.data import Dataset
-from fupan.measures import metrics
+from fupan.measures import metrics, segments
 from fupan.measures.outcomes import churn_rate, period_churn
 from fupan.measures.segments import trailing_start
 
@@ -393,6 +396,14 @@ def breakdown_status(values: pd.Series | None) -> tuple[str, list[str]]:
     return ("ok" if len(known) > 1 else "one"), known
 
 
+def label(prefix: str, value: Any, lang: str) -> str:
+    """A data value's label from the catalogue (``prefix.value``), or the value itself."""
+    try:
+        return i18n.t(f"{prefix}.{value}", lang)
+    except i18n.MissingLabelError:
+        return str(value)
+
+
 def highest(frame: pd.DataFrame, column: str, min_groups: int = 2) -> pd.Series | None:
     """The row with the strictly highest ``column`` among at least ``min_groups`` rows.
 
@@ -472,3 +483,311 @@ def tier_blocker(
     if breakdown and state != "ok":
         return "diag.cannot.one_value_current", {"column": "customers.tier", "tier": values[0]}
     return None
+
+
+def headline_figures(
+    churn: pd.DataFrame, renewal: dict, service: pd.Series | None, params: Params
+) -> dict[str, Any]:
+    """The headline slide's figures under their ``diagnosis.*`` results keys, in order.
+
+    Parameters
+    ----------
+    churn : :func:`headline_churn` (first row overall, second core customers).
+    renewal : :func:`top_n_renewal`'s summary.
+    service : the overall row of :func:`fupan.chapters.service.service_levels` when tickets
+        were opened in the review period, else None.
+    params : the run's params (benchmarks, ``diagnosis.top_n``).
+
+    Returns
+    -------
+    dict; a figure the data cannot give (no customer at risk of churn, no core customer,
+    no renewal due, no ticket) is None.
+    """
+    overall, core = churn.iloc[0], churn.iloc[1]
+    measured, core_ok = overall.at_risk > 0, core.at_risk > 0
+    svc = service is not None
+    return {
+        "churn_rate": overall.rate if measured else None,
+        "churn_rate_ci": [overall.ci_low, overall.ci_high] if measured else None,
+        "churn_at_risk": int(overall.at_risk),
+        "churned_customers": int(overall.churned),
+        "core_churn_rate": core.rate if core_ok else None,
+        "core_churn_rate_ci": [core.ci_low, core.ci_high] if core_ok else None,
+        "benchmark_churn_rate": params.benchmarks.churn_rate,
+        "benchmark_core_churn_rate": params.benchmarks.core_churn_rate,
+        "churn_gap": overall.gap if measured else None,
+        "core_churn_gap": core.gap if core_ok else None,
+        "churn_by_group": churn,
+        "top_n": params.diagnosis.top_n,
+        "top_n_renewal_rate": renewal["rate"] if renewal["due"] else None,
+        "top_n_renewal_target": renewal["target"],
+        "top_n_renewal": renewal,
+        "median_first_response_days": service.median_first_response_days if svc else None,
+        "sla_compliance": service.sla_compliance if svc else None,
+    }
+
+
+def headline_tiles(
+    head: dict[str, Any], top_n: int, params: Params, fmt: i18n.Fmt
+) -> list[tuple[str, str, str]]:
+    """The headline slide's tiles (label, value, colour) from :func:`headline_figures`:
+    churn, then core churn, top-N renewal and first response when measured; red when on
+    the wrong side of the benchmark."""
+    t, b = (lambda key, **v: i18n.t(key, fmt.lang, **v)), params.benchmarks
+    rate, core, renew = head["churn_rate"], head["core_churn_rate"], head["top_n_renewal_rate"]
+    target, median = head["top_n_renewal_target"], head["median_first_response_days"]
+    tiles = [
+        (t("diag.tile.churn", bench=fmt.pct(b.churn_rate)), fmt.pct(rate), head["churn_gap"] > 0)
+    ]
+    if core is not None:
+        label = t("diag.tile.core_churn", bench=fmt.pct(b.core_churn_rate))
+        tiles.append((label, fmt.pct(core), head["core_churn_gap"] > 0))
+    if renew is not None:
+        label = t("diag.tile.top_n_renewal", n=top_n, target=fmt.pct(target))
+        tiles.append((label, fmt.pct(renew), renew < target))
+    if median is not None:
+        label = t("diag.tile.first_response", bench=fmt.days(b.first_response_days))
+        tiles.append((label, fmt.days(median), median > b.first_response_days))
+    return [(label, value, "red" if worse else "green") for label, value, worse in tiles]
+
+
+def reason_words(reason: tuple[str, dict] | None, lang: str, tier_label=str) -> str | None:
+    """A ``(catalogue key, values)`` reason (:func:`tier_blocker`, :func:`group_breakdowns`)
+    in words, tier codes as ``tier_label`` reads them; None for no reason."""
+    if reason is None:
+        return None
+    key, values = reason
+    return i18n.t(key, lang, **{k: tier_label(v) if k == "tier" else v for k, v in values.items()})
+
+
+def behaviour_segments(
+    features: pd.DataFrame, at_start: pd.DataFrame, revenue: pd.DataFrame, params: Params
+) -> tuple[segments.BehaviouralSegments | None, pd.DataFrame, int]:
+    """Behavioural segments of the customers at the start of the review period.
+
+    Parameters
+    ----------
+    features : :func:`fupan.measures.segments.customer_features_as_of` at the period start, for
+        the customers in ``at_start`` (same order as the model's labels).
+    at_start : :func:`fupan.measures.outcomes.period_churn` over the review period.
+    revenue : trailing-year revenue per customer (``customer_id, revenue``): the value
+        each segment brings and the weight of the fit.
+    params : ``diagnosis.segment_k_range`` and the seed.
+
+    Returns
+    -------
+    (fitted :class:`~fupan.measures.segments.BehaviouralSegments`, its
+    :func:`~fupan.measures.segments.describe_segments` table with a ``name`` per segment in
+    ``params.lang``, the fewest customers a fit needs); the model is None and the table
+    empty when there are fewer customers than that or no behaviour to cluster on.
+    """
+    d = params.diagnosis
+    ids = features.customer_id
+    churned = at_start.set_index("customer_id").churned_in_period.reindex(ids).to_numpy()
+    value = revenue.set_index("customer_id").revenue.reindex(ids).fillna(0.0).to_numpy()
+    x = segments.behaviour_matrix(features)
+    fewest = 10 * d.segment_k_range[0]
+    if len(x) < fewest or x.shape[1] == 0:
+        return None, pd.DataFrame(), fewest
+    model = segments.BehaviouralSegments(d.segment_k_range, random_state=params.seed)
+    model.fit(x, value=value)
+    seg = segments.describe_segments(features, model.labels_, value, churned, model.profile_)
+
+    def t(key: str, **values: Any) -> str:
+        return i18n.t(key, params.lang, **values)
+
+    seg["name"] = [
+        t(
+            "diag.seg.name",
+            i=s + 1,
+            value=t(f"diag.seg.value.{v}"),
+            trait=t(f"diag.seg.trait.{tr}") if tr else t(f"diag.seg.activity.{a}"),
+        )
+        for s, v, tr, a in zip(seg.segment, seg.value, seg.trait, seg.activity, strict=True)
+    ]
+    return model, seg, fewest
+
+
+# --------------------------------------------------------------------------------------
+# The chapter's pieces put together: the headline bars and the ranked failure points
+
+
+def headline_bars(
+    churn: tuple[float, float] | None,
+    core: tuple[float, float] | None,
+    renewal: tuple[float, float] | None,
+) -> pd.DataFrame:
+    """The headline chart's rows: each measured (value, benchmark) pair, in slide order.
+
+    Churn and core churn are worse above their benchmark, top-N renewal below its target;
+    a pair that could not be measured (None) has no bar.
+    """
+    rows = [
+        (metric, pair[0], pair[1], lower)
+        for metric, pair, lower in (
+            ("churn", churn, True),
+            ("core_churn", core, True),
+            ("top_n_renewal", renewal, False),
+        )
+        if pair is not None
+    ]
+    return pd.DataFrame(rows, columns=["metric", "value", "benchmark", "lower_is_better"])
+
+
+def exposed_at_start(
+    ds: Dataset,
+    features_at_start: pd.DataFrame,
+    snapshots: pd.DataFrame,
+    start: dt.date,
+    params: Params,
+) -> dict[str, set]:
+    """Who faced each failure at the start of the review period, to see how much more of
+    them churned (:func:`failure_point`'s ``affected_then``).
+
+    ``tiering``: misclassified on the features at ``start``; ``lifecycle``: declining or at
+    risk in ``snapshots`` at ``start``; ``touches`` (with a touches table): no touch in the
+    ``coverage_days`` up to ``start``; ``service`` (with tickets): an SLA breach in the year
+    before ``start``.
+    """
+    at = snapshots[snapshots.cut == pd.Timestamp(start)]
+    then = {
+        "tiering": set(
+            segments.retier(features_at_start, params).query("misclassified").customer_id
+        ),
+        "lifecycle": set(at[at.stage.isin(["declining", "at_risk"])].customer_id),
+    }
+    if ds.has("touches"):
+        since = pd.Timestamp(start) - pd.Timedelta(days=params.diagnosis.coverage_days - 1)
+        last = features_at_start.last_touch
+        then["touches"] = set(features_at_start.customer_id[~(last >= since)])
+    if ds.has("tickets"):
+        before = service.customer_service(ds, trailing_start(start), start)
+        then["service"] = set(before.customer_id[before.breaches > 0])
+    return then
+
+
+def failure_points(
+    exposed_now: dict[str, tuple[str, float, set]],
+    exposed_then: dict[str, set],
+    at_start: pd.DataFrame,
+    revenue: pd.DataFrame,
+    lost: tuple[int, float],
+    churn: tuple[float, float] | None = None,
+    renewal: tuple[pd.DataFrame, float, float] | None = None,
+    top: int = 3,
+) -> tuple[pd.DataFrame, list[dict]]:
+    """The chapter's failure points ranked by revenue at stake, and every candidate.
+
+    Parameters
+    ----------
+    exposed_now : per failure (``tiering``, ``touches``, ``service``, ``lifecycle``, in
+        slide order), its headline metric, value and the customers it touches today.
+    exposed_then : :func:`exposed_at_start`.
+    at_start : :func:`fupan.measures.outcomes.period_churn` over the review period.
+    revenue : trailing-year revenue per customer (``customer_id, revenue``).
+    lost : :func:`lost_revenue` (customers lost, their revenue the year before).
+    churn : (churn rate, benchmark) when churn was measured.
+    renewal : (:func:`top_n_renewal`'s customers, rate, target) when renewals were due.
+    top : how many to keep.
+
+    Returns
+    -------
+    (:func:`rank_failure_points` table, the candidates considered)
+    """
+    candidates = [
+        failure_point(key, metric, value, ids, exposed_then[key], at_start, revenue)
+        for key, (metric, value, ids) in exposed_now.items()
+    ]
+    if churn is not None:
+        rate, bench = churn
+        candidates.append(loss_point("churn", "churn_rate", rate, *lost, rate, bench))
+    if renewal is not None:
+        customers, rate, target = renewal
+        not_renewed = customers[customers.due & ~customers.renewed]
+        candidates.append(
+            loss_point(
+                "renewal",
+                "top_n_renewal_rate",
+                rate,
+                len(not_renewed),
+                float(not_renewed.revenue.clip(lower=0).sum()),
+                1 - rate,
+                1 - target,
+            )
+        )
+    return rank_failure_points(candidates, top=top), candidates
+
+
+#: how each failure point's headline value reads ("pct" a share, "int" a count)
+POINT_VALUES = {
+    "churn_rate": "pct",
+    "top_n_renewal_rate": "pct",
+    "misclassified_customers": "int",
+    "touch_coverage": "pct",
+    "sla_compliance": "pct",
+    "declining_or_at_risk_customers": "int",
+}
+
+
+def failure_findings(
+    ranked: pd.DataFrame, fmt: i18n.Fmt, extra: dict[str, dict[str, Any]]
+) -> list[dict]:
+    """One finding per ranked failure point: its sentence (``diag.finding.<key>`` in
+    ``fmt.lang``, quoting the value, the revenue at stake and exposed, the excess churn and
+    the customers, plus ``extra[key]``) and the figures it quotes."""
+    findings = []
+    for r in ranked.itertuples():
+        value = getattr(fmt, POINT_VALUES[r.metric])(r.value)
+        sentence = i18n.t(
+            f"diag.finding.{r.key}",
+            fmt.lang,
+            value=value,
+            revenue=fmt.money(r.revenue_at_stake),
+            exposed=fmt.money(r.revenue_exposed),
+            excess=fmt.pts(r.excess_churn),
+            customers=fmt.int(r.customers),
+            **extra[r.key],
+        )
+        findings.append(
+            {
+                "title": sentence,
+                "key": r.key,
+                "metric": r.metric,
+                "value": r.value,
+                "revenue_at_stake": r.revenue_at_stake,
+                "customers": int(r.customers),
+            }
+        )
+    return findings
+
+
+def findings_table(findings: list[dict], fmt: i18n.Fmt) -> pd.DataFrame:
+    """The findings slide's table: rank, failure point, its value, customers and revenue at
+    stake, one row per :func:`failure_findings` entry."""
+    value = [getattr(fmt, POINT_VALUES[x["metric"]])(x["value"]) for x in findings]
+    return pd.DataFrame(
+        {
+            "rank": [i + 1 for i in range(len(findings))],
+            "point": [i18n.t(f"diag.point.{x['key']}", fmt.lang) for x in findings],
+            "value": value,
+            "customers": [x["customers"] for x in findings],
+            "revenue_at_stake": [x["revenue_at_stake"] for x in findings],
+        }
+    )
+
+
+def tier_rules(params: Params, fmt: i18n.Fmt) -> str:
+    """The recommended-tier rules in words (spend floors per tier, dormancy for the last)."""
+    order, floors, lang = params.tiers.order, params.tiers.spend_floors, fmt.lang
+    rules = []
+    for i, code in enumerate(order):
+        name = params.tier_label(code)
+        if i == 0:
+            rules.append(i18n.t("diag.tiers.rule_top", lang, tier=name, low=fmt.money(floors[i])))
+        elif i < len(order) - 1:
+            low, high = fmt.money(floors[i]), fmt.money(floors[i - 1])
+            rules.append(i18n.t("diag.tiers.rule_mid", lang, tier=name, low=low, high=high))
+        else:
+            high, days = fmt.money(floors[i - 1]), params.tiers.dormant_days
+            rules.append(i18n.t("diag.tiers.rule_last", lang, tier=name, high=high, days=days))
+    return i18n.t("diag.tiers.rules", lang) + ("；" if lang == "zh" else "; ").join(rules)

@@ -34,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fupan.core import i18n
 from fupan.core.params import Params
 from fupan.io import engine
 from fupan.io.data import Dataset
@@ -138,8 +139,9 @@ def stage_rules(params: Params) -> list[SegmentRule]:
     return [SegmentRule(s, funcs[s]) for s in STAGES]
 
 
-def snapshot_dates(as_of: dt.date, months: int) -> list[dt.date]:
-    """``as_of`` and the ``months`` month ends before it, oldest first."""
+def month_end_dates(as_of: dt.date, months: int) -> list[dt.date]:
+    """``as_of`` and the ``months`` month ends before it, oldest first: the dates the
+    lifecycle funnel takes each customer's stage at (:func:`stage_snapshots`)."""
     ts = pd.Timestamp(as_of)
     ends = {(ts - pd.offsets.MonthEnd(i)).date() for i in range(1, months + 1)}
     return sorted(ends | {as_of})
@@ -512,6 +514,105 @@ def stage_table(counts: pd.DataFrame, conv: pd.DataFrame, dwell: pd.DataFrame) -
         )
     ]
     return out
+
+
+def stage_table_words(stages: pd.DataFrame, fmt: i18n.Fmt) -> pd.DataFrame:
+    """:func:`stage_table` as the stages slide shows it, in ``fmt.lang``: stage names, the
+    move out of each stage, and a reason in words where a cohort, rate or dwell time is
+    missing (columns ``stage, customers, share, cohort, moved_label, rate, days``)."""
+
+    def t(key: str) -> str:
+        return i18n.t(key, fmt.lang)
+
+    final = t("diag.stages.why.final")
+    rates = zip(stages.rate, stages.rate_why, strict=True)
+    days = zip(stages.days, stages.days_why, strict=True)
+    out = stages.assign(
+        stage=[t(f"diag.stage.{s}") for s in stages.stage],
+        moved_label=[t(f"diag.stage.moved.{s}") if s in NEXT else final for s in stages.stage],
+        cohort=[fmt.int(v) if v == v else final for v in stages.cohort],
+        rate=[t(f"diag.stages.why.{w}") if isinstance(w, str) else fmt.pct(v) for v, w in rates],
+        days=[t(f"diag.stages.why.{w}") if isinstance(w, str) else fmt.num(v, 0) for v, w in days],
+    )
+    return out[["stage", "customers", "share", "cohort", "moved_label", "rate", "days"]]
+
+
+@dataclass
+class Lifecycle:
+    """The lifecycle funnel of a review: stages at each date, today's counts, conversion
+    over the review period, dwell times, the per-stage table and the biggest break."""
+
+    snapshots: pd.DataFrame
+    now: pd.DataFrame
+    counts: pd.DataFrame
+    conversion: pd.DataFrame
+    dwell: pd.DataFrame
+    stages: pd.DataFrame
+    biggest_break: pd.Series
+
+    def break_summary(self) -> dict:
+        """The biggest break as plain values (results.json)."""
+        b = self.biggest_break
+        return {
+            "stage": b.stage,
+            "next": b.next,
+            "cohort": int(b.cohort),
+            "lost": int(b.lost),
+            "rate": b.rate,
+            "forward": bool(b.forward),
+        }
+
+
+def lifecycle(ds: Dataset, as_of: dt.date, start: dt.date, months: int) -> Lifecycle:
+    """Each customer's stage at ``as_of``, at the ``months`` month ends before it and at the
+    review period's ``start``, and the funnel built from them (:class:`Lifecycle`)."""
+    cuts = sorted(set(month_end_dates(as_of, months)) | {start})
+    snap = stage_snapshots(ds, cuts)
+    now = snap[snap.cut == pd.Timestamp(as_of)]
+    counts = funnel_counts(now.stage)
+    conv = conversion(snap, start, as_of)
+    dwell = dwell_time(snap)
+    table = stage_table(counts, conv, dwell)
+    return Lifecycle(snap, now, counts, conv, dwell, table, biggest_break(conv))
+
+
+def funnel_headline(life: Lifecycle, start: dt.date, fmt: i18n.Fmt) -> str:
+    """The funnel slide's title in ``fmt.lang``: the step that lost the most customers of
+    the stage's cohort at ``start`` (:func:`biggest_break`), or that no step lost any."""
+
+    def t(key: str, **values: object) -> str:
+        return i18n.t(key, fmt.lang, **values)
+
+    brk, total = life.biggest_break, life.counts.customers.sum()
+    if not brk.lost > 0:
+        return t("diag.funnel.title_none", n=fmt.int(total))
+    first = t(f"diag.stage.{brk.stage}")
+    return t(
+        "diag.funnel.title_forward" if brk.forward else "diag.funnel.title_slide",
+        step=t("diag.funnel.step", a=first, b=t(f"diag.stage.{brk.next}")),
+        lost=fmt.int(brk.lost),
+        cohort=fmt.int(brk.cohort),
+        share=fmt.pct(brk.lost / brk.cohort if brk.cohort else np.nan),
+        date=start,
+        first=first,
+    )
+
+
+def stages_headline(life: Lifecycle, fmt: i18n.Fmt) -> str:
+    """The stages slide's title in ``fmt.lang``: how long customers stay active and how
+    many at-risk customers move on, each when the data gives it."""
+
+    def t(key: str, **values: object) -> str:
+        return i18n.t(key, fmt.lang, **values)
+
+    risk_rate = life.conversion.set_index("stage").rate.get("at_risk")
+    active_days = life.dwell.set_index("stage").days.get("active")
+    parts = []
+    if active_days == active_days and active_days is not None:
+        parts.append(t("diag.stages.title_active", active_days=fmt.days(active_days, 0)))
+    if risk_rate == risk_rate and risk_rate is not None:
+        parts.append(t("diag.stages.title_risk", risk_rate=fmt.pct(risk_rate)))
+    return t("diag.stages.sep").join(parts) if parts else t("diag.stages.title_plain")
 
 
 # --------------------------------------------------------------------------------------

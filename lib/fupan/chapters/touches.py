@@ -23,6 +23,8 @@ import ibis
 import numpy as np
 import pandas as pd
 
+from fupan.chapters.diagnosis import highest, label, lowest
+from fupan.core import i18n
 from fupan.io import engine
 from fupan.io.data import Dataset
 from fupan.measures.outcomes import rate_with_ci
@@ -189,3 +191,29 @@ def channel_mix(
     df["ci_low"] = [c[1] for c in ci]
     df["ci_high"] = [c[2] for c in ci]
     return df.sort_values(["touches", "channel"], ascending=[False, True]).reset_index(drop=True)
+
+
+def channel_headline(mix: pd.DataFrame, fmt: i18n.Fmt) -> tuple[str, str | None]:
+    """The channel slide's title and finding, in ``fmt.lang``, from :func:`channel_mix`
+    (at least one channel): the best and the worst responding channel when one stands
+    above and one below the rest, else the most used channel and why no ranking."""
+
+    def t(key: str, **values: object) -> str:
+        return i18n.t(key, fmt.lang, **values)
+
+    known, top = mix[mix.known > 0], mix.iloc[0]
+    best, worst = highest(known, "response_rate"), lowest(known, "response_rate")
+    top_name, share = label("diag.channel", top.channel, fmt.lang), fmt.pct(top.share)
+    if best is None or worst is None:
+        key = "diag.ch.title_even" if len(known) else "diag.ch.title_noresp"
+        return t(key, top=top_name, share=share, n=len(known)), None
+    return (
+        t(
+            "diag.ch.title",
+            best=label("diag.channel", best.channel, fmt.lang),
+            best_rate=fmt.pct(best.response_rate),
+            worst=label("diag.channel", worst.channel, fmt.lang),
+            worst_rate=fmt.pct(worst.response_rate),
+        ),
+        t("diag.ch.finding", top=top_name, share=share),
+    )
