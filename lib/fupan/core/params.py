@@ -19,7 +19,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from fupan.core import paths
 
 NOTEBOOKS = (
     "00_data_check",
@@ -671,6 +681,9 @@ class Params(_Model):
     followup: FollowupParams = Field(default_factory=FollowupParams)
     # Set by load(): the folder relative paths are resolved against.
     base_dir: str = Field("", exclude=True)
+    # Set by load(): the run's paths, absolute (see the context property).
+    _context: paths.RunContext | None = PrivateAttr(None)
+    _params_file: Path | None = PrivateAttr(None)
 
     @field_validator("notebooks")
     @classmethod
@@ -714,9 +727,17 @@ class Params(_Model):
 
     def resolve(self, path: str) -> str:
         """A path from the params file, absolute, relative to the file's folder (URLs unchanged)."""
-        if "://" in path or Path(path).is_absolute() or not self.base_dir:
-            return path
-        return str((Path(self.base_dir) / path).resolve())
+        return paths.absolute(path, self.base_dir)
+
+    @property
+    def context(self) -> paths.RunContext:
+        """Every path of the run, absolute (:class:`fupan.core.paths.RunContext`).
+
+        Made once by :func:`load`; params built otherwise (or a copy whose paths were
+        changed) get theirs on first use."""
+        if self._context is None or self._context.key != _context_key(self):
+            self._context = run_context(self, self._params_file)
+        return self._context
 
     def tier_label(self, tier: str) -> str:
         return self.tiers.labels.get(tier, {}).get(self.lang, tier)
@@ -887,7 +908,41 @@ def load(path: str | Path, **overrides: Any) -> Params:
     except ValidationError as err:
         raise ParamsError(format_validation_error(err, str(path))) from None
     object.__setattr__(params, "base_dir", str(path.parent))
+    params._params_file = path
+    params._context = run_context(params, path)
     return params
+
+
+def _context_key(params: Params) -> tuple[Any, ...]:
+    return (
+        params.base_dir,
+        params.data.source,
+        params.reports_dir,
+        params.benchmarks_file,
+        params.simulation.scenarios_file,
+    )
+
+
+def run_context(params: Params, params_file: Path | None = None) -> paths.RunContext:
+    """The run's paths, resolved against the params file's folder: the one place a run
+    resolves them (outputs named on the command line are the CLI's, against the shell's
+    folder)."""
+    configured = params.reports_dir
+    reports = (
+        Path(params.resolve(str(Path(configured).expanduser()))).resolve()
+        if configured
+        else (Path.cwd() / "reports").resolve()
+    )
+    bench, scen = params.benchmarks_file, params.simulation.scenarios_file
+    return paths.RunContext(
+        params_file=params_file,
+        base_dir=Path(params.base_dir) if params.base_dir else None,
+        data=params.resolve(params.data.source),
+        benchmarks_file=Path(params.resolve(bench)) if bench else None,
+        scenarios_file=Path(params.resolve(scen)) if scen else None,
+        reports_dir=reports,
+        key=_context_key(params),
+    )
 
 
 #: Benchmarks and scenarios shipped with the package, used when a params file has none beside it.
@@ -925,7 +980,5 @@ def dump(params: Params) -> dict[str, Any]:
 
     out = params.model_dump(mode="json")
     # A database URL may carry a password: manifests are shared, credentials are not.
-    out["data"]["source"] = re.sub(
-        r"(://[^:/@]+):[^@]*@", r"\1:***@", params.resolve(params.data.source)
-    )
+    out["data"]["source"] = re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", params.context.data)
     return out

@@ -210,7 +210,7 @@ def find_source_files(params: Params) -> dict[str, Path]:
     A file is found by its table's name, case aside. A broken or looping link counts as
     found, so its problem is reported rather than the table called missing.
     """
-    folder = Path(params.resolve(params.data.source))
+    folder = Path(params.context.data)
     found: dict[str, Path] = {}
     for table in TABLES:
         if table in params.data.files:
@@ -786,7 +786,7 @@ def _stage_from_workbook(
 def _stage_from_folder(
     con: Any, params: Params, tmp: Path, report: ValidationReport
 ) -> tuple[list[str], dict[str, str], bool]:
-    folder = Path(params.resolve(params.data.source))
+    folder = Path(params.context.data)
     fingerprints: dict[str, str] = {}
     staged = []
     for name, path in find_source_files(params).items():
@@ -2339,7 +2339,7 @@ def load(
     Dataset with the staged tables and the validation report.
     """
     report = ValidationReport()
-    source = params.resolve(params.data.source)
+    source = params.context.data
     work = Path(work_dir) if work_dir else None
     if work:
         work.mkdir(parents=True, exist_ok=True)

@@ -272,7 +272,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         path = fh.name
     params = fparams.load(path)
     files = (
-        fdata.find_source_files(params) if Path(params.resolve(params.data.source)).is_dir() else {}
+        fdata.find_source_files(params) if Path(params.context.data).is_dir() else {}
     )
     now = {p.name: fdata.sha256_file(p) for p in files.values() if p.exists()}
     changed = sorted(

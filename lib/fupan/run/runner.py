@@ -120,9 +120,9 @@ def notebook_parameters(
 ) -> dict[str, Any]:
     """The values papermill injects into every notebook of a run."""
     return {
-        "params_file": str(Path(params_file).resolve()),
+        "params_file": str(params_file),
         "run_dir": str(run_dir),
-        "data": params.resolve(params.data.source),
+        "data": params.context.data,
         "as_of": params.as_of.isoformat(),
         "lang": params.lang,
         "seed": int(params.seed),
@@ -305,7 +305,7 @@ class _Run:
     ``current`` names the step under way, for the message of a failure."""
 
     params: Params
-    params_file: str | Path
+    params_file: Path
     reports: Path
     nb_dir: Path
     name: str
@@ -353,7 +353,8 @@ def plan_run(
     prior = read_manifest(reports / name) if chapters is not None else None
     plan = plan_chapters(params, chapters, prior, with_dependents)
     params = params.model_copy(update={"notebooks": plan.run})
-    return _Run(params, params_file, reports, nb_dir, name, plan, prior, log)
+    # the params file as the run's manifest and notebooks name it: absolute, made once here
+    return _Run(params, Path(params_file).resolve(), reports, nb_dir, name, plan, prior, log)
 
 
 def seed_run_folder(r: _Run) -> dict[str, tuple[int, int]]:
@@ -380,7 +381,7 @@ def seed_run_folder(r: _Run) -> dict[str, tuple[int, int]]:
 def validate_data(r: _Run) -> dict[str, Any]:
     """Load the data strictly (the contract's checks); the input files' fingerprints."""
     t0 = time.perf_counter()
-    r.log(f"[fupan] {r.params.name}: validating {r.params.resolve(r.params.data.source)}")
+    r.log(f"[fupan] {r.params.name}: validating {r.params.context.data}")
     ds = fdata.load(r.params, work_dir=r.tmp / "work", strict=True, handoff=False)
     fingerprints = dict(ds.fingerprints)
     n_warn = len(ds.report.warnings)
@@ -798,7 +799,7 @@ def _chapter_entries(
             out[nb] = {
                 "ran_at": dt.datetime.fromtimestamp(begun).isoformat(timespec="seconds"),
                 "seconds": timings.get(nb),
-                "params_file": str(Path(params_file).resolve()),
+                "params_file": str(params_file),
                 "params_sha256": checksum,
                 "results": result_sections(nb_dir / f"{nb}.ipynb"),
                 "ok": nb not in lost,
@@ -838,7 +839,7 @@ def _manifest(
         "fupan_version": _version(),
         "started_at": dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
         "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
-        "params_file": str(Path(params_file).resolve()),
+        "params_file": str(params_file),
         "params": stored,
         "params_sha256": params_checksum(params),
         # chapters of one run that ran with different params (or before checksums)
