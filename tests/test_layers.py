@@ -23,7 +23,7 @@ KNOWN_UPWARD = {
     ("chapters/followup.py", "fupan.report"),  # `from fupan.report import results`
     ("chapters/kpi.py", "fupan.report"),  # show, charts for the KPI chapter's slides
     # the validation of a spend tier at load uses the same trailing-year window as segments
-    ("io/data.py", "fupan.measures.segments"),
+    ("io/tiers.py", "fupan.measures.segments"),
 }
 
 

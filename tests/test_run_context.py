@@ -15,7 +15,7 @@ import pytest
 import tiny
 from fupan.core import params as fparams
 from fupan.core import paths
-from fupan.io import data as fdata
+from fupan.io import reading
 from fupan.run import cli, runner
 
 
@@ -67,7 +67,7 @@ def test_load_and_run_resolve_paths_once(tmp_path, monkeypatch, counted):
     runner.record_run_section(r, None)
     passed = runner.check_notebooks(r)
     fparams.dump(r.params)
-    fdata.find_source_files(r.params)
+    reading.find_source_files(r.params)
     assert counted == {"builds": 1, "stray_resolves": 0}
     assert passed["data"] == str((pf.parent / "data").resolve())
     assert passed["params_file"] == str(pf.resolve())

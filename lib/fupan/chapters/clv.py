@@ -40,7 +40,7 @@ from threadpoolctl import threadpool_limits
 
 from fupan.core.params import LtvParams, Params
 from fupan.io import cache, engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.models.ltv import (
     UNIT_DAYS,
     BetaGeo,

@@ -29,7 +29,7 @@ import pandas as pd
 
 from fupan.core.params import Params
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import metrics
 from fupan.measures.outcomes import churn_rate, period_churn
 from fupan.measures.segments import trailing_start

@@ -37,7 +37,7 @@ import yaml
 
 from fupan.core.params import FollowupParams
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import outcomes
 from fupan.models import health
 from fupan.report import results as fresults

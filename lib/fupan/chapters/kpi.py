@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 
 from fupan.core.params import Benchmarks, Params
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import metrics, outcomes
 from fupan.measures.segments import years_before
 

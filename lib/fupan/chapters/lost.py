@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import features as F
 from fupan.measures import outcomes
 from fupan.models.health import rate_with_ci

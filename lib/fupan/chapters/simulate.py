@@ -77,7 +77,7 @@ from fupan.core.scenarios import (
     absent_tiers,
 )
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import features as F
 from fupan.measures import metrics, outcomes
 from fupan.models import drivers

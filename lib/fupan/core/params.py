@@ -160,7 +160,7 @@ class Tiers(_Model):
             self.order
         ):
             # Not set in the params: data.load resolves them from the data's spend
-            # (fupan.io.data.resolve_floors); until then no floor is reachable but the last.
+            # (fupan.io.tiers.resolve_floors); until then no floor is reachable but the last.
             inf = float("inf")
             object.__setattr__(self, "spend_floors", [inf] * (len(self.order) - 1) + [0.0])
             return self

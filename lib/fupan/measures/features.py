@@ -42,7 +42,7 @@ import pandas as pd
 
 from fupan.core import progress
 from fupan.io import cache, engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import outcomes
 
 Kind = Literal["numeric", "binary", "categorical"]

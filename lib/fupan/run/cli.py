@@ -261,7 +261,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     import yaml
 
     from fupan.core import params as fparams
-    from fupan.io import data as fdata
+    from fupan.io import reading
     from fupan.run import runner
 
     manifest = json.loads(Path(args.manifest).read_text(encoding="utf-8"))
@@ -271,10 +271,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         yaml.safe_dump(stored, fh, allow_unicode=True)
         path = fh.name
     params = fparams.load(path)
-    files = (
-        fdata.find_source_files(params) if Path(params.context.data).is_dir() else {}
-    )
-    now = {p.name: fdata.sha256_file(p) for p in files.values() if p.exists()}
+    files = reading.find_source_files(params) if Path(params.context.data).is_dir() else {}
+    now = {p.name: reading.sha256_file(p) for p in files.values() if p.exists()}
     changed = sorted(
         k
         for k in set(manifest.get("inputs", {})) | set(now)
