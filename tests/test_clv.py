@@ -19,7 +19,7 @@ import tiny
 from fupan.chapters import clv
 from fupan.core import i18n
 from fupan.core import params as fparams
-from fupan.core.params import LtvParams
+from fupan.core.chapter_params import LtvParams
 from fupan.io import data as fdata
 from fupan.io.dataset import Dataset
 from fupan.measures.outcomes import churn_status

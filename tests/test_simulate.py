@@ -20,7 +20,8 @@ from conftest import ROOT
 from fupan.chapters import simulate
 from fupan.core import params as fparams
 from fupan.core import scenarios as fsc
-from fupan.core.params import ParamsError, SimulationParams
+from fupan.core.chapter_params import SimulationParams
+from fupan.core.params import ParamsError
 from fupan.io import data as fdata
 from fupan.run import runner
 from scipy import stats

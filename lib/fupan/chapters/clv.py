@@ -38,7 +38,8 @@ import pandas as pd
 from scipy.special import betaln
 from threadpoolctl import threadpool_limits
 
-from fupan.core.params import LtvParams, Params
+from fupan.core.chapter_params import LtvParams
+from fupan.core.params import Params
 from fupan.io import cache, engine
 from fupan.io.dataset import Dataset
 from fupan.models.ltv import (

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from fupan.core.params import FollowupParams
+from fupan.core.chapter_params import FollowupParams
 from fupan.io import engine
 from fupan.io.dataset import Dataset
 from fupan.measures import outcomes

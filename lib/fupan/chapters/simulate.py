@@ -68,7 +68,8 @@ from scipy import optimize
 from threadpoolctl import threadpool_limits
 
 from fupan.core import progress
-from fupan.core.params import Params, SimulationParams
+from fupan.core.chapter_params import SimulationParams
+from fupan.core.params import Params
 from fupan.core.scenarios import (
     DEFAULT_COST_SHARES,
     LEVER_TABLES,
