@@ -605,8 +605,8 @@ def _report(exc: Exception, args: argparse.Namespace) -> None:
     module that raised one is loaded already, and a clean run never pays for them."""
     from fupan.core.params import ParamsError
     from fupan.io.validation import DataValidationError
+    from fupan.run.execute import RunError
     from fupan.run.monthly import HistoryError
-    from fupan.run.runner import RunError
 
     if isinstance(exc, UserError):
         _err(f"fupan: {exc}")
