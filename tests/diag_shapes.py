@@ -185,7 +185,7 @@ def run_diagnosis(params_path: Path, run_dir: Path, supplied: bool | None = None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from fupan.io import data as fdata
+    from fupan.io.dataset import Dataset
     from fupan.report import show
 
     deck = Deck()
@@ -203,7 +203,7 @@ def run_diagnosis(params_path: Path, run_dir: Path, supplied: bool | None = None
         plt.close(fig)
 
     nb = nbformat.read(ROOT / "notebooks" / "01_diagnosis.ipynb", 4)
-    saved = (show._display, show.figure, getattr(fdata.Dataset, "supplied", None))
+    saved = (show._display, show.figure, getattr(Dataset, "supplied", None))
     show._display, show.figure = display, figure
     if supplied is not None:
         own = saved[2]
@@ -213,7 +213,7 @@ def run_diagnosis(params_path: Path, run_dir: Path, supplied: bool | None = None
                 return supplied
             return own(self, table, column) if own else True
 
-        fdata.Dataset.supplied = fake
+        Dataset.supplied = fake
     ns: dict[str, Any] = {}
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -228,9 +228,9 @@ def run_diagnosis(params_path: Path, run_dir: Path, supplied: bool | None = None
         show._display, show.figure = saved[0], saved[1]
         if supplied is not None:
             if saved[2] is None:
-                del fdata.Dataset.supplied
+                del Dataset.supplied
             else:
-                fdata.Dataset.supplied = saved[2]
+                Dataset.supplied = saved[2]
         plt.close("all")
     deck.results = ns["nb"].results._load() if "nb" in ns else {}
     deck.empty_charts = empty

@@ -85,7 +85,7 @@ def review(params_path: Path, reports: Path) -> InProcessRun:
     from fupan.io import data as fdata
     from fupan.report import deck, summary
     from fupan.report.results import RESULTS_NAME, Recorder
-    from fupan.run import runner
+    from fupan.run import render, runner
 
     params = fparams.load(params_path)
     run_dir = reports / runner.run_name(params)
@@ -102,12 +102,12 @@ def review(params_path: Path, reports: Path) -> InProcessRun:
         out = run_dir / "notebooks" / f"{nb}.ipynb"
         execute(runner.NOTEBOOK_DIR / f"{nb}.ipynb", out, passed)
         plt.close("all")
-        title, question = runner._chapter_labels(nb, params.lang)
+        title, question = render._chapter_labels(nb, params.lang)
         sections.append(deck.slides_from_notebook(out, nb, title, question))
     results = json.loads((run_dir / RESULTS_NAME).read_text(encoding="utf-8"))
     sections = summary.sections(results, params) + sections
     meta = {"name": params.name, "as_of": params.as_of.isoformat(), "period_start": ""}
     path = deck.render(
-        sections, meta, runner.deck_labels(params.lang), params.lang, run_dir / "deck.html"
+        sections, meta, render.deck_labels(params.lang), params.lang, run_dir / "deck.html"
     )
     return InProcessRun(run_dir, path, results)

@@ -14,6 +14,7 @@ import pytest
 import tiny
 from fupan.core import params as fparams
 from fupan.io import data as fdata
+from fupan.io.dataset import Dataset
 from fupan.io.validation import DataValidationError
 from fupan.run import cli
 
@@ -40,7 +41,7 @@ def _load(tmp_path: Path, data: Path, extra: str = ""):
     return fdata.loaded(fparams.load(path))
 
 
-def _amount_total(ds: fdata.Dataset) -> float:
+def _amount_total(ds: Dataset) -> float:
     return float(ds["orders"].amount.sum().to_pyarrow().as_py())
 
 

@@ -17,7 +17,7 @@ import pytest
 import tiny
 from conftest import ROOT
 from fupan.chapters import atrisk, churn, lost, signals
-from fupan.core import i18n
+from fupan.core import chapter_params, i18n
 from fupan.core import params as fparams
 from fupan.io import data as fdata
 from fupan.models import health
@@ -188,8 +188,8 @@ def test_every_label_the_notebook_uses_exists_in_both_languages():
     for prefix, values in {
         "churn.band.": ("red", "amber", "green"),
         "churn.nps.": ("promoter", "passive", "detractor", "none"),
-        "churn.hand.": tuple(fparams.ChurnParams().hand_weights),
-        "churn.rule.": tuple(fparams.ChurnParams().rules),
+        "churn.hand.": tuple(chapter_params.ChurnParams().hand_weights),
+        "churn.rule.": tuple(chapter_params.ChurnParams().rules),
         "churn.reason.": (*fparams.ChurnDefinition().reasons, lost.UNRECORDED),
         "churn.acol.": tuple(atrisk.COLUMNS),
         "churn.col.": ("rule", "flagged", "precision", "lift", "recall", "lead", "churners"),

@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import ROOT
-from fupan.run import cli, runner
+from fupan.run import cli, run_folder, runner
 
 
 def _run_cli(capsys, argv):
@@ -100,12 +100,12 @@ def test_a_notebook_symptom_on_a_full_disk_is_blamed_on_the_disk(tmp_path, monke
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(runner.shutil, "disk_usage", lambda p: usage(100, 100, 0))
     exc = RuntimeError("notebook 02 lost its kernel")
-    assert runner.root_cause(exc, tmp_path) == "no space left on device"
+    assert run_folder.root_cause(exc, tmp_path) == "no space left on device"
     monkeypatch.setattr(runner.shutil, "disk_usage", lambda p: usage(10**12, 0, 10**12))
-    assert runner.root_cause(exc, tmp_path) is None
+    assert run_folder.root_cause(exc, tmp_path) is None
     chained = RuntimeError("kernel died")
     chained.__cause__ = OSError(errno.ENOSPC, "No space left on device")
-    assert runner.root_cause(chained, tmp_path) == "no space left on device"
+    assert run_folder.root_cause(chained, tmp_path) == "no space left on device"
 
 
 def test_stale_temporary_runs_of_dead_processes_are_removed(tmp_path):
@@ -117,7 +117,7 @@ def test_stale_temporary_runs_of_dead_processes_are_removed(tmp_path):
     (stale / "work" / "staged.duckdb").write_bytes(b"customer data")
     live = tmp_path / f".annual_review-2026-10-31.tmp-{os.getppid()}"
     live.mkdir()
-    removed = runner.remove_stale_temporaries(tmp_path, log=lambda m: None)
+    removed = run_folder.remove_stale_temporaries(tmp_path, log=lambda m: None)
     assert removed == [stale] and not stale.exists() and live.exists()
 
 

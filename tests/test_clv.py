@@ -19,9 +19,10 @@ import tiny
 from fupan.chapters import clv
 from fupan.core import i18n
 from fupan.core import params as fparams
-from fupan.core.params import LtvParams
+from fupan.core.chapter_params import LtvParams
 from fupan.io import data as fdata
 from fupan.io import engine
+from fupan.io.dataset import Dataset
 from fupan.measures.outcomes import churn_status
 from fupan.models.ltv import (
     BetaGeo,
@@ -39,7 +40,7 @@ BG_TRUTH = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}  # CDNOW, weeks 
 GG_TRUTH = {"p": 6.25, "q": 3.74, "v": 15.44}  # CDNOW (Fader & Hardie 2013)
 
 
-def connect(folder: Path, data_dir: Path, extra: str = "") -> fdata.Dataset:
+def connect(folder: Path, data_dir: Path, extra: str = "") -> Dataset:
     folder.mkdir(parents=True, exist_ok=True)
     pf = tiny.params_file(folder, data_dir, extra=extra)
     return fdata.connect(fparams.load(pf), str(folder / "run"))
@@ -696,13 +697,13 @@ def demo_contractual(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _review(
     folder: Path, data_dir: Path, extra: str = ""
-) -> tuple[fdata.Dataset, pd.DataFrame, clv.Review]:
+) -> tuple[Dataset, pd.DataFrame, clv.Review]:
     ds = connect(folder, data_dir, extra=extra)
     status = churn_status(ds)
     return ds, status, clv.review(ds, status)
 
 
-def _check_review(ds: fdata.Dataset, status: pd.DataFrame, rv: clv.Review) -> None:
+def _check_review(ds: Dataset, status: pd.DataFrame, rv: clv.Review) -> None:
     led = rv.ledger
     churned = led[led.churned & led.lost_ltv.notna()]
     snaps = rv.snapshots

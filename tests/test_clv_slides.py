@@ -13,13 +13,14 @@ from fupan.chapters import clv
 from fupan.core import i18n
 from fupan.core import params as fparams
 from fupan.io import data as fdata
+from fupan.io.dataset import Dataset
 from fupan.measures.outcomes import churn_status
 from fupan.report import show
 
 warnings.filterwarnings("ignore", message=".*infer_string.*")
 
 
-def _connect(folder: Path, data_dir: Path) -> fdata.Dataset:
+def _connect(folder: Path, data_dir: Path) -> Dataset:
     folder.mkdir(parents=True, exist_ok=True)
     pf = tiny.params_file(folder, data_dir, extra="lang: en\n")
     return fdata.connect(fparams.load(pf), str(folder / "run"))

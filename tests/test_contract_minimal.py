@@ -16,6 +16,7 @@ import tiny
 from fupan.core import params as fparams
 from fupan.io import data as fdata
 from fupan.io.schema import TABLES
+from fupan.io.tiers import resolve_floors
 from fupan.io.validation import DataValidationError
 from fupan.measures import segments
 from fupan.run import cli
@@ -153,7 +154,7 @@ def test_floors_from_data_follow_the_published_shares(tmp_path, demo_dir):
 def test_resolve_floors_shares(k, shares):
     rng = np.random.default_rng(0)
     spend = np.concatenate([rng.lognormal(6, 1, 5000), np.zeros(300), -np.ones(10)])
-    floors, got = fdata.resolve_floors(spend, k)
+    floors, got = resolve_floors(spend, k)
     assert got == shares and len(floors) == k and floors[-1] == 0.0
     pos = spend[spend > 0]
     for f, s in zip(floors[:-1], shares, strict=True):

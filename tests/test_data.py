@@ -10,6 +10,7 @@ import pytest
 import tiny
 from fupan.core import params as fparams
 from fupan.io import data as fdata
+from fupan.io.dataset import MissingTableError
 from fupan.io.validation import DataValidationError
 
 
@@ -208,7 +209,7 @@ def test_missing_optional_table_is_absent_not_an_error(tmp_path):
     data = tiny.write(tmp_path / "d", drop=("touches", "surveys"))
     with fdata.loaded(_params(tmp_path, data)) as ds:
         assert not ds.has("touches") and ds.report.missing_optional == ["touches", "surveys"]
-        with pytest.raises(fdata.MissingTableError):
+        with pytest.raises(MissingTableError):
             ds["touches"]
 
 

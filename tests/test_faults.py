@@ -17,7 +17,7 @@ import nbformat
 import pytest
 from conftest import ROOT
 from fupan.core import params as fparams
-from fupan.run import runner
+from fupan.run import execute, runner
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ def _assert_clean(res, digest):
 def test_kernel_death_names_notebook_and_cell(tmp_path, tiny_params, good_run):
     params, res, digest = good_run
     nb_dir = _notebook_with(tmp_path, "import os\nos._exit(1)")
-    with pytest.raises(runner.RunError) as exc:
+    with pytest.raises(execute.RunError) as exc:
         runner.run(
             params,
             tiny_params,
@@ -64,7 +64,7 @@ def test_cell_timeout_names_notebook_and_cell(tmp_path, tiny_params, good_run):
     params, res, digest = good_run
     params.cell_timeout_seconds = 20
     nb_dir = _notebook_with(tmp_path, "import time\ntime.sleep(60)")
-    with pytest.raises(runner.RunError) as exc:
+    with pytest.raises(execute.RunError) as exc:
         runner.run(
             params,
             tiny_params,

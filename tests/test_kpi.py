@@ -22,6 +22,7 @@ from fupan.chapters.kpi import value as kpi_value
 from fupan.core import i18n
 from fupan.core import params as fparams
 from fupan.io import data as fdata
+from fupan.io.dataset import Dataset
 
 AS_OF = "2026-10-31"
 REAL_CLV = kpi.customer_clv  # module fixtures below stub it
@@ -657,7 +658,7 @@ def test_months():
 
 def _steady(
     tmp_path: Path, cut: str | None, as_of: str = AS_OF, thin_after: str | None = None
-) -> fdata.Dataset:
+) -> Dataset:
     """60 customers ordering every other day; orders stop after ``cut``, or after
     ``thin_after`` only one customer keeps ordering."""
     n = 60

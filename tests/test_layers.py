@@ -24,7 +24,7 @@ KNOWN_UPWARD = {
     ("chapters/kpi/formatting.py", "fupan.report"),  # show: the KPI scorecard slide
     ("chapters/kpi/slides.py", "fupan.report"),  # charts: the KPI trend slides
     # the validation of a spend tier at load uses the same trailing-year window as segments
-    ("io/data.py", "fupan.measures.segments"),
+    ("io/tiers.py", "fupan.measures.segments"),
 }
 
 

@@ -8,7 +8,7 @@ import papermill as pm
 import pytest
 from conftest import ROOT
 from fupan.core import params as fparams
-from fupan.run import runner
+from fupan.run import execute, runner
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -54,5 +54,5 @@ def test_params_files_match_their_notebooks(name, tmp_path):
 
 
 def test_unknown_parameter_is_refused(tmp_path):
-    with pytest.raises(runner.RunError, match="not declared"):
+    with pytest.raises(execute.RunError, match="not declared"):
         runner.check_notebook_parameters(NOTEBOOKS[0], {"params_file": "x", "surprise": 1})

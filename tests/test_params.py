@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from fupan.core import chapter_params
 from fupan.core import params as fparams
 
 
@@ -68,4 +69,4 @@ def test_core_tiers_must_be_known(tmp_path):
 def test_retired_touch_window_is_refused_with_the_fix():
     # touch coverage has one definition (fupan.measures.metrics); a second window would make two numbers
     with pytest.raises(ValueError, match="diagnosis.coverage_days"):
-        fparams.KpiParams(touch_window_months=3)
+        chapter_params.KpiParams(touch_window_months=3)

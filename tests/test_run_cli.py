@@ -17,7 +17,7 @@ import pytest
 from conftest import ROOT
 from fupan.core import params as fparams
 from fupan.core import paths
-from fupan.run import cli, runner
+from fupan.run import cli, execute, run_folder, runner
 
 LIB = str(ROOT / "lib")
 
@@ -158,36 +158,39 @@ def test_chapter_names_as_typed():
 
 def test_dependents_follow_what_chapters_use():
     every = list(fparams.NOTEBOOKS)
-    assert runner.dependents(["02_churn_root_cause"], every) == [
+    assert run_folder.dependents(["02_churn_root_cause"], every) == [
         "03_ltv_loss",
         "04_strategy_simulation",
         "05_kpi_tracking",
         "06_followup",
     ]
-    assert runner.dependents(["00_data_check"], every) == []
-    assert runner.dependents(["01_diagnosis"], every) == ["06_followup"]
+    assert run_folder.dependents(["00_data_check"], every) == []
+    assert run_folder.dependents(["01_diagnosis"], every) == ["06_followup"]
     # only chapters of the run count
-    assert runner.dependents(["02_churn_root_cause"], ["01_diagnosis", "02_churn_root_cause"]) == []
+    assert (
+        run_folder.dependents(["02_churn_root_cause"], ["01_diagnosis", "02_churn_root_cause"])
+        == []
+    )
 
 
 def test_plan_keeps_the_other_chapters_of_an_existing_run():
     params = fparams.Params.model_validate({"as_of": "2026-10-31", "data": {"source": "x"}})
     prior = {"notebooks": list(fparams.NOTEBOOKS)}
-    plan = runner.plan_chapters(params, ["01_diagnosis"], prior)
+    plan = run_folder.plan_chapters(params, ["01_diagnosis"], prior)
     assert plan.run == ["01_diagnosis"]
     assert plan.all == list(fparams.NOTEBOOKS)
     assert "01_diagnosis" not in plan.kept and len(plan.kept) == 6
-    plan = runner.plan_chapters(params, ["02_churn_root_cause"], prior, with_dependents=True)
+    plan = run_folder.plan_chapters(params, ["02_churn_root_cause"], prior, with_dependents=True)
     assert plan.run == list(fparams.NOTEBOOKS)[2:]
     # into an empty folder: a run of just these chapters
-    assert runner.plan_chapters(params, ["03_ltv_loss"], None).all == ["03_ltv_loss"]
+    assert run_folder.plan_chapters(params, ["03_ltv_loss"], None).all == ["03_ltv_loss"]
     # a whole review runs the params' notebooks and keeps nothing
-    assert runner.plan_chapters(params, None, prior).kept == []
+    assert run_folder.plan_chapters(params, None, prior).kept == []
 
 
 def test_result_sections_are_read_from_the_notebook():
-    assert runner.result_sections(ROOT / "notebooks" / "01_diagnosis.ipynb") == ["diagnosis"]
-    assert runner.result_sections(ROOT / "notebooks" / "02_churn_root_cause.ipynb") == ["churn"]
+    assert run_folder.result_sections(ROOT / "notebooks" / "01_diagnosis.ipynb") == ["diagnosis"]
+    assert run_folder.result_sections(ROOT / "notebooks" / "02_churn_root_cause.ipynb") == ["churn"]
 
 
 # --------------------------------------------------------------------------- progress
@@ -198,7 +201,7 @@ def test_progress_lines_count_up_whatever_order_notebooks_end_in(monkeypatch):
     clock = [0.0]
     monkeypatch.setattr(runner.time, "monotonic", lambda: clock[0])
     order = ["00_data_check", "01_diagnosis", "02_churn_root_cause"]
-    prog = runner.Progress(order, slots=2, expected={})
+    prog = execute.Progress(order, slots=2, expected={})
     prog.started("02_churn_root_cause")
     prog.started("00_data_check")
     clock[0] = 10
@@ -220,7 +223,7 @@ def test_progress_estimate_uses_the_last_run_times(monkeypatch):
     clock = [0.0]
     monkeypatch.setattr(runner.time, "monotonic", lambda: clock[0])
     order = ["a", "b", "c"]
-    prog = runner.Progress(order, slots=1, expected={"a": 10, "b": 100, "c": 50})
+    prog = execute.Progress(order, slots=1, expected={"a": 10, "b": 100, "c": 50})
     prog.started("a")
     clock[0] = 12
     line = prog.finished("a", "done")
@@ -238,13 +241,13 @@ def test_failure_message_says_what_was_written(tmp_path):
     (failed / "notebooks").mkdir(parents=True)
     (failed / "ERROR.txt").write_text("x")
     (failed / "notebooks" / "05_kpi_tracking.ipynb").write_text("{}")
-    err = runner.RunError("boom", failed)
+    err = execute.RunError("boom", failed)
     text = cli._written(err)
     assert f"wrote {failed}/" in text and "ERROR.txt" in text
     assert "no report was written at" in text and "nothing was written" not in text
     (tmp_path / "monthly-2026-10").mkdir()
     assert f"the previous report {tmp_path / 'monthly-2026-10'}/ is unchanged" in cli._written(err)
-    assert cli._written(runner.RunError("boom")) == "nothing was written"
+    assert cli._written(execute.RunError("boom")) == "nothing was written"
 
 
 def test_pdf_of_a_folder_without_a_deck_is_a_clear_error(tmp_path, capsys):
@@ -336,8 +339,8 @@ def test_run_updates_one_chapter_in_place_and_marks_its_users_stale(
     assert ch["02_churn_root_cause"]["ran_at"] > ch["01_diagnosis"]["ran_at"] or (
         ch["02_churn_root_cause"]["ran_at"] >= ch["01_diagnosis"]["ran_at"]
     )
-    assert ch["02_churn_root_cause"]["params_sha256"] == runner.params_checksum(params)
-    assert ch["01_diagnosis"]["params_sha256"] == runner.params_checksum(params)
+    assert ch["02_churn_root_cause"]["params_sha256"] == run_folder.params_checksum(params)
+    assert ch["01_diagnosis"]["params_sha256"] == run_folder.params_checksum(params)
     assert ch["03_ltv_loss"]["stale_because"] == ["02_churn_root_cause"]
     assert manifest["stale"] == ["03_ltv_loss"]
     # the stale line is on chapter 3's slide, not on chapter 1's
@@ -368,7 +371,7 @@ def test_run_updates_one_chapter_in_place_and_marks_its_users_stale(
     nb = nbformat.read(str(broken / "01_diagnosis.ipynb"), as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell("raise ValueError('nope')"))
     nbformat.write(nb, str(broken / "01_diagnosis.ipynb"))
-    with pytest.raises(runner.RunError):
+    with pytest.raises(execute.RunError):
         runner.run(
             params,
             tiny_params,
@@ -421,8 +424,10 @@ def test_every_subpackage_is_listed_for_the_wheel():
 
 def test_an_update_with_other_params_is_named():
     prior = {"chapters": {"01_diagnosis": {"params_sha256": "a"}, "03_ltv_loss": {}}}
-    assert runner.differing_params(prior, ["01_diagnosis", "03_ltv_loss"], "a") == ["03_ltv_loss"]
-    assert runner.differing_params(prior, ["01_diagnosis"], "b") == ["01_diagnosis"]
+    assert run_folder.differing_params(prior, ["01_diagnosis", "03_ltv_loss"], "a") == [
+        "03_ltv_loss"
+    ]
+    assert run_folder.differing_params(prior, ["01_diagnosis"], "b") == ["01_diagnosis"]
 
 
 def test_the_benchmark_reads_the_progress_lines_the_runner_writes(monkeypatch):
@@ -430,7 +435,7 @@ def test_the_benchmark_reads_the_progress_lines_the_runner_writes(monkeypatch):
 
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     bench = pytest.importorskip("run")
-    prog = runner.Progress(["00_data_check", "01_diagnosis"], slots=2, expected={})
+    prog = execute.Progress(["00_data_check", "01_diagnosis"], slots=2, expected={})
     lines = [
         (0.0, "[fupan] data ok (orders; 0 warning(s)) in 1.5s"),
         (1.0, prog.started("01_diagnosis")),

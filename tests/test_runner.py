@@ -16,7 +16,7 @@ from conftest import ROOT
 from fupan.core import params as fparams
 from fupan.io.validation import DataValidationError
 from fupan.report import deck
-from fupan.run import runner
+from fupan.run import execute, runner
 
 pytestmark = pytest.mark.slow
 FUPAN = (
@@ -86,7 +86,7 @@ def test_failed_notebook_keeps_previous_report(tmp_path, tiny_run, tiny_params):
     nb = nbformat.read(str(ROOT / "notebooks" / "00_data_check.ipynb"), as_version=4)
     nb.cells.insert(3, nbformat.v4.new_code_cell("raise RuntimeError('planted failure')"))
     nbformat.write(nb, str(nb_dir / "00_data_check.ipynb"))
-    with pytest.raises(runner.RunError) as exc:
+    with pytest.raises(execute.RunError) as exc:
         runner.run(
             params,
             tiny_params,
@@ -222,21 +222,21 @@ def test_parallel_notebooks_record_every_figure_and_wait_for_their_inputs(tmp_pa
 
 
 def test_parallel_kernels_get_one_blas_thread_unless_the_user_chose(monkeypatch):
-    for var in runner.THREAD_VARS:
+    for var in execute.THREAD_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    env = runner._env(2)
+    env = execute._env(2)
     assert env["OPENBLAS_NUM_THREADS"] == "1" and env["MKL_NUM_THREADS"] == "1"
     assert env["OMP_NUM_THREADS"] == "3"
-    assert "OPENBLAS_NUM_THREADS" not in runner._env(1)
+    assert "OPENBLAS_NUM_THREADS" not in execute._env(1)
 
 
 def test_kernels_return_freed_arrays_to_the_system_unless_the_user_chose(monkeypatch):
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
-    assert runner._env(1)["MALLOC_MMAP_THRESHOLD_"] == "131072"
-    assert runner._env(2)["MALLOC_MMAP_THRESHOLD_"] == "131072"
+    assert execute._env(1)["MALLOC_MMAP_THRESHOLD_"] == "131072"
+    assert execute._env(2)["MALLOC_MMAP_THRESHOLD_"] == "131072"
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "4096")
-    assert runner._env(2)["MALLOC_MMAP_THRESHOLD_"] == "4096"
+    assert execute._env(2)["MALLOC_MMAP_THRESHOLD_"] == "4096"
 
 
 @pytest.mark.skipif(runner.os.name != "posix", reason="Unix sockets: TCP stays on Windows")
@@ -261,7 +261,7 @@ def test_kernels_talk_over_private_unix_sockets_that_are_removed(tmp_path):
     ]
     src = tmp_path / "probe.ipynb"
     nbformat.write(nb, str(src))
-    runner.execute_notebook(
+    execute.execute_notebook(
         "probe", src, tmp_path / "out.ipynb", {"seen": str(seen)}, timeout=120, cwd=tmp_path
     )
     info = json.loads(seen.read_text())
@@ -297,7 +297,7 @@ def test_failed_chapter_does_not_stop_chapters_that_do_not_need_it(tmp_path, tin
     reports = tmp_path / "r"
     good = runner.run(params, tiny_params, reports_dir=reports, notebook_dir=good_dir, log=print)
     before = _sha(good.deck)
-    with pytest.raises(runner.RunError) as exc:
+    with pytest.raises(execute.RunError) as exc:
         runner.run(params, tiny_params, reports_dir=reports, notebook_dir=bad_dir, log=print)
     err = exc.value
     by_nb = {f.nb: f for f in err.failures}

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fupan.chapters import signals
-from fupan.core.params import WarningRule
+from fupan.core.chapter_params import WarningRule
 from fupan.measures.outcomes import rate_with_ci
 
 

@@ -22,7 +22,8 @@ from fupan.chapters.simulate import common as sim_common
 from fupan.chapters.simulate import hazard as sim_hazard
 from fupan.core import params as fparams
 from fupan.core import scenarios as fsc
-from fupan.core.params import ParamsError, SimulationParams
+from fupan.core.chapter_params import SimulationParams
+from fupan.core.params import ParamsError
 from fupan.io import data as fdata
 from fupan.run import runner
 from scipy import stats

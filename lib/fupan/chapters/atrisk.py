@@ -17,7 +17,7 @@ import pandas as pd
 
 from fupan.core import i18n
 from fupan.io import cache, engine, exports
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import features as F
 from fupan.measures import outcomes
 from fupan.models import health

@@ -33,7 +33,7 @@ from fupan.chapters.signals import (
     rule_label,
 )
 from fupan.core import i18n
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import features as F
 from fupan.measures import outcomes
 from fupan.models import drivers, health, logit

@@ -32,7 +32,7 @@ from fupan.chapters import service
 from fupan.core import i18n
 from fupan.core.params import Params
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import metrics, segments
 from fupan.measures.outcomes import churn_rate, period_churn
 from fupan.measures.segments import trailing_start

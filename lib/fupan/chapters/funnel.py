@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 from fupan.core import i18n
 from fupan.core.params import Params
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import metrics
 from fupan.measures.outcomes import churn_status
 from fupan.measures.segments import SegmentRule, as_date, assign_rules, trailing_start

@@ -24,7 +24,7 @@ import pandas as pd
 from fupan.chapters.signals import Slide, Table, finite, iso_day
 from fupan.core import i18n
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import features as F
 from fupan.measures import outcomes
 from fupan.measures.outcomes import rate_with_ci

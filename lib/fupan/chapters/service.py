@@ -26,7 +26,7 @@ import pandas as pd
 
 from fupan.core.params import Params
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures.segments import as_date
 
 DAY = 86_400.0

@@ -26,7 +26,7 @@ import pandas as pd
 from fupan.chapters.diagnosis import highest, label, lowest
 from fupan.core import i18n
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures.outcomes import rate_with_ci
 from fupan.measures.segments import as_date
 

@@ -3,8 +3,10 @@
 * Reports go to ``--out``, else the ``reports_dir`` the params name (relative to the params
   file), else ``reports/`` under the current folder: never into the installed package or
   the checkout it came from.
-* Data and side files (benchmarks, scenarios) are relative to the params file
-  (:meth:`fupan.core.params.Params.resolve`).
+* Data and side files (benchmarks, scenarios) are relative to the params file.
+* Both are decided once, when a params file is loaded: :class:`RunContext` holds every
+  path a run reads or writes, absolute, and the loader, the runner and the CLI read it
+  (``params.context``) instead of resolving again.
 * The notebooks and the example params ship inside the package (a wheel install works);
   a source checkout uses its own ``notebooks/`` and ``params/``.
 
@@ -14,6 +16,7 @@ which command runs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +46,54 @@ def example_params(name: str) -> Path:
     return PACKAGE_ROOT / "examples" / name
 
 
+def absolute(path: str, folder: str | Path | None) -> str:
+    """``path`` from a params file, absolute against ``folder`` (URLs, absolute paths, and
+    any path when there is no folder, unchanged)."""
+    if "://" in path or Path(path).is_absolute() or not folder:
+        return path
+    return str((Path(folder) / path).resolve())
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where one run reads and writes, every path absolute: made once when its params
+    file is loaded (:func:`fupan.core.params.load`).
+
+    Attributes
+    ----------
+    params_file : the params file, or None for params not read from a file.
+    base_dir : its folder: data and side files named relatively are found there.
+    data : the data source: an absolute path, or a URL as given.
+    benchmarks_file, scenarios_file : the side files as named in the params, absolute
+        (None when the params name none; the packaged fallbacks are the loader's choice).
+    reports_dir : where runs go unless ``--out`` says otherwise: the params'
+        ``reports_dir`` (relative to the params file), else ``reports/`` under the folder
+        fupan was started in.
+    key : the params values the paths were made from (a changed copy makes a new context).
+    """
+
+    params_file: Path | None
+    base_dir: Path | None
+    data: str
+    benchmarks_file: Path | None
+    scenarios_file: Path | None
+    reports_dir: Path
+    key: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+
+    def reports(self, override: str | Path | None = None) -> Path:
+        """The reports folder: ``override`` (``--out``, relative to the current folder),
+        else :attr:`reports_dir`."""
+        if override:
+            return Path(override).expanduser().resolve()
+        return self.reports_dir
+
+
 def reports_dir(params: Any = None, override: str | Path | None = None) -> Path:
     """The reports folder, absolute: ``override`` (``--out``, relative to the current
     folder), else ``params.reports_dir`` (relative to the params file), else
-    ``./reports``."""
+    ``./reports`` (:meth:`RunContext.reports`)."""
+    if params is not None:
+        return params.context.reports(override)
     if override:
         return Path(override).expanduser().resolve()
-    configured = getattr(params, "reports_dir", None)
-    if configured:
-        return Path(params.resolve(str(Path(configured).expanduser()))).resolve()
     return (Path.cwd() / "reports").resolve()

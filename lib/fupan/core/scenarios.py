@@ -341,8 +341,8 @@ def scenarios_path(params: Params) -> tuple[Path, bool]:
     name = sim.scenarios_file
     if not name:
         raise ParamsError("simulation.scenarios_file is empty: name the scenarios YAML to price")
-    path = Path(params.resolve(name))
-    if path.exists():
+    path = params.context.scenarios_file  # resolved once, beside the params file
+    if path is not None and path.exists():
         return path, False
     explicit = "scenarios_file" in sim.model_fields_set
     if not explicit and PROJECT_DEFAULT.exists():

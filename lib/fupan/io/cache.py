@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 
 T = TypeVar("T")
 

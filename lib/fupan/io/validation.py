@@ -59,7 +59,7 @@ class ValidationReport:
     present: list[str] = field(default_factory=list)
     missing_optional: list[str] = field(default_factory=list)
     #: table -> the contract columns the source had with at least one value
-    #: (read through :meth:`fupan.io.data.Dataset.supplied`).
+    #: (read through :meth:`fupan.io.dataset.Dataset.supplied`).
     supplied: dict[str, list[str]] = field(default_factory=dict)
     #: "table" or "table.column" -> how it was derived when the source lacked it
     #: (e.g. ``"customers": "orders"``, ``"customers.tier": "spend_floors"``).

@@ -17,7 +17,7 @@ import ibis
 import ibis.expr.types as ir
 
 from fupan.io import cache
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 
 # Window lengths are part of the definitions (and of the names), so they are constants.
 QUARTER = 90

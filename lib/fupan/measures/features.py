@@ -43,7 +43,7 @@ import pandas as pd
 
 from fupan.core import progress
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import outcomes
 from fupan.measures.feature_tables import (
     QUARTER,

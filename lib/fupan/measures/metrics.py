@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import outcomes
 from fupan.measures.segments import (
     as_date,

@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from fupan.io import cache, engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 
 
 def _as_date(value: str | dt.date | pd.Timestamp) -> dt.date:

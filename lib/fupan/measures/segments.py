@@ -32,7 +32,7 @@ import pandas as pd
 
 from fupan.core.params import Params
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 
 DAY_SECONDS = 86_400.0
 

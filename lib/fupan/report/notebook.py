@@ -19,6 +19,7 @@ from fupan.core import i18n
 from fupan.core import params as fparams
 from fupan.io import data as fdata
 from fupan.io import exports
+from fupan.io.dataset import Dataset
 from fupan.report import charts, show
 from fupan.report.results import Recorder
 
@@ -73,7 +74,7 @@ def find_params(params_file: str | os.PathLike[str]) -> Path:
 @dataclass
 class Context:
     params: fparams.Params
-    data: fdata.Dataset
+    data: Dataset
     results: Recorder
     fmt: i18n.Fmt
     run_dir: str

@@ -261,7 +261,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     import yaml
 
     from fupan.core import params as fparams
-    from fupan.io import data as fdata
+    from fupan.io import reading
     from fupan.run import runner
 
     manifest = json.loads(Path(args.manifest).read_text(encoding="utf-8"))
@@ -271,10 +271,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         yaml.safe_dump(stored, fh, allow_unicode=True)
         path = fh.name
     params = fparams.load(path)
-    files = (
-        fdata.find_source_files(params) if Path(params.resolve(params.data.source)).is_dir() else {}
-    )
-    now = {p.name: fdata.sha256_file(p) for p in files.values() if p.exists()}
+    files = reading.find_source_files(params) if Path(params.context.data).is_dir() else {}
+    now = {p.name: reading.sha256_file(p) for p in files.values() if p.exists()}
     changed = sorted(
         k
         for k in set(manifest.get("inputs", {})) | set(now)
@@ -607,8 +605,8 @@ def _report(exc: Exception, args: argparse.Namespace) -> None:
     module that raised one is loaded already, and a clean run never pays for them."""
     from fupan.core.params import ParamsError
     from fupan.io.validation import DataValidationError
+    from fupan.run.execute import RunError
     from fupan.run.monthly import HistoryError
-    from fupan.run.runner import RunError
 
     if isinstance(exc, UserError):
         _err(f"fupan: {exc}")

@@ -271,10 +271,10 @@ def run_month(
 
     Raises
     ------
-    fparams.ParamsError, fupan.io.validation.DataValidationError, fupan.run.runner.RunError
+    fparams.ParamsError, fupan.io.validation.DataValidationError, fupan.run.execute.RunError
         as the runner does; the history is then unchanged.
     """
-    from fupan.run import runner
+    from fupan.run import execute, runner
 
     log = log or RunLog()
     month = kpi.parse_month(month)
@@ -289,7 +289,7 @@ def run_month(
     log.written.append(f"the report {res.run_dir}")
     rows_file = res.run_dir / kpi.MONTH_ROWS
     if not rows_file.exists():
-        raise runner.RunError(f"{NOTEBOOK} did not write {kpi.MONTH_ROWS} in {res.run_dir}")
+        raise execute.RunError(f"{NOTEBOOK} did not write {kpi.MONTH_ROWS} in {res.run_dir}")
     rows = pd.read_parquet(rows_file).assign(run=name)
     kpi.write_history(path, rows)
     seal_history(path)

@@ -14,7 +14,7 @@ from scipy.special import betaln
 from fupan.chapters.clv.valuation import CONTRACTS, POOLED, YEAR_DAYS, Valuation, _ts
 from fupan.core.params import LtvParams
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.models.ltv import (
     ShiftedBetaGeometric,
 )

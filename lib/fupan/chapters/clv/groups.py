@@ -12,7 +12,7 @@ import pandas as pd
 
 from fupan.chapters.clv.valuation import UNRECORDED
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 
 
 def clv_by_group(

@@ -30,7 +30,7 @@ from fupan.chapters.clv.valuation import (
     month_starts,
 )
 from fupan.io import cache, engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.models.ltv.data import OrderHistory
 
 # --------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pandas as pd
 from fupan.chapters.clv.valuation import TRANSACTIONS, YEAR_DAYS, Valuation, _ts
 from fupan.core.params import LtvParams
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 
 #: Columns a churn-score frame may carry its churn probability in (churn chapter).
 PROBABILITY_COLUMNS = ("churn_probability", "p_churn", "probability")

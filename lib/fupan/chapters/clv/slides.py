@@ -25,7 +25,7 @@ from fupan.chapters.clv.risk import at_risk, churn_scores
 from fupan.chapters.clv.valuation import CONTRACTS, POOLED, TRANSACTIONS, UNRECORDED
 from fupan.core import i18n
 from fupan.io import exports
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures.outcomes import churn_status
 
 

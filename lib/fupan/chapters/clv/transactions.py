@@ -12,7 +12,7 @@ import pandas as pd
 
 from fupan.chapters.clv.valuation import TRANSACTIONS, Valuation, _ts, horizon_months
 from fupan.core.params import LtvParams
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.models.ltv import (
     UNIT_DAYS,
     BetaGeo,

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from fupan.core.params import LtvParams, Params
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.models.ltv import (
     UNIT_DAYS,
 )

@@ -16,7 +16,7 @@ import yaml
 
 from fupan.core.params import FollowupParams
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 
 #: How far back the backtest looks: the review we would have produced a year ago.
 MONTHS = 12

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from fupan.chapters.followup.cut import MONTHS, Source, add_years, as_of_cut, cut_date
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import outcomes
 
 #: Headers a previous run's at-risk export may carry its customer id / probability under.

@@ -20,7 +20,7 @@ from fupan.chapters.followup.intervals import (
     percentile_interval,
 )
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import outcomes
 from fupan.models import health
 

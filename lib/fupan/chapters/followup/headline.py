@@ -13,7 +13,7 @@ from fupan.chapters.followup.cut import MONTHS, add_years
 from fupan.chapters.followup.forecasts import Forecast, nrr_forecast, nrr_with_parts
 from fupan.chapters.followup.grades import realised_spend
 from fupan.chapters.followup.intervals import ratio_interval, total_interval
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import outcomes
 
 # --------------------------------------------------------------------------------------

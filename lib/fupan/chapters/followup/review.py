@@ -33,7 +33,7 @@ from fupan.chapters.followup.grades import (
     red_list_grades,
 )
 from fupan.chapters.followup.headline import findings_table, headline_rows
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.report import results as fresults
 
 # --------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from fupan.chapters.kpi.catalogue import (
 )
 from fupan.chapters.kpi.months import Window
 from fupan.core.params import Params
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 
 
 def _arrival_counts(

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from fupan.chapters.kpi.months import Window
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import outcomes
 
 # What the KPIs read of a churn status (churn rates, win-back, active customers, facts).

@@ -29,7 +29,7 @@ from fupan.chapters.kpi.months import Window, month_range, parse_month, report_m
 from fupan.chapters.kpi.status import _isnan, status_of, targets
 from fupan.chapters.kpi.value import _clv, health_at_risk, value_kpis
 from fupan.core.params import Params
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 
 FORMULAS = (
     churn_kpis,

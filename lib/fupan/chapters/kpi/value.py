@@ -17,7 +17,7 @@ from fupan.chapters.kpi.catalogue import CATALOGUE, QUARTER_DAYS
 from fupan.chapters.kpi.context import _Ctx, _val
 from fupan.chapters.kpi.months import Window, _epoch, _minus_months
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import outcomes
 
 

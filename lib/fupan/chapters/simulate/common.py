@@ -22,7 +22,7 @@ from fupan.core.params import Params, SimulationParams
 from fupan.core.scenarios import (
     Scenario,
 )
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 
 T = TypeVar("T")
 MONTHS_PER_YEAR = 12

@@ -25,7 +25,7 @@ from fupan.chapters.simulate.snapshots import (
     outcomes_known_until,
 )
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import features as F
 from fupan.measures import metrics
 

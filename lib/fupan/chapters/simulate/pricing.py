@@ -19,7 +19,7 @@ from fupan.core.scenarios import (
     Scenario,
     absent_tiers,
 )
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import features as F
 from fupan.measures import outcomes
 

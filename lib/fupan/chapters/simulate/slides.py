@@ -24,7 +24,7 @@ from fupan.chapters.simulate.roadmap import funded_totals
 from fupan.core import i18n
 from fupan.core import scenarios as fsc
 from fupan.core.scenarios import Scenario
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import outcomes
 
 #: Features whose per-unit effect reads badly on the method slide (currency, long spans).

@@ -12,7 +12,7 @@ import pandas as pd
 from fupan.chapters.simulate.common import _ID
 from fupan.core.params import Params
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import features as F
 
 # --------------------------------------------------------------------------------------

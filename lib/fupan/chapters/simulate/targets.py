@@ -13,7 +13,7 @@ from fupan.core.scenarios import (
     Scenario,
 )
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 
 # ---- targets -----------------------------------------------------------------------------
 

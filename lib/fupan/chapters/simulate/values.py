@@ -15,7 +15,7 @@ from fupan.core.scenarios import (
     Scenario,
 )
 from fupan.io import engine
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import outcomes
 
 # --------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from fupan.core.scenarios import (
     DEFAULT_COST_SHARES,
     Scenario,
 )
-from fupan.io.data import Dataset
+from fupan.io.dataset import Dataset
 from fupan.measures import metrics
 
 # ---- win-back ----------------------------------------------------------------------------

@@ -1,0 +1,541 @@
+"""Executing a run's notebooks: each in its own process and kernel, side by side where
+:data:`WAITS_FOR` and :data:`NEEDS` allow, with a progress line, a clean stop on a signal,
+and a :class:`ChapterFailure` (notebook, cell, error) for each that failed or was skipped.
+:class:`RunError` is what a run that did not produce a deck raises.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fupan.core.params import Params
+from fupan.report.results import results_lock_available, write_json_atomic
+
+
+class RunError(RuntimeError):
+    """A run that did not produce a deck; the message names the notebook, cell and error."""
+
+    def __init__(
+        self,
+        message: str,
+        failed_dir: Path | None = None,
+        failures: list[ChapterFailure] | None = None,
+    ):
+        self.failed_dir = failed_dir
+        self.failures = list(failures or [])
+        super().__init__(message)
+
+
+@dataclass
+class ChapterFailure:
+    """A notebook that failed (``cell``, ``error``) or was skipped (``needs`` failed ones)."""
+
+    nb: str
+    error: str
+    cell: str = ""
+    needs: tuple[str, ...] = ()
+    traceback: str = ""
+
+    @property
+    def skipped(self) -> bool:
+        return bool(self.needs)
+
+    def line(self) -> str:
+        if self.skipped:
+            return f"notebook {self.nb} skipped: it needs {', '.join(self.needs)}, which did not finish"
+        return self.error
+
+
+class _Terminated(BaseException):
+    pass
+
+
+def _on_term(signum: int, frame: Any) -> None:  # noqa: ARG001
+    raise _Terminated(f"signal {signum}")
+
+
+def _install_handlers() -> dict[int, Any]:
+    old: dict[int, Any] = {}
+    for sig in (signal.SIGTERM,):
+        try:
+            old[sig] = signal.signal(sig, _on_term)
+        except ValueError:  # not the main thread
+            pass
+    return old
+
+
+def _clock(seconds: float) -> str:
+    """``42s``, ``3m05s``: elapsed times and estimates in progress lines."""
+    s = max(0, int(round(seconds)))
+    return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _strip_ansi(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+
+
+#: Notebooks that use what an earlier notebook of the run leaves: chapter 3 quotes the
+#: at-risk list chapter 2 exports (otherwise it would score the customers again, and say
+#: so); chapters 4 and 5 read chapter 2's health model and chapter 3's valuations from the
+#: run cache (:mod:`fupan.io.cache`; started earlier they would compute them again).
+WAITS_FOR: dict[str, tuple[str, ...]] = {
+    "03_ltv_loss": ("02_churn_root_cause",),
+    "04_strategy_simulation": ("02_churn_root_cause", "03_ltv_loss"),
+    "05_kpi_tracking": ("02_churn_root_cause", "03_ltv_loss"),
+    # the follow-up sets this run's findings and scenario predictions beside last year's
+    "06_followup": ("01_diagnosis", "04_strategy_simulation", "05_kpi_tracking"),
+}
+
+
+#: What a notebook cannot do without: when one of these fails (or is skipped) in a run,
+#: the notebook is skipped and the partial deck says so; every other notebook still runs.
+#: Chapter 3 is not here: it quotes chapter 2's at-risk export when there is one and
+#: scores the customers itself otherwise (and says so). Chapters 4 and 5 price and track
+#: with chapter 2's health model and chapter 3's valuations (:mod:`fupan.io.cache`): a model
+#: whose own chapter failed is not one to build a recommendation or an alert on.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "04_strategy_simulation": ("02_churn_root_cause", "03_ltv_loss"),
+    "05_kpi_tracking": ("02_churn_root_cause", "03_ltv_loss"),
+}
+
+
+#: How long a notebook process gets to shut its kernel down after SIGTERM.
+STOP_GRACE_SECONDS = 20
+
+
+@dataclass
+class _Job:
+    nb: str
+    out: Path
+    result: Path
+    proc: subprocess.Popen[bytes]
+    started: float
+
+
+def _execute_all(
+    params: Params,
+    nb_dir: Path,
+    tmp: Path,
+    passed: dict[str, Any],
+    timings: dict[str, float],
+    log: Callable[[str], None],
+    windows: dict[str, tuple[float, float]] | None = None,
+    expected: dict[str, float] | None = None,
+) -> list[ChapterFailure]:
+    """Execute the run's notebooks, up to ``params.parallel_notebooks`` at once.
+
+    Each notebook runs in its own process (which starts its own kernel), so an interrupt
+    stops every running notebook and its kernel, and each process's memory is its own. A
+    notebook starts once what it waits for (:data:`WAITS_FOR`) is done; of those ready,
+    the ones others wait for first, then the params' order (one at a time: the params'
+    order). A failed notebook does not stop the others: those that need it
+    (:data:`NEEDS`) are skipped, the rest run. Returns the failed and skipped notebooks.
+
+    Progress lines count up as notebooks start and finish (``[2/6]`` after ``[1/6]``,
+    whichever notebook that is), with the elapsed time and an estimate of what is left
+    (:class:`Progress`); a notebook still running says so every
+    :data:`HEARTBEAT_SECONDS`, with the cell it is in. ``windows`` receives each
+    notebook's (start, end) wall-clock times.
+    """
+    order = list(params.notebooks)
+    waits = {
+        nb: {d for d in WAITS_FOR.get(nb, ()) if d in order[: order.index(nb)]} for nb in order
+    }
+    needs = {nb: {d for d in NEEDS.get(nb, ()) if d in order} for nb in order}
+    windows = windows if windows is not None else {}
+    # without fcntl (Windows) results.json has no lock: one notebook at a time
+    slots = max(1, params.parallel_notebooks) if results_lock_available() else 1
+    progress = Progress(order, slots, expected or {})
+    pending, running, done = list(order), {}, set()
+    failures: list[ChapterFailure] = []
+    if slots > 1:
+        # of the notebooks ready to start, the one others wait for goes first (chapter 2
+        # before chapters 0 and 1): it starts the chain that ends the run
+        waited_on = {nb: sum(nb in waits[m] for m in order) for nb in order}
+        pending.sort(key=lambda nb: -waited_on[nb])
+    try:
+        while pending or running:
+            lost = {f.nb for f in failures}
+            for nb in [nb for nb in pending if needs[nb] & lost]:
+                pending.remove(nb)
+                failures.append(ChapterFailure(nb, "", needs=tuple(sorted(needs[nb] & lost))))
+                log(progress.finished(nb, failures[-1].line()))
+            while len(running) < slots:
+                settled = done | lost
+                nxt = next((nb for nb in pending if waits[nb] <= settled), None)
+                if nxt is None:
+                    break
+                pending.remove(nxt)
+                log(progress.started(nxt))
+                running[nxt] = _start(nxt, nb_dir, tmp, passed, params.cell_timeout_seconds, slots)
+                windows[nxt] = (time.time(), time.time())
+            finished = [job for job in running.values() if job.proc.poll() is not None]
+            for job in finished:
+                del running[job.nb]
+                timings[job.nb] = round(time.perf_counter() - job.started, 3)
+                windows[job.nb] = (windows[job.nb][0], time.time())
+                failure = _outcome(job)
+                if failure:
+                    failures.append(failure)
+                    log(progress.finished(job.nb, failure.error))
+                    continue
+                done.add(job.nb)
+                log(progress.finished(job.nb, f"done in {timings[job.nb]:.1f}s"))
+            if not finished:
+                for line in progress.heartbeat(running):
+                    log(line)
+                time.sleep(0.1)
+    except (_Terminated, KeyboardInterrupt) as exc:
+        where = "; ".join(f"notebook {j.nb}, {_running_cell(j.out)}" for j in running.values())
+        _stop(running)
+        raise RunError(f"run interrupted ({exc or 'SIGINT'}) in {where or 'a notebook'}") from None
+    finally:
+        _stop(running)
+    return failures
+
+
+#: A notebook still running after this long says so (and every this often again).
+HEARTBEAT_SECONDS = 30.0
+
+
+class Progress:
+    """The review's progress lines: numbered as notebooks finish, with elapsed time and
+    an estimate of the time left.
+
+    The estimate uses each notebook's time in the last run (``expected``) when there is
+    one, else the mean time of the notebooks finished so far, and divides the work left
+    by the notebooks running at once.
+    """
+
+    def __init__(self, order: list[str], slots: int, expected: dict[str, float]):
+        self.order, self.slots, self.expected = list(order), max(1, slots), dict(expected)
+        self.total = len(order)
+        self.t0 = time.monotonic()
+        self.begun: dict[str, float] = {}
+        self.took: dict[str, float] = {}
+        self.beat: dict[str, float] = {}
+
+    def _head(self) -> str:
+        return f"[fupan] [{len(self.took)}/{self.total}]"
+
+    def started(self, nb: str) -> str:
+        self.begun[nb] = self.beat[nb] = time.monotonic()
+        return f"[fupan] {nb} started ({len(self.begun)} of {self.total} begun, {_clock(self.elapsed())} elapsed)"
+
+    def finished(self, nb: str, what: str) -> str:
+        now = time.monotonic()
+        self.took[nb] = now - self.begun.get(nb, now)
+        self.beat.pop(nb, None)
+        left = self.remaining()
+        tail = (
+            f"; about {_clock(left)} left"
+            if left is not None and len(self.took) < self.total
+            else ""
+        )
+        text = what if what.startswith(("notebook ", "run ")) else f"{nb} {what}"
+        return f"{self._head()} {text} ({_clock(self.elapsed())} elapsed{tail})"
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def remaining(self) -> float | None:
+        """Seconds of work left over the slots, or None before anything can be said."""
+        now = time.monotonic()
+        ran = [t for nb, t in self.took.items() if t > 0]
+        typical = sum(ran) / len(ran) if ran else None
+        work = 0.0
+        for nb in self.order:
+            if nb in self.took:
+                continue
+            guess = self.expected.get(nb, typical)
+            if guess is None:
+                return None
+            work += max(0.0, guess - (now - self.begun[nb])) if nb in self.begun else guess
+        return work / self.slots
+
+    def heartbeat(self, running: dict[str, _Job]) -> list[str]:
+        now = time.monotonic()
+        lines = []
+        for nb, job in running.items():
+            if now - self.beat.get(nb, now) >= HEARTBEAT_SECONDS:
+                self.beat[nb] = now
+                lines.append(
+                    f"[fupan] {nb} running for {_clock(now - self.begun[nb])}, in "
+                    f"{_running_cell(job.out)}"
+                )
+        return lines
+
+
+#: Thread pools of the numeric libraries a kernel loads (OpenBLAS/MKL, OpenMP).
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+# glibc raises its mmap threshold each time a large block is freed, so later large arrays
+# come from the heap and stay resident after they are freed: a kernel kept its peak while
+# the notebook beside it climbed to its own. A fixed threshold gives every array over
+# 128 KiB its own mapping, returned on free (chapter 5 at 1M: 8.3 -> 5.2 GB peak, 2.2 ->
+# 1.3 GB held after its first cell). Other allocators ignore it.
+MALLOC_VARS = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+
+
+def _env(slots: int) -> dict[str, str]:
+    """The notebook process's environment (its kernel inherits it).
+
+    With several notebooks at once, each kernel's BLAS and OpenMP pools get one thread:
+    two kernels each spinning two BLAS threads on two cores made a matrix-vector product
+    several times slower than on one thread. Every kernel gets a fixed glibc mmap
+    threshold (:data:`MALLOC_VARS`). A value the user set is kept.
+    """
+    env = dict(os.environ)
+    if slots > 1:
+        for var in THREAD_VARS:
+            env.setdefault(var, "1")
+    for var, value in MALLOC_VARS.items():
+        env.setdefault(var, value)
+    return env
+
+
+def _start(
+    nb: str, nb_dir: Path, tmp: Path, passed: dict[str, Any], timeout: int, slots: int
+) -> _Job:
+    out = tmp / "notebooks" / f"{nb}.ipynb"
+    spec = tmp / "notebooks" / f".{nb}.job.json"
+    result = tmp / "notebooks" / f".{nb}.result.json"
+    spec_data = {
+        "nb": nb,
+        "src": str(nb_dir / f"{nb}.ipynb"),
+        "out": str(out),
+        # the kernel works in the run's scratch folder (removed before the run is swapped
+        # in): never in the notebooks' (the installed package may be read-only) nor
+        # wherever fupan was started, and a stray file (derby.log, …) does not reach the report
+        "cwd": str(tmp / "work"),
+        "parameters": passed,
+        "timeout": timeout,
+        "result": str(result),
+    }
+    (tmp / "work").mkdir(exist_ok=True)
+    write_json_atomic(spec, spec_data)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fupan.run.execute", str(spec)],
+        env=_env(slots),
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+    )
+    return _Job(nb, out, result, proc, time.perf_counter())
+
+
+def _die_with_parent() -> None:
+    """In the notebook process before exec: SIGKILL when the runner dies, even by SIGKILL.
+
+    Not SIGTERM: a notebook process asked to stop shuts its kernel down politely, which on
+    a loaded machine took longer than the 5 s a killed run may leave behind. Its kernel
+    exits by itself within a second of its parent's death (ipykernel polls its parent,
+    whose pid jupyter_client passes in ``JPY_PARENT_PID``). The run's temporary folder,
+    with its staged data, is removed by the next run (:func:`remove_stale_temporaries`).
+    """
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except OSError:
+        pass  # not glibc: the kernels' own parent polling still applies
+
+
+def _outcome(job: _Job) -> ChapterFailure | None:
+    """``None`` when the notebook succeeded, else what failed: notebook, cell and error."""
+    try:
+        res = json.loads(job.result.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        res = {
+            "error": f"notebook {job.nb}: its process ended (exit {job.proc.returncode}) "
+            f"without a result, in {_running_cell(job.out)}"
+        }
+    finally:
+        for f in (job.result, job.result.with_name(f".{job.nb}.job.json")):
+            f.unlink(missing_ok=True)
+    if res.get("ok"):
+        return None
+    return ChapterFailure(
+        job.nb,
+        str(res.get("error")),
+        cell=str(res.get("cell") or _running_cell(job.out)),
+        traceback=str(res.get("traceback") or ""),
+    )
+
+
+def _stop(running: dict[str, _Job]) -> None:
+    """SIGTERM every running notebook process (each shuts its kernel down), then wait."""
+    for job in running.values():
+        if job.proc.poll() is None:
+            job.proc.terminate()
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for job in running.values():
+        try:
+            job.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            job.proc.kill()
+            job.proc.wait()
+    running.clear()
+
+
+@contextmanager
+def kernel_sockets() -> Iterator[dict[str, Any]]:
+    """Papermill arguments that connect a notebook to its kernel over private Unix sockets.
+
+    Over TCP, jupyter_client finds free ports by binding and releasing them, and the kernel
+    binds them a moment later. A notebook started beside another (or beside any program
+    opening connections) can lose a port in between: CI saw "Address already in use" and
+    "Kernel died before replying to kernel_info". Unix sockets in a folder only this kernel
+    uses cannot collide; the folder is short (a socket path is limited to ~100 bytes) and
+    removed afterwards. Windows has no ``ipc`` transport, so TCP stays there.
+    """
+    if os.name != "posix":
+        yield {}
+        return
+    from traitlets.config import Config
+
+    with tempfile.TemporaryDirectory(prefix="fupan-kernel-") as folder:
+        # the manager and the kernel run in different folders: the path must be absolute
+        ip = os.path.join(os.path.realpath(folder), "kernel")
+        yield {"config": Config({"KernelManager": {"transport": "ipc", "ip": ip}})}
+
+
+def execute_notebook(
+    nb: str, src: Path, out: Path, parameters: dict[str, Any], timeout: int, cwd: Path
+) -> None:
+    """Execute one notebook with papermill; raise :class:`RunError` naming its cell."""
+    import papermill as pm
+
+    try:
+        with kernel_sockets() as sockets:
+            pm.execute_notebook(
+                str(src),
+                str(out),
+                parameters=parameters,
+                kernel_name="python3",
+                progress_bar=False,
+                execution_timeout=timeout,
+                cwd=str(cwd),
+                log_output=False,
+                # the kernel's own start-up chatter (transport warnings) is not a user's concern
+                # jupyter_client interrupts a kernel before shutting it down, and a kernel inside
+                # a handler then logs "KeyboardInterrupt caught" at ERROR to our terminal; cell
+                # errors still reach the notebook and the RunError
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                **sockets,
+            )
+    except pm.PapermillExecutionError as exc:
+        err = RunError(
+            f"notebook {nb} failed in cell {exc.exec_count or exc.cell_index}: {exc.ename}: {exc.evalue}"
+        )
+        tb = "\n".join(exc.traceback or [])
+        cell = _failing_line(tb, exc.exec_count) or _running_cell(out)
+        err.failures = [ChapterFailure(nb, str(err), cell=cell, traceback=tb)]
+        raise err from None
+    except (_Terminated, KeyboardInterrupt) as exc:
+        raise RunError(
+            f"run interrupted ({exc or 'SIGINT'}) in notebook {nb}, {_running_cell(out)}"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - a dead kernel, a cell past its timeout, ...
+        kind = type(exc).__name__
+        if "Timeout" in kind:
+            what = f"exceeded the {timeout}s cell timeout"
+        elif "DeadKernel" in kind:
+            what = "lost its kernel (it died or was killed)"
+        else:
+            what = f"failed: {kind}: {exc}"
+        raise RunError(f"notebook {nb} {what} in {_running_cell(out)}") from None
+
+
+def _notebook_process(spec_file: str) -> int:
+    """``python -m fupan.run.execute SPEC``: one notebook of a run, in its own process."""
+    spec = json.loads(Path(spec_file).read_text(encoding="utf-8"))
+    signal.signal(signal.SIGTERM, _on_term)
+    try:
+        execute_notebook(
+            spec["nb"],
+            Path(spec["src"]),
+            Path(spec["out"]),
+            spec["parameters"],
+            int(spec["timeout"]),
+            Path(spec["cwd"]),
+        )
+        result: dict[str, Any] = {"ok": True}
+    except RunError as exc:
+        result = {"ok": False, "error": str(exc)}
+        if exc.failures:
+            result.update(cell=exc.failures[0].cell, traceback=exc.failures[0].traceback)
+    except (_Terminated, KeyboardInterrupt) as exc:  # between cells, outside papermill
+        result = {
+            "ok": False,
+            "error": f"run interrupted ({exc or 'SIGINT'}) in notebook {spec['nb']}",
+        }
+    write_json_atomic(spec["result"], result)
+    return 0 if result["ok"] else 1
+
+
+def _running_cell(path: Path) -> str:
+    """Name the cell papermill was executing, from the partial output notebook."""
+    info = cell_info(path)
+    if info is None:
+        return "its first cell" if not Path(path).exists() else "an unknown cell"
+    return f"code cell {info[0]} ({info[1]!r})"
+
+
+def _failing_line(traceback: str, exec_count: int | None) -> str | None:
+    """ "code cell N (the line that raised)" from a kernel traceback, when it names one.
+
+    A notebook cell's first line is often an import; the line the error came from says
+    more (IPython marks it ``---->`` under ``Cell In[N], line L``).
+    """
+    import re
+
+    text = _strip_ansi(traceback)
+    m = re.search(r"Cell In\[(\d+)\], line \d+\n(?:.*\n)*?-+> *\d+ (.*)", text)
+    if not m:
+        return None
+    n = exec_count or int(m.group(1))
+    return f"code cell {n} ({m.group(2).strip()[:60]!r})"
+
+
+def cell_info(path: Path) -> tuple[int, str] | None:
+    """(number among code cells, first line) of the cell papermill was executing last."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except Exception:  # noqa: BLE001 - the output may not have been written yet
+        return None
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    # Papermill stamps start_time on each cell it begins; the last stamped cell is the culprit.
+    started = [
+        i
+        for i, c in enumerate(code)
+        if c.get("metadata", {}).get("papermill", {}).get("start_time")
+    ]
+    if started:
+        cell = code[started[-1]]
+        return started[-1] + 1, (cell.source.strip().splitlines() or [""])[0][:60]
+    return None
+
+
+def python_executable() -> str:
+    return sys.executable
+
+
+if __name__ == "__main__":
+    raise SystemExit(_notebook_process(sys.argv[1]))
