@@ -281,7 +281,7 @@ class _FakeReview:
 
     lang, horizon, base_rate, n_dates = "en", 90, 0.05, 12
     fmt = i18n.Fmt("en")
-    params = fparams.Params.model_construct(churn=fparams.ChurnParams())
+    params = fparams.Params.model_construct(churn=chapter_params.ChurnParams())
 
     def __init__(self, rules):
         self.rules = rules

@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from fupan.chapters import signals  # noqa: E402
 from fupan.core import i18n  # noqa: E402
-from fupan.core.params import WarningRule  # noqa: E402
+from fupan.core.chapter_params import WarningRule  # noqa: E402
 from fupan.report.plots import churn as plots  # noqa: E402
 
 

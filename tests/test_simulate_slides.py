@@ -17,7 +17,7 @@ import pytest
 from fupan.chapters.simulate import slides
 from fupan.chapters.simulate.result import ModelInfo, SimulationResult
 from fupan.core import i18n
-from fupan.core.params import SimulationParams
+from fupan.core.chapter_params import SimulationParams
 from fupan.report.plots import simulate as plots
 
 

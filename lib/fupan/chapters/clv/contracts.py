@@ -12,7 +12,7 @@ import pandas as pd
 from scipy.special import betaln
 
 from fupan.chapters.clv.valuation import CONTRACTS, POOLED, YEAR_DAYS, Valuation, _ts
-from fupan.core.params import LtvParams
+from fupan.core.chapter_params import LtvParams
 from fupan.io import engine
 from fupan.io.dataset import Dataset
 from fupan.models.ltv import (

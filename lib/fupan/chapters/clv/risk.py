@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from fupan.chapters.clv.valuation import TRANSACTIONS, YEAR_DAYS, Valuation, _ts
-from fupan.core.params import LtvParams
+from fupan.core.chapter_params import LtvParams
 from fupan.io import engine
 from fupan.io.dataset import Dataset
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from fupan.chapters.clv.valuation import TRANSACTIONS, Valuation, _ts, horizon_months
-from fupan.core.params import LtvParams
+from fupan.core.chapter_params import LtvParams
 from fupan.io.dataset import Dataset
 from fupan.models.ltv import (
     UNIT_DAYS,

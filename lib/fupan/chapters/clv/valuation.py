@@ -9,7 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from fupan.core.params import LtvParams, Params
+from fupan.core.chapter_params import LtvParams
+from fupan.core.params import Params
 from fupan.io.dataset import Dataset
 from fupan.models.ltv import (
     UNIT_DAYS,

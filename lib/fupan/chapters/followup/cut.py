@@ -14,7 +14,7 @@ import ibis
 import pandas as pd
 import yaml
 
-from fupan.core.params import FollowupParams
+from fupan.core.chapter_params import FollowupParams
 from fupan.io import engine
 from fupan.io.dataset import Dataset
 

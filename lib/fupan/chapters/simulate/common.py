@@ -18,7 +18,8 @@ import pandas as pd
 from scipy import optimize
 
 from fupan.chapters.simulate.result import ModelInfo
-from fupan.core.params import Params, SimulationParams
+from fupan.core.chapter_params import SimulationParams
+from fupan.core.params import Params
 from fupan.core.scenarios import (
     Scenario,
 )

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from fupan.core.params import SimulationParams
+from fupan.core.chapter_params import SimulationParams
 from fupan.core.scenarios import (
     PilotEvidence,
 )

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from fupan.core.params import SimulationParams
+from fupan.core.chapter_params import SimulationParams
 
 # ---- ranking and roadmap -----------------------------------------------------------------
 
