@@ -97,9 +97,10 @@ def test_a_stopped_stage_reports_its_limit_and_partial_times():
 
 def test_finished_stage_states_the_comparison_and_ratio():
     r = {
-        "duckdb_features": {"seconds": 8.0, "feature_seconds": 2.0, "ok": True},
+        "duckdb_features": {"seconds": 8.0, "cpu_seconds": 5.0, "feature_seconds": 2.0, "ok": True},
         "spark_features": {
             "seconds": 60.0,
+            "cpu_seconds": 40.0,
             "ok": True,
             "feature_seconds": 30.0,
             "features": 32,
@@ -109,6 +110,7 @@ def test_finished_stage_states_the_comparison_and_ratio():
     note = spark_row.note("spark_features", r["spark_features"], r)
     assert "VALUES DIFFER: values in {'nps_change': 3}" in note
     assert "feature query 15.0× DuckDB's" in note
+    assert "process 7.5× DuckDB's wall time, 8.0× its CPU" in note
     r["spark_features"]["check"] = {"equal": True, "columns_compared": 32}
     note = spark_row.note("spark_features", r["spark_features"], r)
     assert "same values as DuckDB (32 columns, rtol 1e-9)" in note
