@@ -73,6 +73,17 @@ def parse_output(stdout: str) -> dict:
     return out
 
 
+def error_lines(text: str, n: int = 3) -> list[str]:
+    """The last ``n`` lines of a failure that say what happened: a JVM's stack frames
+    ("\tat org.apache…", "... 12 more") are left out."""
+    said = [
+        ln.strip()
+        for ln in text.splitlines()
+        if ln.strip() and not ln.startswith(("\t", " ")) and not ln.strip().startswith("...")
+    ]
+    return said[-n:]
+
+
 def stage(name: str, cmd: list[str], timeout: float, max_mb: float) -> dict:
     print(f"  {name} …", flush=True)
     m = measure.run(cmd, timeout=timeout, max_rss_mb=max_mb)
@@ -87,8 +98,7 @@ def stage(name: str, cmd: list[str], timeout: float, max_mb: float) -> dict:
     if m.stopped:
         out["stopped"] = m.stopped
     elif m.returncode != 0:
-        text = (m.stderr or m.stdout or "").strip().splitlines()
-        out["error"] = [ln for ln in text if ln.strip()][-3:]
+        out["error"] = error_lines(m.stderr or m.stdout or "")
     state = f" STOPPED ({m.stopped})" if m.stopped else ("" if out["ok"] else " FAILED")
     print(f"  {name}: {out['seconds']:.1f}s, {out['peak_mb']:.0f} MB{state}", flush=True)
     return out

@@ -167,3 +167,17 @@ def test_cpu_seconds_count_a_grandchild_nobody_waits_for(tmp_path):
     psutil.Process(child).kill()
     assert m.returncode == 0
     assert m.cpu_seconds >= 0.35
+
+
+def test_error_lines_skip_java_stack_frames():
+    err = (
+        'Traceback (most recent call last):\n  File "x.py", line 1\n'
+        "py4j.protocol.Py4JJavaError: An error occurred while calling o42.count.\n"
+        ": java.lang.OutOfMemoryError: Java heap space\n"
+        "\tat org.apache.spark.scheduler.DAGScheduler.run(DAGScheduler.scala:3141)\n"
+        "\t... 12 more\n"
+    )
+    assert spark_row.error_lines(err, 2) == [
+        "py4j.protocol.Py4JJavaError: An error occurred while calling o42.count.",
+        ": java.lang.OutOfMemoryError: Java heap space",
+    ]
