@@ -193,7 +193,7 @@ def note(key: str, v: dict, r: dict) -> str:
             unfinished = "Spark's read of the tables"
         out.append(f"stopped at the {v['stopped']}: {unfinished} unfinished")
     elif v.get("error"):
-        out.append("FAILED: " + " / ".join(v["error"])[-200:])
+        out.append("FAILED: " + " / ".join(v["error"])[-300:])
     if key == "spark_features":
         if c := _check(v):
             out.append(c)
