@@ -88,9 +88,10 @@ test-fast: setup ## Unit tests only (no end-to-end runs, no notebooks)
 golden: setup ## Re-record tests/golden/ (demo hashes, a 300-customer review's results, the scenario table); a few minutes
 	$(BIN)/python tools/golden.py record
 
-bench: setup ## Scale ladder and peer baselines (writes benchmarks/results/)
+bench: setup ## Scale ladder, peer baselines and the Spark row (writes benchmarks/results/)
 	$(BIN)/python benchmarks/cli_startup.py
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py --keep-data
+	$(BIN)/python benchmarks/spark_row.py
 
 lint: setup ## ruff check (code and notebooks) and format check (code)
 	$(BIN)/ruff check lib tests benchmarks tools notebooks

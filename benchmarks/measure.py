@@ -29,6 +29,9 @@ class Measurement:
     # the child's last argument: a review's notebook job files name the notebook)
     peak_at: float = 0.0
     peak_parts: dict[str, float] = field(default_factory=dict)
+    # why the command was stopped before it ended ("" when it ran to its end): over the
+    # time limit or the memory limit given to run()
+    stopped: str = ""
 
 
 def _tree_rss(proc: psutil.Process) -> int:
@@ -62,16 +65,48 @@ def _parts(proc: psutil.Process) -> dict[str, float]:
     return parts
 
 
+def _tree_cpu(proc: psutil.Process, seen: dict[int, float]) -> None:
+    """Record the CPU seconds each process of the tree has used so far (by pid)."""
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            seen[p.pid] = t.user + t.system
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+
+
+def _stop_tree(proc: psutil.Process) -> None:
+    """End the command and every descendant (a Spark JVM outlives a killed Python parent)."""
+    try:
+        procs = [*proc.children(recursive=True), proc]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=30)
+
+
 def run(
     cmd: list[str],
     interval: float = 0.1,
     env: dict[str, str] | None = None,
     cwd: str | None = None,
+    timeout: float | None = None,
+    max_rss_mb: float | None = None,
 ) -> Measurement:
     """Run ``cmd``; sample the resident memory of its whole process tree every ``interval`` s.
 
     Peak memory is the largest sum of the resident set sizes of the command and all its
     descendants seen at one sample (shared pages count once per process: an upper bound).
+    With ``timeout`` (seconds) or ``max_rss_mb``, the tree is killed once it passes either
+    limit, and ``stopped`` says which; what it printed until then is kept.
     """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -102,16 +137,36 @@ def run(
     peak_at = 0.0
     peak_parts: dict[str, float] = {}
     loads: list[float] = []
+    stopped = ""
+    tree_cpu: dict[int, float] = {}
+    samples = 0
     while popen.poll() is None:
         now = _tree_rss(proc)
         if now > peak:
             peak, peak_at = now, time.perf_counter() - start
             peak_parts = _parts(proc)
         loads.append(os.getloadavg()[0])
+        elapsed = time.perf_counter() - start
+        samples += 1
+        if samples % 10 == 0:
+            _tree_cpu(proc, tree_cpu)
+        if timeout is not None and elapsed > timeout:
+            stopped = f"time limit {timeout:,.0f} s"
+        elif max_rss_mb is not None and now / 2**20 > max_rss_mb:
+            stopped = f"memory limit {max_rss_mb:,.0f} MB"
+        if stopped:
+            _tree_cpu(proc, tree_cpu)
+            _stop_tree(proc)
+            popen.wait()
+            break
         time.sleep(interval)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    # A grandchild nobody waits for (a Spark JVM, a killed command's children) is reaped
+    # by init: its CPU time is not in our rusage. The last sample of every process the tree
+    # had (each second) counts it; the larger of the two is kept.
+    cpu = max(cpu, sum(tree_cpu.values()))
     for t in readers:
         t.join(timeout=10)
     return Measurement(
@@ -125,4 +180,5 @@ def run(
         sum(loads) / len(loads) if loads else os.getloadavg()[0],
         peak_at,
         peak_parts,
+        stopped,
     )

@@ -4,10 +4,15 @@
     python benchmarks/stages.py features DATA_DIR
     python benchmarks/stages.py duckdb_floor DATA_DIR
     python benchmarks/stages.py ltv_fit DATA_DIR
+    python benchmarks/stages.py spark_load DATA_DIR
+    python benchmarks/stages.py spark_features DATA_DIR
 
 Each prints one ``RESULT {json}`` line; run.py reads it. ``features`` and ``duckdb_floor``
 leave their per-customer frames beside the data (``_bench_features.parquet``,
-``_bench_floor.parquet``) and ``duckdb_floor`` compares the two (after its timing).
+``_bench_floor.parquet``) and ``duckdb_floor`` compares the two (after its timing). ``spark_features`` runs the same
+catalogue on a local Spark session (``engine: spark``), leaves ``_bench_features_spark.parquet``
+and compares it with the DuckDB stage's frame. The Spark stages print ``PART {json}`` as each
+part ends, so a stage stopped at its time or memory limit still tells how far it got.
 
 The two compared timings start after a full garbage collection. Loading leaves ~170k
 Python objects behind; the collection they make due (~0.1 s) otherwise falls inside
@@ -29,19 +34,29 @@ AS_OF = "2026-10-31"
 FEATURES_FILE = "_bench_features.parquet"
 FLOOR_FILE = "_bench_floor.parquet"
 SUMMARY_FILE = "_bench_summary.csv"
+SPARK_FEATURES_FILE = "_bench_features_spark.parquet"
+# Spark's scratch (the Parquet hand-off, its warehouse and shuffle files) goes under the
+# benchmark's work folder, one per data folder, which the driver clears: a stage killed at
+# its limit leaves it behind.
+SPARK_TMP = HERE / "work" / "spark-tmp"
 
 
-def _params(data: str):
+def _params(data: str, engine: str = "duckdb"):
     from fupan.core import params as fparams
 
     folder = Path(tempfile.mkdtemp(prefix="fupan-bench-"))
     path = folder / "p.yaml"
     bench = ROOT / "params" / "benchmarks.yaml"
     path.write_text(
-        f"name: bench\nas_of: {AS_OF}\nbenchmarks_file: {bench}\ndata:\n  source: {data}\n",
+        f"name: bench\nas_of: {AS_OF}\nengine: {engine}\nbenchmarks_file: {bench}\n"
+        f"data:\n  source: {data}\n",
         encoding="utf-8",
     )
     return fparams.load(path)
+
+
+def _part(**values) -> None:
+    print("PART " + json.dumps(values, default=float), flush=True)
 
 
 def load(data: str) -> dict:
@@ -153,6 +168,81 @@ def ltv_fit(data: str) -> dict:
         "gamma_gamma_params": gg.params_,
         "fit_seconds": t3 - t1,
     }
+
+
+def _spark_dataset(data: str):
+    """A local Spark session as fupan starts it, then load + validate + hand-off to it.
+
+    Prints each part's seconds as it ends. The session is the one a review gets
+    (``engine.spark_session``: ``local[2]``, driver memory ``FUPAN_SPARK_DRIVER_MEMORY``
+    or 4g); its scratch goes to ``SPARK_TMP``.
+    """
+    from fupan.io import data as fdata
+    from fupan.io import engine
+
+    root = SPARK_TMP / Path(data).name
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="stage-", dir=root))
+    t0 = time.perf_counter()
+    session = engine.spark_session(
+        warehouse=scratch / "warehouse", conf={"spark.local.dir": str(scratch / "local")}
+    )
+    conf = session.sparkContext.getConf()
+    _part(
+        session_seconds=time.perf_counter() - t0,
+        spark_version=session.version,
+        master=conf.get("spark.master"),
+        driver_memory=conf.get("spark.driver.memory"),
+        shuffle_partitions=session.conf.get("spark.sql.shuffle.partitions"),
+    )
+    t1 = time.perf_counter()
+    ds = fdata.load(_params(data, "spark"), work_dir=scratch / "work")
+    rows = {t: ds.report.profile[t]["clean_rows"] for t in ds.report.present}
+    _part(load_seconds=time.perf_counter() - t1, rows=rows)
+    return ds, scratch, t0
+
+
+def spark_load(data: str) -> dict:
+    """Load + validate (DuckDB, as always) and the hand-off of every table to Spark."""
+    import shutil
+
+    ds, scratch, t0 = _spark_dataset(data)
+    # the hand-off registers views over Parquet; count every table so Spark reads each once
+    t1 = time.perf_counter()
+    counts = {t: int(ds[t].count().execute()) for t in ds.report.present}
+    out = {"spark_count_seconds": time.perf_counter() - t1, "spark_rows": counts}
+    out["total_seconds"] = time.perf_counter() - t0
+    ds.close()
+    shutil.rmtree(scratch, ignore_errors=True)
+    return out
+
+
+def spark_features(data: str) -> dict:
+    """The feature catalogue at as_of on Spark; compared with the DuckDB stage's frame."""
+    import shutil
+
+    import pandas as pd
+
+    sys.path.insert(0, str(HERE))
+    import floor
+    from fupan.measures import features as ffeat
+
+    ds, scratch, _ = _spark_dataset(data)
+    gc.collect()
+    t0 = time.perf_counter()
+    df = ffeat.customer_features(ds, ds.params.as_of)
+    out = {
+        "customers": len(df),
+        "features": len(df.columns) - 2,
+        "feature_seconds": time.perf_counter() - t0,
+    }
+    ds.close()
+    df.to_parquet(Path(data) / SPARK_FEATURES_FILE, index=False)
+    ours = Path(data) / FEATURES_FILE
+    if ours.exists():  # outside the timing: same customers, same values (rtol 1e-9)?
+        out["check"] = floor.compare(pd.read_parquet(ours), df)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return out
 
 
 if __name__ == "__main__":
