@@ -17,6 +17,7 @@ import pytest
 import tiny
 from conftest import ROOT
 from fupan.chapters import atrisk, churn, lost, signals
+from fupan.chapters.slide import Slide
 from fupan.core import i18n
 from fupan.core import params as fparams
 from fupan.io import data as fdata
@@ -219,9 +220,30 @@ def test_notebook_is_committed_without_outputs_and_with_the_model_parameters():
 
 
 def test_a_slide_that_cannot_be_made_records_its_title_and_why():
-    s = signals.Slide("No drivers", "The history is too short.", "drivers")
+    s = Slide("No drivers", "The history is too short.", skip="drivers")
     assert s.reason == "No drivers. The history is too short."
-    assert signals.Slide("Title only", None, "x").reason == "Title only"
+    assert not s.made
+    assert Slide("Title only", None, skip="x").reason == "Title only"
+
+    class Results:
+        def __init__(self):
+            self.recorded, self.skipped = {}, []
+
+        def record(self, key, value):
+            self.recorded[key] = value
+
+        def skip(self, section, key, why):
+            self.skipped.append((section, key, why))
+
+    r = Results()
+    s.records = {"churn.x": 1}
+    s.skips = {"y": "No surveys were given."}
+    s.record(r, "churn")
+    assert r.recorded == {"churn.x": 1}
+    assert r.skipped == [
+        ("churn", "y", "No surveys were given."),
+        ("churn", "drivers", "No drivers. The history is too short."),
+    ]
 
 
 def test_review_on_tiny_data_says_why_each_model_slide_cannot_be_made(tmp_path):

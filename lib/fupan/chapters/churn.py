@@ -22,7 +22,6 @@ import pandas as pd
 
 from fupan.chapters import atrisk
 from fupan.chapters.signals import (
-    Slide,
     Table,
     backtest_rules,
     best_warning,
@@ -32,6 +31,7 @@ from fupan.chapters.signals import (
     lead_times,
     rule_label,
 )
+from fupan.chapters.slide import Slide
 from fupan.core import i18n
 from fupan.io.data import Dataset
 from fupan.measures import features as F
@@ -459,7 +459,7 @@ def overview(ch: ChurnReview) -> Overview:
         events = int(ch.train.label.sum())
         title = ch.t("churn.overview.title_small", events=events, min=MIN_EVENTS)
         return Overview(
-            Slide(title, health_why(ch), "health"), [], [_drivers_line(ch)], _sampled_note(ch)
+            Slide(title, health_why(ch), skip="health"), [], [_drivers_line(ch)], _sampled_note(ch)
         )
     bt, auc = h.backtest, h.backtest["auc"]
     slide = Slide(
@@ -526,7 +526,7 @@ def _sampled_note(ch: ChurnReview) -> str | None:
 def weights_slide(ch: ChurnReview) -> Slide:
     """The learned score's heaviest groups of metrics (or why there is no score)."""
     if ch.health is None:
-        return Slide(ch.t("churn.weights.title_cannot"), health_why(ch), "health_weights")
+        return Slide(ch.t("churn.weights.title_cannot"), health_why(ch), skip="health_weights")
     f, all_w = ch.fmt, ch.health.learned.weights_
     top3 = all_w[all_w.weight > 0].head(3)
     if len(top3) > 1:
@@ -660,7 +660,7 @@ def bands_note(ch: ChurnReview) -> str | None:
 def forest_slide(ch: ChurnReview) -> Slide:
     """Odds ratios per SD of the driver logit (or why the drivers cannot be estimated)."""
     if not ch.can_drivers:
-        return Slide(ch.t("churn.drivers.title_none"), drivers_why(ch), "drivers")
+        return Slide(ch.t("churn.drivers.title_none"), drivers_why(ch), skip="drivers")
     title = (
         ch.t("churn.forest.title", names=ch.names(ch.top))
         if ch.top

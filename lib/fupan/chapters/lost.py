@@ -21,7 +21,8 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from fupan.chapters.signals import Slide, Table, finite, iso_day
+from fupan.chapters.signals import Table, finite, iso_day
+from fupan.chapters.slide import Slide
 from fupan.core import i18n
 from fupan.io import engine
 from fupan.io.data import Dataset
@@ -337,7 +338,7 @@ def pareto_slide(lr: LostReview, ds: Dataset, fmt: i18n.Fmt) -> Slide:
         missing = not ds.has("churn_events")
         why = t("churn.pareto.missing_why" if missing else "churn.pareto.unrecorded_why")
         gone = "churn_events" if missing else None
-        return Slide(t("churn.pareto.title_missing"), why, "lost_reasons", gone)
+        return Slide(t("churn.pareto.title_missing"), why, skip="lost_reasons", missing=gone)
     c, v, lost = lr.by_count, lr.by_value, lr.lost
     # one recorded reason has no "top": say that every recorded reason is that one
     if len(c) > 1:

@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from fupan.chapters.atrisk import feature_label
+from fupan.chapters.slide import Slide
 from fupan.core import i18n
 from fupan.measures import features as F
 from fupan.measures import outcomes
@@ -352,25 +353,6 @@ def rule_label(name: str, rule: Any, lang: str) -> str:
 
 
 @dataclass
-class Slide:
-    """A slide's words: its title and finding, or (``skip`` set) why it cannot be made.
-
-    ``skip`` is the slide's key under ``churn.skipped``; the reason recorded there is the
-    title and, when there is one, the finding (which then says what would enable it).
-    ``missing`` names a table whose absence the slide states (``deck.missing_table``).
-    """
-
-    title: str
-    finding: str | None = None
-    skip: str | None = None
-    missing: str | None = None  # the table whose absence the slide states
-
-    @property
-    def reason(self) -> str:
-        return f"{self.title}. {self.finding}".strip() if self.finding else self.title
-
-
-@dataclass
 class Table:
     """A table as a slide shows it: rows, header words per column, formats, row limit."""
 
@@ -396,7 +378,9 @@ def rules_slide(ch: ChurnReview) -> Slide:
     """Warning rules backtested: the strongest warning sign, or that no rule raises risk."""
     ok, f = ch.backtested, ch.fmt
     if not len(ok):
-        return Slide(ch.t("churn.signals.title_none"), ch.t("churn.signals.none_why"), "signals")
+        return Slide(
+            ch.t("churn.signals.title_none"), ch.t("churn.signals.none_why"), skip="signals"
+        )
     finding = ch.t(
         "churn.signals.finding",
         n=ch.n_dates,
@@ -516,12 +500,12 @@ def survival_by_tier(ch: ChurnReview) -> tuple[Survival | None, Slide]:
         # one group has no "highest" or "lowest": say what would make the comparison possible
         key = "churn.km_tier.title_no_tier" if not given else "churn.km_tier.title_one_tier"
         title = ch.t(key, tier=ch.params.tier_label(live[0]) if live else "")
-        return None, Slide(title, ch.t("churn.km_tier.one_tier_why"), "km_tier")
+        return None, Slide(title, ch.t("churn.km_tier.one_tier_why"), skip="km_tier")
     if not len(base):
         return None, Slide(
             ch.t("churn.km_tier.title_none"),
             ch.t("churn.km_tier.none_why", start=iso_day(start)),
-            "km_tier",
+            skip="km_tier",
         )
     kb = base[base.tier.notna()]
     km = _survival(start, kb, kb.tier.to_numpy(), ch.params.tiers.order)
@@ -544,7 +528,9 @@ def survival_by_nps(ch: ChurnReview) -> tuple[Survival | None, Slide]:
     curves without surveys, or without both detractors and promoters and a churn."""
     if not ch.ds.has("surveys"):
         why = ch.t("churn.surveys_why")
-        return None, Slide(ch.t("churn.km_nps.title_missing"), why, "km_nps", "surveys")
+        return None, Slide(
+            ch.t("churn.km_nps.title_missing"), why, skip="km_nps", missing="surveys"
+        )
     start, base = survival_base(ch)
     km = None
     if len(base):
@@ -556,7 +542,7 @@ def survival_by_nps(ch: ChurnReview) -> tuple[Survival | None, Slide]:
         slide = Slide(
             ch.t("churn.km_nps.title_few"),
             ch.t("churn.km_nps.few_why", start=iso_day(start)),
-            "km_nps",
+            skip="km_nps",
         )
         return km, slide
     pct = ch.fmt.pct
@@ -598,14 +584,14 @@ def satisfaction_slide(ch: ChurnReview, sat: Satisfaction | None) -> Slide:
     """Detractors' versus promoters' churn (or why it cannot be compared)."""
     if sat is None:
         why = ch.t("churn.surveys_why")
-        return Slide(ch.t("churn.sat.title_missing"), why, "satisfaction", "surveys")
+        return Slide(ch.t("churn.sat.title_missing"), why, skip="satisfaction", missing="surveys")
     g, corr, f = sat.by_nps.set_index("group"), sat.correlation, ch.fmt
     det, pro = g.rate.get("detractor", float("nan")), g.rate.get("promoter", float("nan"))
     if not (finite(det) and finite(pro) and corr["n"] >= 3 and finite(corr["r"])):
         return Slide(
             ch.t("churn.sat.title_few"),
             ch.t("churn.sat.few_why", start=iso_day(sat.start), n=f.int(corr["n"])),
-            "satisfaction",
+            skip="satisfaction",
         )
     return Slide(
         ch.t("churn.sat.title", det=f.pct(det), pro=f.pct(pro)),
@@ -631,7 +617,7 @@ def trend_slide(ch: ChurnReview, trend: pd.DataFrame) -> Slide:
     # the months with surveyed customers (NPS is undefined where nobody was surveyed yet)
     tn = trend[trend.nps.notna()]
     if len(tn) < 2:
-        return Slide(ch.t("churn.trend.title_few"), ch.t("churn.trend.few_why"), "nps_trend")
+        return Slide(ch.t("churn.trend.title_few"), ch.t("churn.trend.few_why"), skip="nps_trend")
     f = ch.fmt
     return Slide(
         ch.t(
