@@ -288,14 +288,25 @@ def test_rules_slide_never_calls_a_rule_without_lift_a_warning():
                 "precision": [0.05, 0.08],
                 "lift": [0.9, 1.0],
                 "warning": [False, False],
+                "precision_low": [0.02, 0.04],
+                "precision_high": [0.1, 0.15],
+                "flagged_share": [0.2, 0.3],
+                "recall": [0.3, 0.5],
+                "median_lead_days": [40.0, float("nan")],
+                "churners_flagged": [3, 5],
+                "churners": [10, 10],
             }
         )
     )
     s = signals.rules_slide(ch)
     assert s.title == i18n.t("churn.signals.title_no_warning", "en", n=2) and s.skip is None
+    # the table shows every backtested rule, a rule that is no warning sign said so
+    assert list(s.table.rule) == ["a", "b"] and s.columns["lift"] == i18n.t("churn.col.lift", "en")
+    assert all(i18n.t("churn.signals.not_warning", "en") in v for v in s.table.lift)
+    assert s.table.lead.iloc[1] == i18n.t("churn.value.none_flagged", "en")
     ch.rules.loc[1, ["lift", "warning"]] = [2.0, True]
     s = signals.rules_slide(ch)
-    assert "2.0" in s.title and "b" in s.title
+    assert "2.0" in s.title and "b" in s.title and len(s.table) == 2
 
 
 class _FakeReview:
@@ -316,6 +327,8 @@ class _FakeReview:
 
     def rule_label(self, rule):
         return rule
+
+    lead_text = churn.ChurnReview.lead_text
 
 
 def test_trend_needs_two_surveyed_months():

@@ -22,7 +22,6 @@ import pandas as pd
 
 from fupan.chapters import atrisk
 from fupan.chapters.signals import (
-    Table,
     backtest_rules,
     best_warning,
     feature_label,
@@ -726,11 +725,14 @@ def methods_slide(ch: ChurnReview) -> Slide:
             gbm=f.num(dr.auc["gbm"], 2),
             rows=f.int(dr.permutation_rows),
         ),
+        **methods_table(ch),
+        notes=[methods_note(ch)],
     )
 
 
-def methods_table(ch: ChurnReview) -> Table:
-    """The ten strongest candidates: OR and HR per SD, GBM importance, ranks, verdict."""
+def methods_table(ch: ChurnReview) -> dict[str, Any]:
+    """The methods slide's table (:class:`~fupan.chapters.slide.Slide` fields): the ten
+    strongest candidates' OR and HR per SD, GBM importance, ranks, verdict."""
     t, f = ch.dr.table.head(10), ch.fmt
 
     def ci(v: Any, lo: Any, hi: Any, p: float, levels: int) -> str:
@@ -766,12 +768,12 @@ def methods_table(ch: ChurnReview) -> Table:
             ],
         }
     )
-    return Table(
-        shown,
-        {c: ch.t(f"churn.dcol.{c}") for c in shown.columns},
-        {"gbm": lambda v: f.num(v, 3)},
-        max_rows=10,
-    )
+    return {
+        "table": shown,
+        "columns": {c: ch.t(f"churn.dcol.{c}") for c in shown.columns},
+        "formats": {"gbm": lambda v: f.num(v, 3)},
+        "max_rows": 10,
+    }
 
 
 def methods_note(ch: ChurnReview) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -352,16 +352,6 @@ def rule_label(name: str, rule: Any, lang: str) -> str:
 # (the chapter's computation is :func:`fupan.chapters.churn.review`)
 
 
-@dataclass
-class Table:
-    """A table as a slide shows it: rows, header words per column, formats, row limit."""
-
-    frame: pd.DataFrame
-    columns: dict[str, str]
-    formats: dict[str, Any] = field(default_factory=dict)
-    max_rows: int = 12
-
-
 def finite(v: Any) -> bool:
     return v is not None and v == v and abs(v) != float("inf")
 
@@ -390,7 +380,7 @@ def rules_slide(ch: ChurnReview) -> Slide:
     )
     if not len(ch.warnings):
         # no rule raises risk: say so, never call the least bad one a warning sign
-        return Slide(ch.t("churn.signals.title_no_warning", n=len(ok)), finding)
+        return Slide(ch.t("churn.signals.title_no_warning", n=len(ok)), finding, **rules_table(ch))
     best = best_warning(ch)
     return Slide(
         ch.t(
@@ -400,11 +390,13 @@ def rules_slide(ch: ChurnReview) -> Slide:
             precision=f.pct(best.precision),
         ),
         finding,
+        **rules_table(ch),
     )
 
 
-def rules_table(ch: ChurnReview) -> Table:
-    """Each backtested rule: flagged share, precision (CI), lift, recall, lead, churners."""
+def rules_table(ch: ChurnReview) -> dict[str, Any]:
+    """The rules slide's table (:class:`~fupan.chapters.slide.Slide` fields): each backtested
+    rule's flagged share, precision (CI), lift, recall, lead, churners."""
     ok, f, none = ch.backtested, ch.fmt, ch.t("churn.signals.lift_none")
 
     def precision(p: float, lo: float, hi: float) -> str:
@@ -433,9 +425,11 @@ def rules_table(ch: ChurnReview) -> Table:
         }
     )
     cols = ["rule", "flagged", "precision", "lift", "recall", "lead", "churners"]
-    return Table(
-        tbl[cols], {c: ch.t(f"churn.col.{c}") for c in cols}, {"flagged": f.pct, "recall": f.pct}
-    )
+    return {
+        "table": tbl[cols],
+        "columns": {c: ch.t(f"churn.col.{c}") for c in cols},
+        "formats": {"flagged": f.pct, "recall": f.pct},
+    }
 
 
 def lift_slide(ch: ChurnReview) -> Slide | None:
