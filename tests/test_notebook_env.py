@@ -84,7 +84,7 @@ def test_scratch_folder_is_one_folder():
 # --- quiet: no stray outputs, no font warnings ----------------------------------------------
 
 #: calls that return what they wrote or recorded: a cell ending in one shows it as output
-RETURNS_A_VALUE = ("nb.record(", "exports.write(", "kpi.save_month(")
+RETURNS_A_VALUE = ("nb.record(", "nb.show(", "exports.write(", "kpi.save_month(")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
