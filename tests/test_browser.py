@@ -222,10 +222,8 @@ def test_check_deck_catches_clipped_text_and_covered_data(browser, tmp_path, mon
             title="Chapter",
             question="Q?",
             slides=[
-                fdeck.Slide(head="<div class='fupan-slide-head'><h2>Legend</h2></div>", body=[img]),
-                fdeck.Slide(
-                    head="<div class='fupan-slide-head'><h2>Notes</h2></div>", body=[notes]
-                ),
+                fdeck.Page(head="<div class='fupan-slide-head'><h2>Legend</h2></div>", body=[img]),
+                fdeck.Page(head="<div class='fupan-slide-head'><h2>Notes</h2></div>", body=[notes]),
             ],
         )
     ]

@@ -17,6 +17,7 @@ import pytest
 import tiny
 from conftest import ROOT
 from fupan.chapters import atrisk, churn, lost, signals
+from fupan.chapters.slide import Slide
 from fupan.core import chapter_params, i18n
 from fupan.core import params as fparams
 from fupan.io import data as fdata
@@ -219,9 +220,30 @@ def test_notebook_is_committed_without_outputs_and_with_the_model_parameters():
 
 
 def test_a_slide_that_cannot_be_made_records_its_title_and_why():
-    s = signals.Slide("No drivers", "The history is too short.", "drivers")
+    s = Slide("No drivers", "The history is too short.", skip="drivers")
     assert s.reason == "No drivers. The history is too short."
-    assert signals.Slide("Title only", None, "x").reason == "Title only"
+    assert not s.made
+    assert Slide("Title only", None, skip="x").reason == "Title only"
+
+    class Results:
+        def __init__(self):
+            self.recorded, self.skipped = {}, []
+
+        def record(self, key, value):
+            self.recorded[key] = value
+
+        def skip(self, section, key, why):
+            self.skipped.append((section, key, why))
+
+    r = Results()
+    s.records = {"churn.x": 1}
+    s.skips = {"y": "No surveys were given."}
+    s.record(r, "churn")
+    assert r.recorded == {"churn.x": 1}
+    assert r.skipped == [
+        ("churn", "y", "No surveys were given."),
+        ("churn", "drivers", "No drivers. The history is too short."),
+    ]
 
 
 def test_review_on_tiny_data_says_why_each_model_slide_cannot_be_made(tmp_path):
@@ -266,14 +288,25 @@ def test_rules_slide_never_calls_a_rule_without_lift_a_warning():
                 "precision": [0.05, 0.08],
                 "lift": [0.9, 1.0],
                 "warning": [False, False],
+                "precision_low": [0.02, 0.04],
+                "precision_high": [0.1, 0.15],
+                "flagged_share": [0.2, 0.3],
+                "recall": [0.3, 0.5],
+                "median_lead_days": [40.0, float("nan")],
+                "churners_flagged": [3, 5],
+                "churners": [10, 10],
             }
         )
     )
     s = signals.rules_slide(ch)
     assert s.title == i18n.t("churn.signals.title_no_warning", "en", n=2) and s.skip is None
+    # the table shows every backtested rule, a rule that is no warning sign said so
+    assert list(s.table.rule) == ["a", "b"] and s.columns["lift"] == i18n.t("churn.col.lift", "en")
+    assert all(i18n.t("churn.signals.not_warning", "en") in v for v in s.table.lift)
+    assert s.table.lead.iloc[1] == i18n.t("churn.value.none_flagged", "en")
     ch.rules.loc[1, ["lift", "warning"]] = [2.0, True]
     s = signals.rules_slide(ch)
-    assert "2.0" in s.title and "b" in s.title
+    assert "2.0" in s.title and "b" in s.title and len(s.table) == 2
 
 
 class _FakeReview:
@@ -294,6 +327,8 @@ class _FakeReview:
 
     def rule_label(self, rule):
         return rule
+
+    lead_text = churn.ChurnReview.lead_text
 
 
 def test_trend_needs_two_surveyed_months():

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import tiny
 from fupan.chapters import clv
+from fupan.chapters.slide import Slide
 from fupan.core import i18n
 from fupan.core import params as fparams
 from fupan.io import data as fdata
@@ -42,7 +43,7 @@ def deck(tmp_path_factory: pytest.TempPathFactory, demo300: Path) -> clv.Deck:
     return clv.deck(ds, i18n.Fmt.from_params(ds.params), mask=mask)
 
 
-def _slides(d: clv.Deck) -> dict[str, clv.Slide]:
+def _slides(d: clv.Deck) -> dict[str, Slide]:
     names = ["headline", "model", "check", "tiers", "lost_by_tier", "lost_by_reason",
              "lost_by_industry", "lost_by_cohort", "top_lost", "at_risk"]  # fmt: skip
     return {n: getattr(d, n)() for n in names}
@@ -64,7 +65,7 @@ def test_headline_quotes_the_review(deck):
         rv.loss.rate - deck.P.benchmarks.lost_ltv_rate
     )
     assert s.records["ltv.at_risk_ltv"] == pytest.approx(float(deck.risk.ltv_at_risk.sum()))
-    tiles = dict((k, v) for k, v, _ in s.kpis)
+    tiles = dict((k, v) for k, v, _ in s.tiles)
     assert tiles[i18n.t("ltv.tile.lost", "en")] == deck.f.money(rv.loss.lost)
     assert deck.f.money(rv.loss.lost) in s.title or not deck.material
 

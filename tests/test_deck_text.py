@@ -163,7 +163,7 @@ def test_text_problems_finds_todays_defects():
 def test_text_problems_passes_a_clean_deck(tmp_path):
     section = deck.Section(key="01_x", title="Diagnosis", question="Where?")
     section.slides = [
-        deck.Slide(
+        deck.Page(
             head='<div class="fupan-slide-head"><h2>Churn 12.0%, 2 points above benchmark</h2></div>',
             body=[f'<img class="chart" alt="[chart] churn" src="{_png(True)}">'],
             kinds=["figure"],
@@ -179,8 +179,8 @@ def deck_labels_keys() -> tuple[str, ...]:
     return ("nav", "prev", "next", "toggle", "scroll_view", "period", "as_of", "generated_at")
 
 
-def _missing_slide(title: str, table: str) -> deck.Slide:
-    return deck.Slide(
+def _missing_slide(title: str, table: str) -> deck.Page:
+    return deck.Page(
         head=f'<div class="fupan-slide-head"><h2>{title}</h2></div>',
         body=[f"<p class=\"fupan-missing\">Optional table '{table}' is missing.</p>"],
         kinds=["missing"],
@@ -188,7 +188,7 @@ def _missing_slide(title: str, table: str) -> deck.Slide:
 
 
 def test_sections_that_only_say_missing_collapse_into_one_slide():
-    content = deck.Slide(head="<h2>Churn 12%</h2>", body=["<p>x</p>"], kinds=["note"])
+    content = deck.Page(head="<h2>Churn 12%</h2>", body=["<p>x</p>"], kinds=["note"])
     section = deck.Section(key="01_diagnosis", title="Diagnosis", question="?")
     section.slides = [
         content,

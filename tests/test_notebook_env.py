@@ -84,7 +84,7 @@ def test_scratch_folder_is_one_folder():
 # --- quiet: no stray outputs, no font warnings ----------------------------------------------
 
 #: calls that return what they wrote or recorded: a cell ending in one shows it as output
-RETURNS_A_VALUE = ("nb.record(", "exports.write(", "kpi.save_month(")
+RETURNS_A_VALUE = ("nb.record(", "nb.show(", "exports.write(", "kpi.save_month(")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -108,6 +108,57 @@ def test_export_returns_nothing(tmp_path):
     ctx = notebook.Context(None, None, None, None, str(tmp_path))  # type: ignore[arg-type]
     assert ctx.export(pd.DataFrame({"a": [1]}), "x", xlsx=False) is None
     assert (tmp_path / "exports" / "x.csv").is_file()
+
+
+def test_show_records_a_slide_then_shows_its_parts_in_order(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from fupan.chapters.slide import Slide
+    from fupan.report import show
+
+    shown = []
+    monkeypatch.setattr(show, "_display", lambda data, kind: shown.append(kind))
+    monkeypatch.setattr(show, "_tile_style", lambda: None)
+    results = Recorder(str(tmp_path))
+    ctx = notebook.Context(SimpleNamespace(lang="en"), None, results, None, str(tmp_path))  # type: ignore[arg-type]
+    drawn = []
+
+    def plot(frame):
+        drawn.append(frame)
+        fig, ax = plt.subplots()
+        ax.set_title("Churn by tier")
+        return ax
+
+    s = Slide(
+        "Churn is up",
+        "Gold churns most.",
+        records={"churn.x": 1},
+        skips={"y": "No survey was given in the year."},
+        missing="surveys",
+        tiles=[("churn", "12%", None)],
+        table=pd.DataFrame({"a": [1, 2]}),
+        columns={"a": "A"},
+        chart=pd.DataFrame({"rate": [0.1]}),
+        notes=["Rates over 12 months."],
+        exports={"x": pd.DataFrame({"a": [1]})},
+    )
+    with pytest.raises(ValueError, match="nb.section"):
+        ctx.show(s, plot)
+    ctx.section = "churn"
+    shown.clear()
+    assert ctx.show(s, plot) is True
+    assert shown == ["slide", "missing", "tiles", "table", "figure", "note"]
+    assert len(drawn) == 1 and drawn[0] is s.chart
+    assert results["churn.x"] == 1
+    assert results["churn.skipped"]["y"] == "No survey was given in the year."
+    assert (tmp_path / "exports" / "x.csv").is_file()
+    # a slide that cannot be made: its words and the reason, nothing else
+    shown.clear()
+    no = Slide("No drivers", "Two years of history would allow them.", skip="no_slide")
+    assert ctx.show(no, plot) is False and shown == ["slide"] and len(drawn) == 1
+    assert results["churn.skipped"]["no_slide"] == no.reason
 
 
 FONT_CHECK = """

@@ -264,7 +264,7 @@ def test_pdf_prints_an_existing_deck(tmp_path):
         pytest.skip("no chromium")
     run = tmp_path / "annual_review-2026-10-31"
     run.mkdir()
-    sec = deck.Section(key="01_x", title="T", question="Q", slides=[deck.Slide(head="<h2>a</h2>")])
+    sec = deck.Section(key="01_x", title="T", question="Q", slides=[deck.Page(head="<h2>a</h2>")])
     deck.render([sec], {"name": "n", "as_of": "2026-10-31"}, {}, "en", run / "deck.html")
     assert cli.main(["pdf", str(run)]) == 0
     assert deck.pdf_page_count(run / "deck.pdf") >= 1

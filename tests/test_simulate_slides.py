@@ -117,7 +117,7 @@ def test_overview_tiles_are_the_funded_scenarios_sums(lang):
     assert set(s.formats) <= set(s.table.columns)
     # a payback never reached reads as such, not as nan
     assert i18n.t("sim.never", lang) in list(s.table.iloc[:, 7])
-    assert s.skips == []
+    assert s.skips == {}
     assert len(s.notes) == 2 and all(s.notes)  # costs and method notes
 
 
@@ -134,7 +134,7 @@ def test_overview_without_a_result_says_why_and_records_the_reason():
     s = _deck(None, error="only 3 churns").overview()
     assert s.title == i18n.t("sim.error.title", "en")
     assert s.notes == ["only 3 churns"]
-    assert s.skips == [("*", f"{s.title}: only 3 churns")]
+    assert s.skips == {"*": f"{s.title}: only 3 churns"}
     assert s.table is None and s.tiles == []
     # nothing priced: the chapter's other slides are not made
     deck = _deck(None, error="x")
@@ -145,8 +145,8 @@ def test_skipped_scenarios_become_notes_and_reasons():
     res = _result()
     res.skipped = [{"name": "touch", "reason": "zero_cost"}]
     s = _deck(res).overview()
-    assert s.skips[0][0] == "scenarios.touch"
-    assert s.skips[0][1] in s.notes and "More touches" in s.skips[0][1]
+    assert list(s.skips) == ["scenarios.touch"]
+    assert s.skips["scenarios.touch"] in s.notes and "More touches" in s.skips["scenarios.touch"]
 
 
 def test_churn_slide_quotes_the_largest_fall():
@@ -154,14 +154,14 @@ def test_churn_slide_quotes_the_largest_fall():
     f = i18n.Fmt("en", "$")
     assert "Faster response" in s.title
     assert f.pct(0.30) in s.title and f.pct(0.24) in s.title
-    assert list(s.data.name) == ["sla", "touch"]  # retention rows only
+    assert list(s.chart.name) == ["sla", "touch"]  # retention rows only
     no_retention = _table().iloc[2:].reset_index(drop=True)
-    assert _deck(_result(no_retention)).churn().data is None
+    assert _deck(_result(no_retention)).churn().chart is None
 
 
 def test_sensitivity_orders_the_tornado_widest_on_top_and_records():
     s = _deck(_result()).sensitivity()
-    width = (s.data.roi_effect_high - s.data.roi_effect_low).abs().to_numpy()
+    width = (s.chart.roi_effect_high - s.chart.roi_effect_low).abs().to_numpy()
     assert np.all(np.diff(width) >= 0)
     assert s.records["simulation.sensitivity"].shape[0] == 3
     assert i18n.Fmt("en", "$").pct(0.4, 0) in s.title  # the break-even effect
@@ -169,8 +169,8 @@ def test_sensitivity_orders_the_tornado_widest_on_top_and_records():
 
 def test_winback_slide_exports_tier_labels_and_sorts_by_value():
     s = _deck(_result()).winback()
-    assert list(s.data.expected_value) == [900.0, 50.0, 10.0]
-    assert list(s.export.tier) == ["", "Gold tier", "silver"] and s.table is None
+    assert list(s.chart.expected_value) == [900.0, 50.0, 10.0]
+    assert list(s.exports["winback"].tier) == ["", "Gold tier", "silver"] and s.table is None
     rec = s.records["simulation.winback"]["wb"]
     assert rec["targets"] == 40 and rec["contacted"] == 1
     f = i18n.Fmt("en", "$")
@@ -178,7 +178,7 @@ def test_winback_slide_exports_tier_labels_and_sorts_by_value():
     assert s.notes and f.pct(0.05) in s.notes[0]  # a natural return measured on dormancy
     # no win-back asked for: one slide saying so, and the reason recorded
     no_wb = _deck(_result(_table().iloc[:2].reset_index(drop=True))).winback()
-    assert no_wb.data is None and no_wb.skips == [("winback", no_wb.title)]
+    assert no_wb.chart is None and no_wb.skips == {"winback": no_wb.title}
 
 
 def _model(columns: list[str]) -> ModelInfo:
@@ -200,14 +200,14 @@ def test_method_slide_shows_readable_effects_as_hazard_ratios():
     s = _deck(_result(model=_model(cols))).method()
     eff = _model(cols).effects.set_index("column")
     # currency and dummy columns left out; bottom up (reversed)
-    assert len(s.data) == 2
-    assert s.data.hr.iloc[0] == pytest.approx(math.exp(eff.log_hr_per_unit["touches_90d"]))
-    assert s.data.low.iloc[1] == pytest.approx(math.exp(eff.low["median_first_response_days"]))
+    assert len(s.chart) == 2
+    assert s.chart.hr.iloc[0] == pytest.approx(math.exp(eff.log_hr_per_unit["touches_90d"]))
+    assert s.chart.low.iloc[1] == pytest.approx(math.exp(eff.low["median_first_response_days"]))
     assert i18n.Fmt("en", "$").num(math.exp(-0.5), 2) in s.title
     assert s.records["simulation.model"]["events"] == 40
     assert any("3" in n for n in s.notes)  # the inferred churners left out
     only_money = _deck(_result(model=_model(["spend_365d"]))).method()
-    assert only_money.data.empty and i18n.t("sim.method.no_chart", "en") in only_money.notes
+    assert only_money.chart is None and i18n.t("sim.method.no_chart", "en") in only_money.notes
 
 
 # ---- charts ----------------------------------------------------------------------------
@@ -232,13 +232,13 @@ def test_plot_functions_draw_on_the_axes_given():
     deck = _deck(res)
     calls = [
         lambda ax: plots.plot_roi(res.table, LABELS, "en", FMT, "90%", ax=ax),
-        lambda ax: plots.plot_churn(deck.churn().data, LABELS, "en", "90%", ax=ax),
+        lambda ax: plots.plot_churn(deck.churn().chart, LABELS, "en", "90%", ax=ax),
         lambda ax: plots.plot_sensitivity(
-            deck.sensitivity().data, LABELS, "en", FMT, (0.5, 1.5), ax=ax
+            deck.sensitivity().chart, LABELS, "en", FMT, (0.5, 1.5), ax=ax
         ),
-        lambda ax: plots.plot_winback(deck.winback().data, "en", FMT, ax=ax),
+        lambda ax: plots.plot_winback(deck.winback().chart, "en", FMT, ax=ax),
         lambda ax: plots.plot_roadmap(rm, LABELS, "en", ax=ax),
-        lambda ax: plots.plot_effects(deck.method().data, "en", FMT, "90%", ax=ax),
+        lambda ax: plots.plot_effects(deck.method().chart, "en", FMT, "90%", ax=ax),
     ]  # fmt: skip
     for call in calls:
         fig, ax = plt.subplots()

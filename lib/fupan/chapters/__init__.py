@@ -11,4 +11,8 @@ notebook                 modules
 05_kpi_tracking          ``kpi``
 06_followup              ``followup``
 =======================  ==================================================
+
+What one slide says and shows is a :class:`fupan.chapters.slide.Slide`, the same for every
+chapter; a notebook shows one with ``nb.show(slide, figure)``
+(:meth:`fupan.report.notebook.Context.show`).
 """

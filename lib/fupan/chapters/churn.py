@@ -22,8 +22,6 @@ import pandas as pd
 
 from fupan.chapters import atrisk
 from fupan.chapters.signals import (
-    Slide,
-    Table,
     backtest_rules,
     best_warning,
     feature_label,
@@ -32,6 +30,7 @@ from fupan.chapters.signals import (
     lead_times,
     rule_label,
 )
+from fupan.chapters.slide import Slide
 from fupan.core import i18n
 from fupan.io.dataset import Dataset
 from fupan.measures import features as F
@@ -461,7 +460,7 @@ def overview(ch: ChurnReview) -> Overview:
         events = int(ch.train.label.sum())
         title = ch.t("churn.overview.title_small", events=events, min=MIN_EVENTS)
         return Overview(
-            Slide(title, health_why(ch), "health"), [], [_drivers_line(ch)], _sampled_note(ch)
+            Slide(title, health_why(ch), skip="health"), [], [_drivers_line(ch)], _sampled_note(ch)
         )
     bt, auc = h.backtest, h.backtest["auc"]
     slide = Slide(
@@ -528,7 +527,7 @@ def _sampled_note(ch: ChurnReview) -> str | None:
 def weights_slide(ch: ChurnReview) -> Slide:
     """The learned score's heaviest groups of metrics (or why there is no score)."""
     if ch.health is None:
-        return Slide(ch.t("churn.weights.title_cannot"), health_why(ch), "health_weights")
+        return Slide(ch.t("churn.weights.title_cannot"), health_why(ch), skip="health_weights")
     f, all_w = ch.fmt, ch.health.learned.weights_
     top3 = all_w[all_w.weight > 0].head(3)
     if len(top3) > 1:
@@ -662,7 +661,7 @@ def bands_note(ch: ChurnReview) -> str | None:
 def forest_slide(ch: ChurnReview) -> Slide:
     """Odds ratios per SD of the driver logit (or why the drivers cannot be estimated)."""
     if not ch.can_drivers:
-        return Slide(ch.t("churn.drivers.title_none"), drivers_why(ch), "drivers")
+        return Slide(ch.t("churn.drivers.title_none"), drivers_why(ch), skip="drivers")
     title = (
         ch.t("churn.forest.title", names=ch.names(ch.top))
         if ch.top
@@ -728,11 +727,14 @@ def methods_slide(ch: ChurnReview) -> Slide:
             gbm=f.num(dr.auc["gbm"], 2),
             rows=f.int(dr.permutation_rows),
         ),
+        **methods_table(ch),
+        notes=[methods_note(ch)],
     )
 
 
-def methods_table(ch: ChurnReview) -> Table:
-    """The ten strongest candidates: OR and HR per SD, GBM importance, ranks, verdict."""
+def methods_table(ch: ChurnReview) -> dict[str, Any]:
+    """The methods slide's table (:class:`~fupan.chapters.slide.Slide` fields): the ten
+    strongest candidates' OR and HR per SD, GBM importance, ranks, verdict."""
     t, f = ch.dr.table.head(10), ch.fmt
 
     def ci(v: Any, lo: Any, hi: Any, p: float, levels: int) -> str:
@@ -768,12 +770,12 @@ def methods_table(ch: ChurnReview) -> Table:
             ],
         }
     )
-    return Table(
-        shown,
-        {c: ch.t(f"churn.dcol.{c}") for c in shown.columns},
-        {"gbm": lambda v: f.num(v, 3)},
-        max_rows=10,
-    )
+    return {
+        "table": shown,
+        "columns": {c: ch.t(f"churn.dcol.{c}") for c in shown.columns},
+        "formats": {"gbm": lambda v: f.num(v, 3)},
+        "max_rows": 10,
+    }
 
 
 def methods_note(ch: ChurnReview) -> str:

@@ -21,7 +21,8 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from fupan.chapters.signals import Slide, Table, finite, iso_day
+from fupan.chapters.signals import finite, iso_day
+from fupan.chapters.slide import Slide
 from fupan.core import i18n
 from fupan.io import engine
 from fupan.io.dataset import Dataset
@@ -337,7 +338,7 @@ def pareto_slide(lr: LostReview, ds: Dataset, fmt: i18n.Fmt) -> Slide:
         missing = not ds.has("churn_events")
         why = t("churn.pareto.missing_why" if missing else "churn.pareto.unrecorded_why")
         gone = "churn_events" if missing else None
-        return Slide(t("churn.pareto.title_missing"), why, "lost_reasons", gone)
+        return Slide(t("churn.pareto.title_missing"), why, skip="lost_reasons", missing=gone)
     c, v, lost = lr.by_count, lr.by_value, lr.lost
     # one recorded reason has no "top": say that every recorded reason is that one
     if len(c) > 1:
@@ -419,12 +420,15 @@ def stated_vs_model_slide(svm: pd.DataFrame, summary: dict, lang: str, fmt: i18n
         n=fmt.int(summary["customers"]),
         agree=fmt.pct(summary["agreement"]),
     )
-    return Slide(title, finding)
+    notes = [i18n.t("churn.svm.note", lang)]
+    return Slide(title, finding, **stated_vs_model_table(svm, lang, fmt), notes=notes)
 
 
-def stated_vs_model_table(svm: pd.DataFrame, lang: str, fmt: i18n.Fmt) -> Table:
-    """Stated and model shares per reason, with their gap in points."""
+def stated_vs_model_table(svm: pd.DataFrame, lang: str, fmt: i18n.Fmt) -> dict[str, Any]:
+    """The slide's table (:class:`~fupan.chapters.slide.Slide` fields): stated and model
+    shares per reason, with their gap in points."""
     cols = ["reason", "stated_share", "model_share", "gap"]
     frame = svm.assign(reason=svm.reason.map(lambda r: reason_label(r, lang)))[cols]
     headers = {c: i18n.t(f"churn.svm.col.{c}", lang) for c in cols}
-    return Table(frame, headers, {"stated_share": fmt.pct, "model_share": fmt.pct, "gap": fmt.pts})
+    formats = {"stated_share": fmt.pct, "model_share": fmt.pct, "gap": fmt.pts}
+    return {"table": frame, "columns": headers, "formats": formats}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from fupan.chapters.atrisk import feature_label
+from fupan.chapters.slide import Slide
 from fupan.core import i18n
 from fupan.measures import features as F
 from fupan.measures import outcomes
@@ -351,35 +352,6 @@ def rule_label(name: str, rule: Any, lang: str) -> str:
 # (the chapter's computation is :func:`fupan.chapters.churn.review`)
 
 
-@dataclass
-class Slide:
-    """A slide's words: its title and finding, or (``skip`` set) why it cannot be made.
-
-    ``skip`` is the slide's key under ``churn.skipped``; the reason recorded there is the
-    title and, when there is one, the finding (which then says what would enable it).
-    ``missing`` names a table whose absence the slide states (``deck.missing_table``).
-    """
-
-    title: str
-    finding: str | None = None
-    skip: str | None = None
-    missing: str | None = None  # the table whose absence the slide states
-
-    @property
-    def reason(self) -> str:
-        return f"{self.title}. {self.finding}".strip() if self.finding else self.title
-
-
-@dataclass
-class Table:
-    """A table as a slide shows it: rows, header words per column, formats, row limit."""
-
-    frame: pd.DataFrame
-    columns: dict[str, str]
-    formats: dict[str, Any] = field(default_factory=dict)
-    max_rows: int = 12
-
-
 def finite(v: Any) -> bool:
     return v is not None and v == v and abs(v) != float("inf")
 
@@ -396,7 +368,9 @@ def rules_slide(ch: ChurnReview) -> Slide:
     """Warning rules backtested: the strongest warning sign, or that no rule raises risk."""
     ok, f = ch.backtested, ch.fmt
     if not len(ok):
-        return Slide(ch.t("churn.signals.title_none"), ch.t("churn.signals.none_why"), "signals")
+        return Slide(
+            ch.t("churn.signals.title_none"), ch.t("churn.signals.none_why"), skip="signals"
+        )
     finding = ch.t(
         "churn.signals.finding",
         n=ch.n_dates,
@@ -406,7 +380,7 @@ def rules_slide(ch: ChurnReview) -> Slide:
     )
     if not len(ch.warnings):
         # no rule raises risk: say so, never call the least bad one a warning sign
-        return Slide(ch.t("churn.signals.title_no_warning", n=len(ok)), finding)
+        return Slide(ch.t("churn.signals.title_no_warning", n=len(ok)), finding, **rules_table(ch))
     best = best_warning(ch)
     return Slide(
         ch.t(
@@ -416,11 +390,13 @@ def rules_slide(ch: ChurnReview) -> Slide:
             precision=f.pct(best.precision),
         ),
         finding,
+        **rules_table(ch),
     )
 
 
-def rules_table(ch: ChurnReview) -> Table:
-    """Each backtested rule: flagged share, precision (CI), lift, recall, lead, churners."""
+def rules_table(ch: ChurnReview) -> dict[str, Any]:
+    """The rules slide's table (:class:`~fupan.chapters.slide.Slide` fields): each backtested
+    rule's flagged share, precision (CI), lift, recall, lead, churners."""
     ok, f, none = ch.backtested, ch.fmt, ch.t("churn.signals.lift_none")
 
     def precision(p: float, lo: float, hi: float) -> str:
@@ -449,9 +425,11 @@ def rules_table(ch: ChurnReview) -> Table:
         }
     )
     cols = ["rule", "flagged", "precision", "lift", "recall", "lead", "churners"]
-    return Table(
-        tbl[cols], {c: ch.t(f"churn.col.{c}") for c in cols}, {"flagged": f.pct, "recall": f.pct}
-    )
+    return {
+        "table": tbl[cols],
+        "columns": {c: ch.t(f"churn.col.{c}") for c in cols},
+        "formats": {"flagged": f.pct, "recall": f.pct},
+    }
 
 
 def lift_slide(ch: ChurnReview) -> Slide | None:
@@ -516,12 +494,12 @@ def survival_by_tier(ch: ChurnReview) -> tuple[Survival | None, Slide]:
         # one group has no "highest" or "lowest": say what would make the comparison possible
         key = "churn.km_tier.title_no_tier" if not given else "churn.km_tier.title_one_tier"
         title = ch.t(key, tier=ch.params.tier_label(live[0]) if live else "")
-        return None, Slide(title, ch.t("churn.km_tier.one_tier_why"), "km_tier")
+        return None, Slide(title, ch.t("churn.km_tier.one_tier_why"), skip="km_tier")
     if not len(base):
         return None, Slide(
             ch.t("churn.km_tier.title_none"),
             ch.t("churn.km_tier.none_why", start=iso_day(start)),
-            "km_tier",
+            skip="km_tier",
         )
     kb = base[base.tier.notna()]
     km = _survival(start, kb, kb.tier.to_numpy(), ch.params.tiers.order)
@@ -544,7 +522,9 @@ def survival_by_nps(ch: ChurnReview) -> tuple[Survival | None, Slide]:
     curves without surveys, or without both detractors and promoters and a churn."""
     if not ch.ds.has("surveys"):
         why = ch.t("churn.surveys_why")
-        return None, Slide(ch.t("churn.km_nps.title_missing"), why, "km_nps", "surveys")
+        return None, Slide(
+            ch.t("churn.km_nps.title_missing"), why, skip="km_nps", missing="surveys"
+        )
     start, base = survival_base(ch)
     km = None
     if len(base):
@@ -560,7 +540,7 @@ def survival_by_nps(ch: ChurnReview) -> tuple[Survival | None, Slide]:
         slide = Slide(
             ch.t("churn.km_nps.title_few"),
             ch.t("churn.km_nps.few_why", start=iso_day(start)),
-            "km_nps",
+            skip="km_nps",
         )
         return km, slide
     pct = ch.fmt.pct
@@ -602,14 +582,14 @@ def satisfaction_slide(ch: ChurnReview, sat: Satisfaction | None) -> Slide:
     """Detractors' versus promoters' churn (or why it cannot be compared)."""
     if sat is None:
         why = ch.t("churn.surveys_why")
-        return Slide(ch.t("churn.sat.title_missing"), why, "satisfaction", "surveys")
+        return Slide(ch.t("churn.sat.title_missing"), why, skip="satisfaction", missing="surveys")
     g, corr, f = sat.by_nps.set_index("group"), sat.correlation, ch.fmt
     det, pro = g.rate.get("detractor", float("nan")), g.rate.get("promoter", float("nan"))
     if not (finite(det) and finite(pro) and corr["n"] >= 3 and finite(corr["r"])):
         return Slide(
             ch.t("churn.sat.title_few"),
             ch.t("churn.sat.few_why", start=iso_day(sat.start), n=f.int(corr["n"])),
-            "satisfaction",
+            skip="satisfaction",
         )
     return Slide(
         ch.t("churn.sat.title", det=f.pct(det), pro=f.pct(pro)),
@@ -635,7 +615,7 @@ def trend_slide(ch: ChurnReview, trend: pd.DataFrame) -> Slide:
     # the months with surveyed customers (NPS is undefined where nobody was surveyed yet)
     tn = trend[trend.nps.notna()]
     if len(tn) < 2:
-        return Slide(ch.t("churn.trend.title_few"), ch.t("churn.trend.few_why"), "nps_trend")
+        return Slide(ch.t("churn.trend.title_few"), ch.t("churn.trend.few_why"), skip="nps_trend")
     f = ch.fmt
     return Slide(
         ch.t(

@@ -27,7 +27,13 @@ _EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["'](?:https?:)?//""", re.IGNORECA
 
 
 @dataclass
-class Slide:
+class Page:
+    """One rendered page of the deck: its head (title, finding) and HTML body parts.
+
+    What a notebook's outputs become (or what the deck itself adds: summary, glossary,
+    failures); the content a chapter puts on a slide is :class:`fupan.chapters.slide.Slide`.
+    """
+
     head: str
     body: list[str] = field(default_factory=list)
     kind: str = "content"
@@ -45,7 +51,7 @@ class Section:
     key: str
     title: str
     question: str
-    slides: list[Slide] = field(default_factory=list)
+    slides: list[Page] = field(default_factory=list)
     divider: bool = True
 
     @property
@@ -78,7 +84,7 @@ def slides_from_notebook(path: str | Path, key: str, title: str, question: str) 
         remove_cell_tags={"parameters", "injected-parameters"}, enabled=True
     ).preprocess(nb, {})
     section = Section(key=key, title=title, question=question)
-    current: Slide | None = None
+    current: Page | None = None
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
@@ -94,7 +100,7 @@ def slides_from_notebook(path: str | Path, key: str, title: str, question: str) 
             if content is None:
                 continue
             if kind == "slide":
-                current = Slide(head=content)
+                current = Page(head=content)
                 section.slides.append(current)
             elif current is not None:
                 current.body.append(content)
@@ -137,7 +143,7 @@ def collapse_skipped(section: Section, lang: str) -> Section:
         f"<th>{html.escape(t('deck.skipped_why'))}</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
-    merged = Slide(head=head, body=[lead, table], kind="skipped", kinds=["missing", "table"])
+    merged = Page(head=head, body=[lead, table], kind="skipped", kinds=["missing", "table"])
     first = section.slides.index(skipped[0])
     kept = [s for s in section.slides if not s.only_missing]
     kept.insert(first, merged)

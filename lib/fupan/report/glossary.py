@@ -20,7 +20,7 @@ from fupan.core.params import Params
 from fupan.measures import metrics
 from fupan.measures.segments import trailing_start
 from fupan.report import gate
-from fupan.report.deck import Slide
+from fupan.report.deck import Page
 
 
 def _head(title: str, finding: str) -> str:
@@ -60,7 +60,7 @@ def _places(m: metrics.Metric, quotes: list[gate.Quote], lang: str) -> str:
     return ("、" if lang == "zh" else ", ").join(i18n.t(f"metric.where.{c}", lang) for c in where)
 
 
-def definitions_slides(results: dict[str, Any], params: Params) -> list[Slide]:
+def definitions_slides(results: dict[str, Any], params: Params) -> list[Page]:
     """Each catalogue metric this run quotes: name, formula, population, window, where
     (:data:`ROWS_PER_SLIDE` metrics a slide)."""
     lang = params.lang
@@ -107,7 +107,7 @@ def definitions_slides(results: dict[str, Any], params: Params) -> list[Slide]:
     for i, lo in enumerate(pages):
         head = _head(title + (f" ({i + 1}/{len(pages)})" if len(pages) > 1 else ""), finding)
         part = df.iloc[lo : lo + ROWS_PER_SLIDE]
-        out.append(Slide(head=head, body=[_table(part)], kinds=["table"]))
+        out.append(Page(head=head, body=[_table(part)], kinds=["table"]))
     return out
 
 
@@ -151,7 +151,7 @@ def _not_counted(group: str, lang: str) -> str:
     )
 
 
-def populations_slide(results: dict[str, Any], params: Params) -> Slide:
+def populations_slide(results: dict[str, Any], params: Params) -> Page:
     """The customer groups the slides count, their rules and this run's counts."""
     from fupan.chapters import funnel
 
@@ -179,7 +179,7 @@ def populations_slide(results: dict[str, Any], params: Params) -> Slide:
         )
     df = pd.DataFrame(rows, columns=["group", "rule", "count"])
     df.columns = [i18n.t(f"metric.populations.col.{c}", lang) for c in df.columns]
-    slide = Slide(
+    slide = Page(
         head=_head(
             i18n.t("metric.populations.title", lang), i18n.t("metric.populations.finding", lang)
         )
@@ -189,7 +189,7 @@ def populations_slide(results: dict[str, Any], params: Params) -> Slide:
     return slide
 
 
-def slides(results: dict[str, Any], params: Params) -> list[Slide]:
+def slides(results: dict[str, Any], params: Params) -> list[Page]:
     """The glossary's slides (none when no catalogue metric was quoted)."""
     if not gate.quotes(results, params):
         return []

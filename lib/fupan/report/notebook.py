@@ -79,6 +79,9 @@ class Context:
     fmt: i18n.Fmt
     run_dir: str
     params_file: str = ""
+    #: the chapter's key in results.json's ``skipped`` (churn, ltv, simulation): where
+    #: :meth:`show` records a slide's reasons for what it cannot show
+    section: str = ""
 
     @property
     def lang(self) -> str:
@@ -140,6 +143,45 @@ class Context:
             formats=formats,
             more_label=i18n.t("deck.more_rows", self.lang, shown="{shown}", total="{total}"),
         )
+
+    def show(self, slide: Any, figure: Any = None) -> bool:
+        """Record a slide (a :class:`fupan.chapters.slide.Slide`) and put it on the deck.
+
+        Its ``records`` go to results.json and its reasons (``skips``, and ``skip`` for a
+        slide that cannot be made) under :attr:`section`; then the title and finding, the
+        missing-table line, tiles, table, chart, notes, in this order; then its exports are
+        written. ``figure`` draws the chart: a function of the slide's ``chart`` frame
+        returning a matplotlib Figure, Axes or array of Axes, called only when the slide is
+        made and has a chart frame. Returns whether the slide is made (``skip`` unset).
+        """
+        if not self.section and (slide.skips or slide.skip):
+            raise ValueError("set nb.section (the chapter's key) before showing a skip")
+        slide.record(self.results, self.section)
+        show.slide(slide.title, slide.finding)
+        if slide.missing:
+            self.missing(slide.missing)
+        if slide.skip:
+            return False
+        if slide.tiles:
+            show.kpis(slide.tiles)
+        if slide.table is not None:
+            self.table(slide.table, slide.max_rows, slide.formats, slide.columns)
+        if figure is not None and slide.chart is not None:
+            show.figure(_figure(figure(slide.chart)))
+        for text in slide.notes:
+            show.note(text)
+        for name, frame in slide.exports.items():
+            self.export(frame, name)
+        return True
+
+
+def _figure(drawn: Any) -> Any:
+    """The matplotlib Figure of what a plot function returned (Figure, Axes, array of Axes)."""
+    if hasattr(drawn, "savefig"):
+        return drawn
+    if hasattr(drawn, "figure"):
+        return drawn.figure
+    return _figure(next(iter(drawn)))
 
 
 def start(

@@ -13,7 +13,7 @@ from typing import Any
 from fupan.core import i18n
 from fupan.core.params import Params
 from fupan.report import glossary
-from fupan.report.deck import Section, Slide
+from fupan.report.deck import Page, Section
 from fupan.report.results import lookup
 
 
@@ -187,7 +187,7 @@ def sections(results: dict[str, Any], params: Params) -> list[Section]:
     t = lambda key, **kw: i18n.t(key, lang, **kw)  # noqa: E731
     f = i18n.Fmt.from_params(params)
     items = summary_items(results, params)
-    summary = Slide(
+    summary = Page(
         head=f'<div class="fupan-slide-head"><div class="kicker">{html.escape(t("summary.kicker"))}</div>'
         f"<h2>{html.escape(items['headline'])}</h2></div>"
     )
@@ -213,7 +213,7 @@ def sections(results: dict[str, Any], params: Params) -> list[Section]:
                 end=str(params.as_of),
             )
         )
-    background = Slide(
+    background = Page(
         head=f'<div class="fupan-slide-head"><h2>{html.escape(t("summary.background_title"))}</h2>'
         + (f'<p class="finding">{html.escape(scope[0])}</p>' if scope else "")
         + "</div>"

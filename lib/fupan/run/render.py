@@ -121,7 +121,7 @@ def _chapter_name(nb: str, lang: str) -> str:
 
 def _failure_slide(
     failures: list[ChapterFailure], lang: str, title: str | None = None
-) -> deck.Slide:
+) -> deck.Page:
     import html
 
     t = lambda key, **kw: i18n.t(key, lang, **kw)  # noqa: E731
@@ -147,7 +147,7 @@ def _failure_slide(
         f'<p class="finding">{html.escape(t("run.incomplete_finding", log=ERROR_LOG))}</p></div>'
     )
     items = "".join(f"<li>{html.escape(x)}</li>" for x in lines)
-    return deck.Slide(head=head, body=[f'<ul class="fupan-bullets">{items}</ul>'], kind="failure")
+    return deck.Page(head=head, body=[f'<ul class="fupan-bullets">{items}</ul>'], kind="failure")
 
 
 def _cell_words(f: ChapterFailure, lang: str) -> str:

@@ -1,18 +1,17 @@
 """What each slide of notebook 03 says and shows, from one :class:`Deck`.
 
 :func:`deck` runs the chapter once (:func:`fupan.chapters.clv.review`, the churn chapter's
-scores, the value at risk) and each method of :class:`Deck` returns one :class:`Slide`: its
-title and finding in the run's language, the figures it records into results.json, the
-reasons it records for what it cannot show, its tiles, table, chart frame, notes and exports.
-The notebook shows a slide in that order (title, missing table, tiles, table, chart, notes);
-the chart frames are drawn by :mod:`fupan.report.plots.ltv`. Every sentence quotes computed
+scores, the value at risk) and each method of :class:`Deck` returns one
+:class:`fupan.chapters.slide.Slide`: its title and finding in the run's language, the figures
+it records into results.json, the reasons it records for what it cannot show, its tiles,
+table, chart frame, notes and exports. The notebook shows it with ``nb.show`` (title,
+missing table, tiles, table, chart, notes); the chart frames are drawn by :mod:`fupan.report.plots.ltv`. Every sentence quotes computed
 numbers; a slide that cannot be made says why in words.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,35 +22,11 @@ from fupan.chapters.clv.loss import loss_by, material, top_lost
 from fupan.chapters.clv.review import Review, model_parameters, params_record, review
 from fupan.chapters.clv.risk import at_risk, churn_scores
 from fupan.chapters.clv.valuation import CONTRACTS, POOLED, TRANSACTIONS, UNRECORDED
+from fupan.chapters.slide import Slide
 from fupan.core import i18n
 from fupan.io import exports
 from fupan.io.dataset import Dataset
 from fupan.measures.outcomes import churn_status
-
-
-@dataclass
-class Slide:
-    """One slide: words, the figures recorded, and what the notebook shows (in this order).
-
-    ``records`` go to results.json under their dotted keys, then ``skips`` (results key under
-    ``ltv`` -> the reason in words). ``missing`` names a table whose absence the slide states;
-    ``chart`` is the frame its chart draws (None: no chart); ``exports`` are written into
-    the run's ``exports/``.
-    """
-
-    title: str
-    finding: str | None = None
-    records: dict[str, Any] = field(default_factory=dict)
-    skips: dict[str, str] = field(default_factory=dict)
-    missing: str | None = None
-    kpis: list[tuple[str, str, str | None]] = field(default_factory=list)
-    table: pd.DataFrame | None = None
-    columns: dict[str, str] | None = None
-    formats: dict[str, Any] | None = None
-    max_rows: int = 12
-    chart: pd.DataFrame | None = None
-    notes: list[str] = field(default_factory=list)
-    exports: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def deck(
@@ -192,7 +167,7 @@ class Deck:
             self.t("ltv.headline.finding", n=f.int(len(cur)), total=f.money(self.total), years=years,
                    model=self.model_label, churned=f.int(loss.churned), **self.period),
             records,
-            kpis=[
+            tiles=[
                 (self.t("ltv.tile.total", years=years), f.money(self.total), None),
                 (self.t("ltv.tile.mean"), f.money(mean_clv), None),
                 (self.t("ltv.tile.lost"), f.money(self.lost), None),

@@ -8,8 +8,8 @@ quoting the computed numbers. The notebook shows them; the charts are in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from fupan.chapters.simulate.pilots import readout
 from fupan.chapters.simulate.pricing import simulate
 from fupan.chapters.simulate.result import SimulationResult
 from fupan.chapters.simulate.roadmap import funded_totals
+from fupan.chapters.slide import Slide
 from fupan.core import i18n
 from fupan.core import scenarios as fsc
 from fupan.core.scenarios import Scenario
@@ -112,30 +113,6 @@ def chapter(ds: Dataset) -> Chapter:
     return Chapter(path, default, list(scen), labels, res, error)
 
 
-@dataclass
-class Slide:
-    """One slide's content: what the notebook shows, in this order, and records."""
-
-    title: str
-    finding: str | None = None
-    tiles: list[tuple[str, str, str | None]] = field(default_factory=list)
-    table: pd.DataFrame | None = None  # columns already in the run's language
-    formats: dict[str, Any] = field(default_factory=dict)  # by the table's shown columns
-    notes: list[str] = field(default_factory=list)
-    skips: list[tuple[str, str]] = field(default_factory=list)  # (results.skip key, reason)
-    data: pd.DataFrame | None = None  # what the slide's chart draws
-    export: pd.DataFrame | None = None  # a table written to exports/, not shown
-    records: dict[str, Any] = field(default_factory=dict)  # results.json entries
-
-    def record(self, results: Any, section: str = "simulation") -> None:
-        """Write the slide's results.json entries, and its reasons for what it cannot show,
-        into ``results`` (the run's :class:`fupan.report.results.Recorder`)."""
-        for key, value in self.records.items():
-            results.record(key, value)
-        for key, why in self.skips:
-            results.skip(section, key, why)
-
-
 class Deck:
     """Chapter 4's slides in one language.
 
@@ -144,10 +121,18 @@ class Deck:
     ch : :func:`chapter`'s result.
     params : the run's params (``simulation`` knobs, tier labels, language).
     fmt : number formats (:meth:`fupan.core.i18n.Fmt.from_params`).
+    mask : hides PII in the tables exported (the notebook's ``nb.mask``; None: none).
     """
 
-    def __init__(self, ch: Chapter, params: Any, fmt: i18n.Fmt):
+    def __init__(
+        self,
+        ch: Chapter,
+        params: Any,
+        fmt: i18n.Fmt,
+        mask: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+    ):
         self.ch, self.params, self.fmt = ch, params, fmt
+        self.mask = mask or (lambda df: df)
         self.lang = params.lang
         self.sp = params.simulation
         self.level = fmt.pct(self.sp.interval, 0)
@@ -205,20 +190,22 @@ class Deck:
         ch, res = self.ch, self.ch.result
         if res is None:
             title = self.t("sim.error.title")
-            s = Slide(title, notes=[str(ch.error)], skips=[("*", f"{title}: {ch.error}")])
+            s = Slide(title, notes=[str(ch.error)], skips={"*": f"{title}: {ch.error}"})
         elif ch.table.empty:
             why = self.t("sim.overview.empty_finding", file=ch.path.name)
-            s = Slide(self.t("sim.overview.empty"), why, skips=[("*", why)])
+            s = Slide(self.t("sim.overview.empty"), why, skips={"*": why})
         else:
             s = self._ranked()
         if ch.default:
             s.notes.append(self.t("sim.note.file_default", file=str(ch.path)))
         for sk in res.skipped if res is not None else []:
             why = skip_reason(sk, self.lang, self.name(sk["name"]), self.fmt)
-            s.skips.append((f"scenarios.{sk['name']}", why))
+            s.skips[f"scenarios.{sk['name']}"] = why
             s.notes.append(why)
         if ch.priced:
             s.notes += [self._costs_note(), self.method_note()]
+        if s.table is not None:
+            s.exports["scenarios"] = s.table
         return s
 
     def _ranked(self) -> Slide:
@@ -312,13 +299,13 @@ class Deck:
         )  # fmt: skip
 
     def roi(self) -> Slide:
-        """ROI by scenario, with intervals (the chart draws ``data``: the ranked table)."""
+        """ROI by scenario, with intervals (the chart draws ``chart``: the ranked table)."""
         table = self.ch.table
         key = "sim.roi.title_one" if len(table) == 1 else "sim.roi.title"
         return Slide(
             self.t(key, n=len(table), top=self.name(table.name.iloc[0])),
             self.t("sim.roi.finding", level=self.level),
-            notes=[self.method_note()], data=table,
+            notes=[self.method_note()], chart=table,
         )  # fmt: skip
 
     def churn(self) -> Slide | None:
@@ -338,11 +325,11 @@ class Deck:
                    months=self.sp.projection_months, change=f.pts(big.churn_change),
                    low=f.pts(big.churn_change_low), high=f.pts(big.churn_change_high),
                    level=self.level),
-            data=ret,
+            chart=ret,
         )  # fmt: skip
 
     def sensitivity(self) -> Slide:
-        """How ROI moves with the effect size (``data``: the tornado's rows, widest on top)."""
+        """How ROI moves with the effect size (``chart``: the tornado's rows, widest on top)."""
         res = self.ch.result
         assert res is not None
         sens, f, pct0 = res.sensitivity.copy(), self.fmt, self.pct0
@@ -369,11 +356,11 @@ class Deck:
         )
         return Slide(
             title, finding, notes=[self.t("sim.sens.sources", items=items)],
-            data=sens.loc[order], records={"simulation.sensitivity": sens},
+            chart=sens.loc[order], records={"simulation.sensitivity": sens},
         )  # fmt: skip
 
     def winback(self) -> Slide | None:
-        """The first win-back's economics (``data``: its customers by expected value, highest
+        """The first win-back's economics (``chart``: its customers by expected value, highest
         first); None when nothing was priced."""
         ch, f, pct0 = self.ch, self.fmt, self.pct0
         if not ch.priced:
@@ -384,8 +371,8 @@ class Deck:
             asked = any(s.kind == "winback" for s in ch.scenarios)
             why = self.t("sim.wb.none_priced_finding" if asked else "sim.wb.none")
             if asked:
-                return Slide(self.t("sim.wb.none_priced"), why, skips=[("winback", why)])
-            return Slide(why, skips=[("winback", why)])
+                return Slide(self.t("sim.wb.none_priced"), why, skips={"winback": why})
+            return Slide(why, skips={"winback": why})
         r = wb.iloc[0]
         frame = ch.result.winback[r["name"]].sort_values("expected_value", ascending=False)
         frame = frame.reset_index(drop=True)
@@ -396,7 +383,7 @@ class Deck:
                    years=f.num(r.value_years, 1), cost=f.money(frame.cost.iloc[0]),
                    kept=f.num(r.customers_kept, 0), roi=pct0(r.roi), low=pct0(r.roi_low),
                    high=pct0(r.roi_high), level=self.level),
-            data=frame, records={"simulation.winback": self._winback_record(wb)},
+            chart=frame, records={"simulation.winback": self._winback_record(wb)},
         )  # fmt: skip
         if r.natural_return_basis == "dormancy" and r.effect_source != "pilot":
             s.notes.append(
@@ -404,7 +391,7 @@ class Deck:
                        n=f.int(r.natural_return_customers))
             )  # fmt: skip
         tier = frame.tier.map(lambda x: self.params.tier_label(x) if isinstance(x, str) else "")
-        s.export = frame.assign(tier=tier)
+        s.exports["winback"] = self.mask(frame.assign(tier=tier))
         return s
 
     @staticmethod
@@ -472,7 +459,7 @@ class Deck:
         )  # fmt: skip
 
     def roadmap(self) -> Slide:
-        """Pilot -> rollout -> standardise (``data``: the roadmap the Gantt chart draws)."""
+        """Pilot -> rollout -> standardise (``chart``: the roadmap the Gantt chart draws)."""
         res = self.ch.result
         assert res is not None
         rm = res.roadmap
@@ -480,11 +467,11 @@ class Deck:
         n_hold = int((rm.phase == "hold").sum())
         return Slide(
             self.t("sim.road.title", pilot=n_pilot, hold=n_hold), self.t("sim.road.finding"),
-            data=rm, records={"simulation.roadmap": rm},
+            chart=rm, records={"simulation.roadmap": rm},
         )  # fmt: skip
 
     def method(self) -> Slide | None:
-        """What the churn model rests on (``data``: its hazard ratios per unit, bottom up);
+        """What the churn model rests on (``chart``: its hazard ratios per unit, bottom up);
         None when there is nothing to say."""
         res, f, t = self.ch.result, self.fmt, self.t
         if res is None or res.model is None:
@@ -504,7 +491,7 @@ class Deck:
             rows=f.int(m.rows), customers=f.int(m.customers), events=f.int(m.events),
             pred=f.pct(m.predicted_annual_churn), obs=f.pct(m.observed_annual_churn),
         )  # fmt: skip
-        s = Slide(title, finding, data=self._effects(eff), records={"simulation.model": {
+        s = Slide(title, finding, chart=self._effects(eff), records={"simulation.model": {
             "fit_period": [str(m.fit_start.date()), str(m.fit_end.date())], "rows": m.rows,
             "customers": m.customers, "events": m.events,
             "inferred_left_out": m.inferred_left_out, "features": m.features,
@@ -512,9 +499,10 @@ class Deck:
             "observed_annual_churn": m.observed_annual_churn,
             "value_model": res.info["value_model"], "projection_months": self.sp.projection_months,
         }})  # fmt: skip
-        if s.data is not None and s.data.empty:
+        if s.chart is not None and s.chart.empty:
             # every feature is in currency or a category: no per-unit effect reads well
             s.notes.append(t("sim.method.no_chart"))
+            s.chart = None
         s.notes.append(t("sim.method.note"))
         if m.inferred_left_out:
             s.notes.append(t("sim.method.inferred", n=f.int(m.inferred_left_out)))
