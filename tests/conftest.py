@@ -16,6 +16,7 @@ ROOT = TESTS.parent
 sys.path.insert(0, str(TESTS))
 warnings.filterwarnings("ignore", message=".*infer_string.*")
 
+import paramfile  # noqa: E402
 import tiny  # noqa: E402
 
 # Property tests draw the same examples on every run, so CI's verdict depends on the commit
@@ -24,6 +25,26 @@ import tiny  # noqa: E402
 settings.register_profile("deterministic", derandomize=True, database=None)
 settings.register_profile("explore")
 settings.load_profile(os.environ.get("FUPAN_HYPOTHESIS", "deterministic"))
+
+
+@pytest.fixture
+def make_params(tmp_path: Path):
+    """Write a params file: `make_params(data, extra, *, folder, load, **fields)`.
+
+    The one way tests build params (see `paramfile.write` for the fields). It writes into
+    `folder` (default: the test's tmp_path) and returns the path, or the loaded `Params`
+    with `load=True`. `data=None` points `data.source` at the folder itself.
+    """
+    from fupan.core import params as fparams
+
+    def make(
+        data=None, extra: str = "", *, folder: Path | None = None, load: bool = False, **fields
+    ):
+        folder = Path(folder) if folder is not None else tmp_path
+        path = paramfile.write(folder, folder if data is None else data, extra, **fields)
+        return fparams.load(path) if load else path
+
+    return make
 
 
 @pytest.fixture
