@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from hypothesis import settings
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
-sys.path.insert(0, str(TESTS))
+# tests/ is on sys.path through `pythonpath` in pyproject.toml (also for tests in subfolders)
 warnings.filterwarnings("ignore", message=".*infer_string.*")
 
 import paramfile  # noqa: E402
