@@ -11,7 +11,7 @@ import yaml
 from fupan.chapters import kpi
 from fupan.core import params as fparams
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "params" / "benchmarks.yaml"
 
 

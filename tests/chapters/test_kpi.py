@@ -576,7 +576,7 @@ def test_targets_defaults_overrides_and_errors(fixture_dir, tmp_path):
 
 
 def test_benchmarks_file_targets_are_valid():
-    root = Path(__file__).parent.parent
+    root = Path(__file__).parents[2]
     p = fparams.load(root / "params" / "monthly.yaml")
     t = kpi.targets(p)
     # the file's own targets are the ones used (they are the team's plan, not the defaults)

@@ -44,7 +44,7 @@ from results.ltv_cdnow import (
     SBG_COHORTS,
 )
 
-DATA = Path(__file__).parent / "data" / "cdnow"
+DATA = Path(__file__).parents[1] / "data" / "cdnow"
 RTOL = 0.005
 
 
