@@ -1,4 +1,5 @@
-"""Shared fixtures: the tiny hand-made dataset, a small generated demo, one end-to-end run."""
+"""Shared fixtures: params files (make_params), the tiny hand-made dataset, generated demos
+and the session's end-to-end review, each made once per session where tests only read it."""
 
 from __future__ import annotations
 
