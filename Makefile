@@ -78,8 +78,9 @@ spark-deps: setup ## Install Java (Debian's default-jre-headless, when absent) a
 	fi
 	$(BIN)/python -m pip install --quiet -e '.[dev,lab,spark]'
 
+# --durations: every run's log lists its slowest tests, so the time can be read off CI
 test: setup data browser-deps ## Run every test: unit, statistical references, notebooks (nbval), end to end, browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)
 	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks/ $(PYTEST_ARGS)
 
 test-fast: setup ## Unit tests only (no end-to-end runs, no notebooks)

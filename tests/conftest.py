@@ -1,9 +1,9 @@
-"""Shared fixtures: the tiny hand-made dataset, a small generated demo, one end-to-end run."""
+"""Shared fixtures: params files (make_params), the tiny hand-made dataset, generated demos
+and the session's end-to-end review, each made once per session where tests only read it."""
 
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -13,9 +13,10 @@ from hypothesis import settings
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
-sys.path.insert(0, str(TESTS))
+# tests/ is on sys.path through `pythonpath` in pyproject.toml (also for tests in subfolders)
 warnings.filterwarnings("ignore", message=".*infer_string.*")
 
+import paramfile  # noqa: E402
 import tiny  # noqa: E402
 
 # Property tests draw the same examples on every run, so CI's verdict depends on the commit
@@ -24,6 +25,26 @@ import tiny  # noqa: E402
 settings.register_profile("deterministic", derandomize=True, database=None)
 settings.register_profile("explore")
 settings.load_profile(os.environ.get("FUPAN_HYPOTHESIS", "deterministic"))
+
+
+@pytest.fixture
+def make_params(tmp_path: Path):
+    """Write a params file: `make_params(data, extra, *, folder, load, **fields)`.
+
+    The one way tests build params (see `paramfile.write` for the fields). It writes into
+    `folder` (default: the test's tmp_path) and returns the path, or the loaded `Params`
+    with `load=True`. `data=None` points `data.source` at the folder itself.
+    """
+    from fupan.core import params as fparams
+
+    def make(
+        data=None, extra: str = "", *, folder: Path | None = None, load: bool = False, **fields
+    ):
+        folder = Path(folder) if folder is not None else tmp_path
+        path = paramfile.write(folder, folder if data is None else data, extra, **fields)
+        return fparams.load(path) if load else path
+
+    return make
 
 
 @pytest.fixture
@@ -46,21 +67,48 @@ def demo_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def review_run(tmp_path_factory: pytest.TempPathFactory, demo_small: Path):
-    """One full `fupan review` over every notebook the annual params list, on the small demo."""
+def demo_default(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default demo (5,000 customers, seed 42: what `make data` writes), made once per
+    session for the chapters' acceptance tests. Read-only: copy it before changing a table."""
+    demo = pytest.importorskip("fupan.demo")
+    out = tmp_path_factory.mktemp("demo5k") / "data"
+    demo.generate(out, customers=5000, seed=42)
+    return out
+
+
+def _golden_tool():
+    """tools/golden.py as a module (its CUSTOMERS, DEMO_SEED and comparison)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fupan_golden", ROOT / "tools" / "golden.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def golden_tool():
+    return _golden_tool()
+
+
+@pytest.fixture(scope="session")
+def review_run(tmp_path_factory: pytest.TempPathFactory, golden_tool):
+    """One full `fupan review` with the shipped params/annual_review.yaml (every notebook it
+    lists) on the golden demo data (300 customers, seed 1; `work/data`), run once per session.
+
+    It is the run `tools/golden.py` pins, so tests/test_golden.py compares this run with
+    tests/golden/ instead of running its own; the reproducibility test runs it a second time.
+    """
+    from fupan import demo
     from fupan.core import params as fparams
     from fupan.run import runner
 
     work = tmp_path_factory.mktemp("review")
-    src = (ROOT / "params" / "annual_review.yaml").read_text(encoding="utf-8")
-    (work / "benchmarks.yaml").write_text(
-        (ROOT / "params" / "benchmarks.yaml").read_text(encoding="utf-8")
-    )
-    (work / "annual_review.yaml").write_text(src, encoding="utf-8")
-    params = fparams.load(work / "annual_review.yaml", **{"data.source": str(demo_small)})
-    return runner.run(
-        params, work / "annual_review.yaml", reports_dir=work / "reports", log=lambda m: None
-    )
+    data = work / "data"
+    demo.generate(data, customers=golden_tool.CUSTOMERS, seed=golden_tool.DEMO_SEED)
+    pf = ROOT / "params" / "annual_review.yaml"
+    params = fparams.load(pf, **{"data.source": str(data)})
+    return runner.run(params, pf, reports_dir=work / "reports", log=lambda m: None)
 
 
 def assign_by_frame(frame: pd.DataFrame, rules: list) -> pd.Series:

@@ -17,6 +17,7 @@ from typing import Any
 import nbformat
 import numpy as np
 import pandas as pd
+import paramfile
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = dt.date(2026, 10, 31)
@@ -133,14 +134,16 @@ def build(shape: str, folder: Path) -> tuple[Path, str, bool]:
 
 
 def params_file(folder: Path, data: Path, extra: str = "", lang: str = "en") -> Path:
-    path = folder / "params.yaml"
-    path.write_text(
-        f"name: shape\nas_of: {AS_OF}\nlang: {lang}\nseed: 7\nbenchmarks_file: null\n"
-        f"business_model: non_contractual\nchurn_definition:\n  dormancy_days: 180\n"
-        f"data:\n  source: {data.resolve()}\n{extra}",
-        encoding="utf-8",
+    return paramfile.write(
+        folder,
+        data.resolve(),
+        "churn_definition:\n  dormancy_days: 180\n" + extra,
+        name="shape",
+        as_of=AS_OF,
+        lang=lang,
+        seed=7,
+        business_model="non_contractual",
     )
-    return path
 
 
 class Deck:

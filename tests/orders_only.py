@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import paramfile
 
 
 def frames(
@@ -64,13 +65,13 @@ def write(folder: Path, **kw) -> tuple[Path, str]:
 
 
 def params_file(folder: Path, data_dir: Path, as_of: str, extra: str = "") -> Path:
-    path = folder / "params.yaml"
-    path.write_text(
-        f"name: orders only\nas_of: {as_of}\nperiod_start: {as_of[:4]}-01-01\n"
-        f"benchmarks_file: null\nbusiness_model: non_contractual\n"
-        f"churn_definition:\n  dormancy_days: 180\ndata:\n  source: {data_dir.resolve()}\n"
-        "tiers:\n  order: [platinum, gold, silver, attention]\n  core: [platinum, gold]\n"
-        f"{extra}",
-        encoding="utf-8",
+    return paramfile.write(
+        folder,
+        data_dir.resolve(),
+        "churn_definition:\n  dormancy_days: 180\n"
+        "tiers:\n  order: [platinum, gold, silver, attention]\n  core: [platinum, gold]\n" + extra,
+        name="orders only",
+        as_of=as_of,
+        period_start=f"{as_of[:4]}-01-01",
+        business_model="non_contractual",
     )
-    return path

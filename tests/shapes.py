@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import paramfile
 
 TESTS = Path(__file__).parent
 CDNOW_MASTER = TESTS / "data" / "cdnow" / "CDNOW_master.txt.gz"
@@ -104,23 +105,18 @@ def _params(
     extra: str = "",
     lang: str = "en",
 ) -> Path:
-    text = (
-        f"name: {name}\n"
-        "kind: annual_review\n"
-        f"lang: {lang}\n"
-        f"as_of: {as_of}\n"
-        f"business_model: {business_model}\n"
-        "seed: 7\n"
-        "data:\n"
-        "  source: data\n"
-        "format:\n"
-        "  currency: USD\n"
-        '  currency_symbol: "$"\n'
-        f"{extra}"
+    return paramfile.write(
+        root,
+        "data",
+        'format:\n  currency: USD\n  currency_symbol: "$"\n' + extra,
+        benchmarks_file=None,
+        name=name,
+        kind="annual_review",
+        lang=lang,
+        as_of=as_of,
+        business_model=business_model,
+        seed=7,
     )
-    path = root / "params.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def _write(root: Path, **tables: pd.DataFrame) -> None:

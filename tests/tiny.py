@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import paramfile
 
 AS_OF = "2026-10-31"
 
@@ -160,12 +161,11 @@ def params_file(
     extra: str = "",
     notebooks: tuple[str, ...] = ("00_data_check",),
 ) -> Path:
-    folder = Path(folder)
-    nbs = "\n".join(f"  - {n}" for n in notebooks)
-    path = folder / "params.yaml"
-    path.write_text(
-        f"name: tiny review\nas_of: {AS_OF}\nbenchmarks_file: null\ndata:\n  source: {Path(data_dir).resolve()}\n"
-        f"notebooks:\n{nbs}\n{extra}",
-        encoding="utf-8",
+    return paramfile.write(
+        folder,
+        Path(data_dir).resolve(),
+        extra,
+        notebooks=notebooks,
+        name="tiny review",
+        as_of=AS_OF,
     )
-    return path

@@ -21,7 +21,7 @@ from fupan.io.validation import DataValidationError
 from fupan.measures import segments
 from fupan.run import cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _params(tmp_path: Path, data: Path, extra: str = "", **kw) -> fparams.Params:

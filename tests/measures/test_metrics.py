@@ -226,16 +226,6 @@ def test_kpi_series_equal_point_functions_at_every_month(tmp_path, seed, as_of):
 # The gate
 
 
-def _params(tmp_path, kind="annual_review"):
-    path = tmp_path / "p.yaml"
-    path.write_text(
-        f"name: t\nkind: {kind}\nas_of: 2026-10-31\nbenchmarks_file: null\n"
-        f"data:\n  source: {tmp_path}\n",
-        encoding="utf-8",
-    )
-    return fparams.load(path)
-
-
 def _results(**over):
     r = {
         "kpi": {
@@ -258,8 +248,8 @@ def _results(**over):
     return r
 
 
-def test_gate_passes_when_shared_metrics_agree(tmp_path):
-    p = _params(tmp_path)
+def test_gate_passes_when_shared_metrics_agree(make_params):
+    p = make_params(name="t", kind="annual_review", as_of="2026-10-31", load=True)
     r = _results()
     gate.enforce(r, p)
     shared = {g[0].metric for g in gate.shared(r, p)}
@@ -268,8 +258,8 @@ def test_gate_passes_when_shared_metrics_agree(tmp_path):
     assert "top_n_repurchase" in {q.metric for q in gate.quotes(r, p)}
 
 
-def test_gate_fails_on_a_planted_mismatch_naming_both_places(tmp_path):
-    p = _params(tmp_path)
+def test_gate_fails_on_a_planted_mismatch_naming_both_places(make_params):
+    p = make_params(name="t", kind="annual_review", as_of="2026-10-31", load=True)
     with pytest.raises(gate.GateError) as err:
         gate.enforce(_results(kpi__nrr=1.114), p)
     text = str(err.value)
@@ -279,16 +269,16 @@ def test_gate_fails_on_a_planted_mismatch_naming_both_places(tmp_path):
     assert len(err.value.mismatches) == 1
 
 
-def test_gate_a_value_against_no_value_is_a_mismatch(tmp_path):
-    p = _params(tmp_path)
+def test_gate_a_value_against_no_value_is_a_mismatch(make_params):
+    p = make_params(name="t", kind="annual_review", as_of="2026-10-31", load=True)
     bad = gate.check(_results(diagnosis__touch_coverage=None), p)
     assert [m.b.key for m in bad] == ["kpi.values.touch_coverage"]
     assert "no value" in bad[0].message()
 
 
-def test_gate_compares_only_the_same_window(tmp_path):
+def test_gate_compares_only_the_same_window(tmp_path, make_params):
     # a KPI report for September in an October review: other dates, nothing to compare
-    p = _params(tmp_path)
+    p = make_params(name="t", kind="annual_review", as_of="2026-10-31", load=True)
     r = _results(kpi__nrr=2.0)
     r["kpi"]["month"] = "2026-09"
     assert gate.check(r, p) == []
@@ -302,8 +292,8 @@ def test_gate_compares_only_the_same_window(tmp_path):
     assert gate.check(_results(kpi__churn_rate_t12=0.3), fparams.load(path)) == []
 
 
-def test_gate_reads_a_results_file(tmp_path):
-    p = _params(tmp_path)
+def test_gate_reads_a_results_file(tmp_path, make_params):
+    p = make_params(name="t", kind="annual_review", as_of="2026-10-31", load=True)
     gate.enforce(tmp_path / "absent.json", p)  # nothing recorded: nothing to compare
     (tmp_path / "results.json").write_text(json.dumps(_results(diagnosis__churn_rate=0.2)))
     with pytest.raises(gate.GateError, match="annual_churn"):
@@ -315,8 +305,10 @@ def test_gate_reads_a_results_file(tmp_path):
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
-def test_glossary_lists_every_quoted_metric_with_its_window(tmp_path, lang):
-    p = _params(tmp_path).model_copy(update={"lang": lang})
+def test_glossary_lists_every_quoted_metric_with_its_window(make_params, lang):
+    p = make_params(name="t", kind="annual_review", as_of="2026-10-31", load=True).model_copy(
+        update={"lang": lang}
+    )
     r = _results()
     r["diagnosis"]["churn_counts"] = {
         "at_start": 522,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import paramfile
 import pytest
 from fupan import demo
 from fupan.chapters import followup
@@ -26,13 +27,9 @@ CUT = pd.Timestamp("2025-10-31")
 
 
 def _params(folder: Path, data_dir: Path, extra: str = "") -> fparams.Params:
-    path = folder / "params.yaml"
-    path.write_text(
-        f"name: follow-up test\nas_of: {AS_OF}\nbenchmarks_file: null\n"
-        f"data:\n  source: {data_dir}\n{extra}",
-        encoding="utf-8",
+    return fparams.load(
+        paramfile.write(folder, data_dir, extra, name="follow-up test", as_of=AS_OF)
     )
-    return fparams.load(path)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import paramfile
 import pytest
 import tiny
 from fupan.chapters import diagnosis, funnel, service
@@ -203,17 +204,11 @@ def test_top_n_limit(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    demo_mod = pytest.importorskip("fupan.demo")
+def demo(tmp_path_factory, demo_default):
     root = tmp_path_factory.mktemp("demo5k")
-    demo_mod.generate(root / "data", customers=5000, seed=42)
-    pf = root / "params.yaml"
-    pf.write_text(
-        f"name: demo\nas_of: 2026-10-31\nbenchmarks_file: null\ndata:\n  source: {root / 'data'}\n",
-        encoding="utf-8",
-    )
+    pf = paramfile.write(root, demo_default, name="demo", as_of="2026-10-31")
     ds = fdata.load(fparams.load(pf))
-    yield root / "data", ds
+    yield demo_default, ds
     ds.close()
 
 

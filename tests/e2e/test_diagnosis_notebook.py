@@ -64,11 +64,8 @@ def _chapter_slides(deck: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def demo_data(tmp_path_factory):
-    demo = pytest.importorskip("fupan.demo")
-    out = tmp_path_factory.mktemp("demo") / "data"
-    demo.generate(out, customers=5000, seed=42)
-    return out
+def demo_data(demo_default):
+    return demo_default
 
 
 @pytest.fixture(scope="module")

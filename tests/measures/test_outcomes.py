@@ -8,6 +8,7 @@ import tiny
 from fupan.core import params as fparams
 from fupan.io import data as fdata
 from fupan.measures import outcomes
+from results.wilson_newcombe import WILSON_95
 
 
 def _status(tmp_path, extra_kw=None, **replace):
@@ -90,14 +91,11 @@ def test_period_churn_rate(tmp_path):
 
 
 def test_wilson_interval_matches_published_values():
-    # Newcombe (1998), Statistics in Medicine 17:857, table I: 81/263 -> 0.2553 to 0.3662 (Wilson, 95%)
-    p, lo, hi = outcomes.rate_with_ci(81, 263)
-    assert (lo, hi) == (pytest.approx(0.2553, abs=5e-4), pytest.approx(0.3662, abs=5e-4))
-    # 15/148 -> 0.0624 to 0.1605
-    _, lo, hi = outcomes.rate_with_ci(15, 148)
-    assert (lo, hi) == (pytest.approx(0.0624, abs=5e-4), pytest.approx(0.1605, abs=5e-4))
-    _, lo, hi = outcomes.rate_with_ci(0, 20)
-    assert lo == 0.0 and hi == pytest.approx(0.1611, abs=5e-4)
+    # Newcombe (1998), table I (tests/results/wilson_newcombe.py)
+    for (events, trials), (low, high) in WILSON_95.items():
+        _, lo, hi = outcomes.rate_with_ci(events, trials)
+        assert (lo, hi) == (pytest.approx(low, abs=5e-4), pytest.approx(high, abs=5e-4))
+    assert outcomes.rate_with_ci(0, 20)[1] == 0.0  # exactly 0, not approximately
 
 
 @pytest.mark.parametrize("model", ["non_contractual", "contractual"])

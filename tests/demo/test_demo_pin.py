@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from fupan import demo
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "demo_pin.py"
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "demo_pin.py"
 
 
 def _pin():

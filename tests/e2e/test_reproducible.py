@@ -17,12 +17,11 @@ def _charts(deck_html: str) -> list[str]:
     return re.findall(r'src="data:image/png;base64,([^"]+)"', deck_html)
 
 
-def test_two_runs_give_identical_results_and_chart_data(review_run, demo_small, tmp_path):
-    work = review_run.run_dir.parent.parent
-    params = fparams.load(work / "annual_review.yaml", **{"data.source": str(demo_small)})
-    again = runner.run(
-        params, work / "annual_review.yaml", reports_dir=tmp_path / "again", log=lambda m: None
-    )
+def test_two_runs_give_identical_results_and_chart_data(review_run, tmp_path):
+    data = review_run.run_dir.parent.parent / "data"
+    pf = ROOT / "params" / "annual_review.yaml"
+    params = fparams.load(pf, **{"data.source": str(data)})
+    again = runner.run(params, pf, reports_dir=tmp_path / "again", log=lambda m: None)
     first = json.loads((review_run.run_dir / "results.json").read_text(encoding="utf-8"))
     second = json.loads((again.run_dir / "results.json").read_text(encoding="utf-8"))
     assert first == second

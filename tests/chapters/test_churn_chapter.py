@@ -409,10 +409,8 @@ def test_missing_optional_tables_are_said_on_their_slides(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    demo = pytest.importorskip("fupan.demo")
-    data = tmp_path_factory.mktemp("demo") / "data"
-    demo.generate(data, customers=5000, seed=42)
+def demo_run(tmp_path_factory, demo_default):
+    data = demo_default
     run = _review(tmp_path_factory.mktemp("run"), data, "zh")
     return run, json.loads((data / "truth.json").read_text(encoding="utf-8"))
 

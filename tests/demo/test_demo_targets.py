@@ -11,7 +11,7 @@ import yaml
 from fupan.chapters import kpi
 from fupan.core import params as fparams
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "params" / "benchmarks.yaml"
 
 
@@ -37,13 +37,12 @@ def test_shipped_targets_are_valid_and_monthly_exits_0_without_red(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def demo_months(tmp_path_factory):
+def demo_months(tmp_path_factory, demo_small):
     """Every KPI without a chapter model, for the last 12 months of a 1,500-customer demo."""
-    from fupan import demo
     from fupan.io import data as fdata
 
     work = tmp_path_factory.mktemp("targets")
-    demo.generate(work / "data", customers=1500, seed=7)
+    (work / "data").symlink_to(demo_small, target_is_directory=True)  # the session's demo
     p = fparams.load(ROOT / "params" / "monthly.yaml", **{"data.source": str(work / "data")})
     ds = fdata.load(p)
     months = kpi.month_range("2025-11", "2026-10")

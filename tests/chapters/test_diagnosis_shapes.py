@@ -15,6 +15,7 @@ import warnings
 import diag_shapes as shapes
 import numpy as np
 import pandas as pd
+import paramfile
 import pytest
 from fupan.chapters import diagnosis, funnel
 from fupan.core import params as fparams
@@ -141,12 +142,7 @@ def test_funnel_at_risk_stage_is_not_empty_by_construction(decks):
 
 
 def _params(tmp_path, extra: str = "") -> fparams.Params:
-    pf = tmp_path / "p.yaml"
-    pf.write_text(
-        f"name: t\nas_of: 2026-10-31\nbenchmarks_file: null\ndata:\n  source: {tmp_path}\n{extra}",
-        encoding="utf-8",
-    )
-    return fparams.load(pf)
+    return fparams.load(paramfile.write(tmp_path, tmp_path, extra, name="t", as_of="2026-10-31"))
 
 
 def test_at_risk_days(tmp_path):

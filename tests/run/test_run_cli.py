@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import paramfile
 import pytest
 from conftest import ROOT
 from fupan.core import params as fparams
@@ -81,12 +82,7 @@ def _params(tmp_path: Path, extra: str = "") -> Path:
     folder = tmp_path / "cfg"
     folder.mkdir(exist_ok=True)
     (folder / "data").mkdir(exist_ok=True)
-    p = folder / "p.yaml"
-    p.write_text(
-        f"as_of: 2026-10-31\nbenchmarks_file: null\ndata:\n  source: data\n{extra}",
-        encoding="utf-8",
-    )
-    return p
+    return paramfile.write(folder, "data", extra, filename="p.yaml", as_of="2026-10-31")
 
 
 def test_reports_go_under_the_current_folder_not_the_package(tmp_path, monkeypatch):

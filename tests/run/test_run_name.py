@@ -9,7 +9,7 @@ import pytest
 import yaml
 from fupan.core import params as fparams
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 def _write(tmp_path, **changes):

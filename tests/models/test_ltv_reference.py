@@ -1,6 +1,7 @@
 """fupan.models.ltv against the published literature, and parameter recovery from simulations.
 
-Published numbers are held here, next to the checks; the default tolerance is 0.5%.
+Published numbers are in ``tests/results/ltv_cdnow.py`` (with their sources); the
+tolerances are here, next to the checks; the default is 0.5%.
 
 Data: the CDNOW sample (2,357 customers who first bought in Q1 1997, 78 weeks of
 purchases), as distributed in the data folder of the ``lifetimes`` 0.11.3 wheel and
@@ -32,28 +33,19 @@ from fupan.models.ltv import (
     simulate_sbg,
     summary_from_orders,
 )
+from results.ltv_cdnow import (
+    BGNBD_EXAMPLE,
+    BGNBD_LL,
+    BGNBD_PUBLISHED,
+    GG_N_REPEAT,
+    GG_PUBLISHED,
+    PNBD_LL,
+    PNBD_PUBLISHED,
+    SBG_COHORTS,
+)
 
-DATA = Path(__file__).parent / "data" / "cdnow"
+DATA = Path(__file__).parents[1] / "data" / "cdnow"
 RTOL = 0.005
-
-# Fader, Hardie & Lee (2005), "Counting your customers the easy way", Marketing Science:
-# BG/NBD on CDNOW, and their worked example E[Y(39) | x=2, t_x=30.43, T=38.86] = 1.226.
-BGNBD_PUBLISHED = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
-BGNBD_LL = -9582.4
-BGNBD_EXAMPLE = 1.226
-# Pareto/NBD on the same data (Fader & Hardie 2005 note on the Pareto/NBD): 1% tolerance.
-PNBD_PUBLISHED = {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}
-PNBD_LL = -9595.0
-# Gamma-Gamma spend model on the 946 CDNOW customers with a repeat purchase
-# (Fader, Hardie & Lee 2005, JMR; Fader & Hardie 2013 note, where gamma is our v): 1%.
-GG_PUBLISHED = {"p": 6.25, "q": 3.74, "v": 15.44}
-GG_N_REPEAT = 946
-# Fader & Hardie (2007), "How to project customer retention": sBG fitted on years 1-7 of
-# two cohorts of 1,000 customers.
-SBG_COHORTS = {
-    "regular": ([631, 468, 382, 326, 289, 262, 241], {"alpha": 0.704, "beta": 1.182}),
-    "high end": ([869, 743, 653, 593, 551, 517, 491], {"alpha": 0.668, "beta": 3.806}),
-}
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import paramfile
 import pytest
 import tiny
 from conftest import ROOT
@@ -30,13 +31,17 @@ def _params_file(tmp: Path, data: Path, extra: str = "") -> Path:
     (tmp / "benchmarks.yaml").write_text(
         (ROOT / "params" / "benchmarks.yaml").read_text(encoding="utf-8"), encoding="utf-8"
     )
-    pf = tmp / "params.yaml"
-    pf.write_text(
-        "name: scenarios test\nas_of: 2026-10-31\nperiod_start: 2025-11-01\nlang: en\n"
-        f"seed: 42\nbenchmarks_file: benchmarks.yaml\ndata:\n  source: {data}\n{extra}",
-        encoding="utf-8",
+    return paramfile.write(
+        tmp,
+        data,
+        extra,
+        benchmarks_file="benchmarks.yaml",
+        name="scenarios test",
+        as_of="2026-10-31",
+        period_start="2025-11-01",
+        lang="en",
+        seed=42,
     )
-    return pf
 
 
 def _scenario(name: str, **kw) -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import paramfile
 import pytest
 import yaml
 from fupan.chapters import kpi
@@ -197,14 +198,16 @@ def params_file(
 ) -> Path:
     """Params for the fixture. The at-risk list uses the interim rules (hand-checkable; the
     churn chapter's health score is stubbed where a test needs it)."""
-    path = folder / f"params-{as_of}.yaml"
-    path.write_text(
-        f"name: kpi fixture\nkind: monthly\nas_of: {as_of}\nbenchmarks_file: null\ndata:\n  source: {data}\n"
-        f"notebooks: [00_data_check, 05_kpi_tracking]\ndiagnosis:\n  top_n: 2\n{extra}"
-        f"kpi:\n  at_risk_source: rules\n{kpi_extra}",
-        encoding="utf-8",
+    return paramfile.write(
+        folder,
+        data,
+        f"diagnosis:\n  top_n: 2\n{extra}kpi:\n  at_risk_source: rules\n{kpi_extra}",
+        filename=f"params-{as_of}.yaml",
+        notebooks=("00_data_check", "05_kpi_tracking"),
+        name="kpi fixture",
+        kind="monthly",
+        as_of=as_of,
     )
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -576,7 +579,7 @@ def test_targets_defaults_overrides_and_errors(fixture_dir, tmp_path):
 
 
 def test_benchmarks_file_targets_are_valid():
-    root = Path(__file__).parent.parent
+    root = Path(__file__).parents[2]
     p = fparams.load(root / "params" / "monthly.yaml")
     t = kpi.targets(p)
     # the file's own targets are the ones used (they are the team's plan, not the defaults)

@@ -166,7 +166,7 @@ def english_review(tmp_path_factory):
     work = tmp_path_factory.mktemp("english")
     data = work / "data"
     demo.generate(data, customers=400, seed=5)
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     (work / "benchmarks.yaml").write_text(
         (root / "params" / "benchmarks.yaml").read_text(encoding="utf-8"), encoding="utf-8"
     )

@@ -11,7 +11,7 @@ import pytest
 from fupan.chapters import kpi
 from fupan.core import i18n
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _table() -> pd.DataFrame:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import paramfile
 import pytest
 from fupan.io import engine
 
@@ -34,14 +35,7 @@ CUSTOMERS = 300
 def _params(folder: Path, data: Path, eng: str):
     from fupan.core import params as fparams
 
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "p.yaml"
-    path.write_text(
-        f"name: spark-check\nas_of: {AS_OF}\nengine: {eng}\nbenchmarks_file: null\n"
-        f"data:\n  source: {data}\n",
-        encoding="utf-8",
-    )
-    return fparams.load(path)
+    return fparams.load(paramfile.write(folder, data, name="spark-check", as_of=AS_OF, engine=eng))
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("fupan_golden", ROOT / "tools" / "golden.py")
 golden = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(golden)
@@ -147,10 +147,12 @@ def test_demo_data_is_unchanged(tmp_path, pinned):
 
 
 @pytest.mark.slow
-def test_review_results_and_scenarios_are_unchanged(tmp_path, pinned):
-    """One review of the pinned demo data (a few minutes): results.json to 1e-9 and the
-    scenario table."""
-    now = golden.outputs(work=tmp_path)
+def test_review_results_and_scenarios_are_unchanged(pinned, review_run):
+    """The session's review of the pinned demo data with the shipped params (conftest's
+    `review_run`, the run `tools/golden.py` makes): results.json to 1e-9 and the scenario
+    table."""
+    work = review_run.run_dir.parent.parent
+    now = golden.outputs(review=review_run.run_dir, work=work)
     diffs = golden.differences(pinned, now)
     assert diffs == {"demo": [], "results": [], "scenarios": []}, json.dumps(
         diffs, indent=1, ensure_ascii=False
