@@ -75,8 +75,15 @@ _TABLE: dict[str, tuple[str, ...]] = {
         "kpi",
         "followup",
         "reconcile",
+        "diagnosis_chapter",
+        "clv_slides",
+        "kpi_slides",
+        "simulate_slides",
     ),
     "report": (
+        "plots_diagnosis",
+        "churn_plots",
+        "ltv_plots",
         "results",
         "deck_text",
         "chart_overlap",
@@ -96,6 +103,7 @@ _TABLE: dict[str, tuple[str, ...]] = {
         "faults",
         "gate_runner",
         "setup",
+        "run_context",
     ),
     "demo": ("demo", "demo_pin", "demo_targets"),
     "e2e": (
@@ -107,6 +115,8 @@ _TABLE: dict[str, tuple[str, ...]] = {
         "wheel",
     ),
     "browser": ("browser",),
+    # the benchmark scripts' own logic (benchmarks/ is not part of the package)
+    "benchmarks": ("bench_spark",),
 }
 
 # file name prefixes for test files other helpers may add: test_<prefix>*.py -> folder

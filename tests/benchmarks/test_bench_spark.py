@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import measure  # noqa: E402
