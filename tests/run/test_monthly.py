@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from fupan.chapters import kpi
 from fupan.core import params as fparams
 from fupan.run import cli, monthly
@@ -36,11 +37,10 @@ def test_month_params_set_as_of_and_require_the_kpi_notebook(tmp_path):
     p = monthly.month_params(pf, "2026-09")
     assert p.as_of.isoformat() == "2026-09-30"
     bad = tmp_path / "bad.yaml"
-    bad.write_text(
-        pf.read_text().replace(
-            "notebooks: [00_data_check, 05_kpi_tracking]", "notebooks: [00_data_check]"
-        )
-    )
+    doc = yaml.safe_load(pf.read_text(encoding="utf-8"))
+    assert "05_kpi_tracking" in doc["notebooks"]  # else the edit below would test nothing
+    doc["notebooks"] = ["00_data_check"]
+    bad.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     with pytest.raises(fparams.ParamsError, match="05_kpi_tracking"):
         monthly.month_params(bad, "2026-09")
     targets = params_file(
