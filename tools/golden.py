@@ -19,6 +19,11 @@ Usage (from any checkout; the checkout's own ``lib/`` and notebooks are used)::
     python tools/golden.py record    # re-record tests/golden/ (make golden)
     python tools/golden.py check     # compare a fresh run with tests/golden/; exit 1 on a difference
     python tools/golden.py check --review reports/annual_review-2026-10-31  # an existing run
+    python tools/golden.py same RUN_A RUN_B   # two run folders of any data: same results?
+
+``same`` is how a speed change shows it changed no number on data other than the pinned
+demo (5k, 100k, CDNOW): results.json and the scenario table of two runs of the same data
+and params, each normalised against its own run folder.
 
 A review takes a few minutes on 300 customers.
 """
@@ -300,7 +305,37 @@ def record(now: dict[str, Any], folder: Path = GOLDEN) -> None:
     )
 
 
+def run_outputs(run_dir: Path) -> dict[str, Any]:
+    """Normalised results.json and scenario table (if any) of one run folder."""
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    out: dict[str, Any] = {"results": normalise(results, {"<RUN>": run_dir.resolve()})}
+    scen = run_dir / "exports" / "scenarios.csv"
+    out["scenarios"] = read_table(scen.read_text(encoding="utf-8-sig")) if scen.exists() else []
+    return out
+
+
+def same(a: Path, b: Path) -> int:
+    """Print the differences between two run folders' outputs; exit 1 on any."""
+    before, after = run_outputs(a), run_outputs(b)
+    diffs = {
+        "results": compare(before["results"], after["results"]),
+        "scenarios": compare(before["scenarios"], after["scenarios"], "scenarios"),
+    }
+    for name, lines in diffs.items():
+        print(f"{name}: {'unchanged' if not lines else f'{len(lines)} difference(s)'}")
+        for line in lines[:50]:
+            print(f"  {line}")
+    return 1 if any(diffs.values()) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "same":
+        if len(argv) != 3:
+            print("usage: golden.py same RUN_A RUN_B", file=sys.stderr)
+            return 2
+        return same(Path(argv[1]), Path(argv[2]))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("command", choices=["record", "check"])
     ap.add_argument("--review", help="an existing run folder over the pinned demo data")
