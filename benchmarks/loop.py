@@ -124,7 +124,7 @@ def review(data: Path, out: Path, name: str) -> dict:
     """A whole review into a fresh reports folder (06 then backtests: no earlier run)."""
     shutil.rmtree(out, ignore_errors=True)
     cmd = fupan_cmd("review", data, out, name)
-    print(f"  {' '.join(cmd[1:3])} {data} …", flush=True)
+    print(f"  fupan review {data} …", flush=True)
     res = _measured(measure.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}))
     res["notebooks"] = _timings(out / name)
     return res
@@ -224,7 +224,13 @@ def cell(res: dict | None) -> str:
             f"{ld['peak_mb']:,.0f} MB) / floor {fl['floor_seconds']:.2f} s "
             f"(median of {len(fl.get('runs', []))}); CPU {ld['load_cpu_seconds']:.1f} / "
             f"{fl['floor_cpu_seconds']:.2f} s = {res['cpu_ratio']:.2f}×; "
-            f"load {res['load_mean']:.1f}"
+            + (
+                f"every column into DuckDB tables {fl['tables_seconds']:.2f} s "
+                f"({ld['load_seconds'] / fl['tables_seconds']:.2f}×); "
+                if fl.get("tables_seconds")
+                else ""
+            )
+            + f"load {res['load_mean']:.1f}"
         )
     text = (
         f"**{res['seconds']:.1f} s**, {res['cpu_seconds']:.0f} CPU s, "
@@ -232,7 +238,11 @@ def cell(res: dict | None) -> str:
     )
     nbs = {k: v for k, v in (res.get("notebooks") or {}).items() if v is not None}
     if nbs:
-        parts = [f"{k.split('_')[0]} {v:.1f}" for k, v in nbs.items()]
+        # load + validate first, then the notebooks by number
+        parts = [
+            f"{'load+validate' if k == 'load_validate' else k.split('_')[0]} {v:.1f}"
+            for k, v in sorted(nbs.items(), key=lambda kv: (kv[0] != "load_validate", kv[0]))
+        ]
         text += f" ({', '.join(parts)} s)"
     return text
 

@@ -23,7 +23,8 @@ chapter then finds the run cache the earlier ones left, as in a review). Per not
 It is a sample: a C call that holds the GIL delays the next sample, and its time goes to
 the stack seen then. Notebooks run one at a time here; a review runs two at a time, so its
 per-notebook seconds (the manifest's) are larger. Writes ``<run-dir>/phases.json`` and,
-with ``--readme TITLE``, the table into ``benchmarks/README.md`` (``<!-- phases -->``).
+with ``--readme TITLE``, the table into ``benchmarks/README.md`` (between
+``<!-- phases-after -->`` markers, or ``phases-before`` with ``--column before``).
 """
 
 from __future__ import annotations
@@ -46,7 +47,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CATEGORIES = ("queries", "fits", "charts", "writing", "other")
 COLUMNS = ("kernel+imports", "queries", "fits", "charts", "writing", "other")
-MARKS = ("<!-- phases -->", "<!-- /phases -->")
+
+
+def marks(column: str) -> tuple[str, str]:
+    """The README markers of the ``before`` or ``after`` table."""
+    return f"<!-- phases-{column} -->", f"<!-- /phases-{column} -->"
+
 
 # (category, path fragments, function names): a frame matches when its file path contains
 # one of the fragments, or its function's name is one of the names. Checked in this order
@@ -281,10 +287,13 @@ def split(kernel: dict, cells: dict) -> dict:
     return out
 
 
-def table(rows: dict[str, dict], interval: float) -> str:
-    """One line per notebook: total, then each column's seconds and share of the total."""
+def table(rows: dict[str, dict], interval: float, review: dict | None = None) -> str:
+    """One line per notebook: total, then each column's seconds and share of the total;
+    with ``review`` (a run's manifest timings), that notebook's seconds in the review."""
     head = "| notebook | total s | " + " | ".join(COLUMNS) + " |"
     lines = [head, "|---|---|" + "---|" * len(COLUMNS)]
+    if review:
+        lines = [head + " in the review s |", lines[1] + "---|"]
     sums = dict.fromkeys(("total", *COLUMNS), 0.0)
     for name, r in rows.items():
         s = r["split"]
@@ -292,15 +301,25 @@ def table(rows: dict[str, dict], interval: float) -> str:
             sums[k] += s[k]
         cells = [f"{s[c]:.1f} ({100 * s[c] / s['total']:.0f}%)" for c in COLUMNS]
         cells[0] += f"; start {r['kernel']['kernel_seconds']:.1f}"
+        if review:
+            cells.append(f"{review[name]:.1f}" if name in review else "–")
         lines.append(f"| {name} | {s['total']:.1f} | {' | '.join(cells)} |")
     if len(rows) > 1:
         cells = [f"{sums[c]:.1f} ({100 * sums[c] / sums['total']:.0f}%)" for c in COLUMNS]
+        if review:
+            cells.append(f"{sum(review.get(n, 0.0) for n in rows):.1f}")
         lines.append(f"| **all** | {sums['total']:.1f} | {' | '.join(cells)} |")
     lines.append(
         f"\nA sample: the main thread's stack every {interval * 1000:.0f} ms, each sample "
         "charged the time since the last one. Kernel + imports is the median of fresh kernels "
-        "(start to ready, then the notebook's import lines; \"start\" is the kernel alone) "
-        "plus imports sampled inside the cells. Notebooks one at a time, one BLAS thread."
+        '(start to ready, then the notebook\'s import lines; "start" is the kernel alone) '
+        "plus imports sampled inside the cells. Notebooks one at a time, one BLAS thread"
+        + (
+            "; \"in the review\": the notebook's seconds in a review's manifest (papermill, "
+            "its process, two notebooks at a time)."
+            if review
+            else "."
+        )
     )
     return "\n".join(lines)
 
@@ -314,7 +333,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--fresh", action="store_true", help="empty the run folder first")
     ap.add_argument("--interval", type=float, default=0.005, help="seconds between samples")
     ap.add_argument("--kernel-repeats", type=int, default=3)
-    ap.add_argument("--readme", default=None, help="write the table into the README")
+    ap.add_argument("--readme", default=None, help="write the table into the README, titled")
+    ap.add_argument("--column", choices=("before", "after"), default="after", help="its table")
+    ap.add_argument("--review", default=None, help="a review's run folder: its seconds beside")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -352,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         kernel = kernel_imports(code, run_dir, args.kernel_repeats)
         cells = _run_child(name, args, run_dir)
         rows[name] = {"kernel": kernel, "cells": cells, "split": split(kernel, cells)}
+        rows[name]["load"] = os.getloadavg()[0]
         s = rows[name]["split"]
         print(
             f"{name}: {s['total']:.1f}s = "
@@ -359,7 +381,11 @@ def main(argv: list[str] | None = None) -> int:
             + f" ({cells['samples']} samples, load {os.getloadavg()[0]:.1f})",
             flush=True,
         )
-    text = table(rows, args.interval)
+    review = None
+    if args.review:
+        manifest = json.loads((Path(args.review) / "manifest.json").read_text(encoding="utf-8"))
+        review = manifest.get("timings_seconds", {})
+    text = table(rows, args.interval, review)
     (run_dir / "phases.json").write_text(
         json.dumps({"interval": args.interval, "data": str(source), "notebooks": rows}, indent=1),
         encoding="utf-8",
@@ -369,8 +395,12 @@ def main(argv: list[str] | None = None) -> int:
         from readme import put_block
 
         readme = HERE / "README.md"
-        block = f"{MARKS[0]}\n### {args.readme}\n\n{text}\n{MARKS[1]}"
-        readme.write_text(put_block(readme.read_text(encoding="utf-8"), MARKS, block))
+        load = statistics.mean(r["load"] for r in rows.values())
+        title = f"{args.readme} ({time.strftime('%Y-%m-%d')}, load {load:.1f})"
+        begin, end = marks(args.column)
+        block = f"{begin}\n#### {title}\n\n{text}\n{end}"
+        text = put_block(readme.read_text(encoding="utf-8"), (begin, end), block)
+        readme.write_text(text, encoding="utf-8")
     return 0
 
 
