@@ -322,15 +322,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         start = dt.datetime.now().isoformat(timespec="seconds")
         rows = measure_rows(args.rows, args)
+        column = result["columns"].get(args.column, {}) if set(args.rows) != set(ROWS) else {}
+        column.setdefault("rows", {}).update(rows)
+        # the label's load: the mean over every row the column holds (some from earlier runs)
         loads = [
             r["load_mean"]
-            for k, r in rows.items()
+            for k, r in column["rows"].items()
             if not k.startswith("_") and r.get("load_mean") is not None
         ]
         load = sum(loads) / len(loads) if loads else os.getloadavg()[0]
-        code = args.code or f"{_commit()}"
-        column = result["columns"].get(args.column, {}) if set(args.rows) != set(ROWS) else {}
-        column.setdefault("rows", {}).update({k: v for k, v in rows.items()})
+        code = args.code or _commit()
         column.update(date=start, code=code, label=f"{code}, {start[:10]}, load {load:.1f}")
         result["columns"][args.column] = column
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -143,6 +143,21 @@ def frames_of(frame) -> list[tuple[str, str]]:
     return out
 
 
+def fupan_frame(stack: Sequence[tuple[str, str]], depth: int = 2) -> str:
+    """``module.py:function < caller`` of the ``depth`` innermost frames in fupan's package
+    (the caller says who asked ``io/engine.py:to_pandas``), else the notebook cell."""
+    found = []
+    for path, func in stack:
+        path = path.replace("\\", "/")
+        if "/fupan/" in path:
+            found.append(f"{path.rsplit('/fupan/', 1)[1]}:{func}")
+        elif path.endswith("]"):  # a notebook cell, "02_churn_root_cause[3]"
+            found.append(path)
+        if len(found) == depth or path.endswith("]"):
+            break
+    return " < ".join(found) or "(outside fupan)"
+
+
 class PhaseSampler(threading.Thread):
     """Charges the main thread's time to categories while ``on`` is set.
 
@@ -157,6 +172,8 @@ class PhaseSampler(threading.Thread):
         self.main = threading.main_thread().ident
         self.seconds: dict[str, float] = dict.fromkeys((*CATEGORIES, "imports"), 0.0)
         self.samples = 0
+        # (category, innermost fupan function) -> seconds: which of fupan's code paid it
+        self.where: dict[tuple[str, str], float] = {}
         self.on = threading.Event()
         self.stop = threading.Event()
 
@@ -165,8 +182,11 @@ class PhaseSampler(threading.Thread):
         while not self.stop.wait(self.interval):
             now = time.perf_counter()
             if self.on.is_set():
-                frame = sys._current_frames().get(self.main)
-                self.seconds[classify(frames_of(frame))] += now - last
+                stack = frames_of(sys._current_frames().get(self.main))
+                category = classify(stack)
+                self.seconds[category] += now - last
+                where = (category, fupan_frame(stack))
+                self.where[where] = self.where.get(where, 0.0) + now - last
                 self.samples += 1
             last = now
 
@@ -271,6 +291,10 @@ def child(name: str, args: argparse.Namespace) -> dict:
         "in_process_import_seconds": imports,
         "sampled": sampler.seconds,
         "samples": sampler.samples,
+        "top": [
+            [category, where, round(sec, 3)]
+            for (category, where), sec in sorted(sampler.where.items(), key=lambda kv: -kv[1])[:25]
+        ],
     }
 
 
@@ -381,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
             + f" ({cells['samples']} samples, load {os.getloadavg()[0]:.1f})",
             flush=True,
         )
+        for category, where, sec in cells["top"][:8]:  # where fupan's code paid it
+            print(f"    {sec:7.2f}s  {category:8} {where}", flush=True)
     review = None
     if args.review:
         manifest = json.loads((Path(args.review) / "manifest.json").read_text(encoding="utf-8"))

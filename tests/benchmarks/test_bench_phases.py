@@ -203,3 +203,15 @@ def test_the_sampler_charges_a_busy_loop_to_its_category():
     total = sum(sampler.seconds.values())
     assert sampler.samples >= 40
     assert sampler.seconds["fits"] > 0.8 * total
+
+
+def test_where_names_the_innermost_fupan_function_and_its_caller():
+    s = stack(
+        (f"{SITE}/ibis/expr/types/core.py", "execute"),
+        ("/repo/lib/fupan/io/engine.py", "to_pandas"),
+        ("/repo/lib/fupan/chapters/followup/cut.py", "as_of_cut"),
+        ("/repo/lib/fupan/chapters/followup/review.py", "follow_up"),
+    )
+    assert phases.fupan_frame(s) == "io/engine.py:to_pandas < chapters/followup/cut.py:as_of_cut"
+    assert phases.fupan_frame(stack((f"{SITE}/pandas/core/frame.py", "merge"))) == CELL[0]
+    assert phases.fupan_frame([]) == "(outside fupan)"
