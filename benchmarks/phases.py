@@ -18,7 +18,9 @@ chapter then finds the run cache the earlier ones left, as in a review). Per not
   **writing** (CSV/Excel/Parquet/JSON writers, openpyxl, nbformat, PIL's file save, functions
   named ``write*``/``save``/``dump``/``export``/``record``), **other** (the rest: pandas and
   Python work in fupan and the cells). Samples taken inside an import (a module imported
-  on first use) count as imports, added to the kernel + imports column.
+  on first use) count as imports, added to the kernel + imports column. While the main
+  thread waits on a thread pool (a lock, a future, a queue), the sample goes to the first
+  other thread that is not waiting (:func:`busiest`).
 
 It is a sample: a C call that holds the GIL delays the next sample, and its time goes to
 the stack seen then. Notebooks run one at a time here; a review runs two at a time, so its
@@ -143,6 +145,24 @@ def frames_of(frame) -> list[tuple[str, str]]:
     return out
 
 
+# The main thread waits here while a pool's workers do the work (``fupan`` refits bootstrap
+# replicates on two threads); an idle worker waits here for its next item.
+WAIT_PATHS = ("/threading.py", "/concurrent/futures/", "/queue.py", "/multiprocessing/pool.py")
+
+
+def waiting(stack: Sequence[tuple[str, str]]) -> bool:
+    """Whether the innermost frame is a thread waiting on a lock, a future or a queue."""
+    return bool(stack) and any(w in stack[0][0].replace("\\", "/") for w in WAIT_PATHS)
+
+
+def busiest(main: list[tuple[str, str]], others: Sequence[list[tuple[str, str]]]):
+    """The stack a sample is charged to: the main thread's, or, while it waits on other
+    threads, the first of those that is not waiting itself."""
+    if not waiting(main):
+        return main
+    return next((st for st in others if st and not waiting(st)), main)
+
+
 def fupan_frame(stack: Sequence[tuple[str, str]], depth: int = 2) -> str:
     """``module.py:function < caller`` of the ``depth`` innermost frames in fupan's package
     (the caller says who asked ``io/engine.py:to_pandas``), else the notebook cell."""
@@ -182,7 +202,11 @@ class PhaseSampler(threading.Thread):
         while not self.stop.wait(self.interval):
             now = time.perf_counter()
             if self.on.is_set():
-                stack = frames_of(sys._current_frames().get(self.main))
+                frames = sys._current_frames()
+                others = [
+                    frames_of(f) for t, f in frames.items() if t not in (self.main, self.ident)
+                ]
+                stack = busiest(frames_of(frames.get(self.main)), others)
                 category = classify(stack)
                 self.seconds[category] += now - last
                 where = (category, fupan_frame(stack))

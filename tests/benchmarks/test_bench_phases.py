@@ -215,3 +215,27 @@ def test_where_names_the_innermost_fupan_function_and_its_caller():
     assert phases.fupan_frame(s) == "io/engine.py:to_pandas < chapters/followup/cut.py:as_of_cut"
     assert phases.fupan_frame(stack((f"{SITE}/pandas/core/frame.py", "merge"))) == CELL[0]
     assert phases.fupan_frame([]) == "(outside fupan)"
+
+
+def test_while_the_main_thread_waits_on_a_pool_a_busy_worker_is_charged():
+    main = stack(
+        ("/usr/lib/python3.12/threading.py", "wait"),
+        ("/usr/lib/python3.12/concurrent/futures/_base.py", "result"),
+        ("/repo/lib/fupan/chapters/simulate/common.py", "_in_order"),
+    )
+    idle = [
+        ("/usr/lib/python3.12/threading.py", "wait"),
+        ("/usr/lib/python3.12/concurrent/futures/thread.py", "_worker"),
+    ]
+    busy = [
+        (f"{SITE}/numpy/linalg/linalg.py", "solve"),
+        ("/repo/lib/fupan/models/logit.py", "fit"),
+        ("/usr/lib/python3.12/concurrent/futures/thread.py", "run"),
+    ]
+    assert phases.waiting(main) and phases.waiting(idle) and not phases.waiting(busy)
+    assert phases.classify(phases.busiest(main, [idle, busy])) == "fits"
+    # no busy worker: the main thread's own stack (its innermost fupan frame decides)
+    assert phases.busiest(main, [idle]) is main
+    # the main thread working: its stack, whatever the workers do
+    working = stack(("/repo/lib/fupan/report/plots/churn.py", "drivers"))
+    assert phases.classify(phases.busiest(working, [busy])) == "charts"
