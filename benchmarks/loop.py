@@ -225,8 +225,10 @@ def cell(res: dict | None) -> str:
             f"(median of {len(fl.get('runs', []))}); CPU {ld['load_cpu_seconds']:.1f} / "
             f"{fl['floor_cpu_seconds']:.2f} s = {res['cpu_ratio']:.2f}×; "
             + (
-                f"every column into DuckDB tables {fl['tables_seconds']:.2f} s "
-                f"({ld['load_seconds'] / fl['tables_seconds']:.2f}×); "
+                f"every column into DuckDB tables {fl['tables_seconds']:.2f} s, "
+                f"{fl['tables_cpu_seconds']:.2f} CPU s "
+                f"({ld['load_seconds'] / fl['tables_seconds']:.2f}×, CPU "
+                f"{ld['load_cpu_seconds'] / fl['tables_cpu_seconds']:.2f}×); "
                 if fl.get("tables_seconds")
                 else ""
             )
