@@ -374,6 +374,18 @@ def table(rows: dict[str, dict], interval: float, review: dict | None = None) ->
     return "\n".join(lines)
 
 
+def write_readme(text: str, title: str, column: str, readme: Path | None = None) -> None:
+    """The table, titled, between the README's markers of ``column`` (before or after)."""
+    from readme import put_block
+
+    readme = readme or HERE / "README.md"
+    begin, end = marks(column)
+    block = f"{begin}\n#### {title}\n\n{text}\n{end}"
+    readme.write_text(
+        put_block(readme.read_text(encoding="utf-8"), (begin, end), block), encoding="utf-8"
+    )
+
+
 def _args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("notebooks", nargs="*", help="default: every notebook the params list")
@@ -444,15 +456,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(text)
     if args.readme:
-        from readme import put_block
-
-        readme = HERE / "README.md"
         load = statistics.mean(r["load"] for r in rows.values())
-        title = f"{args.readme} ({time.strftime('%Y-%m-%d')}, load {load:.1f})"
-        begin, end = marks(args.column)
-        block = f"{begin}\n#### {title}\n\n{text}\n{end}"
-        text = put_block(readme.read_text(encoding="utf-8"), (begin, end), block)
-        readme.write_text(text, encoding="utf-8")
+        write_readme(
+            text, f"{args.readme} ({time.strftime('%Y-%m-%d')}, load {load:.1f})", args.column
+        )
     return 0
 
 

@@ -239,3 +239,17 @@ def test_while_the_main_thread_waits_on_a_pool_a_busy_worker_is_charged():
     # the main thread working: its stack, whatever the workers do
     working = stack(("/repo/lib/fupan/report/plots/churn.py", "drivers"))
     assert phases.classify(phases.busiest(working, [busy])) == "charts"
+
+
+def test_the_after_table_goes_between_its_markers_and_keeps_the_before_one(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "# B\n\n<!-- phases-before -->\nOLD BEFORE\n<!-- /phases-before -->\n\n"
+        "<!-- phases-after -->\n<!-- /phases-after -->\n\n<!-- latest -->\nladder\n",
+        encoding="utf-8",
+    )
+    phases.write_readme("| table |", "merged code (load 1.0)", "after", readme)
+    text = readme.read_text(encoding="utf-8")
+    assert "OLD BEFORE" in text
+    after = text.split("<!-- phases-after -->")[1].split("<!-- /phases-after -->")[0]
+    assert "#### merged code (load 1.0)" in after and "| table |" in after
