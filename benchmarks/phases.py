@@ -24,7 +24,8 @@ chapter then finds the run cache the earlier ones left, as in a review). Per not
 
 It is a sample: a C call that holds the GIL delays the next sample, and its time goes to
 the stack seen then. Notebooks run one at a time here; a review runs two at a time, so its
-per-notebook seconds (the manifest's) are larger. Writes ``<run-dir>/phases.json`` and,
+per-notebook seconds (the manifest's) are larger. Writes ``<run-dir>/phases.json`` (adding
+to the notebooks an earlier call profiled into the same folder) and,
 with ``--readme TITLE``, the table into ``benchmarks/README.md`` (between
 ``<!-- phases-after -->`` markers, or ``phases-before`` with ``--column before``).
 """
@@ -450,8 +451,13 @@ def main(argv: list[str] | None = None) -> int:
         manifest = json.loads((Path(args.review) / "manifest.json").read_text(encoding="utf-8"))
         review = manifest.get("timings_seconds", {})
     text = table(rows, args.interval, review)
-    (run_dir / "phases.json").write_text(
-        json.dumps({"interval": args.interval, "data": str(source), "notebooks": rows}, indent=1),
+    out = run_dir / "phases.json"  # notebooks profiled earlier into this folder are kept
+    kept = json.loads(out.read_text(encoding="utf-8"))["notebooks"] if out.exists() else {}
+    out.write_text(
+        json.dumps(
+            {"interval": args.interval, "data": str(source), "notebooks": {**kept, **rows}},
+            indent=1,
+        ),
         encoding="utf-8",
     )
     print(text)
