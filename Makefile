@@ -13,7 +13,7 @@ PARAMS ?= params/annual_review.yaml
 MONTH ?= $(shell date -d "$$(date +%Y-%m-01) -1 day" +%Y-%m)
 PYTEST_ARGS ?=
 
-.PHONY: help setup hooks data review monthly lab test test-fast golden browser-deps spark-deps bench lint format clean
+.PHONY: help setup hooks data review monthly lab test test-fast golden browser-deps spark-deps bench bench-loop lint format clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -89,10 +89,14 @@ test-fast: setup ## Unit tests only (no end-to-end runs, no notebooks)
 golden: setup ## Re-record tests/golden/ (demo hashes, a 300-customer review's results, the scenario table); a few minutes
 	$(BIN)/python tools/golden.py record
 
-bench: setup ## Scale ladder, peer baselines and the Spark row (writes benchmarks/results/)
+bench: setup ## Scale ladder, the analyst's loop, peer baselines and the Spark row (benchmarks/results/)
 	$(BIN)/python benchmarks/cli_startup.py
+	$(BIN)/python benchmarks/loop.py
 	$(BIN)/python benchmarks/run.py --keep-data
 	$(BIN)/python benchmarks/spark_row.py
+
+bench-loop: setup ## The loop rows only: 5k review + rerun, 100k CSV load vs floor and review (~5 min)
+	$(BIN)/python benchmarks/loop.py
 
 lint: setup ## ruff check (code and notebooks) and format check (code)
 	$(BIN)/ruff check lib tests benchmarks tools notebooks

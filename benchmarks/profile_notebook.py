@@ -1,8 +1,11 @@
 """Profile notebooks cell by cell, in this process, on the bench data.
 
     python benchmarks/profile_notebook.py 100000 02_churn_root_cause 05_kpi_tracking
+    python benchmarks/profile_notebook.py --data DIR --params FILE 02_churn_root_cause
+    python benchmarks/profile_notebook.py --phases --data DIR --params FILE  # see phases.py
 
-Stages the data of ``benchmarks/work/data-<size>`` once into ``--run-dir`` (reused on later
+Stages the data of ``benchmarks/work/data-<size>`` (or ``--data DIR`` with ``--params
+FILE``, default the repository's ``params/annual_review.yaml``) once into ``--run-dir`` (reused on later
 calls, so the run cache in ``<run-dir>/work/cache`` fills as it would in a review: profile
 chapters in review order), runs each notebook's code cells under cProfile with the
 parameters the runner would pass, prints the slowest cells, and writes
@@ -87,52 +90,112 @@ class _MemorySampler(threading.Thread):
         return "\n".join(f"  {gb:6.2f} GB  {key}" for key, gb in rows)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("size", help="bench size: 10000, 100000 or 1000000")
-    ap.add_argument("notebooks", nargs="+", help="notebook names, e.g. 02_churn_root_cause")
-    ap.add_argument("--run-dir", default=None, help="default: /tmp/fupan-profile-<size>")
-    ap.add_argument("--top", type=int, default=45, help="functions listed per notebook")
-    ap.add_argument("--memory", action="store_true", help="list the lines where memory peaks")
-    args = ap.parse_args()
-    sampler = _MemorySampler() if args.memory else None
-    if sampler is not None:
-        sampler.start()
+def resolve(
+    size: str | None, data: str | None, params: str | None, run_dir: str | None
+) -> tuple[Path, Path, Path]:
+    """(params file, data folder, run folder) from a bench SIZE or ``--data``/``--params``."""
+    work = HERE / "work"
+    if data:
+        source = Path(data).resolve()
+        params_file = Path(params or HERE.parent / "params" / "annual_review.yaml").resolve()
+        name = source.name
+    else:
+        if size is None:
+            raise SystemExit("give a bench SIZE or --data DIR (and --params FILE)")
+        params_file = work / f"params-{size}" / "annual_review.yaml"
+        source = work / f"data-{size}"
+        name = size
+    return params_file, source, Path(run_dir or f"/tmp/fupan-profile-{name}")
 
-    import matplotlib
-    import nbformat
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def stage(params_file: Path, source: Path, run_dir: Path):
+    """The run's params; the data staged into ``run_dir`` once (later calls reuse it)."""
     from fupan.core import params as fparams
     from fupan.io import data as fdata
 
-    work = HERE / "work"
-    params_file = work / f"params-{args.size}" / "annual_review.yaml"
-    source = work / f"data-{args.size}"
-    run_dir = Path(args.run_dir or f"/tmp/fupan-profile-{args.size}")
     run_dir.mkdir(parents=True, exist_ok=True)
     params = fparams.load(params_file, **{"data.source": str(source)})
     if not (run_dir / "work" / fdata.STAGED_NAME).exists():
         t0 = time.perf_counter()
         fdata.load(params, run_dir / "work").close()
         print(f"staged in {time.perf_counter() - t0:.1f}s", flush=True)
-    for name in args.notebooks:
-        nb = nbformat.read(HERE.parent / "notebooks" / f"{name}.ipynb", as_version=4)
-        scope = {
-            "__name__": "__main__",
-            "params_file": str(params_file),
-            "run_dir": str(run_dir),
-            "data": str(source),
-            "as_of": "",
-            "lang": params.lang,
-            "seed": params.seed,
-        }
-        cells = [c for c in nb.cells if c.cell_type == "code"][1:]  # after the parameters
+    return params
+
+
+def notebook_cells(name: str) -> list[tuple[str, str]]:
+    """(first line, code without magics) of each code cell after the parameters cell."""
+    import nbformat
+
+    nb = nbformat.read(HERE.parent / "notebooks" / f"{name}.ipynb", as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code"][1:]
+    return [
+        (
+            (c.source.splitlines() or [""])[0][:60],
+            "\n".join(ln for ln in c.source.splitlines() if not ln.startswith("%")),
+        )
+        for c in cells
+    ]
+
+
+def notebook_scope(params_file: Path, run_dir: Path, source: Path, params) -> dict:
+    """The globals a cell sees: the parameters the runner would pass."""
+    return {
+        "__name__": "__main__",
+        "params_file": str(params_file),
+        "run_dir": str(run_dir),
+        "data": str(source),
+        "as_of": "",
+        "lang": params.lang,
+        "seed": params.seed,
+    }
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "names",
+        nargs="*",
+        help="SIZE (10000, 100000, 1000000; without --data) then notebook names, e.g. "
+        "02_churn_root_cause; with --data only notebook names",
+    )
+    ap.add_argument("--data", default=None, help="data folder instead of a bench SIZE")
+    ap.add_argument("--params", default=None, help="params file with --data")
+    ap.add_argument("--run-dir", default=None, help="default: /tmp/fupan-profile-<size>")
+    ap.add_argument("--top", type=int, default=45, help="functions listed per notebook")
+    ap.add_argument("--memory", action="store_true", help="list the lines where memory peaks")
+    args = ap.parse_args(argv)
+    args.size = None
+    if not args.data:
+        if not args.names:
+            ap.error("give a bench SIZE or --data DIR")
+        args.size, args.names = args.names[0], args.names[1:]
+    if not args.names:
+        ap.error("name at least one notebook")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    if "--phases" in (argv if argv is not None else sys.argv[1:]):
+        import phases
+
+        return phases.main([a for a in (argv or sys.argv[1:]) if a != "--phases"])
+    args = _args(argv)
+    sampler = _MemorySampler() if args.memory else None
+    if sampler is not None:
+        sampler.start()
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    params_file, source, run_dir = resolve(args.size, args.data, args.params, args.run_dir)
+    params = stage(params_file, source, run_dir)
+    for name in args.names:
+        scope = notebook_scope(params_file, run_dir, source, params)
         prof = cProfile.Profile()
         times = []
-        for i, cell in enumerate(cells):
-            code = "\n".join(ln for ln in cell.source.splitlines() if not ln.startswith("%"))
+        for i, (first, code) in enumerate(notebook_cells(name)):
             _reset_peak()
             t0 = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):
@@ -143,7 +206,6 @@ def main() -> int:
                     prof.disable()
             plt.close("all")
             peak, now = _rss_gb()
-            first = cell.source.splitlines()[0][:60]
             times.append((time.perf_counter() - t0, i, first, peak, now))
         print(f"== {name}: {sum(t[0] for t in times):.1f}s", flush=True)
         for t, i, first, *_ in sorted(times, reverse=True)[:5]:

@@ -37,7 +37,9 @@ LIFETIMES_VENV = HERE / ".venv-lifetimes"
 SEED = 42
 
 # Targets (2 cores). Review: seconds and peak MB of the whole `fupan review` process tree.
-REVIEW_TARGETS = {100_000: (180, 4096), 1_000_000: (900, 12288)}
+# Issue 23's replace the scale issue's 180 s / 4 GB and 900 s / 12 GB (the ladder's 100k is
+# parquet; the 90 s target is set for CSV input, loop.py's row, and holds for parquet too).
+REVIEW_TARGETS = {100_000: (90, 3072), 1_000_000: (360, 8192)}
 FEATURES_VS_FLOOR = 2.0  # feature stage within 2x the plain DuckDB query
 # A feature query of a fraction of a second moves by a third from one run to the next on a
 # shared machine (10k: 0.48-0.60 s on the same code). Below this many seconds for the pair,
@@ -700,6 +702,8 @@ def main() -> int:
     if args.report_only:
         result = json.loads(latest.read_text())
         args.sizes = []
+        for n, r in result["sizes"].items():  # judged against today's targets
+            r["targets"] = targets(int(n), r)
     elif args.merge and latest.exists():
         result["sizes"] = json.loads(latest.read_text()).get("sizes", {})
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -6,6 +6,8 @@
     python benchmarks/stages.py ltv_fit DATA_DIR
     python benchmarks/stages.py spark_load DATA_DIR
     python benchmarks/stages.py spark_features DATA_DIR
+    python benchmarks/stages.py review_load DATA_DIR PARAMS_FILE
+    python benchmarks/stages.py csv_floor DATA_DIR
 
 Each prints one ``RESULT {json}`` line; run.py reads it. ``features`` and ``duckdb_floor``
 leave their per-customer frames beside the data (``_bench_features.parquet``,
@@ -67,6 +69,75 @@ def load(data: str) -> dict:
     rows = {t: ds.report.profile[t]["clean_rows"] for t in ds.report.present}
     ds.close()
     return {"rows": rows, "load_seconds": time.perf_counter() - t0}
+
+
+def review_load(data: str, params_file: str) -> dict:
+    """Load + validate as a review does it: the review's params, a staging file on disk."""
+    import shutil
+
+    from fupan.core import params as fparams
+    from fupan.io import data as fdata
+
+    p = fparams.load(params_file, **{"data.source": data})
+    work = Path(tempfile.mkdtemp(prefix="fupan-bench-work-"))
+    t0, c0 = time.perf_counter(), time.process_time()
+    ds = fdata.load(p, work_dir=work)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    rows = {t: ds.report.profile[t]["clean_rows"] for t in ds.report.present}
+    ds.close()
+    shutil.rmtree(work, ignore_errors=True)
+    return {"rows": rows, "load_seconds": seconds, "load_cpu_seconds": cpu}
+
+
+#: How often the floor reads every file (it is short: its median is compared).
+FLOOR_REPEATS_CSV = 3
+
+
+def csv_floor(data: str) -> dict:
+    """The floor of a CSV load: DuckDB's own ``read_csv`` of every file plus one aggregate.
+
+    Per table ``SELECT count(*), max(<first column>) FROM read_csv(file)``: every row is
+    parsed and one column's values are kept, nothing is checked or staged. Repeated
+    ``FLOOR_REPEATS_CSV`` times in this process (the files are in the page cache from the
+    first pass, as they are for the load measured beside it); the median is the floor.
+    """
+    import statistics
+
+    import duckdb
+
+    files = sorted(Path(data).glob("*.csv"))
+    if not files:
+        raise SystemExit(f"no CSV files in {data}")
+    # the first column's name from the header line, outside the timing
+    first = {
+        f: f.open(encoding="utf-8-sig").readline().split(",")[0].strip().strip('"') for f in files
+    }
+    runs, cpus, rows = [], [], {}
+    for _ in range(FLOOR_REPEATS_CSV):
+        con = duckdb.connect()
+        t0, c0 = time.perf_counter(), time.process_time()
+        for f in files:
+            sql = f"SELECT count(*), max(\"{first[f]}\") FROM read_csv('{f}')"
+            rows[f.stem] = int(con.execute(sql).fetchone()[0])
+        runs.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+        con.close()
+    # Beside the floor (not the target's): every column typed and stored in an in-memory
+    # table, as a load must at least do; the aggregate above converts one column only.
+    con = duckdb.connect()
+    t0, c0 = time.perf_counter(), time.process_time()
+    for f in files:
+        con.execute(f"CREATE TABLE \"{f.stem}\" AS SELECT * FROM read_csv('{f}')")
+    tables = (time.perf_counter() - t0, time.process_time() - c0)
+    con.close()
+    return {
+        "rows": rows,
+        "floor_seconds": statistics.median(runs),
+        "floor_cpu_seconds": statistics.median(cpus),
+        "runs": runs,
+        "tables_seconds": tables[0],
+        "tables_cpu_seconds": tables[1],
+    }
 
 
 def features(data: str) -> dict:
@@ -247,5 +318,5 @@ def spark_features(data: str) -> dict:
 
 if __name__ == "__main__":
     stage, data = sys.argv[1], str(Path(sys.argv[2]).resolve())
-    result = globals()[stage](data)
+    result = globals()[stage](data, *sys.argv[3:])
     print("RESULT " + json.dumps(result, default=float))

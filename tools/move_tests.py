@@ -116,7 +116,7 @@ _TABLE: dict[str, tuple[str, ...]] = {
     ),
     "browser": ("browser",),
     # the benchmark scripts' own logic (benchmarks/ is not part of the package)
-    "benchmarks": ("bench_spark",),
+    "benchmarks": ("bench_spark", "bench_phases", "bench_loop"),
 }
 
 # file name prefixes for test files other helpers may add: test_<prefix>*.py -> folder
