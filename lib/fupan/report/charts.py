@@ -124,6 +124,17 @@ def new(title: str, xlabel: str = "", ylabel: str = "", figsize: tuple[float, fl
     return fig, ax
 
 
+def axes(ax, title: str, xlabel: str = "", ylabel: str = "", figsize=None):
+    """``ax`` titled and labelled, or the axes of a new figure (:func:`new`) when ``ax`` is
+    None: a plot function draws on the axes it is given or on a figure of its own."""
+    if ax is None:
+        return new(title, xlabel=xlabel, ylabel=ylabel, figsize=figsize)[1]
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return ax
+
+
 def percent_axis(ax, axis: str = "y", decimals: int = 0) -> None:
     from matplotlib.ticker import PercentFormatter
 
