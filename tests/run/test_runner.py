@@ -18,7 +18,7 @@ from conftest import ROOT
 from fupan.core import params as fparams
 from fupan.io.validation import DataValidationError
 from fupan.report import deck
-from fupan.run import execute, runner
+from fupan.run import execute, memory, runner
 
 pytestmark = pytest.mark.slow
 FUPAN = (
@@ -431,3 +431,34 @@ def test_warm_processes_die_with_the_runner(tmp_path, tiny_data):
     proc.wait()
     gone, alive = psutil.wait_procs(tree, timeout=20)
     assert not alive, f"left running after the runner died: {alive}"
+
+
+def test_memory_bound_run_names_notebooks_and_the_cost_of_one_at_a_time():
+    gb = 10**9
+    peak = {"04_strategy_simulation": 3 * gb, "05_kpi_tracking": 4 * gb}
+    secs = {"04_strategy_simulation": 300.0, "05_kpi_tracking": 320.0}
+    # 7 GB held, 1 GB left: 87.5% of the 8 GB the notebooks could have had
+    line = memory.memory_note(peak, 1 * gb, secs, wall=330.0, slots=2)
+    assert line is not None and "memory-bound" in line
+    assert "05_kpi_tracking 4.0 GB, 04_strategy_simulation 3.0 GB" in line
+    assert "88% of 8.0 GB" in line and "parallel_notebooks: 1" in line
+    assert "10m20s in a row instead of 5m30s side by side (+4m50s)" in line
+    # 7 GB held with 3 GB left (70%) is not memory-bound; nothing sampled says nothing
+    assert memory.memory_note(peak, 3 * gb, secs, wall=330.0, slots=2) is None
+    assert memory.memory_note({}, 0, secs, wall=330.0, slots=2) is None
+    # one notebook at the peak: running one at a time would not help
+    one = memory.memory_note({"05_kpi_tracking": 9 * gb}, gb // 2, secs, 330.0, 2)
+    assert one is not None and "would not lower this peak" in one
+
+
+def test_memory_watch_keeps_the_notebooks_sizes_at_the_runs_peak(monkeypatch):
+    sizes = iter([{"a": 100, "b": 50}, {"a": 300, "b": 400}, {"a": 10, "b": 20}])
+    now = iter([0.0, 5.0, 10.0, 15.0])
+    watch = memory.MemoryWatch(every=1.0)
+    monkeypatch.setattr(memory.time, "monotonic", lambda: next(now))
+    for _ in range(3):
+        current = next(sizes)
+        monkeypatch.setattr(memory, "_tree_rss", lambda pid, s=current: s[pid])
+        jobs = {nb: type("J", (), {"proc": type("P", (), {"pid": nb})()})() for nb in current}
+        watch.sample(jobs)
+    assert watch.peak == {"a": 300, "b": 400} and watch.available > 0
