@@ -323,14 +323,16 @@ def _short_trends(ax) -> list[str]:
     return out
 
 
-def figure_problems(fig) -> list[str]:
+def figure_problems(fig, drawn: bool = False) -> list[str]:
     """Legends that cover data, and value labels that cover each other, one line each.
 
     Compares, at render time, each legend's box with every line, bar, point, error bar,
     opaque filled area and text label of every axes of ``fig``; and each text label with
-    the other labels of its axes. Empty when the chart reads cleanly.
+    the other labels of its axes. Empty when the chart reads cleanly. ``drawn``: the
+    figure was drawn as it is (:func:`place_legends` returns so); else it is drawn first.
     """
-    fig.canvas.draw()
+    if not drawn:
+        fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     title = next((ax.get_title() for ax in fig.axes if ax.get_title()), "") or (
         fig._suptitle.get_text() if fig._suptitle else ""
@@ -355,23 +357,29 @@ def figure_problems(fig) -> list[str]:
     return problems
 
 
-def place_legends(fig) -> None:
+def place_legends(fig) -> bool:
     """Move every legend that covers data to where it covers none.
 
     An axes legend tries matplotlib's "best" and then each corner and edge inside the plot;
     failing those it goes outside the plot area, to the right. A figure legend that covers
     a panel goes below the panels. Call just before saving (:func:`fupan.report.show.figure` does).
+
+    The figure is drawn once before and once after (when a legend moved): a legend's box
+    at each place tried is measured with the first draw's renderer (a legend is laid out
+    when its extent is asked for, and moving one moves no data). Returns True: the figure
+    is drawn as it now is (:func:`figure_problems` need not draw it again).
     """
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
+    moved = False
     for legend, ax in _legends(fig):
         if not _covered(fig, legend, renderer):
             continue
+        moved = True
         if ax is not None:
             legend.set_bbox_to_anchor(None)  # inside the plot area, wherever it was anchored
             for loc in ("best", *_INSIDE_LOCS):
                 legend.set_loc(loc)
-                fig.canvas.draw()
                 if not _covered(fig, legend, renderer):
                     break
             else:
@@ -381,4 +389,6 @@ def place_legends(fig) -> None:
             legend.set_loc("upper center")
             legend.set_bbox_to_anchor((0.5, 0.0), transform=fig.transFigure)
             legend.set_ncols(max(1, min(4, len(legend.get_texts()))))
+    if moved:
         fig.canvas.draw()
+    return True
