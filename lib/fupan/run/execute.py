@@ -720,6 +720,8 @@ def _notebook_process(spec_file: str, wait: bool = False) -> int:
         if not wait:
             execute_notebook(*args)
         else:
+            import papermill  # noqa: F401 - paid while parked, not after the go
+
             with kernel_sockets() as sockets, warm_kernel(args[1], args[5], sockets, args[4]) as km:
                 if spec.get("ready"):
                     Path(spec["ready"]).touch()
