@@ -92,12 +92,81 @@ def register_cjk_font() -> str:
     return CJK_FAMILY
 
 
+#: seaborn 0.13's ``set_theme(style="whitegrid", context="notebook")`` as rcParams (its
+#: ``axes_style`` and ``plotting_context``): the chart style is seaborn's theme, and importing
+#: seaborn (and scipy.stats with it) only to set it cost 1.1 CPU s in every notebook. Its
+#: default colormap ("rocket", which only seaborn registers) is left out: every fupan chart
+#: names its colormap. ``tests/report/test_chart_overlap.py`` checks this against seaborn.
+SEABORN_WHITEGRID: dict[str, object] = {
+    "axes.axisbelow": True,
+    "axes.edgecolor": ".8",
+    "axes.facecolor": "white",
+    "axes.grid": True,
+    "axes.labelcolor": ".15",
+    "axes.labelsize": 12,
+    "axes.linewidth": 1.25,
+    "axes.spines.bottom": True,
+    "axes.spines.left": True,
+    "axes.spines.right": True,
+    "axes.spines.top": True,
+    "axes.titlesize": 12,
+    "figure.facecolor": "white",
+    "font.family": ["sans-serif"],
+    "font.sans-serif": [
+        "Arial",
+        "DejaVu Sans",
+        "Liberation Sans",
+        "Bitstream Vera Sans",
+        "sans-serif",
+    ],
+    "font.size": 12,
+    "grid.color": ".8",
+    "grid.linestyle": "-",
+    "grid.linewidth": 1,
+    "legend.fontsize": 11,
+    "legend.title_fontsize": 12,
+    "lines.linewidth": 1.5,
+    "lines.markersize": 6,
+    "lines.solid_capstyle": "round",
+    "patch.edgecolor": "w",
+    "patch.force_edgecolor": True,
+    "patch.linewidth": 1,
+    "text.color": ".15",
+    "xtick.bottom": False,
+    "xtick.color": ".15",
+    "xtick.direction": "out",
+    "xtick.labelsize": 11,
+    "xtick.major.size": 6,
+    "xtick.major.width": 1.25,
+    "xtick.minor.size": 4,
+    "xtick.minor.width": 1,
+    "xtick.top": False,
+    "ytick.color": ".15",
+    "ytick.direction": "out",
+    "ytick.labelsize": 11,
+    "ytick.left": False,
+    "ytick.major.size": 6,
+    "ytick.major.width": 1.25,
+    "ytick.minor.size": 4,
+    "ytick.minor.width": 1,
+    "ytick.right": False,
+}
+
+
 def setup(dpi: int = 110) -> None:
-    """Apply the fupan chart style (after seaborn's theme, which would reset the font)."""
-    import seaborn as sns
+    """Apply the fupan chart style: seaborn's white-grid theme (:data:`SEABORN_WHITEGRID`)
+    with the palette, then the CJK font and fupan's sizes."""
+    from cycler import cycler
+    from matplotlib.colors import to_rgb
 
     family = register_cjk_font()
-    sns.set_theme(style="whitegrid", palette=PALETTE, font=family)
+    plt.rcParams.update(
+        {
+            **SEABORN_WHITEGRID,
+            "font.family": [family],
+            "axes.prop_cycle": cycler("color", [to_rgb(c) for c in PALETTE]),
+        }
+    )
     plt.rcParams.update(
         {
             "font.family": "sans-serif",
