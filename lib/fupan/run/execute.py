@@ -576,8 +576,9 @@ def warm_code(src: Path) -> str:
     return "\n".join(lines)
 
 
-def _skip_slow_imports() -> None:
-    """In a notebook process: nbformat's jsonschema imports ``rfc3987_syntax`` when it is
+def skip_slow_imports() -> None:
+    """In a process of ours (a notebook process; the CLI may call it too): nbformat's
+    jsonschema imports ``rfc3987_syntax`` when it is
     installed, which builds a Lark parser for IRIs at import (1 CPU s in every process).
     Notebooks are validated against a draft-4 schema, which has no IRI format; without the
     module jsonschema only lacks its IRI format checkers."""
@@ -707,7 +708,7 @@ def _notebook_process(spec_file: str, wait: bool = False) -> int:
     """
     spec = json.loads(Path(spec_file).read_text(encoding="utf-8"))
     signal.signal(signal.SIGTERM, _on_term)
-    _skip_slow_imports()
+    skip_slow_imports()
     args = (
         spec["nb"],
         Path(spec["src"]),
