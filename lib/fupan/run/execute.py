@@ -578,10 +578,10 @@ def warm_code(src: Path) -> str:
 
 def skip_slow_imports() -> None:
     """In a process of ours (a notebook process; the CLI may call it too): nbformat's
-    jsonschema imports ``rfc3987_syntax`` when it is
-    installed, which builds a Lark parser for IRIs at import (1 CPU s in every process).
-    Notebooks are validated against a draft-4 schema, which has no IRI format; without the
-    module jsonschema only lacks its IRI format checkers."""
+    jsonschema imports ``rfc3987_syntax`` when it is installed, which builds a Lark parser
+    for IRIs at import (1 CPU s in every process). Notebooks are validated against a
+    draft-4 schema, which has no IRI format; without the module jsonschema only lacks its
+    IRI format checkers."""
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 
