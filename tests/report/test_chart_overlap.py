@@ -151,3 +151,10 @@ def test_a_date_marker_is_not_a_trend():
     ax.barh(0, 300, left=dt.date(2025, 1, 1))
     ax.axvline(dt.date(2025, 10, 31), linestyle="--")
     assert charts.figure_problems(fig) == []
+
+
+def test_chart_style_is_seaborns_white_grid_theme_without_importing_it():
+    sns = pytest.importorskip("seaborn")
+    theme = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook")}
+    theme.pop("image.cmap")  # seaborn's own colormap; every fupan chart names its colormap
+    assert charts.SEABORN_WHITEGRID == theme

@@ -7,6 +7,8 @@ import json
 import re
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -16,7 +18,7 @@ from conftest import ROOT
 from fupan.core import params as fparams
 from fupan.io.validation import DataValidationError
 from fupan.report import deck
-from fupan.run import execute, runner
+from fupan.run import execute, memory, runner
 
 pytestmark = pytest.mark.slow
 FUPAN = (
@@ -324,3 +326,139 @@ def test_failed_chapter_does_not_stop_chapters_that_do_not_need_it(tmp_path, tin
         "02_churn_root_cause",
         "04_strategy_simulation",
     ]
+
+
+def _started_processes(monkeypatch) -> list[str]:
+    """The notebooks whose process the runner starts, in order (warm or not)."""
+    seen: list[str] = []
+    real = execute._start
+
+    def spy(nb, *args, **kwargs):
+        seen.append(nb)
+        return real(nb, *args, **kwargs)
+
+    monkeypatch.setattr(execute, "_start", spy)
+    return seen
+
+
+def test_idle_slot_warms_the_next_notebook_which_runs_unchanged_on_its_go(
+    tmp_path, tiny_params, monkeypatch
+):
+    # 03 waits for 02; once 00 is done a slot is idle, so 03's kernel starts and imports
+    # while 02 runs, and 03's cells run only after 02 ended (its go)
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    names = ["00_data_check", "02_churn_root_cause", "03_ltv_loss"]
+    kernel_born = (
+        "import os, psutil\nrec.record('t.{k}_kernel', psutil.Process(os.getpid()).create_time())\n"
+    )
+    for nb, pause in zip(names, (0, 12, 0), strict=True):
+        k = nb[:2]
+        _recording_notebook(
+            nb_dir / f"{nb}.ipynb",
+            f"rec.record('t.{k}_start', time.time())\ntime.sleep({pause})\n"
+            + kernel_born.format(k=k)
+            + f"rec.record('t.{k}_end', time.time())\n",
+        )
+    monkeypatch.setattr(execute, "WARM_MIN_AVAILABLE", 0.0)
+    started = _started_processes(monkeypatch)
+    params = fparams.load(tiny_params, notebooks=names, parallel_notebooks=2)
+    res = runner.run(
+        params, tiny_params, reports_dir=tmp_path / "r", notebook_dir=nb_dir, log=print
+    )
+    t = res.results["t"]
+    assert t["03_kernel"] < t["02_end"] - 2, "chapter 3's kernel was not started ahead"
+    assert t["03_start"] >= t["02_end"], "chapter 3 ran before its input was done"
+    assert started == ["02_churn_root_cause", "00_data_check", "03_ltv_loss"]
+    # the executed notebook is what a cold start writes: no extra cell, counts from 1
+    out = nbformat.read(str(res.run_dir / "notebooks" / "03_ltv_loss.ipynb"), as_version=4)
+    code = [c for c in out.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == [1, 2, 3]
+    assert not any(o.get("name") == "stderr" for c in code for o in c.outputs)
+    assert not list(res.run_dir.rglob(".*.warm")) and not list(res.run_dir.rglob(".*.job.json"))
+
+
+def test_warm_notebook_whose_input_failed_is_stopped_unrun(tmp_path, tiny_params, monkeypatch):
+    import psutil
+
+    nb_dir = tmp_path / "nbs"
+    names = _chapter_notebooks(nb_dir, "02_churn_root_cause")
+    book = nbformat.read(str(nb_dir / "02_churn_root_cause.ipynb"), as_version=4)
+    book.cells.insert(-1, nbformat.v4.new_code_cell("time.sleep(15)"))
+    nbformat.write(book, str(nb_dir / "02_churn_root_cause.ipynb"))
+    monkeypatch.setattr(execute, "WARM_MIN_AVAILABLE", 0.0)
+    started = _started_processes(monkeypatch)
+    params = fparams.load(tiny_params, notebooks=names, parallel_notebooks=2)
+    with pytest.raises(execute.RunError) as exc:
+        runner.run(params, tiny_params, reports_dir=tmp_path / "r", notebook_dir=nb_dir, log=print)
+    by_nb = {f.nb: f for f in exc.value.failures}
+    assert by_nb["04_strategy_simulation"].needs == ("02_churn_root_cause",)
+    # 04 was warmed while 02 ran, then stopped: its process and kernel are gone
+    assert "04_strategy_simulation" in started
+    assert psutil.Process().children(recursive=True) == []
+    page = (exc.value.failed_dir / "deck.html").read_text(encoding="utf-8")
+    assert "slide of 03_ltv_loss" in page and "slide of 04_strategy_simulation" not in page
+
+
+def test_warm_processes_die_with_the_runner(tmp_path, tiny_data):
+    import psutil
+
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    names = ["00_data_check", "02_churn_root_cause", "03_ltv_loss"]
+    for nb in names:
+        pause = 120 if nb.startswith("02") else 0
+        _recording_notebook(nb_dir / f"{nb}.ipynb", f"time.sleep({pause})\n")
+    (tmp_path / "p").mkdir()
+    params_file = tiny.params_file(
+        tmp_path / "p", tiny_data, "parallel_notebooks: 2", notebooks=tuple(names)
+    )
+    reports = tmp_path / "r"
+    script = (
+        "import sys\nfrom fupan.run import cli, execute, runner\n"
+        "execute.WARM_MIN_AVAILABLE = 0.0\n"
+        f"runner.NOTEBOOK_DIR = __import__('pathlib').Path({str(nb_dir)!r})\n"
+        f"sys.exit(cli.main(['review', '--params', {str(params_file)!r}, '--out', {str(reports)!r}]))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.time() + 180
+    while time.time() < deadline and not list(reports.rglob(".03_ltv_loss.warm")):
+        time.sleep(0.5)
+    assert list(reports.rglob(".03_ltv_loss.warm")), "chapter 3 was never warmed"
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    assert len(tree) >= 4  # two notebook processes, each with its kernel
+    proc.kill()
+    proc.wait()
+    gone, alive = psutil.wait_procs(tree, timeout=20)
+    assert not alive, f"left running after the runner died: {alive}"
+
+
+def test_memory_bound_run_names_notebooks_and_the_cost_of_one_at_a_time():
+    gb = 10**9
+    peak = {"04_strategy_simulation": 3 * gb, "05_kpi_tracking": 4 * gb}
+    secs = {"04_strategy_simulation": 300.0, "05_kpi_tracking": 320.0}
+    # 7 GB held, 1 GB left: 87.5% of the 8 GB the notebooks could have had
+    line = memory.memory_note(peak, 1 * gb, secs, wall=330.0, slots=2)
+    assert line is not None and "memory-bound" in line
+    assert "05_kpi_tracking 4.0 GB, 04_strategy_simulation 3.0 GB" in line
+    assert "88% of 8.0 GB" in line and "parallel_notebooks: 1" in line
+    assert "10m20s in a row instead of 5m30s side by side (+4m50s)" in line
+    # 7 GB held with 3 GB left (70%) is not memory-bound; nothing sampled says nothing
+    assert memory.memory_note(peak, 3 * gb, secs, wall=330.0, slots=2) is None
+    assert memory.memory_note({}, 0, secs, wall=330.0, slots=2) is None
+    # one notebook at the peak: running one at a time would not help
+    one = memory.memory_note({"05_kpi_tracking": 9 * gb}, gb // 2, secs, 330.0, 2)
+    assert one is not None and "would not lower this peak" in one
+
+
+def test_memory_watch_keeps_the_notebooks_sizes_at_the_runs_peak(monkeypatch):
+    sizes = iter([{"a": 100, "b": 50}, {"a": 300, "b": 400}, {"a": 10, "b": 20}])
+    now = iter([0.0, 5.0, 10.0, 15.0])
+    watch = memory.MemoryWatch(every=1.0)
+    monkeypatch.setattr(memory.time, "monotonic", lambda: next(now))
+    for _ in range(3):
+        current = next(sizes)
+        monkeypatch.setattr(memory, "_tree_rss", lambda pid, s=current: s[pid])
+        jobs = {nb: type("J", (), {"proc": type("P", (), {"pid": nb})()})() for nb in current}
+        watch.sample(jobs)
+    assert watch.peak == {"a": 300, "b": 400} and watch.available > 0

@@ -92,12 +92,81 @@ def register_cjk_font() -> str:
     return CJK_FAMILY
 
 
+#: seaborn 0.13's ``set_theme(style="whitegrid", context="notebook")`` as rcParams (its
+#: ``axes_style`` and ``plotting_context``): the chart style is seaborn's theme, and importing
+#: seaborn (and scipy.stats with it) only to set it cost 1.1 CPU s in every notebook. Its
+#: default colormap ("rocket", which only seaborn registers) is left out: every fupan chart
+#: names its colormap. ``tests/report/test_chart_overlap.py`` checks this against seaborn.
+SEABORN_WHITEGRID: dict[str, object] = {
+    "axes.axisbelow": True,
+    "axes.edgecolor": ".8",
+    "axes.facecolor": "white",
+    "axes.grid": True,
+    "axes.labelcolor": ".15",
+    "axes.labelsize": 12,
+    "axes.linewidth": 1.25,
+    "axes.spines.bottom": True,
+    "axes.spines.left": True,
+    "axes.spines.right": True,
+    "axes.spines.top": True,
+    "axes.titlesize": 12,
+    "figure.facecolor": "white",
+    "font.family": ["sans-serif"],
+    "font.sans-serif": [
+        "Arial",
+        "DejaVu Sans",
+        "Liberation Sans",
+        "Bitstream Vera Sans",
+        "sans-serif",
+    ],
+    "font.size": 12,
+    "grid.color": ".8",
+    "grid.linestyle": "-",
+    "grid.linewidth": 1,
+    "legend.fontsize": 11,
+    "legend.title_fontsize": 12,
+    "lines.linewidth": 1.5,
+    "lines.markersize": 6,
+    "lines.solid_capstyle": "round",
+    "patch.edgecolor": "w",
+    "patch.force_edgecolor": True,
+    "patch.linewidth": 1,
+    "text.color": ".15",
+    "xtick.bottom": False,
+    "xtick.color": ".15",
+    "xtick.direction": "out",
+    "xtick.labelsize": 11,
+    "xtick.major.size": 6,
+    "xtick.major.width": 1.25,
+    "xtick.minor.size": 4,
+    "xtick.minor.width": 1,
+    "xtick.top": False,
+    "ytick.color": ".15",
+    "ytick.direction": "out",
+    "ytick.labelsize": 11,
+    "ytick.left": False,
+    "ytick.major.size": 6,
+    "ytick.major.width": 1.25,
+    "ytick.minor.size": 4,
+    "ytick.minor.width": 1,
+    "ytick.right": False,
+}
+
+
 def setup(dpi: int = 110) -> None:
-    """Apply the fupan chart style (after seaborn's theme, which would reset the font)."""
-    import seaborn as sns
+    """Apply the fupan chart style: seaborn's white-grid theme (:data:`SEABORN_WHITEGRID`)
+    with the palette, then the CJK font and fupan's sizes."""
+    from cycler import cycler
+    from matplotlib.colors import to_rgb
 
     family = register_cjk_font()
-    sns.set_theme(style="whitegrid", palette=PALETTE, font=family)
+    plt.rcParams.update(
+        {
+            **SEABORN_WHITEGRID,
+            "font.family": [family],
+            "axes.prop_cycle": cycler("color", [to_rgb(c) for c in PALETTE]),
+        }
+    )
     plt.rcParams.update(
         {
             "font.family": "sans-serif",
@@ -122,6 +191,17 @@ def new(title: str, xlabel: str = "", ylabel: str = "", figsize: tuple[float, fl
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return fig, ax
+
+
+def axes(ax, title: str, xlabel: str = "", ylabel: str = "", figsize=None):
+    """``ax`` titled and labelled, or the axes of a new figure (:func:`new`) when ``ax`` is
+    None: a plot function draws on the axes it is given or on a figure of its own."""
+    if ax is None:
+        return new(title, xlabel=xlabel, ylabel=ylabel, figsize=figsize)[1]
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return ax
 
 
 def percent_axis(ax, axis: str = "y", decimals: int = 0) -> None:
@@ -312,14 +392,16 @@ def _short_trends(ax) -> list[str]:
     return out
 
 
-def figure_problems(fig) -> list[str]:
+def figure_problems(fig, drawn: bool = False) -> list[str]:
     """Legends that cover data, and value labels that cover each other, one line each.
 
     Compares, at render time, each legend's box with every line, bar, point, error bar,
     opaque filled area and text label of every axes of ``fig``; and each text label with
-    the other labels of its axes. Empty when the chart reads cleanly.
+    the other labels of its axes. Empty when the chart reads cleanly. ``drawn``: the
+    figure was drawn as it is (:func:`place_legends` returns so); else it is drawn first.
     """
-    fig.canvas.draw()
+    if not drawn:
+        fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     title = next((ax.get_title() for ax in fig.axes if ax.get_title()), "") or (
         fig._suptitle.get_text() if fig._suptitle else ""
@@ -344,23 +426,29 @@ def figure_problems(fig) -> list[str]:
     return problems
 
 
-def place_legends(fig) -> None:
+def place_legends(fig) -> bool:
     """Move every legend that covers data to where it covers none.
 
     An axes legend tries matplotlib's "best" and then each corner and edge inside the plot;
     failing those it goes outside the plot area, to the right. A figure legend that covers
     a panel goes below the panels. Call just before saving (:func:`fupan.report.show.figure` does).
+
+    The figure is drawn once before and once after (when a legend moved): a legend's box
+    at each place tried is measured with the first draw's renderer (a legend is laid out
+    when its extent is asked for, and moving one moves no data). Returns True: the figure
+    is drawn as it now is (:func:`figure_problems` need not draw it again).
     """
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
+    moved = False
     for legend, ax in _legends(fig):
         if not _covered(fig, legend, renderer):
             continue
+        moved = True
         if ax is not None:
             legend.set_bbox_to_anchor(None)  # inside the plot area, wherever it was anchored
             for loc in ("best", *_INSIDE_LOCS):
                 legend.set_loc(loc)
-                fig.canvas.draw()
                 if not _covered(fig, legend, renderer):
                     break
             else:
@@ -370,4 +458,6 @@ def place_legends(fig) -> None:
             legend.set_loc("upper center")
             legend.set_bbox_to_anchor((0.5, 0.0), transform=fig.transFigure)
             legend.set_ncols(max(1, min(4, len(legend.get_texts()))))
+    if moved:
         fig.canvas.draw()
+    return True

@@ -117,9 +117,8 @@ def figure(fig: Any, close: bool = True) -> None:
 
     # a legend that covers data moves where it covers none; what still overlaps (a legend,
     # or labels on each other) is recorded in the PNG for the deck check to report
-    if os.environ.get(PLACE_LEGENDS_ENV, "1") != "0":
-        charts.place_legends(fig)
-    problems = charts.figure_problems(fig)
+    drawn = os.environ.get(PLACE_LEGENDS_ENV, "1") != "0" and charts.place_legends(fig)
+    problems = charts.figure_problems(fig, drawn=drawn)
     buf = io.BytesIO()
     fig.savefig(
         buf,

@@ -14,13 +14,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fupan.core.params import Params
 from fupan.report.results import results_lock_available, write_json_atomic
+from fupan.run.memory import MemoryWatch, memory_available_share
 
 
 class RunError(RuntimeError):
@@ -115,14 +116,45 @@ NEEDS: dict[str, tuple[str, ...]] = {
 #: How long a notebook process gets to shut its kernel down after SIGTERM.
 STOP_GRACE_SECONDS = 20
 
+#: What the runner writes to a notebook process started with :data:`WAIT_FLAG`, once it
+#: may run (GO) or will not (STOP; so does the end of its stdin, e.g. when the runner died).
+GO, STOP = "go", "stop"
+WAIT_FLAG = "--wait-for-go"
+
 
 @dataclass
 class _Job:
+    """A notebook process: warming (starting its kernel, importing), parked (warm, waiting
+    for its go), or running its notebook (``started`` set when it was released)."""
+
     nb: str
     out: Path
     result: Path
     proc: subprocess.Popen[bytes]
-    started: float
+    started: float = 0.0
+    ready: Path | None = None
+
+    @property
+    def parked(self) -> bool:
+        """Warm and waiting: no CPU used until its go (or it has ended)."""
+        return self.proc.poll() is not None or bool(self.ready and self.ready.exists())
+
+    def _say(self, word: str) -> None:
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(f"{word}\n".encode())
+            self.proc.stdin.close()
+        except (OSError, ValueError):
+            pass  # the process has ended: its outcome says how
+
+    def release(self) -> None:
+        """Go: execute the notebook now (on the kernel it warmed)."""
+        self.started = time.perf_counter()
+        self._say(GO)
+
+    def retire(self) -> None:
+        """Stop a process whose notebook will not run: it shuts its kernel down and exits."""
+        self._say(STOP)
 
 
 def _execute_all(
@@ -144,11 +176,15 @@ def _execute_all(
     order). A failed notebook does not stop the others: those that need it
     (:data:`NEEDS`) are skipped, the rest run. Returns the failed and skipped notebooks.
 
+    While a slot is idle, the next notebook still waiting for its inputs is warmed
+    (:class:`_Warming`): its process starts its kernel and imports its first cell's modules,
+    then waits, using no CPU, until its inputs are done (go) or have failed (stop).
+
     Progress lines count up as notebooks start and finish (``[2/6]`` after ``[1/6]``,
     whichever notebook that is), with the elapsed time and an estimate of what is left
     (:class:`Progress`); a notebook still running says so every
     :data:`HEARTBEAT_SECONDS`, with the cell it is in. ``windows`` receives each
-    notebook's (start, end) wall-clock times.
+    notebook's (start, end) wall-clock times, from its go.
     """
     order = list(params.notebooks)
     waits = {
@@ -160,6 +196,8 @@ def _execute_all(
     slots = max(1, params.parallel_notebooks) if results_lock_available() else 1
     progress = Progress(order, slots, expected or {})
     pending, running, done = list(order), {}, set()
+    warm = _Warming(slots, lambda nb: _start(nb, nb_dir, tmp, passed, params, slots))
+    memory = MemoryWatch()
     failures: list[ChapterFailure] = []
     if slots > 1:
         # of the notebooks ready to start, the one others wait for goes first (chapter 2
@@ -171,17 +209,22 @@ def _execute_all(
             lost = {f.nb for f in failures}
             for nb in [nb for nb in pending if needs[nb] & lost]:
                 pending.remove(nb)
+                warm.drop(nb)
                 failures.append(ChapterFailure(nb, "", needs=tuple(sorted(needs[nb] & lost))))
                 log(progress.finished(nb, failures[-1].line()))
             while len(running) < slots:
                 settled = done | lost
                 nxt = next((nb for nb in pending if waits[nb] <= settled), None)
-                if nxt is None:
+                job = warm.take(nxt, len(running)) if nxt else None
+                if job is None:
                     break
                 pending.remove(nxt)
                 log(progress.started(nxt))
-                running[nxt] = _start(nxt, nb_dir, tmp, passed, params.cell_timeout_seconds, slots)
+                job.release()
+                running[nxt] = job
                 windows[nxt] = (time.time(), time.time())
+            warm.ahead(pending, len(running))
+            memory.sample(running)
             finished = [job for job in running.values() if job.proc.poll() is not None]
             for job in finished:
                 del running[job.nb]
@@ -200,11 +243,85 @@ def _execute_all(
                 time.sleep(0.1)
     except (_Terminated, KeyboardInterrupt) as exc:
         where = "; ".join(f"notebook {j.nb}, {_running_cell(j.out)}" for j in running.values())
-        _stop(running)
+        _stop({**running, **warm.jobs})
         raise RunError(f"run interrupted ({exc or 'SIGINT'}) in {where or 'a notebook'}") from None
     finally:
-        _stop(running)
+        _stop({**running, **warm.jobs})
+        warm.reap()
+    note = memory.note(timings, windows, slots)
+    if note:
+        log(note)
     return failures
+
+
+#: A warm process is started only while the machine has at least this share of its
+#: memory available: an idle warm kernel holds ~300 MB of imported modules.
+WARM_MIN_AVAILABLE = 0.25
+
+
+class _Warming:
+    """The notebook processes started ahead of their go (see :func:`_execute_all`).
+
+    A process that is warming (starting its kernel, importing) uses a CPU: it takes a slot,
+    so the running notebooks and the warming ones together are never more than the slots,
+    and a warm process starts only while a slot is idle. A parked one (warm, waiting for
+    its go) uses no CPU but holds memory: at most ``slots`` warm processes wait at once,
+    and none is started while less than :data:`WARM_MIN_AVAILABLE` of the machine's memory
+    is available.
+    """
+
+    def __init__(self, slots: int, start: Callable[[str], _Job]):
+        self.slots, self.start = slots, start
+        self.jobs: dict[str, _Job] = {}
+        self.retired: list[_Job] = []
+
+    def warming(self) -> int:
+        return sum(not job.parked for job in self.jobs.values())
+
+    def take(self, nb: str, running: int) -> _Job | None:
+        """The process to release for ``nb``: its warm one, else a new one if a slot is free
+        (a warming process holds its slot until it is parked)."""
+        job = self.jobs.pop(nb, None)
+        if job is not None and job.proc.poll() is None:
+            return job
+        if job is not None:  # it died while parked: start it again, its outcome unread
+            self._discard(job)
+        if running + self.warming() >= self.slots:
+            return None
+        return self.start(nb)
+
+    def ahead(self, pending: list[str], running: int) -> None:
+        """Warm the next notebook still waiting for its inputs, when a slot is idle."""
+        if running + self.warming() >= self.slots or len(self.jobs) >= self.slots:
+            return
+        nxt = next((nb for nb in pending if nb not in self.jobs), None)
+        if nxt is not None and memory_available_share() >= WARM_MIN_AVAILABLE:
+            self.jobs[nxt] = self.start(nxt)
+
+    def drop(self, nb: str) -> None:
+        """``nb`` will not run (its input failed): stop its warm process."""
+        job = self.jobs.pop(nb, None)
+        if job is not None:
+            job.retire()
+            self.retired.append(job)
+
+    def _discard(self, job: _Job) -> None:
+        for f in (job.result, job.result.with_name(f".{job.nb}.job.json"), job.ready):
+            if f is not None:
+                f.unlink(missing_ok=True)
+
+    def reap(self) -> None:
+        """Wait for the stopped processes to shut their kernels down (kill them after the
+        grace time), and remove their files."""
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for job in self.retired:
+            try:
+                job.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                job.proc.kill()
+                job.proc.wait()
+            self._discard(job)
+        self.retired.clear()
 
 
 #: A notebook still running after this long says so (and every this often again).
@@ -309,11 +426,13 @@ def _env(slots: int) -> dict[str, str]:
 
 
 def _start(
-    nb: str, nb_dir: Path, tmp: Path, passed: dict[str, Any], timeout: int, slots: int
+    nb: str, nb_dir: Path, tmp: Path, passed: dict[str, Any], params: Params, slots: int
 ) -> _Job:
+    """Start ``nb``'s process: it starts its kernel, imports, and waits for its go."""
     out = tmp / "notebooks" / f"{nb}.ipynb"
     spec = tmp / "notebooks" / f".{nb}.job.json"
     result = tmp / "notebooks" / f".{nb}.result.json"
+    ready = tmp / "notebooks" / f".{nb}.warm"
     spec_data = {
         "nb": nb,
         "src": str(nb_dir / f"{nb}.ipynb"),
@@ -323,17 +442,19 @@ def _start(
         # wherever fupan was started, and a stray file (derby.log, …) does not reach the report
         "cwd": str(tmp / "work"),
         "parameters": passed,
-        "timeout": timeout,
+        "timeout": params.cell_timeout_seconds,
         "result": str(result),
+        "ready": str(ready),
     }
     (tmp / "work").mkdir(exist_ok=True)
     write_json_atomic(spec, spec_data)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fupan.run.execute", str(spec)],
+        [sys.executable, "-m", "fupan.run.execute", str(spec), WAIT_FLAG],
         env=_env(slots),
+        stdin=subprocess.PIPE,
         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
-    return _Job(nb, out, result, proc, time.perf_counter())
+    return _Job(nb, out, result, proc, ready=ready)
 
 
 def _die_with_parent() -> None:
@@ -365,8 +486,9 @@ def _outcome(job: _Job) -> ChapterFailure | None:
             f"without a result, in {_running_cell(job.out)}"
         }
     finally:
-        for f in (job.result, job.result.with_name(f".{job.nb}.job.json")):
-            f.unlink(missing_ok=True)
+        for f in (job.result, job.result.with_name(f".{job.nb}.job.json"), job.ready):
+            if f is not None:
+                f.unlink(missing_ok=True)
     if res.get("ok"):
         return None
     return ChapterFailure(
@@ -414,14 +536,132 @@ def kernel_sockets() -> Iterator[dict[str, Any]]:
         yield {"config": Config({"KernelManager": {"transport": "ipc", "ip": ip}})}
 
 
+#: The kernel's command-line options: its own start-up chatter (transport warnings) is not
+#: a user's concern; jupyter_client interrupts a kernel before shutting it down, and a kernel
+#: inside a handler then logs "KeyboardInterrupt caught" at ERROR to our terminal (cell errors
+#: still reach the notebook and the RunError). nbclient adds the in-memory history to a
+#: kernel it starts itself; a warm kernel gets it here.
+KERNEL_ARGS = ("--IPKernelApp.log_level=CRITICAL",)
+WARM_KERNEL_ARGS = (*KERNEL_ARGS, "--HistoryManager.hist_file=:memory:")
+
+#: Modules every notebook's first cell leads to beyond its own imports (``start`` opens the
+#: run's data with DuckDB): a warm kernel imports them too.
+WARM_IMPORTS = ("duckdb",)
+
+
+def warm_code(src: Path) -> str:
+    """What a warm kernel runs before its go: the imports of the notebook's first code cell
+    (after its parameters) and :data:`WARM_IMPORTS`, nothing else (a statement with an
+    effect beyond importing stays for the notebook to run)."""
+    import ast
+
+    try:
+        cells = json.loads(Path(src).read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError):
+        return ""
+    code = [
+        c
+        for c in cells
+        if c.get("cell_type") == "code"
+        and "parameters" not in c.get("metadata", {}).get("tags", [])
+    ]
+    lines = [f"import {m}" for m in WARM_IMPORTS]
+    if code:
+        source = "".join(code[0].get("source", ""))
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            tree = ast.Module(body=[], type_ignores=[])
+        lines += [ast.unparse(n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    return "\n".join(lines)
+
+
+def skip_slow_imports() -> None:
+    """In a process of ours (a notebook process; the CLI may call it too): nbformat's
+    jsonschema imports ``rfc3987_syntax`` when it is installed, which builds a Lark parser
+    for IRIs at import (1 CPU s in every process). Notebooks are validated against a
+    draft-4 schema, which has no IRI format; without the module jsonschema only lacks its
+    IRI format checkers."""
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+
+async def _warm_up(km: Any, code: str, timeout: int) -> None:
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=60)
+        if code:
+            # silent: no output, no history, the execution count stays at 0
+            await kc.execute_interactive(
+                code, silent=True, store_history=False, timeout=timeout, output_hook=lambda m: None
+            )
+    finally:
+        kc.stop_channels()
+
+
+def _shutdown(km: Any) -> None:
+    """Shut a kernel down as nbclient does its own (politely, then killed)."""
+    from jupyter_core.utils import run_sync
+
+    try:
+        if run_sync(km.is_alive)():
+            run_sync(km.shutdown_kernel)(now=False)
+    except Exception:  # noqa: BLE001 - a kernel that will not stop politely is killed
+        try:
+            run_sync(km.shutdown_kernel)(now=True)
+        except Exception:  # noqa: BLE001
+            pass
+    finally:
+        try:
+            run_sync(km.cleanup_resources)()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+@contextmanager
+def warm_kernel(src: Path, cwd: Path, sockets: dict[str, Any], timeout: int) -> Iterator[Any]:
+    """A kernel started and warmed for notebook ``src`` (:func:`warm_code`), shut down on exit.
+
+    It is the kernel papermill would start: ``python3``, in ``cwd``, this process's
+    environment, the sockets of :func:`kernel_sockets`. Yields None when it could not be
+    started or warmed: papermill then starts one itself and reports what fails.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+
+    km: Any = AsyncKernelManager(kernel_name="python3", **sockets)
+    try:
+        try:
+            run_sync(km.start_kernel)(extra_arguments=list(WARM_KERNEL_ARGS), cwd=str(cwd))
+            run_sync(_warm_up)(km, warm_code(src), timeout)
+        except Exception:  # noqa: BLE001 - a cold start reports the problem in its cell
+            _shutdown(km)
+            km = None
+        yield km
+    finally:
+        if km is not None:
+            _shutdown(km)
+
+
 def execute_notebook(
-    nb: str, src: Path, out: Path, parameters: dict[str, Any], timeout: int, cwd: Path
+    nb: str,
+    src: Path,
+    out: Path,
+    parameters: dict[str, Any],
+    timeout: int,
+    cwd: Path,
+    km: Any = None,
+    sockets: dict[str, Any] | None = None,
 ) -> None:
-    """Execute one notebook with papermill; raise :class:`RunError` naming its cell."""
+    """Execute one notebook with papermill; raise :class:`RunError` naming its cell.
+
+    ``km``: a kernel manager whose kernel is started (:func:`warm_kernel`, with ``sockets``);
+    the caller shuts it down. Without one papermill starts a kernel and shuts it down.
+    """
     import papermill as pm
 
     try:
-        with kernel_sockets() as sockets:
+        with kernel_sockets() if km is None else nullcontext(sockets or {}) as sockets:
             pm.execute_notebook(
                 str(src),
                 str(out),
@@ -431,11 +671,8 @@ def execute_notebook(
                 execution_timeout=timeout,
                 cwd=str(cwd),
                 log_output=False,
-                # the kernel's own start-up chatter (transport warnings) is not a user's concern
-                # jupyter_client interrupts a kernel before shutting it down, and a kernel inside
-                # a handler then logs "KeyboardInterrupt caught" at ERROR to our terminal; cell
-                # errors still reach the notebook and the RunError
-                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                extra_arguments=list(KERNEL_ARGS),
+                **({"km": km} if km is not None else {}),
                 **sockets,
             )
     except pm.PapermillExecutionError as exc:
@@ -461,19 +698,37 @@ def execute_notebook(
         raise RunError(f"notebook {nb} {what} in {_running_cell(out)}") from None
 
 
-def _notebook_process(spec_file: str) -> int:
-    """``python -m fupan.run.execute SPEC``: one notebook of a run, in its own process."""
+def _notebook_process(spec_file: str, wait: bool = False) -> int:
+    """``python -m fupan.run.execute SPEC [--wait-for-go]``: one notebook of a run, in its
+    own process.
+
+    With ``--wait-for-go`` it starts and warms its kernel (:func:`warm_kernel`), touches the
+    spec's ``ready`` file, and waits for a line on stdin: :data:`GO` executes the notebook
+    on that kernel; anything else (:data:`STOP`, the end of stdin) shuts it down unrun.
+    """
     spec = json.loads(Path(spec_file).read_text(encoding="utf-8"))
     signal.signal(signal.SIGTERM, _on_term)
+    skip_slow_imports()
+    args = (
+        spec["nb"],
+        Path(spec["src"]),
+        Path(spec["out"]),
+        spec["parameters"],
+        int(spec["timeout"]),
+        Path(spec["cwd"]),
+    )
     try:
-        execute_notebook(
-            spec["nb"],
-            Path(spec["src"]),
-            Path(spec["out"]),
-            spec["parameters"],
-            int(spec["timeout"]),
-            Path(spec["cwd"]),
-        )
+        if not wait:
+            execute_notebook(*args)
+        else:
+            import papermill  # noqa: F401 - paid while parked, not after the go
+
+            with kernel_sockets() as sockets, warm_kernel(args[1], args[5], sockets, args[4]) as km:
+                if spec.get("ready"):
+                    Path(spec["ready"]).touch()
+                if sys.stdin.readline().strip() != GO:
+                    return 0
+                execute_notebook(*args, km=km, sockets=sockets)
         result: dict[str, Any] = {"ok": True}
     except RunError as exc:
         result = {"ok": False, "error": str(exc)}
@@ -538,4 +793,4 @@ def python_executable() -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(_notebook_process(sys.argv[1]))
+    raise SystemExit(_notebook_process(sys.argv[1], wait=WAIT_FLAG in sys.argv[2:]))

@@ -29,21 +29,6 @@ def _bars(v: Any, lo: Any, hi: Any) -> list[np.ndarray]:
     return [np.clip(v - lo, 0, None), np.clip(hi - v, 0, None)]
 
 
-def _axes(
-    ax: Axes | None,
-    title: str,
-    xlabel: str = "",
-    ylabel: str = "",
-    figsize: tuple[float, float] | None = None,
-) -> Axes:
-    if ax is None:
-        return charts.new(title, xlabel=xlabel, ylabel=ylabel, figsize=figsize)[1]
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    return ax
-
-
 def _pair(axes: Sequence[Axes] | None, **kwargs: Any) -> tuple[Sequence[Axes], bool]:
     """Two axes side by side: the caller's, or a new figure's (then laid out when drawn)."""
     if axes is not None:
@@ -61,7 +46,7 @@ def plot_rule_lift(
     params' ``churn.rules`` (for the rules' names).
     """
     o = rules.sort_values("lift")
-    ax = _axes(
+    ax = charts.axes(
         ax,
         i18n.t("churn.lift.chart", lang),
         xlabel=i18n.t("churn.lift.axis", lang),
@@ -118,7 +103,7 @@ def plot_roc(
     """ROC curves of the learned and the hand-weighted score
     (:func:`fupan.chapters.churn.roc_points`), with the diagonal of a random score."""
     t = i18n.t
-    ax = _axes(
+    ax = charts.axes(
         ax, t("churn.roc.chart", lang), t("churn.roc.x", lang), t("churn.roc.y", lang), (6.4, 5)
     )
     for (name, (fpr, tpr)), col in zip(points.items(), charts.PALETTE, strict=False):
@@ -132,7 +117,7 @@ def plot_calibration(cal: pd.DataFrame, lang: str, ax: Axes | None = None) -> Ax
     """Observed churn (95% interval) against the predicted probability, by decile
     (:func:`fupan.models.health.calibration`), with the diagonal of a calibrated model."""
     t = i18n.t
-    ax = _axes(
+    ax = charts.axes(
         ax,
         t("churn.calibration.chart", lang),
         t("churn.calibration.x", lang),
@@ -160,7 +145,7 @@ def plot_bands(
     """Churn rate (95% interval) per health band, each band's share of rows under its name
     (:func:`fupan.models.health.rate_by_band`)."""
     t = i18n.t
-    ax = _axes(
+    ax = charts.axes(
         ax,
         t("churn.bands.chart", lang),
         ylabel=t("churn.bands.y", lang, horizon=horizon),
@@ -187,7 +172,7 @@ def plot_forest(
     logit (:attr:`fupan.models.drivers.DriverResult.forest`), on a log scale."""
     fo = forest.head(12).iloc[::-1]
     t = i18n.t
-    ax = _axes(
+    ax = charts.axes(
         ax, t("churn.forest.chart", lang), xlabel=t("churn.forest.axis", lang), figsize=(9, 4.4)
     )
     yy = np.arange(len(fo))
@@ -225,7 +210,9 @@ def plot_survival(
 ) -> Axes:
     """Kaplan-Meier curves with 95% bands per group (:class:`fupan.chapters.signals.Survival`),
     in ``km.order``; ``label`` names a group."""
-    ax = _axes(ax, title, xlabel=i18n.t("churn.km.x", lang), ylabel=i18n.t("churn.km.y", lang))
+    ax = charts.axes(
+        ax, title, xlabel=i18n.t("churn.km.x", lang), ylabel=i18n.t("churn.km.y", lang)
+    )
     for i, g in enumerate(km.order):
         c = km.curves[g]
         col = charts.PALETTE[i % len(charts.PALETTE)]
@@ -270,7 +257,7 @@ def plot_trend(trend: pd.DataFrame, horizon: int, lang: str, ax: Axes | None = N
     """Churn rate within the horizon (95% band) and NPS per snapshot month, on two y-axes
     (:func:`fupan.chapters.signals.monthly_trend`)."""
     t = i18n.t
-    ax = _axes(
+    ax = charts.axes(
         ax,
         t("churn.trend.chart", lang),
         ylabel=t("churn.trend.y_churn", lang, horizon=horizon),
@@ -328,7 +315,7 @@ def plot_reasons_by_tier(
     """Each tier's lost customers by stated reason, stacked to 100%
     (:func:`fupan.chapters.lost.by_tier`: rows reasons, columns tiers)."""
     t = i18n.t
-    ax = _axes(
+    ax = charts.axes(
         ax,
         t("churn.tier_reasons.chart", lang),
         ylabel=t("churn.tier_reasons.y", lang),

@@ -27,16 +27,6 @@ from fupan.report import charts
 Label = Callable[[str], str]
 
 
-def _axes(ax: Axes | None, title: str, xlabel: str = "", ylabel: str = "", figsize=None) -> Axes:
-    """``ax`` titled and labelled, or a new figure's axes when ``ax`` is None."""
-    if ax is None:
-        return charts.new(title, xlabel, ylabel, figsize=figsize)[1]
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    return ax
-
-
 def _words(fmt: Fmt | None) -> tuple[Fmt, Callable[..., str]]:
     fmt = fmt or Fmt()
     return fmt, lambda key, **values: i18n.t(key, fmt.lang, **values)
@@ -51,7 +41,7 @@ def plot_headline(
     lower_is_better``); red where the value is on the wrong side of its benchmark.
     """
     f, t = _words(fmt)
-    ax = _axes(ax, t("diag.headline.chart"), figsize=(10, 2.6))
+    ax = charts.axes(ax, t("diag.headline.chart"), figsize=(10, 2.6))
     ys = np.arange(len(bars))
     worse = [
         (v > b) if lower else (v < b)
@@ -110,7 +100,9 @@ def plot_churn_groups(
         else t(f"diag.dim.{r.dimension}")
         for r in groups.itertuples()
     ]
-    ax = _axes(ax, t("diag.groups.chart"), xlabel=t("diag.axis.churn_rate"), figsize=(10, 5.6))
+    ax = charts.axes(
+        ax, t("diag.groups.chart"), xlabel=t("diag.axis.churn_rate"), figsize=(10, 5.6)
+    )
     y = np.arange(len(groups))
     colors = [
         charts.STATUS_COLORS["red"] if lo > b else charts.PALETTE[0]
@@ -147,7 +139,7 @@ def plot_renewal_bands(
     """Top-N renewal per rank band (:func:`~fupan.chapters.diagnosis.renewal_by_band`)
     against the target and the overall rate."""
     f, t = _words(fmt)
-    ax = _axes(
+    ax = charts.axes(
         ax,
         t("diag.renewal.chart", n=n),
         xlabel=t("diag.axis.rank_band"),
@@ -178,7 +170,7 @@ def plot_revenue_retention(
     """Gross and net revenue retention per cohort year
     (:func:`~fupan.chapters.funnel.revenue_retention`, cohorts with base revenue)."""
     f, t = _words(fmt)
-    ax = _axes(
+    ax = charts.axes(
         ax,
         t("diag.nrr.chart"),
         xlabel=t("diag.axis.cohort_year"),
@@ -206,7 +198,7 @@ def plot_rfm(
         .reindex(index=range(bins, 0, -1), columns=range(1, bins + 1))
         .fillna(0.0)
     )
-    ax = _axes(
+    ax = charts.axes(
         ax,
         t("diag.rfm.chart"),
         xlabel=t("diag.axis.f_score"),
@@ -239,7 +231,7 @@ def plot_tier_matrix(
 ) -> Axes:
     """Customers per assigned x recommended tier (:func:`fupan.measures.segments.tier_matrix`)."""
     f, t = _words(fmt)
-    ax = _axes(
+    ax = charts.axes(
         ax,
         t("diag.tiers.chart"),
         xlabel=t("diag.axis.recommended_tier"),
@@ -279,7 +271,7 @@ def plot_value_potential(
     ``seed`` jitters the potential a little so customers with identical trends separate.
     """
     f, t = _words(fmt)
-    ax = _axes(
+    ax = charts.axes(
         ax,
         t("diag.vp.chart"),
         xlabel=t("diag.axis.value"),
@@ -329,7 +321,7 @@ def plot_tier_effort(
     """Customers, revenue, touches and tickets shares per tier
     (:func:`fupan.measures.segments.tier_effort`); a share the data lacks is left out."""
     f, t = _words(fmt)
-    ax = _axes(ax, t("diag.effort.chart"), ylabel=t("diag.axis.share"), figsize=(9, 4.4))
+    ax = charts.axes(ax, t("diag.effort.chart"), ylabel=t("diag.axis.share"), figsize=(9, 4.4))
     series = [
         ("customers_share", "diag.legend.customers"),
         ("revenue_share", "diag.legend.revenue"),
@@ -362,7 +354,7 @@ def plot_touch_frequency(
 ) -> Axes:
     """Touches per quarter per tier against the policy (:func:`~fupan.chapters.touches.touch_frequency`)."""
     f, t = _words(fmt)
-    ax = _axes(
+    ax = charts.axes(
         ax, t("diag.freq.chart"), ylabel=t("diag.axis.touches_per_quarter"), figsize=(9, 4.4)
     )
     xs = np.arange(len(freq))
@@ -398,7 +390,9 @@ def plot_touch_coverage(
     """Touch coverage per tier with its interval (the tier rows of
     :func:`~fupan.chapters.touches.coverage`) and the overall coverage as a line."""
     f, t = _words(fmt)
-    ax = _axes(ax, t("diag.cov.chart", days=days), ylabel=t("diag.axis.coverage"), figsize=(9, 4.4))
+    ax = charts.axes(
+        ax, t("diag.cov.chart", days=days), ylabel=t("diag.axis.coverage"), figsize=(9, 4.4)
+    )
     xs = np.arange(len(cov))
     ax.bar(xs, cov.coverage, color=charts.PALETTE[0])
     ax.errorbar(
@@ -427,7 +421,7 @@ def plot_channel_mix(mix: pd.DataFrame, *, fmt: Fmt | None = None, ax: Axes | No
     """Response rate per channel with its interval and share of touches
     (:func:`~fupan.chapters.touches.channel_mix`)."""
     f, t = _words(fmt)
-    ax = _axes(ax, t("diag.ch.chart"), ylabel=t("diag.axis.response_rate"), figsize=(9, 4.4))
+    ax = charts.axes(ax, t("diag.ch.chart"), ylabel=t("diag.axis.response_rate"), figsize=(9, 4.4))
     xs = np.arange(len(mix))
     ax.bar(xs, mix.response_rate.fillna(0), color=charts.PALETTE[0])
     ax.errorbar(
@@ -467,7 +461,7 @@ def plot_sla_heatmap(
         index=[x for x in order if x in heat.index],
         columns=[p for p in ["urgent", "high", "normal", "low"] if p in heat.columns],
     )
-    ax = _axes(
+    ax = charts.axes(
         ax,
         t("diag.sla.chart"),
         xlabel=t("diag.axis.priority"),
@@ -486,7 +480,7 @@ def plot_sla_heatmap(
 def plot_backlog(backlog: pd.DataFrame, *, fmt: Fmt | None = None, ax: Axes | None = None) -> Axes:
     """Open and unanswered tickets at each month end (:func:`~fupan.chapters.service.backlog_trend`)."""
     f, t = _words(fmt)
-    ax = _axes(ax, t("diag.backlog.chart"), ylabel=t("diag.axis.tickets"), figsize=(9, 4.4))
+    ax = charts.axes(ax, t("diag.backlog.chart"), ylabel=t("diag.axis.tickets"), figsize=(9, 4.4))
     ax.plot(
         backlog.date, backlog.open, marker="o", color=charts.PALETTE[0], label=t("diag.legend.open")
     )
@@ -517,7 +511,9 @@ _STAGE_COLORS = [
 def plot_funnel(counts: pd.DataFrame, *, fmt: Fmt | None = None, ax: Axes | None = None) -> Axes:
     """Customers per lifecycle stage with their share (:func:`~fupan.chapters.funnel.funnel_counts`)."""
     f, t = _words(fmt)
-    ax = _axes(ax, t("diag.funnel.chart"), ylabel=t("diag.axis.customers"), figsize=(9.5, 4.4))
+    ax = charts.axes(
+        ax, t("diag.funnel.chart"), ylabel=t("diag.axis.customers"), figsize=(9.5, 4.4)
+    )
     xs = np.arange(len(counts))
     ax.bar(xs, counts.customers, color=_STAGE_COLORS[: len(counts)])
     for xi, r in zip(xs, counts.itertuples(), strict=True):
@@ -540,7 +536,7 @@ def plot_retention_curves(
     """Share of each quarterly cohort ordering k quarters after its first order
     (:func:`~fupan.chapters.funnel.retention_curves`)."""
     f, t = _words(fmt)
-    ax = _axes(
+    ax = charts.axes(
         ax,
         t("diag.ret.chart"),
         xlabel=t("diag.axis.quarters_since"),

@@ -17,16 +17,6 @@ from fupan.report import charts
 FIGSIZE = (9, 4.2)
 
 
-def _axes(ax: Axes | None, title: str, xlabel: str = "", ylabel: str = "") -> Axes:
-    """``ax`` titled and labelled, or the axes of a new figure (:func:`charts.new`)."""
-    if ax is None:
-        return charts.new(title, xlabel=xlabel, ylabel=ylabel, figsize=FIGSIZE)[1]
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    return ax
-
-
 def _pair_bars(ax: Axes, check: pd.DataFrame, lang: str) -> np.ndarray:
     x = np.arange(len(check))
     ax.bar(x - 0.2, check.actual, width=0.4, color=charts.PALETTE[0],
@@ -45,16 +35,24 @@ def plot_model_check(
     """
     t = lambda key: i18n.t(key, lang)  # noqa: E731
     if "frequency" in check.columns:
-        ax = _axes(
-            ax, t("ltv.check.chart"), t("ltv.axis.cal_frequency"), t("ltv.axis.holdout_purchases")
+        ax = charts.axes(
+            ax,
+            t("ltv.check.chart"),
+            t("ltv.axis.cal_frequency"),
+            t("ltv.axis.holdout_purchases"),
+            figsize=FIGSIZE,
         )
         x = _pair_bars(ax, check, lang)
         top = max_freq if max_freq is not None else int(check.frequency.max())
         ax.set_xticks(x, [f"{v}+" if v >= top else str(v) for v in check.frequency])
         ax.legend(fontsize=8, loc="upper left")
         return ax
-    ax = _axes(
-        ax, t("ltv.check.chart_contracts"), t("ltv.axis.renewals_made"), t("ltv.axis.renewal_rate")
+    ax = charts.axes(
+        ax,
+        t("ltv.check.chart_contracts"),
+        t("ltv.axis.renewals_made"),
+        t("ltv.axis.renewal_rate"),
+        figsize=FIGSIZE,
     )
     x = _pair_bars(ax, check, lang)
     top = check.renewals.max()
@@ -72,7 +70,9 @@ def plot_clv_by_tier(chart: pd.DataFrame, lang: str, fmt: i18n.Fmt, ax: Axes | N
     tier's positive CLVs) and ``p5`` (their 5th percentile); tiers with no value are left out.
     """
     t = lambda key: i18n.t(key, lang)  # noqa: E731
-    ax = _axes(ax, t("ltv.tiers.chart"), t("ltv.axis.tier"), t("ltv.axis.clv_log"))
+    ax = charts.axes(
+        ax, t("ltv.tiers.chart"), t("ltv.axis.tier"), t("ltv.axis.clv_log"), figsize=FIGSIZE
+    )
     kept = chart[[len(v) > 0 for v in chart["values"]]]
     # whiskers at the 5th and 95th percentiles: a few customers the model sees as gone are worth
     # almost nothing and would stretch a log axis over many decades
@@ -101,7 +101,7 @@ def plot_loss_rates(
     bars above it in red, each labelled with the LTV lost (``label, rate, lost_ltv``)."""
     t = lambda key: i18n.t(key, lang)  # noqa: E731
     title = "ltv.lost_tier.chart" if by == "tier" else "ltv.cohort.chart_unit"
-    ax = _axes(ax, t(title), t(f"ltv.axis.{by}"), t("ltv.axis.loss_rate"))
+    ax = charts.axes(ax, t(title), t(f"ltv.axis.{by}"), t("ltv.axis.loss_rate"), figsize=FIGSIZE)
     x = np.arange(len(chart))
     base = charts.PALETTE[0] if by == "tier" else charts.PALETTE[2]
     ax.bar(x, chart.rate, color=[charts.STATUS_COLORS["red"] if r > benchmark else base
@@ -122,7 +122,7 @@ def plot_loss_shares(
     """Horizontal bars of the LTV lost by group (``by``: ``reason`` or ``industry``), largest
     on top, labelled with the share of the loss (and the loss rate where there is one)."""
     t = lambda key: i18n.t(key, lang)  # noqa: E731
-    ax = _axes(ax, t(f"ltv.{by}.chart"), t("ltv.axis.lost_ltv"))
+    ax = charts.axes(ax, t(f"ltv.{by}.chart"), t("ltv.axis.lost_ltv"), figsize=FIGSIZE)
     shown = chart.iloc[::-1]
     ax.barh(list(shown.label), shown.lost_ltv, color=charts.PALETTE[1])
     for yi, r in enumerate(shown.itertuples()):
@@ -143,7 +143,9 @@ def plot_at_risk_by_tier(
     """The CLV at risk now by tier (``label, customers, ltv_at_risk``), each bar labelled with
     its number of customers."""
     t = lambda key: i18n.t(key, lang)  # noqa: E731
-    ax = _axes(ax, t("ltv.risk.chart"), t("ltv.axis.tier"), t("ltv.axis.ltv_at_risk"))
+    ax = charts.axes(
+        ax, t("ltv.risk.chart"), t("ltv.axis.tier"), t("ltv.axis.ltv_at_risk"), figsize=FIGSIZE
+    )
     x = np.arange(len(chart))
     ax.bar(x, chart.ltv_at_risk, color=charts.PALETTE[1])
     for xi, r in zip(x, chart.itertuples(), strict=True):

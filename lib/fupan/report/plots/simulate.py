@@ -32,16 +32,6 @@ __all__ = [
 SOURCE_COLORS = {"model": charts.PALETTE[0], "pilot": charts.PALETTE[2], "prior": charts.PALETTE[3]}
 
 
-def _axes(ax: Axes | None, title: str, xlabel: str = "", ylabel: str = "", figsize=None) -> Axes:
-    """``ax`` titled and labelled, or a new figure's axes (:func:`fupan.report.charts.new`)."""
-    if ax is None:
-        return charts.new(title, xlabel=xlabel, ylabel=ylabel, figsize=figsize)[1]
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    return ax
-
-
 def _pct0(fmt: i18n.Fmt) -> FuncFormatter:
     return FuncFormatter(lambda v, _: fmt.pct(v, 0))
 
@@ -64,7 +54,7 @@ def plot_roi(
     level : the interval's coverage as shown (e.g. "90%").
     """
     t = i18n.t
-    ax = _axes(
+    ax = charts.axes(
         ax, t("sim.roi.chart", lang, level=level), t("sim.roi.axis", lang),
         figsize=(10, 1.2 + 0.8 * len(table)),
     )  # fmt: skip
@@ -102,7 +92,7 @@ def plot_churn(
         churn_after, churn_after_low, churn_after_high``).
     """
     t = i18n.t
-    ax = _axes(
+    ax = charts.axes(
         ax, t("sim.churn.chart", lang, level=level), t("sim.churn.axis", lang),
         figsize=(10, 1.2 + 0.8 * len(retention)),
     )  # fmt: skip
@@ -142,7 +132,7 @@ def plot_sensitivity(
     """
     t = i18n.t
     lo, hi = effect_range
-    ax = _axes(
+    ax = charts.axes(
         ax, t("sim.sens.chart", lang), t("sim.sens.axis", lang), figsize=(10, 1.2 + 0.8 * len(sens))
     )
     yy = np.arange(len(sens))
@@ -169,7 +159,7 @@ def plot_winback(frame: pd.DataFrame, lang: str, fmt: i18n.Fmt, ax: Axes | None 
         (``expected_value, contacted, cost``).
     """
     t = i18n.t
-    ax = _axes(ax, t("sim.wb.chart", lang), t("sim.wb.x", lang), t("sim.wb.y", lang))
+    ax = charts.axes(ax, t("sim.wb.chart", lang), t("sim.wb.x", lang), t("sim.wb.y", lang))
     xs = np.arange(1, len(frame) + 1)
     c = frame.contacted.to_numpy()
     ev = frame.expected_value.to_numpy()
@@ -211,7 +201,7 @@ def plot_roadmap(
     rm : ``SimulationResult.roadmap`` (months from the programme's start).
     """
     t = i18n.t
-    ax = _axes(
+    ax = charts.axes(
         ax, t("sim.road.chart", lang), t("sim.road.x", lang), figsize=(10, 1.4 + 0.7 * len(rm))
     )
     # the standardise bars run six months past the last start, to show they go on
@@ -255,7 +245,7 @@ def plot_effects(
         (:meth:`fupan.chapters.simulate.slides.Deck.method`).
     """
     t = i18n.t
-    ax = _axes(
+    ax = charts.axes(
         ax, t("sim.method.chart", lang, level=level), t("sim.method.axis", lang),
         figsize=(9, 1.2 + 0.45 * len(effects)),
     )  # fmt: skip
