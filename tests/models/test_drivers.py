@@ -355,6 +355,39 @@ def test_rank_auc_equals_sklearn_with_ties_and_weights():
         design.RankAUC(np.array([True, False]), np.array([np.nan, 0.2]))
 
 
+def test_pair_auc_is_rank_auc_bit_for_bit():
+    """The sorted two-class count gives RankAUC's number exactly (the permutation test and
+    every p-value compare AUCs with >=), with ties, either class the smaller, and signed
+    zeros; scikit-learn agrees."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(11)
+    for i in range(60):
+        n = int(rng.integers(2, 3000))
+        y = rng.random(n) < rng.uniform(0.02, 0.98)
+        if y.all() or not y.any():
+            continue
+        score = np.round(rng.normal(size=n) + y, int(rng.integers(0, 4)))  # many ties
+        if i % 5 == 0:
+            score[score == 0] = -0.0
+        got = design.pair_auc(score[y], score[~y])
+        assert got == design.RankAUC(y, score)()
+        assert got == design.auc(y, score)
+        assert got == pytest.approx(roc_auc_score(y, score), rel=1e-12)
+    assert np.isnan(design.pair_auc(np.array([]), np.array([0.5])))
+    # the permutation p-value: a feature with no effect is not supported, a real one is
+    n = 4000
+    x = rng.normal(size=(n, 2))
+    y = rng.random(n) < 1 / (1 + np.exp(-(-2 + 1.0 * x[:, 0])))
+    Z = pd.DataFrame(x, columns=["real", "noise"])
+    coef = pd.Series([1.0, 0.3], index=Z.columns)
+    res = drivers.heldout_permutation_test(
+        Z, coef, y, {"real": ["real"], "noise": ["noise"]}, n_permutations=99, random_state=3
+    )
+    assert res.p["real"] == pytest.approx(0.01) and res.auc_drop["real"] > 0.1
+    assert res.p["noise"] > 0.05
+
+
 def _interval_data(seed: int, n_customers: int = 1500) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Monthly intervals with covariates drifting within customer; churn on half days."""
     rng = np.random.default_rng(seed)
@@ -438,6 +471,45 @@ def test_permutation_importance_equals_sklearn():
     )
     np.testing.assert_allclose(ours.importances, ref.importances, rtol=1e-9, atol=1e-14)
     np.testing.assert_allclose(ours.importances_std, ref.importances_std, rtol=1e-9, atol=1e-14)
+
+
+def test_permutation_importance_row_subsets_are_full_predictions_bit_for_bit():
+    """Re-predicting only the rows whose path meets the shuffled feature gives, bit for
+    bit, the AUC drop of the estimator's own decision_function on the shuffled frame (the
+    shuffles as scikit-learn draws them), with missing values and a categorical."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.utils import check_random_state
+
+    rng = np.random.default_rng(5)
+    n = 1200
+    X = pd.DataFrame(
+        {
+            "a": rng.normal(size=n),
+            "c": pd.Categorical(rng.choice(list("xyzw"), n), categories=list("xyzw")),
+            "gaps": np.where(rng.random(n) < 0.3, np.nan, rng.normal(size=n)),
+            "unused": np.zeros(n),
+        }
+    )
+    y = (X.a + (X.c == "y") + np.nan_to_num(X.gaps, nan=1.0) + rng.normal(size=n)) > 1
+    est = HistGradientBoostingClassifier(
+        max_iter=30, max_leaf_nodes=9, categorical_features="from_dtype", random_state=0
+    ).fit(X, y.astype(int))
+    ours = trees._tree_permutation_importance(est, X, y.to_numpy(), 4, 3)
+    assert ours is not None
+    base = design.auc(y.to_numpy(), est.decision_function(X))
+    seed = check_random_state(3).randint(np.iinfo(np.int32).max + 1)
+    for j, c in enumerate(X.columns):
+        shuffle, values, shuffled = np.arange(n), X[c].to_numpy(), X.copy()
+        draws = check_random_state(seed)
+        for r in range(4):
+            draws.shuffle(shuffle)
+            values = values[shuffle]
+            shuffled[c] = (
+                pd.Categorical(values, categories=X[c].cat.categories) if c == "c" else values
+            )
+            drop = base - design.auc(y.to_numpy(), est.decision_function(shuffled))
+            assert ours.importances[j, r] == drop, (c, r)
+    assert (ours.importances[3] == 0).all()
 
 
 def test_design_transform_equals_standardised_raw_columns():

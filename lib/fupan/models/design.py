@@ -104,7 +104,9 @@ class RankAUC:
             raise ValueError("y and score must be 1-d and of the same length")
         if not np.isfinite(s).all():
             raise ValueError("score contains NaN or infinity")
-        order = np.argsort(s, kind="stable")
+        # Ties share one level whatever their order, so the unstable (vectorised) sort
+        # gives the same levels as a stable one, several times faster.
+        order = np.argsort(s)
         ss = s[order]
         first = np.r_[True, ss[1:] != ss[:-1]] if len(ss) else np.zeros(0, dtype=bool)
         rank = np.empty(len(s), dtype=np.intp)
@@ -131,6 +133,30 @@ class RankAUC:
         return float(pos @ (below + 0.5 * neg) / (n_pos * n_neg))
 
 
+def pair_auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """AUC of finite scores split by class: the share of (positive, negative) pairs in
+    which the positive scores higher, ties counting half.
+
+    Both classes are sorted and the smaller one is looked up in the larger (sorted keys
+    make the lookups a merge), which costs less than ranking all rows together. The count
+    of pairs is an integer (twice it, for the ties), so the result is the number
+    :class:`RankAUC` gives, bit for bit.
+    """
+    pos, neg = np.sort(np.asarray(pos, dtype=float)), np.sort(np.asarray(neg, dtype=float))
+    n_pos, n_neg = len(pos), len(neg)
+    if not (n_pos and n_neg):
+        return float("nan")
+    if n_pos <= n_neg:
+        # per positive: negatives below it (left) and at or below it (right)
+        lo, hi = np.searchsorted(neg, pos, "left"), np.searchsorted(neg, pos, "right")
+        twice = int(lo.sum()) + int(hi.sum())
+    else:
+        # per negative: positives below it and at or below it; the positive wins the rest
+        lo, hi = np.searchsorted(pos, neg, "left"), np.searchsorted(pos, neg, "right")
+        twice = 2 * n_pos * n_neg - int(lo.sum()) - int(hi.sum())
+    return float(0.5 * twice / (float(n_pos) * float(n_neg)))
+
+
 def auc(y: np.ndarray, risk: np.ndarray) -> float:
     """Area under the ROC curve of ``risk`` for binary ``y`` (NaN when y has one class)."""
     y = np.asarray(y, dtype=bool)
@@ -140,7 +166,7 @@ def auc(y: np.ndarray, risk: np.ndarray) -> float:
     if not np.isfinite(risk).all():
         # scikit-learn names the problem (NaN or infinity in the input)
         return float(roc_auc_score(y, risk))
-    return RankAUC(y, risk)()
+    return pair_auc(risk[y], risk[~y])
 
 
 # --------------------------------------------------------------------------------------

@@ -121,21 +121,50 @@ def _gbm_importance(
     )
 
 
+def _leaves_and_paths(
+    tree: Any, data: np.ndarray, known_cat_bitsets: Any, f_idx_map: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``data``, the leaf of ``tree`` it reaches; per node, the preprocessed
+    columns split on between the root and it.
+
+    The leaves come from the tree's own prediction routine run on a copy whose node values
+    are the node numbers, so missing values and category sets are routed exactly as in
+    :meth:`predict`.
+    """
+    nodes = tree.nodes.copy()
+    nodes["value"] = np.arange(len(nodes))
+    probe = type(tree)(nodes, tree.binned_left_cat_bitsets, tree.raw_left_cat_bitsets)
+    leaf = probe.predict(data, known_cat_bitsets, f_idx_map, 1).astype(np.intp)
+    path = np.zeros((len(nodes), data.shape[1]), dtype=bool)
+    stack = [0]
+    while stack:
+        k = stack.pop()
+        if nodes["is_leaf"][k]:
+            continue
+        for child in (int(nodes["left"][k]), int(nodes["right"][k])):
+            path[child] = path[k]
+            path[child, nodes["feature_idx"][k]] = True
+            stack.append(child)
+    return leaf, path
+
+
 def _tree_permutation_importance(
     est: Any, X: pd.DataFrame, y: np.ndarray, n_repeats: int, random_state: int
 ) -> Any | None:
     """scikit-learn's ``permutation_importance`` (AUC scoring) for a fitted
-    ``HistGradientBoostingClassifier``, re-predicting only the trees that split on the
-    permuted feature.
+    ``HistGradientBoostingClassifier``, re-predicting only the rows whose path through a
+    tree meets a split on the permuted feature.
 
-    Shuffling one column leaves every tree that never splits on it unchanged, so each
-    tree's predictions are kept and only the affected trees are recomputed; the raw score
-    is then summed tree by tree in the estimator's own order, so it equals
-    ``decision_function`` bit for bit. The shuffles are scikit-learn's (one seed drawn from
-    ``random_state``, then per column a fresh generator whose shuffles compound over the
-    repeats), so the importances are the same numbers. Returns None, and the caller uses
-    scikit-learn, when the estimator's internals are not as expected or the recomputed
-    baseline differs from ``decision_function``.
+    A row whose path through a tree never splits on the shuffled column takes the same
+    path, to the same leaf, whatever that column holds: its prediction is kept, and only
+    the other rows of the trees that split on the column are recomputed (about a quarter
+    of them on the churn snapshots). The raw score is then summed tree by tree in the
+    estimator's own order, so it equals ``decision_function`` bit for bit. The shuffles are
+    scikit-learn's (one seed drawn from ``random_state``, then per column a fresh
+    generator whose shuffles compound over the repeats), so the importances are the same
+    numbers. Returns None, and the caller uses scikit-learn, when the estimator's
+    internals are not as expected or the recomputed baseline differs from
+    ``decision_function``.
     """
     from sklearn.utils import Bunch, check_random_state
 
@@ -154,6 +183,10 @@ def _tree_permutation_importance(
             return tree.predict(data, known_cat_bitsets, f_idx_map, 1)
 
         contrib = np.stack([tree_predict(t, Xp) for t in trees]) if trees else np.zeros((0, len(X)))
+        routes = [_leaves_and_paths(t, Xp, known_cat_bitsets, f_idx_map) for t in trees]
+        for t, part, (leaf, _) in zip(trees, contrib, routes, strict=True):
+            if not np.array_equal(t.nodes["value"][leaf], part):
+                return None
 
         def raw_score(parts: np.ndarray) -> np.ndarray:
             raw = np.zeros(len(X)) + baseline_raw[0]
@@ -164,21 +197,8 @@ def _tree_permutation_importance(
         raw = raw_score(contrib)
         if not np.array_equal(raw, np.asarray(est.decision_function(X), dtype=float)):
             return None
-        # original column -> column of the preprocessed matrix (categoricals move first)
-        if est._preprocessor is None:
-            position = np.arange(X.shape[1])
-        else:
-            is_cat = np.asarray(est.is_categorical_, dtype=bool)
-            enc = est._preprocessor.output_indices_["encoder"]
-            num = est._preprocessor.output_indices_["numerical"]
-            position = np.empty(X.shape[1], dtype=int)
-            position[is_cat] = np.arange(enc.start, enc.stop)
-            position[~is_cat] = np.arange(num.start, num.stop)
-        uses = []
-        for t in trees:
-            nodes = t.nodes
-            uses.append(set(np.unique(nodes["feature_idx"][nodes["is_leaf"] == 0]).tolist()))
-    except (AttributeError, KeyError, TypeError, ValueError):
+        position = _preprocessed_position(est, X.shape[1])
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError):
         return None
     y = np.asarray(y, dtype=bool)
     baseline = auc(y, raw)
@@ -186,21 +206,23 @@ def _tree_permutation_importance(
     scores = np.empty((X.shape[1], n_repeats))
     for j in progress.bar(range(X.shape[1]), "permutation importance", unit="feature"):
         col = position[j]
-        affected = [i for i, u in enumerate(uses) if col in u]
+        # per tree, the rows whose path splits on this column (and their other values)
+        rows = {i: np.flatnonzero(path[leaf, col]) for i, (leaf, path) in enumerate(routes)}
+        rows = {i: r for i, r in rows.items() if len(r)}
+        sub = {i: Xp[r] for i, r in rows.items()}
         rng = check_random_state(seed)
         shuffle = np.arange(len(X))
         values = Xp[:, col].copy()
-        permuted = Xp.copy()
         parts = contrib.copy()
         for r in range(n_repeats):
             rng.shuffle(shuffle)
             values = values[shuffle]
-            if not affected:
+            if not rows:
                 scores[j, r] = baseline
                 continue
-            permuted[:, col] = values
-            for i in affected:
-                parts[i] = tree_predict(trees[i], permuted)
+            for i, idx in rows.items():
+                sub[i][:, col] = values[idx]
+                parts[i, idx] = tree_predict(trees[i], sub[i])
             scores[j, r] = auc(y, raw_score(parts))
     importances = baseline - scores
     return Bunch(
@@ -208,3 +230,17 @@ def _tree_permutation_importance(
         importances_std=np.std(importances, axis=1),
         importances=importances,
     )
+
+
+def _preprocessed_position(est: Any, n_columns: int) -> np.ndarray:
+    """Original column -> column of the estimator's preprocessed matrix (categoricals move
+    first)."""
+    if est._preprocessor is None:
+        return np.arange(n_columns)
+    is_cat = np.asarray(est.is_categorical_, dtype=bool)
+    enc = est._preprocessor.output_indices_["encoder"]
+    num = est._preprocessor.output_indices_["numerical"]
+    position = np.empty(n_columns, dtype=int)
+    position[is_cat] = np.arange(enc.start, enc.stop)
+    position[~is_cat] = np.arange(num.start, num.stop)
+    return position
