@@ -360,3 +360,19 @@ def test_describe_segments():
     assert d.churn_rate.tolist() == [0.0, 1.0]
     assert d.value.tolist() == ["high", "low"] and d.activity.tolist() == ["active", "lapsed"]
     assert d.trait.tolist() == ["recency.lo", "recency.hi"]  # spend itself is never the trait
+
+
+def test_silhouettes_equal_sklearns_with_one_shared_sample():
+    # every k is scored on one sample whose distances are computed once: the scores must
+    # be sklearn's silhouette_score with the same sample size and seed, exactly
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(7)
+    z = rng.normal(size=(1200, 4)) + rng.integers(0, 4, size=(1200, 1))
+    model = segments.BehaviouralSegments((3, 5), random_state=11, silhouette_sample=500)
+    model.fit(pd.DataFrame(z, columns=list("abcd")))
+    zs = model.scaler_.transform(z)
+    for k, score in model.silhouettes_.items():
+        labels = KMeans(n_clusters=k, n_init=model.n_init, random_state=11).fit(zs).labels_
+        assert score == float(silhouette_score(zs, labels, sample_size=500, random_state=11))

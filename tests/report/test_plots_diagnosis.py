@@ -226,3 +226,15 @@ def test_headline_bars_red_on_the_wrong_side():
     ax = plots.plot_headline(good, 100, fmt=Fmt("en"))
     colours = [matplotlib.colors.to_hex(p.get_facecolor()) for p in ax.patches]
     assert colours == [charts.STATUS_COLORS["green"]] * 2
+
+
+@pytest.mark.parametrize("name", ["nrr", "vp"])
+def test_dense_charts_put_their_legend_where_it_covers_no_data(name):
+    # bars or points fill these plots: a legend inside covers data wherever it goes, and
+    # place_legends would redraw the figure for every place it tries before moving it out
+    draw, _ = CASES[name]
+    ax = draw(**_kwargs(name, "en"))
+    fig = ax.figure
+    fig.canvas.draw()
+    assert not charts._covered(fig, ax.get_legend(), fig.canvas.get_renderer())
+    assert ax.get_legend().get_window_extent().x0 > ax.get_window_extent().x1

@@ -184,7 +184,9 @@ def plot_revenue_retention(
     ax.axhline(benchmark, color="black", ls="--", lw=1, label=t("diag.legend.nrr_benchmark"))
     ax.set_xticks(xs, names)
     charts.percent_axis(ax)
-    ax.legend(fontsize=8, loc="lower right")
+    # outside, right of the plot: the bars fill it, so every place inside covers some and
+    # charts.place_legends would draw the figure ten more times to find that out
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return ax
 
 
@@ -307,7 +309,9 @@ def plot_value_potential(
     ax.xaxis.set_major_formatter(lambda v, _: f.money(v))
     ax.axvline(cuts["value_cut"], color="black", lw=1, ls="--")
     ax.axhline(cuts["potential_cut"], color="black", lw=1, ls="--")
-    ax.legend(fontsize=8, loc="lower left", markerscale=3)
+    # outside, right of the plot: the points cover every place inside, and charts.place_legends
+    # would draw the figure (every point) ten more times to find that out
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), markerscale=3)
     return ax
 
 
