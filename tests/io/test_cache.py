@@ -83,3 +83,65 @@ def test_chapters_share_the_health_model_and_the_valuation(tmp_path, demo_small)
         assert len(list(ds.cache_dir.glob("clv.valuation-*.pkl"))) == 1
     finally:
         plain.close()
+
+
+def _plain_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "customer_id": pd.Series(["a", None, "c"], dtype="str"),
+            "acquired_at": pd.to_datetime(["2024-01-02", None, "2025-03-04"]).astype(
+                "datetime64[s]"
+            ),
+            "stamp": pd.to_datetime(
+                ["2024-01-02 03:04:05.123456789", None, "2025-01-01 00:00:00.000000001"]
+            ),
+            "orders": np.array([3, 0, -7], dtype="int64"),
+            "value": [1.5, np.nan, -0.0],
+            "churned": [True, False, True],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        _plain_frame(),
+        _plain_frame().iloc[:0],
+        pd.DataFrame({"x": pd.Series(["中文", ""], dtype="str"), "n": np.array([1, 2], "uint8")}),
+    ],
+)
+def test_plain_frames_are_kept_as_parquet_and_read_back_equal(tiny_ds, tmp_path, frame):
+    ds = dataclasses.replace(tiny_ds, cache_dir=tmp_path / "cache")
+    cache.memo(ds, "frame", [], lambda: frame)
+    path = ds.cache_dir / cache.key_of(ds, "frame", [])
+    assert path.read_bytes()[:4] == b"PAR1"
+    back = cache.memo(ds, "frame", [], lambda: pytest.fail("recomputed"))
+    pd.testing.assert_frame_equal(back, frame, check_exact=True)
+    assert back.dtypes.to_dict() == frame.dtypes.to_dict()
+    assert back.columns.dtype == frame.columns.dtype
+
+
+def test_frames_parquet_cannot_hold_exactly_stay_pickles(tiny_ds, tmp_path):
+    ds = dataclasses.replace(tiny_ds, cache_dir=tmp_path / "cache")
+    mixed = pd.DataFrame({"tier": pd.Series(["gold", None, np.nan], dtype=object)})
+    indexed = _plain_frame().set_index("customer_id")
+    nullable = pd.DataFrame({"n": pd.array([1, None], dtype="Int64")})
+    for k, frame in enumerate([mixed, indexed, nullable]):
+        cache.memo(ds, "frame", [k], lambda f=frame: f)
+        path = ds.cache_dir / cache.key_of(ds, "frame", [k])
+        assert path.read_bytes()[:4] != b"PAR1"
+        back = cache.memo(ds, "frame", [k], lambda: pytest.fail("recomputed"))
+        pd.testing.assert_frame_equal(back, frame, check_exact=True)
+    assert cache.memo(ds, "frame", [0], lambda: None).tier.tolist()[1] is None
+
+
+def test_cached_churn_status_equals_a_fresh_one(tiny_ds, tmp_path):
+    from fupan.measures import outcomes
+
+    ds = dataclasses.replace(tiny_ds, cache_dir=tmp_path / "cache")
+    fresh = outcomes.churn_status(tiny_ds)
+    outcomes.churn_status(ds)  # computed and written
+    assert [p.read_bytes()[:4] for p in ds.cache_dir.glob("*.pkl")] == [b"PAR1"]
+    cached = outcomes.churn_status(ds)  # read back
+    pd.testing.assert_frame_equal(cached, fresh, check_exact=True)
+    assert cached.dtypes.to_dict() == fresh.dtypes.to_dict()

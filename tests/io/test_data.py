@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
 
 import ibis
@@ -366,3 +367,15 @@ def test_clean_tables_keep_source_order_when_orphans_are_dropped(tmp_path):
         assert _problem(ds.report, "orphans").count == len(range(0, n, 7))
         got = ds["orders"].order_id.to_pandas().tolist()
     assert got == [x for x, c in zip(o.order_id, o.customer_id, strict=True) if c != "C99"]
+
+
+def test_strip_skips_the_trim_only_where_it_changes_nothing():
+    from fupan.io.contract import _strip
+
+    values = ["", " ", "a", " a", "a ", "\ta\n", "中", " 中 ", "\u3000a\u3000", "a\x0b", "\x0ca"]
+    values += ["x\ry", None, "\x01a", "\x01", "a\x01 ", "a\r", "1,234 ", " 2026-01-05"]
+    t = ibis.memtable({"x": values}, schema={"x": "string"})
+    got = ibis.duckdb.connect().to_pyarrow(t.select(a=_strip(t.x), b=t.x.strip())).to_pydict()
+    assert (
+        got["a"] == got["b"] == [None if v is None else v.strip(string.whitespace) for v in values]
+    )
