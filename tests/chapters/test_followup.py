@@ -3,6 +3,7 @@ pilot readout, degrading in words, and grading a previous run's list."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import shutil
@@ -611,3 +612,37 @@ def test_a_previous_runs_recorded_forecasts_are_graded_as_recorded(world, graded
         assert "nan" not in table and "None" not in table and "–" not in table
         note = followup.headline_lines(fu.headline, fu.as_of_then, fu.source, lang, f)["note"]
         assert "followup_forecasts.csv" in note
+
+
+def test_the_report_dates_health_scoring_is_scored_once_per_run(world, tmp_path, monkeypatch):
+    """Chapter 5 scores the report date and the month before; the follow-up's next-year
+    forecast reads the report date's scoring from the run cache: the same frame as scoring
+    it alone, without a second scoring. ``reasons=False`` changes no score, only leaves the
+    red band's reasons blank."""
+    import dataclasses
+
+    from fupan.chapters import atrisk, kpi
+
+    data_dir, _ = world
+    P = _params(tmp_path, data_dir)
+    day, before = dt.date(2026, 10, 31), dt.date(2026, 9, 30)
+    with fdata.loaded(P) as ds:
+        alone, _ = kpi.health_bands(ds, day)  # no run cache: scored here
+        quiet, _ = kpi.health_bands(ds, day, reasons=False)
+        run = dataclasses.replace(ds, cache_dir=tmp_path / "cache")
+        both, _ = kpi.health_bands(run, day, before)
+
+        def scored_again(*args, **kwargs):
+            raise AssertionError("scored a second time")
+
+        monkeypatch.setattr(atrisk, "at_risk_lists", scored_again)
+        again, _ = kpi.health_bands(run, day)
+    pd.testing.assert_frame_equal(both[day], alone[day])
+    pd.testing.assert_frame_equal(again[day], alone[day])
+    assert set(both) == {day, before} and len(both[before])
+    red = alone[day].band == "red"
+    assert red.any() and (alone[day].reasons[red] != "").all()
+    assert (quiet[day].reasons == "").all()
+    pd.testing.assert_frame_equal(
+        quiet[day].drop(columns="reasons"), alone[day].drop(columns="reasons")
+    )

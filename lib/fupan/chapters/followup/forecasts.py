@@ -70,14 +70,18 @@ class Forecast:
     recorded: bool = False
 
 
-def red_list_then(ds_cut: Dataset) -> tuple[pd.DataFrame, str]:
+def red_list_then(ds_cut: Dataset, reasons: bool = True) -> tuple[pd.DataFrame, str]:
     """Every live customer at the cut scored the way the review would have: chapter 2's
-    health score when it can be trained (the red band flagged), else chapter 5's rules."""
+    health score when it can be trained (the red band flagged), else chapter 5's rules.
+
+    The red band's reasons are not read here: ``reasons=False`` skips putting them in
+    words; the default asks for the scoring chapter 5 keeps in the run cache
+    (:func:`fupan.chapters.kpi.health_bands`)."""
     from fupan.chapters import kpi
 
     cut = pd.Timestamp(ds_cut.params.as_of).date()
     try:
-        scored, why = kpi.health_bands(ds_cut, cut)
+        scored, why = kpi.health_bands(ds_cut, cut, reasons=reasons)
     except RuntimeError:
         scored, why = None, "model_failed:health"
     if scored is None:
@@ -148,16 +152,17 @@ def base_rates(ds_cut: Dataset, horizon_days: int, before: pd.DataFrame) -> dict
     return out
 
 
-def _forecast_at(ds_at: Dataset, months: int) -> Forecast:
+def _forecast_at(ds_at: Dataset, months: int, reasons: bool = True) -> Forecast:
     """The forecasts a review as of ``ds_at.params.as_of`` makes, from ``ds_at`` (a dataset
     holding nothing after that date): the red list with its probabilities, the 12-month
-    spend forecast, each customer's revenue of the year before, and the base rates."""
+    spend forecast, each customer's revenue of the year before, and the base rates.
+    ``reasons``: as :func:`red_list_then` (a cut dataset has no run cache to read)."""
     from fupan.measures import segments
 
     at = pd.Timestamp(ds_at.params.as_of).date()
     notes: dict[str, str] = {}
     horizon = ds_at.params.churn.horizon_days
-    scores, method = red_list_then(ds_at)
+    scores, method = red_list_then(ds_at, reasons)
     clv = None
     try:
         clv = predicted_spend(ds_at, months)
@@ -189,7 +194,7 @@ def backtest(ds: Dataset, months: int = MONTHS, cut: dt.date | None = None) -> F
     cut = cut or cut_date(ds.params.as_of, months)
     ds_cut = as_of_cut(ds, cut)
     try:
-        return _forecast_at(ds_cut, months)
+        return _forecast_at(ds_cut, months, reasons=False)
     finally:
         ds_cut.close()
 

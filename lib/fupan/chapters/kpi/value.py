@@ -87,13 +87,19 @@ def _as_of_view(ds: Dataset, day: dt.date) -> Dataset:
 
 
 def health_bands(
-    ds: Dataset, as_of: dt.date, before: dt.date | None = None
+    ds: Dataset, as_of: dt.date, before: dt.date | None = None, reasons: bool = True
 ) -> tuple[Any, str | None]:
     """Health scores and bands from the churn chapter (:mod:`fupan.chapters.atrisk`).
 
     The health model is trained as of ``as_of`` (only snapshots whose labels are known by
     then) and scores every live customer at ``as_of``, and, with ``before``, at that earlier
     date with the same model and thresholds (to find customers newly in the red band).
+
+    The scores are kept in the run cache (:mod:`fupan.io.cache`): chapter 5 scores the
+    report month's end, and the follow-up (chapter 6, after chapter 5) the same date for
+    next year's forecasts; the date scored with ``before`` is kept on its own too, so both
+    read one scoring. ``reasons=False`` leaves the red band's reasons out (empty text), for
+    callers that read only the scores.
 
     Returns
     -------
@@ -111,30 +117,54 @@ def health_bands(
     source = ds.params.kpi.at_risk_source
     if source == "rules":
         return None, "disabled:health"
-    from fupan.chapters import atrisk  # the churn chapter's health score
+    from fupan.io import cache
 
     view = _as_of_view(ds, as_of)
-    everyone = ("red", "amber", "green")
+    now = _iso(as_of)
+    then = None if before is None or _iso(before) == now else _iso(before)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = atrisk.train(view)
-            # Only the red band's reasons are shown (the at-risk list); the earlier date
-            # only says who was red then. Both dates are scored with one feature query.
-            days: dict[dt.date, tuple[str, ...]] = {as_of: ("red",)}
-            if before is not None and before != as_of:
-                days[before] = ()
-            lists = atrisk.at_risk_lists(view, days, model=model, bands=everyone)
-            out = {d: lists[pd.Timestamp(d).normalize()] for d in days}
-            if before is not None and before == as_of:
-                out[before] = out[as_of]
+            got = cache.memo(
+                view,
+                "kpi.health_bands",
+                [now, then, reasons],
+                lambda: _scored(view, as_of, before if then else None, reasons),
+            )
+            if then is not None:
+                # the report date alone, as a caller without ``before`` asks for it
+                cache.memo(view, "kpi.health_bands", [now, None, reasons], lambda: {now: got[now]})
     except _MODEL_ERRORS as exc:
         if source == "health":
             raise RuntimeError(
                 f"kpi.at_risk_source is 'health' but the health model failed: {exc}"
             ) from exc
         return None, "model_failed:health"
+    out = {as_of: got[now]}
+    if before is not None:
+        out[before] = got[then or now]
     return out, None
+
+
+def _iso(day: Any) -> str:
+    return pd.Timestamp(day).date().isoformat()
+
+
+def _scored(
+    view: Dataset, as_of: dt.date, before: dt.date | None, reasons: bool
+) -> dict[str, pd.DataFrame]:
+    """:func:`health_bands`' frames by ISO date (``view``: the dataset as of ``as_of``;
+    ``before`` a different date or ``None``)."""
+    from fupan.chapters import atrisk  # the churn chapter's health score
+
+    model = atrisk.train(view)
+    # Only the red band's reasons are shown (the at-risk list); the earlier date only says
+    # who was red then. Both dates are scored with one feature query.
+    days: dict[dt.date, tuple[str, ...]] = {as_of: ("red",) if reasons else ()}
+    if before is not None:
+        days[before] = ()
+    lists = atrisk.at_risk_lists(view, days, model=model, bands=("red", "amber", "green"))
+    return {_iso(d): lists[pd.Timestamp(d).normalize()] for d in days}
 
 
 def _health(ctx: _Ctx, day: dt.date, before: dt.date | None = None) -> tuple[Any, str | None]:
