@@ -610,6 +610,9 @@ def open_staged(params: Params, work_dir: str | Path) -> Dataset:
         con = engine.spark_backend(work / engine.PARQUET_DIR, present)
     else:
         con = ibis.duckdb.connect(str(work / STAGED_NAME), read_only=True)
+        # in a kernel DuckDB draws a progress widget (with a random id) for a query over
+        # 2 s: the executed notebook would differ between runs and hold a useless widget
+        con.raw_sql("SET enable_progress_bar = false")
         _limit_memory(con, params, work)
     report = ValidationReport.from_dict(meta["report"])
     apply_resolved_params(params, report)

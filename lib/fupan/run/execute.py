@@ -21,6 +21,7 @@ from typing import Any
 
 from fupan.core.params import Params
 from fupan.report.results import results_lock_available, write_json_atomic
+from fupan.run import skip_slow_imports
 from fupan.run.memory import MemoryWatch, memory_available_share
 
 
@@ -96,7 +97,8 @@ WAITS_FOR: dict[str, tuple[str, ...]] = {
     "03_ltv_loss": ("02_churn_root_cause",),
     "04_strategy_simulation": ("02_churn_root_cause", "03_ltv_loss"),
     "05_kpi_tracking": ("02_churn_root_cause", "03_ltv_loss"),
-    # the follow-up sets this run's findings and scenario predictions beside last year's
+    # the follow-up reads 01's findings (grading a previous run), 04's scenario predictions
+    # and 05's health scoring of the report date (run cache)
     "06_followup": ("01_diagnosis", "04_strategy_simulation", "05_kpi_tracking"),
 }
 
@@ -574,15 +576,6 @@ def warm_code(src: Path) -> str:
             tree = ast.Module(body=[], type_ignores=[])
         lines += [ast.unparse(n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     return "\n".join(lines)
-
-
-def skip_slow_imports() -> None:
-    """In a process of ours (a notebook process; the CLI may call it too): nbformat's
-    jsonschema imports ``rfc3987_syntax`` when it is installed, which builds a Lark parser
-    for IRIs at import (1 CPU s in every process). Notebooks are validated against a
-    draft-4 schema, which has no IRI format; without the module jsonschema only lacks its
-    IRI format checkers."""
-    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 
 async def _warm_up(km: Any, code: str, timeout: int) -> None:

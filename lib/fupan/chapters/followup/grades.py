@@ -22,7 +22,6 @@ from fupan.chapters.followup.intervals import (
 from fupan.io import engine
 from fupan.io.dataset import Dataset
 from fupan.measures import outcomes
-from fupan.models import health
 
 # --------------------------------------------------------------------------------------
 # What happened since
@@ -142,8 +141,15 @@ def calibration_grades(
     return {
         "brier": b, "brier_low": lo, "brier_high": hi, "brier_base_rate": ref,
         "expected_churners": float(p.sum()), "churners": int(y.sum()), "n": int(len(p)),
-        "table": health.calibration(p, y, bins=10),
+        "table": _calibration(p, y),
     }  # fmt: skip
+
+
+def _calibration(p: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+    # imported here: models.health brings scikit-learn (~0.5 CPU s) into chapter 6's kernel
+    from fupan.models import health
+
+    return health.calibration(p, y, bins=10)
 
 
 def realised_spend(ds: Dataset, then: dt.date, months: int = MONTHS) -> pd.DataFrame:
