@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import inprocess
+import paramfile
 import pytest
 import shapes
 from fupan.core import params as fparams
 from fupan.report import gate
 
-CHAPTERS = "notebooks: [01_diagnosis, 05_kpi_tracking]\n"
+CHAPTERS = ["01_diagnosis", "05_kpi_tracking"]
 
 
 def _demo(root: Path) -> Path:
@@ -51,7 +52,7 @@ pytestmark = pytest.mark.slow  # three reviews of two chapters: some two minutes
 @pytest.mark.parametrize("name", list(BUILDERS))
 def test_gate_passes_on_a_review(tmp_path, name):
     params_path = BUILDERS[name](tmp_path)
-    params_path.write_text(params_path.read_text(encoding="utf-8") + CHAPTERS, encoding="utf-8")
+    paramfile.update(params_path, notebooks=CHAPTERS)
     run = inprocess.review(params_path, tmp_path / "reports")
     params = fparams.load(params_path)
     assert gate.check(run.results, params) == []
