@@ -3,8 +3,11 @@ and the session's end-to-end review, each made once per session where tests only
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -57,23 +60,50 @@ def tiny_params(tmp_path: Path, tiny_data: Path) -> Path:
     return tiny.params_file(tmp_path, tiny_data)
 
 
+def shared_folder(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]
+) -> Path:
+    """``<base>/<name>/data``, written by ``build`` once per test run.
+
+    Under pytest-xdist every worker has its own session, so a session fixture would be
+    built once per worker; the first worker to get here builds the folder under a file
+    lock in the folder the workers' temporary folders share, and the others wait for it
+    and read it (pytest-xdist's documented pattern for session fixtures). Deterministic
+    builds only (seeded), and the folder is read-only for the tests.
+    """
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    root = base / name
+    out = root / "data"
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "done").exists():
+            shutil.rmtree(root, ignore_errors=True)  # a build that died half-way
+            build(out)
+            (root / "done").touch()
+    return out
+
+
 @pytest.fixture(scope="session")
 def demo_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """1,500 generated customers (all eight tables, truth.json), made once per session."""
+    """1,500 generated customers (all eight tables, truth.json), made once per test run
+    (shared by the xdist workers). Read-only."""
     demo = pytest.importorskip("fupan.demo")
-    out = tmp_path_factory.mktemp("demo") / "data"
-    demo.generate(out, customers=1500, seed=7)
-    return out
+    return shared_folder(
+        tmp_path_factory, "demo1500", lambda out: demo.generate(out, customers=1500, seed=7)
+    )
 
 
 @pytest.fixture(scope="session")
 def demo_default(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default demo (5,000 customers, seed 42: what `make data` writes), made once per
-    session for the chapters' acceptance tests. Read-only: copy it before changing a table."""
+    test run (shared by the xdist workers) for the chapters' acceptance tests. Read-only:
+    copy it before changing a table."""
     demo = pytest.importorskip("fupan.demo")
-    out = tmp_path_factory.mktemp("demo5k") / "data"
-    demo.generate(out, customers=5000, seed=42)
-    return out
+    return shared_folder(
+        tmp_path_factory, "demo5k", lambda out: demo.generate(out, customers=5000, seed=42)
+    )
 
 
 def _golden_tool():
@@ -121,3 +151,81 @@ def assign_by_frame(frame: pd.DataFrame, rules: list) -> pd.Series:
         bad = frame.index[hits != 1][:5].tolist()
         raise ValueError(f"segment rules are not mutually exclusive and exhaustive (rows {bad})")
     return masks.idxmax(axis=1) if len(frame) else pd.Series([], dtype=object, index=frame.index)
+
+
+# ------------------------------------------------------------------ running on two workers
+# `make test` runs `pytest -n 2 --dist loadgroup --no-loadscope-reorder` (pytest-xdist).
+# Each worker has its own session, so tests that read one expensive build made by a
+# module-scoped fixture or by the session's review must run on one worker, or each worker
+# builds it again. The groups below are the connected sets of tests that share such a
+# build; xdist hands each group to one worker whole. The demo data folders are shared
+# through `shared_folder` instead and need no group.
+
+#: session fixtures that run a review: their users share the worker that made it
+SESSION_RUNS = ("review_run",)
+
+
+def _builds(item: pytest.Item) -> list[str]:
+    """The expensive builds an item reads: session reviews, and module- or class-scoped
+    fixtures (one build per parameter of a parametrised one)."""
+    names = getattr(item, "fixturenames", ())
+    keys = [f"session:{n}" for n in SESSION_RUNS if n in names]
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    indices = getattr(getattr(item, "callspec", None), "indices", {})
+    for name in names:
+        fixture = (defs.get(name) or [None])[-1]
+        if fixture is not None and fixture.scope in ("module", "class"):
+            where = item.nodeid.split("::")[0]
+            keys.append(f"{where}:{name}:{indices.get(name, '')}")
+    return keys
+
+
+def _groups(items: list[pytest.Item]) -> dict[int, str]:
+    """Item index -> group name, for the items that share a build (union-find)."""
+    parent: dict[str, str] = {}
+
+    def find(k: str) -> str:
+        while parent.setdefault(k, k) != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    keyed = {i: _builds(item) for i, item in enumerate(items)}
+    for keys in keyed.values():
+        for k in keys[1:]:
+            parent[find(k)] = find(keys[0])
+    # a readable, stable name without '@' or brackets (xdist splits the node id there)
+    return {
+        i: "".join(c if c.isalnum() or c in "/._:-" else "_" for c in find(keys[0]))
+        for i, keys in keyed.items()
+        if keys
+    }
+
+
+class _Groups:
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Mark the groups, before xdist reads the marks."""
+        for i, group in _groups(items).items():
+            items[i].add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_Groups(), "fupan-xdist-groups")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the heaviest work first (after pytest's own ordering by fixture), so that
+    neither worker is left with a long group at the end: longest first. A group weighs 10
+    per slow test and 1 per other test; a test outside the groups weighs alone. The order
+    within a group, and so within a module, is kept."""
+    weight: dict[str, int] = {}
+    group = {}
+    for i, item in enumerate(items):
+        mark = item.get_closest_marker("xdist_group")
+        w = 10 if item.get_closest_marker("slow") else 1
+        key = mark.args[0] if mark else f"item:{i}"
+        group[i] = key
+        weight[key] = weight.get(key, 0) + w
+    items[:] = [items[i] for i in sorted(range(len(items)), key=lambda i: (-weight[group[i]], i))]
