@@ -84,12 +84,13 @@ spark-deps: setup ## Install Java (Debian's default-jre-headless, when absent) a
 # lists its slowest tests, so the time can be read off CI.
 JOBS ?= 2
 XDIST = $(if $(filter-out 1,$(JOBS)),-n $(JOBS))
+GROUPED = $(XDIST) $(if $(XDIST),--dist loadgroup --no-loadscope-reorder)
 test: setup data browser-deps ## Run every test: unit, statistical references, notebooks (nbval), end to end, browser
-	$(BIN)/python -m pytest $(XDIST) $(if $(XDIST),--dist loadgroup --no-loadscope-reorder) --durations=50 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(GROUPED) --durations=50 $(PYTEST_ARGS)
 	$(BIN)/python -m pytest $(XDIST) $(if $(XDIST),--dist loadscope) --nbval-lax -p no:cacheprovider notebooks/ $(PYTEST_ARGS)
 
 test-fast: setup ## Unit tests only (no end-to-end runs, no notebooks)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(GROUPED) -m "not slow" $(PYTEST_ARGS)
 
 golden: setup ## Re-record tests/golden/ (demo hashes, a 300-customer review's results, the scenario table); a few minutes
 	$(BIN)/python tools/golden.py record

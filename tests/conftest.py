@@ -141,6 +141,16 @@ def review_run(tmp_path_factory: pytest.TempPathFactory, golden_tool):
     return runner.run(params, pf, reports_dir=work / "reports", log=lambda m: None)
 
 
+@pytest.fixture(scope="session")
+def installed_review(tmp_path_factory: pytest.TempPathFactory):
+    """fupan built as a wheel, installed in a fresh venv and run from an empty folder: an
+    English review of every chapter on 300 demo customers (`tests/installed.py`), once per
+    session. The wheel test checks the install; the browser test checks the English deck."""
+    import installed
+
+    return installed.install_and_review(ROOT, tmp_path_factory.mktemp("wheel"))
+
+
 def assign_by_frame(frame: pd.DataFrame, rules: list) -> pd.Series:
     """segments.assign_rules as first written (the reference its replacement must equal): a frame of masks reduced row by row."""
     masks = pd.DataFrame(
@@ -162,7 +172,7 @@ def assign_by_frame(frame: pd.DataFrame, rules: list) -> pd.Series:
 # through `shared_folder` instead and need no group.
 
 #: session fixtures that run a review: their users share the worker that made it
-SESSION_RUNS = ("review_run",)
+SESSION_RUNS = ("review_run", "installed_review")
 
 
 def _builds(item: pytest.Item) -> list[str]:
