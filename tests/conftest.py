@@ -4,8 +4,10 @@ and the session's end-to-end review, each made once per session where tests only
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -212,16 +214,49 @@ def _groups(items: list[pytest.Item]) -> dict[int, str]:
     }
 
 
+def _group_file(controller_pid: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"fupan-xdist-groups-{controller_pid}.json"
+
+
 class _Groups:
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        """Mark the groups, before xdist reads the marks."""
-        for i, group in _groups(items).items():
+        """Mark the groups (`xdist_group`) and, on an xdist worker, write them for the
+        controller's scheduler below (pytest 9 keeps a node id where xdist 3.8's loadgroup
+        can no longer append the group, so the marks alone do nothing there)."""
+        groups = _groups(items)
+        for i, group in groups.items():
             items[i].add_marker(pytest.mark.xdist_group(group))
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            path = _group_file(os.getppid())  # the workers are the controller's children
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({items[i].nodeid: g for i, g in groups.items()}))
+            os.replace(tmp, path)  # both workers write the same map
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_Groups(), "fupan-xdist-groups")
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadgroup` with the groups the workers wrote: a group goes to one worker
+    whole, every other test alone (xdist's loadscope with our scope of a node id)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:  # the workers have collected before scheduling starts
+                path = _group_file(os.getpid())
+                self.groups = json.loads(path.read_text()) if path.exists() else {}
+                path.unlink(missing_ok=True)
+            return self.groups.get(nodeid, nodeid)
+
+    return GroupScheduling(config, log)
 
 
 @pytest.hookimpl(trylast=True)
