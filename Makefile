@@ -78,13 +78,19 @@ spark-deps: setup ## Install Java (Debian's default-jre-headless, when absent) a
 	fi
 	$(BIN)/python -m pip install --quiet -e '.[dev,lab,spark]'
 
-# --durations: every run's log lists its slowest tests, so the time can be read off CI
+# Two workers (pytest-xdist; JOBS=1 for one process): tests that share one review run on
+# one worker (the groups in tests/conftest.py), the heaviest first. nbval runs each notebook
+# in one kernel (loadscope: a notebook's cells stay together). --durations: every run's log
+# lists its slowest tests, so the time can be read off CI.
+JOBS ?= 2
+XDIST = $(if $(filter-out 1,$(JOBS)),-n $(JOBS))
+GROUPED = $(XDIST) $(if $(XDIST),--dist loadgroup --no-loadscope-reorder)
 test: setup data browser-deps ## Run every test: unit, statistical references, notebooks (nbval), end to end, browser
-	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)
-	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks/ $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(GROUPED) --durations=50 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(if $(XDIST),--dist loadscope) --nbval-lax -p no:cacheprovider notebooks/ $(PYTEST_ARGS)
 
 test-fast: setup ## Unit tests only (no end-to-end runs, no notebooks)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(GROUPED) -m "not slow" $(PYTEST_ARGS)
 
 golden: setup ## Re-record tests/golden/ (demo hashes, a 300-customer review's results, the scenario table); a few minutes
 	$(BIN)/python tools/golden.py record

@@ -3,8 +3,13 @@ and the session's end-to-end review, each made once per session where tests only
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import shutil
+import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -57,23 +62,50 @@ def tiny_params(tmp_path: Path, tiny_data: Path) -> Path:
     return tiny.params_file(tmp_path, tiny_data)
 
 
+def shared_folder(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]
+) -> Path:
+    """``<base>/<name>/data``, written by ``build`` once per test run.
+
+    Under pytest-xdist every worker has its own session, so a session fixture would be
+    built once per worker; the first worker to get here builds the folder under a file
+    lock in the folder the workers' temporary folders share, and the others wait for it
+    and read it (pytest-xdist's documented pattern for session fixtures). Deterministic
+    builds only (seeded), and the folder is read-only for the tests.
+    """
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    root = base / name
+    out = root / "data"
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "done").exists():
+            shutil.rmtree(root, ignore_errors=True)  # a build that died half-way
+            build(out)
+            (root / "done").touch()
+    return out
+
+
 @pytest.fixture(scope="session")
 def demo_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """1,500 generated customers (all eight tables, truth.json), made once per session."""
+    """1,500 generated customers (all eight tables, truth.json), made once per test run
+    (shared by the xdist workers). Read-only."""
     demo = pytest.importorskip("fupan.demo")
-    out = tmp_path_factory.mktemp("demo") / "data"
-    demo.generate(out, customers=1500, seed=7)
-    return out
+    return shared_folder(
+        tmp_path_factory, "demo1500", lambda out: demo.generate(out, customers=1500, seed=7)
+    )
 
 
 @pytest.fixture(scope="session")
 def demo_default(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default demo (5,000 customers, seed 42: what `make data` writes), made once per
-    session for the chapters' acceptance tests. Read-only: copy it before changing a table."""
+    test run (shared by the xdist workers) for the chapters' acceptance tests. Read-only:
+    copy it before changing a table."""
     demo = pytest.importorskip("fupan.demo")
-    out = tmp_path_factory.mktemp("demo5k") / "data"
-    demo.generate(out, customers=5000, seed=42)
-    return out
+    return shared_folder(
+        tmp_path_factory, "demo5k", lambda out: demo.generate(out, customers=5000, seed=42)
+    )
 
 
 def _golden_tool():
@@ -111,6 +143,16 @@ def review_run(tmp_path_factory: pytest.TempPathFactory, golden_tool):
     return runner.run(params, pf, reports_dir=work / "reports", log=lambda m: None)
 
 
+@pytest.fixture(scope="session")
+def installed_review(tmp_path_factory: pytest.TempPathFactory):
+    """fupan built as a wheel, installed in a fresh venv and run from an empty folder: an
+    English review of every chapter on 300 demo customers (`tests/installed.py`), once per
+    session. The wheel test checks the install; the browser test checks the English deck."""
+    import installed
+
+    return installed.install_and_review(ROOT, tmp_path_factory.mktemp("wheel"))
+
+
 def assign_by_frame(frame: pd.DataFrame, rules: list) -> pd.Series:
     """segments.assign_rules as first written (the reference its replacement must equal): a frame of masks reduced row by row."""
     masks = pd.DataFrame(
@@ -121,3 +163,114 @@ def assign_by_frame(frame: pd.DataFrame, rules: list) -> pd.Series:
         bad = frame.index[hits != 1][:5].tolist()
         raise ValueError(f"segment rules are not mutually exclusive and exhaustive (rows {bad})")
     return masks.idxmax(axis=1) if len(frame) else pd.Series([], dtype=object, index=frame.index)
+
+
+# ------------------------------------------------------------------ running on two workers
+# `make test` runs `pytest -n 2 --dist loadgroup --no-loadscope-reorder` (pytest-xdist).
+# Each worker has its own session, so tests that read one expensive build made by a
+# module-scoped fixture or by the session's review must run on one worker, or each worker
+# builds it again. The groups below are the connected sets of tests that share such a
+# build; xdist hands each group to one worker whole. The demo data folders are shared
+# through `shared_folder` instead and need no group.
+
+#: session fixtures that run a review: their users share the worker that made it
+SESSION_RUNS = ("review_run", "installed_review")
+
+
+def _builds(item: pytest.Item) -> list[str]:
+    """The expensive builds an item reads: session reviews, and module- or class-scoped
+    fixtures (one build per parameter of a parametrised one)."""
+    names = getattr(item, "fixturenames", ())
+    keys = [f"session:{n}" for n in SESSION_RUNS if n in names]
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    indices = getattr(getattr(item, "callspec", None), "indices", {})
+    for name in names:
+        fixture = (defs.get(name) or [None])[-1]
+        if fixture is not None and fixture.scope in ("module", "class"):
+            where = item.nodeid.split("::")[0]
+            keys.append(f"{where}:{name}:{indices.get(name, '')}")
+    return keys
+
+
+def _groups(items: list[pytest.Item]) -> dict[int, str]:
+    """Item index -> group name, for the items that share a build (union-find)."""
+    parent: dict[str, str] = {}
+
+    def find(k: str) -> str:
+        while parent.setdefault(k, k) != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    keyed = {i: _builds(item) for i, item in enumerate(items)}
+    for keys in keyed.values():
+        for k in keys[1:]:
+            parent[find(k)] = find(keys[0])
+    # a readable, stable name without '@' or brackets (xdist splits the node id there)
+    return {
+        i: "".join(c if c.isalnum() or c in "/._:-" else "_" for c in find(keys[0]))
+        for i, keys in keyed.items()
+        if keys
+    }
+
+
+def _group_file(controller_pid: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"fupan-xdist-groups-{controller_pid}.json"
+
+
+class _Groups:
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Mark the groups (`xdist_group`) and, on an xdist worker, write them for the
+        controller's scheduler below (pytest 9 keeps a node id where xdist 3.8's loadgroup
+        can no longer append the group, so the marks alone do nothing there)."""
+        groups = _groups(items)
+        for i, group in groups.items():
+            items[i].add_marker(pytest.mark.xdist_group(group))
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            path = _group_file(os.getppid())  # the workers are the controller's children
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({items[i].nodeid: g for i, g in groups.items()}))
+            os.replace(tmp, path)  # both workers write the same map
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_Groups(), "fupan-xdist-groups")
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadgroup` with the groups the workers wrote: a group goes to one worker
+    whole, every other test alone (xdist's loadscope with our scope of a node id)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:  # the workers have collected before scheduling starts
+                path = _group_file(os.getpid())
+                self.groups = json.loads(path.read_text()) if path.exists() else {}
+                path.unlink(missing_ok=True)
+            return self.groups.get(nodeid, nodeid)
+
+    return GroupScheduling(config, log)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the heaviest work first (after pytest's own ordering by fixture), so that
+    neither worker is left with a long group at the end: longest first. A group weighs 10
+    per slow test and 1 per other test; a test outside the groups weighs alone. The order
+    within a group, and so within a module, is kept."""
+    weight: dict[str, int] = {}
+    group = {}
+    for i, item in enumerate(items):
+        mark = item.get_closest_marker("xdist_group")
+        w = 10 if item.get_closest_marker("slow") else 1
+        key = mark.args[0] if mark else f"item:{i}"
+        group[i] = key
+        weight[key] = weight.get(key, 0) + w
+    items[:] = [items[i] for i in sorted(range(len(items)), key=lambda i: (-weight[group[i]], i))]

@@ -3,6 +3,7 @@
 Each test states only the fields it is about; everything else is fupan's default. Fields are
 written as `key: value` lines in the order given, then `data.source`, `notebooks` and the
 test's own YAML text (`extra`), so a test can add whole sections (`churn:\\n  ...`).
+`update` edits a written file as parsed YAML.
 """
 
 from __future__ import annotations
@@ -45,3 +46,35 @@ def write(
     path = folder / filename
     path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
     return path
+
+
+def update(path: str | Path, changes: dict | str = "", /, **fields: object) -> Path:
+    """Edit a params file as YAML and return its path.
+
+    ``changes`` (a mapping, or YAML text such as ``"data:\\n  encoding: utf-8\\n"``) is merged
+    into the parsed file section by section (a mapping into a mapping, anything else
+    replaces); ``fields`` set top-level keys (``name="..."``). A test that edited the text
+    with ``str.replace`` changed nothing, silently, once the text it looked for moved; this
+    fails instead when the file is not a mapping.
+    """
+    import yaml
+
+    path = Path(path)
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path} is not a YAML mapping")
+    more = yaml.safe_load(changes) if isinstance(changes, str) else changes
+    _merge(doc, {**(more or {}), **fields})
+    path.write_text(
+        yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, default_flow_style=False),
+        encoding="utf-8",
+    )
+    return path
+
+
+def _merge(into: dict, changes: dict) -> None:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value

@@ -300,6 +300,38 @@ SHAPES: dict[str, Callable[[Path], Path]] = {
 }
 
 
+# The consistency gate (tests/e2e/test_gate_shapes.py): the metrics both chapters quote with a value on each shape (what its tables allow) ...
+VALUED = {
+    "demo": {"annual_churn", "nrr", "grr", "top_n_renewal", "touch_coverage"},
+    "contractual": {"annual_churn", "nrr", "grr", "top_n_renewal"},
+    "cdnow": {"annual_churn"},
+}
+# ... and those both say cannot be computed: touch coverage without touches; CDNOW's
+# orders start 1997-01-01, inside the base year (1996-07-01 .. 1997-06-30) of revenue
+# retention at 1998-06-30
+NO_VALUE = {
+    "demo": set(),
+    "contractual": {"touch_coverage"},
+    "cdnow": {"nrr", "grr", "touch_coverage"},
+}
+
+
+def check_gate(name: str, results: dict, params_path: Path, **overrides) -> None:
+    """The gate passes on ``results`` and quotes the expected metrics with and without a
+    value."""
+    from fupan.core import params as fparams
+    from fupan.report import gate
+
+    params = fparams.load(params_path, **overrides)
+    assert gate.check(results, params) == []
+    groups = gate.shared(results, params)
+    assert {"diagnosis", "kpi"} <= {q.key.split(".")[0] for g in groups for q in g}
+    valued = {g[0].metric for g in groups if g[0].value is not None}
+    empty = {g[0].metric for g in groups if g[0].value is None}
+    assert VALUED[name] <= valued, valued
+    assert NO_VALUE[name] == empty, empty
+
+
 def cannot_show(results: dict) -> list[tuple[str, list[str], str]]:
     """What a run could not show, from results.json: per chapter section and reason, the
     slides and headline figures that reason explains (``<section>.skipped``), in the order

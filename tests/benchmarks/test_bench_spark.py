@@ -157,7 +157,10 @@ def test_cpu_seconds_count_a_grandchild_nobody_waits_for(tmp_path):
     )
     code = (
         "import pathlib, subprocess, sys, time\n"
-        f"p = subprocess.Popen([sys.executable, '-c', {burn!r}])\n"
+        # the grandchild's output goes nowhere: holding the pipes, it would keep measure's
+        # readers waiting their 10 s each, which is not what this test is about
+        f"p = subprocess.Popen([sys.executable, '-c', {burn!r}], stdout=subprocess.DEVNULL,"
+        " stderr=subprocess.DEVNULL)\n"
         "print('CHILD', p.pid, flush=True)\n"
         f"while not pathlib.Path({str(flag)!r}).exists(): time.sleep(0.05)\n"
         "time.sleep(2.5)\n"  # at least two of measure's one-second CPU samples

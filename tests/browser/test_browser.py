@@ -5,8 +5,8 @@ errors, keyboard navigation, and for every slide: not blank, nothing overflowing
 clipped (cut at the slide body's edge or under the footer), every chart titled, and no
 chart whose legend or labels cover its data (checked when matplotlib drew it, recorded in
 the PNG: :func:`fupan.report.deck.chart_problems`). Screenshots are saved beside the test run for
-a human to look at. An English review of a small demo runs through the same checks,
-follow-up chapter included.
+a human to look at. The English review the installed wheel ran (`installed_review`) goes through the
+same checks, follow-up chapter included.
 """
 
 from __future__ import annotations
@@ -158,26 +158,11 @@ def test_full_review_deck_in_chromium(browser, review_run, tmp_path):
     check_deck(browser, review_run.deck, out)
 
 
-@pytest.fixture(scope="module")
-def english_review(tmp_path_factory):
-    """A small English review (400 customers, every chapter incl. the follow-up)."""
-    from fupan import demo
-
-    work = tmp_path_factory.mktemp("english")
-    data = work / "data"
-    demo.generate(data, customers=400, seed=5)
-    root = Path(__file__).resolve().parents[2]
-    (work / "benchmarks.yaml").write_text(
-        (root / "params" / "benchmarks.yaml").read_text(encoding="utf-8"), encoding="utf-8"
-    )
-    pf = work / "annual_review.yaml"
-    pf.write_text((root / "params" / "annual_review.yaml").read_text(encoding="utf-8"))
-    params = fparams.load(pf, **{"data.source": str(data), "lang": "en"})
-    return runner.run(params, pf, reports_dir=work / "reports", log=lambda m: None)
-
-
-def test_english_review_deck_in_chromium(browser, english_review, tmp_path):
-    """The English deck passes every check and shows no Chinese outside customer data."""
+def test_english_review_deck_in_chromium(browser, installed_review, tmp_path):
+    """The English deck passes every check and shows no Chinese outside customer data: the
+    review that the installed wheel ran (every chapter incl. the follow-up, 300 demo
+    customers; conftest's `installed_review`), so no review runs for this test alone."""
+    english_review = installed_review
     page = english_review.deck.read_text(encoding="utf-8")
     assert "06_followup" in page or "Follow-up" in page
     check_deck(browser, english_review.deck, english_review.run_dir / "screenshots")
@@ -186,7 +171,7 @@ def test_english_review_deck_in_chromium(browser, english_review, tmp_path):
     visible = fdeck._text(re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S))
     import pandas as pd
 
-    customers = pd.read_csv(english_review.run_dir.parent.parent / "data" / "customers.csv")
+    customers = pd.read_csv(english_review.work / "demo" / "customers.csv")
     data_words = set()  # names, regions, industries: the customer's own data, not the deck's
     for col in ("customer_name", "region", "industry", "account_manager"):
         if col in customers:

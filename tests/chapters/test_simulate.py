@@ -548,13 +548,11 @@ def test_scenarios_that_cannot_be_priced_are_listed_with_the_reason(small):
 
 def _review(work: Path, data: Path, lang: str, scenarios: str | None = None) -> runner.RunResult:
     work.mkdir(parents=True, exist_ok=True)
-    pf = _params_file(
-        work,
-        data,
-        extra="notebooks: [00_data_check, 04_strategy_simulation]\nsimulation:\n  bootstrap: 20\n",
-    ).read_text(encoding="utf-8")
-    pf = pf.replace("lang: en", f"lang: {lang}")
-    (work / "params.yaml").write_text(pf, encoding="utf-8")
+    paramfile.update(
+        _params_file(work, data),
+        {"notebooks": ["00_data_check", "04_strategy_simulation"], "simulation": {"bootstrap": 20}},
+        lang=lang,
+    )
     shipped = (ROOT / "params" / "scenarios.yaml").read_text(encoding="utf-8")
     (work / "scenarios.yaml").write_text(scenarios or shipped, encoding="utf-8")
     p = fparams.load(work / "params.yaml")

@@ -1,6 +1,8 @@
 """The 01_diagnosis notebook end to end: results.json, the deck's slides, missing tables.
 
-Slow: each test runs `fupan review` (papermill) over 00_data_check and 01_diagnosis.
+Slow: each test runs a review of 00_data_check and 01_diagnosis, with the notebooks executed
+in this process (``tests/inprocess.py``: no kernel start or package import per notebook; the
+runner's own path is covered by the session review and ``tests/run``).
 """
 
 from __future__ import annotations
@@ -8,11 +10,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import inprocess
 import pytest
 import tiny
 from conftest import ROOT
-from fupan.core import params as fparams
-from fupan.run import runner
 from test_diagnosis import independent_churn_rate, independent_first_response
 
 pytestmark = pytest.mark.slow
@@ -29,7 +30,9 @@ REQUIRED_KEYS = (
 )
 
 
-def _review(work: Path, data: Path, lang: str = "zh", benchmarks: bool = True) -> runner.RunResult:
+def _review(
+    work: Path, data: Path, lang: str = "zh", benchmarks: bool = True
+) -> inprocess.InProcessRun:
     work.mkdir(parents=True, exist_ok=True)
     bench = ""
     if benchmarks:
@@ -43,8 +46,7 @@ def _review(work: Path, data: Path, lang: str = "zh", benchmarks: bool = True) -
         f"data:\n  source: {data}\nnotebooks:\n  - 00_data_check\n  - 01_diagnosis\n",
         encoding="utf-8",
     )
-    p = fparams.load(pf)
-    return runner.run(p, pf, reports_dir=work / "reports", log=lambda m: None)
+    return inprocess.review(pf, work / "reports")
 
 
 def _chapter_slides(deck: str) -> list[str]:

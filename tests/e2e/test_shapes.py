@@ -120,3 +120,11 @@ def test_noise_column_never_ranks_as_a_driver(shape_run):
         m for w in churn.get("health_weights") or [] if w.get("weight") for m in w["members"]
     ]
     assert not any(str(m).startswith(col) for m in members), members
+
+
+def test_gate_on_the_subscription_and_cdnow_shapes(shape_run):
+    """The consistency gate on two full reviews of the matrix (``test_gate_shapes``)."""
+    name, result = shape_run
+    if name not in ("contractual", "cdnow"):
+        pytest.skip("the gate's expectations are pinned for the contractual and cdnow shapes")
+    shapes.check_gate(name, result.results, result.run_dir.parent.parent / "params.yaml")

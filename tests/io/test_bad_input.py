@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import paramfile
 import pytest
 import tiny
 from fupan.run import cli
@@ -132,10 +133,7 @@ def test_bad_input(tmp_path, capsys, case, code, words):
     case(data)
     params = tiny.params_file(tmp_path, data)
     if case is _case_gbk_declared_utf8:
-        params.write_text(
-            params.read_text().replace("  source:", "  encoding: utf-8\n  source:"),
-            encoding="utf-8",
-        )
+        paramfile.update(params, {"data": {"encoding": "utf-8"}})
     rc = cli.main(["validate", "--params", str(params)])
     out = capsys.readouterr()
     text = out.out + out.err
@@ -167,7 +165,5 @@ def test_a_database_url_source(tmp_path, capsys):
         con.create_table(name, df)
     con.disconnect()
     params = tiny.params_file(tmp_path, tmp_path)
-    params.write_text(
-        params.read_text().replace(f"source: {tmp_path.resolve()}", f"source: duckdb://{db}")
-    )
+    paramfile.update(params, {"data": {"source": f"duckdb://{db}"}})
     assert cli.main(["validate", "--params", str(params)]) == 0, capsys.readouterr()

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 import pandas as pd
+import paramfile
 import pytest
 import tiny
 from fupan.core import params as fparams
@@ -26,7 +27,7 @@ def _frames():
 def _validate(tmp_path: Path, capsys, data: Path, extra: str = "") -> tuple[int, str]:
     path = tiny.params_file(tmp_path, data)
     if extra:
-        path.write_text(path.read_text().replace("data:\n", "data:\n" + extra), encoding="utf-8")
+        paramfile.update(path, "data:\n" + extra)
     rc = cli.main(["validate", "--params", str(path)])
     out = capsys.readouterr()
     text = out.out + out.err
@@ -37,7 +38,7 @@ def _validate(tmp_path: Path, capsys, data: Path, extra: str = "") -> tuple[int,
 def _load(tmp_path: Path, data: Path, extra: str = ""):
     path = tiny.params_file(tmp_path, data)
     if extra:
-        path.write_text(path.read_text().replace("data:\n", "data:\n" + extra), encoding="utf-8")
+        paramfile.update(path, "data:\n" + extra)
     return fdata.loaded(fparams.load(path))
 
 
@@ -297,8 +298,7 @@ def test_every_order_orphaned_by_an_id_format_names_the_format(tmp_path, capsys,
 def test_windows_without_data_are_errors(tmp_path, capsys, as_of, period_start, words):
     data = tiny.write(tmp_path / "d")
     path = tiny.params_file(tmp_path, data)
-    new = f"as_of: {as_of}" + (f"\nperiod_start: {period_start}" if period_start else "")
-    path.write_text(path.read_text().replace(f"as_of: {tiny.AS_OF}", new))
+    paramfile.update(path, as_of=as_of, **({"period_start": period_start} if period_start else {}))
     rc = cli.main(["validate", "--params", str(path)])
     text = capsys.readouterr().out
     assert rc == 1

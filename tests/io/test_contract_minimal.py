@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import paramfile
 import pytest
 import tiny
 from fupan.core import params as fparams
@@ -228,12 +229,8 @@ def test_validate_catches_scenario_tiers_the_params_do_not_have(tmp_path, capsys
     data = tiny.write(tmp_path / "d")
     c = tiny.frames()["customers"].assign(tier="member")
     tiny.write(tmp_path / "d", customers=c)
-    extra = (
-        "tiers:\n  order: [member]\n  core: [member]\n"
-        "notebooks: [00_data_check, 04_strategy_simulation]\n"
-    )
-    path = tiny.params_file(tmp_path, data)
-    path.write_text(path.read_text().split("notebooks:")[0] + extra, encoding="utf-8")
+    path = tiny.params_file(tmp_path, data, notebooks=("00_data_check", "04_strategy_simulation"))
+    paramfile.update(path, {"tiers": {"order": ["member"], "core": ["member"]}})
     # chapter 4 reports the scenario as not applicable and runs the rest: validate warns
     assert cli.main(["validate", "--params", str(path)]) == 0
     err = capsys.readouterr().out

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import ibis
 import pandas as pd
+import paramfile
 import pytest
 import tiny
 from fupan.core import params as fparams
@@ -61,12 +62,7 @@ def test_gbk_csv_with_chinese_headers_mapped_by_params(tmp_path):
     cust.to_csv(data / "customers.csv", index=False, encoding="gbk")
     extra = "  columns:\n    customers: {客户编号: customer_id, 客户等级: tier, 区域: region}\n"
     p = fparams.load(tiny.params_file(tmp_path, data).with_name("params.yaml"))
-    text = (
-        (tmp_path / "params.yaml")
-        .read_text(encoding="utf-8")
-        .replace("notebooks:", extra + "notebooks:")
-    )
-    (tmp_path / "params.yaml").write_text(text, encoding="utf-8")
+    paramfile.update(tmp_path / "params.yaml", "data:\n" + extra)
     p = fparams.load(tmp_path / "params.yaml")
     with fdata.loaded(p) as ds:
         c = ds["customers"].to_pandas().set_index("customer_id")
@@ -78,9 +74,7 @@ def test_gbk_declared_as_utf8_is_decoded_and_reported(tmp_path):
     data = tiny.write(tmp_path / "d")
     tiny.frames()["customers"].to_csv(data / "customers.csv", index=False, encoding="gb18030")
     path = tiny.params_file(tmp_path, data)
-    path.write_text(
-        path.read_text().replace("  source:", "  encoding: utf-8\n  source:"), encoding="utf-8"
-    )
+    paramfile.update(path, {"data": {"encoding": "utf-8"}})
     with fdata.loaded(fparams.load(path)) as ds:
         assert _problem(ds.report, "encoding").severity == "warning"
         assert (
@@ -177,9 +171,7 @@ def test_orphans_dropped_or_fatal_by_policy(tmp_path):
         assert _problem(ds.report, "orphans").severity == "warning"
         assert ds["orders"].count().to_pyarrow().as_py() == 9
     path = tiny.params_file(tmp_path, data)
-    path.write_text(
-        path.read_text().replace("  source:", "  orphans: fail\n  source:"), encoding="utf-8"
-    )
+    paramfile.update(path, {"data": {"orphans": "fail"}})
     with pytest.raises(DataValidationError, match="C99|orphan"):
         fdata.load(fparams.load(path))
 
@@ -235,11 +227,7 @@ def test_value_mapping_for_channel_vocabulary(tmp_path):
     report = fdata.load(_params(tmp_path, data), strict=False).report
     assert _problem(report, "vocabulary", "touches").examples[0]["channel"] == "拜访"
     path = tiny.params_file(tmp_path, data)
-    path.write_text(
-        path.read_text().replace(
-            "  source:", "  values: {touches: {channel: {拜访: visit}}}\n  source:"
-        )
-    )
+    paramfile.update(path, {"data": {"values": {"touches": {"channel": {"拜访": "visit"}}}}})
     with fdata.loaded(fparams.load(path)) as ds:
         assert ds.report.ok
 

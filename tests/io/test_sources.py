@@ -14,6 +14,7 @@ from pathlib import Path
 import ibis
 import openpyxl
 import pandas as pd
+import paramfile
 import pytest
 import tiny
 from fupan.core import params as fparams
@@ -25,10 +26,8 @@ from fupan.run import cli
 
 def _params_file(tmp_path: Path, source: Path | str, data_lines: str = "") -> Path:
     path = tiny.params_file(tmp_path, tmp_path)
-    text = path.read_text(encoding="utf-8").replace(
-        f"  source: {tmp_path.resolve()}\n", f"  source: {source}\n{data_lines}"
-    )
-    path.write_text(text, encoding="utf-8")
+    # as YAML text: the source is written as a user would type it (a glob, a URL, a path)
+    paramfile.update(path, f"data:\n  source: {source}\n{data_lines}")
     return path
 
 

@@ -13,6 +13,7 @@ from collections import namedtuple
 from pathlib import Path
 
 import nbformat
+import paramfile
 import pytest
 from conftest import ROOT
 from fupan.run import cli, run_folder, runner
@@ -26,7 +27,8 @@ def _run_cli(capsys, argv):
 
 
 def test_params_saved_as_gbk(tmp_path, capsys, tiny_params):
-    text = tiny_params.read_text(encoding="utf-8").replace("tiny review", "复盘小样本")
+    text = paramfile.update(tiny_params, name="复盘小样本").read_text(encoding="utf-8")
+    assert "复盘小样本" in text
     gbk = tmp_path / "gbk.yaml"
     gbk.write_bytes(text.encode("gbk"))
     code, err = _run_cli(capsys, ["validate", "--params", str(gbk)])

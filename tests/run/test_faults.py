@@ -22,11 +22,11 @@ from fupan.run import execute, runner
 pytestmark = pytest.mark.slow
 
 
-def _notebook_with(tmp_path: Path, code: str) -> Path:
+def _notebook_with(tmp_path: Path, code: str, at: int = 4) -> Path:
     nb_dir = tmp_path / "nbs"
     nb_dir.mkdir(exist_ok=True)
     nb = nbformat.read(str(ROOT / "notebooks" / "00_data_check.ipynb"), as_version=4)
-    nb.cells.insert(4, nbformat.v4.new_code_cell(code))
+    nb.cells.insert(at, nbformat.v4.new_code_cell(code))
     nbformat.write(nb, str(nb_dir / "00_data_check.ipynb"))
     return nb_dir
 
@@ -62,8 +62,11 @@ def test_kernel_death_names_notebook_and_cell(tmp_path, tiny_params, good_run):
 
 def test_cell_timeout_names_notebook_and_cell(tmp_path, tiny_params, good_run):
     params, res, digest = good_run
-    params.cell_timeout_seconds = 20
-    nb_dir = _notebook_with(tmp_path, "import time\ntime.sleep(60)")
+    # The sleeping cell runs first, so no cell of the notebook's own (imports, loading:
+    # seconds on a busy machine) has to finish within the short timeout; the test waits
+    # 3 s for it instead of 20.
+    params.cell_timeout_seconds = 3
+    nb_dir = _notebook_with(tmp_path, "import time\ntime.sleep(60)", at=0)
     with pytest.raises(execute.RunError) as exc:
         runner.run(
             params,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import paramfile
 import pytest
 from fupan.run import cli, runner
 from test_kpi import write_fixture
@@ -42,11 +43,13 @@ def _review(tmp_path: Path, kpi_nrr: float, monkeypatch) -> tuple[int, Path]:
     notebooks.mkdir()
     _chapter(notebooks, "01_diagnosis", "diagnosis.net_revenue_retention", 0.96)
     _chapter(notebooks, "05_kpi_tracking", "kpi.values.nrr", kpi_nrr)
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        "name: gate\nkind: monthly\nas_of: 2026-10-31\nbenchmarks_file: null\n"
-        f"data:\n  source: {data}\nnotebooks: [01_diagnosis, 05_kpi_tracking]\n",
-        encoding="utf-8",
+    params = paramfile.write(
+        tmp_path,
+        data,
+        notebooks=("01_diagnosis", "05_kpi_tracking"),
+        name="gate",
+        kind="monthly",
+        as_of="2026-10-31",
     )
     monkeypatch.setattr(runner, "NOTEBOOK_DIR", notebooks)
     out = tmp_path / "reports"

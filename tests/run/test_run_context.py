@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import paramfile
 import pytest
 import tiny
 from fupan.core import params as fparams
@@ -24,8 +25,9 @@ def _relative_params(tmp_path: Path) -> Path:
     cfg = tmp_path / "cfg"
     tiny.write(cfg / "data")
     pf = tiny.params_file(cfg, cfg / "data")
-    text = pf.read_text(encoding="utf-8").replace(str((cfg / "data").resolve()), "data")
-    pf.write_text(text + "simulation:\n  scenarios_file: my-scenarios.yaml\n", encoding="utf-8")
+    paramfile.update(
+        pf, {"data": {"source": "data"}, "simulation": {"scenarios_file": "my-scenarios.yaml"}}
+    )
     return pf
 
 
