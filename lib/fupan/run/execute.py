@@ -22,7 +22,7 @@ from typing import Any
 from fupan.core.params import Params
 from fupan.report.results import results_lock_available, write_json_atomic
 from fupan.run import skip_slow_imports
-from fupan.run.memory import MemoryWatch, memory_available_share
+from fupan.run.memory import MemoryWatch, clock, memory_available_share
 
 
 class RunError(RuntimeError):
@@ -75,12 +75,6 @@ def _install_handlers() -> dict[int, Any]:
         except ValueError:  # not the main thread
             pass
     return old
-
-
-def _clock(seconds: float) -> str:
-    """``42s``, ``3m05s``: elapsed times and estimates in progress lines."""
-    s = max(0, int(round(seconds)))
-    return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s"
 
 
 def _strip_ansi(text: str) -> str:
@@ -157,6 +151,12 @@ class _Job:
     def retire(self) -> None:
         """Stop a process whose notebook will not run: it shuts its kernel down and exits."""
         self._say(STOP)
+
+    def remove_files(self) -> None:
+        """Remove the files the runner and the process exchanged (spec, result, ready)."""
+        for f in (self.result, self.result.with_name(f".{self.nb}.job.json"), self.ready):
+            if f is not None:
+                f.unlink(missing_ok=True)
 
 
 def _execute_all(
@@ -287,7 +287,7 @@ class _Warming:
         if job is not None and job.proc.poll() is None:
             return job
         if job is not None:  # it died while parked: start it again, its outcome unread
-            self._discard(job)
+            job.remove_files()
         if running + self.warming() >= self.slots:
             return None
         return self.start(nb)
@@ -307,11 +307,6 @@ class _Warming:
             job.retire()
             self.retired.append(job)
 
-    def _discard(self, job: _Job) -> None:
-        for f in (job.result, job.result.with_name(f".{job.nb}.job.json"), job.ready):
-            if f is not None:
-                f.unlink(missing_ok=True)
-
     def reap(self) -> None:
         """Wait for the stopped processes to shut their kernels down (kill them after the
         grace time), and remove their files."""
@@ -322,7 +317,7 @@ class _Warming:
             except subprocess.TimeoutExpired:
                 job.proc.kill()
                 job.proc.wait()
-            self._discard(job)
+            job.remove_files()
         self.retired.clear()
 
 
@@ -352,7 +347,7 @@ class Progress:
 
     def started(self, nb: str) -> str:
         self.begun[nb] = self.beat[nb] = time.monotonic()
-        return f"[fupan] {nb} started ({len(self.begun)} of {self.total} begun, {_clock(self.elapsed())} elapsed)"
+        return f"[fupan] {nb} started ({len(self.begun)} of {self.total} begun, {clock(self.elapsed())} elapsed)"
 
     def finished(self, nb: str, what: str) -> str:
         now = time.monotonic()
@@ -360,12 +355,12 @@ class Progress:
         self.beat.pop(nb, None)
         left = self.remaining()
         tail = (
-            f"; about {_clock(left)} left"
+            f"; about {clock(left)} left"
             if left is not None and len(self.took) < self.total
             else ""
         )
         text = what if what.startswith(("notebook ", "run ")) else f"{nb} {what}"
-        return f"{self._head()} {text} ({_clock(self.elapsed())} elapsed{tail})"
+        return f"{self._head()} {text} ({clock(self.elapsed())} elapsed{tail})"
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
@@ -392,7 +387,7 @@ class Progress:
             if now - self.beat.get(nb, now) >= HEARTBEAT_SECONDS:
                 self.beat[nb] = now
                 lines.append(
-                    f"[fupan] {nb} running for {_clock(now - self.begun[nb])}, in "
+                    f"[fupan] {nb} running for {clock(now - self.begun[nb])}, in "
                     f"{_running_cell(job.out)}"
                 )
         return lines
@@ -488,9 +483,7 @@ def _outcome(job: _Job) -> ChapterFailure | None:
             f"without a result, in {_running_cell(job.out)}"
         }
     finally:
-        for f in (job.result, job.result.with_name(f".{job.nb}.job.json"), job.ready):
-            if f is not None:
-                f.unlink(missing_ok=True)
+        job.remove_files()
     if res.get("ok"):
         return None
     return ChapterFailure(

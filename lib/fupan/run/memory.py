@@ -13,8 +13,8 @@ import time
 from typing import Any
 
 
-def _clock(seconds: float) -> str:
-    """``42s``, ``3m05s`` (as the runner's progress lines write times)."""
+def clock(seconds: float) -> str:
+    """``42s``, ``3m05s``: the runner's elapsed times and estimates, and this module's."""
     s = max(0, int(round(seconds)))
     return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s"
 
@@ -129,6 +129,6 @@ def memory_note(
     serial = sum(seconds.values())
     return (
         f"{head}; parallel_notebooks: 1 would run them one at a time, each with the memory "
-        f"alone: the notebooks would take about {_clock(serial)} in a row instead of "
-        f"{_clock(wall)} side by side (+{_clock(max(0.0, serial - wall))})"
+        f"alone: the notebooks would take about {clock(serial)} in a row instead of "
+        f"{clock(wall)} side by side (+{clock(max(0.0, serial - wall))})"
     )

@@ -42,11 +42,11 @@ from fupan.report.results import RESULTS_NAME, Recorder, write_json_atomic
 from fupan.run.execute import (
     ChapterFailure,
     RunError,
-    _clock,
     _execute_all,
     _install_handlers,
     _Terminated,
 )
+from fupan.run.memory import clock
 from fupan.run.render import _chapter_sections, deck_labels, failure_section
 from fupan.run.run_folder import (
     ERROR_LOG,
@@ -437,7 +437,7 @@ def finished(r: _Run, chapter_log: dict[str, dict[str, Any]]) -> RunResult:
                 f"before the rerun (fupan run {nb}, or --with-dependents)"
             )
     took = time.time() - r.started
-    r.log(f"[fupan] deck ({len(r.plan.all)} chapters) in {_clock(took)}: {r.final / 'deck.html'}")
+    r.log(f"[fupan] deck ({len(r.plan.all)} chapters) in {clock(took)}: {r.final / 'deck.html'}")
     return RunResult(r.final, r.final / "deck.html", results, r.timings)
 
 
