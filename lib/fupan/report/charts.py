@@ -398,7 +398,7 @@ def figure_problems(fig, drawn: bool = False) -> list[str]:
     Compares, at render time, each legend's box with every line, bar, point, error bar,
     opaque filled area and text label of every axes of ``fig``; and each text label with
     the other labels of its axes. Empty when the chart reads cleanly. ``drawn``: the
-    figure was drawn as it is (:func:`place_legends` returns so); else it is drawn first.
+    figure was drawn as it is (as :func:`place_legends` leaves it); else it is drawn first.
     """
     if not drawn:
         fig.canvas.draw()
@@ -426,7 +426,7 @@ def figure_problems(fig, drawn: bool = False) -> list[str]:
     return problems
 
 
-def place_legends(fig) -> bool:
+def place_legends(fig) -> None:
     """Move every legend that covers data to where it covers none.
 
     An axes legend tries matplotlib's "best" and then each corner and edge inside the plot;
@@ -435,8 +435,8 @@ def place_legends(fig) -> bool:
 
     The figure is drawn once before and once after (when a legend moved): a legend's box
     at each place tried is measured with the first draw's renderer (a legend is laid out
-    when its extent is asked for, and moving one moves no data). Returns True: the figure
-    is drawn as it now is (:func:`figure_problems` need not draw it again).
+    when its extent is asked for, and moving one moves no data). Afterwards the figure is
+    drawn as it now is: :func:`figure_problems` need not draw it again (``drawn=True``).
     """
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
@@ -460,4 +460,3 @@ def place_legends(fig) -> bool:
             legend.set_ncols(max(1, min(4, len(legend.get_texts()))))
     if moved:
         fig.canvas.draw()
-    return True

@@ -117,8 +117,10 @@ def figure(fig: Any, close: bool = True) -> None:
 
     # a legend that covers data moves where it covers none; what still overlaps (a legend,
     # or labels on each other) is recorded in the PNG for the deck check to report
-    drawn = os.environ.get(PLACE_LEGENDS_ENV, "1") != "0" and charts.place_legends(fig)
-    problems = charts.figure_problems(fig, drawn=drawn)
+    place = os.environ.get(PLACE_LEGENDS_ENV, "1") != "0"
+    if place:
+        charts.place_legends(fig)
+    problems = charts.figure_problems(fig, drawn=place)
     buf = io.BytesIO()
     fig.savefig(
         buf,
