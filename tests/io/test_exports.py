@@ -258,3 +258,133 @@ def test_write_keeps_the_workbook_to_its_row_limit(tmp_path, monkeypatch):
     # a longer table gets the CSV only, and the stale workbook is removed
     assert [p.name for p in exports.write(pd.concat([df, df]), tmp_path, "t")] == ["t.csv"]
     assert not (tmp_path / "exports" / "t.xlsx").exists()
+
+
+def _openpyxl_rows(path: Path, sheets: dict[str, pd.DataFrame]) -> Path:
+    """The workbook as openpyxl's write-only mode writes it appending row after row (the
+    writer before :func:`fupan.io.exports.write_workbook` wrote the rows' XML itself)."""
+    from openpyxl.utils import get_column_letter
+
+    wb = openpyxl.Workbook(write_only=True)
+    for name, frame in sheets.items():
+        ws = wb.create_sheet(str(name)[:31])
+        ws.freeze_panes = "A2"
+        if frame.shape[1]:
+            ws.auto_filter.ref = f"A1:{get_column_letter(frame.shape[1])}{len(frame) + 1}"
+        header, columns = exports._rows(frame)
+        ws.append(header)
+        for row in zip(*columns, strict=True):
+            ws.append(row)
+    wb.save(path)
+    return path
+
+
+def _parts(path: Path) -> dict[str, bytes]:
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        # core.xml holds the time of writing
+        return {n: z.read(n) for n in z.namelist() if n != "docProps/core.xml"}
+
+
+def _same_as_openpyxl(tmp_path: Path, sheets: dict[str, pd.DataFrame]) -> None:
+    ours = _parts(_write(tmp_path, sheets, "ours"))
+    theirs = _parts(_openpyxl_rows(tmp_path / "theirs.xlsx", sheets))
+    assert list(ours) == list(theirs)
+    for name in theirs:
+        assert ours[name] == theirs[name], name
+
+
+# the columns of _frame whose every value has its XML written by fupan (the others are
+# written by openpyxl: formulas and error codes, infinities)
+WRITTEN = ["text", "int", "Int64", "bool", "boolean", "dt", "tz", "date", "nested", "cat", "mixed"]
+
+
+def _written(frame: pd.DataFrame) -> bool:
+    header, columns = exports._rows(frame)
+    return exports._sheet_rows(header, columns, {dt.datetime: 1, dt.date: 2}) is not None
+
+
+def test_the_rows_written_are_byte_for_byte_openpyxls(tmp_path):
+    df = _frame()
+    assert all(_written(df[[c]]) for c in WRITTEN)
+    assert not any(_written(df[[c]]) for c in set(df.columns) - set(WRITTEN))
+    sheets = {c: df[[c]] for c in df.columns}
+    _same_as_openpyxl(tmp_path, {"written": df[WRITTEN], "all": df, **sheets})
+
+
+def test_date_styles_are_numbered_as_openpyxl_meets_them(tmp_path):
+    # In the second sheet a date comes first in the third column's first row, then a
+    # datetime in the second row, then the first column's date: openpyxl numbers the styles
+    # as it meets them, row by row, not column by column.
+    day, stamp = dt.date(2026, 1, 2), dt.datetime(2026, 1, 2, 3, 4)
+    sheets = {
+        "plain": pd.DataFrame({"n": [1.5, 2.0]}),
+        "mixed": pd.DataFrame(
+            {
+                "late": pd.Series([None, None, day], dtype=object),
+                "stamp": pd.Series([None, stamp, None], dtype=object),
+                "early": pd.Series([day, None, None], dtype=object),
+            }
+        ),
+        "again": pd.DataFrame({"t": pd.to_datetime([stamp, None]), "d": [None, day]}),
+    }
+    assert all(_written(f) for f in sheets.values())
+    _same_as_openpyxl(tmp_path, sheets)
+    _same_as_openpyxl(tmp_path, dict(reversed(sheets.items())))
+
+
+def test_sheets_of_every_shape_are_byte_for_byte_openpyxls(tmp_path):
+    df = _frame()[WRITTEN]
+    sheets = {
+        "S" * 40: df,
+        "S" * 35: df.iloc[:2],
+        "": df.iloc[:1],
+        "empty": df.iloc[:0],
+        "none": pd.DataFrame(index=range(3)),
+        "numbers": pd.DataFrame({1: [1, 2], 2.5: [0.5, None]}),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the 32-character name
+        _same_as_openpyxl(tmp_path, sheets)
+
+
+def test_random_lists_are_byte_for_byte_openpyxls(tmp_path):
+    """An at-risk list as chapter 5 writes it, a sheet per manager, from random values."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    words = np.array(
+        ["南京远景医药有限公司", "a & b <c>", " x", "y ", "z", "合同已到期未续: 是; 天"]
+    )
+    df = pd.DataFrame(
+        {
+            "客户经理": pd.Series(rng.choice(["AM-1", "AM-2", "AM-3"], n), dtype="str"),
+            "客户名称": pd.Series(rng.choice(words, n), dtype="str"),
+            "健康度评分": np.where(rng.random(n) < 0.1, np.nan, rng.normal(size=n) * 1e3),
+            "最近下单": pd.Series(
+                [dt.date(2020, 1, 1) + dt.timedelta(days=int(d)) for d in rng.integers(0, 3000, n)],
+                dtype=object,
+            ),
+            "未下单天数": rng.integers(-(2**40), 2**40, n),
+            "标记": rng.random(n) < 0.5,
+            "时间": pd.Timestamp("2026-01-01")
+            + pd.to_timedelta(rng.integers(0, 10**12, n), unit="us"),
+        }
+    )
+    sheets = {"全部": df, **{k: g for k, g in df.groupby("客户经理")}}
+    assert all(_written(f) for f in sheets.values())
+    _same_as_openpyxl(tmp_path, sheets)
+
+
+def test_a_value_outside_what_fupan_writes_gets_openpyxls_rows(tmp_path):
+    # one formula among plain text: the sheet is openpyxl's, the others are fupan's
+    sheets = {"f": pd.DataFrame({"a": ["x", "=1+1"]}), "g": pd.DataFrame({"a": ["x", "y"]})}
+    assert not _written(sheets["f"]) and _written(sheets["g"])
+    _same_as_openpyxl(tmp_path, sheets)
+    assert _read_back(tmp_path / "ours.xlsx")["f"]["cells"][2] == [("=1+1", "f", "General")]
+
+
+def test_a_failed_write_leaves_no_file(tmp_path):
+    with pytest.raises(UnicodeEncodeError):
+        _write(tmp_path, {"s": pd.DataFrame({"a": ["\ud800"]})})
+    assert not (tmp_path / "w.xlsx").exists()
