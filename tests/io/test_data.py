@@ -367,3 +367,53 @@ def test_strip_skips_the_trim_only_where_it_changes_nothing():
     assert (
         got["a"] == got["b"] == [None if v is None else v.strip(string.whitespace) for v in values]
     )
+
+
+def test_typing_keeps_the_rows_in_source_order(tmp_path, monkeypatch):
+    """A CSV table's ``_row`` is its typed row's position (plus the header lines): the
+    typing query must keep the rows in order, so it holds no join. DuckDB turns an IN list of
+    five or more constants into one (the bool column's true/false spellings did), and a join
+    does not keep order once the file is read in parallel: a 100k touches table came out in
+    four swapped blocks."""
+    from fupan.io import contract
+
+    plans = {}
+    materialise = contract._materialise
+
+    def spy(con, name, expr, temp):
+        plans[name] = "\n".join(
+            r[1] for r in con.raw_sql(f"EXPLAIN {con.compile(expr)}").fetchall()
+        )
+        return materialise(con, name, expr, temp)
+
+    monkeypatch.setattr(contract, "_materialise", spy)
+    data = tiny.write(tmp_path / "d")
+    with fdata.loaded(_params(tmp_path, data)) as ds:
+        assert set(plans) == {f"typed_{t}" for t in ds.present}
+    assert not [name for name, plan in plans.items() if "JOIN" in plan.upper()]
+
+
+def test_a_large_csv_keeps_its_order_and_source_rows(tmp_path):
+    """A touches file large enough for DuckDB to read in parallel (~25 MB): staged in the
+    file's order, and an example row names its file line."""
+    data = tiny.write(tmp_path / "d")
+    n = 500_000
+    ids = [f"T{i:08d}" for i in range(n)]
+    touches = pd.DataFrame(
+        {
+            "touch_id": ids,
+            "customer_id": ["C1", "C2", "C3", "C4", "C5"] * (n // 5),
+            "touched_at": "2026-01-05 10:00:00",
+            "channel": "email",
+            "responded": ["true", "no", "", "是"] * (n // 4),
+        }
+    )
+    late = n - 3
+    touches.loc[late, "touched_at"] = "2099-01-01 00:00:00"  # after as_of: excluded, shown
+    touches.to_csv(data / "touches.csv", index=False)
+    with fdata.loaded(_params(tmp_path, data)) as ds:
+        example = _problem(ds.report, "after_as_of", "touches").examples[0]
+        staged = ds.con.raw_sql("SELECT touch_id, responded FROM touches").fetchall()
+    assert (example["row"], example["touch_id"]) == (late + 2, ids[late])  # header: line 1
+    assert [r[0] for r in staged] == ids[:late] + ids[late + 1 :]
+    assert [r[1] for r in staged[:4]] == [True, False, None, True]

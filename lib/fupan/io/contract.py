@@ -16,7 +16,7 @@ import ibis
 import ibis.expr.types as ir
 
 from fupan.core.params import Params
-from fupan.io.reading import _materialise, _sql_name, _sql_string
+from fupan.io.reading import ROW_BASE, _materialise, _sql_name, _sql_string
 from fupan.io.schema import TABLES, Column, Table
 from fupan.io.validation import Severity, ValidationReport
 
@@ -98,6 +98,13 @@ def _parse_number(s: ir.StringValue, fmt: Any = None) -> ir.FloatingValue:
     return ibis.ifelse(ok, text.try_cast("float64"), ibis.null().cast("float64"))
 
 
+def _one_of(v: ir.StringValue, values: tuple[str, ...]) -> ir.BooleanValue:
+    """``v.isin(values)`` written as ``=`` comparisons: DuckDB turns an IN list of five or
+    more constants into a join, which does not keep the rows in their order, and the typed
+    table must hold them in the source's order (its row ids number the source rows)."""
+    return ibis.or_(*(v == x for x in values))
+
+
 def _typed(raw: ir.Value, col: Column, fmt: Any = None) -> tuple[ir.Value, bool]:
     """The contract-typed column, and whether a non-blank value can fail to type.
 
@@ -132,7 +139,9 @@ def _typed(raw: ir.Value, col: Column, fmt: Any = None) -> tuple[ir.Value, bool]
     if col.dtype == "bool":
         low = s.lower()
         return ibis.ifelse(
-            low.isin(_TRUE), True, ibis.ifelse(low.isin(_FALSE), False, ibis.null().cast("boolean"))
+            _one_of(low, _TRUE),
+            True,
+            ibis.ifelse(_one_of(low, _FALSE), False, ibis.null().cast("boolean")),
         ), True
     raise ValueError(col.dtype)
 
@@ -197,7 +206,7 @@ def _map_columns(
     if missing:
         import difflib
 
-        available = [c for c in raw_cols if c != "_row"]
+        available = [c for c in raw_cols if c not in ("_row", ROW_BASE)]
         # Only a column the contract does not already use can be the missing one renamed:
         # "order_date" is never a misspelt "order_id".
         used = {v.lower() for v in out.values()} | {c.lower() for c in table.column_names}
@@ -356,7 +365,7 @@ def _warn_near_misses(
     import difflib
 
     used = {v.lower() for v in out.values()}
-    spare = [c for c in raw_cols if c != "_row" and c.lower() not in used]
+    spare = [c for c in raw_cols if c not in ("_row", ROW_BASE) and c.lower() not in used]
     for col in table.columns:
         if col.name in out or col.required:
             continue
@@ -423,14 +432,21 @@ def _check_and_type(con: Any, table: Table, params: Params, report: ValidationRe
         return "failed"
     _drop_empty_optional(raw, table, mapping, report)
     value_maps = params.data.values.get(table.name, {})
-    typed_cols: dict[str, ir.Value] = {"_row": raw["_row"]}
+    positional = "_row" not in raw.columns
+    typed_cols: dict[str, ir.Value] = (
+        {ROW_BASE: raw[ROW_BASE]} if positional else {"_row": raw["_row"]}
+    )
     raw_cols: dict[str, ir.Value] = {}
     ok = True
+    derived_id = False
     for col in table.columns:
         if col.name not in mapping:
             if table.name == "orders" and col.name == "order_id":
+                derived_id = True
                 # Deterministic: the source row (file line, or row of a sheet or table).
-                typed_cols[col.name] = raw["_row"].cast("string")
+                typed_cols[col.name] = (
+                    ibis.null().cast("string") if positional else raw["_row"].cast("string")
+                )
                 report.derived["orders.order_id"] = "source_row"
             elif table.name == "customers":
                 typed_cols[col.name] = ibis.null().cast(_IBIS_TYPE[col.dtype])
@@ -448,6 +464,8 @@ def _check_and_type(con: Any, table: Table, params: Params, report: ValidationRe
         if any(extra.startswith(p) for p in table.extra_prefixes):
             typed_cols[extra], _ = _typed(raw[extra], Column(extra, "float", nullable=True))
     t = _materialise(con, f"typed_{table.name}", raw.select(**raw_cols, **typed_cols), temp=True)
+    if positional:
+        t = _number_rows(con, table, derived_id)
     # Closed vocabularies are read from the typed table (in memory), not the source again.
     for col in table.columns:
         if col.name in mapping and vocabulary(table.name, col.name, params) is not None:
@@ -503,6 +521,21 @@ def _check_and_type(con: Any, table: Table, params: Params, report: ValidationRe
             )
     report.profile[table.name] = {"rows": n_rows, "columns": sorted(mapping)}
     return "ok" if ok else "failed"
+
+
+def _number_rows(con: Any, table: Table, derived_id: bool) -> ir.Table:
+    """Give a typed table written from a positional raw view its ``_row`` (and a derived
+    ``order_id``): the table holds the view's rows in their order (DuckDB preserves
+    insertion order), so a row's id is its position."""
+    name = f"temp.main.{_sql_name('typed_' + table.name)}"
+    row = f"rowid + {ROW_BASE}"
+    sets = [f"_row = {row}"]
+    if derived_id:
+        sets.append(f"order_id = CAST({row} AS VARCHAR)")
+    con.raw_sql(f"ALTER TABLE {name} ADD COLUMN _row BIGINT")
+    con.raw_sql(f"UPDATE {name} SET {', '.join(sets)}")
+    con.raw_sql(f"ALTER TABLE {name} DROP COLUMN {ROW_BASE}")
+    return con.table(f"typed_{table.name}")
 
 
 _IBIS_TYPE = {
