@@ -294,8 +294,13 @@ def _create_temp_view(con: Any, name: str, expr: ir.Table) -> None:
 
 def _materialise(con: Any, name: str, expr: ir.Table, temp: bool) -> ir.Table:
     """Write ``expr`` once as a table: temporary (in memory, spills to disk) or staged."""
+    return _materialise_sql(con, name, con.compile(expr), temp)
+
+
+def _materialise_sql(con: Any, name: str, sql: str, temp: bool) -> ir.Table:
+    """:func:`_materialise` of a compiled query."""
     kind = "TEMP TABLE" if temp else "TABLE"
-    con.raw_sql(f"CREATE OR REPLACE {kind} {_sql_name(name)} AS {con.compile(expr)}")
+    con.raw_sql(f"CREATE OR REPLACE {kind} {_sql_name(name)} AS {sql}")
     return con.table(name)
 
 
