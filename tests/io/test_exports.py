@@ -78,8 +78,9 @@ EXPECTED: dict[str, tuple[list[tuple], str]] = {
         "General",
     ),
     "special": (
-        # a leading "=" makes a formula and an error code an error cell: openpyxl's rule
-        [("=1+1", "f"), ("=", "s"), ("#N/A", "e"), ("x", "s"), ("#DIV/0!", "e"), ("=A1", "f")]
+        # text stays text: a leading "=" is no formula, "#N/A" no error cell (openpyxl's
+        # rule would make them so; a CRM name must not run as a formula)
+        [("=1+1", "s"), ("=", "s"), ("#N/A", "s"), ("x", "s"), ("#DIV/0!", "s"), ("=A1", "s")]
         + [("'=b", "s"), _N],
         "General",
     ),
@@ -274,9 +275,20 @@ def _openpyxl_rows(path: Path, sheets: dict[str, pd.DataFrame]) -> Path:
         header, columns = exports._rows(frame)
         ws.append(header)
         for row in zip(*columns, strict=True):
-            ws.append(row)
+            ws.append([_as_text(ws, v) for v in row])
     wb.save(path)
     return path
+
+
+def _as_text(ws, v):
+    """A text openpyxl would take for a formula or an error code, as a text cell."""
+    from openpyxl.cell import WriteOnlyCell
+
+    if isinstance(v, str) and (v.startswith("=") and len(v) > 1 or v in ("#N/A", "#DIV/0!")):
+        cell = WriteOnlyCell(ws, value=v)
+        cell.data_type = "s"
+        return cell
+    return v
 
 
 def _parts(path: Path) -> dict[str, bytes]:
@@ -296,8 +308,21 @@ def _same_as_openpyxl(tmp_path: Path, sheets: dict[str, pd.DataFrame]) -> None:
 
 
 # the columns of _frame whose every value has its XML written by fupan (the others are
-# written by openpyxl: formulas and error codes, infinities)
-WRITTEN = ["text", "int", "Int64", "bool", "boolean", "dt", "tz", "date", "nested", "cat", "mixed"]
+# written by openpyxl: infinities)
+WRITTEN = [
+    "text",
+    "special",
+    "int",
+    "Int64",
+    "bool",
+    "boolean",
+    "dt",
+    "tz",
+    "date",
+    "nested",
+    "cat",
+    "mixed",
+]
 
 
 def _written(frame: pd.DataFrame) -> bool:
@@ -377,11 +402,18 @@ def test_random_lists_are_byte_for_byte_openpyxls(tmp_path):
 
 
 def test_a_value_outside_what_fupan_writes_gets_openpyxls_rows(tmp_path):
-    # one formula among plain text: the sheet is openpyxl's, the others are fupan's
-    sheets = {"f": pd.DataFrame({"a": ["x", "=1+1"]}), "g": pd.DataFrame({"a": ["x", "y"]})}
+    # an infinity among the values: the sheet is openpyxl's, the others are fupan's; text
+    # that reads as a formula or an error code is text in both
+    sheets = {
+        "f": pd.DataFrame({"a": ["x", "=1+1", "#N/A"], "b": [1.0, float("inf"), 2.0]}),
+        "g": pd.DataFrame({"a": ["x", "=1+1", "#N/A"], "b": [1.0, 3.0, 2.0]}),
+    }
     assert not _written(sheets["f"]) and _written(sheets["g"])
     _same_as_openpyxl(tmp_path, sheets)
-    assert _read_back(tmp_path / "ours.xlsx")["f"]["cells"][2] == [("=1+1", "f", "General")]
+    back = _read_back(tmp_path / "ours.xlsx")
+    for sheet in ("f", "g"):
+        cells = back[sheet]["cells"]
+        assert cells[2][0] == ("=1+1", "s", "General") and cells[3][0] == ("#N/A", "s", "General")
 
 
 def test_a_failed_write_leaves_no_file(tmp_path):

@@ -129,8 +129,9 @@ def write_workbook(path: Path, sheets: Mapping[str, pd.DataFrame]) -> Path:
     time. It still writes the workbook (styles, sheet settings, the package) with each sheet
     empty; the rows are then written as the XML text it writes for them, a column at a time
     (:func:`_cells`), into each sheet's empty ``<sheetData>``. A sheet holding a value that
-    :func:`_cells` does not write (formulas, error codes, times, other types) gets openpyxl's
-    own rows, so it keeps openpyxl's handling and errors. (Write-only, not pandas'
+    :func:`_cells` does not write (infinities, times, other types) gets openpyxl's own rows,
+    so it keeps openpyxl's handling and errors. Text is always a text cell, never a formula
+    or an error code (:func:`_text_cells`). (Write-only, not pandas'
     ``ExcelWriter``: that keeps every cell as an object and looks every sheet up by name per
     call, minutes for a sheet per account manager at 100,000 customers.)
     """
@@ -152,7 +153,7 @@ def write_workbook(path: Path, sheets: Mapping[str, pd.DataFrame]) -> Path:
         xml = _sheet_rows(header, columns, styles)
         if xml is None:
             ws.append(header)
-            for row in zip(*columns, strict=True):
+            for row in zip(*_text_cells(ws, columns), strict=True):
                 ws.append(row)
         else:
             filled[ws] = xml
@@ -160,6 +161,25 @@ def write_workbook(path: Path, sheets: Mapping[str, pd.DataFrame]) -> Path:
     wb.save(buffer)  # numbers the sheets: their paths are known from here on
     _fill_sheets(buffer, path, {ws.path.lstrip("/"): xml for ws, xml in filled.items()})
     return path
+
+
+def _text_cells(ws: Any, columns: list[list[Any]]) -> list[list[Any]]:
+    """``columns`` with each text that openpyxl would write as a formula (a leading "=") or
+    an error code (``#N/A``) made a text cell. An export holds CRM values such as customer
+    names: a name like ``=HYPERLINK(...)`` must not become a live formula in a list that is
+    mailed around (CSV/formula injection)."""
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ERROR_CODES
+
+    def text(v: str) -> Any:
+        cell = WriteOnlyCell(ws, value=v)
+        cell.data_type = "s"
+        return cell
+
+    def risky(v: Any) -> bool:
+        return type(v) is str and ((len(v) > 1 and v[0] == "=") or v in ERROR_CODES)
+
+    return [[text(v) if risky(v) else v for v in values] for values in columns]
 
 
 def _date_styles(parts: list[tuple[Any, list[str], list[list[Any]]]]) -> dict[type, int]:
@@ -183,10 +203,11 @@ def _date_styles(parts: list[tuple[Any, list[str], list[list[Any]]]]) -> dict[ty
 
 def _text(v: str) -> str | None:
     """The ``<is>`` of a text cell as openpyxl writes it; None for text it writes otherwise
-    (a formula, an error code, text it cuts to 32,767 characters or refuses)."""
-    from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
+    (text it cuts to 32,767 characters or refuses). Text that reads as a formula or an
+    error code is text too (see :func:`_text_cells`)."""
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-    if len(v) > 32767 or (len(v) > 1 and v[0] == "=") or v in ERROR_CODES:
+    if len(v) > 32767:
         return None
     if ILLEGAL_CHARACTERS_RE.search(v):
         return None
