@@ -168,8 +168,6 @@ def _forecast_at(ds_at: Dataset, months: int, reasons: bool = True) -> Forecast:
         clv = predicted_spend(ds_at, months)
     except ValueError as exc:
         notes["clv"] = "contracts" if str(exc) == "contracts" else "model_failed"
-    except ImportError:
-        notes["clv"] = "model_missing"
     before = segments.customer_features_as_of(ds_at, at, engagement=False)
     base = base_rates(ds_at, horizon, before)
     if method == "rules":
