@@ -88,7 +88,7 @@ def review(params_path: Path, reports: Path) -> InProcessRun:
     from fupan.run import render, runner
 
     params = fparams.load(params_path)
-    run_dir = reports / runner.run_name(params)
+    run_dir = reports / runner.folder_name(params)
     (run_dir / "notebooks").mkdir(parents=True)
     (run_dir / "exports").mkdir()
     fdata.load(params, work_dir=run_dir / "work", strict=True, handoff=False).close()

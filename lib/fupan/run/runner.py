@@ -117,7 +117,9 @@ def check_notebook_parameters(nb_path: Path, passed: dict[str, Any]) -> None:
         )
 
 
-def run_name(params: Params) -> str:
+def folder_name(params: Params) -> str:
+    """The run folder's name: the kind of review and its as-of date (not the run's display
+    name, :func:`fupan.core.params.run_name`)."""
     return f"{params.kind}-{params.as_of.isoformat()}"
 
 
@@ -247,7 +249,7 @@ def plan_run(
     nb_dir = Path(notebook_dir) if notebook_dir else NOTEBOOK_DIR
     reports.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(reports, log)
-    name = name or run_name(params)
+    name = name or folder_name(params)
     tmp = reports / f".{name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)

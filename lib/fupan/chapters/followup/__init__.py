@@ -44,8 +44,8 @@ from fupan.chapters.followup.cut import (
     add_years,
     as_of_cut,
     cut_date,
+    data_span_problem,
     find_previous,
-    history_problem,
     load_settings,
 )
 from fupan.chapters.followup.forecasts import (
@@ -154,7 +154,7 @@ __all__ = [
     "headline_lines",
     "headline_rows",
     "headline_table",
-    "history_problem",
+    "data_span_problem",
     "load_settings",
     "next_year",
     "next_year_lines",

@@ -16,8 +16,8 @@ from fupan.chapters.followup.cut import (
     MONTHS,
     Source,
     cut_date,
+    data_span_problem,
     find_previous,
-    history_problem,
     load_settings,
 )
 from fupan.chapters.followup.forecasts import (
@@ -198,10 +198,10 @@ def follow_up(
     if previous is not None:
         fc = from_previous_run(previous)
         then = fc.as_of_then
-        problem = history_problem(ds, then)
+        problem = data_span_problem(ds, then)
     else:
         then = cut_date(ds.params.as_of, months)
-        problem = history_problem(ds, then)
+        problem = data_span_problem(ds, then)
         fc = None if problem else backtest(ds, months)
     fu = Followup("previous_run" if previous is not None else "backtest", then, problem, fc)
     then_results = fc.results_then if fc is not None else {}
