@@ -43,7 +43,8 @@ The rooms, in the order a month's report is made
     alert sentences, the at-risk export, trend slides.
 
 This package's namespace is the chapter's API: the notebook and ``fupan monthly`` call
-``kpi.month_report``, ``kpi.trend_figure`` etc. from here.
+``kpi.month_report``, ``kpi.trend_plan`` etc. from here; its charts are in
+:mod:`fupan.report.plots.kpi`.
 """
 
 from fupan.chapters.kpi.arrival import completeness, kpi_sources
@@ -130,7 +131,6 @@ from fupan.chapters.kpi.slides import (
     risk_reasons_text,
     save_month,
     short_series,
-    trend_figure,
     trend_not_drawn,
     trend_plan,
     trend_title,
@@ -233,7 +233,6 @@ __all__ = [
     "targets",
     "ticket_kpis",
     "touch_kpi",
-    "trend_figure",
     "trend_not_drawn",
     "trend_plan",
     "trend_title",
