@@ -82,16 +82,17 @@ def review(params_path: Path, reports: Path) -> InProcessRun:
     """The review of ``params_path`` with every notebook run in this process."""
     import matplotlib.pyplot as plt
     from fupan.core import params as fparams
+    from fupan.core import paths
     from fupan.io import data as fdata
     from fupan.report import deck, summary
     from fupan.report.results import RESULTS_NAME, Recorder
     from fupan.run import render, runner
 
     params = fparams.load(params_path)
-    run_dir = reports / runner.folder_name(params)
+    run_dir = reports / params.context.run_name
     (run_dir / "notebooks").mkdir(parents=True)
     (run_dir / "exports").mkdir()
-    fdata.load(params, work_dir=run_dir / "work", strict=True, handoff=False).close()
+    fdata.load(params, work_dir=paths.work_dir(run_dir), strict=True, handoff=False).close()
     Recorder(run_dir).record(
         "run",
         {"name": params.name, "as_of": params.as_of, "lang": params.lang, "kind": params.kind},

@@ -250,13 +250,6 @@ def month_params(
     return params
 
 
-def reports_folder(reports_dir: str | Path | None, params: Any = None) -> Path:
-    """``--out``, else the params' ``reports_dir``, else ``./reports`` (:mod:`fupan.core.paths`)."""
-    from fupan.core import paths
-
-    return paths.reports_dir(params, reports_dir)
-
-
 def run_month(
     params_file: str | Path,
     month: str,
@@ -280,8 +273,8 @@ def run_month(
     log = log or RunLog()
     month = kpi.parse_month(month)
     params = month_params(params_file, month, data, lang)
-    reports = reports_folder(reports_dir, params)
-    name = folder_name(month)
+    ctx = params.context.for_run(reports_dir, folder_name(month))
+    reports, name = ctx.reports_dir, ctx.run_name
     log.info(f"[fupan] monthly {month}: as of {params.as_of}, reports in {reports}")
     path = kpi.history_path(params, reports_dir=reports)
     check_history(path, month)
@@ -333,7 +326,7 @@ def backfill(
     if decks not in ("last", "all", "none"):
         raise ValueError(f"decks must be last, all or none, not {decks!r}")
     params = month_params(params_file, months[-1], data, lang)
-    reports = reports_folder(reports_dir, params)
+    reports = params.context.reports(reports_dir)
     path = kpi.history_path(params, reports_dir=reports)
     log.info(f"[fupan] backfill {months[0]} .. {months[-1]} ({len(months)} months) into {path}")
     with log.capture_output():
