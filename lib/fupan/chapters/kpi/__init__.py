@@ -47,7 +47,7 @@ This package's namespace is the chapter's API: the notebook and ``fupan monthly`
 :mod:`fupan.report.plots.kpi`.
 """
 
-from fupan.chapters.kpi.arrival import completeness, kpi_sources
+from fupan.chapters.kpi.arrival import kpi_sources, month_completeness
 from fupan.chapters.kpi.catalogue import (
     BASELINE_DAYS,
     CATALOGUE,
@@ -185,7 +185,6 @@ __all__ = [
     "build_alerts",
     "churn_kpis",
     "clv_valuation",
-    "completeness",
     "completeness_table",
     "compute_series",
     "customer_clv",
@@ -207,6 +206,7 @@ __all__ = [
     "history_rows",
     "incomplete_title",
     "kpi_sources",
+    "month_completeness",
     "ltv_at_risk",
     "manager_summary",
     "month_end",
