@@ -13,16 +13,27 @@ PARAMS ?= params/annual_review.yaml
 MONTH ?= $(shell date -d "$$(date +%Y-%m-01) -1 day" +%Y-%m)
 PYTEST_ARGS ?=
 
-.PHONY: help setup hooks data review monthly lab test test-fast golden browser-deps spark-deps bench bench-loop lint format clean
+.PHONY: help setup lock hooks data review monthly lab test test-fast golden browser-deps spark-deps bench bench-loop lint format clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package to the versions the golden outputs (tests/golden/) were
+# recorded with: a fresh install otherwise takes whatever the index holds that day, and a
+# new numpy or pandas moves the CLV fits' last digits (the golden test compares to 1e-9).
+# pyproject.toml keeps the ranges a user's own install may take. `make lock` refreshes it.
+CONSTRAINTS := constraints.txt
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,lab]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev,lab]'
 	@touch $(STAMP)
+
+lock: setup ## Pin constraints.txt to the venv's current packages (then re-record: make golden)
+	{ echo "# Every package at the version the golden outputs (tests/golden/) were recorded with;"; \
+	  echo "# make setup installs with these constraints. Refresh: make lock, then make golden."; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^#'; } > $(CONSTRAINTS)
 
 setup: $(STAMP) hooks ## Create .venv and install fupan with its dev and Lab tools (idempotent)
 
@@ -76,7 +87,7 @@ spark-deps: setup ## Install Java (Debian's default-jre-headless, when absent) a
 	    echo "engine: spark needs Java 17 or later: sudo apt-get install default-jre-headless (Debian/Ubuntu)"; exit 1; \
 	  fi; \
 	fi
-	$(BIN)/python -m pip install --quiet -e '.[dev,lab,spark]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev,lab,spark]'
 
 # Two workers (pytest-xdist; JOBS=1 for one process): tests that share one review run on
 # one worker (the groups in tests/conftest.py), the heaviest first. nbval runs each notebook

@@ -263,14 +263,21 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Put the heaviest work first (after pytest's own ordering by fixture), so that
     neither worker is left with a long group at the end: longest first. A group weighs 10
-    per slow test and 1 per other test; a test outside the groups weighs alone. The order
-    within a group, and so within a module, is kept."""
+    per slow test and 1 per other test, and 50 more per session review it makes (a review
+    of every chapter through the runner costs what five slow tests do, however few tests
+    read it); a test outside the groups weighs alone. The order within a group, and so
+    within a module, is kept."""
     weight: dict[str, int] = {}
     group = {}
+    reviews: set[tuple[str, str]] = set()
     for i, item in enumerate(items):
         mark = item.get_closest_marker("xdist_group")
         w = 10 if item.get_closest_marker("slow") else 1
         key = mark.args[0] if mark else f"item:{i}"
+        for name in SESSION_RUNS:
+            if name in getattr(item, "fixturenames", ()) and (key, name) not in reviews:
+                reviews.add((key, name))
+                w += 50
         group[i] = key
         weight[key] = weight.get(key, 0) + w
     items[:] = [items[i] for i in sorted(range(len(items)), key=lambda i: (-weight[group[i]], i))]

@@ -4,8 +4,11 @@ A kernel start and the package imports cost seconds per notebook; the shape matr
 dozen small reviews, so most of its time would go there. This harness executes each
 notebook's code cells in one IPython shell in this process (a fresh namespace per
 notebook), keeps what the cells displayed as notebook outputs, and builds the deck from
-them with the runner's own pieces. Three shapes still run through ``fupan review`` proper
-(``tests/test_shapes.py``), so the real path stays covered.
+them with the runner's own pieces: the data's strict load, the run section of results.json,
+the consistency gate, the summary and the deck. The runner's own path (kernels, warm
+processes, the manifest, the swap into place) stays covered by the session's review
+(``review_run``), the installed wheel's review, one shape of ``tests/e2e/test_shapes.py``
+and ``tests/run``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class InProcessRun:
     run_dir: Path
     deck: Path
     results: dict[str, Any]
+    inputs: dict[str, Any]  # the input files' fingerprints, as a manifest's "inputs"
 
 
 class CellError(RuntimeError):
@@ -78,37 +82,59 @@ def execute(src: Path, out: Path, parameters: dict[str, Any]) -> None:
     nbformat.write(nb, str(out))
 
 
-def review(params_path: Path, reports: Path) -> InProcessRun:
-    """The review of ``params_path`` with every notebook run in this process."""
+def review(params_path: Path, reports: Path, **overrides: Any) -> InProcessRun:
+    """The review of ``params_path`` (with ``overrides`` of its fields, as
+    ``params.load`` takes them) with every notebook run in this process."""
     import matplotlib.pyplot as plt
     from fupan.core import params as fparams
     from fupan.core import paths
     from fupan.io import data as fdata
-    from fupan.report import deck, summary
+    from fupan.report import deck, gate, summary
     from fupan.report.results import RESULTS_NAME, Recorder
     from fupan.run import render, runner
+    from threadpoolctl import threadpool_limits
 
-    params = fparams.load(params_path)
+    params = fparams.load(params_path, **overrides)
     run_dir = reports / params.context.run_name
     (run_dir / "notebooks").mkdir(parents=True)
     (run_dir / "exports").mkdir()
-    fdata.load(params, work_dir=paths.work_dir(run_dir), strict=True, handoff=False).close()
+    ds = fdata.load(params, work_dir=paths.work_dir(run_dir), strict=True, handoff=False)
+    inputs = dict(ds.fingerprints)
+    ds.close()
+    # the run section as runner.record_run_section writes it, so results.json compares
+    # equal with a `fupan review` of the same params (tests/e2e/test_reproducible.py)
     Recorder(run_dir).record(
         "run",
-        {"name": params.name, "as_of": params.as_of, "lang": params.lang, "kind": params.kind},
+        {
+            "name": params.name,
+            "kind": params.kind,
+            "as_of": params.as_of,
+            "period_start": params.period_start,
+            "lang": params.lang,
+        },
     )
     passed = runner.notebook_parameters(params, params_path, run_dir)
     sections = []
-    for nb in params.notebooks:
-        out = run_dir / "notebooks" / f"{nb}.ipynb"
-        execute(runner.NOTEBOOK_DIR / f"{nb}.ipynb", out, passed)
-        plt.close("all")
-        title, question = render._chapter_labels(nb, params.lang)
-        sections.append(deck.slides_from_notebook(out, nb, title, question))
+    # the runner's kernels get one BLAS/OpenMP thread when notebooks run side by side
+    # (execute._env); the same here, so a sum comes out to the same last bit
+    threads = 1 if params.parallel_notebooks > 1 else None
+    with threadpool_limits(threads):
+        for nb in params.notebooks:
+            out = run_dir / "notebooks" / f"{nb}.ipynb"
+            execute(runner.NOTEBOOK_DIR / f"{nb}.ipynb", out, passed)
+            plt.close("all")
+            title, question = render._chapter_labels(nb, params.lang)
+            sections.append(deck.slides_from_notebook(out, nb, title, question))
     results = json.loads((run_dir / RESULTS_NAME).read_text(encoding="utf-8"))
-    sections = summary.sections(results, params) + sections
-    meta = {"name": params.name, "as_of": params.as_of.isoformat(), "period_start": ""}
+    gate.enforce(results, params)  # as the runner does: shared metrics agree
+    if params.kind == "annual_review":
+        sections = summary.sections(results, params) + sections
+    meta = {
+        "name": params.name,
+        "as_of": params.as_of.isoformat(),
+        "period_start": params.period_start.isoformat() if params.period_start else "",
+    }
     path = deck.render(
         sections, meta, render.deck_labels(params.lang), params.lang, run_dir / "deck.html"
     )
-    return InProcessRun(run_dir, path, results)
+    return InProcessRun(run_dir, path, results, inputs)

@@ -32,7 +32,10 @@ ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
+# session-scoped: a module-scoped browser would tie the tests that read the session's review,
+# the installed wheel's review and the tiny deck into one group on one worker (conftest's
+# groups); a worker that needs Chromium starts its own (about a second)
+@pytest.fixture(scope="session")
 def browser():
     if not CHROMIUM:
         pytest.skip("Debian chromium is not installed (make browser-deps installs it as root)")

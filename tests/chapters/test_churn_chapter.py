@@ -1,8 +1,10 @@
 """Chapter 2 end to end: lost-customer reasons, the at-risk list, the notebook and deck, and
 the acceptance checks against the demo generator's known truth.
 
-Unit tests use hand-made frames and the tiny dataset. Tests marked slow run `fupan review`
-(papermill) or generate demo data.
+Unit tests use hand-made frames and the tiny dataset. Tests marked slow run a review of
+00_data_check and 02_churn_root_cause with the notebooks executed in this process
+(``tests/inprocess.py``: no kernel start or package import per notebook; the runner's own
+path is covered by the session review and ``tests/run``) or generate demo data.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import re
 from pathlib import Path
 
+import inprocess
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,7 +25,6 @@ from fupan.core import chapter_params, i18n
 from fupan.core import params as fparams
 from fupan.io import data as fdata
 from fupan.models import health
-from fupan.run import runner
 
 NOTEBOOK = ROOT / "notebooks" / "02_churn_root_cause.ipynb"
 
@@ -366,7 +368,7 @@ def test_at_risk_words_quote_count_share_and_cut_off():
 # End to end
 
 
-def _review(work: Path, data: Path, lang: str = "zh", extra: str = "") -> runner.RunResult:
+def _review(work: Path, data: Path, lang: str = "zh", extra: str = "") -> inprocess.InProcessRun:
     work.mkdir(parents=True, exist_ok=True)
     pf = work / "params.yaml"
     pf.write_text(
@@ -375,7 +377,7 @@ def _review(work: Path, data: Path, lang: str = "zh", extra: str = "") -> runner
         "notebooks:\n  - 00_data_check\n  - 02_churn_root_cause\n" + extra,
         encoding="utf-8",
     )
-    return runner.run(fparams.load(pf), pf, reports_dir=work / "reports", log=lambda m: None)
+    return inprocess.review(pf, work / "reports")
 
 
 def _chapter_text(deck_path: Path) -> str:
@@ -495,7 +497,7 @@ def test_orders_only_log_runs_and_says_why_in_words(tmp_path):
         as_of,
         "lang: en\nseed: 1\nnotebooks:\n  - 00_data_check\n  - 02_churn_root_cause\n",
     )
-    res = runner.run(fparams.load(pf), pf, reports_dir=work / "reports", log=lambda m: None)
+    res = inprocess.review(pf, work / "reports")
     c = res.results["churn"]
     assert c["driver_sample"]["dormancy_windows"] is True
     assert c["top_drivers"] and "industry" not in c["top_drivers"]

@@ -367,3 +367,75 @@ def test_strip_skips_the_trim_only_where_it_changes_nothing():
     assert (
         got["a"] == got["b"] == [None if v is None else v.strip(string.whitespace) for v in values]
     )
+
+
+def test_typing_keeps_the_rows_in_source_order(tmp_path, monkeypatch):
+    """A CSV table's ``_row`` is its typed row's position (plus the header lines): the
+    typing query must keep the rows in order, so it holds no join. DuckDB turns an IN list of
+    five or more constants into one (the bool column's true/false spellings did), and a join
+    does not keep order once the file is read in parallel: a 100k touches table came out in
+    four swapped blocks."""
+    from fupan.io import contract
+
+    joins = {}
+    has_join = contract._has_join
+
+    def spy(con, sql):
+        joins[sql.split(" FROM ")[-1]] = found = has_join(con, sql)
+        return found
+
+    monkeypatch.setattr(contract, "_has_join", spy)
+    data = tiny.write(tmp_path / "d")
+    with fdata.loaded(_params(tmp_path, data)) as ds:
+        assert sorted(joins) == sorted(f'"raw_{t}" AS "t0"' for t in ds.present)
+    assert not any(joins.values())
+    con = ibis.duckdb.connect()
+    con.raw_sql("CREATE TABLE t AS SELECT 'x' AS s")
+    assert has_join(con, "SELECT s IN ('a', 'b', 'c', 'd', 'e') FROM t")
+    assert not has_join(con, "SELECT s = 'a' OR s = 'b' FROM t")
+
+
+def _staged(ds) -> dict[str, list]:
+    return {t: ds.con.raw_sql(f"SELECT * FROM {t}").fetchall() for t in ds.present}
+
+
+def test_a_typing_query_with_a_join_numbers_rows_by_a_window(tmp_path, monkeypatch):
+    """Should a typing query join, rows are numbered before typing: the same tables (and
+    the same order_id derived from source rows)."""
+    from fupan.io import contract
+
+    data = tiny.write(tmp_path / "d")
+    orders = pd.read_csv(data / "orders.csv", dtype=str)
+    orders.drop(columns="order_id").to_csv(data / "orders.csv", index=False)
+    with fdata.loaded(_params(tmp_path, data)) as ds:
+        by_position, report = _staged(ds), ds.report.to_dict()
+        assert ds.report.derived["orders.order_id"] == "source_row"
+    monkeypatch.setattr(contract, "_has_join", lambda con, sql: True)
+    with fdata.loaded(_params(tmp_path, data)) as ds:
+        assert _staged(ds) == by_position and ds.report.to_dict() == report
+
+
+def test_a_large_csv_keeps_its_order_and_source_rows(tmp_path):
+    """A touches file large enough for DuckDB to read in parallel (~25 MB): staged in the
+    file's order, and an example row names its file line."""
+    data = tiny.write(tmp_path / "d")
+    n = 500_000
+    ids = [f"T{i:08d}" for i in range(n)]
+    touches = pd.DataFrame(
+        {
+            "touch_id": ids,
+            "customer_id": ["C1", "C2", "C3", "C4", "C5"] * (n // 5),
+            "touched_at": "2026-01-05 10:00:00",
+            "channel": "email",
+            "responded": ["true", "no", "", "是"] * (n // 4),
+        }
+    )
+    late = n - 3
+    touches.loc[late, "touched_at"] = "2099-01-01 00:00:00"  # after as_of: excluded, shown
+    touches.to_csv(data / "touches.csv", index=False)
+    with fdata.loaded(_params(tmp_path, data)) as ds:
+        example = _problem(ds.report, "after_as_of", "touches").examples[0]
+        staged = ds.con.raw_sql("SELECT touch_id, responded FROM touches").fetchall()
+    assert (example["row"], example["touch_id"]) == (late + 2, ids[late])  # header: line 1
+    assert [r[0] for r in staged] == ids[:late] + ids[late + 1 :]
+    assert [r[1] for r in staged[:4]] == [True, False, None, True]

@@ -532,6 +532,38 @@ def test_design_transform_equals_standardised_raw_columns():
     pd.testing.assert_frame_equal(d.transform(new), expected, check_exact=True)
 
 
+def test_design_winsorised_equals_pandas_clip_and_fillna():
+    """The numpy winsorising gives pandas' clip then fillna bit for bit: values beyond
+    either end, NaN, None and text in object columns, nullable floats, signed zeros."""
+    rng = np.random.default_rng(9)
+    n = 2000
+    x = rng.normal(0.0, 1.0, n)
+    x[::7] = np.nan
+    x[1::11] = -0.0
+    x[2::13] = 0.0
+    obj = pd.Series(rng.gamma(1.0, 5.0, n), dtype=object)
+    obj[::5] = None
+    obj[1::17] = "n/a"
+    df = pd.DataFrame(
+        {
+            "x": x,
+            "zero_low": np.where(rng.random(n) < 0.5, 0.0, rng.gamma(2.0, 3.0, n)) * 1.0,
+            "obj": obj,
+            "nullable": pd.array(np.where(rng.random(n) < 0.1, None, x), dtype="Float64"),
+        }
+    )
+    df.loc[3::19, "zero_low"] = -0.0
+    d = design.Design(list(df.columns), []).fit(df)
+    assert d.lo_["zero_low"] == 0.0
+    for n_ in d.numeric_:
+        v = pd.to_numeric(df[n_], errors="coerce").astype(float)
+        want = v.clip(d.lo_[n_], d.hi_[n_]).fillna(d.median_[n_]).to_numpy()
+        got = d._winsorised(df, n_)
+        assert got.dtype == want.dtype
+        assert (got.view(np.int64) == want.view(np.int64)).all(), n_  # bits, signed zeros too
+    assert list(d.clean(df).columns) == d.numeric_
+
+
 def _noise_panel(seed: int, n_customers: int = 1500, months: int = 6) -> pd.DataFrame:
     """Monthly snapshots where churn depends on s1 (log-OR 0.7 per SD) and a 2-level
     ``segment`` (log-OR 0.8), nothing else; ``noise10`` is a 10-level categorical assigned

@@ -16,7 +16,7 @@ import ibis
 import ibis.expr.types as ir
 
 from fupan.core.params import Params
-from fupan.io.reading import _materialise, _sql_name, _sql_string
+from fupan.io.reading import ROW_BASE, _materialise_sql, _sql_name, _sql_string
 from fupan.io.schema import TABLES, Column, Table
 from fupan.io.validation import Severity, ValidationReport
 
@@ -98,6 +98,13 @@ def _parse_number(s: ir.StringValue, fmt: Any = None) -> ir.FloatingValue:
     return ibis.ifelse(ok, text.try_cast("float64"), ibis.null().cast("float64"))
 
 
+def _one_of(v: ir.StringValue, values: tuple[str, ...]) -> ir.BooleanValue:
+    """``v.isin(values)`` written as ``=`` comparisons: DuckDB turns an IN list of five or
+    more constants into a join, which does not keep the rows in their order, and the typed
+    table must hold them in the source's order (its row ids number the source rows)."""
+    return ibis.or_(*(v == x for x in values))
+
+
 def _typed(raw: ir.Value, col: Column, fmt: Any = None) -> tuple[ir.Value, bool]:
     """The contract-typed column, and whether a non-blank value can fail to type.
 
@@ -132,7 +139,9 @@ def _typed(raw: ir.Value, col: Column, fmt: Any = None) -> tuple[ir.Value, bool]
     if col.dtype == "bool":
         low = s.lower()
         return ibis.ifelse(
-            low.isin(_TRUE), True, ibis.ifelse(low.isin(_FALSE), False, ibis.null().cast("boolean"))
+            _one_of(low, _TRUE),
+            True,
+            ibis.ifelse(_one_of(low, _FALSE), False, ibis.null().cast("boolean")),
         ), True
     raise ValueError(col.dtype)
 
@@ -197,7 +206,7 @@ def _map_columns(
     if missing:
         import difflib
 
-        available = [c for c in raw_cols if c != "_row"]
+        available = [c for c in raw_cols if c not in ("_row", ROW_BASE)]
         # Only a column the contract does not already use can be the missing one renamed:
         # "order_date" is never a misspelt "order_id".
         used = {v.lower() for v in out.values()} | {c.lower() for c in table.column_names}
@@ -356,7 +365,7 @@ def _warn_near_misses(
     import difflib
 
     used = {v.lower() for v in out.values()}
-    spare = [c for c in raw_cols if c != "_row" and c.lower() not in used]
+    spare = [c for c in raw_cols if c not in ("_row", ROW_BASE) and c.lower() not in used]
     for col in table.columns:
         if col.name in out or col.required:
             continue
@@ -422,32 +431,20 @@ def _check_and_type(con: Any, table: Table, params: Params, report: ValidationRe
     if mapping is None:
         return "failed"
     _drop_empty_optional(raw, table, mapping, report)
-    value_maps = params.data.values.get(table.name, {})
-    typed_cols: dict[str, ir.Value] = {"_row": raw["_row"]}
-    raw_cols: dict[str, ir.Value] = {}
+    positional = ROW_BASE in raw.columns
+    typing, derived_id = _typing(raw, table, mapping, params, report)
+    sql = con.compile(typing)
+    if positional and _has_join(con, sql):
+        # A join does not keep the rows in order, and positions would misnumber them:
+        # number them by a window first (which reads and types the file on one thread).
+        raw = raw.mutate(_row=ibis.row_number() + raw[ROW_BASE]).drop(ROW_BASE)
+        positional = False
+        typing, derived_id = _typing(raw, table, mapping, params, report)
+        sql = con.compile(typing)
+    t = _materialise_sql(con, f"typed_{table.name}", sql, temp=True)
+    if positional:
+        t = _number_rows(con, table, derived_id)
     ok = True
-    for col in table.columns:
-        if col.name not in mapping:
-            if table.name == "orders" and col.name == "order_id":
-                # Deterministic: the source row (file line, or row of a sheet or table).
-                typed_cols[col.name] = raw["_row"].cast("string")
-                report.derived["orders.order_id"] = "source_row"
-            elif table.name == "customers":
-                typed_cols[col.name] = ibis.null().cast(_IBIS_TYPE[col.dtype])
-            continue
-        src = raw[mapping[col.name]]
-        if col.name in value_maps:
-            if not src.type().is_string():
-                src = src.cast("string")
-            src = src.substitute(value_maps[col.name])
-        fmt = params.data.number_format_for(table.name, col.name)
-        typed_cols[col.name], can_fail = _typed(src, col, fmt)
-        if can_fail:
-            raw_cols[f"_raw_{col.name}"] = src if src.type().is_string() else src.cast("string")
-    for extra in raw.columns:
-        if any(extra.startswith(p) for p in table.extra_prefixes):
-            typed_cols[extra], _ = _typed(raw[extra], Column(extra, "float", nullable=True))
-    t = _materialise(con, f"typed_{table.name}", raw.select(**raw_cols, **typed_cols), temp=True)
     # Closed vocabularies are read from the typed table (in memory), not the source again.
     for col in table.columns:
         if col.name in mapping and vocabulary(table.name, col.name, params) is not None:
@@ -503,6 +500,70 @@ def _check_and_type(con: Any, table: Table, params: Params, report: ValidationRe
             )
     report.profile[table.name] = {"rows": n_rows, "columns": sorted(mapping)}
     return "ok" if ok else "failed"
+
+
+def _typing(
+    raw: ir.Table, table: Table, mapping: dict[str, str], params: Params, report: ValidationReport
+) -> tuple[ir.Table, bool]:
+    """The query typing a raw table, and whether it derives ``order_id`` from source rows.
+
+    A raw table without ``_row`` (a CSV file, numbered by position after typing) carries
+    ``ROW_BASE``, and a derived ``order_id`` is filled in with ``_row`` afterwards.
+    """
+    value_maps = params.data.values.get(table.name, {})
+    positional = ROW_BASE in raw.columns
+    typed_cols: dict[str, ir.Value] = (
+        {ROW_BASE: raw[ROW_BASE]} if positional else {"_row": raw["_row"]}
+    )
+    raw_cols: dict[str, ir.Value] = {}
+    derived_id = False
+    for col in table.columns:
+        if col.name not in mapping:
+            if table.name == "orders" and col.name == "order_id":
+                derived_id = True
+                # Deterministic: the source row (file line, or row of a sheet or table).
+                typed_cols[col.name] = (
+                    ibis.null().cast("string") if positional else raw["_row"].cast("string")
+                )
+                report.derived["orders.order_id"] = "source_row"
+            elif table.name == "customers":
+                typed_cols[col.name] = ibis.null().cast(_IBIS_TYPE[col.dtype])
+            continue
+        src = raw[mapping[col.name]]
+        if col.name in value_maps:
+            if not src.type().is_string():
+                src = src.cast("string")
+            src = src.substitute(value_maps[col.name])
+        fmt = params.data.number_format_for(table.name, col.name)
+        typed_cols[col.name], can_fail = _typed(src, col, fmt)
+        if can_fail:
+            raw_cols[f"_raw_{col.name}"] = src if src.type().is_string() else src.cast("string")
+    for extra in raw.columns:
+        if any(extra.startswith(p) for p in table.extra_prefixes):
+            typed_cols[extra], _ = _typed(raw[extra], Column(extra, "float", nullable=True))
+    return raw.select(**raw_cols, **typed_cols), derived_id
+
+
+def _has_join(con: Any, sql: str) -> bool:
+    """Whether DuckDB's plan for ``sql`` joins (it turns an IN list of five or more
+    constants into a join, for one)."""
+    plan = con.raw_sql(f"EXPLAIN {sql}").fetchall()
+    return any("JOIN" in str(r[-1]).upper() for r in plan)
+
+
+def _number_rows(con: Any, table: Table, derived_id: bool) -> ir.Table:
+    """Give a typed table written from a positional raw view its ``_row`` (and a derived
+    ``order_id``): the table holds the view's rows in their order (DuckDB preserves
+    insertion order), so a row's id is its position."""
+    name = f"temp.main.{_sql_name('typed_' + table.name)}"
+    row = f"rowid + {ROW_BASE}"
+    sets = [f"_row = {row}"]
+    if derived_id:
+        sets.append(f"order_id = CAST({row} AS VARCHAR)")
+    con.raw_sql(f"ALTER TABLE {name} ADD COLUMN _row BIGINT")
+    con.raw_sql(f"UPDATE {name} SET {', '.join(sets)}")
+    con.raw_sql(f"ALTER TABLE {name} DROP COLUMN {ROW_BASE}")
+    return con.table(f"typed_{table.name}")
 
 
 _IBIS_TYPE = {

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -165,22 +166,29 @@ def to_pandas(expr: Any) -> Any:
     Ibis 12's DuckDB backend converts any Arrow column that has a null with
     ``to_pylist()``: one Python object per row before pandas sees it. At a million customers
     that is most of the time of a query whose result has dates or reasons that can be
-    missing (``churned_at``, ``last_order``). For float, string, date and boolean columns
-    Arrow's own conversion gives the same values and dtype, so those take it; every other
-    column, and every other backend, goes through Ibis unchanged. Tests compare the two
-    on every column type the contract has.
+    missing (``churned_at``, ``last_order``). On DuckDB the result is fetched as Arrow and
+    converted by :func:`arrow_to_pandas`; every other backend goes through Ibis unchanged.
     """
-    import pandas as pd
-    import pyarrow.types as pat
-
     backend = expr._find_backend()
     if getattr(backend, "name", None) != "duckdb":
         return expr.to_pandas()
+    table = fetch_arrow(backend, lambda: backend._to_duckdb_relation(expr).to_arrow_table())
+    return arrow_to_pandas(table, expr)
+
+
+def fetch_arrow(backend: Any, fetch: Callable[[], Any]) -> Any:
+    """``fetch()`` (a DuckDB query returning an Arrow table), again without the memory cap
+    when DuckDB runs out of memory under it.
+
+    Parameters
+    ----------
+    backend : the Ibis DuckDB backend the query runs on.
+    fetch : runs the query and returns its ``pyarrow.Table``.
+    """
     import duckdb
-    from ibis.backends.duckdb.converter import DuckDBPandasData
 
     try:
-        table = backend._to_duckdb_relation(expr).to_arrow_table()
+        return fetch()
     except duckdb.OutOfMemoryException as exc:
         # ``engine_memory_gb`` caps DuckDB so that two notebooks share the machine; a query
         # that cannot run under the cap even by spilling is better slow than a failed review
@@ -188,14 +196,33 @@ def to_pandas(expr: Any) -> Any:
             f"DuckDB needed more than engine_memory_gb ({exc.__class__.__name__}); "
             "this notebook continues with DuckDB's default memory limit",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         # RESET alone changes the setting but not the limit in force (DuckDB 1.5): set the
         # default it reports back explicitly
         backend.raw_sql("RESET memory_limit")
         default = backend.raw_sql("SELECT current_setting('memory_limit')").fetchone()[0]
         backend.raw_sql(f"SET memory_limit = '{default}'")
-        table = backend._to_duckdb_relation(expr).to_arrow_table()
+        return fetch()
+
+
+def arrow_to_pandas(table: Any, expr: Any) -> Any:
+    """The pandas result of DuckDB's Arrow ``table`` for ``expr``, as ``expr.to_pandas()``
+    would give it: same values, same dtypes.
+
+    For float, string, date and boolean columns Arrow's own conversion gives the same values
+    and dtype as Ibis' per-value path, so those take it; every other column with a null
+    goes through ``to_pylist()`` as in Ibis. Tests compare the two on every column type the
+    contract has.
+
+    Parameters
+    ----------
+    table : the ``pyarrow.Table`` DuckDB returned for ``expr``'s SQL.
+    expr : the Ibis expression (its schema decides the final dtypes).
+    """
+    import pandas as pd
+    import pyarrow.types as pat
+    from ibis.backends.duckdb.converter import DuckDBPandasData
 
     def fast(t: Any) -> bool:
         # with nulls, Arrow's conversion gives what Ibis builds from to_pylist(): float NaN;

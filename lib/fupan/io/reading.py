@@ -35,6 +35,12 @@ FILE_SUFFIXES = (".csv", ".parquet", ".pq", ".xlsx", ".xlsm", ".txt")
 _FILE_ROW = "file_row_number"
 
 
+# A raw view without ``_row`` carries this constant instead: the source row of its n-th
+# row (0-based) is n + the constant. The typed table, written in the view's order, numbers
+# its rows from its own row ids (:func:`fupan.io.contract._check_and_type`).
+ROW_BASE = "_row_base"
+
+
 # Catalog name of an attached DuckDB file source while it is read.
 _SOURCE_DB = "fupan_source"
 
@@ -288,8 +294,13 @@ def _create_temp_view(con: Any, name: str, expr: ir.Table) -> None:
 
 def _materialise(con: Any, name: str, expr: ir.Table, temp: bool) -> ir.Table:
     """Write ``expr`` once as a table: temporary (in memory, spills to disk) or staged."""
+    return _materialise_sql(con, name, con.compile(expr), temp)
+
+
+def _materialise_sql(con: Any, name: str, sql: str, temp: bool) -> ir.Table:
+    """:func:`_materialise` of a compiled query."""
     kind = "TEMP TABLE" if temp else "TABLE"
-    con.raw_sql(f"CREATE OR REPLACE {kind} {_sql_name(name)} AS {con.compile(expr)}")
+    con.raw_sql(f"CREATE OR REPLACE {kind} {_sql_name(name)} AS {sql}")
     return con.table(name)
 
 
@@ -482,7 +493,9 @@ def _stage_csv(
     if not _columns_unambiguous(names, table, params, report, name):
         return None
     cols = {_normalise_header(c): src[c] for c in src.columns}
-    expr = src.select(**cols).mutate(_row=ibis.row_number() + 2 + skip)
+    # The source row is numbered after typing, by position (see ROW_BASE): a row_number()
+    # window here would funnel reading and typing the whole file through one thread.
+    expr = src.select(**cols, **{ROW_BASE: ibis.literal(2 + skip, "int64")})
     _create_temp_view(con, f"raw_{table.name}", expr)
     return _RawTable(table.name, str(path), 1 + skip)
 

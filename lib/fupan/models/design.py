@@ -211,11 +211,18 @@ class Design(TransformerMixin, BaseEstimator):
         return self._clean_numeric(df)
 
     def _clean_numeric(self, df: pd.DataFrame) -> pd.DataFrame:
-        out = {}
-        for n in self.numeric_:
-            v = pd.to_numeric(df[n], errors="coerce").astype(float)
-            out[n] = v.clip(self.lo_[n], self.hi_[n]).fillna(self.median_[n])
+        out = {n: self._winsorised(df, n) for n in self.numeric_}
         return pd.DataFrame(out, index=df.index)
+
+    def _winsorised(self, df: pd.DataFrame, n: str) -> np.ndarray:
+        """Feature ``n`` clipped to its fitted range, a missing value imputed with its median."""
+        a = pd.to_numeric(df[n], errors="coerce").astype(float).to_numpy()
+        # pandas' clip and fillna, element for element (a value below the range becomes its
+        # lower end, NaN stays NaN until imputed), without a Series per step: those cost
+        # ~3 ms a feature on every transform, hundreds of times a chapter
+        a = np.where(a < self.lo_[n], self.lo_[n], a)
+        a = np.where(a > self.hi_[n], self.hi_[n], a)
+        return np.where(np.isnan(a), self.median_[n], a)
 
     def _levels(self, df: pd.DataFrame, n: str) -> pd.Series:
         v = df[n].astype(object).where(df[n].notna(), MISSING_LEVEL).astype(str)
@@ -298,8 +305,7 @@ class Design(TransformerMixin, BaseEstimator):
         z = np.zeros((len(df), len(self.columns_)), order="F")
         for n in self.numeric_:
             if n in where:
-                v = pd.to_numeric(df[n], errors="coerce").astype(float)
-                z[:, where[n]] = v.clip(self.lo_[n], self.hi_[n]).fillna(self.median_[n])
+                z[:, where[n]] = self._winsorised(df, n)
         for n in self.categorical_:
             index = self._level_index(df, n)
             for i, L in enumerate(self.levels_[n]):
