@@ -87,6 +87,7 @@ def review(params_path: Path, reports: Path, **overrides: Any) -> InProcessRun:
     ``params.load`` takes them) with every notebook run in this process."""
     import matplotlib.pyplot as plt
     from fupan.core import params as fparams
+    from fupan.core import paths
     from fupan.io import data as fdata
     from fupan.report import deck, gate, summary
     from fupan.report.results import RESULTS_NAME, Recorder
@@ -94,10 +95,10 @@ def review(params_path: Path, reports: Path, **overrides: Any) -> InProcessRun:
     from threadpoolctl import threadpool_limits
 
     params = fparams.load(params_path, **overrides)
-    run_dir = reports / runner.run_name(params)
+    run_dir = reports / params.context.run_name
     (run_dir / "notebooks").mkdir(parents=True)
     (run_dir / "exports").mkdir()
-    ds = fdata.load(params, work_dir=run_dir / "work", strict=True, handoff=False)
+    ds = fdata.load(params, work_dir=paths.work_dir(run_dir), strict=True, handoff=False)
     inputs = dict(ds.fingerprints)
     ds.close()
     # the run section as runner.record_run_section writes it, so results.json compares

@@ -7,8 +7,6 @@ seeded, so each test is deterministic.
 from __future__ import annotations
 
 import json
-import sys
-import types
 import warnings
 from pathlib import Path
 
@@ -319,14 +317,13 @@ def test_normalise_scores_refuses_frames_without_probabilities():
 
 
 def test_chapter2_export_is_read_back_when_this_run_recorded_it(tmp_path, tiny_data, monkeypatch):
-    # no live scoring here: a stand-in churn module without an at-risk list
-    stub = types.ModuleType("fupan.chapters.atrisk")
-    monkeypatch.setitem(sys.modules, "fupan.chapters.atrisk", stub)
-    # `from fupan.chapters import atrisk` reads the package attribute once another test
-    # imported it
-    import fupan.chapters
+    # no live scoring here: the churn chapter's list stands in as one that cannot be made
+    from fupan.chapters import atrisk
 
-    monkeypatch.setattr(fupan.chapters, "atrisk", stub, raising=False)
+    def no_list(ds: Dataset, as_of: object) -> pd.DataFrame:
+        raise ValueError("no live scoring in this test")
+
+    monkeypatch.setattr(atrisk, "at_risk_list", no_list)
     ds = connect(tmp_path, tiny_data)
     run = tmp_path / "myrun"
     (run / "exports").mkdir(parents=True)
@@ -342,7 +339,7 @@ def test_chapter2_export_is_read_back_when_this_run_recorded_it(tmp_path, tiny_d
     ).to_csv(run / "exports" / "at_risk.csv", index=False, encoding="utf-8-sig")
     # without chapter 2's count in results.json the file is not trusted
     scores, why = clv.churn_scores(ds, "2026-10-31", run)
-    assert (scores, why) == (None, "not_available")
+    assert (scores, why) == (None, "failed: ValueError: no live scoring in this test")
     (run / "results.json").write_text(json.dumps({"churn": {"at_risk_count": 2}}), encoding="utf-8")
     scores, why = clv.churn_scores(ds, "2026-10-31", run)
     assert why == "churn_export"

@@ -453,7 +453,7 @@ def test_missing_tables_make_kpis_not_available(tmp_path):
         assert math.isnan(r.loc[key, "value"]), key
         assert r.loc[key, "reason"] == f"missing:{table}"
     assert r.loc["churn_rate_monthly", "value"] == pytest.approx(1 / 6)
-    ev = kpi.evaluate(values, kpi.completeness(d, []), d.params)
+    ev = kpi.evaluate(values, kpi.month_completeness(d, []), d.params)
     assert (ev.set_index("kpi").loc["nps", "status"]) == "grey"
 
 
@@ -750,14 +750,14 @@ def test_volume_rule_and_partial_month(tmp_path):
     # last two weeks hold far fewer rows than the weeks before predict.
     d = _steady(tmp_path, cut=None, thin_after="2026-10-17")
     try:
-        comp = kpi.completeness(d, [kpi.Window.of("2026-10", d.params)]).set_index("table")
+        comp = kpi.month_completeness(d, [kpi.Window.of("2026-10", d.params)]).set_index("table")
     finally:
         d.close()
     assert comp.loc["orders", "why"] == "volume" and comp.loc["orders", "lag_days"] <= 1
     # A month not over at as_of is provisional.
     p = _steady(tmp_path, cut=None, as_of="2026-10-20")
     try:
-        comp = kpi.completeness(p, [kpi.Window.of("2026-10", p.params)])
+        comp = kpi.month_completeness(p, [kpi.Window.of("2026-10", p.params)])
     finally:
         p.close()
     assert comp.why.tolist() == ["partial"]
@@ -1113,7 +1113,7 @@ def test_touch_and_winback_equal_the_per_month_code(tmp_path, seed, as_of):
 
 
 def _arrivals_reference(ev, grid):
-    # the two grid queries completeness() ran per table before _arrival_counts
+    # the two grid queries month_completeness() ran per table before _arrival_counts
     import ibis
 
     ev = ev.view()

@@ -22,7 +22,7 @@ from fupan.report.plots import simulate as plots
 
 
 class _Params:
-    """What :class:`slides.Deck` reads of the run's params."""
+    """What :class:`slides.ScenarioSlides` reads of the run's params."""
 
     def __init__(self, lang: str):
         self.lang = lang
@@ -92,16 +92,16 @@ def _chapter(res: SimulationResult | None, error: str | None = None) -> slides.C
     return slides.Chapter(Path("/x/scenarios.yaml"), False, [], labels, res, error)
 
 
-def _deck(res: SimulationResult | None, lang: str = "en", error: str | None = None):
-    return slides.Deck(_chapter(res, error), _Params(lang), i18n.Fmt(lang, "$"))
+def _scenario_slides(res: SimulationResult | None, lang: str = "en", error: str | None = None):
+    return slides.ScenarioSlides(_chapter(res, error), _Params(lang), i18n.Fmt(lang, "$"))
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_overview_tiles_are_the_funded_scenarios_sums(lang):
-    deck = _deck(_result(), lang)
-    s = deck.overview()
+    sl = _scenario_slides(_result(), lang)
+    s = sl.overview()
     funded = _table()[_table().phase != "hold"]
-    f = deck.fmt
+    f = sl.fmt
     assert s.records["simulation.best"] == "sla"
     assert s.records["simulation.funded"]["n"] == 2
     values = [v for _, v, _ in s.tiles]
@@ -123,7 +123,7 @@ def test_overview_tiles_are_the_funded_scenarios_sums(lang):
 
 def test_overview_of_one_scenario_quotes_its_own_figures():
     one = _table().iloc[:1].reset_index(drop=True)
-    s = _deck(_result(one)).overview()
+    s = _scenario_slides(_result(one)).overview()
     assert [t for t, _, _ in s.tiles][1:] == [
         i18n.t("sim.tile.kept", "en"), i18n.t("sim.tile.ltv", "en"), i18n.t("sim.tile.cost", "en")
     ]  # fmt: skip
@@ -131,36 +131,36 @@ def test_overview_of_one_scenario_quotes_its_own_figures():
 
 
 def test_overview_without_a_result_says_why_and_records_the_reason():
-    s = _deck(None, error="only 3 churns").overview()
+    s = _scenario_slides(None, error="only 3 churns").overview()
     assert s.title == i18n.t("sim.error.title", "en")
     assert s.notes == ["only 3 churns"]
     assert s.skips == {"*": f"{s.title}: only 3 churns"}
     assert s.table is None and s.tiles == []
     # nothing priced: the chapter's other slides are not made
-    deck = _deck(None, error="x")
-    assert deck.churn() is None and deck.winback() is None and deck.method() is None
+    sl = _scenario_slides(None, error="x")
+    assert sl.churn() is None and sl.winback() is None and sl.method() is None
 
 
 def test_skipped_scenarios_become_notes_and_reasons():
     res = _result()
     res.skipped = [{"name": "touch", "reason": "zero_cost"}]
-    s = _deck(res).overview()
+    s = _scenario_slides(res).overview()
     assert list(s.skips) == ["scenarios.touch"]
     assert s.skips["scenarios.touch"] in s.notes and "More touches" in s.skips["scenarios.touch"]
 
 
 def test_churn_slide_quotes_the_largest_fall():
-    s = _deck(_result()).churn()
+    s = _scenario_slides(_result()).churn()
     f = i18n.Fmt("en", "$")
     assert "Faster response" in s.title
     assert f.pct(0.30) in s.title and f.pct(0.24) in s.title
     assert list(s.chart.name) == ["sla", "touch"]  # retention rows only
     no_retention = _table().iloc[2:].reset_index(drop=True)
-    assert _deck(_result(no_retention)).churn().chart is None
+    assert _scenario_slides(_result(no_retention)).churn().chart is None
 
 
 def test_sensitivity_orders_the_tornado_widest_on_top_and_records():
-    s = _deck(_result()).sensitivity()
+    s = _scenario_slides(_result()).sensitivity()
     width = (s.chart.roi_effect_high - s.chart.roi_effect_low).abs().to_numpy()
     assert np.all(np.diff(width) >= 0)
     assert s.records["simulation.sensitivity"].shape[0] == 3
@@ -168,7 +168,7 @@ def test_sensitivity_orders_the_tornado_widest_on_top_and_records():
 
 
 def test_winback_slide_exports_tier_labels_and_sorts_by_value():
-    s = _deck(_result()).winback()
+    s = _scenario_slides(_result()).winback()
     assert list(s.chart.expected_value) == [900.0, 50.0, 10.0]
     assert list(s.exports["winback"].tier) == ["", "Gold tier", "silver"] and s.table is None
     rec = s.records["simulation.winback"]["wb"]
@@ -177,7 +177,7 @@ def test_winback_slide_exports_tier_labels_and_sorts_by_value():
     assert f.pct(0.15 - 0.05) in s.finding and f.money(100.0) in s.finding
     assert s.notes and f.pct(0.05) in s.notes[0]  # a natural return measured on dormancy
     # no win-back asked for: one slide saying so, and the reason recorded
-    no_wb = _deck(_result(_table().iloc[:2].reset_index(drop=True))).winback()
+    no_wb = _scenario_slides(_result(_table().iloc[:2].reset_index(drop=True))).winback()
     assert no_wb.chart is None and no_wb.skips == {"winback": no_wb.title}
 
 
@@ -197,7 +197,7 @@ def _model(columns: list[str]) -> ModelInfo:
 
 def test_method_slide_shows_readable_effects_as_hazard_ratios():
     cols = ["median_first_response_days", "spend_365d", "touches_90d", "tier=gold"]
-    s = _deck(_result(model=_model(cols))).method()
+    s = _scenario_slides(_result(model=_model(cols))).method()
     eff = _model(cols).effects.set_index("column")
     # currency and dummy columns left out; bottom up (reversed)
     assert len(s.chart) == 2
@@ -206,7 +206,7 @@ def test_method_slide_shows_readable_effects_as_hazard_ratios():
     assert i18n.Fmt("en", "$").num(math.exp(-0.5), 2) in s.title
     assert s.records["simulation.model"]["events"] == 40
     assert any("3" in n for n in s.notes)  # the inferred churners left out
-    only_money = _deck(_result(model=_model(["spend_365d"]))).method()
+    only_money = _scenario_slides(_result(model=_model(["spend_365d"]))).method()
     assert only_money.chart is None and i18n.t("sim.method.no_chart", "en") in only_money.notes
 
 
@@ -229,23 +229,23 @@ def test_plot_functions_draw_on_the_axes_given():
         "pilot_end": [6.0, 12.0, np.nan], "rollout_start": [6.0, 12.0, np.nan],
         "standardise_start": [12.0, 18.0, np.nan],
     })  # fmt: skip
-    deck = _deck(res)
+    sl = _scenario_slides(res)
     calls = [
         lambda ax: plots.plot_roi(res.table, LABELS, "en", FMT, "90%", ax=ax),
-        lambda ax: plots.plot_churn(deck.churn().chart, LABELS, "en", "90%", ax=ax),
+        lambda ax: plots.plot_churn(sl.churn().chart, LABELS, "en", "90%", ax=ax),
         lambda ax: plots.plot_sensitivity(
-            deck.sensitivity().chart, LABELS, "en", FMT, (0.5, 1.5), ax=ax
+            sl.sensitivity().chart, LABELS, "en", FMT, (0.5, 1.5), ax=ax
         ),
-        lambda ax: plots.plot_winback(deck.winback().chart, "en", FMT, ax=ax),
+        lambda ax: plots.plot_winback(sl.winback().chart, "en", FMT, ax=ax),
         lambda ax: plots.plot_roadmap(rm, LABELS, "en", ax=ax),
-        lambda ax: plots.plot_effects(deck.method().chart, "en", FMT, "90%", ax=ax),
+        lambda ax: plots.plot_effects(sl.method().chart, "en", FMT, "90%", ax=ax),
     ]  # fmt: skip
     for call in calls:
         fig, ax = plt.subplots()
         before = plt.get_fignums()
         assert call(ax) is ax
         assert plt.get_fignums() == before  # no figure of its own
-        assert ax.get_title()  # a chart without a title fails the deck check
+        assert ax.get_title()  # a chart without a title fails the sl check
         plt.close(fig)
 
 

@@ -22,7 +22,6 @@ KNOWN_UPWARD = {
     ("chapters/followup/review.py", "fupan.report.results"),
     ("chapters/followup/review.py", "fupan.report"),  # `from fupan.report import results`
     ("chapters/kpi/formatting.py", "fupan.report"),  # show: the KPI scorecard slide
-    ("chapters/kpi/slides.py", "fupan.report"),  # charts: the KPI trend slides
     # the validation of a spend tier at load uses the same trailing-year window as segments
     ("io/tiers.py", "fupan.measures.segments"),
 }

@@ -23,12 +23,12 @@ from test_kpi import _steady, params_file, write_fixture
 # Fast: the pieces
 
 
-def test_previous_month_and_run_name():
+def test_previous_month_and_folder_name():
     import datetime as dt
 
     assert monthly.previous_month(dt.date(2026, 11, 2)) == "2026-10"
     assert monthly.previous_month(dt.date(2026, 1, 1)) == "2025-12"
-    assert monthly.run_name("2026-10") == "monthly-2026-10"
+    assert monthly.folder_name("2026-10") == "monthly-2026-10"
 
 
 def test_month_params_set_as_of_and_require_the_kpi_notebook(tmp_path):
@@ -345,11 +345,11 @@ def test_damaged_history_is_refused_and_backfill_rebuilds_it(tmp_path, capfd, wh
     assert (
         cli.main(["monthly", "--from", "2026-08", "--to", "2026-10", "--decks", "none", *argv]) == 0
     )
-    assert monthly.checksum_path(hist).exists() and monthly.history_problem(hist) is None
+    assert monthly.checksum_path(hist).exists() and monthly.kpi_history_problem(hist) is None
     good = kpi.read_history(hist)
     _damage(hist, where)
     capfd.readouterr()
-    assert "checksum" in monthly.history_problem(hist)
+    assert "checksum" in monthly.kpi_history_problem(hist)
     # a month run refuses the damaged history before anything is written
     assert cli.main(["monthly", "--month", "2026-10", *argv]) == 1
     err = capfd.readouterr().err
@@ -365,7 +365,7 @@ def test_damaged_history_is_refused_and_backfill_rebuilds_it(tmp_path, capfd, wh
     assert "was damaged" in out.out and "Traceback" not in out.out + out.err
     (backup,) = reports.glob("kpi_history.damaged-*.parquet")
     assert backup.read_bytes() == damaged
-    assert monthly.history_problem(hist) is None
+    assert monthly.kpi_history_problem(hist) is None
     rebuilt = kpi.read_history(hist)
     cols = ["month", "kpi", "value", "status"]
     pd.testing.assert_frame_equal(rebuilt[cols], good[cols])
@@ -374,11 +374,11 @@ def test_damaged_history_is_refused_and_backfill_rebuilds_it(tmp_path, capfd, wh
 def test_history_without_checksum_that_cannot_be_read_is_damaged(tmp_path):
     hist = tmp_path / "kpi_history.parquet"
     hist.write_bytes(b"PAR1 not really a parquet file")
-    why = monthly.history_problem(hist)
+    why = monthly.kpi_history_problem(hist)
     assert why and "cannot be read as a KPI history" in why
     with pytest.raises(monthly.HistoryError, match="fupan monthly --from 2026-10"):
         monthly.check_history(hist, "2026-10")
-    assert monthly.history_problem(tmp_path / "none.parquet") is None
+    assert monthly.kpi_history_problem(tmp_path / "none.parquet") is None
 
 
 def test_failed_month_says_what_was_written(tmp_path, capsys):

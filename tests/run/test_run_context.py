@@ -74,6 +74,10 @@ def test_load_and_run_resolve_paths_once(tmp_path, monkeypatch, counted):
     assert passed["data"] == str((pf.parent / "data").resolve())
     assert passed["params_file"] == str(pf.resolve())
     assert r.reports == (tmp_path / "out").resolve()
+    # the run's folders are the context's: the finished one, the one being built, its cache
+    assert r.final == (tmp_path / "out" / f"annual_review-{params.as_of}").resolve()
+    assert r.tmp == r.ctx.staging_dir() and r.tmp.parent == r.final.parent
+    assert paths.cache_dir(r.tmp) == r.tmp / "work" / "cache"
 
 
 def test_relative_out_and_params_from_another_folder_give_the_same_paths(tmp_path, monkeypatch):
@@ -94,16 +98,17 @@ def test_relative_out_and_params_from_another_folder_give_the_same_paths(tmp_pat
                 ctx.data,
                 ctx.scenarios_file,
                 ctx.reports(cli._out(args)),
+                ctx.for_run(cli._out(args)).run_dir,
                 runner.notebook_parameters(cli._load_params(args), ctx.params_file, "r")["data"],
             )
         )
     assert seen[0] == seen[1] == seen[2]
-    params_file, data, scenarios, reports, _ = seen[0]
+    params_file, data, scenarios, reports, run_dir, _ = seen[0]
     assert params_file == pf.resolve()
     assert data == str((pf.parent / "data").resolve())
     assert scenarios == (pf.parent / "my-scenarios.yaml").resolve()
-    assert reports == (tmp_path / "out").resolve()
-    assert all(Path(p).is_absolute() for p in (params_file, data, scenarios, reports))
+    assert reports == (tmp_path / "out").resolve() == run_dir.parent
+    assert all(Path(p).is_absolute() for p in (params_file, data, scenarios, reports, run_dir))
 
 
 def test_context_is_absolute_and_reports_default_to_the_starting_folder(tmp_path, monkeypatch):
@@ -125,3 +130,8 @@ def test_a_copy_with_other_paths_gets_its_own_context(tmp_path, monkeypatch, cou
     moved = params.model_copy(update={"data": params.data.model_copy(update={"source": "x"})})
     assert moved.context.data == str((tmp_path / "cfg" / "x").resolve())
     assert counted["builds"] == 2
+    # the run folder is named by the kind of review and its as-of date
+    later = params.model_copy(update={"as_of": params.as_of.replace(year=params.as_of.year + 1)})
+    assert later.context.run_name == f"{params.kind}-{later.as_of}"
+    assert later.context.run_dir == params.context.reports_dir / later.context.run_name
+    assert params.context.for_run(name="monthly-2026-10").run_dir.name == "monthly-2026-10"

@@ -542,6 +542,8 @@ def _context_key(params: Params) -> tuple[Any, ...]:
         params.reports_dir,
         params.benchmarks_file,
         params.simulation.scenarios_file,
+        params.kind,
+        params.as_of,
     )
 
 
@@ -563,6 +565,7 @@ def run_context(params: Params, params_file: Path | None = None) -> paths.RunCon
         benchmarks_file=Path(params.resolve(bench)) if bench else None,
         scenarios_file=Path(params.resolve(scen)) if scen else None,
         reports_dir=reports,
+        run_name=f"{params.kind}-{params.as_of.isoformat()}",
         key=_context_key(params),
     )
 

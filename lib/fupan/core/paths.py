@@ -16,7 +16,8 @@ which command runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,23 @@ def absolute(path: str, folder: str | Path | None) -> str:
     return str((Path(folder) / path).resolve())
 
 
+#: A run folder's scratch folder: the staged tables, the kernels' working folder and the
+#: model cache; removed before the run is swapped into place.
+WORK_NAME = "work"
+#: The fitted models the notebooks of one run share (:mod:`fupan.io.cache`), in :data:`WORK_NAME`.
+CACHE_NAME = "cache"
+
+
+def work_dir(run_folder: str | Path) -> Path:
+    """The scratch folder of a run folder (the finished one or the one being built)."""
+    return Path(run_folder) / WORK_NAME
+
+
+def cache_dir(run_folder: str | Path) -> Path:
+    """The model cache of a run folder (:mod:`fupan.io.cache`)."""
+    return work_dir(run_folder) / CACHE_NAME
+
+
 @dataclass(frozen=True)
 class RunContext:
     """Where one run reads and writes, every path absolute: made once when its params
@@ -69,6 +87,8 @@ class RunContext:
     reports_dir : where runs go unless ``--out`` says otherwise: the params'
         ``reports_dir`` (relative to the params file), else ``reports/`` under the folder
         fupan was started in.
+    run_name : the run folder's name, the kind of review and its as-of date
+        (``annual_review-2026-10-31``; not the run's display name, ``params.name``).
     key : the params values the paths were made from (a changed copy makes a new context).
     """
 
@@ -78,6 +98,7 @@ class RunContext:
     benchmarks_file: Path | None
     scenarios_file: Path | None
     reports_dir: Path
+    run_name: str = ""
     key: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def reports(self, override: str | Path | None = None) -> Path:
@@ -86,6 +107,27 @@ class RunContext:
         if override:
             return Path(override).expanduser().resolve()
         return self.reports_dir
+
+    def for_run(self, override: str | Path | None = None, name: str | None = None) -> RunContext:
+        """This context for one run: its reports folder ``override`` (``--out``, relative to
+        the current folder) and its folder's name ``name`` (the monthly runs name theirs by
+        month), each when given."""
+        return replace(self, reports_dir=self.reports(override), run_name=name or self.run_name)
+
+    @property
+    def run_dir(self) -> Path:
+        """The finished run's folder: :attr:`run_name` in :attr:`reports_dir`."""
+        return self.reports_dir / self.run_name
+
+    @property
+    def failed_dir(self) -> Path:
+        """Where a failed run is kept for inspection (beside :attr:`run_dir`)."""
+        return self.reports_dir / f"{self.run_name}.failed"
+
+    def staging_dir(self, pid: int | None = None) -> Path:
+        """The folder a run is built in by process ``pid`` (this one when None), hidden
+        beside :attr:`run_dir` until it is swapped into place."""
+        return self.reports_dir / f".{self.run_name}.tmp-{os.getpid() if pid is None else pid}"
 
 
 def reports_dir(params: Any = None, override: str | Path | None = None) -> Path:

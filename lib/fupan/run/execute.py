@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fupan.core import paths
 from fupan.core.params import Params
 from fupan.report.results import results_lock_available, write_json_atomic
 from fupan.run import skip_slow_imports
@@ -437,13 +438,13 @@ def _start(
         # the kernel works in the run's scratch folder (removed before the run is swapped
         # in): never in the notebooks' (the installed package may be read-only) nor
         # wherever fupan was started, and a stray file (derby.log, …) does not reach the report
-        "cwd": str(tmp / "work"),
+        "cwd": str(paths.work_dir(tmp)),
         "parameters": passed,
         "timeout": params.cell_timeout_seconds,
         "result": str(result),
         "ready": str(ready),
     }
-    (tmp / "work").mkdir(exist_ok=True)
+    paths.work_dir(tmp).mkdir(exist_ok=True)
     write_json_atomic(spec, spec_data)
     proc = subprocess.Popen(
         [sys.executable, "-m", "fupan.run.execute", str(spec), WAIT_FLAG],

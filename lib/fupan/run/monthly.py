@@ -68,7 +68,7 @@ def seal_history(path: str | Path) -> None:
     os.replace(tmp, target)
 
 
-def history_problem(path: str | Path | None) -> str | None:
+def kpi_history_problem(path: str | Path | None) -> str | None:
     """Why the KPI history cannot be trusted, or None when it can (or does not exist yet).
 
     A history fupan wrote carries a checksum (:func:`seal_history`): a file changed since,
@@ -94,7 +94,7 @@ def history_problem(path: str | Path | None) -> str | None:
 
 def check_history(path: str | Path | None, months: str = "YYYY-MM") -> None:
     """Raise :class:`HistoryError` naming the file, the problem and the rebuild command."""
-    why = history_problem(path)
+    why = kpi_history_problem(path)
     if why:
         raise HistoryError(
             f"the KPI history {path} is damaged: {why}. Nothing was written.\n"
@@ -105,7 +105,7 @@ def check_history(path: str | Path | None, months: str = "YYYY-MM") -> None:
 
 def set_aside_damaged(path: Path, log: RunLog) -> Path | None:
     """Move a damaged history (and its checksum) to ``<name>.damaged-<time>``; None if sound."""
-    why = history_problem(path)
+    why = kpi_history_problem(path)
     if why is None:
         return None
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -125,7 +125,8 @@ def previous_month(today: dt.date | None = None) -> str:
     return kpi.shift_month(kpi.parse_month(today), -1)
 
 
-def run_name(month: str) -> str:
+def folder_name(month: str) -> str:
+    """The monthly run folder's name (not the run's display name, :func:`fupan.core.params.run_name`)."""
     return f"monthly-{kpi.parse_month(month)}"
 
 
@@ -249,13 +250,6 @@ def month_params(
     return params
 
 
-def reports_folder(reports_dir: str | Path | None, params: Any = None) -> Path:
-    """``--out``, else the params' ``reports_dir``, else ``./reports`` (:mod:`fupan.core.paths`)."""
-    from fupan.core import paths
-
-    return paths.reports_dir(params, reports_dir)
-
-
 def run_month(
     params_file: str | Path,
     month: str,
@@ -279,8 +273,8 @@ def run_month(
     log = log or RunLog()
     month = kpi.parse_month(month)
     params = month_params(params_file, month, data, lang)
-    reports = reports_folder(reports_dir, params)
-    name = run_name(month)
+    ctx = params.context.for_run(reports_dir, folder_name(month))
+    reports, name = ctx.reports_dir, ctx.run_name
     log.info(f"[fupan] monthly {month}: as of {params.as_of}, reports in {reports}")
     path = kpi.history_path(params, reports_dir=reports)
     check_history(path, month)
@@ -332,7 +326,7 @@ def backfill(
     if decks not in ("last", "all", "none"):
         raise ValueError(f"decks must be last, all or none, not {decks!r}")
     params = month_params(params_file, months[-1], data, lang)
-    reports = reports_folder(reports_dir, params)
+    reports = params.context.reports(reports_dir)
     path = kpi.history_path(params, reports_dir=reports)
     log.info(f"[fupan] backfill {months[0]} .. {months[-1]} ({len(months)} months) into {path}")
     with log.capture_output():

@@ -213,7 +213,7 @@ def _seed_from(
             for f in item.iterdir():
                 if f.name not in owned:
                     (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / "exports" / f.name)
-        elif item.name != "work":
+        elif item.name != paths.WORK_NAME:
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
     try:
         results = json.loads((final / RESULTS_NAME).read_text(encoding="utf-8"))
@@ -400,7 +400,7 @@ def _tb() -> str:
 
 def _keep_failed(tmp: Path, failed: Path, message: str, exc: BaseException) -> None:
     """Move the temporary run to ``failed`` with ERROR.txt; never raise (the disk may be full)."""
-    shutil.rmtree(tmp / "work", ignore_errors=True)
+    shutil.rmtree(paths.work_dir(tmp), ignore_errors=True)
     (tmp / f".{RESULTS_NAME}.lock").unlink(missing_ok=True)
     if failed.exists():
         shutil.rmtree(failed, ignore_errors=True)

@@ -117,10 +117,6 @@ def check_notebook_parameters(nb_path: Path, passed: dict[str, Any]) -> None:
         )
 
 
-def run_name(params: Params) -> str:
-    return f"{params.kind}-{params.as_of.isoformat()}"
-
-
 def _replace_dir(src: Path, dst: Path) -> None:
     """Move ``src`` into place at ``dst``; the old ``dst`` survives until the move is done."""
     old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
@@ -152,8 +148,9 @@ def run(
 
     Parameters
     ----------
-    reports_dir : where the run folder goes (default: :func:`fupan.core.paths.reports_dir`,
-        the params' ``reports_dir`` or ``./reports``).
+    reports_dir : where the run folder goes (``--out``; default: the run context's
+        :attr:`~fupan.core.paths.RunContext.reports_dir`, the params' ``reports_dir`` or
+        ``./reports``); ``name`` its folder (default: the context's ``run_name``).
     previous : an earlier run folder whose forecasts ``06_followup`` grades (default: the
         follow-up chapter looks for one itself, or backtests).
     chapters : update these chapters of the run in place (``fupan run``): the run's other
@@ -207,9 +204,8 @@ class _Run:
 
     params: Params
     params_file: Path
-    reports: Path
+    ctx: paths.RunContext  # the run's folders: reports, the run's, its staging and failed ones
     nb_dir: Path
-    name: str
     plan: ChapterPlan
     prior: dict[str, Any] | None
     log: Callable[[str], None]
@@ -219,16 +215,24 @@ class _Run:
     current: str = "validation"
 
     @property
+    def reports(self) -> Path:
+        return self.ctx.reports_dir
+
+    @property
+    def name(self) -> str:
+        return self.ctx.run_name
+
+    @property
     def final(self) -> Path:
-        return self.reports / self.name
+        return self.ctx.run_dir
 
     @property
     def failed(self) -> Path:
-        return self.reports / f"{self.name}.failed"
+        return self.ctx.failed_dir
 
     @property
     def tmp(self) -> Path:
-        return self.reports / f".{self.name}.tmp-{os.getpid()}"
+        return self.ctx.staging_dir()
 
 
 def plan_run(
@@ -243,19 +247,17 @@ def plan_run(
 ) -> _Run:
     """Resolve the run's folders, clear leftovers of dead runs, and plan its chapters."""
     # absolute: the notebooks run in their own folder and must write into this one
-    reports = paths.reports_dir(params, reports_dir)
+    ctx = params.context.for_run(reports_dir, name)
     nb_dir = Path(notebook_dir) if notebook_dir else NOTEBOOK_DIR
-    reports.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(reports, log)
-    name = name or run_name(params)
-    tmp = reports / f".{name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    prior = read_manifest(reports / name) if chapters is not None else None
+    ctx.reports_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(ctx.reports_dir, log)
+    if ctx.staging_dir().exists():
+        shutil.rmtree(ctx.staging_dir())
+    prior = read_manifest(ctx.run_dir) if chapters is not None else None
     plan = plan_chapters(params, chapters, prior, with_dependents)
     params = params.model_copy(update={"notebooks": plan.run})
     # the params file as the run's manifest and notebooks name it: absolute, made once here
-    return _Run(params, Path(params_file).resolve(), reports, nb_dir, name, plan, prior, log)
+    return _Run(params, Path(params_file).resolve(), ctx, nb_dir, plan, prior, log)
 
 
 def seed_run_folder(r: _Run) -> dict[str, tuple[int, int]]:
@@ -283,7 +285,7 @@ def validate_data(r: _Run) -> dict[str, Any]:
     """Load the data strictly (the contract's checks); the input files' fingerprints."""
     t0 = time.perf_counter()
     r.log(f"[fupan] {r.params.name}: validating {r.params.context.data}")
-    ds = fdata.load(r.params, work_dir=r.tmp / "work", strict=True, handoff=False)
+    ds = fdata.load(r.params, work_dir=paths.work_dir(r.tmp), strict=True, handoff=False)
     fingerprints = dict(ds.fingerprints)
     n_warn = len(ds.report.warnings)
     ds.close()
@@ -420,7 +422,7 @@ def raise_for_failed_chapters(r: _Run, failures: list[ChapterFailure]) -> None:
 def swap_in(r: _Run) -> None:
     """Drop the scratch files and move the finished run into place (the previous run
     survives until the move is done); a stale ``.failed`` folder goes."""
-    shutil.rmtree(r.tmp / "work", ignore_errors=True)
+    shutil.rmtree(paths.work_dir(r.tmp), ignore_errors=True)
     (r.tmp / f".{RESULTS_NAME}.lock").unlink(missing_ok=True)
     _replace_dir(r.tmp, r.final)
     if r.failed.exists():

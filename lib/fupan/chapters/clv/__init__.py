@@ -65,7 +65,7 @@ from fupan.chapters.clv.loss import (
 )
 from fupan.chapters.clv.review import Review, Valuer, model_parameters, params_record, review
 from fupan.chapters.clv.risk import PROBABILITY_COLUMNS, at_risk, churn_scores, normalise_scores
-from fupan.chapters.clv.slides import Deck, deck
+from fupan.chapters.clv.slides import ValuationSlides, valuation_slides
 from fupan.chapters.clv.transactions import (
     TransactionModels,
     discounted_purchases,
@@ -101,8 +101,8 @@ __all__ = [
     "TransactionModels",
     "Valuation",
     "Valuer",
-    "Deck",
-    "deck",
+    "ValuationSlides",
+    "valuation_slides",
     "at_risk",
     "breakdown_gap",
     "choose_model",

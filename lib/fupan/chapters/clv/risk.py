@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fupan.chapters import atrisk
 from fupan.chapters.clv.valuation import TRANSACTIONS, YEAR_DAYS, Valuation, _ts
 from fupan.core.chapter_params import LtvParams
 from fupan.io import engine
@@ -30,13 +31,13 @@ def churn_scores(
     First the list chapter 2 exported in this run (``<run_dir>/exports/at_risk.csv``, read
     back when ``results.json`` says chapter 2 recorded that many customers), so both chapters
     show the same customers and the health model is not trained twice; then
-    ``fupan.chapters.atrisk.at_risk_list(ds, as_of)`` when that module exists. Every listed customer is
+    :func:`fupan.chapters.atrisk.at_risk_list` at ``as_of``. Every listed customer is
     at risk unless the frame says otherwise (``at_risk`` flag, or ``band`` red/amber).
 
     Returns
     -------
     (frame ``customer_id, p_churn, at_risk`` or None, status: ``"churn_export"`` or
-    ``"churn_scores"`` when used, else why not: ``"not_available"``, ``"no_probability"``,
+    ``"churn_scores"`` when used, else why not: ``"no_probability"``,
     ``"failed: ..."``)
     """
     if run_dir:
@@ -46,14 +47,7 @@ def churn_scores(
             if scores is not None:
                 return scores, "churn_export"
     try:
-        from fupan.chapters import atrisk  # built by the churn chapter
-    except ImportError:
-        return None, "not_available"
-    fn = getattr(atrisk, "at_risk_list", None)
-    if fn is None:
-        return None, "not_available"
-    try:
-        frame = fn(ds, _ts(as_of).date())
+        frame = atrisk.at_risk_list(ds, _ts(as_of).date())
     except Exception as exc:  # noqa: BLE001 - an optional integration must not stop the chapter
         return None, f"failed: {type(exc).__name__}: {exc}"
     return normalise_scores(frame)

@@ -1,7 +1,7 @@
-"""What each slide of notebook 03 says and shows, from one :class:`Deck`.
+"""What each slide of notebook 03 says and shows, from one :class:`ValuationSlides`.
 
-:func:`deck` runs the chapter once (:func:`fupan.chapters.clv.review`, the churn chapter's
-scores, the value at risk) and each method of :class:`Deck` returns one
+:func:`valuation_slides` runs the chapter once (:func:`fupan.chapters.clv.review`, the churn chapter's
+scores, the value at risk) and each method of :class:`ValuationSlides` returns one
 :class:`fupan.chapters.slide.Slide`: its title and finding in the run's language, the figures
 it records into results.json, the reasons it records for what it cannot show, its tiles,
 table, chart frame, notes and exports. The notebook shows it with ``nb.show`` (title,
@@ -29,15 +29,15 @@ from fupan.io.dataset import Dataset
 from fupan.measures.outcomes import churn_status
 
 
-def deck(
+def valuation_slides(
     ds: Dataset,
     fmt: i18n.Fmt,
     run_dir: str = "",
     mask: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
-) -> Deck:
+) -> ValuationSlides:
     """Run chapter 3 on ``ds`` and return its slides' maker.
 
-    A review the data cannot support (too little to fit a model) does not raise: the deck's
+    A review the data cannot support (too little to fit a model) does not raise: the slides'
     ``error`` says why and its headline slide states it. ``mask`` hides PII in the tables
     shown and exported (the notebook's ``nb.mask``); ``run_dir`` is where chapter 2's
     at-risk list of this run is read from.
@@ -47,11 +47,11 @@ def deck(
         rv, error = review(ds, status), None
     except ValueError as exc:  # too little data to fit: the chapter says so and the run goes on
         rv, error = None, str(exc)
-    return Deck(ds, fmt, status, rv, error, run_dir, mask or (lambda df: df))
+    return ValuationSlides(ds, fmt, status, rv, error, run_dir, mask or (lambda df: df))
 
 
-class Deck:
-    """Chapter 3's slides from one review (see :func:`deck`); ``ok`` is False when the review
+class ValuationSlides:
+    """Chapter 3's slides from one review (see :func:`valuation_slides`); ``ok`` is False when the review
     could not be made (only :meth:`headline` then has a slide)."""
 
     def __init__(

@@ -102,7 +102,7 @@ def cut_date(as_of: dt.date | str, months: int = MONTHS) -> dt.date:
     return c.date()
 
 
-def history_problem(ds: Dataset, cut: dt.date) -> dict[str, Any] | None:
+def data_span_problem(ds: Dataset, cut: dt.date) -> dict[str, Any] | None:
     """Why the data cannot be graded from ``cut`` (``None`` when it can).
 
     Needs orders from at least :data:`MIN_BEFORE_MONTHS` before the cut (something to

@@ -1,4 +1,4 @@
-"""Last year's forecasts: rerun on the data cut at ``as_of - 12 months`` (:func:`backtest`),
+"""Last year's forecasts: rerun on the data cut at ``as_of - 12 months`` (:func:`backtest_forecast`),
 read back from a previous run (:func:`from_previous_run`), or recorded now for next year's
 review (:func:`next_year`).
 """
@@ -168,8 +168,6 @@ def _forecast_at(ds_at: Dataset, months: int, reasons: bool = True) -> Forecast:
         clv = predicted_spend(ds_at, months)
     except ValueError as exc:
         notes["clv"] = "contracts" if str(exc) == "contracts" else "model_failed"
-    except ImportError:
-        notes["clv"] = "model_missing"
     before = segments.customer_features_as_of(ds_at, at, engagement=False)
     base = base_rates(ds_at, horizon, before)
     if method == "rules":
@@ -188,7 +186,7 @@ def _forecast_at(ds_at: Dataset, months: int, reasons: bool = True) -> Forecast:
     )
 
 
-def backtest(ds: Dataset, months: int = MONTHS, cut: dt.date | None = None) -> Forecast:
+def backtest_forecast(ds: Dataset, months: int = MONTHS, cut: dt.date | None = None) -> Forecast:
     """Rerun the forecasts as of ``cut`` (default ``as_of - months``) on the data as it stood
     then; ``months`` is also the spend forecast's horizon."""
     cut = cut or cut_date(ds.params.as_of, months)

@@ -171,7 +171,7 @@ def headline_rows(
     return rows, skipped
 
 
-def findings_table(
+def findings_then_and_now(
     results_then: dict[str, Any], results_now: dict[str, Any]
 ) -> pd.DataFrame | None:
     """Last year's failure points (chapter 1's ``diagnosis.findings``) next to this year's

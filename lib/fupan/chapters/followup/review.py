@@ -16,13 +16,13 @@ from fupan.chapters.followup.cut import (
     MONTHS,
     Source,
     cut_date,
+    data_span_problem,
     find_previous,
-    history_problem,
     load_settings,
 )
 from fupan.chapters.followup.forecasts import (
     Forecast,
-    backtest,
+    backtest_forecast,
     from_previous_run,
     recorded_forecast,
 )
@@ -32,7 +32,7 @@ from fupan.chapters.followup.grades import (
     probability_and_spend_grades,
     red_list_grades,
 )
-from fupan.chapters.followup.headline import findings_table, headline_rows
+from fupan.chapters.followup.headline import findings_then_and_now, headline_rows
 from fupan.io.dataset import Dataset
 from fupan.report import results as fresults
 
@@ -198,11 +198,11 @@ def follow_up(
     if previous is not None:
         fc = from_previous_run(previous)
         then = fc.as_of_then
-        problem = history_problem(ds, then)
+        problem = data_span_problem(ds, then)
     else:
         then = cut_date(ds.params.as_of, months)
-        problem = history_problem(ds, then)
-        fc = None if problem else backtest(ds, months)
+        problem = data_span_problem(ds, then)
+        fc = None if problem else backtest_forecast(ds, months)
     fu = Followup("previous_run" if previous is not None else "backtest", then, problem, fc)
     then_results = fc.results_then if fc is not None else {}
     sim = (then_results if previous is not None else results_now).get("simulation") or {}
@@ -210,7 +210,7 @@ def follow_up(
     run = set(fu.pilots.pilot) if fu.pilots is not None else set()
     designed = (then_results.get("simulation") or {}).get("pilots") or []
     fu.pilots_not_run = [d["name"] for d in designed if d.get("name") not in run]
-    fu.findings = findings_table(then_results, results_now)
+    fu.findings = findings_then_and_now(then_results, results_now)
     if problem or fc is None:
         return fu
     fu.graded = outcomes_since(ds, then, fc)
@@ -227,7 +227,7 @@ def follow_up(
         # exports hold only the red list) the same models rerun on the data as it stood then
         model = recorded_forecast(Path(previous), fc.results_then)
         try:
-            model = model or backtest(ds, months, cut=then)
+            model = model or backtest_forecast(ds, months, cut=then)
         except (ValueError, RuntimeError) as exc:
             warnings.warn(f"follow-up: models not rerun as of {then} ({exc})", stacklevel=2)
     # calibration and CLV grade what was forecast then: a backtest's or a previous run's

@@ -43,10 +43,11 @@ The rooms, in the order a month's report is made
     alert sentences, the at-risk export, trend slides.
 
 This package's namespace is the chapter's API: the notebook and ``fupan monthly`` call
-``kpi.month_report``, ``kpi.trend_figure`` etc. from here.
+``kpi.month_report``, ``kpi.trend_plan`` etc. from here; its charts are in
+:mod:`fupan.report.plots.kpi`.
 """
 
-from fupan.chapters.kpi.arrival import completeness, kpi_sources
+from fupan.chapters.kpi.arrival import kpi_sources, month_completeness
 from fupan.chapters.kpi.catalogue import (
     BASELINE_DAYS,
     CATALOGUE,
@@ -130,7 +131,6 @@ from fupan.chapters.kpi.slides import (
     risk_reasons_text,
     save_month,
     short_series,
-    trend_figure,
     trend_not_drawn,
     trend_plan,
     trend_title,
@@ -185,7 +185,6 @@ __all__ = [
     "build_alerts",
     "churn_kpis",
     "clv_valuation",
-    "completeness",
     "completeness_table",
     "compute_series",
     "customer_clv",
@@ -207,6 +206,7 @@ __all__ = [
     "history_rows",
     "incomplete_title",
     "kpi_sources",
+    "month_completeness",
     "ltv_at_risk",
     "manager_summary",
     "month_end",
@@ -233,7 +233,6 @@ __all__ = [
     "targets",
     "ticket_kpis",
     "touch_kpi",
-    "trend_figure",
     "trend_not_drawn",
     "trend_plan",
     "trend_title",

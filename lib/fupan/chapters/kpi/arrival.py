@@ -62,7 +62,7 @@ def _arrival_counts(
     return got, rates
 
 
-def completeness(ds: Dataset, windows: list[Window]) -> pd.DataFrame:
+def month_completeness(ds: Dataset, windows: list[Window]) -> pd.DataFrame:
     """Whether each event table's data for each month looks complete.
 
     A table is incomplete in a month when (a) its latest row is more than

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fupan.chapters.kpi.arrival import completeness, kpi_sources
+from fupan.chapters.kpi.arrival import kpi_sources, month_completeness
 from fupan.chapters.kpi.catalogue import CATALOGUE
 from fupan.chapters.kpi.context import _Ctx, _frame
 from fupan.chapters.kpi.formulas import (
@@ -61,7 +61,7 @@ def compute_series(
     (values, completeness): ``values`` has one row per (month, kpi) with ``value, n, reason``
     (``reason`` says why a value is missing: ``missing:<table>``, ``model:<model>``,
     ``model_failed:<model>``, ``history``, ``no_data``); ``completeness`` is
-    :func:`completeness` for the same months.
+    :func:`month_completeness` for the same months.
     """
     ctx = _Ctx(
         ds,
@@ -82,7 +82,7 @@ def _compute(ctx: _Ctx, months: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     values = values.sort_values(
         ["month", "kpi"], key=lambda s: s.map(order) if s.name == "kpi" else s
     )
-    return values.reset_index(drop=True), completeness(ctx.ds, windows)
+    return values.reset_index(drop=True), month_completeness(ctx.ds, windows)
 
 
 def evaluate(values: pd.DataFrame, comp: pd.DataFrame, params: Params) -> pd.DataFrame:

@@ -3,7 +3,6 @@ the month's history rows, and the trend slides."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from fupan.chapters.kpi.formatting import (
 )
 from fupan.chapters.kpi.months import shift_month
 from fupan.chapters.kpi.report import KpiReport
-from fupan.chapters.kpi.status import _isnan, targets
+from fupan.chapters.kpi.status import targets
 
 
 def alert_messages(alerts: list[dict[str, Any]], lang: str, fmt: Any) -> list[str]:
@@ -330,94 +329,6 @@ def short_series(
             }
         )
     return pd.DataFrame(out)
-
-
-def trend_figure(
-    title: str,
-    trend: pd.DataFrame,
-    keys: list[str],
-    months: list[str],
-    names: dict[str, str],
-    labels: dict[str, str],
-    fmt: Any,
-) -> Any:
-    """Small multiples: one panel per KPI over the trend months, with target and alert lines.
-
-    Months taken from the history and months computed now are drawn alike; the last point
-    is coloured by the month's status. A KPI with no value in any month says so in its panel.
-    """
-    import matplotlib.dates as mdates
-    import matplotlib.pyplot as plt
-
-    from fupan.report import charts
-
-    n = len(keys)
-    ncols = 1 if n == 1 else 3 if n > 4 or n == 3 else 2
-    nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(11.5, 2.45 * nrows + 0.7), squeeze=False)
-    fig.suptitle(title, fontsize=13, fontweight="bold")
-    x = pd.PeriodIndex(months, freq="M").to_timestamp()
-    for ax, key in zip(axes.flat, keys, strict=False):
-        kpi = CATALOGUE[key]
-        ax.set_title(names[key], fontsize=10.5)
-        s = trend[trend.kpi == key].set_index("month").reindex(months)
-        y = pd.to_numeric(s.value, errors="coerce").to_numpy(dtype=float)
-        scale = 1.0
-        if not np.isfinite(y).any():
-            ax.text(
-                0.5,
-                0.5,
-                labels["na"],
-                ha="center",
-                va="center",
-                transform=ax.transAxes,
-                color=charts.STATUS_COLORS["grey"],
-                fontsize=11,
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
-            continue
-        if kpi.unit == "money":
-            scale = 1e4 if fmt.lang == "zh" else 1e3
-            unit = "万" if fmt.lang == "zh" else "k"
-            ax.set_ylabel(f"{fmt.symbol} {unit}", fontsize=8)
-        ax.plot(x, y / scale, color=charts.PALETTE[0], marker="o", markersize=3, linewidth=1.6)
-        last = np.where(np.isfinite(y))[0][-1]
-        colour = charts.STATUS_COLORS.get(str(s.status.iloc[last]), charts.STATUS_COLORS["grey"])
-        ax.plot([x[last]], [y[last] / scale], marker="o", markersize=8, color=colour, zorder=5)
-        row = s.iloc[last]
-        for which, style, colour_key in (("target", "--", "green"), ("alert", ":", "red")):
-            level = row.get(which)
-            if level is not None and not _isnan(level):
-                ax.axhline(
-                    float(level) / scale,
-                    linestyle=style,
-                    linewidth=1.2,
-                    color=charts.STATUS_COLORS[colour_key],
-                    label=labels[which],
-                )
-        if kpi.unit == "pct":
-            charts.percent_axis(ax, "y", decimals=0 if np.nanmax(np.abs(y)) >= 0.1 else 1)
-        ax.xaxis.set_major_locator(mdates.MonthLocator(bymonth=(1, 4, 7, 10)))
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%y-%m"))
-        ax.tick_params(labelsize=8)
-        ax.set_xlim(x[0] - pd.Timedelta(days=12), x[-1] + pd.Timedelta(days=12))
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
-    handles = {}
-    for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(lab, h)
-    if handles:
-        fig.legend(
-            list(handles.values()),
-            list(handles.keys()),
-            loc="upper right",
-            fontsize=9,
-            frameon=False,
-        )
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    return fig
 
 
 def furthest_from_target(table: pd.DataFrame) -> pd.Series | None:

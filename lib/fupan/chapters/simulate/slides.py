@@ -1,8 +1,8 @@
-"""What chapter 4's slides say: one method of :class:`Deck` per slide.
+"""What chapter 4's slides say: one method of :class:`ScenarioSlides` per slide.
 
-:func:`chapter` prices the scenarios file (or says why it could not); :class:`Deck` turns
-the result into each slide's title, finding, tiles, table and notes, in the run's language,
-quoting the computed numbers. The notebook shows them; the charts are in
+:func:`chapter` prices the scenarios file (or says why it could not);
+:class:`ScenarioSlides` turns the result into each slide's title, finding, tiles, table and
+notes, in the run's language, quoting the computed numbers. The notebook shows them; the charts are in
 :mod:`fupan.report.plots.simulate`.
 """
 
@@ -113,7 +113,7 @@ def chapter(ds: Dataset) -> Chapter:
     return Chapter(path, default, list(scen), labels, res, error)
 
 
-class Deck:
+class ScenarioSlides:
     """Chapter 4's slides in one language.
 
     Parameters

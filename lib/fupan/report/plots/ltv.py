@@ -1,6 +1,6 @@
 """Chapter 3's charts (notebook 03): the model check, CLV by tier, the loss and the value at risk.
 
-Each draws a frame a :class:`fupan.chapters.clv.slides.Deck` slide returned (``slide.chart``)
+Each draws a frame a :class:`fupan.chapters.clv.slides.ValuationSlides` slide returned (``slide.chart``)
 on ``ax`` when given, else on a new figure, and returns the axes. Groups arrive labelled
 (column ``label``); words come from the locale, numbers are only formatted here.
 """

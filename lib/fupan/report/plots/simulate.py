@@ -127,7 +127,7 @@ def plot_sensitivity(
     Parameters
     ----------
     sens : ``SimulationResult.sensitivity`` in the order to draw, bottom up
-        (:meth:`fupan.chapters.simulate.slides.Deck.sensitivity` orders it).
+        (:meth:`fupan.chapters.simulate.slides.ScenarioSlides.sensitivity` orders it).
     effect_range : the effect multipliers (``simulation.sensitivity``).
     """
     t = i18n.t
@@ -242,7 +242,7 @@ def plot_effects(
     Parameters
     ----------
     effects : ``label, hr, low, high`` in the order to draw, bottom up
-        (:meth:`fupan.chapters.simulate.slides.Deck.method`).
+        (:meth:`fupan.chapters.simulate.slides.ScenarioSlides.method`).
     """
     t = i18n.t
     ax = charts.axes(
