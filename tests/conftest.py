@@ -153,6 +153,25 @@ def installed_review(tmp_path_factory: pytest.TempPathFactory):
     return installed.install_and_review(ROOT, tmp_path_factory.mktemp("wheel"))
 
 
+# session-scoped, and defined here once: a module-scoped browser would tie the tests that
+# read the session's review, the installed wheel's review and the tiny deck into one group
+# on one worker (the groups below); a worker that needs Chromium starts its own (about a
+# second). A second definition (a module importing this fixture) would start a second
+# Playwright in the same thread, which Playwright refuses.
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium through Playwright, for the deck checks."""
+    from chromium import ARGS, CHROMIUM
+
+    if not CHROMIUM:
+        pytest.skip("Debian chromium is not installed (make browser-deps installs it as root)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
 def assign_by_frame(frame: pd.DataFrame, rules: list) -> pd.Series:
     """segments.assign_rules as first written (the reference its replacement must equal): a frame of masks reduced row by row."""
     masks = pd.DataFrame(

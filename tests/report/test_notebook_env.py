@@ -170,7 +170,13 @@ class Keep(logging.Handler):
 logging.getLogger("matplotlib").addHandler(Keep())
 from fupan.report import charts
 if sys.argv[1] == "mplfonts-only":
+    # a machine without Debian's CJK fonts: matplotlib's own scan of the system folders
+    # (3.11 lists every face of a .ttc) must not find them either
+    from matplotlib import font_manager
     charts.SYSTEM_CJK_DIRS = ()
+    font_manager.fontManager.ttflist = [
+        f for f in font_manager.fontManager.ttflist if "CJK" not in f.name
+    ]
 charts.setup()
 fig, ax = charts.new("流失率 churn rate", "月份", "客户")
 fig.suptitle("年度复盘 review", fontweight="bold")

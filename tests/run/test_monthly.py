@@ -318,7 +318,7 @@ def test_incomplete_month_run_alerts_incomplete_not_churn(tmp_path, browser):
 
 
 try:  # the same browser checks as the annual deck
-    from test_browser import browser, check_deck  # noqa: F401
+    from test_browser import check_deck
 except ImportError:  # pragma: no cover - test_browser is part of the suite
     pass
 
